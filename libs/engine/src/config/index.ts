@@ -1,0 +1,2 @@
+// Public surface of the config domain: list exports by name.
+export {};

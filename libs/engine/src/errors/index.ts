@@ -1,0 +1,2 @@
+export { MonocoreError, isMonocoreError } from './monocore-error.js';
+export { ErrorCodes, type ErrorCode } from './codes.js';

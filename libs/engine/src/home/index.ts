@@ -1,0 +1,1 @@
+export { MonocoreHome } from './monocore-home.js';

@@ -1,0 +1,42 @@
+import { homedir } from 'node:os';
+import { join, resolve } from 'node:path';
+
+/**
+ * The on-disk layout of one host's state (`MONOCORE_HOME`, default ~/.monocore).
+ * Every module asks this class for paths instead of joining strings itself, so
+ * the tree below is the single source of truth:
+ *
+ *   oci/blobs/sha256/<hex>          content-addressed blobs (layers, configs, manifests)
+ *   oci/ingest/<key>/               in-flight downloads (resumable, never read as complete)
+ *   oci/images/<image-key>.json     image records: reference -> manifest digest, config, layers
+ *   rootfs/images/<digest-hex>/     unpacked read-only rootfs, one per image (by manifest digest)
+ *   services/<name>/                per-service writable layer and VM files
+ *   run/                            pid files, sockets of running VMs
+ *   log/<name>.stdout.log …         service logs
+ *   kernel/                         guest kernel and initramfs cache
+ *   tmp/                            scratch space on the same filesystem (atomic renames)
+ */
+export class MonocoreHome {
+  readonly root: string;
+
+  constructor(root: string = MonocoreHome.defaultRoot()) {
+    this.root = resolve(root);
+  }
+
+  static defaultRoot(env: NodeJS.ProcessEnv = process.env): string {
+    return env.MONOCORE_HOME && env.MONOCORE_HOME.length > 0 ? env.MONOCORE_HOME : join(homedir(), '.monocore');
+  }
+
+  get ociDir(): string { return join(this.root, 'oci'); }
+  get blobsDir(): string { return join(this.root, 'oci', 'blobs'); }
+  get ingestDir(): string { return join(this.root, 'oci', 'ingest'); }
+  get imagesDir(): string { return join(this.root, 'oci', 'images'); }
+  get imageRootfsDir(): string { return join(this.root, 'rootfs', 'images'); }
+  get servicesDir(): string { return join(this.root, 'services'); }
+  get runDir(): string { return join(this.root, 'run'); }
+  get logDir(): string { return join(this.root, 'log'); }
+  get kernelDir(): string { return join(this.root, 'kernel'); }
+  get tmpDir(): string { return join(this.root, 'tmp'); }
+
+  serviceDir(name: string): string { return join(this.servicesDir, name); }
+}

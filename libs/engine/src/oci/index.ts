@@ -1,0 +1,2 @@
+// Public surface of the oci domain: list exports by name.
+export {};

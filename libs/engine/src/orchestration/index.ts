@@ -1,0 +1,2 @@
+// Public surface of the orchestration domain: list exports by name.
+export {};

@@ -1,0 +1,2 @@
+// Public surface of the plan domain: list exports by name.
+export {};

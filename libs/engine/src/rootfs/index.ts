@@ -1,0 +1,2 @@
+// Public surface of the rootfs domain: list exports by name.
+export {};

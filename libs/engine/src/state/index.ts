@@ -1,0 +1,2 @@
+// Public surface of the state domain: list exports by name.
+export {};

@@ -1,0 +1,2 @@
+// Public surface of the vm domain: list exports by name.
+export {};
