@@ -1,3 +1,15 @@
 #!/usr/bin/env node
+// The `monocore` (alias `mc`) command. Each subcommand lives in its own file
+// under commands/ and registers itself on the program; this file only wires them.
+import { Command } from 'commander';
 import { VERSION } from '@monocore/engine';
-process.stdout.write(`monocore ${VERSION}\n`);
+import { registerCommands } from './commands/index.js';
+import { runCli } from './run-cli.js';
+
+const program = new Command('monocore')
+  .description('Secure microVM provisioning and orchestration for untrusted code')
+  .version(VERSION, '-V, --version', 'print the monocore version')
+  .showHelpAfterError('(run with --help for usage)');
+
+registerCommands(program);
+await runCli(program, process.argv);

@@ -1,0 +1,27 @@
+import { CommanderError, type Command } from 'commander';
+import { isMonocoreError } from '@monocore/engine';
+import { ExitCode } from './exit-codes.js';
+
+/**
+ * Parses argv and maps failures to exit codes: commander usage errors → 2,
+ * MonocoreError → its command's choice (default 1), anything else → 70.
+ */
+export async function runCli(program: Command, argv: string[]): Promise<void> {
+  program.exitOverride();
+  try {
+    await program.parseAsync(argv);
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // --help and --version end through here with exit code 0.
+      process.exitCode = err.exitCode === 0 ? ExitCode.Ok : ExitCode.Usage;
+      return;
+    }
+    if (isMonocoreError(err)) {
+      process.stderr.write(`error: ${err.message}\n`);
+      process.exitCode = err.code === 'MC_USAGE' ? ExitCode.Usage : ExitCode.Failure;
+      return;
+    }
+    process.stderr.write(`internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.exitCode = ExitCode.Internal;
+  }
+}
