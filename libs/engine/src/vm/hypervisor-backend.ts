@@ -1,0 +1,32 @@
+import type { VmExit, VmSpec } from './vm-spec.js';
+
+/** Result of probing a backend on this host: usable, or the reason it is not. */
+export type BackendAvailability =
+  | { available: true; accel: string; detail?: string }
+  | { available: false; reason: string };
+
+/** A booted (or booting) VM owned by this process. */
+export interface VmHandle {
+  readonly id: string;
+  /** Host pid of the hypervisor (or of the child process that became the VM). */
+  readonly pid: number;
+  /** Resolves when the guest reports its command has started; rejects if it ends first. */
+  readonly started: Promise<void>;
+  /** Resolves exactly once, when the VM is gone (never rejects). */
+  wait(): Promise<VmExit>;
+  /** Graceful stop (SIGTERM to the guest command), then kill after timeoutMs. Idempotent. */
+  stop(options?: { timeoutMs?: number }): Promise<VmExit>;
+  /** Immediate kill. Idempotent. */
+  kill(): Promise<VmExit>;
+}
+
+/**
+ * One interface, several implementations (qemu-backend.ts, libkrun-backend.ts).
+ * A backend that cannot run here says why from available() instead of throwing
+ * at import time.
+ */
+export interface HypervisorBackend {
+  readonly name: 'qemu' | 'libkrun';
+  available(): Promise<BackendAvailability>;
+  start(spec: VmSpec): Promise<VmHandle>;
+}

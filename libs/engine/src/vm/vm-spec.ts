@@ -1,0 +1,64 @@
+/**
+ * Everything a hypervisor backend needs to boot one service. Built by the
+ * orchestration layer (or `monocore run`, or `MicroVm.builder()`) from a
+ * resolved service, its image and its group; backends never read config files.
+ *
+ * (Owned by the VM domain; extend it as the backends need, keeping it
+ * backend-neutral.)
+ */
+export interface VmSpec {
+  /** Unique, path/DNS-safe id of this VM instance (e.g. the service name). */
+  id: string;
+  /** Host directory of the image's unpacked root filesystem (read-only, shared by services). */
+  rootfs: string;
+  /** Program to execute (absolute path in the guest, or a name looked up in PATH). */
+  command: string;
+  /** Arguments, passed exactly as given (no shell). */
+  args: string[];
+  /** Environment as KEY=value strings, in order; later entries win. */
+  env: string[];
+  /** Guest working directory (default "/"). */
+  workdir?: string;
+  /** Guest hostname (default: id). */
+  hostname?: string;
+  cpus: number;
+  /** Guest RAM in MiB. */
+  ramMib: number;
+  /** Host directories shared read-write into the guest. */
+  volumes: Array<{ host: string; guest: string; readOnly?: boolean }>;
+  /** TCP ports forwarded from the host's loopback (or bindAddress) into the guest. */
+  ports: Array<{ host: number; guest: number; bindAddress?: string }>;
+  /** Per-service state directory (writable layer, sockets, console log); created if missing. */
+  stateDir: string;
+  /** Network attachment; 'none' gives the guest loopback only. */
+  network: VmNetwork;
+  /** Where the guest command's stdout/stderr go (kept separate, no kernel/init noise). */
+  stdout?: NodeJS.WritableStream;
+  stderr?: NodeJS.WritableStream;
+  /** Kill the guest if it has not reported its command started within this time. */
+  bootTimeoutMs?: number;
+}
+
+export type VmNetwork =
+  | { mode: 'none' }
+  | {
+      /** Member of a group network: an isolated L2 segment shared only by the group's VMs. */
+      mode: 'group';
+      group: string;
+      /** Guest address in CIDR form, e.g. "10.88.0.2/24" (private to the segment, never routed on the host). */
+      address: string;
+      /** Other members, name -> address, written to the guest's /etc/hosts. */
+      peers: Record<string, string>;
+      /** When true the guest gets no route out of the segment. */
+      localOnly: boolean;
+    };
+
+/** How a VM ended. */
+export interface VmExit {
+  /** The guest command's exit code (128+N when killed by signal N), or null when it never ran. */
+  exitCode: number | null;
+  /** Why it ended: the command exited, we stopped it, the watchdog fired, or the hypervisor died. */
+  reason: 'exited' | 'stopped' | 'killed' | 'boot-timeout' | 'hypervisor-error';
+  /** Human-readable detail, e.g. the console tail on a boot failure. */
+  detail?: string;
+}
