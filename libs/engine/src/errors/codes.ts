@@ -24,6 +24,22 @@ export const ErrorCodes = {
   MC_CONFIG_FILE_NOT_FOUND: code(400, false, 'the configuration file does not exist or cannot be read'),
 
   // --- oci (MC_OCI_*) ---------------------------------------------------------
+  MC_OCI_UNAUTHORIZED: code(401, false, 'the registry refused the credentials (or anonymous access) for this repository'),
+  MC_OCI_MANIFEST_NOT_FOUND: code(404, false, 'the registry has no manifest for this reference (tag or digest)'),
+  MC_OCI_BLOB_NOT_FOUND: code(404, false, 'the registry has no blob (layer or config) with this digest'),
+  MC_OCI_DIGEST_MISMATCH: code(502, false, 'downloaded or imported content does not hash to its digest; nothing was stored'),
+  MC_OCI_SIZE_MISMATCH: code(502, false, 'downloaded or imported content does not have the size its descriptor declares'),
+  MC_OCI_UNSUPPORTED_MEDIA_TYPE: code(415, false, 'a manifest, config or layer has a media type monocore cannot use'),
+  MC_OCI_INVALID_MANIFEST: code(502, false, 'a manifest, index or image config is not valid JSON of the expected shape'),
+  MC_OCI_NO_MATCHING_PLATFORM: code(404, false, 'the image index has no entry for the requested platform (details.available lists them)'),
+  MC_OCI_INVALID_PLATFORM: code(400, false, 'a platform string is not "os/arch[/variant]"'),
+  MC_OCI_REGISTRY_UNREACHABLE: code(503, true, 'the registry could not be reached (connection refused, DNS, TLS or timeout)'),
+  MC_OCI_TOO_MANY_RETRIES: code(503, true, 'the registry kept failing (5xx, 429 or dropped connections) after every retry'),
+  MC_OCI_REGISTRY_ERROR: code(502, false, 'the registry answered with an unexpected status or malformed response'),
+  MC_OCI_INSECURE_REGISTRY: code(400, false, 'plain HTTP to a non-loopback registry was refused (configure it as insecure to allow)'),
+  MC_OCI_STORE_BUSY: code(503, true, 'another process held the content-store lock for a blob for too long'),
+  MC_OCI_IMAGE_NOT_FOUND: code(404, false, 'no local image matches this reference or digest'),
+  MC_OCI_INVALID_LAYOUT: code(400, false, 'an OCI image layout directory or oci-archive is malformed (details name the file)'),
 
   // --- rootfs (MC_ROOTFS_*) ---------------------------------------------------
 
