@@ -19,11 +19,23 @@ export const ErrorCodes = {
   MC_USAGE: code(400, false, 'a command-line usage error'),
   MC_NOT_IMPLEMENTED: code(501, false, 'the feature is not implemented yet'),
 
+  // --- api (MC_API_*) ----------------------------------------------------------
+  MC_API_BAD_REQUEST: code(400, false, 'the request body, query or path parameters are invalid (see details.issues)'),
+  MC_API_UNAUTHORIZED: code(401, false, 'a bearer token is required and was missing or wrong'),
+  MC_API_NOT_FOUND: code(404, false, 'no such route'),
+  MC_API_BODY_TOO_LARGE: code(413, false, 'the request body is larger than the configured limit'),
+  MC_API_VOLUME_NOT_ALLOWED: code(400, false, 'a host volume path in a REST body lies outside the allowed roots'),
+  MC_API_UNREACHABLE: code(503, true, 'the CLI cannot reach the monocore API (is `monocore serve` running?)'),
+  MC_API_WAIT_TIMEOUT: code(504, true, 'waiting for a deployment (wait=true) timed out; it is still running'),
+  MC_API_REDIS_UNAVAILABLE: code(503, true, 'Redis is not reachable from the API'),
+
   // --- config (MC_CONFIG_*) ---------------------------------------------------
   MC_CONFIG_INVALID: code(400, false, 'the configuration has one or more problems (see details.issues)'),
   MC_CONFIG_FILE_NOT_FOUND: code(400, false, 'the configuration file does not exist or cannot be read'),
+  MC_PLAN_UNKNOWN_SELECTION: code(404, false, 'a plan selected a service or group the configuration does not define'),
 
   // --- oci (MC_OCI_*) ---------------------------------------------------------
+  MC_OCI_INVALID_REFERENCE: code(400, false, 'an image reference does not parse (registry, repository, tag or digest)'),
   MC_OCI_UNAUTHORIZED: code(401, false, 'the registry refused the credentials (or anonymous access) for this repository'),
   MC_OCI_MANIFEST_NOT_FOUND: code(404, false, 'the registry has no manifest for this reference (tag or digest)'),
   MC_OCI_BLOB_NOT_FOUND: code(404, false, 'the registry has no blob (layer or config) with this digest'),
