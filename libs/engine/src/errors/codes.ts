@@ -58,6 +58,17 @@ export const ErrorCodes = {
   // --- vm (MC_VM_*) -----------------------------------------------------------
 
   // --- orchestration and state (MC_ORCH_*, MC_STATE_*) -------------------------
+  MC_ORCH_NO_HOSTS: code(503, true, 'no worker host is registered (start monocore-worker or monocore serve)'),
+  MC_ORCH_NO_CAPACITY: code(503, true, 'no registered host has enough free cpus/ram for a service or group; details name it'),
+  MC_ORCH_TIMEOUT: code(504, true, 'waiting for a deployment timed out; the deployment goes on'),
+  MC_ORCH_DEPLOYMENT_NOT_FOUND: code(404, false, 'no deployment with this id is recorded'),
+  MC_ORCH_UNKNOWN_SERVICE: code(404, false, 'no service with this name is recorded in Redis'),
+  MC_ORCH_BAD_JOB: code(500, false, 'a queued job payload failed validation when a worker dequeued it'),
+  MC_ORCH_BOOT_FAILED: code(500, true, 'a service failed to boot (its VM could not start or exited before reporting started)'),
+  MC_ORCH_DEPENDENCY_FAILED: code(424, false, 'a dependency failed or is blocked, so this service was not started (status blocked)'),
+  MC_ORCH_NO_IMAGE: code(400, false, 'a service has no base image and the worker backend needs one'),
+  MC_STATE_INVALID_TRANSITION: code(409, false, 'a service state change not allowed by the state machine; names both states'),
+  MC_STATE_FENCED: code(409, false, 'a host acted on a service it no longer owns (stale lease or epoch); the action was refused'),
 } as const satisfies Record<string, CodeInfo>;
 
 export type ErrorCode = keyof typeof ErrorCodes;
