@@ -1,2 +1,2 @@
 // Public surface of the plan domain: list exports by name.
-export {};
+export { planServices, type PlanSelection, type ServicePlan } from './plan-services.js';

@@ -1,0 +1,85 @@
+import { z } from 'zod';
+import { isMonocoreError } from '../errors/index.js';
+import { parseImageReference } from '../oci/image-reference.js';
+import { parseEnvVar } from './env-var.js';
+import { ConfigLimits } from './limits.js';
+import { ENTRY_NAME_PATTERN, NAME_PATTERN, checkName } from './names.js';
+import { parsePortMapping } from './port-mapping.js';
+import { checkPath, parseVolumeMapping } from './volume-mapping.js';
+
+/**
+ * Leaf schemas shared by ServiceSchema and GroupSchema. Each leaf stays a plain
+ * string/number in the output (no transforms), so the same schema serves as
+ * TOML model, REST body and JSON Schema; the parsed forms come from resolveService.
+ */
+
+const boundedString = () =>
+  z.string().max(ConfigLimits.maxStringLength, `must be at most ${ConfigLimits.maxStringLength} characters`);
+
+export const boundedList = <T extends z.ZodType>(item: T) =>
+  z.array(item).max(ConfigLimits.maxListLength, `must have at most ${ConfigLimits.maxListLength} entries`);
+
+function fromChecker(check: (s: string) => string | undefined) {
+  return (value: string, ctx: z.RefinementCtx) => {
+    const problem = check(value);
+    if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem });
+  };
+}
+
+/** Service and group names (DNS labels). */
+export const NameSchema = z.string().superRefine(fromChecker((s) => checkName(s, NAME_PATTERN)));
+/** Group volume and group env names. */
+export const EntryNameSchema = z.string().superRefine(fromChecker((s) => checkName(s, ENTRY_NAME_PATTERN)));
+
+export const ImageReferenceStringSchema = z.string().superRefine(
+  fromChecker((s) => {
+    try {
+      parseImageReference(s);
+      return undefined;
+    } catch (err) {
+      if (isMonocoreError(err)) return err.message;
+      throw err;
+    }
+  }),
+);
+
+export const PortSchema = z.string().superRefine(
+  fromChecker((s) => {
+    const r = parsePortMapping(s);
+    return r.ok ? undefined : r.error;
+  }),
+);
+
+export const VolumeSchema = z.string().superRefine(
+  fromChecker((s) => {
+    const r = parseVolumeMapping(s);
+    return r.ok ? undefined : r.error;
+  }),
+);
+
+/** group_volumes[].path: the host side may be relative to the group volume's base path. */
+export const GroupVolumeMountSchema = z.string().superRefine(
+  fromChecker((s) => {
+    const r = parseVolumeMapping(s, { relativeHost: true });
+    return r.ok ? undefined : r.error;
+  }),
+);
+
+export const AbsolutePathSchema = boundedString().superRefine(fromChecker((s) => checkPath(s, 'path')));
+
+export const EnvSchema = boundedString().superRefine(
+  fromChecker((s) => {
+    const r = parseEnvVar(s);
+    return r.ok ? undefined : r.error;
+  }),
+);
+
+export const intInRange = (min: number, max: number) =>
+  z.number().superRefine((n, ctx) => {
+    if (!Number.isInteger(n) || n < min || n > max) {
+      ctx.addIssue({ code: 'custom', message: `must be an integer in ${min}..${max}, got ${n}` });
+    }
+  });
+
+export const CommandSchema = boundedString().min(1, 'must not be empty');
+export const ArgSchema = boundedString();
