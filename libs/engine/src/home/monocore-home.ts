@@ -9,6 +9,7 @@ import { join, resolve } from 'node:path';
  *   oci/blobs/sha256/<hex>          content-addressed blobs (layers, configs, manifests)
  *   oci/ingest/<key>/               in-flight downloads (resumable, never read as complete)
  *   oci/images/<image-key>.json     image records: reference -> manifest digest, config, layers
+ *   oci/leases/<pid>-<id>.json      digests an in-flight pull needs (prune keeps them)
  *   rootfs/images/<digest-hex>/     unpacked read-only rootfs, one per image (by manifest digest)
  *   services/<name>/                per-service writable layer and VM files
  *   run/                            pid files, sockets of running VMs
@@ -31,6 +32,8 @@ export class MonocoreHome {
   get blobsDir(): string { return join(this.root, 'oci', 'blobs'); }
   get ingestDir(): string { return join(this.root, 'oci', 'ingest'); }
   get imagesDir(): string { return join(this.root, 'oci', 'images'); }
+  /** Leases of in-flight pulls: blobs they name are kept by `image prune`. */
+  get leasesDir(): string { return join(this.root, 'oci', 'leases'); }
   get imageRootfsDir(): string { return join(this.root, 'rootfs', 'images'); }
   get servicesDir(): string { return join(this.root, 'services'); }
   get runDir(): string { return join(this.root, 'run'); }
