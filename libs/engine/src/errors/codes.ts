@@ -33,10 +33,8 @@ export const ErrorCodes = {
   MC_CONFIG_INVALID: code(400, false, 'the configuration has one or more problems (see details.issues)'),
   MC_CONFIG_FILE_NOT_FOUND: code(400, false, 'the configuration file does not exist or cannot be read'),
   MC_PLAN_UNKNOWN_SELECTION: code(404, false, 'a plan selected a service or group the configuration does not define'),
-  MC_PLAN_UNKNOWN_SELECTION: code(404, false, 'a plan selected a service or group the configuration does not define'),
 
   // --- oci (MC_OCI_*) ---------------------------------------------------------
-  MC_OCI_INVALID_REFERENCE: code(400, false, 'an image reference does not parse (registry, repository, tag or digest)'),
   MC_OCI_INVALID_REFERENCE: code(400, false, 'an image reference does not parse (registry, repository, tag or digest)'),
   MC_OCI_UNAUTHORIZED: code(401, false, 'the registry refused the credentials (or anonymous access) for this repository'),
   MC_OCI_MANIFEST_NOT_FOUND: code(404, false, 'the registry has no manifest for this reference (tag or digest)'),
