@@ -1,6 +1,8 @@
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import type { ServiceStatusName } from '../state/service-state.js';
+import type { ServiceStatus, StateEvent } from '../state/service-record.js';
+
+export type { ServiceStatus, StateEvent };
 
 /**
  * The typed contract between the REST layer (apps/api, the CLI's embedded mode)
@@ -80,50 +82,6 @@ export interface DownResult {
   /** Services in stop order (dependents first). */
   order: string[];
   services: ServiceStatus[];
-}
-
-/** One service as seen through Redis. */
-export interface ServiceStatus {
-  name: string;
-  group?: string;
-  /** Actual state. */
-  status: ServiceStatusName;
-  /** Desired state: what the last up/down asked for. */
-  desired: 'running' | 'stopped';
-  host?: string;
-  pid?: number;
-  /** Boot attempts in the current deployment. */
-  attempts: number;
-  /** Restarts after unexpected exits since the last deployment. */
-  restarts: number;
-  startedAt?: string;
-  exitCode?: number;
-  /** failed(reason) */
-  reason?: string;
-  /** blocked(by) */
-  blockedBy?: string;
-  lastError?: string;
-  cpuPercent?: number;
-  memoryBytes?: number;
-  deploymentId?: string;
-  configHash?: string;
-  image?: string;
-  updatedAt?: string;
-}
-
-/** One entry of the `{monocore}:events` stream. */
-export interface StateEvent {
-  /** Redis stream id; pass it back as `since` to resume. */
-  id: string;
-  time: string;
-  /** 'transition' for state changes; 'deployment' for request-level events; 'host' for host (un)registration. */
-  kind: 'transition' | 'deployment' | 'host';
-  service?: string;
-  from?: ServiceStatusName;
-  to?: ServiceStatusName;
-  host?: string;
-  deploymentId?: string;
-  detail?: string;
 }
 
 export interface EventsOptions {

@@ -1,0 +1,38 @@
+/**
+ * Every Redis key monocore's own state uses, built in one place. All keys carry
+ * the `{monocore}` hash tag, so with Redis Cluster they share one slot with the
+ * BullMQ queues (prefix `{monocore}` too) and Lua scripts may touch several.
+ *
+ *   {monocore}:services                  set of service names with state
+ *   {monocore}:service:<name>            hash: desired + actual state of one service
+ *   {monocore}:events                    capped stream of every state change
+ *   {monocore}:lease:<name>              "<host>:<epoch>" with a TTL: who may run the service (fencing)
+ *   {monocore}:hosts                     set of host ids ever registered (pruned when reaped)
+ *   {monocore}:host:<id>                 hash: host info (cpus, ram, backends, free capacity)
+ *   {monocore}:host:<id>:alive           heartbeat key with a TTL
+ *   {monocore}:host:<id>:alloc           hash: service -> "cpus:ramMib" placed on the host
+ *   {monocore}:deployment:<id>           hash: one up/down/remove request
+ *   {monocore}:logs:<name>:<stream>      capped stream of a service's output lines
+ *   {monocore}:lock:<name>               short mutual-exclusion locks (placement, reaping)
+ */
+export const HASH_TAG = '{monocore}';
+
+export const Keys = {
+  services: (): string => `${HASH_TAG}:services`,
+  service: (name: string): string => `${HASH_TAG}:service:${name}`,
+  events: (): string => `${HASH_TAG}:events`,
+  lease: (name: string): string => `${HASH_TAG}:lease:${name}`,
+  hosts: (): string => `${HASH_TAG}:hosts`,
+  host: (id: string): string => `${HASH_TAG}:host:${id}`,
+  hostAlive: (id: string): string => `${HASH_TAG}:host:${id}:alive`,
+  hostAlloc: (id: string): string => `${HASH_TAG}:host:${id}:alloc`,
+  deployment: (id: string): string => `${HASH_TAG}:deployment:${id}`,
+  logs: (name: string, stream: 'stdout' | 'stderr'): string => `${HASH_TAG}:logs:${name}:${stream}`,
+  lock: (name: string): string => `${HASH_TAG}:lock:${name}`,
+} as const;
+
+/** Approximate caps (XADD MAXLEN ~) of the capped streams. */
+export const STREAM_CAPS = {
+  events: 10_000,
+  logLines: 5_000,
+} as const;
