@@ -6,3 +6,19 @@ export {
   DEFAULT_TAG,
   MAX_IMAGE_NAME_LENGTH,
 } from './image-reference.js';
+export { MediaTypes, MANIFEST_ACCEPT, LAYER_TYPES } from './media-types.js';
+export { isDigest, sha256Digest, digestHex } from './digest.js';
+export { parseManifest, parseImageConfig, runtimeConfig } from './manifest.js';
+export type { Descriptor, ImageManifest, ImageIndex, ImageConfig, RuntimeConfig, ParsedManifest } from './manifest.js';
+export { hostPlatform, parsePlatform, formatPlatform, platformMatches, selectPlatform } from './platform.js';
+export type { Platform } from './platform.js';
+export type { ContentStore, IngestWriter, BlobInfo, EnsureBlobOptions } from './content-store.js';
+export { LocalContentStore } from './local-content-store.js';
+export { RegistryClient, parseWwwAuthenticate, isLoopbackHost } from './registry-client.js';
+export type { RegistryClientOptions, RepositoryRef, ManifestResponse, ManifestHead, BlobFetchOptions } from './registry-client.js';
+export { defaultCredentialsResolver, dockerConfigCredentials, envCredentials, normalizeRegistryHost } from './registry-credentials.js';
+export type { RegistryCredentials, CredentialsResolver } from './registry-credentials.js';
+export { ImageStore, ImageRecordSchema } from './image-store.js';
+export type { ImageRecord, PruneResult, PruneOptions } from './image-store.js';
+export { pullImage, resolvePlatform, defaultRegistryClient, closeDefaultRegistryClient } from './pull-image.js';
+export type { PullImageOptions, PulledImage, PullProgress, EnsureImageRootfsInput } from './pull-image.js';

@@ -1,0 +1,246 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdir, readdir, readFile, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { z } from 'zod';
+import { MonocoreError } from '../errors/index.js';
+import type { MonocoreHome } from '../home/index.js';
+import { isDigest } from './digest.js';
+import { parseImageReference } from './image-reference.js';
+import { LocalContentStore } from './local-content-store.js';
+
+/**
+ * Image records: which manifest a reference resolved to for a platform, with the
+ * config and layers needed to boot it without reading blobs again. One JSON file
+ * per (reference, platform) under oci/images/, written atomically.
+ */
+export const ImageRecordSchema = z.object({
+  /** Normalised reference, e.g. docker.io/library/alpine:latest (or name@sha256:...). */
+  reference: z.string(),
+  /** "os/arch[/variant]". */
+  platform: z.string(),
+  /** What the reference resolved to: an index (multi-platform) or the manifest itself. */
+  digest: z.string(),
+  /** The platform's image manifest: the image id (its rootfs is keyed by it). */
+  manifestDigest: z.string(),
+  manifestMediaType: z.string(),
+  configDigest: z.string(),
+  config: z.object({
+    env: z.array(z.string()),
+    entrypoint: z.array(z.string()),
+    cmd: z.array(z.string()),
+    workingDir: z.string().optional(),
+    user: z.string().optional(),
+  }),
+  layers: z.array(z.object({ digest: z.string(), mediaType: z.string(), size: z.number() })),
+  /** Sum of the (compressed) layer sizes. */
+  size: z.number(),
+  rootfs: z.string(),
+  /** Every blob the record keeps alive (manifest(s), config, layers). */
+  blobs: z.array(z.string()),
+  created: z.string().optional(),
+  pulledAt: z.string(),
+  source: z.enum(['registry', 'import']),
+});
+export type ImageRecord = z.infer<typeof ImageRecordSchema>;
+
+export interface PruneResult {
+  removedBlobs: string[];
+  removedRootfs: string[];
+  freedBytes: number;
+}
+
+export interface PruneOptions {
+  /** Removes one image rootfs directory by image id (supplied by the rootfs domain). */
+  removeRootfs?: (imageId: string) => Promise<void>;
+  /** Lists image ids that have a rootfs on disk (supplied by the rootfs domain). */
+  listRootfs?: () => Promise<string[]>;
+}
+
+function recordKey(reference: string, platform: string): string {
+  return createHash('sha256').update(`${reference}\n${platform}`).digest('hex');
+}
+
+export class ImageStore {
+  private readonly dir: string;
+  private readonly leasesDir: string;
+
+  constructor(readonly home: MonocoreHome) {
+    this.dir = home.imagesDir;
+    this.leasesDir = home.leasesDir;
+  }
+
+  async put(record: ImageRecord): Promise<void> {
+    ImageRecordSchema.parse(record);
+    await mkdir(this.dir, { recursive: true });
+    const file = join(this.dir, `${recordKey(record.reference, record.platform)}.json`);
+    const tmp = `${file}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
+    await writeFile(tmp, `${JSON.stringify(record, null, 2)}\n`, { mode: 0o644 });
+    await rename(tmp, file);
+  }
+
+  /** The record for exactly this normalised reference and platform. */
+  async find(reference: string, platform: string): Promise<ImageRecord | undefined> {
+    return this.readRecord(join(this.dir, `${recordKey(reference, platform)}.json`));
+  }
+
+  private async readRecord(file: string): Promise<ImageRecord | undefined> {
+    let raw: string;
+    try {
+      raw = await readFile(file, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw err;
+    }
+    const r = ImageRecordSchema.safeParse(JSON.parse(raw));
+    // A record we cannot read is treated as absent (a pull rewrites it); never thrown at list time.
+    return r.success ? r.data : undefined;
+  }
+
+  async list(): Promise<ImageRecord[]> {
+    let names: string[];
+    try {
+      names = await readdir(this.dir);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw err;
+    }
+    const out: ImageRecord[] = [];
+    for (const n of names.filter((x) => /^[a-f0-9]{64}\.json$/.test(x))) {
+      const r = await this.readRecord(join(this.dir, n)).catch(() => undefined);
+      if (r) out.push(r);
+    }
+    return out.sort((a, b) => a.reference.localeCompare(b.reference) || a.platform.localeCompare(b.platform));
+  }
+
+  /**
+   * Records matching `query`: a reference (normalised like a pull: "alpine" is
+   * docker.io/library/alpine:latest), a manifest or index digest, or a hex prefix
+   * of at least 6 characters of one. `platform` narrows the result.
+   */
+  async get(query: string, platform?: string): Promise<ImageRecord[]> {
+    const all = await this.list();
+    const byPlatform = (r: ImageRecord) => platform === undefined || r.platform === platform;
+    const hex = query.startsWith('sha256:') ? query.slice(7) : query;
+    if (/^[a-f0-9]{6,64}$/.test(hex)) {
+      const hits = all.filter((r) => byPlatform(r) && (r.manifestDigest.slice(7).startsWith(hex) || r.digest.slice(7).startsWith(hex)));
+      if (hits.length > 0 || isDigest(query)) return hits;
+    }
+    let normalised: string;
+    try {
+      normalised = parseImageReference(query).toString();
+    } catch {
+      return [];
+    }
+    return all.filter((r) => byPlatform(r) && r.reference === normalised);
+  }
+
+  /** Like get(), but throws MC_OCI_IMAGE_NOT_FOUND when nothing matches. */
+  async require(query: string, platform?: string): Promise<ImageRecord[]> {
+    const hits = await this.get(query, platform);
+    if (hits.length === 0) {
+      throw new MonocoreError('MC_OCI_IMAGE_NOT_FOUND', `no local image matches "${query}"${platform ? ` for ${platform}` : ''} (see monocore image ls)`, {
+        query,
+        platform,
+      });
+    }
+    return hits;
+  }
+
+  /** Removes the records matching `query`; blobs and rootfs go at the next prune. */
+  async remove(query: string, platform?: string): Promise<ImageRecord[]> {
+    const hits = await this.require(query, platform);
+    for (const r of hits) await unlink(join(this.dir, `${recordKey(r.reference, r.platform)}.json`)).catch(() => undefined);
+    return hits;
+  }
+
+  // ---- leases: what in-flight pulls need ------------------------------------------
+
+  /** Declares that this process is about to use `digests`; prune keeps them until release. */
+  async lease(digests: string[]): Promise<{ release(): Promise<void> }> {
+    await mkdir(this.leasesDir, { recursive: true });
+    const file = join(this.leasesDir, `${process.pid}-${randomBytes(6).toString('hex')}.json`);
+    await writeFile(file, JSON.stringify({ pid: process.pid, host: hostname(), digests, at: new Date().toISOString() }));
+    return { release: () => unlink(file).catch(() => undefined) };
+  }
+
+  private async leasedDigests(): Promise<Set<string>> {
+    const out = new Set<string>();
+    let names: string[];
+    try {
+      names = await readdir(this.leasesDir);
+    } catch {
+      return out;
+    }
+    for (const n of names) {
+      const file = join(this.leasesDir, n);
+      try {
+        const lease = JSON.parse(await readFile(file, 'utf8')) as { pid?: number; host?: string; digests?: string[] };
+        const mine = lease.host === hostname();
+        const alive = typeof lease.pid === 'number' && (!mine || pidAlive(lease.pid));
+        if (!alive) {
+          await unlink(file).catch(() => undefined);
+          continue;
+        }
+        for (const d of lease.digests ?? []) out.add(d);
+      } catch {
+        // A lease being written right now: be conservative and keep going (its pull will also write a record).
+      }
+    }
+    return out;
+  }
+
+  /**
+   * Removes blobs, abandoned ingests and image rootfs directories that no image
+   * record and no in-flight pull (lease) references.
+   */
+  async prune(options: PruneOptions = {}): Promise<PruneResult> {
+    const records = await this.list();
+    const keep = await this.leasedDigests();
+    for (const r of records) {
+      for (const d of r.blobs) keep.add(d);
+      keep.add(r.manifestDigest);
+    }
+    const store = new LocalContentStore(this.home);
+    const removedBlobs: string[] = [];
+    let freedBytes = 0;
+    for (const b of await store.list()) {
+      if (keep.has(b.digest)) continue;
+      if (await store.delete(b.digest)) {
+        removedBlobs.push(b.digest);
+        freedBytes += b.size;
+      }
+    }
+    // Ingests nobody holds a lock on and nothing needs: partial downloads of pruned images.
+    try {
+      for (const hex of await readdir(this.home.ingestDir)) {
+        if (keep.has(`sha256:${hex}`)) continue;
+        const lock = await stat(join(this.home.ingestDir, hex, 'lock')).catch(() => undefined);
+        if (lock) continue;
+        const data = await stat(join(this.home.ingestDir, hex, 'data')).catch(() => undefined);
+        freedBytes += data?.size ?? 0;
+        await rm(join(this.home.ingestDir, hex), { recursive: true, force: true });
+      }
+    } catch {
+      // no ingest dir
+    }
+    const removedRootfs: string[] = [];
+    if (options.listRootfs && options.removeRootfs) {
+      for (const id of await options.listRootfs()) {
+        if (keep.has(id)) continue;
+        await options.removeRootfs(id);
+        removedRootfs.push(id);
+      }
+    }
+    return { removedBlobs, removedRootfs, freedBytes };
+  }
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}

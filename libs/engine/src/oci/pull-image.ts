@@ -1,0 +1,334 @@
+import { stat } from 'node:fs/promises';
+import { MonocoreError, isMonocoreError } from '../errors/index.js';
+import type { MonocoreHome } from '../home/index.js';
+import { parseImageReference, type ImageReference } from './image-reference.js';
+import { ImageStore, type ImageRecord } from './image-store.js';
+import { LocalContentStore } from './local-content-store.js';
+import { parseImageConfig, parseManifest, runtimeConfig, type Descriptor, type ImageManifest, type RuntimeConfig } from './manifest.js';
+import { formatPlatform, hostPlatform, parsePlatform, platformMatches, selectPlatform, type Platform } from './platform.js';
+import { RegistryClient } from './registry-client.js';
+
+/** Snapshot of a pull's progress; bytes are compressed layer bytes. */
+export interface PullProgress {
+  phase: 'resolving' | 'downloading' | 'unpacking' | 'done';
+  layers: Array<{ digest: string; done: number; total: number }>;
+  done: number;
+  total: number;
+}
+
+export interface PullImageOptions {
+  home: MonocoreHome;
+  /** "os/arch[/variant]" or a Platform; default: the host's (always linux). */
+  platform?: string | Platform;
+  onProgress?: (progress: PullProgress) => void;
+  signal?: AbortSignal;
+  /** Registry client to use (default: one shared client built from the environment). */
+  client?: RegistryClient;
+  /** Parallel layer downloads (default 3). */
+  concurrency?: number;
+}
+
+export interface PulledImage {
+  /** Normalised reference, e.g. docker.io/library/alpine:latest. */
+  reference: string;
+  /** The platform's image manifest digest (the image id). */
+  manifestDigest: string;
+  platform: string;
+  /** Host path of the unpacked read-only rootfs. */
+  rootfs: string;
+  config: RuntimeConfig;
+}
+
+/** The rootfs domain's unpacker contract (libs/engine/src/rootfs). */
+export interface EnsureImageRootfsInput {
+  home: MonocoreHome;
+  imageId: string;
+  layers: Array<{ digest: string; mediaType: string; size: number; path: string }>;
+  onProgress?: (progress: unknown) => void;
+}
+type EnsureImageRootfs = (input: EnsureImageRootfsInput) => Promise<{ rootfs: string }>;
+
+async function ensureImageRootfs(input: EnsureImageRootfsInput): Promise<{ rootfs: string }> {
+  // Resolved at call time while the rootfs domain lands in parallel (issue 3).
+  const mod = (await import('../rootfs/index.js')) as unknown as { ensureImageRootfs?: EnsureImageRootfs };
+  if (!mod.ensureImageRootfs) throw new MonocoreError('MC_NOT_IMPLEMENTED', 'rootfs unpacking (ensureImageRootfs) is not available in this build', {});
+  return mod.ensureImageRootfs(input);
+}
+
+let sharedClient: RegistryClient | undefined;
+
+/** The process-wide client (token cache shared by every pull). Built from the environment on first use. */
+export function defaultRegistryClient(): RegistryClient {
+  sharedClient ??= RegistryClient.fromEnv();
+  return sharedClient;
+}
+
+/** Closes the shared client's connections (CLI commands call this before exiting). */
+export async function closeDefaultRegistryClient(): Promise<void> {
+  const c = sharedClient;
+  sharedClient = undefined;
+  await c?.close();
+}
+
+interface Inflight {
+  promise: Promise<PulledImage>;
+  listeners: Set<(p: PullProgress) => void>;
+}
+
+/** Concurrent pulls of one image (same home, reference, platform) in this process share one pull. */
+const inflight = new Map<string, Inflight>();
+
+export function resolvePlatform(p: string | Platform | undefined): Platform {
+  if (p === undefined) return hostPlatform();
+  return typeof p === 'string' ? parsePlatform(p) : p;
+}
+
+/**
+ * Pulls an image into the local store and unpacks its rootfs. A warm pull (the
+ * reference still resolves to a recorded manifest whose rootfs exists) makes
+ * one HEAD manifest request — none for a digest reference — and returns.
+ */
+export async function pullImage(reference: string, options: PullImageOptions): Promise<PulledImage> {
+  const ref = parseImageReference(reference);
+  const platform = resolvePlatform(options.platform);
+  const key = `${options.home.root}\n${ref.toString()}\n${formatPlatform(platform)}`;
+  const existing = inflight.get(key);
+  if (existing) {
+    const l = options.onProgress;
+    if (l) existing.listeners.add(l);
+    try {
+      return await existing.promise;
+    } finally {
+      if (l) existing.listeners.delete(l);
+    }
+  }
+  const listeners = new Set<(p: PullProgress) => void>();
+  if (options.onProgress) listeners.add(options.onProgress);
+  const emit = (p: PullProgress) => {
+    for (const l of listeners) {
+      try {
+        l(p);
+      } catch {
+        // A failing progress listener must not fail the pull.
+      }
+    }
+  };
+  const promise = doPull(ref, platform, options, emit);
+  inflight.set(key, { promise, listeners });
+  try {
+    return await promise;
+  } finally {
+    inflight.delete(key);
+  }
+}
+
+async function exists(path: string): Promise<boolean> {
+  return stat(path).then(
+    () => true,
+    () => false,
+  );
+}
+
+function pulledFrom(r: ImageRecord): PulledImage {
+  return { reference: r.reference, manifestDigest: r.manifestDigest, platform: r.platform, rootfs: r.rootfs, config: r.config };
+}
+
+async function doPull(ref: ImageReference, platform: Platform, options: PullImageOptions, emit: (p: PullProgress) => void): Promise<PulledImage> {
+  const { home, signal } = options;
+  const client = options.client ?? defaultRegistryClient();
+  const images = new ImageStore(home);
+  const blobs = new LocalContentStore(home);
+  const platformStr = formatPlatform(platform);
+  const reference = ref.toString();
+  const repo = { registry: ref.registry, repository: ref.repository };
+
+  emit({ phase: 'resolving', layers: [], done: 0, total: 0 });
+  const record = await images.find(reference, platformStr);
+  let topDigest = ref.digest;
+  if (record && topDigest !== undefined && record.digest === topDigest && (await exists(record.rootfs))) return pulledFrom(record);
+  if (topDigest === undefined) {
+    topDigest = (await client.headManifest(repo, ref.tag ?? 'latest', signal)).digest;
+    if (record && record.digest === topDigest && (await exists(record.rootfs))) {
+      emit(doneProgress(record));
+      return pulledFrom(record);
+    }
+  }
+
+  // Cold (or changed) image: resolve the manifest for our platform.
+  const top = await getManifestCached(client, blobs, repo, topDigest, signal);
+  let manifestDigest = topDigest;
+  let manifestMediaType = top.mediaType;
+  let manifest: ImageManifest;
+  const kept = [topDigest];
+  if (top.parsed.kind === 'index') {
+    const desc = selectPlatform(top.parsed.index.manifests, platform, `${reference}`);
+    const m = await getManifestCached(client, blobs, repo, desc.digest, signal);
+    if (m.parsed.kind !== 'manifest') {
+      throw new MonocoreError('MC_OCI_UNSUPPORTED_MEDIA_TYPE', `${reference}: index entry ${desc.digest} is a nested index, not an image manifest`, {
+        digest: desc.digest,
+      });
+    }
+    manifestDigest = desc.digest;
+    manifestMediaType = m.mediaType;
+    manifest = m.parsed.manifest;
+    kept.push(desc.digest);
+  } else {
+    manifest = top.parsed.manifest;
+  }
+
+  // Config: small, fetched into memory and verified.
+  let configBytes: Buffer;
+  if (await blobs.info(manifest.config.digest)) {
+    configBytes = await blobs.read(manifest.config.digest);
+  } else {
+    configBytes = await client.getBlobBytes(repo, manifest.config, signal);
+    await blobs.put(manifest.config.digest, configBytes, manifest.config.size);
+  }
+  const config = parseImageConfig(configBytes, `${reference} config ${manifest.config.digest}`);
+  if (config.os && config.architecture) {
+    const actual: Platform = { os: config.os, architecture: config.architecture };
+    if (config.variant) actual.variant = config.variant;
+    if (!platformMatches(platform, actual)) {
+      throw new MonocoreError(
+        'MC_OCI_NO_MATCHING_PLATFORM',
+        `${reference}: the image is for ${formatPlatform(actual)}, not ${platformStr}; available: ${formatPlatform(actual)} (choose it with --platform)`,
+        { wanted: platformStr, available: [formatPlatform(actual)] },
+      );
+    }
+  }
+  kept.push(manifest.config.digest);
+
+  const lease = await images.lease([...kept, ...manifest.layers.map((l) => l.digest)]);
+  try {
+    const layers = await downloadLayers(client, blobs, repo, manifest.layers, options, emit);
+    emit({ ...progressOf(layers, manifest.layers), phase: 'unpacking' });
+    const { rootfs } = await ensureImageRootfs({
+      home,
+      imageId: manifestDigest,
+      layers: manifest.layers.map((l) => ({ digest: l.digest, mediaType: l.mediaType, size: l.size, path: blobs.path(l.digest) })),
+    });
+    const rec: ImageRecord = {
+      reference,
+      platform: platformStr,
+      digest: topDigest,
+      manifestDigest,
+      manifestMediaType,
+      configDigest: manifest.config.digest,
+      config: runtimeConfig(config),
+      layers: manifest.layers.map((l) => ({ digest: l.digest, mediaType: l.mediaType, size: l.size })),
+      size: manifest.layers.reduce((a, l) => a + l.size, 0),
+      rootfs,
+      blobs: [...new Set([...kept, ...manifest.layers.map((l) => l.digest)])],
+      pulledAt: new Date().toISOString(),
+      source: 'registry',
+    };
+    const created = (config as { created?: unknown }).created;
+    if (typeof created === 'string') rec.created = created;
+    await images.put(rec);
+    emit(doneProgress(rec));
+    return pulledFrom(rec);
+  } finally {
+    await lease.release();
+  }
+}
+
+function doneProgress(r: ImageRecord): PullProgress {
+  const layers = r.layers.map((l) => ({ digest: l.digest, done: l.size, total: l.size }));
+  const total = layers.reduce((a, l) => a + l.total, 0);
+  return { phase: 'done', layers, done: total, total };
+}
+
+function progressOf(done: Map<string, number>, layers: Descriptor[]): PullProgress {
+  const ls = layers.map((l) => ({ digest: l.digest, done: Math.min(done.get(l.digest) ?? 0, l.size), total: l.size }));
+  return { phase: 'downloading', layers: ls, done: ls.reduce((a, l) => a + l.done, 0), total: ls.reduce((a, l) => a + l.total, 0) };
+}
+
+async function getManifestCached(
+  client: RegistryClient,
+  blobs: LocalContentStore,
+  repo: { registry: string; repository: string },
+  digest: string,
+  signal: AbortSignal | undefined,
+): Promise<{ mediaType: string; parsed: ReturnType<typeof parseManifest> }> {
+  const what = `manifest ${repo.registry}/${repo.repository}@${digest}`;
+  let bytes: Buffer;
+  let contentType: string | undefined;
+  if (await blobs.info(digest)) {
+    bytes = await blobs.read(digest);
+  } else {
+    const m = await client.getManifest(repo, digest, signal);
+    bytes = m.bytes;
+    contentType = m.mediaType;
+    await blobs.put(digest, bytes);
+  }
+  const parsed = parseManifest(bytes, contentType, what);
+  return { mediaType: parsed.mediaType, parsed };
+}
+
+/** Downloads missing layers, at most `concurrency` at a time; returns bytes done per digest. */
+async function downloadLayers(
+  client: RegistryClient,
+  blobs: LocalContentStore,
+  repo: { registry: string; repository: string },
+  layers: Descriptor[],
+  options: PullImageOptions,
+  emit: (p: PullProgress) => void,
+): Promise<Map<string, number>> {
+  const done = new Map<string, number>();
+  let lastEmit = 0;
+  const report = (force: boolean) => {
+    const now = Date.now();
+    if (!force && now - lastEmit < 100) return;
+    lastEmit = now;
+    emit(progressOf(done, layers));
+  };
+  const unique = [...new Map(layers.map((l) => [l.digest, l])).values()];
+  for (const l of unique) if (await blobs.info(l.digest)) done.set(l.digest, l.size);
+  report(true);
+  const queue = unique.filter((l) => !done.has(l.digest));
+  const workers = Array.from({ length: Math.max(1, Math.min(options.concurrency ?? 3, queue.length)) }, async () => {
+    for (let l = queue.shift(); l; l = queue.shift()) {
+      await downloadLayer(client, blobs, repo, l, options.signal, (n) => {
+        done.set(l.digest, n);
+        report(false);
+      });
+      done.set(l.digest, l.size);
+      report(true);
+    }
+  });
+  const results = await Promise.allSettled(workers);
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
+  return done;
+}
+
+async function downloadLayer(
+  client: RegistryClient,
+  blobs: LocalContentStore,
+  repo: { registry: string; repository: string },
+  layer: Descriptor,
+  signal: AbortSignal | undefined,
+  onBytes: (n: number) => void,
+): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    let resumedFrom = 0;
+    try {
+      await blobs.ensure(
+        layer.digest,
+        layer.size,
+        async (writer) => {
+          resumedFrom = writer.offset;
+          if (writer.offset > 0) onBytes(writer.offset);
+          await client.fetchBlob(repo, layer, writer, { ...(signal ? { signal } : {}), onBytes });
+        },
+        { ...(signal ? { signal } : {}), onWaitProgress: onBytes },
+      );
+      return;
+    } catch (err) {
+      // Bytes kept from an earlier, interrupted run may be what is wrong: the bad
+      // ingest was deleted by the failed commit, so one fresh download can help.
+      if (attempt === 1 && resumedFrom > 0 && isMonocoreError(err, 'MC_OCI_DIGEST_MISMATCH')) continue;
+      throw err;
+    }
+  }
+}
