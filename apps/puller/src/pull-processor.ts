@@ -1,0 +1,85 @@
+import type { Job } from 'bullmq';
+import { UnrecoverableError } from 'bullmq';
+import {
+  PullJobDataSchema,
+  isMonocoreError,
+  pullImage,
+  type MonocoreHome,
+  type PullJobResult,
+  type PullProgress,
+  type RegistryClient,
+} from '@monocore/engine';
+
+/** What a pull job reports through job.progress (bytes are compressed layer bytes). */
+export interface PullJobProgress {
+  phase: PullProgress['phase'];
+  layers: Array<{ digest: string; done: number; total: number }>;
+  done: number;
+  total: number;
+}
+
+export interface PullProcessorOptions {
+  home: MonocoreHome;
+  client?: RegistryClient;
+  /** Minimum interval between job.updateProgress calls (default 250 ms). */
+  progressIntervalMs?: number;
+}
+
+/**
+ * Builds the BullMQ processor for one host's pull queue. Jobs for the same image
+ * on this host coalesce: pullImage keeps one in-flight pull per (home, reference,
+ * platform) and fans its progress out to every job waiting on it, and the content
+ * store's cross-process lock makes a second puller process wait for the first.
+ *
+ * Failures: a MonocoreError whose code is not retryable (unauthorized, not found,
+ * digest mismatch, unsupported media type, no matching platform...) becomes an
+ * UnrecoverableError so BullMQ does not retry it; anything else is rethrown and
+ * retried with the attempts/backoff the producer set.
+ */
+export function createPullProcessor(options: PullProcessorOptions): (job: Job) => Promise<PullJobResult> {
+  const interval = options.progressIntervalMs ?? 250;
+  return async (job: Job): Promise<PullJobResult> => {
+    const parsed = PullJobDataSchema.safeParse(job.data);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0];
+      throw new UnrecoverableError(`MC_USAGE: invalid pull job data: ${issue ? `${issue.path.join('.') || '(root)'}: ${issue.message}` : 'invalid'}`);
+    }
+    const data = parsed.data;
+    let last = 0;
+    let pending: PullJobProgress | undefined;
+    let updating: Promise<unknown> = Promise.resolve();
+    const push = (p: PullJobProgress) => {
+      pending = p;
+      updating = updating.then(async () => {
+        const next = pending;
+        pending = undefined;
+        if (next) await job.updateProgress(next as unknown as object).catch(() => undefined);
+      });
+    };
+    try {
+      const pulled = await pullImage(data.image, {
+        home: options.home,
+        ...(data.platform ? { platform: data.platform } : {}),
+        ...(options.client ? { client: options.client } : {}),
+        onProgress: (p) => {
+          const now = Date.now();
+          if (p.phase === 'downloading' && now - last < interval) return;
+          last = now;
+          push({ phase: p.phase, layers: p.layers, done: p.done, total: p.total });
+        },
+      });
+      await updating;
+      return { reference: pulled.reference, manifestDigest: pulled.manifestDigest, rootfs: pulled.rootfs };
+    } catch (err) {
+      await updating;
+      if (isMonocoreError(err)) {
+        const message = `${err.code}: ${err.message}`;
+        if (!err.retryable) throw new UnrecoverableError(message);
+        const e = new Error(message, { cause: err });
+        e.name = err.code;
+        throw e;
+      }
+      throw err;
+    }
+  };
+}
