@@ -26,7 +26,6 @@ export const ErrorCodes = {
   MC_API_BODY_TOO_LARGE: code(413, false, 'the request body is larger than the configured limit'),
   MC_API_VOLUME_NOT_ALLOWED: code(400, false, 'a host volume path in a REST body lies outside the allowed roots'),
   MC_API_UNREACHABLE: code(503, true, 'the CLI cannot reach the monocore API (is `monocore serve` running?)'),
-  MC_API_WAIT_TIMEOUT: code(504, true, 'waiting for a deployment (wait=true) timed out; it is still running'),
   MC_API_REDIS_UNAVAILABLE: code(503, true, 'Redis is not reachable from the API'),
 
   // --- config (MC_CONFIG_*) ---------------------------------------------------

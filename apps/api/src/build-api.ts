@@ -1,0 +1,112 @@
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import fastifySwaggerUi from '@fastify/swagger-ui';
+import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import type { Queue } from 'bullmq';
+import { MonocoreError } from '@monocore/engine';
+import type { OrchestratorApi } from './orchestrator-port.js';
+import { authHook } from './plugins/auth.js';
+import { registerBullBoard, type BullBoardControl } from './plugins/bull-board.js';
+import { installErrorHandler } from './plugins/error-handler.js';
+import { registerOpenApi } from './plugins/openapi.js';
+import { downRoutes } from './routes/down.js';
+import type { RouteDeps } from './routes/deps.js';
+import { eventsRoutes } from './routes/events.js';
+import { healthRoutes } from './routes/healthz.js';
+import { logsRoutes } from './routes/logs.js';
+import { statusRoutes } from './routes/status.js';
+import { upRoutes } from './routes/up.js';
+import { validateConfigBody } from './validate-config.js';
+import { VolumePolicy } from './volume-policy.js';
+
+export interface BuildApiOptions {
+  orchestrator: OrchestratorApi;
+  /** Queues shown in Bull Board at /admin/queues (more can be set later through `app.bullBoard`). */
+  queues?: readonly Queue[];
+  /** Re-lists the queues when the dashboard is used (startApi scans Redis for new ones). */
+  discoverQueues?: () => Promise<readonly Queue[]>;
+  /** When set, every route except /healthz requires `Authorization: Bearer <token>`. */
+  auth?: { token: string };
+  /** Host paths REST bodies may mount as volumes (default: none, so REST bodies with host volumes are rejected). */
+  allowedVolumeRoots?: string[];
+  /** A pino logger (recommended), true for Fastify's default, false/undefined for none. */
+  logger?: FastifyBaseLogger | boolean;
+  /** Readiness probe for /healthz (startApi pings Redis). Default: always healthy. */
+  healthCheck?: () => Promise<void>;
+  /** Largest accepted request body, bytes. Default 1 MiB (a 1000-service config is ~300 KiB). */
+  bodyLimit?: number;
+  /** Upper bound for wait=true, ms. Default 10 minutes. */
+  maxWaitMs?: number;
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Change the queues Bull Board lists. */
+    bullBoard: BullBoardControl;
+  }
+}
+
+export const DEFAULT_BODY_LIMIT = 1024 * 1024;
+
+/**
+ * Builds the Fastify app (not listening). Routes are thin: parse, call the
+ * orchestrator, map the result; errors are mapped once in plugins/error-handler.
+ */
+export async function buildApi(options: BuildApiOptions): Promise<FastifyInstance> {
+  if (options.auth && options.auth.token.length < 16) {
+    throw new MonocoreError('MC_USAGE', 'the API token must be at least 16 characters (MONOCORE_API_TOKEN)');
+  }
+  const logger = options.logger;
+  const app = Fastify({
+    ...(logger === undefined || typeof logger === 'boolean' ? { logger: logger ?? false } : { loggerInstance: logger }),
+    bodyLimit: options.bodyLimit ?? DEFAULT_BODY_LIMIT,
+    // Parameters, never stack traces, go to the client; keep ids short for logs.
+    requestIdHeader: false,
+    return503OnClosing: true,
+    forceCloseConnections: true,
+  }).withTypeProvider<ZodTypeProvider>();
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
+  installErrorHandler(app);
+
+  const token = options.auth?.token;
+  const checkToken = token !== undefined ? authHook({ token }) : undefined;
+  app.setNotFoundHandler(
+    checkToken ? { preHandler: checkToken } : {},
+    async (request) => {
+      throw new MonocoreError('MC_API_NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0]} (see GET /openapi.json)`);
+    },
+  );
+
+  await registerOpenApi(app, token !== undefined);
+
+  const deps: RouteDeps = {
+    orchestrator: options.orchestrator,
+    volumePolicy: new VolumePolicy(options.allowedVolumeRoots ?? []),
+    validateConfig: validateConfigBody,
+    maxWaitMs: options.maxWaitMs ?? 10 * 60_000,
+  };
+
+  // Unauthenticated: health only.
+  await app.register(healthRoutes, { healthCheck: options.healthCheck ?? (async () => undefined) });
+
+  // Everything else sits in one encapsulated scope behind the token.
+  await app.register(async (scope) => {
+    if (checkToken) scope.addHook('onRequest', checkToken);
+    await scope.register(upRoutes, deps);
+    await scope.register(downRoutes, deps);
+    await scope.register(statusRoutes, deps);
+    await scope.register(logsRoutes, deps);
+    await scope.register(eventsRoutes, deps);
+    scope.get('/openapi.json', { schema: { hide: true, response: { 200: z.unknown() } } }, async () => app.swagger());
+    await scope.register(fastifySwaggerUi, { routePrefix: '/docs' });
+  });
+
+  const control = await registerBullBoard(app, {
+    queues: options.queues ?? [],
+    token,
+    ...(options.discoverQueues ? { discover: options.discoverQueues } : {}),
+  });
+  app.decorate('bullBoard', control);
+  return app;
+}

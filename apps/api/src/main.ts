@@ -1,0 +1,59 @@
+#!/usr/bin/env node
+// monocore-api: the REST API on its own (for horizontal scaling; `monocore serve`
+// runs it together with a worker and a puller).
+//   MONOCORE_REDIS_URL         Redis to use (required)
+//   MONOCORE_API_HOST          default 127.0.0.1; a non-loopback address needs a token
+//   MONOCORE_API_PORT          default 3456
+//   MONOCORE_API_TOKEN         bearer token required on every route but /healthz
+//   MONOCORE_API_VOLUME_ROOTS  host paths REST bodies may mount (":" or "," separated; default none)
+//   MONOCORE_LOG_LEVEL         pino level (default info), JSON to stdout
+import { pino } from 'pino';
+import { isMonocoreError } from '@monocore/engine';
+import { startApi, DEFAULT_API_HOST, DEFAULT_API_PORT } from './start-api.js';
+import { VolumePolicy } from './volume-policy.js';
+
+const env = process.env;
+const logger = pino({ name: 'monocore-api', level: env.MONOCORE_LOG_LEVEL ?? 'info' });
+
+async function main(): Promise<void> {
+  const redisUrl = env.MONOCORE_REDIS_URL;
+  if (!redisUrl) {
+    process.stderr.write('monocore-api: MONOCORE_REDIS_URL is required (e.g. redis://127.0.0.1:6379)\n');
+    process.exit(2);
+  }
+  const port = env.MONOCORE_API_PORT ? Number(env.MONOCORE_API_PORT) : DEFAULT_API_PORT;
+  if (!Number.isInteger(port) || port < 0 || port > 65535) {
+    process.stderr.write(`monocore-api: MONOCORE_API_PORT must be a port number, got "${env.MONOCORE_API_PORT}"\n`);
+    process.exit(2);
+  }
+  const api = await startApi({
+    redisUrl,
+    host: env.MONOCORE_API_HOST ?? DEFAULT_API_HOST,
+    port,
+    ...(env.MONOCORE_API_TOKEN ? { token: env.MONOCORE_API_TOKEN } : {}),
+    allowedVolumeRoots: VolumePolicy.fromEnv(env.MONOCORE_API_VOLUME_ROOTS).roots,
+    logger,
+  });
+  logger.info({ url: api.url }, 'monocore API listening');
+  const stop = (signal: string): void => {
+    logger.info({ signal }, 'shutting down');
+    api.close().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        logger.error({ err }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.once('SIGINT', () => stop('SIGINT'));
+  process.once('SIGTERM', () => stop('SIGTERM'));
+}
+
+main().catch((err: unknown) => {
+  if (isMonocoreError(err)) {
+    process.stderr.write(`monocore-api: ${err.message}\n`);
+    process.exit(err.code === 'MC_USAGE' ? 2 : 1);
+  }
+  logger.fatal({ err }, 'monocore-api failed to start');
+  process.exit(70);
+});

@@ -1,0 +1,53 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { MonocoreError } from '@monocore/engine';
+
+/**
+ * Bearer-token check. Both sides are hashed to a fixed length first so the
+ * comparison is constant-time whatever the lengths (timingSafeEqual needs
+ * equal lengths, and an early length check would leak the token's length).
+ *
+ * Browsers cannot add an Authorization header to a page load, so for the
+ * dashboard and the docs UI HTTP Basic is accepted too (any user name, the
+ * token as password); 401 answers say so in WWW-Authenticate.
+ */
+export interface AuthOptions {
+  token: string;
+}
+
+const digest = (value: string): Buffer => createHash('sha256').update(value, 'utf8').digest();
+
+export function tokenMatches(expected: string, presented: string | undefined): boolean {
+  if (presented === undefined) return false;
+  return timingSafeEqual(digest(expected), digest(presented));
+}
+
+/** The credential in an Authorization header: `Bearer <token>` or `Basic base64(user:token)`. */
+export function presentedToken(header: string | undefined): string | undefined {
+  if (!header) return undefined;
+  const space = header.indexOf(' ');
+  if (space < 0) return undefined;
+  const scheme = header.slice(0, space).toLowerCase();
+  const value = header.slice(space + 1).trim();
+  if (scheme === 'bearer') return value;
+  if (scheme === 'basic') {
+    const decoded = Buffer.from(value, 'base64').toString('utf8');
+    const colon = decoded.indexOf(':');
+    return colon < 0 ? undefined : decoded.slice(colon + 1);
+  }
+  return undefined;
+}
+
+/** An onRequest hook that rejects requests without the token (MC_API_UNAUTHORIZED, 401). */
+export function authHook(options: AuthOptions) {
+  return async function checkToken(request: FastifyRequest, reply: FastifyReply): Promise<void> {
+    if (tokenMatches(options.token, presentedToken(request.headers.authorization))) return;
+    void reply.header('www-authenticate', 'Bearer realm="monocore", Basic realm="monocore"');
+    throw new MonocoreError(
+      'MC_API_UNAUTHORIZED',
+      request.headers.authorization
+        ? 'the bearer token is wrong (set MONOCORE_API_TOKEN to the token the API was started with)'
+        : 'this API requires a bearer token: send "Authorization: Bearer <token>" (MONOCORE_API_TOKEN)',
+    );
+  };
+}

@@ -1,0 +1,12 @@
+import type { OrchestratorApi } from '../orchestrator-port.js';
+import type { VolumePolicy } from '../volume-policy.js';
+
+/** What every route plugin receives from buildApi. */
+export interface RouteDeps {
+  orchestrator: OrchestratorApi;
+  volumePolicy: VolumePolicy;
+  /** Throws MC_CONFIG_INVALID listing every issue. */
+  validateConfig: (config: unknown) => void;
+  /** Upper bound for wait=true (and the default when no timeout is given), ms. */
+  maxWaitMs: number;
+}

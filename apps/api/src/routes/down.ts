@@ -1,0 +1,39 @@
+import { z } from 'zod';
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { errorResponses, QueryBool, SelectionSchema } from '../schemas/common.js';
+import { DownResultSchema } from '../schemas/service-status.js';
+import type { RouteDeps } from './deps.js';
+
+const WaitQuerySchema = z.strictObject({
+  wait: QueryBool.optional().describe('answer only when every selected service has stopped'),
+  timeout: z.coerce.number().int().min(1).max(3600).optional().describe('with wait=true: seconds to wait at most'),
+});
+
+/** POST /down and POST /remove share the selection body: `{}`, `{group}` or `{services}`. */
+export const downRoutes: FastifyPluginAsyncZod<RouteDeps> = async (app, deps) => {
+  for (const action of ['down', 'remove'] as const) {
+    app.post(
+      `/${action}`,
+      {
+        schema: {
+          summary: action === 'down' ? 'Stop services (dependents first)' : 'Stop services if needed, then delete their writable layer and state',
+          description:
+            'Body: {} or no body for every service, {"group": "name"} for one group, {"services": ["a", "b"]} for named services. ' +
+            'Answers 202 with the stop order at once, or 200 once stopped with wait=true.',
+          tags: ['services'],
+          querystring: WaitQuerySchema,
+          body: SelectionSchema.optional(),
+          response: { 200: DownResultSchema, 202: DownResultSchema, ...errorResponses, 504: errorResponses[500] },
+        },
+      },
+      async (request, reply) => {
+        const selection = request.body ?? {};
+        const wait = request.query.wait === true;
+        const timeoutMs = Math.min(request.query.timeout !== undefined ? request.query.timeout * 1000 : deps.maxWaitMs, deps.maxWaitMs);
+        const options = { ...selection, wait, ...(wait ? { timeoutMs } : {}) };
+        const result = action === 'down' ? await deps.orchestrator.down(options) : await deps.orchestrator.remove(options);
+        return reply.code(wait ? 200 : 202).send(result);
+      },
+    );
+  }
+};
