@@ -42,4 +42,8 @@ export class MonocoreHome {
   get tmpDir(): string { return join(this.root, 'tmp'); }
 
   serviceDir(name: string): string { return join(this.servicesDir, name); }
+  /** Written (0600) by `monocore serve`: the local CLI's credential, trusted like a local config file (apps/api). */
+  get apiLocalTokenPath(): string { return join(this.root, 'run', 'api-local.token'); }
+  /** Redis data of the Redis `monocore serve` embeds when no MONOCORE_REDIS_URL is given. */
+  get embeddedRedisDir(): string { return join(this.root, 'redis'); }
 }
