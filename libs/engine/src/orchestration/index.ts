@@ -1,7 +1,29 @@
 // Public surface of the orchestration domain: list exports by name.
-export { QUEUE_PREFIX, QueueNames, PullJobDataSchema } from './queues.js';
-export type { PullJobData, PullJobResult } from './queues.js';
-export { Orchestrator, DEFAULT_JOB_TUNING } from './orchestrator.js';
+export {
+  QUEUE_PREFIX,
+  QueueNames,
+  JobIds,
+  PullJobDataSchema,
+  StartJobDataSchema,
+  StopJobDataSchema,
+  GateJobDataSchema,
+  DeployJobDataSchema,
+} from './queues.js';
+export type {
+  PullJobData,
+  PullJobResult,
+  StartJobData,
+  StartJobResult,
+  StopJobData,
+  GateJobData,
+  DeployJobData,
+} from './queues.js';
+export { Orchestrator, DEFAULT_JOB_TUNING, newDeploymentId } from './orchestrator.js';
+export { shapeDag, buildFlowTree, countFlowJobs } from './flow-builder.js';
+export type { DagShape, FlowNode } from './flow-builder.js';
+export { placeServices } from './placement.js';
+export type { PlacementRequest } from './placement.js';
+export { configHash, stableStringify } from './config-hash.js';
 export type {
   OrchestratorApi,
   OrchestratorOptions,

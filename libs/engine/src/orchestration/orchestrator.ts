@@ -1,6 +1,17 @@
+import { randomBytes } from 'node:crypto';
+import { FlowProducer, type FlowJob } from 'bullmq';
 import { Redis } from 'ioredis';
 import { pino, type Logger } from 'pino';
+import { validateConfig, resolveService, type ResolvedService } from '../config/index.js';
 import { MonocoreError } from '../errors/index.js';
+import { planServices } from '../plan/index.js';
+import { HostRegistry, type HostCapacity } from '../state/host-registry.js';
+import { Keys } from '../state/keys.js';
+import { LIVE_STATUSES, SETTLED_UP_STATUSES } from '../state/service-state.js';
+import { toServiceStatus, type ServiceRecord } from '../state/service-record.js';
+import { StateStore } from '../state/state-store.js';
+import { configHash } from './config-hash.js';
+import { buildFlowTree, shapeDag, type FlowNode } from './flow-builder.js';
 import type {
   DeploymentOutcome,
   DownOptions,
@@ -10,6 +21,7 @@ import type {
   LogsOptions,
   OrchestratorApi,
   OrchestratorOptions,
+  PlannedService,
   RemoveOptions,
   Selector,
   ServiceStatus,
@@ -17,6 +29,17 @@ import type {
   UpOptions,
   UpResult,
 } from './orchestrator-api.js';
+import { placeServices, type PlacementRequest } from './placement.js';
+import {
+  JobIds,
+  QUEUE_PREFIX,
+  QueueNames,
+  type DeployJobData,
+  type GateJobData,
+  type PullJobData,
+  type StartJobData,
+  type StopJobData,
+} from './queues.js';
 
 export const DEFAULT_JOB_TUNING: JobTuning = {
   startAttempts: 3,
@@ -26,62 +49,538 @@ export const DEFAULT_JOB_TUNING: JobTuning = {
   gatePollMs: 2000,
 };
 
+/** Jobs stay for the life of a request (FLOWS.md caveat), then age out. */
+const KEEP_COMPLETED = { age: 24 * 3600, count: 50_000 };
+const KEEP_FAILED = { age: 7 * 24 * 3600, count: 50_000 };
+
+export function newDeploymentId(): string {
+  return `d${Date.now().toString(36)}${randomBytes(4).toString('hex')}`;
+}
+
+const sleep = (ms: number, signal?: AbortSignal): Promise<void> =>
+  new Promise((resolve) => {
+    const t = setTimeout(done, ms);
+    function done(): void {
+      clearTimeout(t);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    }
+    signal?.addEventListener('abort', done, { once: true });
+  });
+
 /**
  * The engine API the REST layer calls: validates, plans, places and enqueues
- * flows; reads state, events and logs from Redis. Holds no state of its own.
+ * flows; reads state, events and logs from Redis. Holds no state of its own,
+ * so any number of API processes may use it side by side.
  */
 export class Orchestrator implements OrchestratorApi {
   readonly redis: Redis;
   readonly logger: Logger;
   readonly tuning: JobTuning;
+  readonly state: StateStore;
+  readonly hosts: HostRegistry;
   readonly #ownsConnection: boolean;
+  readonly #flows: FlowProducer;
+  readonly #blocking = new Set<Redis>();
+  #closed = false;
+  readonly #closeController = new AbortController();
 
   constructor(options: OrchestratorOptions) {
     if (options.connection) {
       this.redis = options.connection;
       this.#ownsConnection = false;
     } else if (options.redisUrl) {
-      // Producers fail fast while Redis is down instead of queueing commands in memory.
-      this.redis = new Redis(options.redisUrl, { maxRetriesPerRequest: 1, enableOfflineQueue: true });
+      // Keep retrying to reconnect after a Redis restart; fail each command after a few tries.
+      this.redis = new Redis(options.redisUrl, { maxRetriesPerRequest: 3 });
       this.#ownsConnection = true;
     } else {
       throw new MonocoreError('MC_USAGE', 'Orchestrator needs `connection` or `redisUrl`', {});
     }
     this.logger = options.logger ?? pino({ level: 'silent' });
     this.tuning = { ...DEFAULT_JOB_TUNING, ...options.jobs };
+    this.state = new StateStore(this.redis);
+    this.hosts = new HostRegistry(this.redis);
+    this.#flows = new FlowProducer({ connection: this.redis, prefix: QUEUE_PREFIX });
   }
 
-  async up(_config: unknown, _options: UpOptions = {}): Promise<UpResult> {
-    throw new MonocoreError('MC_NOT_IMPLEMENTED', 'Orchestrator.up is being implemented');
+  // --- up ----------------------------------------------------------------------
+
+  async up(input: unknown, options: UpOptions = {}): Promise<UpResult> {
+    const config = validateConfig(input);
+    const selection: { group?: string; services?: string[] } = {};
+    if (options.group !== undefined) selection.group = options.group;
+    if (options.services !== undefined) selection.services = options.services;
+    const plan = planServices(config, selection);
+    const level = new Map<string, number>();
+    plan.levels.forEach((names, i) => names.forEach((n) => level.set(n, i)));
+    const resolved = new Map<string, ResolvedService>(plan.selected.map((n) => [n, resolveService(config, n)]));
+    const hashes = new Map([...resolved].map(([n, r]) => [n, configHash(r as unknown as Record<string, unknown>)]));
+    const deploymentId = newDeploymentId();
+
+    const planned = await this.hosts.withLock('placement', 10_000, async () => {
+      const [records, allHosts] = await Promise.all([this.state.getMany(plan.order), this.hosts.list()]);
+      const alive = allHosts.filter((h) => h.alive);
+      const aliveIds = new Set(alive.map((h) => h.id));
+      // Capacity net of the services being placed now (they are re-placed).
+      const net: HostCapacity[] = alive.map((h) => {
+        let cpus = h.freeCpus;
+        let ram = h.freeRamMib;
+        for (const n of plan.order) {
+          const a = h.allocations[n];
+          if (a) {
+            cpus += a.cpus;
+            ram += a.ramMib;
+          }
+        }
+        return { ...h, freeCpus: cpus, freeRamMib: ram };
+      });
+      // A group already running (partly) somewhere stays there: its network is host-local.
+      const groupHosts = new Map<string, string>();
+      const selectedSet = new Set(plan.order);
+      for (const rec of await this.state.list()) {
+        if (selectedSet.has(rec.name) || !rec.group || !rec.host || !aliveIds.has(rec.host)) continue;
+        if (rec.desired === 'running' && LIVE_STATUSES.includes(rec.status)) groupHosts.set(rec.group, rec.host);
+      }
+      const requests: PlacementRequest[] = plan.order.map((n) => {
+        const r = resolved.get(n)!;
+        const rec = records.get(n);
+        const req: PlacementRequest = { name: n, cpus: r.cpus, ramMib: r.ram };
+        if (r.group) req.group = r.group;
+        if (rec?.host && aliveIds.has(rec.host)) req.currentHost = rec.host;
+        return req;
+      });
+      const placement = placeServices(requests, net, groupHosts);
+
+      const out: PlannedService[] = [];
+      const now = new Date().toISOString();
+      for (const n of plan.order) {
+        const r = resolved.get(n)!;
+        const rec = records.get(n);
+        const host = placement.get(n)!;
+        const hash = hashes.get(n)!;
+        const unchanged =
+          rec !== undefined &&
+          rec.status === 'running' &&
+          rec.host === host &&
+          rec.runningHash === hash;
+        const action: PlannedService['action'] = unchanged
+          ? 'unchanged'
+          : rec && rec.host === host && LIVE_STATUSES.includes(rec.status)
+            ? 'restart'
+            : 'start';
+        const epoch = rec ? (rec.host === host ? rec.epoch : rec.epoch + 1) : 1;
+        const fields: Record<string, string | number> = {
+          name: n,
+          group: r.group ?? '',
+          desired: 'running',
+          config: JSON.stringify(r),
+          config_hash: hash,
+          image: r.image ?? '',
+          depends_on: JSON.stringify(r.dependsOn),
+          cpus: r.cpus,
+          ram_mib: r.ram,
+          deployment_id: deploymentId,
+          host,
+          epoch,
+        };
+        if (action !== 'unchanged') fields.attempts = 0;
+        if (!rec) {
+          await this.redis
+            .multi()
+            .hset(Keys.service(n), { ...fields, status: 'pending', restarts: 0, updated_at: now })
+            .sadd(Keys.services(), n)
+            .exec();
+          await this.state.emit({ kind: 'transition', service: n, host, deploymentId, detail: 'created' });
+        } else {
+          if (rec.host && rec.host !== host) await this.hosts.release(rec.host, n);
+          const pipe = this.redis.multi().hset(Keys.service(n), fields).sadd(Keys.services(), n);
+          if (action !== 'unchanged') pipe.hset(Keys.service(n), 'restarts', 0);
+          await pipe.exec();
+          // A running service being changed stays `running` until its worker restarts it.
+          if (action === 'start' && rec.status !== 'pending') {
+            await this.state.tryTransition(n, { status: 'pending' }, { detail: `deployment ${deploymentId}` });
+          }
+        }
+        await this.hosts.allocate(host, n, r.cpus, r.ram);
+        const ps: PlannedService = {
+          name: n,
+          host,
+          level: level.get(n) ?? 0,
+          dependsOn: r.dependsOn,
+          action,
+          configHash: hash,
+        };
+        if (r.group) ps.group = r.group;
+        out.push(ps);
+      }
+      return out;
+    });
+
+    await this.redis.hset(Keys.deployment(deploymentId), {
+      id: deploymentId,
+      kind: 'up',
+      services: JSON.stringify(plan.order),
+      created_at: new Date().toISOString(),
+    });
+    const hostOf = new Map(planned.map((p) => [p.name, p.host]));
+    const epochs = await this.state.getMany(plan.order);
+    const flow = this.upFlow(deploymentId, plan.order, resolved, hostOf, new Map([...epochs].map(([n, r]) => [n, r.epoch])));
+    await this.#flows.add(flow);
+    await this.state.emit({ kind: 'deployment', deploymentId, detail: `up ${plan.order.length} services` });
+    this.logger.info({ deploymentId, services: plan.order.length }, 'up enqueued');
+
+    const services = options.wait
+      ? (await this.waitFor(deploymentId, { timeoutMs: options.timeoutMs })).services
+      : await this.status({ services: plan.order });
+    return { deploymentId, plan: planned, services };
   }
 
-  async down(_options: DownOptions = {}): Promise<DownResult> {
-    throw new MonocoreError('MC_NOT_IMPLEMENTED', 'Orchestrator.down is being implemented');
+  /** The flow of one up: request root → start jobs (deps as children, gates for extra edges, pull first). */
+  upFlow(
+    deploymentId: string,
+    order: readonly string[],
+    resolved: ReadonlyMap<string, ResolvedService>,
+    hostOf: ReadonlyMap<string, string>,
+    epochOf: ReadonlyMap<string, number>,
+  ): FlowJob {
+    const shape = shapeDag(order, (n) => resolved.get(n)?.dependsOn ?? []);
+    const t = this.tuning;
+    const tops = buildFlowTree(
+      shape,
+      (n, kids) => {
+        const host = hostOf.get(n)!;
+        const r = resolved.get(n)!;
+        if (r.image) {
+          const pull: PullJobData = { image: r.image, deploymentId, service: n };
+          kids.unshift({
+            name: 'pull',
+            queueName: QueueNames.pull(host),
+            data: pull,
+            opts: {
+              jobId: JobIds.pull(deploymentId, n),
+              attempts: t.pullAttempts,
+              backoff: { type: 'exponential', delay: t.pullBackoffMs },
+              ignoreDependencyOnFailure: true,
+              removeOnComplete: KEEP_COMPLETED,
+              removeOnFail: KEEP_FAILED,
+            },
+          });
+        }
+        const data: StartJobData = {
+          deploymentId,
+          service: n,
+          host,
+          epoch: epochOf.get(n) ?? 1,
+          awaitedBy: (shape.awaitedBy.get(n) ?? []).map((p) => JobIds.gate(deploymentId, p, n)),
+          pollDependencies: false,
+        };
+        return {
+          name: 'start',
+          queueName: QueueNames.host(host),
+          data,
+          opts: {
+            jobId: JobIds.start(deploymentId, n),
+            attempts: t.startAttempts,
+            backoff: { type: 'exponential', delay: t.startBackoffMs },
+            ignoreDependencyOnFailure: true,
+            removeOnComplete: KEEP_COMPLETED,
+            removeOnFail: KEEP_FAILED,
+          },
+          children: kids,
+        };
+      },
+      (parent, target) => this.gateNode(deploymentId, parent, target, 'started'),
+    );
+    const root: DeployJobData = { deploymentId, kind: 'up', services: [...order] };
+    return {
+      name: 'up',
+      queueName: QueueNames.deploy,
+      data: root,
+      opts: { jobId: deploymentId, removeOnComplete: KEEP_COMPLETED, removeOnFail: KEEP_FAILED },
+      children: tops as FlowJob[],
+    };
   }
 
-  async remove(_options: RemoveOptions = {}): Promise<DownResult> {
-    throw new MonocoreError('MC_NOT_IMPLEMENTED', 'Orchestrator.remove is being implemented');
+  gateNode(deploymentId: string, parent: string, target: string, condition: GateJobData['condition']): FlowNode {
+    const data: GateJobData = { deploymentId, parent, target, condition };
+    return {
+      name: 'await',
+      queueName: QueueNames.gate,
+      data,
+      opts: {
+        jobId: JobIds.gate(deploymentId, parent, target),
+        attempts: 1,
+        ignoreDependencyOnFailure: true,
+        removeOnComplete: KEEP_COMPLETED,
+        removeOnFail: KEEP_FAILED,
+      },
+    };
   }
 
-  async status(_selector: Selector = {}): Promise<ServiceStatus[]> {
-    throw new MonocoreError('MC_NOT_IMPLEMENTED', 'Orchestrator.status is being implemented');
+  // --- down / remove -------------------------------------------------------------
+
+  async down(options: DownOptions = {}): Promise<DownResult> {
+    return this.teardown('down', options);
   }
 
-  // eslint-disable-next-line require-yield
-  async *events(_options: EventsOptions = {}): AsyncIterable<StateEvent> {
-    throw new MonocoreError('MC_NOT_IMPLEMENTED', 'Orchestrator.events is being implemented');
+  async remove(options: RemoveOptions = {}): Promise<DownResult> {
+    return this.teardown('remove', options);
   }
 
-  // eslint-disable-next-line require-yield
-  async *logs(_service: string, _options: LogsOptions): AsyncIterable<string> {
-    throw new MonocoreError('MC_NOT_IMPLEMENTED', 'Orchestrator.logs is being implemented');
+  async select(selector: Selector): Promise<ServiceRecord[]> {
+    const all = await this.state.list();
+    if (selector.group === undefined && selector.services === undefined) return all;
+    const byName = new Map(all.map((r) => [r.name, r]));
+    const out = new Map<string, ServiceRecord>();
+    if (selector.group !== undefined) for (const r of all) if (r.group === selector.group) out.set(r.name, r);
+    for (const n of selector.services ?? []) {
+      const r = byName.get(n);
+      if (!r) throw new MonocoreError('MC_ORCH_UNKNOWN_SERVICE', `no service "${n}" is recorded`, { service: n });
+      out.set(n, r);
+    }
+    return [...out.values()].sort((a, b) => a.name.localeCompare(b.name));
   }
 
-  async waitFor(_deploymentId: string, _options: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<DeploymentOutcome> {
-    throw new MonocoreError('MC_NOT_IMPLEMENTED', 'Orchestrator.waitFor is being implemented');
+  async teardown(kind: 'down' | 'remove', options: DownOptions): Promise<DownResult> {
+    const records = await this.select(options);
+    const deploymentId = newDeploymentId();
+    const names = records.map((r) => r.name);
+    const selected = new Set(names);
+    // Edges of the stop flow: a service waits for its dependents (within the selection) to stop.
+    const dependents = new Map<string, string[]>(names.map((n) => [n, []]));
+    for (const r of records) for (const d of r.dependsOn) if (selected.has(d)) dependents.get(d)!.push(r.name);
+    const order = stopOrder(names, dependents);
+    const aliveIds = new Set((await this.hosts.alive()).map((h) => h.id));
+    const pipe = this.redis.multi();
+    for (const n of names) pipe.hset(Keys.service(n), 'desired', 'stopped');
+    await pipe.exec();
+    await this.redis.hset(Keys.deployment(deploymentId), {
+      id: deploymentId,
+      kind,
+      services: JSON.stringify(order),
+      created_at: new Date().toISOString(),
+    });
+    if (names.length > 0) {
+      const byName = new Map(records.map((r) => [r.name, r]));
+      const shape = shapeDag(names, (n) => dependents.get(n) ?? []);
+      const tops = buildFlowTree(
+        shape,
+        (n, kids) => {
+          const host = byName.get(n)?.host ?? '';
+          const data: StopJobData = {
+            deploymentId,
+            service: n,
+            host,
+            remove: kind === 'remove',
+            awaitedBy: (shape.awaitedBy.get(n) ?? []).map((p) => JobIds.gate(deploymentId, p, n)),
+          };
+          // A service whose host is gone is settled by any worker (there is no VM left to stop).
+          const queueName = host && aliveIds.has(host) ? QueueNames.host(host) : QueueNames.deploy;
+          return {
+            name: kind === 'remove' ? 'remove' : 'stop',
+            queueName,
+            data,
+            opts: {
+              jobId: JobIds.stop(deploymentId, n),
+              attempts: 3,
+              backoff: { type: 'exponential', delay: 500 },
+              ignoreDependencyOnFailure: true,
+              removeOnComplete: KEEP_COMPLETED,
+              removeOnFail: KEEP_FAILED,
+            },
+            children: kids,
+          };
+        },
+        (parent, target) => this.gateNode(deploymentId, parent, target, 'stopped'),
+      );
+      const root: DeployJobData = { deploymentId, kind, services: order };
+      await this.#flows.add({
+        name: kind,
+        queueName: QueueNames.deploy,
+        data: root,
+        opts: { jobId: deploymentId, removeOnComplete: KEEP_COMPLETED, removeOnFail: KEEP_FAILED },
+        children: tops as FlowJob[],
+      });
+    }
+    await this.state.emit({ kind: 'deployment', deploymentId, detail: `${kind} ${names.length} services` });
+    const services = options.wait
+      ? (await this.waitFor(deploymentId, { timeoutMs: options.timeoutMs })).services
+      : (await this.select({ services: names.filter((n) => kind === 'down' || selected.has(n)) }).catch(() => [])).map(
+          toServiceStatus,
+        );
+    return { deploymentId, order, services };
+  }
+
+  // --- reads -------------------------------------------------------------------
+
+  async status(selector: Selector = {}): Promise<ServiceStatus[]> {
+    return (await this.select(selector)).map(toServiceStatus);
+  }
+
+  async *events(options: EventsOptions = {}): AsyncIterable<StateEvent> {
+    let since = options.since ?? (await this.state.lastEventId());
+    const conn = this.redis.duplicate();
+    this.#blocking.add(conn);
+    const reader = new StateStore(conn);
+    const signal = anySignal(options.signal, this.#closeController.signal);
+    try {
+      while (!signal.aborted) {
+        let batch: StateEvent[];
+        try {
+          batch = await reader.readEvents(since, 1000);
+        } catch (err) {
+          if (signal.aborted) return;
+          this.logger.warn({ err }, 'events: read failed, retrying');
+          await sleep(500, signal);
+          continue;
+        }
+        for (const e of batch) {
+          since = e.id;
+          yield e;
+        }
+      }
+    } finally {
+      this.#blocking.delete(conn);
+      conn.disconnect();
+    }
+  }
+
+  async *logs(service: string, options: LogsOptions): AsyncIterable<string> {
+    const key = Keys.logs(service, options.stream);
+    const [known, hasLog] = await Promise.all([
+      this.redis.sismember(Keys.services(), service),
+      this.redis.exists(key),
+    ]);
+    if (known === 0 && hasLog === 0) {
+      throw new MonocoreError('MC_ORCH_UNKNOWN_SERVICE', `no service "${service}" is recorded`, { service });
+    }
+    const tail = options.tail ?? 100;
+    const last = await this.redis.xrevrange(key, '+', '-', 'COUNT', Math.max(1, tail));
+    let since = last[0]?.[0] ?? '0';
+    if (tail > 0) for (const [, f] of [...last].reverse()) yield f[1] ?? '';
+    if (!options.follow) return;
+    if (last.length === 0) since = '0';
+    const conn = this.redis.duplicate();
+    this.#blocking.add(conn);
+    const signal = anySignal(options.signal, this.#closeController.signal);
+    try {
+      while (!signal.aborted) {
+        let res: Array<[string, Array<[string, string[]]>]> | null;
+        try {
+          res = (await conn.xread('COUNT', 500, 'BLOCK', 1000, 'STREAMS', key, since)) as typeof res;
+        } catch (err) {
+          if (signal.aborted) return;
+          this.logger.warn({ err }, 'logs: read failed, retrying');
+          await sleep(500, signal);
+          continue;
+        }
+        for (const [, entries] of res ?? []) {
+          for (const [id, f] of entries) {
+            since = id;
+            yield f[1] ?? '';
+          }
+        }
+      }
+    } finally {
+      this.#blocking.delete(conn);
+      conn.disconnect();
+    }
+  }
+
+  /**
+   * Resolves once every service of the deployment settled: for up, running (the
+   * config it asked for), exited, failed, blocked or stopped; for down/remove,
+   * stopped or gone. A service taken over by a later deployment counts as settled.
+   */
+  async waitFor(deploymentId: string, options: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<DeploymentOutcome> {
+    const d = await this.redis.hgetall(Keys.deployment(deploymentId));
+    if (Object.keys(d).length === 0) {
+      throw new MonocoreError('MC_ORCH_DEPLOYMENT_NOT_FOUND', `no deployment "${deploymentId}"`, { deploymentId });
+    }
+    const names = JSON.parse(d.services ?? '[]') as string[];
+    const kind = d.kind ?? 'up';
+    const timeoutMs = options.timeoutMs ?? 10 * 60_000;
+    const until = Date.now() + timeoutMs;
+    for (;;) {
+      const recs = await this.state.getMany(names);
+      let settled = true;
+      let ok = true;
+      for (const n of names) {
+        const r = recs.get(n);
+        if (kind === 'up') {
+          if (!r) {
+            settled = false;
+            continue;
+          }
+          if (r.deploymentId !== deploymentId) continue; // superseded
+          const running = r.status === 'running' && r.runningHash === r.configHash;
+          if (running) continue;
+          if (r.desired === 'stopped' || (SETTLED_UP_STATUSES.includes(r.status) && r.status !== 'running')) {
+            ok = false;
+            continue;
+          }
+          settled = false;
+        } else {
+          if (!r) continue; // removed
+          if (kind === 'remove') settled = false;
+          else if (r.status !== 'stopped' && r.status !== 'exited' && r.status !== 'failed' && r.status !== 'blocked') {
+            settled = false;
+          }
+        }
+      }
+      if (settled) {
+        return {
+          deploymentId,
+          ok,
+          services: names.map((n) => recs.get(n)).filter((r): r is ServiceRecord => !!r).map(toServiceStatus),
+        };
+      }
+      if (options.signal?.aborted) throw new MonocoreError('MC_ORCH_TIMEOUT', `waiting for ${deploymentId} was aborted`);
+      if (Date.now() > until) {
+        throw new MonocoreError('MC_ORCH_TIMEOUT', `deployment ${deploymentId} did not settle within ${timeoutMs} ms`, {
+          deploymentId,
+          services: names.map((n) => recs.get(n)).filter((r): r is ServiceRecord => !!r).map(toServiceStatus),
+        });
+      }
+      await sleep(50, options.signal);
+    }
   }
 
   async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#closeController.abort();
+    for (const c of this.#blocking) c.disconnect();
+    await this.#flows.close().catch(() => undefined);
     if (this.#ownsConnection) await this.redis.quit().catch(() => this.redis.disconnect());
   }
+}
+
+/** Dependents before what they depend on; ties by name. */
+function stopOrder(names: readonly string[], dependents: ReadonlyMap<string, string[]>): string[] {
+  const remaining = new Map(names.map((n) => [n, new Set(dependents.get(n) ?? [])]));
+  const out: string[] = [];
+  while (remaining.size > 0) {
+    const ready = [...remaining].filter(([, s]) => s.size === 0).map(([n]) => n).sort();
+    if (ready.length === 0) {
+      out.push(...[...remaining.keys()].sort());
+      break;
+    }
+    for (const n of ready) {
+      out.push(n);
+      remaining.delete(n);
+    }
+    for (const s of remaining.values()) for (const n of ready) s.delete(n);
+  }
+  return out;
+}
+
+function anySignal(...signals: Array<AbortSignal | undefined>): AbortSignal {
+  const c = new AbortController();
+  for (const s of signals) {
+    if (!s) continue;
+    if (s.aborted) c.abort();
+    else s.addEventListener('abort', () => c.abort(), { once: true });
+  }
+  return c.signal;
 }

@@ -10,6 +10,12 @@ export const QUEUE_PREFIX = '{monocore}';
 export const QueueNames = {
   /** Pulls run on the host that will boot the service: one pull queue per host. */
   pull: (hostId: string): string => `pull-${hostId}`,
+  /** Start/stop/remove jobs of the services placed on one host (job names: start, stop, remove). */
+  host: (hostId: string): string => `host-${hostId}`,
+  /** `await` gates (one per extra depends_on edge) — any worker processes them. */
+  gate: 'gate',
+  /** Request roots (one per up/down/remove) and stops of services whose host is gone — any worker. */
+  deploy: 'deploy',
 } as const;
 
 /** Payload of a pull job; parsed again by the puller when it dequeues the job. */
@@ -31,3 +37,68 @@ export interface PullJobResult {
   /** Host path of the unpacked read-only rootfs. */
   rootfs: string;
 }
+
+const Name = z.string().regex(/^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/);
+const Id = z.string().regex(/^[A-Za-z0-9._-]+$/);
+
+/** `start` job: make the service run its current desired config on `host`. */
+export const StartJobDataSchema = z.strictObject({
+  deploymentId: Id,
+  service: Name,
+  host: z.string().min(1),
+  /** Placement epoch the job was created for (fencing). */
+  epoch: z.number().int().nonnegative(),
+  /** Gate job ids (queue `gate`) waiting for this service: promoted as soon as it is running or failed. */
+  awaitedBy: z.array(Id).default([]),
+  /**
+   * Standalone start (a reschedule after a host was lost): no flow children
+   * gate it, so it polls its dependencies' states itself.
+   */
+  pollDependencies: z.boolean().default(false),
+});
+export type StartJobData = z.infer<typeof StartJobDataSchema>;
+
+/** `stop` / `remove` job: stop the service (dependents first), optionally delete its layer and state. */
+export const StopJobDataSchema = z.strictObject({
+  deploymentId: Id,
+  service: Name,
+  host: z.string(),
+  remove: z.boolean(),
+  awaitedBy: z.array(Id).default([]),
+});
+export type StopJobData = z.infer<typeof StopJobDataSchema>;
+
+/** `await` gate: completes when `target` reached the condition in this deployment; fails if it never can. */
+export const GateJobDataSchema = z.strictObject({
+  deploymentId: Id,
+  /** The service whose job waits on this gate. */
+  parent: Name,
+  target: Name,
+  condition: z.enum(['started', 'stopped']),
+});
+export type GateJobData = z.infer<typeof GateJobDataSchema>;
+
+/** Root of a request's flow. */
+export const DeployJobDataSchema = z.strictObject({
+  deploymentId: Id,
+  kind: z.enum(['up', 'down', 'remove']),
+  services: z.array(Name),
+});
+export type DeployJobData = z.infer<typeof DeployJobDataSchema>;
+
+/** What a completed start job returns. */
+export interface StartJobResult {
+  service: string;
+  action: 'started' | 'unchanged' | 'superseded' | 'moved';
+  pid?: number;
+}
+
+/** Deterministic job ids (no ':'; service names are [a-z0-9-], so '.' separates safely). */
+export const JobIds = {
+  start: (deploymentId: string, service: string): string => `${deploymentId}.start.${service}`,
+  stop: (deploymentId: string, service: string): string => `${deploymentId}.stop.${service}`,
+  pull: (deploymentId: string, service: string): string => `${deploymentId}.pull.${service}`,
+  gate: (deploymentId: string, parent: string, target: string): string => `${deploymentId}.gate.${parent}.${target}`,
+  reschedule: (deploymentId: string, service: string, epoch: number): string =>
+    `${deploymentId}.restart.${service}.e${epoch}`,
+} as const;

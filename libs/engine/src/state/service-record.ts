@@ -64,6 +64,8 @@ export interface ServiceRecord {
   memoryBytes?: number;
   deploymentId?: string;
   configHash?: string;
+  /** Hash of the config the VM actually runs (set by the worker at boot). */
+  runningHash?: string;
   /** JSON of the resolved service the worker boots. */
   config?: string;
   image?: string;
@@ -97,6 +99,7 @@ export function parseServiceRecord(name: string, h: Record<string, string>): Ser
     memoryBytes: num(h.memory_bytes),
     deploymentId: h.deployment_id || undefined,
     configHash: h.config_hash || undefined,
+    runningHash: h.running_hash || undefined,
     config: h.config || undefined,
     image: h.image || undefined,
     dependsOn: h.depends_on ? (JSON.parse(h.depends_on) as string[]) : [],
