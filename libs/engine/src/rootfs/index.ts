@@ -1,2 +1,19 @@
 // Public surface of the rootfs domain: list exports by name.
-export {};
+export {
+  ensureImageRootfs,
+  removeImageRootfs,
+  imageRootfsPath,
+  imageRootfsDir,
+  readOwnershipRecord,
+  removeTree,
+  type ImageLayerInput,
+  type UnpackProgress,
+  type EnsureImageRootfsOptions,
+  type ImageRootfs,
+} from './image-rootfs.js';
+export { applyLayer, type ApplyLayerOptions, type ApplyLayerStats } from './apply-layer.js';
+export { UnpackSession, canChown } from './unpack-session.js';
+export { HostLock, type HostLockOptions } from './host-lock.js';
+export { layerCompression, sniffCompression, SUPPORTED_LAYER_MEDIA_TYPES, type LayerCompression } from './layer-compression.js';
+export { zstdCliAvailable } from './layer-source.js';
+export { OWNERSHIP_FILE, type OwnershipRecordFile, type OwnerEntry, type DeviceEntry } from './ownership-record.js';

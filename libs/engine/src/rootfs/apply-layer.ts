@@ -1,0 +1,592 @@
+import { constants as C } from 'node:fs';
+import { link, lstat, mkdir, open, readdir, realpath, rm, symlink, lchown, lutimes, unlink, type FileHandle } from 'node:fs/promises';
+import { resolve as resolvePath } from 'node:path';
+import type { Readable } from 'node:stream';
+import { Parser, type ReadEntry } from 'tar';
+import { MonocoreError } from '../errors/index.js';
+import { decompress, openLayerFile } from './layer-source.js';
+import type { LayerCompression } from './layer-compression.js';
+import { RootResolveError, RootResolver } from './root-resolver.js';
+import { UnpackSession } from './unpack-session.js';
+
+export interface ApplyLayerOptions {
+  /** Layer digest (or a label) named in every error and progress event. */
+  layer?: string;
+  /** Declared media type (file sources): decides the decompressor, and the magic bytes must agree. */
+  mediaType?: string;
+  /** Without mediaType: 'auto' sniffs a file's magic bytes (default for files); streams default to 'none'. */
+  compression?: LayerCompression | 'auto';
+  /** Share deferred directory metadata and ownership records across the layers of one image. When given, the caller calls session.finish(). */
+  session?: UnpackSession;
+  /** Give entries their uid/gid with lchown (default: when running as root). */
+  chown?: boolean;
+  /** Compressed bytes read so far (file sources). */
+  onBytes?: (total: number) => void;
+  /** Files written in the background at once (default 16). */
+  concurrency?: number;
+  /** zstd decoder: the `zstd` CLI (default when on PATH) or the pure-JS fzstd. */
+  zstdImpl?: 'cli' | 'fzstd';
+}
+
+export interface ApplyLayerStats {
+  entries: number;
+  files: number;
+  dirs: number;
+  symlinks: number;
+  hardlinks: number;
+  whiteouts: number;
+  devices: number;
+  /** Regular-file bytes written. */
+  bytes: number;
+}
+
+/** Files up to this size are read into memory and written in the background while the next entries are parsed. */
+const SMALL_FILE = 1 << 20;
+const OPEN_NEW = C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW;
+const MAX_ID = 0xfffffffe;
+
+/**
+ * Applies one layer (a tar, possibly compressed) onto `targetDir` with OCI
+ * semantics, containing everything inside `targetDir` (see docs/THREATS.md,
+ * "Untrusted layers"):
+ * - names are cleaned (leading '/' dropped: absolute names are contained);
+ *   any `..` component in a name or hardlink target rejects the layer
+ *   (MC_ROOTFS_PATH_ESCAPE);
+ * - parent directories are resolved by us, symlinks followed with the root as
+ *   `/` (RootResolver), so `a -> /etc` then `a/passwd` writes `<root>/etc/passwd`;
+ * - the final component is never followed: files are created with
+ *   O_CREAT|O_EXCL|O_NOFOLLOW after removing what was there (lstat), symlinks
+ *   are stored as-is, hardlinks point at an lstat'ed file inside the root;
+ * - device nodes and FIFOs are recorded in the session, never created.
+ */
+export async function applyLayer(source: string | Readable, targetDir: string, options: ApplyLayerOptions = {}): Promise<ApplyLayerStats> {
+  const layer = options.layer ?? (typeof source === 'string' ? source : 'stream');
+  await mkdir(targetDir, { recursive: true });
+  const root = await realpath(resolvePath(targetDir));
+  let tar: Readable;
+  if (typeof source === 'string') {
+    tar = (await openLayerFile(source, {
+      layer,
+      ...(options.mediaType !== undefined ? { mediaType: options.mediaType } : {}),
+      ...(options.compression !== undefined ? { compression: options.compression } : {}),
+      ...(options.onBytes ? { onBytes: options.onBytes } : {}),
+      ...(options.zstdImpl ? { zstdImpl: options.zstdImpl } : {}),
+    })).tar;
+  } else {
+    const c = options.compression ?? 'none';
+    if (c === 'auto') throw new MonocoreError('MC_ROOTFS_INVALID_ARGUMENT', `layer ${layer}: compression "auto" needs a file source`, { layer });
+    tar = c === 'none' ? source : decompress(source, c, layer, options.zstdImpl);
+  }
+  const session = options.session ?? new UnpackSession(root, options.chown !== undefined ? { chown: options.chown } : {});
+  const applier = new LayerApplier(root, layer, session, options.concurrency ?? 16);
+  await applier.run(tar);
+  if (!options.session) await session.finish();
+  return applier.stats;
+}
+
+class Slots {
+  private free: number;
+  private readonly waiters: (() => void)[] = [];
+  constructor(n: number) {
+    this.free = n;
+  }
+  async acquire(): Promise<void> {
+    if (this.free > 0) {
+      this.free--;
+      return;
+    }
+    await new Promise<void>((r) => this.waiters.push(r));
+  }
+  release(): void {
+    const w = this.waiters.shift();
+    if (w) w();
+    else this.free++;
+  }
+}
+
+function errnoOf(err: unknown): string | undefined {
+  return (err as NodeJS.ErrnoException | undefined)?.code;
+}
+
+class LayerApplier {
+  readonly stats: ApplyLayerStats = { entries: 0, files: 0, dirs: 0, symlinks: 0, hardlinks: 0, whiteouts: 0, devices: 0, bytes: 0 };
+  private readonly resolver: RootResolver;
+  /** Real paths this layer created, plus their ancestors: an opaque whiteout keeps these. */
+  private readonly created = new Set<string>();
+  private readonly slots: Slots;
+  private readonly jobs = new Set<Promise<void>>();
+  private failure: MonocoreError | undefined;
+  private abort!: () => void;
+  private readonly aborted = new Promise<void>((r) => (this.abort = r));
+
+  constructor(
+    private readonly root: string,
+    private readonly layer: string,
+    private readonly session: UnpackSession,
+    concurrency: number,
+  ) {
+    this.resolver = new RootResolver(root, (rel) => this.markCreated(rel));
+    this.slots = new Slots(Math.max(1, concurrency));
+  }
+
+  run(tar: Readable): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      // Not strict: an archive of only zero blocks (Docker's empty layer) is valid
+      // for us but "unrecognized" for the parser; every other warning fails below.
+      const parser = new Parser({});
+      let chain: Promise<void> = Promise.resolve();
+      let current = '';
+      let sawEntry = false;
+      let total = 0;
+      let nonZero = false;
+      let settled = false;
+
+      const settle = async (): Promise<void> => {
+        if (settled) return;
+        settled = true;
+        await chain.catch(() => undefined);
+        while (this.jobs.size > 0) await Promise.allSettled([...this.jobs]);
+        if (this.failure) reject(this.failure);
+        else resolve();
+      };
+      const fail = (err: unknown, entry = current): void => {
+        if (!this.failure) {
+          this.failure = this.wrap(err, entry);
+          this.abort();
+          tar.unpipe();
+          tar.destroy();
+        }
+        void settle();
+      };
+
+      parser.on('entry', (e: ReadEntry) => {
+        sawEntry = true;
+        chain = chain.then(async () => {
+          if (this.failure) {
+            e.resume();
+            return;
+          }
+          current = e.path;
+          await this.entry(e);
+        }).catch((err) => {
+          e.resume();
+          fail(err, e.path);
+        });
+      });
+      parser.on('ignoredEntry', (e: ReadEntry) => {
+        const why = e.meta ? `an extended header larger than 1 MiB` : `unsupported entry type "${e.type}"`;
+        fail(new MonocoreError('MC_ROOTFS_BAD_LAYER', `layer ${this.layer} entry "${e.path}": ${why}`, { layer: this.layer, entry: e.path, type: e.type }), e.path);
+      });
+      parser.on('warn', (code: string, message: string) => {
+        if (code === 'TAR_BAD_ARCHIVE' && /Unrecognized archive format/.test(message) && !sawEntry && !nonZero) return;
+        fail(new MonocoreError('MC_ROOTFS_BAD_LAYER', `layer ${this.layer}: invalid tar${current ? ` after entry "${current}"` : ''}: ${code} ${message}`, { layer: this.layer, entry: current, tarCode: code }));
+      });
+      parser.on('error', (err: Error) => fail(err));
+      parser.on('end', () => {
+        chain = chain.then(() => {
+          if (!sawEntry && nonZero) throw new MonocoreError('MC_ROOTFS_BAD_LAYER', `layer ${this.layer}: not a tar archive`, { layer: this.layer });
+        });
+        chain.catch((err) => fail(err, '')).finally(() => void settle());
+      });
+
+      let waitingDrain = false;
+      tar.on('data', (chunk: Buffer) => {
+        if (this.failure) return;
+        if (total === 0 && chunk.length >= 2) {
+          // The parser would silently gunzip/unzstd a nested stream: a layer must decompress to a tar.
+          if ((chunk[0] === 0x1f && chunk[1] === 0x8b) || (chunk[0] === 0x28 && chunk[1] === 0xb5 && chunk[2] === 0x2f && chunk[3] === 0xfd)) {
+            fail(new MonocoreError('MC_ROOTFS_BAD_LAYER', `layer ${this.layer}: the (decompressed) layer is compressed again, not a tar`, { layer: this.layer }), '');
+            return;
+          }
+        }
+        if (!nonZero && total < (1 << 20)) nonZero = chunk.some((b) => b !== 0);
+        total += chunk.length;
+        if (!parser.write(chunk) && !waitingDrain) {
+          waitingDrain = true;
+          tar.pause();
+          parser.once('drain', () => {
+            waitingDrain = false;
+            tar.resume();
+          });
+        }
+      });
+      tar.on('end', () => {
+        if (!this.failure) parser.end();
+      });
+      tar.on('error', (err) => fail(err, current));
+    });
+  }
+
+  private wrap(err: unknown, entry: string): MonocoreError {
+    const details = { layer: this.layer, entry };
+    const where = entry ? `layer ${this.layer} entry "${entry}"` : `layer ${this.layer}`;
+    if (err instanceof MonocoreError) return err;
+    if (err instanceof RootResolveError) return new MonocoreError('MC_ROOTFS_BAD_LAYER', `${where}: ${err.message}`, details, { cause: err });
+    const code = errnoOf(err);
+    const msg = (err as Error)?.message ?? String(err);
+    return new MonocoreError('MC_ROOTFS_UNPACK_FAILED', `${where}: ${msg}`, { ...details, ...(code ? { errno: code } : {}) }, { cause: err });
+  }
+
+  private escape(entry: string, why: string): MonocoreError {
+    return new MonocoreError('MC_ROOTFS_PATH_ESCAPE', `layer ${this.layer} entry "${entry}": ${why}`, { layer: this.layer, entry });
+  }
+
+  private bad(entry: string, why: string): MonocoreError {
+    return new MonocoreError('MC_ROOTFS_BAD_LAYER', `layer ${this.layer} entry "${entry}": ${why}`, { layer: this.layer, entry });
+  }
+
+  /** Cleans a tar name: drops '', '.' and leading '/' (contained); rejects '..'. */
+  private parts(name: string, what: string): string[] {
+    const parts = name.split('/').filter((c) => c !== '' && c !== '.');
+    if (parts.includes('..')) throw this.escape(name, `${what} contains a ".." component`);
+    return parts;
+  }
+
+  private markCreated(rel: string): void {
+    let k = rel;
+    while (k !== '' && !this.created.has(k)) {
+      this.created.add(k);
+      const i = k.lastIndexOf('/');
+      k = i < 0 ? '' : k.slice(0, i);
+    }
+  }
+
+  private ids(e: ReadEntry): { uid: number; gid: number } {
+    const uid = e.uid ?? 0;
+    const gid = e.gid ?? 0;
+    if (!Number.isInteger(uid) || uid < 0 || uid > MAX_ID || !Number.isInteger(gid) || gid < 0 || gid > MAX_ID) {
+      throw this.bad(e.path, `invalid uid/gid ${String(e.uid)}/${String(e.gid)}`);
+    }
+    return { uid, gid };
+  }
+
+  private times(e: ReadEntry): { atime: Date; mtime: Date } | undefined {
+    const m = e.mtime;
+    if (!(m instanceof Date) || Number.isNaN(m.getTime())) return undefined;
+    const a = e.atime instanceof Date && !Number.isNaN(e.atime.getTime()) ? e.atime : m;
+    return { atime: a, mtime: m };
+  }
+
+  private async entry(e: ReadEntry): Promise<void> {
+    this.stats.entries++;
+    const parts = this.parts(e.path, 'name');
+    const base = parts[parts.length - 1];
+    if (base !== undefined && base.startsWith('.wh.')) {
+      e.resume();
+      await this.whiteout(e.path, parts.slice(0, -1), base);
+      return;
+    }
+    switch (e.type) {
+      case 'File':
+      case 'OldFile':
+      case 'ContiguousFile':
+        await this.file(e, parts);
+        return;
+      case 'Directory':
+      case 'GNUDumpDir':
+        e.resume();
+        await this.dir(e, parts);
+        return;
+      case 'SymbolicLink':
+        e.resume();
+        await this.symlink(e, parts);
+        return;
+      case 'Link':
+        e.resume();
+        await this.hardlink(e, parts);
+        return;
+      case 'CharacterDevice':
+      case 'BlockDevice':
+      case 'FIFO':
+        e.resume();
+        await this.device(e, parts);
+        return;
+      default:
+        throw this.bad(e.path, `unsupported entry type "${String(e.type)}"`);
+    }
+  }
+
+  private async parentOf(name: string, parts: string[]): Promise<string[]> {
+    if (parts.length === 0) throw this.bad(name, 'the entry names the root directory but is not a directory');
+    return (await this.resolver.resolveDir(parts.slice(0, -1), true)) as string[];
+  }
+
+  /**
+   * Removes whatever is at `rel` (never following it). Returns false when a
+   * directory is there and keepDir is set.
+   */
+  private async removeExisting(rel: string[], keepDir = false): Promise<boolean> {
+    const abs = this.resolver.abs(rel);
+    const key = rel.join('/');
+    let st;
+    try {
+      st = await lstat(abs);
+    } catch (err) {
+      if (errnoOf(err) === 'ENOENT') return true;
+      throw err;
+    }
+    if (st.isDirectory()) {
+      if (keepDir) return false;
+      await rm(abs, { recursive: true, force: true });
+      this.resolver.invalidate();
+      this.session.forget(key, true);
+      return true;
+    }
+    await unlink(abs);
+    if (st.isSymbolicLink()) this.resolver.invalidate();
+    this.session.forget(key, false);
+    return true;
+  }
+
+  private async file(e: ReadEntry, parts: string[]): Promise<void> {
+    const parent = await this.parentOf(e.path, parts);
+    const rel = [...parent, parts[parts.length - 1] as string];
+    const key = rel.join('/');
+    const abs = this.resolver.abs(rel);
+    const { uid, gid } = this.ids(e);
+    const mode = (e.mode ?? 0o644) & 0o7777;
+    const t = this.times(e);
+    await this.slots.acquire();
+    let fh: FileHandle;
+    try {
+      try {
+        fh = await open(abs, OPEN_NEW, mode & 0o777);
+      } catch (err) {
+        if (errnoOf(err) !== 'EEXIST') throw err;
+        await this.removeExisting(rel);
+        fh = await open(abs, OPEN_NEW, mode & 0o777);
+      }
+    } catch (err) {
+      this.slots.release();
+      throw err;
+    }
+    this.markCreated(key);
+    this.session.forget(key, false);
+    this.session.setOwner(key, uid, gid);
+    this.stats.files++;
+    const size = e.size ?? 0;
+    this.stats.bytes += size;
+    const finish = async (chunks: Buffer[] | undefined): Promise<void> => {
+      try {
+        if (chunks && chunks.length > 0) await writeAll(fh, chunks);
+        // chown before chmod: chown clears setuid/setgid.
+        if (this.session.chown) await fh.chown(uid, gid);
+        await fh.chmod(mode);
+        if (t) await fh.utimes(t.atime, t.mtime);
+      } finally {
+        await fh.close().catch(() => undefined);
+        this.slots.release();
+      }
+    };
+    if (size <= SMALL_FILE) {
+      let chunks: Buffer[];
+      try {
+        chunks = await this.readBody(e);
+      } catch (err) {
+        await fh.close().catch(() => undefined);
+        this.slots.release();
+        throw err;
+      }
+      this.background(finish(chunks));
+      return;
+    }
+    try {
+      await this.streamBody(e, fh);
+    } catch (err) {
+      await fh.close().catch(() => undefined);
+      this.slots.release();
+      throw err;
+    }
+    this.background(finish(undefined));
+  }
+
+  private background(p: Promise<void>): void {
+    const job: Promise<void> = p.catch((err) => {
+      if (!this.failure) {
+        this.failure = this.wrap(err, '');
+        this.abort();
+      }
+    }).finally(() => this.jobs.delete(job));
+    this.jobs.add(job);
+  }
+
+  private readBody(e: ReadEntry): Promise<Buffer[]> {
+    return new Promise<Buffer[]>((resolve, reject) => {
+      const chunks: Buffer[] = [];
+      e.on('data', (c: Buffer) => chunks.push(c));
+      e.on('end', () => resolve(chunks));
+      void this.aborted.then(() => reject(this.failure));
+    });
+  }
+
+  private streamBody(e: ReadEntry, fh: FileHandle): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      let pending: Promise<void> = Promise.resolve();
+      let broken = false;
+      e.on('data', (c: Buffer) => {
+        e.pause();
+        pending = pending.then(() => writeAll(fh, [c])).then(
+          () => { if (!broken) e.resume(); },
+          (err) => { broken = true; reject(err); },
+        );
+      });
+      e.on('end', () => { void pending.then(() => { if (!broken) resolve(); }); });
+      void this.aborted.then(() => reject(this.failure));
+    });
+  }
+
+  private async dir(e: ReadEntry, parts: string[]): Promise<void> {
+    let rel: string[];
+    if (parts.length === 0) {
+      rel = [];
+    } else {
+      const parent = await this.resolver.resolveDir(parts.slice(0, -1), true) as string[];
+      rel = [...parent, parts[parts.length - 1] as string];
+      const abs = this.resolver.abs(rel);
+      try {
+        // 0700 while filling; the entry's own mode is applied at the end (session.finish).
+        await mkdir(abs, { mode: 0o700 });
+      } catch (err) {
+        if (errnoOf(err) !== 'EEXIST') throw err;
+        if (await this.removeExisting(rel, true)) await mkdir(abs, { mode: 0o700 });
+      }
+    }
+    const key = rel.join('/');
+    const { uid, gid } = this.ids(e);
+    const t = this.times(e);
+    this.markCreated(key);
+    this.session.setDir(key, { mode: (e.mode ?? 0o755) & 0o7777, uid, gid, ...(t ?? {}) });
+    this.session.setOwner(key, uid, gid);
+    this.stats.dirs++;
+  }
+
+  private async symlink(e: ReadEntry, parts: string[]): Promise<void> {
+    const target = e.linkpath ?? '';
+    const parent = await this.parentOf(e.path, parts);
+    const rel = [...parent, parts[parts.length - 1] as string];
+    const key = rel.join('/');
+    const abs = this.resolver.abs(rel);
+    const { uid, gid } = this.ids(e);
+    try {
+      await symlink(target, abs);
+    } catch (err) {
+      if (errnoOf(err) !== 'EEXIST') throw err;
+      await this.removeExisting(rel);
+      await symlink(target, abs);
+    }
+    this.markCreated(key);
+    this.session.forget(key, false);
+    if (this.session.chown) await lchown(abs, uid, gid);
+    this.session.setOwner(key, uid, gid);
+    const t = this.times(e);
+    if (t) await lutimes(abs, t.atime, t.mtime);
+    this.stats.symlinks++;
+  }
+
+  private async hardlink(e: ReadEntry, parts: string[]): Promise<void> {
+    const linkParts = this.parts(e.linkpath ?? '', `hardlink target "${e.linkpath ?? ''}"`);
+    if (linkParts.length === 0) throw this.bad(e.path, 'hardlink to the root directory');
+    const targetDir = await this.resolver.resolveDir(linkParts.slice(0, -1), false);
+    const targetRel = targetDir ? [...targetDir, linkParts[linkParts.length - 1] as string] : undefined;
+    const targetAbs = targetRel ? this.resolver.abs(targetRel) : undefined;
+    const st = targetAbs ? await lstat(targetAbs).catch(() => undefined) : undefined;
+    if (!targetAbs || !targetRel || !st) throw this.bad(e.path, `hardlink target "${e.linkpath ?? ''}" does not exist in the rootfs`);
+    if (st.isDirectory()) throw this.bad(e.path, `hardlink target "${e.linkpath ?? ''}" is a directory`);
+    const parent = await this.parentOf(e.path, parts);
+    const rel = [...parent, parts[parts.length - 1] as string];
+    const key = rel.join('/');
+    const abs = this.resolver.abs(rel);
+    if (abs === targetAbs) return;
+    // link(2) on Linux never follows a symlink given as the target: a link to a
+    // symlink is a second name for that symlink, still resolved inside the guest.
+    try {
+      await link(targetAbs, abs);
+    } catch (err) {
+      if (errnoOf(err) !== 'EEXIST') throw err;
+      await this.removeExisting(rel);
+      await link(targetAbs, abs);
+    }
+    this.markCreated(key);
+    this.session.forget(key, false);
+    const { uid, gid } = this.ids(e);
+    this.session.setOwner(key, uid, gid);
+    this.stats.hardlinks++;
+  }
+
+  private async device(e: ReadEntry, parts: string[]): Promise<void> {
+    const parent = await this.parentOf(e.path, parts);
+    const rel = [...parent, parts[parts.length - 1] as string];
+    const key = rel.join('/');
+    await this.removeExisting(rel);
+    const { uid, gid } = this.ids(e);
+    this.markCreated(key);
+    this.session.setDevice({
+      path: key,
+      type: e.type === 'FIFO' ? 'fifo' : e.type === 'BlockDevice' ? 'block' : 'char',
+      major: e.header.devmaj ?? 0,
+      minor: e.header.devmin ?? 0,
+      mode: (e.mode ?? 0o600) & 0o7777,
+      uid,
+      gid,
+    });
+    this.stats.devices++;
+  }
+
+  private async whiteout(name: string, dirParts: string[], base: string): Promise<void> {
+    this.stats.whiteouts++;
+    if (base === '.wh..wh..opq') {
+      const dir = await this.resolver.resolveDir(dirParts, true) as string[];
+      await this.clearLower(dir);
+      return;
+    }
+    if (base.startsWith('.wh..wh.')) return; // AUFS bookkeeping (.wh..wh.plnk …): nothing to apply
+    const victim = base.slice('.wh.'.length);
+    if (victim === '..') throw this.escape(name, 'whiteout of ".." would delete outside its directory');
+    if (victim === '' || victim === '.') throw this.bad(name, 'whiteout names no file');
+    const dir = await this.resolver.resolveDir(dirParts, false);
+    if (!dir) return; // nothing below to hide
+    const rel = [...dir, victim];
+    // A whiteout hides lower layers only, never an entry of its own layer.
+    if (this.created.has(rel.join('/'))) return;
+    await this.removeExisting(rel);
+  }
+
+  /** Opaque directory: remove what lower layers put in `dir`, keep this layer's entries. */
+  private async clearLower(dir: string[]): Promise<void> {
+    const abs = this.resolver.abs(dir);
+    let names: string[];
+    try {
+      names = await readdir(abs);
+    } catch (err) {
+      if (errnoOf(err) === 'ENOENT') return;
+      throw err;
+    }
+    for (const n of names) {
+      const rel = [...dir, n];
+      if (this.created.has(rel.join('/'))) {
+        const st = await lstat(this.resolver.abs(rel));
+        if (st.isDirectory()) await this.clearLower(rel);
+      } else {
+        await this.removeExisting(rel);
+      }
+    }
+  }
+}
+
+async function writeAll(fh: FileHandle, chunks: Buffer[]): Promise<void> {
+  let bufs = chunks;
+  while (bufs.length > 0) {
+    const { bytesWritten } = await fh.writev(bufs);
+    let n = bytesWritten;
+    const rest: Buffer[] = [];
+    for (const b of bufs) {
+      if (n >= b.length) {
+        n -= b.length;
+        continue;
+      }
+      rest.push(n > 0 ? b.subarray(n) : b);
+      n = 0;
+    }
+    bufs = rest;
+  }
+}

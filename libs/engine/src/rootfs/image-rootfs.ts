@@ -1,0 +1,282 @@
+import { chmod, lstat, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { MonocoreError } from '../errors/index.js';
+import type { MonocoreHome } from '../home/index.js';
+import { applyLayer } from './apply-layer.js';
+import { HostLock } from './host-lock.js';
+import { layerCompression } from './layer-compression.js';
+import { OWNERSHIP_FILE, type OwnershipRecordFile } from './ownership-record.js';
+import { UnpackSession } from './unpack-session.js';
+
+/**
+ * One read-only rootfs per image, by manifest digest:
+ *
+ *   rootfs/images/<hex>/rootfs/           the unpacked root filesystem
+ *   rootfs/images/<hex>/ownership.json    what could not go on the host (ownership-record.ts)
+ *   rootfs/images/.tmp-<hex>-<pid>-<rnd>/ an unpack in progress (same filesystem: atomic rename)
+ *   rootfs/images/.locks/<hex>.lock       flock(2) lock serialising unpacks of one image on this host
+ *
+ * `<hex>/` only ever appears through one rename(2) of a fully unpacked temp
+ * dir, so its existence means "complete": a killed unpack leaves only a
+ * `.tmp-*` dir, which the next unpack of that image (holding its lock) removes.
+ */
+export interface ImageLayerInput {
+  digest: string;
+  mediaType: string;
+  size: number;
+  /** Path of the committed (verified) blob file. */
+  path: string;
+}
+
+export interface UnpackProgress {
+  /** 1-based index of the layer being applied. */
+  layer: number;
+  layers: number;
+  digest: string;
+  /** Compressed bytes of this layer read so far. */
+  bytes?: number;
+}
+
+export interface EnsureImageRootfsOptions {
+  home: MonocoreHome;
+  /** Manifest digest "sha256:…". */
+  imageId: string;
+  layers: ImageLayerInput[];
+  onProgress?: (e: UnpackProgress) => void;
+  /** How long to wait for another process unpacking the same image (default 30 min). */
+  lockTimeoutMs?: number;
+}
+
+export interface ImageRootfs {
+  rootfs: string;
+  /** True when uid/gid could not be applied (not root) and were recorded in ownership.json instead. */
+  ownershipRecorded: boolean;
+}
+
+const DIGEST_RE = /^sha256:[a-f0-9]{64}$/;
+
+function imageHex(imageId: string): string {
+  if (!DIGEST_RE.test(imageId)) {
+    throw new MonocoreError('MC_ROOTFS_INVALID_ARGUMENT', `imageId "${imageId}" is not a sha256 digest (sha256:<64 hex>)`, { imageId });
+  }
+  return imageId.slice('sha256:'.length);
+}
+
+/** The directory holding an image's rootfs/ and ownership.json. */
+export function imageRootfsDir(home: MonocoreHome, imageId: string): string {
+  return join(home.imageRootfsDir, imageHex(imageId));
+}
+
+/** Where the image's root filesystem is (or will be) unpacked. */
+export function imageRootfsPath(home: MonocoreHome, imageId: string): string {
+  return join(imageRootfsDir(home, imageId), 'rootfs');
+}
+
+/** The ownership/device record of an unpacked image, or undefined when it is not unpacked. */
+export async function readOwnershipRecord(home: MonocoreHome, imageId: string): Promise<OwnershipRecordFile | undefined> {
+  try {
+    return JSON.parse(await readFile(join(imageRootfsDir(home, imageId), OWNERSHIP_FILE), 'utf8')) as OwnershipRecordFile;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+}
+
+async function complete(home: MonocoreHome, imageId: string): Promise<ImageRootfs | undefined> {
+  const dir = imageRootfsDir(home, imageId);
+  try {
+    const st = await stat(join(dir, 'rootfs'));
+    if (!st.isDirectory()) return undefined;
+    const rec = JSON.parse(await readFile(join(dir, OWNERSHIP_FILE), 'utf8')) as OwnershipRecordFile;
+    return { rootfs: join(dir, 'rootfs'), ownershipRecorded: rec.ownershipRecorded === true };
+  } catch {
+    return undefined;
+  }
+}
+
+const inProcess = new Map<string, Promise<ImageRootfs>>();
+
+/**
+ * Makes sure the image's rootfs is unpacked and returns its path. Idempotent
+ * (returns at once when complete), safe across processes of one host (flock per
+ * image: a second caller waits, then finds it complete), and crash-safe.
+ */
+export function ensureImageRootfs(opts: EnsureImageRootfsOptions): Promise<ImageRootfs> {
+  let hex: string;
+  try {
+    hex = imageHex(opts.imageId);
+  } catch (err) {
+    return Promise.reject(err as Error);
+  }
+  const key = `${opts.home.root}\0${hex}`;
+  const running = inProcess.get(key);
+  if (running) return running;
+  const p = ensure(opts, hex).finally(() => inProcess.delete(key));
+  inProcess.set(key, p);
+  return p;
+}
+
+async function ensure(opts: EnsureImageRootfsOptions, hex: string): Promise<ImageRootfs> {
+  const { home, imageId, layers } = opts;
+  const done = await complete(home, imageId);
+  if (done) return done;
+  validateLayers(layers);
+
+  const base = home.imageRootfsDir;
+  const locks = join(base, '.locks');
+  await mkdir(locks, { recursive: true });
+  const lock = await HostLock.acquire(join(locks, `${hex}.lock`), opts.lockTimeoutMs !== undefined ? { timeoutMs: opts.lockTimeoutMs } : {});
+  try {
+    const again = await complete(home, imageId);
+    if (again) return again;
+    await removeStaleTemps(base, hex);
+    const finalDir = join(base, hex);
+    // A <hex> dir without a readable record is not ours to trust (e.g. a
+    // hand-made or half-removed copy): move it out of the way.
+    if (await exists(finalDir)) await removeTree(await moveAside(base, hex, finalDir));
+
+    const tmp = join(base, `.tmp-${hex}-${process.pid}-${randomBytes(4).toString('hex')}`);
+    const rootfs = join(tmp, 'rootfs');
+    await mkdir(rootfs, { recursive: true });
+    // mkdir/mkdtemp give 0700; an image without a "./" entry still needs a usable root.
+    await chmod(rootfs, 0o755);
+    try {
+      const session = new UnpackSession(rootfs);
+      const n = layers.length;
+      for (const [i, l] of layers.entries()) {
+        const progress = opts.onProgress;
+        progress?.({ layer: i + 1, layers: n, digest: l.digest, bytes: 0 });
+        let last = 0;
+        await applyLayer(l.path, rootfs, {
+          layer: l.digest,
+          mediaType: l.mediaType,
+          session,
+          ...(progress
+            ? {
+                onBytes: (b: number) => {
+                  const now = Date.now();
+                  if (now - last >= 100) {
+                    last = now;
+                    progress({ layer: i + 1, layers: n, digest: l.digest, bytes: b });
+                  }
+                },
+              }
+            : {}),
+        });
+        progress?.({ layer: i + 1, layers: n, digest: l.digest, bytes: l.size });
+      }
+      await session.finish();
+      const record = session.record(imageId);
+      await writeFile(join(tmp, OWNERSHIP_FILE), JSON.stringify(record) + '\n', { mode: 0o644 });
+      // The commit point: before this rename nothing calls the image unpacked.
+      await rename(tmp, finalDir);
+      return { rootfs: join(finalDir, 'rootfs'), ownershipRecorded: record.ownershipRecorded };
+    } catch (err) {
+      await removeTree(tmp).catch(() => undefined);
+      throw err;
+    }
+  } finally {
+    await lock.release();
+  }
+}
+
+function validateLayers(layers: ImageLayerInput[]): void {
+  if (!Array.isArray(layers)) throw new MonocoreError('MC_ROOTFS_INVALID_ARGUMENT', 'layers must be an array', {});
+  layers.forEach((l, i) => {
+    if (!l || typeof l.digest !== 'string' || !DIGEST_RE.test(l.digest)) {
+      throw new MonocoreError('MC_ROOTFS_INVALID_ARGUMENT', `layers[${i}].digest: "${String(l?.digest)}" is not a sha256 digest`, { index: i });
+    }
+    if (typeof l.path !== 'string' || l.path === '') {
+      throw new MonocoreError('MC_ROOTFS_INVALID_ARGUMENT', `layers[${i}].path: a blob file path is required`, { index: i, layer: l.digest });
+    }
+    layerCompression(l.mediaType, l.digest);
+  });
+}
+
+/**
+ * Removes the image's rootfs. It is first renamed away (one atomic step: no
+ * reader ever sees a half-removed tree at the final path), then deleted.
+ * Returns false when there was nothing to remove.
+ */
+export async function removeImageRootfs(home: MonocoreHome, imageId: string): Promise<boolean> {
+  const hex = imageHex(imageId);
+  const base = home.imageRootfsDir;
+  const finalDir = join(base, hex);
+  if (!(await exists(finalDir))) return false;
+  const locks = join(base, '.locks');
+  await mkdir(locks, { recursive: true });
+  const lock = await HostLock.acquire(join(locks, `${hex}.lock`));
+  try {
+    if (!(await exists(finalDir))) return false;
+    const aside = await moveAside(base, hex, finalDir);
+    await removeTree(aside);
+    return true;
+  } finally {
+    await lock.release();
+  }
+}
+
+async function moveAside(base: string, hex: string, dir: string): Promise<string> {
+  const aside = join(base, `.tmp-${hex}-${process.pid}-${randomBytes(4).toString('hex')}`);
+  await rename(dir, aside);
+  return aside;
+}
+
+async function exists(p: string): Promise<boolean> {
+  return lstat(p).then(() => true, () => false);
+}
+
+/**
+ * Leftovers of unpacks that died (SIGKILL, power loss): `.tmp-<hex>-*` for
+ * this image are ours to delete because we hold its lock. Leftovers of other
+ * images are deleted only if their lock is free right now.
+ */
+async function removeStaleTemps(base: string, hex: string): Promise<void> {
+  let names: string[];
+  try {
+    names = await readdir(base);
+  } catch {
+    return;
+  }
+  for (const n of names) {
+    const m = /^\.tmp-([a-f0-9]{64})-/.exec(n);
+    if (!m) continue;
+    if (m[1] === hex) {
+      await removeTree(join(base, n));
+      continue;
+    }
+    const other = await HostLock.tryAcquire(join(base, '.locks', `${m[1]}.lock`)).catch(() => undefined);
+    if (!other) continue;
+    try {
+      await removeTree(join(base, n));
+    } finally {
+      await other.release();
+    }
+  }
+}
+
+/**
+ * rm -rf that also works for a non-root owner of read-only directories
+ * (layers make directories 0555): on EACCES/EPERM, make directories writable
+ * and retry. Never follows symlinks (lstat).
+ */
+export async function removeTree(dir: string): Promise<void> {
+  try {
+    await rm(dir, { recursive: true, force: true });
+    return;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'EACCES' && code !== 'EPERM' && code !== 'ENOTEMPTY') throw err;
+  }
+  await makeWritable(dir);
+  await rm(dir, { recursive: true, force: true });
+}
+
+async function makeWritable(dir: string): Promise<void> {
+  const st = await lstat(dir).catch(() => undefined);
+  if (!st?.isDirectory()) return;
+  await chmod(dir, 0o700).catch(() => undefined);
+  const names = await readdir(dir).catch(() => [] as string[]);
+  for (const n of names) await makeWritable(join(dir, n));
+}
