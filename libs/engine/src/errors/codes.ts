@@ -53,8 +53,28 @@ export const ErrorCodes = {
   MC_OCI_INVALID_LAYOUT: code(400, false, 'an OCI image layout directory or oci-archive is malformed (details name the file)'),
 
   // --- rootfs (MC_ROOTFS_*) ---------------------------------------------------
+  MC_ROOTFS_PATH_ESCAPE: code(422, false, 'a layer entry tried to reach outside the rootfs (".." name, hardlink or whiteout escape); the layer was rejected'),
+  MC_ROOTFS_BAD_LAYER: code(422, false, 'a layer is not a valid (compressed) tar: corrupt stream, wrong magic bytes for its media type, bad entry'),
+  MC_ROOTFS_UNSUPPORTED_MEDIA_TYPE: code(415, false, 'a layer media type the unpacker does not handle (e.g. encrypted layers)'),
+  MC_ROOTFS_LAYER_MISSING: code(500, true, 'a layer blob file to unpack does not exist or cannot be read'),
+  MC_ROOTFS_INVALID_ARGUMENT: code(400, false, 'an invalid argument to the rootfs API (image id, layer list)'),
+  MC_ROOTFS_UNPACK_FAILED: code(500, true, 'unpacking failed on the host side (disk full, permissions, I/O error, lock)'),
 
   // --- vm (MC_VM_*) -----------------------------------------------------------
+  MC_VM_KERNEL_NOT_FOUND: code(503, false, 'no guest kernel found (run scripts/guest-kernel.sh or set MONOCORE_KERNEL_DIR)'),
+  MC_VM_INITRAMFS_BUILD_FAILED: code(500, false, 'building the guest initramfs (init, busybox, kernel modules) failed'),
+  MC_VM_BACKEND_UNAVAILABLE: code(503, false, 'the hypervisor backend cannot run on this host (the message says why)'),
+  MC_VM_SPEC_INVALID: code(400, false, 'a VM spec field is invalid (details.field names it)'),
+  MC_VM_NETWORK_UNSUPPORTED: code(501, false, 'the requested guest network is not supported by this backend'),
+  MC_VM_DISK_PREPARE_FAILED: code(500, true, 'the per-service writable disk could not be created'),
+  MC_VM_START_FAILED: code(500, true, 'the hypervisor process could not be started or died during boot'),
+  MC_VM_BOOT_TIMEOUT: code(504, true, 'the guest did not report its command started in time (details.consoleTail)'),
+  MC_VM_LIBKRUN_NOT_FOUND: code(503, false, 'libkrun could not be loaded (install it or set MONOCORE_LIBKRUN_PATH)'),
+  MC_VM_LIBKRUN_SYMBOL_MISSING: code(503, false, 'the loaded libkrun lacks a function monocore needs (too old or not libkrun)'),
+  MC_VM_LIBKRUN_CALL_FAILED: code(500, false, 'a krun_* call returned a negative errno (details.fn, details.errno)'),
+  MC_VM_LIBKRUN_INVALID_ARGUMENT: code(400, false, 'a value cannot be passed to libkrun (NUL byte, out-of-range integer)'),
+  MC_VM_LIBKRUN_SETUP_FAILED: code(500, true, 'the libkrun VM process failed before the guest started (mounts, config)'),
+  MC_VM_LIBKRUN_UNSUPPORTED: code(501, false, 'the VM spec asks for something the libkrun backend cannot do safely or faithfully'),
 
   // --- orchestration and state (MC_ORCH_*, MC_STATE_*) -------------------------
   MC_ORCH_NO_HOSTS: code(503, true, 'no worker host is registered (start monocore-worker or monocore serve)'),
