@@ -1,3 +1,11 @@
 // Public surface of the vm domain: list exports by name.
 export type { VmSpec, VmNetwork, VmExit } from './vm-spec.js';
 export type { HypervisorBackend, BackendAvailability, VmHandle } from './hypervisor-backend.js';
+export { QemuBackend, fileTail, type QemuBackendOptions, type QemuVmHandle, type BootTimings } from './qemu-backend.js';
+export { findGuestKernel, DEFAULT_KERNEL_DIR, type GuestKernel } from './guest-kernel.js';
+export { buildInitramfs, guestInitSourcePath, type Initramfs, type InitramfsOptions } from './initramfs-builder.js';
+export { resolveModuleOrder, GUEST_MODULES, type ModuleLoad } from './kernel-modules.js';
+export { detectAccel, type Accel, type AccelChoice } from './acceleration.js';
+export { cleanupOrphans, type OrphanCleanup } from './orphans.js';
+export { validateVmSpec } from './vm-spec-validation.js';
+export { GroupSwitch } from './group-switch.js';

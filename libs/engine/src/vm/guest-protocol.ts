@@ -1,0 +1,70 @@
+/**
+ * The host side of the guest init protocol (libs/native/guest-init/init.c,
+ * docs/VM.md). The spec travels as NUL-terminated `key=value` records, so any
+ * byte but NUL survives (spaces, quotes, newlines, empty strings, UTF-8) —
+ * exactly what execve() itself can carry.
+ */
+export interface GuestSpec {
+  argv: string[];
+  env: string[];
+  workdir: string;
+  hostname: string;
+  /** Whether /dev/vda (the per-service ext4 disk) holds the writable layer. */
+  disk: boolean;
+  volumes: Array<{ tag: string; guest: string; readOnly: boolean }>;
+  nics: Array<{ mac: string; cidr: string; gateway?: string }>;
+  /** Extra /etc/hosts lines ("<ip> <name>"). */
+  hosts: string[];
+  /** Linux RLIMIT_* numbers with soft/hard values (-1 = unlimited). */
+  rlimits?: Array<{ resource: number; soft: number; hard: number }>;
+  /** Boot probe: init reports "exit 0" right after reading the spec. */
+  probe?: boolean;
+}
+
+export function encodeGuestSpec(spec: GuestSpec): Buffer {
+  const records: string[] = [];
+  const add = (key: string, value: string): void => {
+    if (value.includes('\0')) throw new Error(`guest spec ${key} contains a NUL byte`);
+    records.push(`${key}=${value}`);
+  };
+  if (spec.probe) add('probe', '1');
+  for (const a of spec.argv) add('arg', a);
+  for (const e of spec.env) add('env', e);
+  add('workdir', spec.workdir);
+  add('hostname', spec.hostname);
+  add('disk', spec.disk ? '1' : '0');
+  for (const v of spec.volumes) add('vol', `${v.tag} ${v.readOnly ? 'ro' : 'rw'} ${v.guest}`);
+  for (const n of spec.nics) add('nic', `${n.mac} ${n.cidr} ${n.gateway ?? '-'}`);
+  for (const h of spec.hosts) add('host', h);
+  for (const r of spec.rlimits ?? []) add('rlimit', `${r.resource} ${r.soft} ${r.hard}`);
+  const body = Buffer.from(records.map((r) => `${r}\0`).join(''), 'utf8');
+  return Buffer.concat([Buffer.from(`MCSPEC1 ${body.length}\n`, 'ascii'), body]);
+}
+
+export type GuestEvent =
+  | { type: 'boot'; uptime: number }
+  | { type: 'started'; uptime: number }
+  | { type: 'error'; message: string }
+  | { type: 'exit'; code: number; uptime: number };
+
+/** Parses one control line from the guest; unknown lines give undefined. */
+export function parseGuestEvent(line: string): GuestEvent | undefined {
+  const sp = line.indexOf(' ');
+  const word = sp < 0 ? line : line.slice(0, sp);
+  const rest = sp < 0 ? '' : line.slice(sp + 1);
+  switch (word) {
+    case 'boot':
+      return { type: 'boot', uptime: Number(rest) };
+    case 'started':
+      return { type: 'started', uptime: Number(rest) };
+    case 'error':
+      return { type: 'error', message: rest };
+    case 'exit': {
+      const [code, up] = rest.split(' ');
+      const n = Number(code);
+      return Number.isInteger(n) ? { type: 'exit', code: n, uptime: Number(up) } : undefined;
+    }
+    default:
+      return undefined;
+  }
+}

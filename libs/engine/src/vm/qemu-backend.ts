@@ -1,0 +1,631 @@
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { closeSync, existsSync, openSync, readFileSync, readSync, fstatSync, statSync } from 'node:fs';
+import { mkdir, mkdtemp, rename, rm, truncate, writeFile } from 'node:fs/promises';
+import { createServer, type Server, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { isAbsolute, join } from 'node:path';
+import { promisify } from 'node:util';
+import { execFile } from 'node:child_process';
+import { MonocoreError } from '../errors/index.js';
+import { MonocoreHome } from '../home/index.js';
+import { detectAccel, hostTscKhz, type Accel, type AccelChoice } from './acceleration.js';
+import { findGuestKernel, type GuestKernel } from './guest-kernel.js';
+import { encodeGuestSpec, parseGuestEvent, type GuestSpec } from './guest-protocol.js';
+import { GroupSwitch, groupMac } from './group-switch.js';
+import type { BackendAvailability, HypervisorBackend, VmHandle } from './hypervisor-backend.js';
+import { buildInitramfs, type Initramfs } from './initramfs-builder.js';
+import { procStartTime, removePidRecord, writePidRecord } from './orphans.js';
+import { validateVmSpec } from './vm-spec-validation.js';
+import type { VmExit, VmSpec } from './vm-spec.js';
+
+const run = promisify(execFile);
+
+export interface QemuBackendOptions {
+  home?: MonocoreHome;
+  /** Guest kernel directory (else MONOCORE_KERNEL_DIR, else /var/lib/monocore/kernel). */
+  kernelDir?: string;
+  qemuBinary?: string;
+  /** Force an accelerator (default: detectAccel()). */
+  accel?: Accel;
+  /**
+   * Command prefix for the hypervisor process, e.g. ['ip', 'netns', 'exec', 'ns1']
+   * to run it inside a network namespace. Must exec (not fork) its argument.
+   */
+  launchPrefix?: string[];
+  /** Size of the sparse per-service ext4 disk (default 4096 MiB; blocks are allocated on write). */
+  diskSizeMib?: number;
+  /** Default boot watchdog when the spec sets none (default 60 s). */
+  bootTimeoutMs?: number;
+}
+
+/** Where the boot time went, from host and guest timestamps (ms since spawn). */
+export interface BootTimings {
+  /** Guest init first reported ("boot"): hypervisor start + kernel boot. */
+  initMs?: number;
+  /** Guest uptime (s) at init start and at exec: kernel time vs init setup time. */
+  guestInitUptime?: number;
+  guestStartedUptime?: number;
+  guestExitUptime?: number;
+  startedMs?: number;
+  exitMs?: number;
+}
+
+export interface QemuVmHandle extends VmHandle {
+  readonly timings: BootTimings;
+  readonly consoleLog: string;
+}
+
+const DEFAULT_DISK_MIB = 4096;
+const PORT_FWD_MAC = '52:55:0a:00:02:0f';
+/** Linux capabilities QEMU keeps (setpriv --bounding-set): read the image and write mapped-xattr volumes, nothing else. */
+const QEMU_CAPS = '-all,+dac_override,+dac_read_search,+fowner';
+
+/**
+ * The QEMU `-M microvm` backend (x86_64). One qemu-system-x86_64 process per VM,
+ * started through `setpriv --pdeathsig KILL` so it dies with its supervisor.
+ * Boot recipe and its reasons: docs/VM.md and PLATFORM.md.
+ */
+export class QemuBackend implements HypervisorBackend {
+  readonly name = 'qemu' as const;
+  private readonly home: MonocoreHome;
+  private readonly qemu: string;
+  private initramfsPromise?: Promise<{ kernel: GuestKernel; initramfs: Initramfs }>;
+  private accelChoice?: AccelChoice;
+  private readonly switches = new Map<string, { sw: GroupSwitch; dir: string; members: number }>();
+  private readonly switchOpening = new Map<string, Promise<{ sw: GroupSwitch; dir: string; members: number }>>();
+
+  constructor(private readonly opts: QemuBackendOptions = {}) {
+    this.home = opts.home ?? new MonocoreHome();
+    this.qemu = opts.qemuBinary ?? 'qemu-system-x86_64';
+  }
+
+  get accel(): AccelChoice {
+    if (!this.accelChoice) {
+      this.accelChoice = this.opts.accel ? { accel: this.opts.accel, reason: 'forced by QemuBackend options' } : detectAccel();
+    }
+    return this.accelChoice;
+  }
+
+  async available(): Promise<BackendAvailability> {
+    if (process.platform !== 'linux') return { available: false, reason: `the qemu backend supports Linux hosts only (this is ${process.platform})` };
+    const v = spawnSync(this.qemu, ['--version'], { encoding: 'utf8' });
+    if (v.error || v.status !== 0) {
+      return { available: false, reason: `${this.qemu} not found or not runnable (apt-get install qemu-system-x86)` };
+    }
+    if (spawnSync('setpriv', ['--version']).error) return { available: false, reason: 'setpriv (util-linux) not found: needed to tie QEMU to its supervisor' };
+    if (spawnSync('mkfs.ext4', ['-V']).error) return { available: false, reason: 'mkfs.ext4 not found (apt-get install e2fsprogs)' };
+    try {
+      const { initramfs, kernel } = await this.prepare();
+      const version = (v.stdout.split('\n')[0] ?? '').trim();
+      return { available: true, accel: this.accel.accel, detail: `${version}; ${this.accel.reason}; kernel ${kernel.version}; initramfs ${initramfs.path}` };
+    } catch (err) {
+      return { available: false, reason: err instanceof Error ? err.message : String(err) };
+    }
+  }
+
+  /** Finds the kernel and builds (or reuses) the initramfs; cached per backend. */
+  prepare(): Promise<{ kernel: GuestKernel; initramfs: Initramfs }> {
+    if (!this.initramfsPromise) {
+      this.initramfsPromise = (async () => {
+        const kernel = findGuestKernel(this.opts.kernelDir);
+        const initramfs = await buildInitramfs({ kernel, cacheDir: this.home.kernelDir });
+        return { kernel, initramfs };
+      })();
+      this.initramfsPromise.catch(() => {
+        this.initramfsPromise = undefined; // let a later call retry (e.g. after guest-kernel.sh ran)
+      });
+    }
+    return this.initramfsPromise;
+  }
+
+  /**
+   * Boots only the kernel + initramfs and has init answer over the control
+   * channel, then power off: proves the accelerator and boot path work.
+   */
+  async probe(timeoutMs = 30_000): Promise<{ ok: boolean; ms: number; detail: string }> {
+    const t0 = Date.now();
+    const stateDir = await mkdtemp(join(tmpdir(), 'mc-probe-'));
+    try {
+      const h = await this.startInternal(
+        { id: 'probe', rootfs: stateDir, command: '', args: [], env: [], cpus: 1, ramMib: 128, volumes: [], ports: [], stateDir, network: { mode: 'none' }, bootTimeoutMs: timeoutMs },
+        true,
+      );
+      const exit = await h.wait();
+      const ok = exit.exitCode === 0;
+      return { ok, ms: Date.now() - t0, detail: ok ? `booted in ${Date.now() - t0} ms` : `${exit.reason}: ${exit.detail ?? ''}` };
+    } finally {
+      await rm(stateDir, { recursive: true, force: true });
+    }
+  }
+
+  async start(spec: VmSpec): Promise<QemuVmHandle> {
+    return this.startInternal(spec, false);
+  }
+
+  private async startInternal(spec: VmSpec, probe: boolean): Promise<QemuVmHandle> {
+    if (!probe) validateVmSpec(spec);
+    if (spec.network.mode === 'group' && !spec.network.localOnly) {
+      throw new MonocoreError(
+        'MC_VM_NETWORK_UNSUPPORTED',
+        `${spec.id}: outbound network access (local_only = false) is not supported by the qemu backend yet: ` +
+          'it cannot be given without exposing the host (docs/NETWORK.md); set local_only = true',
+        { field: 'network.localOnly', id: spec.id },
+      );
+    }
+    const { kernel, initramfs } = await this.prepare();
+    await mkdir(spec.stateDir, { recursive: true });
+    const disk = probe ? undefined : await this.prepareDisk(spec.stateDir);
+    // Unix socket paths are limited to 108 bytes: keep them in a short private dir.
+    const runtimeDir = await mkdtemp(join(tmpdir(), 'mcvm-'));
+    const consoleLog = join(spec.stateDir, 'console.log');
+    await writeFile(consoleLog, '');
+
+    const servers: Server[] = [];
+    const listen = async (name: string): Promise<{ path: string; conn: Promise<Socket> }> => {
+      const path = join(runtimeDir, `${name}.sock`);
+      const server = createServer();
+      servers.push(server);
+      const conn = new Promise<Socket>((resolve) => server.once('connection', resolve));
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(path, () => resolve());
+      });
+      return { path, conn };
+    };
+    const ctl = await listen('control');
+    const out = await listen('stdout');
+    const err = await listen('stderr');
+
+    let group: { sw: GroupSwitch; dir: string; members: number } | undefined;
+    let groupKey: string | undefined;
+    let releaseGroup: () => Promise<void> = async () => {};
+    const guest: GuestSpec = {
+      argv: [spec.command, ...spec.args],
+      env: spec.env,
+      workdir: spec.workdir ?? '/',
+      hostname: spec.hostname ?? spec.id,
+      disk: disk !== undefined,
+      volumes: spec.volumes.map((v, i) => ({ tag: `vol${i}`, guest: v.guest, readOnly: v.readOnly ?? false })),
+      nics: [],
+      hosts: [],
+      probe,
+    };
+    const netArgs: string[] = [];
+    try {
+      if (spec.network.mode === 'group') {
+        const net = spec.network;
+        groupKey = net.group;
+        group = await this.joinGroup(net.group);
+        const mac = groupMac(net.address);
+        group.sw.allowMac(mac);
+        const g = group;
+        releaseGroup = async () => {
+          g.sw.forgetMac(mac);
+          await this.leaveGroup(net.group);
+        };
+        // The group segment: a stream socket to our in-process switch. No host
+        // interface is attached to it, so nothing but the group's VMs is on it.
+        netArgs.push('-netdev', `stream,id=grp,server=off,addr.type=unix,addr.path=${group.sw.socketPath}`);
+        netArgs.push('-device', `virtio-net-device,netdev=grp,mac=${mac}`);
+        guest.nics.push({ mac, cidr: net.address });
+        const self = net.address.split('/')[0];
+        guest.hosts.push(`${self}\t${spec.hostname ?? spec.id}`);
+        for (const [name, addr] of Object.entries(net.peers)) guest.hosts.push(`${addr.split('/')[0]}\t${name}`);
+      }
+      if (spec.ports.length > 0) {
+        // Port forwarding through slirp with restrict=on: hostfwd still works,
+        // but the guest cannot open connections to the host (10.0.2.2 is the
+        // host's loopback!) or anywhere else, and gets no DNS. A separate NIC,
+        // so the group segment stays a pure L2 island.
+        const fwds = spec.ports.map((p) => `hostfwd=tcp:${p.bindAddress ?? '127.0.0.1'}:${p.host}-:${p.guest}`).join(',');
+        netArgs.push('-netdev', `user,id=pf,restrict=on,net=10.0.2.0/24,${fwds}`);
+        netArgs.push('-device', `virtio-net-device,netdev=pf,mac=${PORT_FWD_MAC}`);
+        guest.nics.push({ mac: PORT_FWD_MAC, cidr: '10.0.2.15/24' });
+      }
+    } catch (e) {
+      await releaseGroup();
+      for (const s of servers) s.close();
+      await rm(runtimeDir, { recursive: true, force: true });
+      throw e;
+    }
+
+    const accel = this.accel.accel;
+    const tscKhz = hostTscKhz(readFileSync('/proc/cpuinfo', 'utf8'));
+    const cmdline = [
+      'console=ttyS0', // kernel messages to the serial port = console.log, never to the service's stdout
+      'panic=-1', // a guest kernel panic ends the VM at once (with -no-reboot) instead of hanging
+      'reboot=t', // reboot via triple fault: with -no-reboot, QEMU exits
+      'quiet',
+      'no_timer_check', // skip the IO-APIC timer check that hangs ~1 in 3 TCG boots (PLATFORM.md)
+      ...(tscKhz ? [`tsc_early_khz=${tscKhz}`] : []), // skip TSC calibration: without it 1 boot in 4-8 hangs under TCG
+      'rdinit=/init',
+    ].join(' ');
+    const args = [
+      // microvm: no PCI/ACPI tables to probe; x-option-roms=off skips the option ROM scan;
+      // rtc=on and isa-serial=on: the RTC helped avoid timer hangs and ttyS0 is our console.
+      '-M', 'microvm,x-option-roms=off,rtc=on,isa-serial=on',
+      // TCG: thread=single was the verified-stable mode here; KVM/HVF when usable.
+      '-accel', accel === 'tcg' ? 'tcg,thread=single' : accel,
+      // -cpu host fails on this host's KVM ("failed to set MSR 0x10a"); max is right for TCG.
+      '-cpu', accel === 'tcg' ? 'max' : 'host',
+      '-m', String(spec.ramMib),
+      '-smp', String(spec.cpus),
+      '-nodefaults', '-no-user-config', // no default devices, no /etc/qemu config
+      '-display', 'none', '-monitor', 'none', // no stdio muxing: QEMU's own stderr stays for errors
+      '-no-reboot', // a guest reboot (or panic) ends the process
+      '-serial', `file:${consoleLog}`,
+      '-kernel', kernel.vmlinux, // uncompressed ELF via PVH: bzImage decompression crawls under TCG
+      '-initrd', initramfs.path,
+      '-append', cmdline,
+      // Image rootfs: read-only share, the overlay's lower layer. security_model=none so the guest
+      // sees the image's real owners/modes; readonly=on so it can never write (no setuid planting).
+      '-fsdev', `local,id=rootfs,path=${probe ? spec.stateDir : spec.rootfs},security_model=none,readonly=on`,
+      '-device', 'virtio-9p-device,fsdev=rootfs,mount_tag=rootfs',
+      // control / stdout / stderr: virtio-serial ports to our unix sockets (kept apart from the console).
+      '-device', 'virtio-serial-device,max_ports=4',
+      '-chardev', `socket,id=ctl,path=${ctl.path}`,
+      '-device', 'virtserialport,chardev=ctl,name=monocore.control',
+      '-chardev', `socket,id=out,path=${out.path}`,
+      '-device', 'virtserialport,chardev=out,name=monocore.stdout',
+      '-chardev', `socket,id=err,path=${err.path}`,
+      '-device', 'virtserialport,chardev=err,name=monocore.stderr',
+    ];
+    if (disk) {
+      // Per-service writable layer: sparse raw ext4 file; cache=unsafe is not used so a host
+      // crash cannot lose what the guest fsync()ed.
+      args.push('-drive', `file=${disk},format=raw,if=none,id=upper,discard=unmap`);
+      args.push('-device', 'virtio-blk-device,drive=upper');
+    }
+    spec.volumes.forEach((v, i) => {
+      // Volumes: mapped-xattr, so guest-chosen owners/modes (setuid, devices) are stored as
+      // user.virtfs.* xattrs and the host only ever sees plain 0600 files (docs/THREATS.md).
+      args.push('-fsdev', `local,id=vol${i},path=${v.host},security_model=mapped-xattr${v.readOnly ? ',readonly=on' : ''}`);
+      args.push('-device', `virtio-9p-device,fsdev=vol${i},mount_tag=vol${i}`);
+    });
+    args.push(...netArgs);
+
+    // setpriv: --pdeathsig KILL kills QEMU when its supervising process dies (no orphans);
+    // --bounding-set keeps only the capabilities QEMU needs for the shares; --no-new-privs.
+    const argv = [
+      ...(this.opts.launchPrefix ?? []),
+      'setpriv', '--pdeathsig', 'KILL', '--no-new-privs', '--bounding-set', QEMU_CAPS, '--',
+      this.qemu, ...args,
+    ];
+    const t0 = Date.now();
+    let child: ChildProcess;
+    try {
+      child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
+    } catch (e) {
+      await releaseGroup();
+      for (const s of servers) s.close();
+      await rm(runtimeDir, { recursive: true, force: true });
+      throw new MonocoreError('MC_VM_START_FAILED', `${spec.id}: cannot spawn ${argv[0]}: ${(e as Error).message}`, { id: spec.id }, { cause: e });
+    }
+    const handle = new QemuVm({
+      spec, child, t0, consoleLog, runtimeDir, servers, guestSpec: encodeGuestSpec(guest),
+      ctl: ctl.conn, out: out.conn, err: err.conn,
+      bootTimeoutMs: spec.bootTimeoutMs ?? this.opts.bootTimeoutMs ?? 60_000,
+      onGone: async () => {
+        await releaseGroup();
+      },
+      home: this.home,
+      groupKey,
+    });
+    await handle.spawned;
+    return handle;
+  }
+
+  /** Creates the per-service sparse ext4 disk once; later starts reuse it (writes persist). */
+  private async prepareDisk(stateDir: string): Promise<string> {
+    const disk = join(stateDir, 'upper.ext4');
+    if (existsSync(disk)) return disk;
+    const tmp = `${disk}.${process.pid}.tmp`;
+    try {
+      await writeFile(tmp, '');
+      await truncate(tmp, (this.opts.diskSizeMib ?? DEFAULT_DISK_MIB) * 1024 * 1024);
+      // -m 0: no root reserve; lazy init keeps mkfs O(1) in disk size.
+      await run('mkfs.ext4', ['-q', '-F', '-m', '0', '-E', 'lazy_itable_init=1,lazy_journal_init=1', tmp]);
+      await rename(tmp, disk);
+    } catch (e) {
+      await rm(tmp, { force: true });
+      const stderr = (e as { stderr?: string }).stderr;
+      throw new MonocoreError('MC_VM_DISK_PREPARE_FAILED', `cannot create ${disk}: ${stderr?.trim() || (e as Error).message}`, { path: disk }, { cause: e });
+    }
+    return disk;
+  }
+
+  private async joinGroup(group: string): Promise<{ sw: GroupSwitch; dir: string; members: number }> {
+    const existing = this.switches.get(group);
+    if (existing) {
+      existing.members++;
+      return existing;
+    }
+    let opening = this.switchOpening.get(group);
+    if (!opening) {
+      opening = (async () => {
+        const dir = await mkdtemp(join(tmpdir(), 'mcnet-'));
+        const sw = await GroupSwitch.listen(join(dir, 'switch.sock'));
+        const entry = { sw, dir, members: 0 };
+        this.switches.set(group, entry);
+        return entry;
+      })();
+      this.switchOpening.set(group, opening);
+      opening.finally(() => this.switchOpening.delete(group)).catch(() => {});
+    }
+    const entry = await opening;
+    entry.members++;
+    return entry;
+  }
+
+  private async leaveGroup(group: string): Promise<void> {
+    const entry = this.switches.get(group);
+    if (!entry) return;
+    entry.members--;
+    if (entry.members <= 0) {
+      this.switches.delete(group);
+      await entry.sw.close();
+      await rm(entry.dir, { recursive: true, force: true });
+    }
+  }
+}
+
+interface QemuVmInit {
+  spec: VmSpec;
+  child: ChildProcess;
+  t0: number;
+  consoleLog: string;
+  runtimeDir: string;
+  servers: Server[];
+  guestSpec: Buffer;
+  ctl: Promise<Socket>;
+  out: Promise<Socket>;
+  err: Promise<Socket>;
+  bootTimeoutMs: number;
+  onGone: () => Promise<void>;
+  home: MonocoreHome;
+  groupKey?: string;
+}
+
+/** Reads the last `bytes` of a file (the console tail for error messages). */
+export function fileTail(path: string, bytes = 4096): string {
+  try {
+    const fd = openSync(path, 'r');
+    try {
+      const size = fstatSync(fd).size;
+      const len = Math.min(bytes, size);
+      const buf = Buffer.alloc(len);
+      readSync(fd, buf, 0, len, size - len);
+      return buf.toString('utf8');
+    } finally {
+      closeSync(fd);
+    }
+  } catch {
+    return '';
+  }
+}
+
+class QemuVm implements QemuVmHandle {
+  readonly id: string;
+  readonly pid: number;
+  readonly started: Promise<void>;
+  readonly timings: BootTimings = {};
+  readonly consoleLog: string;
+  readonly spawned: Promise<void>;
+
+  private resolveStarted!: () => void;
+  private rejectStarted!: (e: Error) => void;
+  private exitPromise: Promise<VmExit>;
+  private resolveExit!: (e: VmExit) => void;
+  private ctlSock?: Socket;
+  private isStarted = false;
+  private exitCode: number | null = null;
+  private exitReported = false;
+  private guestError?: string;
+  private qemuStderr = '';
+  private stopRequested = false;
+  private killReason?: 'killed' | 'boot-timeout';
+  private ended = false;
+  private watchdog?: NodeJS.Timeout;
+  private pidFile?: string;
+
+  constructor(private readonly s: QemuVmInit) {
+    this.id = s.spec.id;
+    this.pid = s.child.pid ?? -1;
+    this.consoleLog = s.consoleLog;
+    this.started = new Promise<void>((resolve, reject) => {
+      this.resolveStarted = resolve;
+      this.rejectStarted = reject;
+    });
+    this.started.catch(() => {}); // callers that never await it must not crash the process
+    this.exitPromise = new Promise<VmExit>((resolve) => (this.resolveExit = resolve));
+
+    const child = s.child;
+    child.stderr?.on('data', (d: Buffer) => {
+      if (this.qemuStderr.length < 8192) this.qemuStderr += d.toString('utf8');
+    });
+    child.stdout?.resume();
+    const childGone = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+      child.once('exit', (code, signal) => resolve({ code, signal }));
+      child.once('error', (e) => {
+        this.qemuStderr += `spawn error: ${e.message}\n`;
+        resolve({ code: null, signal: null });
+      });
+    });
+    this.spawned = new Promise<void>((resolve) => {
+      if (child.pid !== undefined) resolve();
+      child.once('spawn', () => resolve());
+      child.once('error', () => resolve());
+    });
+    void this.spawned.then(() => {
+      if (child.pid === undefined) return;
+      const startTime = procStartTime(child.pid);
+      const supStart = procStartTime(process.pid);
+      if (startTime && supStart) {
+        this.pidFile = writePidRecord(s.home, {
+          id: s.spec.id, pid: child.pid, startTime, supervisorPid: process.pid, supervisorStartTime: supStart,
+          runtimeDir: s.runtimeDir, backend: 'qemu',
+        });
+      }
+    });
+
+    // Output: each port straight into its stream, never ended by us (the caller owns it).
+    const pump = (conn: Promise<Socket>, dest: NodeJS.WritableStream | undefined): Promise<void> =>
+      new Promise<void>((resolve) => {
+        let done = false;
+        const finish = (): void => {
+          if (!done) {
+            done = true;
+            resolve();
+          }
+        };
+        void childGone.then(() => setTimeout(finish, 2000)); // QEMU never connected
+        void conn.then((sock) => {
+          sock.on('error', () => {});
+          if (dest) sock.pipe(dest as NodeJS.WritableStream, { end: false });
+          else sock.resume();
+          sock.once('close', finish);
+        });
+      });
+    const outDone = pump(s.out, s.spec.stdout);
+    const errDone = pump(s.err, s.spec.stderr);
+
+    void s.ctl.then((sock) => {
+      this.ctlSock = sock;
+      sock.on('error', () => {});
+      sock.write(s.guestSpec);
+      let buf = '';
+      sock.on('data', (d: Buffer) => {
+        buf += d.toString('utf8');
+        let nl: number;
+        while ((nl = buf.indexOf('\n')) >= 0) {
+          this.onControl(buf.slice(0, nl));
+          buf = buf.slice(nl + 1);
+        }
+      });
+    });
+
+    this.watchdog = setTimeout(() => {
+      if (!this.isStarted && !this.exitReported && !this.ended) {
+        this.killReason = 'boot-timeout';
+        child.kill('SIGKILL');
+      }
+    }, s.bootTimeoutMs);
+
+    void (async () => {
+      const { code, signal } = await childGone;
+      this.ended = true;
+      clearTimeout(this.watchdog);
+      await Promise.all([outDone, errDone]);
+      for (const srv of s.servers) srv.close();
+      this.ctlSock?.destroy();
+      await rm(s.runtimeDir, { recursive: true, force: true }).catch(() => {});
+      if (this.pidFile) removePidRecord(this.pidFile);
+      await s.onGone().catch(() => {});
+      const exit = this.describeExit(code, signal);
+      if (!this.isStarted) {
+        this.rejectStarted(
+          new MonocoreError(
+            exit.reason === 'boot-timeout' ? 'MC_VM_BOOT_TIMEOUT' : 'MC_VM_START_FAILED',
+            `${s.spec.id}: the command did not start (${exit.reason}${exit.exitCode !== null ? `, exit code ${exit.exitCode}` : ''})${exit.detail ? `: ${exit.detail}` : ''}`,
+            { id: s.spec.id, exit },
+          ),
+        );
+      }
+      this.resolveExit(exit);
+    })();
+  }
+
+  private onControl(line: string): void {
+    const ev = parseGuestEvent(line);
+    if (!ev) return;
+    const now = Date.now() - this.s.t0;
+    switch (ev.type) {
+      case 'boot':
+        this.timings.initMs = now;
+        this.timings.guestInitUptime = ev.uptime;
+        break;
+      case 'started':
+        this.timings.startedMs = now;
+        this.timings.guestStartedUptime = ev.uptime;
+        this.isStarted = true;
+        clearTimeout(this.watchdog);
+        this.resolveStarted();
+        break;
+      case 'error':
+        this.guestError = ev.message;
+        break;
+      case 'exit':
+        this.timings.exitMs = now;
+        this.timings.guestExitUptime = ev.uptime;
+        this.exitCode = ev.code;
+        this.exitReported = true;
+        clearTimeout(this.watchdog);
+        // init powers off right after; make sure a wedged QEMU cannot linger.
+        setTimeout(() => {
+          if (!this.ended) this.s.child.kill('SIGKILL');
+        }, 5000).unref();
+        break;
+    }
+  }
+
+  private describeExit(code: number | null, signal: NodeJS.Signals | null): VmExit {
+    const tail = (): string => fileTail(this.consoleLog, 3000).trim();
+    if (this.exitReported) {
+      return { exitCode: this.exitCode, reason: this.stopRequested ? 'stopped' : 'exited' };
+    }
+    if (this.killReason === 'boot-timeout') {
+      return {
+        exitCode: null,
+        reason: 'boot-timeout',
+        detail: `no start report within ${this.s.bootTimeoutMs} ms; console tail:\n${tail()}`,
+      };
+    }
+    if (this.killReason === 'killed') {
+      return { exitCode: this.isStarted ? 137 : null, reason: 'killed' };
+    }
+    const why = this.guestError
+      ? `guest init: ${this.guestError}`
+      : `hypervisor exited (${signal ? `signal ${signal}` : `code ${code}`})${this.qemuStderr.trim() ? `: ${this.qemuStderr.trim()}` : ''}`;
+    return { exitCode: null, reason: 'hypervisor-error', detail: `${why}\nconsole tail:\n${tail()}` };
+  }
+
+  wait(): Promise<VmExit> {
+    return this.exitPromise;
+  }
+
+  async stop(options: { timeoutMs?: number } = {}): Promise<VmExit> {
+    if (this.ended) return this.exitPromise;
+    this.stopRequested = true;
+    if (!this.isStarted || !this.ctlSock) return this.kill();
+    this.ctlSock.write('signal 15\n');
+    const timer = setTimeout(() => void this.kill(), options.timeoutMs ?? 10_000);
+    const exit = await this.exitPromise;
+    clearTimeout(timer);
+    return exit;
+  }
+
+  kill(): Promise<VmExit> {
+    if (!this.ended && !this.exitReported) {
+      this.killReason ??= 'killed';
+      this.s.child.kill('SIGKILL');
+    } else if (!this.ended) {
+      this.s.child.kill('SIGKILL');
+    }
+    return this.exitPromise;
+  }
+}
+
+/** True when `p` is an existing directory (used by spec validation). */
+export function isDirectory(p: string): boolean {
+  try {
+    return isAbsolute(p) && statSync(p).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+/** A random VM-unique suffix (for callers building ids). */
+export function randomVmSuffix(): string {
+  return randomBytes(4).toString('hex');
+}

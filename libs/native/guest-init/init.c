@@ -1,0 +1,579 @@
+/*
+ * monocore guest init — PID 1 inside every qemu-backend microVM.
+ *
+ * Why C and not a busybox sh script: the command's argv and env must reach
+ * execve() byte-for-byte (spaces, quotes, newlines, empty strings, unicode),
+ * PID 1 must reap zombies and forward signals, and the exit status of the
+ * command (including 128+N for a signal, 126/127 for exec failures) must be
+ * reported exactly. A shell would re-parse strings and hides the wait status.
+ * Built statically (gcc -static) when the initramfs is built; no libc in the
+ * initramfs is needed.
+ *
+ * Protocol (docs/VM.md "Guest init protocol"), over the virtio-serial port
+ * named "monocore.control":
+ *   host -> guest   "MCSPEC1 <len>\n" then <len> bytes of NUL-terminated
+ *                   "key=value" records (see parse_spec below).
+ *   guest -> host   "boot <uptime>\n"      init is running (uptime in s)
+ *                   "started <uptime>\n"   the command was exec'd successfully
+ *                   "error <message>\n"    setup failed before exec
+ *                   "exit <code> <uptime>\n" the command ended with <code>
+ *                   (a spec with "probe=1" only boots: init answers "exit 0")
+ *   host -> guest   "signal <N>\n"         deliver signal N to the command
+ *                   (the host's graceful stop sends "signal 15")
+ * The command's stdout/stderr are the ports "monocore.stdout"/"monocore.stderr";
+ * the kernel console and init diagnostics go to ttyS0 (the console log).
+ */
+#define _GNU_SOURCE
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/reboot.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_ITEMS 4096
+
+static int control_fd = -1;
+
+static double uptime(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_BOOTTIME, &ts);
+  return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void logmsg(const char *fmt, ...) {
+  char buf[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  int fd = open("/dev/console", O_WRONLY | O_NOCTTY | O_CLOEXEC);
+  if (fd >= 0) {
+    dprintf(fd, "monocore-init[%.3f]: %s\n", uptime(), buf);
+    close(fd);
+  }
+}
+
+static void write_all(int fd, const char *buf, size_t len) {
+  while (len > 0) {
+    ssize_t n = write(fd, buf, len);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return;
+    }
+    buf += n;
+    len -= (size_t)n;
+  }
+}
+
+static void control(const char *fmt, ...) {
+  char buf[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  if (n < 0) return;
+  if ((size_t)n >= sizeof buf) n = sizeof buf - 1;
+  if (control_fd >= 0) write_all(control_fd, buf, (size_t)n);
+}
+
+static void power_off(void) {
+  sync();
+  reboot(RB_POWER_OFF);
+  /* Fallback: with reboot=t and QEMU's -no-reboot a reboot ends the VM too. */
+  reboot(RB_AUTOBOOT);
+  for (;;) pause();
+}
+
+static void fail(const char *fmt, ...) {
+  char buf[900];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  for (char *p = buf; *p; p++)
+    if (*p == '\n') *p = ' ';
+  logmsg("fatal: %s", buf);
+  control("error %s\n", buf);
+  power_off();
+}
+
+static int mkdir_p(const char *path, mode_t mode) {
+  char tmp[4096];
+  if (strlen(path) >= sizeof tmp) return -1;
+  strcpy(tmp, path);
+  for (char *p = tmp + 1; *p; p++) {
+    if (*p == '/') {
+      *p = 0;
+      if (mkdir(tmp, mode) < 0 && errno != EEXIST) return -1;
+      *p = '/';
+    }
+  }
+  if (mkdir(tmp, mode) < 0 && errno != EEXIST) return -1;
+  return 0;
+}
+
+static void must_mount(const char *src, const char *dst, const char *type, unsigned long flags, const char *data) {
+  mkdir_p(dst, 0755);
+  if (mount(src, dst, type, flags, data) < 0) fail("mount %s on %s (%s): %s", src, dst, type, strerror(errno));
+}
+
+/* Load the modules listed in /etc/monocore/modules, in that (dependency) order. */
+static void load_modules(void) {
+  FILE *f = fopen("/etc/monocore/modules", "r");
+  if (!f) return;
+  char line[512];
+  while (fgets(line, sizeof line, f)) {
+    line[strcspn(line, "\n")] = 0;
+    if (!line[0]) continue;
+    int optional = line[0] == '?';
+    const char *path = optional ? line + 1 : line;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) fail("open module %s: %s", path, strerror(errno));
+    if (syscall(SYS_finit_module, fd, "", 0) < 0 && errno != EEXIST) {
+      if (!optional) fail("insmod %s: %s", path, strerror(errno));
+      logmsg("optional module %s not loaded: %s", path, strerror(errno));
+    }
+    close(fd);
+  }
+  fclose(f);
+}
+
+/* Find /dev/vportNpM whose sysfs name is `name`; waits up to ~5 s for it to appear. */
+static int open_port(const char *name, int flags) {
+  for (int attempt = 0; attempt < 500; attempt++) {
+    DIR *d = opendir("/sys/class/virtio-ports");
+    if (d) {
+      struct dirent *e;
+      while ((e = readdir(d))) {
+        if (e->d_name[0] == '.') continue;
+        char p[512], buf[128] = {0};
+        snprintf(p, sizeof p, "/sys/class/virtio-ports/%s/name", e->d_name);
+        int fd = open(p, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) continue;
+        ssize_t n = read(fd, buf, sizeof buf - 1);
+        close(fd);
+        if (n <= 0) continue;
+        buf[strcspn(buf, "\n")] = 0;
+        if (strcmp(buf, name) == 0) {
+          char dev[512];
+          snprintf(dev, sizeof dev, "/dev/%s", e->d_name);
+          int pfd = open(dev, flags | O_CLOEXEC);
+          if (pfd >= 0) {
+            closedir(d);
+            return pfd;
+          }
+        }
+      }
+      closedir(d);
+    }
+    usleep(10000);
+  }
+  return -1;
+}
+
+static void wait_for_path(const char *path, int ms) {
+  for (int i = 0; i < ms / 5; i++) {
+    if (access(path, F_OK) == 0) return;
+    usleep(5000);
+  }
+  fail("%s did not appear within %d ms", path, ms);
+}
+
+/* ---- spec ---------------------------------------------------------------- */
+
+static char *spec_buf;
+static char *argv_list[MAX_ITEMS + 1];
+static int argc_n;
+static char *env_list[MAX_ITEMS + 1];
+static int env_n;
+static const char *workdir = "/";
+static const char *hostname = "monocore";
+static int has_disk;
+static int probe_only;
+struct vol { char tag[64]; int ro; const char *path; };
+static struct vol vols[64];
+static int vol_n;
+struct nic { char mac[32]; char cidr[64]; char gw[64]; };
+static struct nic nics[8];
+static int nic_n;
+static char *hosts_lines[MAX_ITEMS];
+static int hosts_n;
+struct rl { int res; rlim_t soft, hard; };
+static struct rl rlims[32];
+static int rlim_n;
+
+static void read_exact(int fd, char *buf, size_t len) {
+  size_t got = 0;
+  while (got < len) {
+    ssize_t n = read(fd, buf + got, len - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) fail("control channel closed while reading the spec (%zu of %zu bytes)", got, len);
+    got += (size_t)n;
+  }
+}
+
+static void read_spec(void) {
+  char header[64];
+  size_t i = 0;
+  for (;;) {
+    char c;
+    ssize_t n = read(control_fd, &c, 1);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) fail("control channel closed before the spec header");
+    if (c == '\n') break;
+    if (i + 1 >= sizeof header) fail("spec header too long");
+    header[i++] = c;
+  }
+  header[i] = 0;
+  unsigned long len;
+  if (sscanf(header, "MCSPEC1 %lu", &len) != 1 || len > (64UL << 20)) fail("bad spec header \"%s\"", header);
+  spec_buf = malloc(len + 1);
+  if (!spec_buf) fail("out of memory for spec");
+  read_exact(control_fd, spec_buf, len);
+  spec_buf[len] = 0;
+
+  for (char *p = spec_buf, *next; p < spec_buf + len; p = next) {
+    next = p + strlen(p) + 1;
+    char *eq = strchr(p, '=');
+    if (!eq) fail("spec record without '='");
+    *eq = 0;
+    char *key = p, *val = eq + 1;
+    if (strcmp(key, "arg") == 0) {
+      if (argc_n >= MAX_ITEMS) fail("too many arguments");
+      argv_list[argc_n++] = val;
+    } else if (strcmp(key, "env") == 0) {
+      if (env_n >= MAX_ITEMS) fail("too many environment entries");
+      env_list[env_n++] = val;
+    } else if (strcmp(key, "workdir") == 0) {
+      workdir = val;
+    } else if (strcmp(key, "hostname") == 0) {
+      hostname = val;
+    } else if (strcmp(key, "probe") == 0) {
+      probe_only = atoi(val);
+    } else if (strcmp(key, "disk") == 0) {
+      has_disk = atoi(val);
+    } else if (strcmp(key, "vol") == 0) { /* "<tag> <ro|rw> <guest path>" */
+      if (vol_n >= 64) fail("too many volumes");
+      struct vol *v = &vols[vol_n++];
+      char mode[8];
+      int off = 0;
+      if (sscanf(val, "%63s %7s %n", v->tag, mode, &off) < 2 || off == 0) fail("bad vol record");
+      v->ro = strcmp(mode, "ro") == 0;
+      v->path = val + off;
+    } else if (strcmp(key, "nic") == 0) { /* "<mac> <cidr> <gateway|->" */
+      if (nic_n >= 8) fail("too many nics");
+      struct nic *n = &nics[nic_n++];
+      if (sscanf(val, "%31s %63s %63s", n->mac, n->cidr, n->gw) != 3) fail("bad nic record");
+    } else if (strcmp(key, "host") == 0) { /* "<ip> <name>" line for /etc/hosts */
+      if (hosts_n >= MAX_ITEMS) fail("too many hosts");
+      hosts_lines[hosts_n++] = val;
+    } else if (strcmp(key, "rlimit") == 0) { /* "<resource number> <soft> <hard>" (-1 = unlimited) */
+      if (rlim_n >= 32) fail("too many rlimits");
+      long long s, h;
+      int r;
+      if (sscanf(val, "%d %lld %lld", &r, &s, &h) != 3) fail("bad rlimit record");
+      rlims[rlim_n].res = r;
+      rlims[rlim_n].soft = s < 0 ? RLIM_INFINITY : (rlim_t)s;
+      rlims[rlim_n].hard = h < 0 ? RLIM_INFINITY : (rlim_t)h;
+      rlim_n++;
+    } else {
+      logmsg("ignoring unknown spec key %s", key);
+    }
+  }
+  if (argc_n == 0 && !probe_only) fail("spec has no command");
+  argv_list[argc_n] = NULL;
+  env_list[env_n] = NULL;
+}
+
+/* ---- filesystems ---------------------------------------------------------- */
+
+static void setup_root(void) {
+  /* Lower layer: the image rootfs, shared read-only by the host (readonly=on). */
+  must_mount("rootfs", "/lower", "9p", MS_RDONLY, "trans=virtio,version=9p2000.L,msize=262144,cache=loose");
+  if (has_disk) {
+    /* Upper layer: the per-service ext4 disk; kept across restarts by the host. */
+    wait_for_path("/dev/vda", 5000);
+    must_mount("/dev/vda", "/upper", "ext4", MS_NOATIME, "");
+  } else {
+    must_mount("tmpfs", "/upper", "tmpfs", 0, "mode=0755");
+  }
+  mkdir_p("/upper/u", 0755);
+  mkdir_p("/upper/w", 0755);
+  must_mount("overlay", "/newroot", "overlay", 0, "lowerdir=/lower,upperdir=/upper/u,workdir=/upper/w");
+
+  must_mount("proc", "/newroot/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+  must_mount("sysfs", "/newroot/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+  must_mount("devtmpfs", "/newroot/dev", "devtmpfs", MS_NOSUID, "mode=0755");
+  must_mount("devpts", "/newroot/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620");
+  must_mount("tmpfs", "/newroot/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777");
+  must_mount("tmpfs", "/newroot/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755");
+
+  for (int i = 0; i < vol_n; i++) {
+    char dst[4096];
+    snprintf(dst, sizeof dst, "/newroot%s", vols[i].path);
+    mkdir_p(dst, 0755);
+    must_mount(vols[i].tag, dst, "9p", vols[i].ro ? MS_RDONLY : 0, "trans=virtio,version=9p2000.L,msize=262144");
+  }
+}
+
+static void write_file(const char *path, const char *content) {
+  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    logmsg("cannot write %s: %s", path, strerror(errno));
+    return;
+  }
+  write_all(fd, content, strlen(content));
+  close(fd);
+}
+
+static void setup_identity(void) {
+  if (sethostname(hostname, strlen(hostname)) < 0) logmsg("sethostname: %s", strerror(errno));
+  mkdir_p("/newroot/etc", 0755);
+  char buf[65536];
+  size_t off = (size_t)snprintf(buf, sizeof buf, "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t%s\n", hostname);
+  for (int i = 0; i < hosts_n && off < sizeof buf; i++) off += (size_t)snprintf(buf + off, sizeof buf - off, "%s\n", hosts_lines[i]);
+  write_file("/newroot/etc/hosts", buf);
+  snprintf(buf, sizeof buf, "%s\n", hostname);
+  write_file("/newroot/etc/hostname", buf);
+}
+
+/* Runs /bin/busybox (from the initramfs) with the given args; fails on error. */
+static void busybox(const char *a0, ...) {
+  const char *argv[16];
+  int n = 0;
+  argv[n++] = "/bin/busybox";
+  argv[n++] = a0;
+  va_list ap;
+  va_start(ap, a0);
+  const char *a;
+  while (n < 15 && (a = va_arg(ap, const char *))) argv[n++] = a;
+  va_end(ap);
+  argv[n] = NULL;
+  pid_t pid = fork();
+  if (pid == 0) {
+    execv("/bin/busybox", (char *const *)argv);
+    _exit(127);
+  }
+  int st = 0;
+  while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {}
+  if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+    char cmd[512] = "";
+    for (int i = 1; argv[i]; i++) {
+      strncat(cmd, argv[i], sizeof cmd - strlen(cmd) - 2);
+      strncat(cmd, " ", sizeof cmd - strlen(cmd) - 1);
+    }
+    fail("network setup failed: %s", cmd);
+  }
+}
+
+static void setup_network(void) {
+  busybox("ip", "link", "set", "dev", "lo", "up", NULL);
+  for (int i = 0; i < nic_n; i++) {
+    char ifname[256] = "";
+    DIR *d = opendir("/sys/class/net");
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+      if (e->d_name[0] == '.') continue;
+      char p[512], mac[64] = {0};
+      snprintf(p, sizeof p, "/sys/class/net/%s/address", e->d_name);
+      int fd = open(p, O_RDONLY | O_CLOEXEC);
+      if (fd < 0) continue;
+      ssize_t r = read(fd, mac, sizeof mac - 1);
+      close(fd);
+      if (r <= 0) continue;
+      mac[strcspn(mac, "\n")] = 0;
+      if (strcasecmp(mac, nics[i].mac) == 0) snprintf(ifname, sizeof ifname, "%s", e->d_name);
+    }
+    if (d) closedir(d);
+    if (!ifname[0]) fail("no network interface with MAC %s", nics[i].mac);
+    busybox("ip", "addr", "add", nics[i].cidr, "dev", ifname, NULL);
+    busybox("ip", "link", "set", "dev", ifname, "up", NULL);
+    if (strcmp(nics[i].gw, "-") != 0) busybox("ip", "route", "add", "default", "via", nics[i].gw, "dev", ifname, NULL);
+  }
+}
+
+/* ---- the command ----------------------------------------------------------- */
+
+static const char *env_get(const char *name) {
+  size_t len = strlen(name);
+  const char *found = NULL;
+  for (int i = 0; i < env_n; i++)
+    if (strncmp(env_list[i], name, len) == 0 && env_list[i][len] == '=') found = env_list[i] + len + 1;
+  return found;
+}
+
+/* execvpe-like lookup that uses the command's PATH (not init's), with the
+ * OCI default when unset. Returns the errno that decides 126 vs 127. */
+static int exec_command(void) {
+  const char *cmd = argv_list[0];
+  if (strchr(cmd, '/')) {
+    execve(cmd, argv_list, env_list);
+    return errno;
+  }
+  if (!cmd[0]) return ENOENT;
+  const char *path = env_get("PATH");
+  if (!path) path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+  int saw_eacces = 0, last = ENOENT;
+  char *copy = strdup(path);
+  for (char *save = NULL, *dir = strtok_r(copy, ":", &save); dir; dir = strtok_r(NULL, ":", &save)) {
+    char full[4096];
+    snprintf(full, sizeof full, "%s/%s", dir[0] ? dir : ".", cmd);
+    execve(full, argv_list, env_list);
+    if (errno == EACCES) saw_eacces = 1;
+    else if (errno != ENOENT && errno != ENOTDIR) last = errno;
+  }
+  return saw_eacces ? EACCES : last;
+}
+
+static pid_t start_command(int out_fd, int err_fd, sigset_t *oldmask) {
+  int errpipe[2];
+  if (pipe2(errpipe, O_CLOEXEC) < 0) fail("pipe: %s", strerror(errno));
+  pid_t pid = fork();
+  if (pid < 0) fail("fork: %s", strerror(errno));
+  if (pid == 0) {
+    close(errpipe[0]);
+    setsid();
+    for (int i = 0; i < rlim_n; i++) {
+      struct rlimit r = { rlims[i].soft, rlims[i].hard };
+      setrlimit(rlims[i].res, &r);
+    }
+    int devnull = open("/newroot/dev/null", O_RDWR);
+    if (devnull < 0) devnull = open("/dev/null", O_RDWR);
+    if (devnull >= 0) dup2(devnull, 0);
+    if (out_fd >= 0) dup2(out_fd, 1); else if (devnull >= 0) dup2(devnull, 1);
+    if (err_fd >= 0) dup2(err_fd, 2); else if (devnull >= 0) dup2(devnull, 2);
+    int code;
+    if (chroot("/newroot") < 0 || chdir("/") < 0) {
+      code = errno;
+      dprintf(2, "monocore-init: chroot: %s\n", strerror(code));
+      _exit(125);
+    }
+    if (chdir(workdir) < 0) {
+      code = errno;
+      dprintf(2, "monocore-init: workdir %s: %s\n", workdir, strerror(code));
+      write_all(errpipe[1], "w", 1);
+      _exit(125);
+    }
+    for (int s = 1; s < NSIG; s++) signal(s, SIG_DFL);
+    sigprocmask(SIG_SETMASK, oldmask, NULL);
+    code = exec_command();
+    dprintf(2, "monocore-init: exec %s: %s\n", argv_list[0], strerror(code));
+    write_all(errpipe[1], "e", 1);
+    _exit(code == ENOENT || code == ENOTDIR ? 127 : 126);
+  }
+  close(errpipe[1]);
+  char c;
+  ssize_t n;
+  do n = read(errpipe[0], &c, 1); while (n < 0 && errno == EINTR);
+  close(errpipe[0]);
+  if (n == 0) control("started %.3f\n", uptime());
+  return pid;
+}
+
+int main(void) {
+  if (getpid() != 1) {
+    fprintf(stderr, "monocore-init must run as PID 1\n");
+    return 2;
+  }
+  mount("proc", "/proc", "proc", 0, NULL);
+  mount("sysfs", "/sys", "sysfs", 0, NULL);
+  mount("devtmpfs", "/dev", "devtmpfs", 0, NULL);
+  /* The initramfs has no /dev/console node, so fds 0-2 may be closed: fill
+   * them with /dev/null so later opens/dup2s never collide with them. */
+  for (;;) {
+    int fd = open("/dev/null", O_RDWR);
+    if (fd < 0) break;
+    if (fd > 2) { close(fd); break; }
+  }
+  logmsg("start");
+
+  /* Signals PID 1 handles through a signalfd: SIGCHLD to reap, the rest are
+   * forwarded to the command. */
+  sigset_t mask, oldmask;
+  sigemptyset(&mask);
+  int fwd[] = { SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGCHLD, SIGPWR };
+  for (size_t i = 0; i < sizeof fwd / sizeof fwd[0]; i++) sigaddset(&mask, fwd[i]);
+  sigprocmask(SIG_BLOCK, &mask, &oldmask);
+  int sfd = signalfd(-1, &mask, SFD_CLOEXEC);
+
+  load_modules();
+  logmsg("modules loaded");
+  control_fd = open_port("monocore.control", O_RDWR);
+  if (control_fd < 0) fail("control port monocore.control not found");
+  control("boot %.3f\n", uptime());
+  read_spec();
+  if (probe_only) { /* boot probe: kernel + initramfs + control channel work */
+    control("exit 0 %.3f\n", uptime());
+    power_off();
+  }
+  setup_root();
+  setup_identity();
+  setup_network();
+  int out_fd = open_port("monocore.stdout", O_WRONLY);
+  int err_fd = open_port("monocore.stderr", O_WRONLY);
+  logmsg("exec");
+
+  pid_t child = start_command(out_fd, err_fd, &oldmask);
+  if (out_fd >= 0) close(out_fd);
+  if (err_fd >= 0) close(err_fd);
+
+  int status = -1;
+  char cbuf[256];
+  size_t clen = 0;
+  struct pollfd pfd[2] = { { sfd, POLLIN, 0 }, { control_fd, POLLIN, 0 } };
+  while (status < 0) {
+    if (poll(pfd, 2, -1) < 0) continue;
+    if (pfd[0].revents & POLLIN) {
+      struct signalfd_siginfo si;
+      if (read(sfd, &si, sizeof si) == sizeof si && si.ssi_signo != SIGCHLD) kill(child, (int)si.ssi_signo);
+      for (;;) { /* reap everything: orphans get re-parented to us */
+        int st;
+        pid_t p = waitpid(-1, &st, WNOHANG);
+        if (p <= 0) break;
+        if (p == child) status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+      }
+    }
+    if (pfd[1].revents & POLLIN) {
+      ssize_t n = read(control_fd, cbuf + clen, sizeof cbuf - 1 - clen);
+      if (n > 0) {
+        clen += (size_t)n;
+        cbuf[clen] = 0;
+        char *nl;
+        while ((nl = strchr(cbuf, '\n'))) {
+          *nl = 0;
+          int sig;
+          if (sscanf(cbuf, "signal %d", &sig) == 1 && sig > 0 && sig < NSIG) kill(child, sig);
+          memmove(cbuf, nl + 1, clen - (size_t)(nl + 1 - cbuf) + 1);
+          clen -= (size_t)(nl + 1 - cbuf);
+        }
+        if (clen >= sizeof cbuf - 1) clen = 0;
+      } else if (n == 0) {
+        pfd[1].fd = -1; /* host hung up: keep running, the host will kill us */
+      }
+    }
+  }
+  /* The command is gone: end its leftovers, flush the writable layer, report. */
+  kill(-1, SIGKILL);
+  while (waitpid(-1, NULL, 0) > 0) {}
+  sync();
+  umount2("/newroot", MNT_DETACH);
+  control("exit %d %.3f\n", status, uptime());
+  logmsg("exit %d", status);
+  power_off();
+  return 0;
+}
