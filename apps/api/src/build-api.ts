@@ -5,10 +5,11 @@ import { z } from 'zod';
 import type { Queue } from 'bullmq';
 import { MonocoreError } from '@monocore/engine';
 import type { OrchestratorApi } from './orchestrator-port.js';
-import { authHook } from './plugins/auth.js';
+import { authHook, isLocalRequest } from './plugins/auth.js';
 import { registerBullBoard, type BullBoardControl } from './plugins/bull-board.js';
 import { installErrorHandler } from './plugins/error-handler.js';
 import { registerOpenApi } from './plugins/openapi.js';
+import { deploymentRoutes } from './routes/deployments.js';
 import { downRoutes } from './routes/down.js';
 import type { RouteDeps } from './routes/deps.js';
 import { eventsRoutes } from './routes/events.js';
@@ -27,6 +28,11 @@ export interface BuildApiOptions {
   discoverQueues?: () => Promise<readonly Queue[]>;
   /** When set, every route except /healthz requires `Authorization: Bearer <token>`. */
   auth?: { token: string };
+  /**
+   * The local CLI credential (`monocore serve` writes it to MONOCORE_HOME/run/api-local.token):
+   * requests carrying it in X-Monocore-Local-Token are authenticated and may mount any host path.
+   */
+  localToken?: string;
   /** Host paths REST bodies may mount as volumes (default: none, so REST bodies with host volumes are rejected). */
   allowedVolumeRoots?: string[];
   /** A pino logger (recommended), true for Fastify's default, false/undefined for none. */
@@ -70,7 +76,9 @@ export async function buildApi(options: BuildApiOptions): Promise<FastifyInstanc
   installErrorHandler(app);
 
   const token = options.auth?.token;
-  const checkToken = token !== undefined ? authHook({ token }) : undefined;
+  const localToken = options.localToken;
+  if (localToken !== undefined && localToken.length < 16) throw new MonocoreError('MC_USAGE', 'the local API token must be at least 16 characters');
+  const checkToken = token !== undefined ? authHook({ token, ...(localToken !== undefined ? { localToken } : {}) }) : undefined;
   app.setNotFoundHandler(
     checkToken ? { preHandler: checkToken } : {},
     async (request) => {
@@ -83,6 +91,7 @@ export async function buildApi(options: BuildApiOptions): Promise<FastifyInstanc
   const deps: RouteDeps = {
     orchestrator: options.orchestrator,
     volumePolicy: new VolumePolicy(options.allowedVolumeRoots ?? []),
+    isLocal: (request) => isLocalRequest(localToken, request),
     validateConfig: validateConfigBody,
     maxWaitMs: options.maxWaitMs ?? 10 * 60_000,
   };
@@ -98,6 +107,7 @@ export async function buildApi(options: BuildApiOptions): Promise<FastifyInstanc
     await scope.register(statusRoutes, deps);
     await scope.register(logsRoutes, deps);
     await scope.register(eventsRoutes, deps);
+    await scope.register(deploymentRoutes, deps);
     scope.get('/openapi.json', { schema: { hide: true, response: { 200: z.unknown() } } }, async () => app.swagger());
     await scope.register(fastifySwaggerUi, { routePrefix: '/docs' });
   });
@@ -105,6 +115,7 @@ export async function buildApi(options: BuildApiOptions): Promise<FastifyInstanc
   const control = await registerBullBoard(app, {
     queues: options.queues ?? [],
     token,
+    localToken,
     ...(options.discoverQueues ? { discover: options.discoverQueues } : {}),
   });
   app.decorate('bullBoard', control);

@@ -13,6 +13,8 @@ export interface StartApiOptions {
   /** Default 3456; 0 picks a free port (see the returned url). */
   port?: number;
   token?: string;
+  /** The local CLI credential (see buildApi); `monocore serve` generates one. */
+  localToken?: string;
   allowedVolumeRoots?: string[];
   logger?: Logger;
   bodyLimit?: number;
@@ -79,6 +81,7 @@ export async function startApi(options: StartApiOptions): Promise<RunningApi> {
       await probe.ping();
     },
     ...(options.token ? { auth: { token: options.token } } : {}),
+    ...(options.localToken ? { localToken: options.localToken } : {}),
     ...(options.allowedVolumeRoots ? { allowedVolumeRoots: options.allowedVolumeRoots } : {}),
     ...(options.logger ? { logger: options.logger as FastifyBaseLogger } : {}),
     ...(options.bodyLimit !== undefined ? { bodyLimit: options.bodyLimit } : {}),

@@ -12,7 +12,26 @@ import { MonocoreError } from '@monocore/engine';
  * token as password); 401 answers say so in WWW-Authenticate.
  */
 export interface AuthOptions {
+  /** The API token (MONOCORE_API_TOKEN). */
   token: string;
+  /** The local CLI credential (see LOCAL_TOKEN_HEADER); also authenticates. */
+  localToken?: string;
+}
+
+/**
+ * Header carrying the local credential that `monocore serve` writes to
+ * MONOCORE_HOME/run/api-local.token (0600). Only a process of the same user on
+ * the same machine can read it, so a request bearing it comes from a config
+ * author working locally: it is authenticated and trusted with host volumes,
+ * like a local monocore.toml. REST clients without it get the volume policy.
+ */
+export const LOCAL_TOKEN_HEADER = 'x-monocore-local-token';
+
+/** True when the request carries the local credential. */
+export function isLocalRequest(localToken: string | undefined, request: FastifyRequest): boolean {
+  if (localToken === undefined) return false;
+  const presented = request.headers[LOCAL_TOKEN_HEADER];
+  return typeof presented === 'string' && tokenMatches(localToken, presented);
 }
 
 const digest = (value: string): Buffer => createHash('sha256').update(value, 'utf8').digest();
@@ -42,6 +61,7 @@ export function presentedToken(header: string | undefined): string | undefined {
 export function authHook(options: AuthOptions) {
   return async function checkToken(request: FastifyRequest, reply: FastifyReply): Promise<void> {
     if (tokenMatches(options.token, presentedToken(request.headers.authorization))) return;
+    if (isLocalRequest(options.localToken, request)) return;
     void reply.header('www-authenticate', 'Bearer realm="monocore", Basic realm="monocore"');
     throw new MonocoreError(
       'MC_API_UNAUTHORIZED',

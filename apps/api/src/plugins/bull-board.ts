@@ -23,6 +23,7 @@ export async function registerBullBoard(
   options: {
     queues: readonly Queue[];
     token: string | undefined;
+    localToken?: string | undefined;
     /** Called (at most every 2 s) on dashboard requests to pick up queues that appeared since. */
     discover?: () => Promise<readonly Queue[]>;
   },
@@ -42,7 +43,7 @@ export async function registerBullBoard(
   let lastDiscovery = Date.now();
   const discover = options.discover;
   await app.register(async (scope) => {
-    if (options.token !== undefined) scope.addHook('onRequest', authHook({ token: options.token }));
+    if (options.token !== undefined) scope.addHook('onRequest', authHook({ token: options.token, ...(options.localToken !== undefined ? { localToken: options.localToken } : {}) }));
     if (discover) {
       scope.addHook('onRequest', async (request) => {
         if (Date.now() - lastDiscovery < 2000) return;

@@ -86,7 +86,7 @@ export const upRoutes: FastifyPluginAsyncZod<RouteDeps> = async (app, deps) => {
         timeout = env.data.timeout ?? timeout;
       }
       deps.validateConfig(config);
-      deps.volumePolicy.check(config);
+      if (!deps.isLocal(request)) deps.volumePolicy.check(config);
       const timeoutMs = Math.min(timeout !== undefined ? timeout * 1000 : deps.maxWaitMs, deps.maxWaitMs);
       const result = await deps.orchestrator.up(config, {
         ...(group !== undefined ? { group } : {}),
