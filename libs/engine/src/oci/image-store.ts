@@ -7,6 +7,7 @@ import { MonocoreError } from '../errors/index.js';
 import type { MonocoreHome } from '../home/index.js';
 import { isDigest } from './digest.js';
 import { parseImageReference } from './image-reference.js';
+import { removeImageRootfs } from '../rootfs/index.js';
 import { LocalContentStore } from './local-content-store.js';
 
 /**
@@ -51,9 +52,9 @@ export interface PruneResult {
 }
 
 export interface PruneOptions {
-  /** Removes one image rootfs directory by image id (supplied by the rootfs domain). */
+  /** Removes one image rootfs directory by image id (default: the rootfs domain's removeImageRootfs). */
   removeRootfs?: (imageId: string) => Promise<void>;
-  /** Lists image ids that have a rootfs on disk (supplied by the rootfs domain). */
+  /** Lists image ids that have a rootfs on disk (default: the directories under rootfs/images). */
   listRootfs?: () => Promise<string[]>;
 }
 
@@ -225,14 +226,25 @@ export class ImageStore {
       // no ingest dir
     }
     const removedRootfs: string[] = [];
-    if (options.listRootfs && options.removeRootfs) {
-      for (const id of await options.listRootfs()) {
+    const listRootfs = options.listRootfs ?? (() => this.listRootfsIds());
+    const removeRootfs = options.removeRootfs ?? (async (id: string) => void (await removeImageRootfs(this.home, id)));
+    {
+      for (const id of await listRootfs()) {
         if (keep.has(id)) continue;
-        await options.removeRootfs(id);
+        await removeRootfs(id);
         removedRootfs.push(id);
       }
     }
     return { removedBlobs, removedRootfs, freedBytes };
+  }
+
+  /** Image ids with a complete rootfs (rootfs/images/<hex>/; temp dirs start with "."). */
+  private async listRootfsIds(): Promise<string[]> {
+    try {
+      return (await readdir(this.home.imageRootfsDir)).filter((n) => /^[a-f0-9]{64}$/.test(n)).map((n) => `sha256:${n}`);
+    } catch {
+      return [];
+    }
   }
 }
 

@@ -21,4 +21,6 @@ export type { RegistryCredentials, CredentialsResolver } from './registry-creden
 export { ImageStore, ImageRecordSchema } from './image-store.js';
 export type { ImageRecord, PruneResult, PruneOptions } from './image-store.js';
 export { pullImage, resolvePlatform, defaultRegistryClient, closeDefaultRegistryClient } from './pull-image.js';
-export type { PullImageOptions, PulledImage, PullProgress, EnsureImageRootfsInput } from './pull-image.js';
+export type { PullImageOptions, PulledImage, PullProgress } from './pull-image.js';
+export { importImage } from './import-image.js';
+export type { ImportImageOptions } from './import-image.js';

@@ -46,6 +46,7 @@ export const ImageIndexSchema = z.object({
 export type ImageIndex = z.infer<typeof ImageIndexSchema>;
 
 export const ImageConfigSchema = z.object({
+  created: z.string().optional(),
   architecture: z.string().optional(),
   os: z.string().optional(),
   variant: z.string().optional(),

@@ -1,6 +1,7 @@
 import { stat } from 'node:fs/promises';
 import { MonocoreError, isMonocoreError } from '../errors/index.js';
 import type { MonocoreHome } from '../home/index.js';
+import { ensureImageRootfs } from '../rootfs/index.js';
 import { parseImageReference, type ImageReference } from './image-reference.js';
 import { ImageStore, type ImageRecord } from './image-store.js';
 import { LocalContentStore } from './local-content-store.js';
@@ -37,22 +38,6 @@ export interface PulledImage {
   /** Host path of the unpacked read-only rootfs. */
   rootfs: string;
   config: RuntimeConfig;
-}
-
-/** The rootfs domain's unpacker contract (libs/engine/src/rootfs). */
-export interface EnsureImageRootfsInput {
-  home: MonocoreHome;
-  imageId: string;
-  layers: Array<{ digest: string; mediaType: string; size: number; path: string }>;
-  onProgress?: (progress: unknown) => void;
-}
-type EnsureImageRootfs = (input: EnsureImageRootfsInput) => Promise<{ rootfs: string }>;
-
-async function ensureImageRootfs(input: EnsureImageRootfsInput): Promise<{ rootfs: string }> {
-  // Resolved at call time while the rootfs domain lands in parallel (issue 3).
-  const mod = (await import('../rootfs/index.js')) as unknown as { ensureImageRootfs?: EnsureImageRootfs };
-  if (!mod.ensureImageRootfs) throw new MonocoreError('MC_NOT_IMPLEMENTED', 'rootfs unpacking (ensureImageRootfs) is not available in this build', {});
-  return mod.ensureImageRootfs(input);
 }
 
 let sharedClient: RegistryClient | undefined;
@@ -222,8 +207,7 @@ async function doPull(ref: ImageReference, platform: Platform, options: PullImag
       pulledAt: new Date().toISOString(),
       source: 'registry',
     };
-    const created = (config as { created?: unknown }).created;
-    if (typeof created === 'string') rec.created = created;
+    if (config.created) rec.created = config.created;
     await images.put(rec);
     emit(doneProgress(rec));
     return pulledFrom(rec);
