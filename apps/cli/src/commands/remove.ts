@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
-import { notImplemented } from '../not-implemented.js';
+import { registerStopCommand } from './down.js';
 
 export function registerRemove(program: Command): void {
-  notImplemented(program, 'remove', 'Stop and delete services and their writable layers', 5);
+  registerStopCommand(program, 'remove', "Stop services if needed, then delete their writable layer and state");
 }
