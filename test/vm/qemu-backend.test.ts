@@ -1,0 +1,80 @@
+/**
+ * Real QEMU boots under TCG: the conformance suite plus what only the qemu
+ * backend does (copy-on-write disk, 9p volumes, resources, watchdog).
+ */
+import assert from 'node:assert/strict';
+import { existsSync, lstatSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { isMonocoreError } from '@monocore/engine';
+import { hypervisorBackendSuite } from '../conformance/hypervisor-backend.suite.js';
+import { backend, spec, tempDir, testRootfs } from './vm-fixtures.js';
+
+const qemu = backend();
+hypervisorBackendSuite('qemu', () => ({ backend: qemu, spec }));
+
+test('qemu: writable root is copy-on-write per service; writes persist across restarts; volumes are read-write and mapped', async () => {
+  const vol = tempDir('vol');
+  writeFileSync(join(vol, 'in.txt'), 'from the host\n');
+  const script =
+    'cat /data/in.txt; echo written-by-guest > /data/out.txt; ' +
+    'cp /bin/busybox /data/suid && chmod 4755 /data/suid && ls -l /data/suid | cut -c1-10; ' +
+    'echo "$1" > /etc/marker; echo changed > /bin/true-copy; rm /etc/hostname.bak 2>/dev/null; cat /etc/marker';
+  const a = spec('cow-a', { command: '/bin/sh', args: ['-c', script, 'sh', 'service-a'], volumes: [{ host: vol, guest: '/data' }] });
+  const b = spec('cow-b', { command: '/bin/sh', args: ['-c', 'cat /etc/marker 2>&1; ls /data 2>&1; echo "$(nproc) $(grep MemTotal /proc/meminfo)"'], cpus: 2, ramMib: 300 });
+  const [ha, hb] = await Promise.all([qemu.start(a), qemu.start(b)]);
+  const [ea, eb] = await Promise.all([ha.wait(), hb.wait()]);
+  assert.deepEqual(ea, { exitCode: 0, reason: 'exited' }, a.stderr.text);
+  assert.deepEqual(eb, { exitCode: 0, reason: 'exited' }, b.stderr.text);
+  assert.equal(a.stdout.text, 'from the host\n-rwsr-xr-x\nservice-a\n', 'the guest sees its setuid bit');
+  // Host side of the volume: the guest's file arrived; its setuid copy is a plain 0600 file.
+  assert.equal(readFileSync(join(vol, 'out.txt'), 'utf8'), 'written-by-guest\n');
+  const suid = statSync(join(vol, 'suid'));
+  assert.equal(suid.mode & 0o7777, 0o600, `host mode is ${(suid.mode & 0o7777).toString(8)}: no setuid, no exec on the host`);
+  // Service b: no trace of a's writes, no volume, sees 2 cpus and ~300 MiB.
+  const [marker, ls, res] = b.stdout.text.split('\n');
+  assert.match(marker ?? '', /No such file/);
+  assert.match(ls ?? '', /No such file/);
+  const m = /^(\d+) MemTotal:\s+(\d+) kB$/.exec(res ?? '');
+  assert.ok(m, `resources line: ${res}`);
+  assert.equal(Number(m[1]), 2);
+  assert.ok(Number(m[2]) > 200 * 1024 && Number(m[2]) <= 300 * 1024, `MemTotal ${m[2]} kB for ramMib 300`);
+  // The image is untouched.
+  const rootfs = testRootfs();
+  assert.equal(existsSync(join(rootfs, 'etc/marker')), false);
+  assert.equal(existsSync(join(rootfs, 'bin/true-copy')), false);
+  // Restart a with the same stateDir: its writes are still there; the disk file is sparse.
+  const a2 = spec('cow-a', { command: '/bin/cat', args: ['/etc/marker', '/bin/true-copy'], stateDir: a.stateDir });
+  const ea2 = await (await qemu.start(a2)).wait();
+  assert.deepEqual(ea2, { exitCode: 0, reason: 'exited' }, a2.stderr.text);
+  assert.equal(a2.stdout.text, 'service-a\nchanged\n');
+  const disk = statSync(join(a.stateDir, 'upper.ext4'));
+  assert.ok(disk.blocks * 512 < disk.size / 4, 'the writable disk is sparse (O(1) in image size)');
+  for (const d of [vol, a.stateDir, b.stateDir]) rmSync(d, { recursive: true, force: true });
+});
+
+test('qemu: a guest that does not report started in time is killed by the watchdog with its console tail', async () => {
+  const s = spec('slowboot', { bootTimeoutMs: 300 });
+  const t0 = Date.now();
+  const h = await qemu.start(s);
+  await assert.rejects(h.started, (e: unknown) => isMonocoreError(e, 'MC_VM_BOOT_TIMEOUT'));
+  const exit = await h.wait();
+  assert.equal(exit.reason, 'boot-timeout');
+  assert.equal(exit.exitCode, null);
+  assert.match(exit.detail ?? '', /console tail/);
+  assert.ok(Date.now() - t0 < 15_000, 'killed promptly');
+  assert.throws(() => process.kill(h.pid, 0), 'the hypervisor process is gone');
+  rmSync(s.stateDir, { recursive: true, force: true });
+});
+
+test('qemu: missing kernel fails with MC_VM_KERNEL_NOT_FOUND naming the set-up command', async () => {
+  const dir = tempDir('nokernel');
+  mkdirSync(join(dir, 'k'));
+  const b = backend({ kernelDir: join(dir, 'k') });
+  const a = await b.available();
+  assert.equal(a.available, false);
+  assert.match(a.available ? '' : a.reason, /scripts\/guest-kernel\.sh/);
+  await assert.rejects(b.start(spec('nok')), (e: unknown) => isMonocoreError(e, 'MC_VM_KERNEL_NOT_FOUND'));
+  assert.ok(lstatSync(dir).isDirectory());
+  rmSync(dir, { recursive: true, force: true });
+});

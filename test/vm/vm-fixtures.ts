@@ -1,0 +1,95 @@
+/**
+ * Shared fixtures for the real-boot VM tests: the test image's rootfs (unpacked
+ * with umoci — an independent tool, not our unpacker), the guest kernel dir, and
+ * a QemuBackend with a private MONOCORE_HOME. Missing prerequisites fail loudly.
+ */
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, renameSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { Writable } from 'node:stream';
+import { MonocoreHome, QemuBackend, type VmSpec } from '@monocore/engine';
+
+function need(name: string): string {
+  const v = process.env[name];
+  if (!v) {
+    throw new Error(`${name} is not set: run \`bash scripts/test-services.sh start && . .monocore-test/env.sh\` (or npm test)`);
+  }
+  return v;
+}
+
+export function kernelDir(): string {
+  return need('MONOCORE_TEST_KERNEL_DIR');
+}
+
+const stateRoot = (): string => process.env.MONOCORE_TEST_STATE_DIR ?? resolve('.monocore-test');
+
+/** The test image (busybox-static) unpacked by skopeo + umoci; cached per reference. */
+export function testRootfs(): string {
+  const image = need('MONOCORE_TEST_IMAGE');
+  const key = createHash('sha256').update(image).digest('hex').slice(0, 16);
+  const dir = join(stateRoot(), 'vm-rootfs', key);
+  const rootfs = join(dir, 'rootfs');
+  if (existsSync(rootfs)) return rootfs;
+  mkdirSync(join(stateRoot(), 'vm-rootfs'), { recursive: true });
+  const work = mkdtempSync(join(stateRoot(), 'vm-rootfs', '.tmp-'));
+  execFileSync('skopeo', ['copy', '--quiet', '--src-tls-verify=false', `docker://${image}`, `oci:${work}/layout:latest`], { stdio: 'inherit' });
+  execFileSync('umoci', ['unpack', '--image', `${work}/layout:latest`, `${work}/bundle`], { stdio: 'inherit' });
+  try {
+    renameSync(`${work}/bundle`, dir);
+  } catch {
+    // a concurrent test process won the race
+  }
+  rmSync(work, { recursive: true, force: true });
+  return rootfs;
+}
+
+export function tempDir(prefix: string): string {
+  return mkdtempSync(join(tmpdir(), `mc-${prefix}-`));
+}
+
+let home: MonocoreHome | undefined;
+/** One MONOCORE_HOME for the test process (initramfs cache, run dir). */
+export function testHome(): MonocoreHome {
+  home ??= new MonocoreHome(join(stateRoot(), 'vm-home'));
+  return home;
+}
+
+export function backend(extra: ConstructorParameters<typeof QemuBackend>[0] = {}): QemuBackend {
+  return new QemuBackend({ home: testHome(), kernelDir: kernelDir(), bootTimeoutMs: 60_000, ...extra });
+}
+
+/** A writable stream collecting everything into a string. */
+export class Collect extends Writable {
+  chunks: Buffer[] = [];
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: () => void): void {
+    this.chunks.push(Buffer.from(chunk));
+    cb();
+  }
+  get text(): string {
+    return Buffer.concat(this.chunks).toString('utf8');
+  }
+}
+
+export function spec(id: string, over: Partial<VmSpec> = {}): VmSpec & { stdout: Collect; stderr: Collect } {
+  const stdout = new Collect();
+  const stderr = new Collect();
+  return {
+    id,
+    rootfs: testRootfs(),
+    command: '/bin/true',
+    args: [],
+    env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'],
+    cpus: 1,
+    ramMib: 192,
+    volumes: [],
+    ports: [],
+    stateDir: tempDir(`st-${id}`),
+    network: { mode: 'none' },
+    bootTimeoutMs: 60_000,
+    ...over,
+    stdout,
+    stderr,
+  } as VmSpec & { stdout: Collect; stderr: Collect };
+}
