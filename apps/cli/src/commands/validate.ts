@@ -21,6 +21,10 @@ export function registerValidate(program: Command): void {
     .description('Validate a monocore.toml and print every problem (exit 0 valid, 1 invalid, 2 usage/missing file)')
     .option('-f, --file <path>', 'configuration file', 'monocore.toml')
     .option('--json', 'print the result as JSON on stdout')
+    // Subcommands do not inherit the program's exitOverride (it is set after they are
+    // registered), so without this commander exits 1 on a bad flag instead of throwing
+    // to runCli, which maps usage errors to exit 2.
+    .exitOverride()
     .action(async (opts: ValidateOptions) => {
       const file = opts.file;
       let text: string;

@@ -130,13 +130,12 @@ export function semanticIssues(input: unknown): ConfigIssue[] {
     if (groupVolumes.length > 0 && groupName === undefined) {
       add(['service', index, 'group_volumes'], 'group_volumes needs the service to belong to a group (set "group")');
     } else if (group !== undefined && groupName !== undefined) {
-      const seen = new Set<string>();
+      // The same group volume may be mounted more than once (different subdirectories);
+      // only the guest paths must differ.
       for (const { index: vi, value: gv } of groupVolumes) {
         const vname = str(gv.name);
         if (vname === undefined) continue;
         const path: PathSegment[] = ['service', index, 'group_volumes', vi];
-        if (seen.has(vname)) add([...path, 'name'], `duplicate group volume reference "${vname}"`);
-        seen.add(vname);
         if (!group.volumes.has(vname)) {
           add([...path, 'name'], `group "${groupName}" has no volume "${vname}"${hint(vname, [...group.volumes.keys()])}`);
           continue;
