@@ -41,7 +41,8 @@ function validationIssues(err: FastifyError): Array<{ path: string; message: str
 export function installErrorHandler(app: FastifyInstance): void {
   app.setErrorHandler((err: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
     if (isMonocoreError(err)) {
-      if (err.httpStatus >= 500) request.log.error({ err }, 'request failed');
+      // Expected conditions (no hosts, Redis down, timeouts) are warnings; bugs take the MC_INTERNAL path below.
+      if (err.httpStatus >= 500) request.log.warn({ code: err.code, msg: err.message }, 'request failed');
       return reply.code(err.httpStatus).send(body(err.code, err.message, err.details));
     }
     if (hasZodFastifySchemaValidationErrors(err) || Array.isArray(err.validation)) {

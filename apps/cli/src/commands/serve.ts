@@ -1,6 +1,164 @@
 import type { Command } from 'commander';
-import { notImplemented } from '../not-implemented.js';
+import { randomBytes } from 'node:crypto';
+import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { hostname } from 'node:os';
+import type { Logger } from 'pino';
+import { MonocoreError, MonocoreHome } from '@monocore/engine';
+import { startApi, VolumePolicy, DEFAULT_API_HOST, DEFAULT_API_PORT, type RunningApi } from '@monocore/api';
+import { startPuller } from '@monocore/puller';
+import { ExitCode } from '../exit-codes.js';
+import { startEmbeddedRedis, type EmbeddedRedis } from '../serve/embedded-redis.js';
+import { createServeLogger } from '../serve/serve-logger.js';
+
+interface ServeOptions {
+  port: string;
+  host: string;
+  redisUrl?: string;
+  hostId?: string;
+  worker: boolean;
+  puller: boolean;
+  logLevel: string;
+}
+
+interface Closable {
+  close(): Promise<void>;
+}
+
+/** The worker's entry point, loaded at run time (see startWorkerRole). */
+type StartWorker = (options: { redisUrl: string; hostId: string; home: MonocoreHome; logger: Logger }) => Promise<Closable>;
+
+/**
+ * Loads startWorker from @monocore/worker. Loaded dynamically so that `serve`
+ * still runs the API and puller (and says why there is no worker) when the
+ * worker package is absent or does not export it.
+ */
+async function startWorkerRole(options: Parameters<StartWorker>[0]): Promise<Closable> {
+  const mod = (await import('@monocore/worker')) as { startWorker?: StartWorker };
+  if (typeof mod.startWorker !== 'function') {
+    throw new MonocoreError('MC_NOT_IMPLEMENTED', '@monocore/worker does not export startWorker in this build: no VM can be booted');
+  }
+  return mod.startWorker(options);
+}
 
 export function registerServe(program: Command): void {
-  notImplemented(program, 'serve', 'Run the API server, puller and worker in one process', 5);
+  program
+    .command('serve')
+    .description('Run the API, puller and worker in one process (with an embedded Redis unless MONOCORE_REDIS_URL is set)')
+    .option('-p, --port <port>', 'API port (0 picks a free one)', String(DEFAULT_API_PORT))
+    .option('--host <address>', 'API address; anything but loopback requires MONOCORE_API_TOKEN', DEFAULT_API_HOST)
+    .option('--redis-url <url>', 'use this Redis instead of an embedded one (default: $MONOCORE_REDIS_URL)')
+    .option('--host-id <id>', 'this machine\'s host id for placement (default: the hostname)')
+    .option('--no-worker', 'do not run the VM worker in this process')
+    .option('--no-puller', 'do not run the image puller in this process')
+    .option('--log-level <level>', 'level of the human log on stderr (the JSON log file gets debug)', 'info')
+    .addHelpText(
+      'after',
+      `
+Environment:
+  MONOCORE_HOME              state directory (default ~/.monocore); logs in $MONOCORE_HOME/log/serve.log
+  MONOCORE_REDIS_URL         an existing Redis; without it serve runs redis-server (AOF on) under $MONOCORE_HOME/redis
+  MONOCORE_API_TOKEN         bearer token required on every route but /healthz
+  MONOCORE_API_VOLUME_ROOTS  host paths REST bodies may mount (":" separated; default none). The local CLI
+                             (same user, same machine) is trusted like a local config file: serve writes its
+                             credential to $MONOCORE_HOME/run/api-local.token (0600).`,
+    )
+    .action(async (opts: ServeOptions) => {
+      const port = Number(opts.port);
+      if (!Number.isInteger(port) || port < 0 || port > 65535) {
+        process.stderr.write(`error: --port must be a port number (0-65535), got "${opts.port}"\n`);
+        process.exitCode = ExitCode.Usage;
+        return;
+      }
+      if (!['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'].includes(opts.logLevel)) {
+        process.stderr.write(`error: --log-level must be one of trace, debug, info, warn, error, fatal, silent\n`);
+        process.exitCode = ExitCode.Usage;
+        return;
+      }
+      const home = new MonocoreHome();
+      const { logger, file: logFile } = createServeLogger(home.logDir, opts.logLevel);
+      const hostId = opts.hostId ?? hostname();
+      const token = process.env.MONOCORE_API_TOKEN || undefined;
+      const volumeRoots = VolumePolicy.fromEnv(process.env.MONOCORE_API_VOLUME_ROOTS).roots;
+
+      // Everything started so far, stopped in reverse order on the way out.
+      const started: Array<{ name: string; close: () => Promise<void> }> = [];
+      let shuttingDown: Promise<void> | undefined;
+      const shutdown = (why: string): Promise<void> =>
+        (shuttingDown ??= (async () => {
+          logger.info({ why }, 'shutting down');
+          for (const part of [...started].reverse()) {
+            try {
+              await part.close();
+            } catch (err) {
+              logger.error({ err, part: part.name }, 'failed to stop cleanly');
+            }
+          }
+          logger.info('stopped');
+        })());
+
+      const stopped = new Promise<string>((resolve) => {
+        const onSignal = (signal: NodeJS.Signals): void => {
+          if (shuttingDown) {
+            process.stderr.write(`${signal} again: exiting now\n`);
+            process.exit(ExitCode.Failure);
+          }
+          resolve(signal);
+        };
+        process.on('SIGINT', onSignal);
+        process.on('SIGTERM', onSignal);
+      });
+
+      try {
+        let redisUrl = opts.redisUrl ?? (process.env.MONOCORE_REDIS_URL || undefined);
+        let redis: EmbeddedRedis | undefined;
+        if (!redisUrl) {
+          redis = await startEmbeddedRedis(home, logger);
+          const r = redis;
+          started.push({ name: 'redis', close: () => r.stop() });
+          redisUrl = redis.url;
+        }
+
+        if (opts.puller) {
+          const puller = await startPuller({ redisUrl, hostId, home });
+          started.push({ name: 'puller', close: () => puller.close() });
+          logger.info({ queue: puller.queueName }, 'puller ready');
+        }
+        if (opts.worker) {
+          const worker = await startWorkerRole({ redisUrl, hostId, home, logger: logger.child({ name: 'worker' }) });
+          started.push({ name: 'worker', close: () => worker.close() });
+          logger.info({ hostId }, 'worker ready');
+        }
+
+        // The local CLI's credential: readable only by this user (0600), replaced on every start.
+        const localToken = randomBytes(32).toString('hex');
+        const tokenPath = home.apiLocalTokenPath;
+        await mkdir(dirname(tokenPath), { recursive: true, mode: 0o700 });
+        await writeFile(`${tokenPath}.tmp`, `${localToken}\n`, { mode: 0o600 });
+        await rename(`${tokenPath}.tmp`, tokenPath);
+        started.push({ name: 'local token', close: () => rm(tokenPath, { force: true }) });
+
+        const api: RunningApi = await startApi({
+          redisUrl,
+          host: opts.host,
+          port,
+          ...(token ? { token } : {}),
+          localToken,
+          allowedVolumeRoots: volumeRoots,
+          logger: logger.child({ name: 'api' }),
+        });
+        started.push({ name: 'api', close: () => api.close() });
+        logger.info(
+          { home: home.root, log: logFile, redis: redis ? `embedded 127.0.0.1:${redis.port}` : 'external', auth: token ? 'token' : 'none' },
+          `monocore serve: API listening on ${api.url}`,
+        );
+      } catch (err) {
+        await shutdown('start failed');
+        throw err;
+      }
+
+      const signal = await stopped;
+      await shutdown(signal);
+      process.exitCode = ExitCode.Ok;
+    });
 }
