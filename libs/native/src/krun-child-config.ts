@@ -17,6 +17,8 @@ export interface KrunChildConfig {
   libkrunPath: string;
   /** krun_set_log_level (0 off .. 5 trace); omitted = leave libkrun's default. */
   logLevel?: number;
+  /** Where libkrun logs (krun_init_log, when exported); else its default, stderr. */
+  logFile?: string;
   vcpus: number;
   ramMib: number;
   /** Made in order, in the child's private mount namespace (Linux); they vanish with the child. */
@@ -49,7 +51,7 @@ export interface KrunChildConfig {
 
 /** One JSON line per event on fd 3, from the child to the parent. */
 export type KrunChildStatus =
-  | { event: 'configured'; ctx: number; calls: string[] }
+  | { event: 'configured'; ctx: number; calls: string[]; separateStdio: boolean }
   | { event: 'entering'; pid: number }
   | { event: 'error'; code: string; message: string; details: Record<string, unknown> };
 

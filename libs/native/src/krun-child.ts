@@ -12,9 +12,10 @@
  * KRUN_CHILD_SETUP_FAILED_EXIT.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, readFileSync, writeSync } from 'node:fs';
+import { lstatSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { isAbsolute, join, relative, sep } from 'node:path';
 import koffi from 'koffi';
-import { Libkrun, KRUN_TSI_HIJACK_INET } from './libkrun.js';
+import { Libkrun, KRUN_LOG_LEVEL, KRUN_LOG_OPTION_NO_ENV, KRUN_LOG_STYLE_NEVER, KRUN_TSI_HIJACK_INET } from './libkrun.js';
 import { LibkrunError } from './libkrun-error.js';
 import {
   KRUN_CHILD_SETUP_FAILED_EXIT,
@@ -76,7 +77,32 @@ function tieLifetimeToParent(parentPid: number | undefined): void {
   if (process.ppid !== parentPid) throw setupError(`supervising process ${parentPid} is gone`, { parentPid });
 }
 
-function doMount(m: KrunChildMount): void {
+/**
+ * A volume's target lies inside the image, whose symlinks are untrusted: a
+ * link such as /data -> /etc would make mkdir/mount act on the HOST's /etc.
+ * Refuse any symlink on the way (checked after the overlay is mounted, before
+ * the guest runs, so nothing can change it in between).
+ */
+function assertNoSymlinkBelow(root: string, target: string): void {
+  const rel = relative(root, target);
+  if (rel.startsWith('..') || isAbsolute(rel)) throw setupError(`mount target ${target} is outside the root ${root}`, { root, target });
+  let cur = root;
+  for (const part of rel.split(sep).filter(Boolean)) {
+    cur = join(cur, part);
+    let st;
+    try {
+      st = lstatSync(cur);
+    } catch {
+      return; // missing from here on: mkdir creates plain directories
+    }
+    if (st.isSymbolicLink()) {
+      throw setupError(`volume target ${JSON.stringify('/' + rel)} crosses the symlink ${JSON.stringify('/' + relative(root, cur))} in the image; mount it at a real directory`, { root, target });
+    }
+    if (!st.isDirectory()) throw setupError(`volume target ${JSON.stringify('/' + rel)}: ${JSON.stringify('/' + relative(root, cur))} is not a directory in the image`, { root, target });
+  }
+}
+
+function doMount(m: KrunChildMount, root: string): void {
   const run = (args: string[]): void => {
     try {
       execFileSync('mount', args, { stdio: ['ignore', 'ignore', 'pipe'] });
@@ -85,6 +111,7 @@ function doMount(m: KrunChildMount): void {
       throw setupError(`mount ${args.join(' ')} failed: ${stderr || (err as Error).message}`, { mount: m });
     }
   };
+  if (m.kind === 'bind') assertNoSymlinkBelow(root, m.target);
   mkdirSync(m.target, { recursive: true });
   if (m.kind === 'overlay') {
     for (const opt of [m.lower, m.upper, m.work]) {
@@ -103,11 +130,18 @@ function doMount(m: KrunChildMount): void {
 function main(): void {
   const config = readConfig(process.argv[2]);
   tieLifetimeToParent(config.parentPid);
-  for (const m of config.mounts) doMount(m);
+  for (const m of config.mounts) doMount(m, config.root);
 
   const krun = Libkrun.load(config.libkrunPath);
   const calls: string[] = [];
-  if (config.logLevel !== undefined) krun.setLogLevel(config.logLevel);
+  if (config.logFile !== undefined && krun.has('krun_init_log')) {
+    // Keep libkrun's own messages out of the workload's stderr. The fd stays
+    // open for the life of the process (the VMM writes to it).
+    const fd = openSync(config.logFile, 'a', 0o600);
+    krun.initLog(fd, config.logLevel ?? KRUN_LOG_LEVEL.ERROR, KRUN_LOG_STYLE_NEVER, KRUN_LOG_OPTION_NO_ENV);
+  } else if (config.logLevel !== undefined) {
+    krun.setLogLevel(config.logLevel);
+  }
   const ctx = krun.createCtx();
   calls.push('krun_create_ctx');
   krun.setVmConfig(ctx, config.vcpus, config.ramMib);
@@ -146,15 +180,20 @@ function main(): void {
   }
   krun.setExec(ctx, config.exec.path, config.exec.args, config.exec.env);
   calls.push('krun_set_exec');
-  if (config.consoleOutput !== undefined && krun.has('krun_set_console_output')) {
-    krun.setConsoleOutput(ctx, config.consoleOutput);
-    calls.push('krun_set_console_output');
-  }
-  if (config.separateStdio && krun.has('krun_add_virtio_console_default')) {
+  // Separate stdout/stderr need krun_add_virtio_console_default: the implicit
+  // console (kernel + init messages) then goes to the console file, and the
+  // workload's stdio to our fds 0/1/2 (pipes: libkrun gives each its own port).
+  // Older libkrun: the implicit console carries everything to our stdout.
+  const separate = config.separateStdio && krun.has('krun_add_virtio_console_default');
+  if (separate) {
+    if (config.consoleOutput !== undefined && krun.has('krun_set_console_output')) {
+      krun.setConsoleOutput(ctx, config.consoleOutput);
+      calls.push('krun_set_console_output');
+    }
     krun.addVirtioConsoleDefault(ctx, 0, 1, 2);
     calls.push('krun_add_virtio_console_default');
   }
-  report({ event: 'configured', ctx, calls });
+  report({ event: 'configured', ctx, calls, separateStdio: separate });
   report({ event: 'entering', pid: process.pid });
   krun.startEnter(ctx); // returns only by throwing a setup error
 }

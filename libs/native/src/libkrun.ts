@@ -70,6 +70,8 @@ export const LIBKRUN_FUNCTIONS = Object.keys(PROTOTYPES) as LibkrunFunctionName[
 
 /** Constants from libkrun.h. */
 export const KRUN_LOG_LEVEL = { OFF: 0, ERROR: 1, WARN: 2, INFO: 3, DEBUG: 4, TRACE: 5 } as const;
+export const KRUN_LOG_STYLE_NEVER = 2;
+export const KRUN_LOG_OPTION_NO_ENV = 1;
 export const KRUN_TSI_HIJACK_INET = 1 << 0;
 export const KRUN_TSI_HIJACK_UNIX = 1 << 1;
 export const KRUN_FS_ROOT_TAG = '/dev/root';

@@ -9,3 +9,4 @@ export { detectAccel, type Accel, type AccelChoice } from './acceleration.js';
 export { cleanupOrphans, type OrphanCleanup } from './orphans.js';
 export { validateVmSpec } from './vm-spec-validation.js';
 export { GroupSwitch } from './group-switch.js';
+export { LibkrunBackend, libkrunPaths, LIBKRUN_ALLOW_TSI_ENV, type LibkrunBackendOptions, type LibkrunVmHandle, type LibkrunHostFacts } from './libkrun-backend.js';
