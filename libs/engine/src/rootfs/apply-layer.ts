@@ -236,9 +236,9 @@ class LayerApplier {
   }
 
   /** Cleans a tar name: drops '', '.' and leading '/' (contained); rejects '..'. */
-  private parts(name: string, what: string): string[] {
+  private parts(name: string, what: string, entry = name): string[] {
     const parts = name.split('/').filter((c) => c !== '' && c !== '.');
-    if (parts.includes('..')) throw this.escape(name, `${what} contains a ".." component`);
+    if (parts.includes('..')) throw this.escape(entry, `${what} contains a ".." component`);
     return parts;
   }
 
@@ -322,8 +322,10 @@ class LayerApplier {
     try {
       st = await lstat(abs);
     } catch (err) {
-      if (errnoOf(err) === 'ENOENT') return true;
-      throw err;
+      if (errnoOf(err) !== 'ENOENT') throw err;
+      // Nothing on disk, but a recorded device node may live at this path.
+      this.session.forget(key, false);
+      return true;
     }
     if (st.isDirectory()) {
       if (keepDir) return false;
@@ -484,7 +486,7 @@ class LayerApplier {
   }
 
   private async hardlink(e: ReadEntry, parts: string[]): Promise<void> {
-    const linkParts = this.parts(e.linkpath ?? '', `hardlink target "${e.linkpath ?? ''}"`);
+    const linkParts = this.parts(e.linkpath ?? '', `hardlink target "${e.linkpath ?? ''}"`, e.path);
     if (linkParts.length === 0) throw this.bad(e.path, 'hardlink to the root directory');
     const targetDir = await this.resolver.resolveDir(linkParts.slice(0, -1), false);
     const targetRel = targetDir ? [...targetDir, linkParts[linkParts.length - 1] as string] : undefined;
