@@ -41,3 +41,10 @@ export type {
   LogsOptions,
   DeploymentOutcome,
 } from './orchestrator-api.js';
+export { LogRetention, RotatingLogWriter } from './log-retention.js';
+export type { LogRetentionPolicy, RotatingLogWriterOptions } from './log-retention.js';
+export { RedisLogSink } from './log-sink.js';
+export { buildVmSpec, groupNetwork } from './vm-spec-builder.js';
+export type { BuildVmSpecInput, ImageRuntime } from './vm-spec-builder.js';
+export { HostReaper, standaloneStartFlow } from './host-reaper.js';
+export type { ReaperOptions, ReapResult } from './host-reaper.js';

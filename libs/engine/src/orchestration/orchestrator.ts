@@ -293,7 +293,7 @@ export class Orchestrator implements OrchestratorApi {
     );
     const root: DeployJobData = { deploymentId, kind: 'up', services: [...order] };
     return {
-      name: 'up',
+      name: 'deployment',
       queueName: QueueNames.deploy,
       data: root,
       opts: { jobId: deploymentId, removeOnComplete: KEEP_COMPLETED, removeOnFail: KEEP_FAILED },
@@ -395,7 +395,7 @@ export class Orchestrator implements OrchestratorApi {
       );
       const root: DeployJobData = { deploymentId, kind, services: order };
       await this.#flows.add({
-        name: kind,
+        name: 'deployment',
         queueName: QueueNames.deploy,
         data: root,
         opts: { jobId: deploymentId, removeOnComplete: KEEP_COMPLETED, removeOnFail: KEEP_FAILED },

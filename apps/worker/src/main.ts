@@ -1,0 +1,79 @@
+#!/usr/bin/env node
+// monocore-worker: the per-host process that boots and supervises VMs and pulls images.
+// Env: MONOCORE_REDIS_URL (required), MONOCORE_HOST_ID (default: hostname), MONOCORE_HOME,
+// MONOCORE_WORKER_CPUS / MONOCORE_WORKER_RAM_MIB (capacity offered), MONOCORE_WORKER_BACKEND
+// (qemu | host-process — the latter runs services WITHOUT isolation, for scheduler tests),
+// MONOCORE_HEARTBEAT_MS, MONOCORE_RESTART_BACKOFF_MS.
+import { hostname } from 'node:os';
+import { pino } from 'pino';
+import { MonocoreHome } from '@monocore/engine';
+import { startWorker } from './index.js';
+
+const env = process.env;
+const num = (name: string): number | undefined => {
+  const v = env[name];
+  if (v === undefined || v === '') return undefined;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n <= 0) {
+    console.error(`monocore-worker: ${name}=${v} is not a positive number`);
+    process.exit(2);
+  }
+  return n;
+};
+
+const redisUrl = env.MONOCORE_REDIS_URL;
+if (!redisUrl) {
+  console.error('monocore-worker: MONOCORE_REDIS_URL is required (e.g. redis://127.0.0.1:6379)');
+  process.exit(2);
+}
+const backendName = env.MONOCORE_WORKER_BACKEND ?? 'qemu';
+if (backendName !== 'qemu' && backendName !== 'host-process') {
+  console.error(`monocore-worker: MONOCORE_WORKER_BACKEND must be qemu or host-process, got "${backendName}"`);
+  process.exit(2);
+}
+const hostId = env.MONOCORE_HOST_ID || hostname().replace(/[^A-Za-z0-9_-]/g, '-');
+const logger = pino({ level: env.MONOCORE_LOG_LEVEL ?? 'info' }).child({ host: hostId });
+
+const cpus = num('MONOCORE_WORKER_CPUS');
+const ramMib = num('MONOCORE_WORKER_RAM_MIB');
+const heartbeatMs = num('MONOCORE_HEARTBEAT_MS');
+const restartBackoffMs = num('MONOCORE_RESTART_BACKOFF_MS');
+
+try {
+  const worker = await startWorker({
+    redisUrl,
+    hostId,
+    home: new MonocoreHome(MonocoreHome.defaultRoot(env)),
+    backend: backendName,
+    logger,
+    ...(cpus !== undefined ? { cpus } : {}),
+    ...(ramMib !== undefined ? { ramMib } : {}),
+    ...(heartbeatMs !== undefined ? { heartbeatMs } : {}),
+    ...(restartBackoffMs !== undefined ? { restartBackoffMs } : {}),
+  });
+  logger.info({ hostId }, 'worker ready');
+  let stopping = false;
+  const shutdown = (signal: string): void => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'stopping: no new jobs, stopping VMs, handing services back');
+    const force = setTimeout(() => {
+      logger.error('graceful stop took too long; exiting (VMs die with us: parent-death signal)');
+      process.exit(1);
+    }, 60_000);
+    force.unref();
+    worker.close().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        logger.error({ err }, 'close failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  process.on('SIGINT', () => shutdown('SIGINT'));
+} catch (err) {
+  logger.error({ err }, 'worker failed to start');
+  console.error(`monocore-worker: ${(err as Error).message}`);
+  process.exit(1);
+}

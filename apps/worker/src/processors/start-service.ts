@@ -1,0 +1,159 @@
+import { DelayedError, UnrecoverableError, type Job } from 'bullmq';
+import {
+  MonocoreError,
+  StartJobDataSchema,
+  groupNetwork,
+  isMonocoreError,
+  type ImageRuntime,
+  type PullJobResult,
+  type ResolvedService,
+  type ServiceRecord,
+  type StartJobResult,
+  type VmNetwork,
+} from '@monocore/engine';
+import { jobIdOfKey, parseChildId, type WorkerContext } from '../worker-context.js';
+
+/**
+ * `start`: make a service run its desired config on this host. Runs after its
+ * flow children completed: the pull of its image on this host, and the start
+ * jobs (or await gates) of everything it depends on. Idempotent (BullMQ is
+ * at-least-once): a superseded, moved or unchanged service is left alone.
+ */
+export function createStartProcessor(ctx: WorkerContext) {
+  return async (job: Job, token?: string): Promise<StartJobResult> => {
+    const parsed = StartJobDataSchema.safeParse(job.data);
+    if (!parsed.success) {
+      throw new UnrecoverableError(`MC_ORCH_BAD_JOB: start job ${job.id}: ${parsed.error.issues[0]?.message ?? 'invalid'}`);
+    }
+    const data = parsed.data;
+    const { state, hostId } = ctx;
+    const name = data.service;
+    const rec = await state.get(name);
+    if (!rec || rec.desired !== 'running' || rec.deploymentId !== data.deploymentId) {
+      return { service: name, action: 'superseded' };
+    }
+    if (rec.host !== hostId || rec.epoch !== data.epoch) return { service: name, action: 'moved' };
+    const fence = { host: hostId, epoch: data.epoch };
+    const settle = () => ctx.promoteGates(data.awaitedBy);
+
+    // Children that failed for good (ignoreDependencyOnFailure keeps the flow going so we can say why).
+    const failures = await job.getIgnoredChildrenFailures();
+    for (const [key, reason] of Object.entries(failures)) {
+      const child = parseChildId(jobIdOfKey(key));
+      if (child.kind === 'pull') {
+        await state.tryTransition(name, { status: 'failed', reason: `pull failed: ${reason}` }, { ...fence, fields: { last_error: reason } });
+        await settle();
+        throw new UnrecoverableError(`service "${name}": pull failed: ${reason}`);
+      }
+    }
+    for (const [key, reason] of Object.entries(failures)) {
+      const child = parseChildId(jobIdOfKey(key));
+      const dep = child.service;
+      await state.tryTransition(name, { status: 'blocked', by: dep }, { ...fence, fields: { last_error: `dependency ${dep}: ${reason}` } });
+      await settle();
+      throw new UnrecoverableError(`MC_ORCH_DEPENDENCY_FAILED: service "${name}" is blocked by "${dep}": ${reason}`);
+    }
+
+    if (data.pollDependencies && rec.dependsOn.length > 0) {
+      const deps = await state.getMany(rec.dependsOn);
+      for (const d of rec.dependsOn) {
+        const r = deps.get(d);
+        if (r && (r.status === 'failed' || r.status === 'blocked')) {
+          await state.tryTransition(name, { status: 'blocked', by: d }, fence);
+          await settle();
+          throw new UnrecoverableError(`MC_ORCH_DEPENDENCY_FAILED: service "${name}" is blocked by "${d}" (${r.status})`);
+        }
+      }
+      if (rec.dependsOn.some((d) => deps.get(d)?.status !== 'running')) {
+        await job.moveToDelayed(Date.now() + Math.min(ctx.tuning.gatePollMs, 1000), token);
+        throw new DelayedError();
+      }
+    }
+
+    const local = ctx.supervisor.get(name);
+    if (local?.running && local.epoch === data.epoch && local.configHash === rec.configHash && rec.status === 'running') {
+      await settle();
+      return { service: name, action: 'unchanged', ...(local.pid !== undefined ? { pid: local.pid } : {}) };
+    }
+
+    // Fencing: only the lease holder may boot. A previous host's lease must expire first.
+    const lease = await state.acquireLease(name, hostId, data.epoch, ctx.leaseTtlMs);
+    if (lease === 'stale') return { service: name, action: 'moved' };
+    if (lease !== 'held') {
+      ctx.logger.info({ service: name, holder: lease.holder, pttlMs: lease.pttlMs }, 'waiting for the previous lease to expire');
+      await job.moveToDelayed(Date.now() + Math.max(50, Math.min(lease.pttlMs + 50, ctx.leaseTtlMs)), token);
+      throw new DelayedError();
+    }
+
+    if (local) await ctx.supervisor.stop(name); // changed config: replace the running VM
+
+    try {
+      const resolved = JSON.parse(rec.config ?? '{}') as ResolvedService;
+      const image = await imageFor(ctx, job, rec, resolved);
+      const network = await networkFor(ctx, rec, resolved);
+      await state.transition(name, { status: 'starting' }, { ...fence, fields: { attempts: job.attemptsMade + 1 }, clear: ['pid'] });
+      const handle = await ctx.supervisor.boot(name, {
+        resolved,
+        ...(image ? { image } : {}),
+        network,
+        epoch: data.epoch,
+        configHash: rec.configHash ?? '',
+        deploymentId: data.deploymentId,
+      });
+      await state.transition(name, { status: 'running' }, {
+        ...fence,
+        fields: { pid: handle.pid, started_at: new Date().toISOString(), running_hash: rec.configHash ?? '' },
+        clear: ['exit_code', 'last_error'],
+      });
+      await settle();
+      return { service: name, action: 'started', pid: handle.pid };
+    } catch (err) {
+      if (isMonocoreError(err, 'MC_STATE_FENCED')) {
+        await ctx.supervisor.kill(name);
+        return { service: name, action: 'moved' };
+      }
+      const message = err instanceof Error ? err.message : String(err);
+      const retryable = isMonocoreError(err) ? err.retryable : true;
+      const final = !retryable || job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
+      if (final) {
+        await state.tryTransition(name, { status: 'failed', reason: message.slice(0, 500) }, {
+          ...fence,
+          fields: { last_error: message, log_tail: ctx.supervisor.tail(name) },
+        });
+        await ctx.supervisor.kill(name);
+        await state.releaseLease(name, hostId, data.epoch);
+        await settle();
+        throw new UnrecoverableError(message);
+      }
+      await state.tryTransition(name, { status: 'pending' }, { ...fence, fields: { last_error: message } });
+      throw err;
+    }
+  };
+}
+
+async function imageFor(ctx: WorkerContext, job: Job, rec: ServiceRecord, resolved: ResolvedService): Promise<ImageRuntime | undefined> {
+  if (!resolved.image) {
+    if (ctx.imageOptional) return undefined;
+    throw new MonocoreError('MC_ORCH_NO_IMAGE', `service "${rec.name}" has no base image`, { service: rec.name });
+  }
+  const values = (await job.getChildrenValues()) as Record<string, PullJobResult>;
+  let pulled: PullJobResult | undefined;
+  for (const [key, v] of Object.entries(values)) if (parseChildId(jobIdOfKey(key)).kind === 'pull') pulled = v;
+  const query = pulled?.manifestDigest ?? resolved.image;
+  const [record] = await ctx.images.get(query);
+  if (!record) {
+    // A reschedule has no pull child: the image must be pulled on this host first.
+    throw new MonocoreError('MC_OCI_IMAGE_NOT_FOUND', `image ${resolved.image} is not present on host ${ctx.hostId}`, {
+      image: resolved.image,
+      host: ctx.hostId,
+    });
+  }
+  return { rootfs: pulled?.rootfs ?? record.rootfs, config: record.config };
+}
+
+async function networkFor(ctx: WorkerContext, rec: ServiceRecord, resolved: ResolvedService): Promise<VmNetwork> {
+  if (!resolved.group) return { mode: 'none' };
+  const all = await ctx.state.list();
+  const members = all.filter((r) => r.group === resolved.group && r.desired === 'running').map((r) => r.name);
+  return groupNetwork(resolved.group, members, rec.name, resolved.localOnly);
+}

@@ -1,0 +1,77 @@
+import { Job, Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import {
+  QUEUE_PREFIX,
+  QueueNames,
+  type HostRegistry,
+  type ImageStore,
+  type JobTuning,
+  type MonocoreHome,
+  type StateStore,
+} from '@monocore/engine';
+import type { Supervisor } from './supervisor.js';
+
+/** What every processor of this worker shares. */
+export interface WorkerContext {
+  hostId: string;
+  home: MonocoreHome;
+  redis: Redis;
+  state: StateStore;
+  hosts: HostRegistry;
+  images: ImageStore;
+  supervisor: Supervisor;
+  logger: Logger;
+  leaseTtlMs: number;
+  tuning: JobTuning;
+  /** Whether the backend can run a service without an image (only the host-process backend). */
+  imageOptional: boolean;
+  queue(name: string): Queue;
+  /** Promote gate jobs waiting on a service so they re-check now instead of at their next poll. */
+  promoteGates(ids: readonly string[]): Promise<void>;
+}
+
+export function queueCache(redis: Redis): { get(name: string): Queue; close(): Promise<void> } {
+  const queues = new Map<string, Queue>();
+  return {
+    get(name: string): Queue {
+      let q = queues.get(name);
+      if (!q) {
+        q = new Queue(name, { connection: redis, prefix: QUEUE_PREFIX });
+        queues.set(name, q);
+      }
+      return q;
+    },
+    async close() {
+      await Promise.all([...queues.values()].map((q) => q.close().catch(() => undefined)));
+    },
+  };
+}
+
+export async function promoteGates(ctx: Pick<WorkerContext, 'queue' | 'logger'>, ids: readonly string[]): Promise<void> {
+  const q = ctx.queue(QueueNames.gate);
+  await Promise.all(
+    ids.map(async (id) => {
+      try {
+        const job = await Job.fromId(q, id);
+        if (job && (await job.isDelayed())) await job.promote();
+      } catch {
+        // not delayed any more (raced with its own poll): it re-checks anyway
+      }
+    }),
+  );
+}
+
+/** Job id from a BullMQ job key `{monocore}:<queue>:<id>`. */
+export function jobIdOfKey(key: string): string {
+  return key.slice(key.lastIndexOf(':') + 1);
+}
+
+/** What a child job id of a request means: `<d>.pull.<svc>`, `<d>.start.<svc>`, `<d>.gate.<parent>.<target>`. */
+export function parseChildId(id: string): { kind: 'pull' | 'start' | 'stop' | 'gate' | 'other'; service: string } {
+  const parts = id.split('.');
+  const kind = parts[1];
+  if (kind === 'pull' || kind === 'start' || kind === 'stop') return { kind, service: parts[2] ?? '' };
+  if (kind === 'gate') return { kind, service: parts[3] ?? '' };
+  return { kind: 'other', service: parts[2] ?? '' };
+}

@@ -1,0 +1,222 @@
+import { FlowProducer, type FlowJob } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import { MonocoreError } from '../errors/index.js';
+import { HostRegistry } from '../state/host-registry.js';
+import { Keys } from '../state/keys.js';
+import type { ServiceRecord } from '../state/service-record.js';
+import { StateStore } from '../state/state-store.js';
+import { placeServices, type PlacementRequest } from './placement.js';
+import { QUEUE_PREFIX, QueueNames, type PullJobData, type StartJobData } from './queues.js';
+
+/** Statuses of a service that was (or was about to be) on a host that died. */
+const LOSABLE = new Set(['pending', 'pulling', 'starting', 'running', 'restarting', 'exited', 'blocked', 'lost']);
+
+export interface ReaperOptions {
+  redis: Redis;
+  logger: Logger;
+  /** A host is reaped once its heartbeat key has been missing this long (as seen by this reaper). */
+  graceMs: number;
+  startAttempts: number;
+  startBackoffMs: number;
+}
+
+export interface ReapResult {
+  lost: string[];
+  rescheduled: Array<{ service: string; host: string; epoch: number }>;
+  unplaced: string[];
+}
+
+/**
+ * Finds hosts whose heartbeat expired, marks their services `lost` and
+ * reschedules them on live hosts. Every worker runs one; a per-host lock and
+ * the fenced (epoch-checked) transitions make concurrent reapers harmless.
+ *
+ * Never twice at once: the new host bumps the service's epoch and can only
+ * take the lease once the dead host's lease has expired (acquire-lease-2.lua);
+ * a host that was only partitioned fails to renew its lease and stops its VM.
+ */
+export class HostReaper {
+  readonly state: StateStore;
+  readonly hosts: HostRegistry;
+  readonly #missingSince = new Map<string, number>();
+  readonly #flows: FlowProducer;
+
+  constructor(readonly options: ReaperOptions) {
+    this.state = new StateStore(options.redis);
+    this.hosts = new HostRegistry(options.redis);
+    this.#flows = new FlowProducer({ connection: options.redis, prefix: QUEUE_PREFIX });
+  }
+
+  /** Enqueue a start outside any request flow (reschedule, recovery): it pulls first, then polls its dependencies. */
+  async enqueueStandaloneStart(rec: ServiceRecord, host: string, epoch: number, tag: string): Promise<void> {
+    await this.#flows.add(standaloneStartFlow(rec, host, epoch, tag, this.options));
+  }
+
+  /**
+   * Graceful shutdown of a host: its services are marked lost and placed on
+   * the other live hosts right away (not after the heartbeat TTL). Call after
+   * the host unregistered and stopped its VMs.
+   */
+  async handBack(host: string, names: readonly string[]): Promise<ReapResult> {
+    const result: ReapResult = { lost: [], rescheduled: [], unplaced: [] };
+    const recs = await this.state.getMany([...names]);
+    const toPlace: ServiceRecord[] = [];
+    for (const r of recs.values()) {
+      if (r.host !== host || r.desired !== 'running') continue;
+      const ok = await this.state.tryTransition(r.name, { status: 'lost' }, { host, epoch: r.epoch, detail: `host ${host} shut down`, clear: ['pid'] });
+      if (ok === null) continue;
+      result.lost.push(r.name);
+      toPlace.push({ ...r, status: 'lost' });
+    }
+    if (toPlace.length > 0) await this.#reschedule(toPlace, result);
+    return result;
+  }
+
+  async reapOnce(now = Date.now()): Promise<ReapResult> {
+    const result: ReapResult = { lost: [], rescheduled: [], unplaced: [] };
+    const all = await this.hosts.list();
+    const dead: string[] = [];
+    for (const h of all) {
+      if (h.alive) {
+        this.#missingSince.delete(h.id);
+        continue;
+      }
+      const since = this.#missingSince.get(h.id) ?? now;
+      this.#missingSince.set(h.id, since);
+      if (now - since >= this.options.graceMs) dead.push(h.id);
+    }
+    // Lost services whose host was already unregistered, still waiting for capacity.
+    const records = await this.state.list();
+    const stranded = records.filter(
+      (r) => r.status === 'lost' && r.desired === 'running' && (!r.host || !all.some((h) => h.id === r.host)),
+    );
+    if (dead.length === 0 && stranded.length === 0) return result;
+    const release = await this.hosts.lock('reap', 30_000);
+    if (!release) return result;
+    try {
+      const toPlace: ServiceRecord[] = [...stranded];
+      for (const host of dead) {
+        const mine = records.filter((r) => r.host === host && r.desired === 'running' && LOSABLE.has(r.status));
+        for (const r of mine) {
+          if (r.status !== 'lost') {
+            const ok = await this.state.tryTransition(
+              r.name,
+              { status: 'lost' },
+              { host, epoch: r.epoch, detail: `host ${host} stopped heartbeating`, clear: ['pid'] },
+            );
+            if (ok === null) continue;
+            result.lost.push(r.name);
+          }
+          toPlace.push({ ...r, status: 'lost' });
+        }
+        // Everything that was stopped or failed there just loses its host.
+        await this.hosts.unregister(host);
+        this.#missingSince.delete(host);
+        await this.state.emit({ kind: 'host', host, detail: `host ${host} lost (heartbeat expired)` });
+        this.options.logger.warn({ host, lost: mine.map((r) => r.name) }, 'host lost');
+      }
+      if (toPlace.length > 0) await this.#reschedule(toPlace, result);
+    } finally {
+      await release();
+    }
+    return result;
+  }
+
+  async #reschedule(services: ServiceRecord[], result: ReapResult): Promise<void> {
+    const alive = await this.hosts.alive();
+    if (alive.length === 0) {
+      result.unplaced.push(...services.map((s) => s.name));
+      return;
+    }
+    const aliveIds = new Set(alive.map((h) => h.id));
+    const groupHosts = new Map<string, string>();
+    const moving = new Set(services.map((s) => s.name));
+    for (const r of await this.state.list()) {
+      if (moving.has(r.name) || !r.group || !r.host || !aliveIds.has(r.host) || r.desired !== 'running') continue;
+      groupHosts.set(r.group, r.host);
+    }
+    const requests: PlacementRequest[] = services.map((s) => {
+      const req: PlacementRequest = { name: s.name, cpus: s.cpus, ramMib: s.ramMib };
+      if (s.group) req.group = s.group;
+      return req;
+    });
+    let placement: Map<string, string>;
+    try {
+      placement = placeServices(requests, alive, groupHosts);
+    } catch (err) {
+      if (err instanceof MonocoreError && err.code === 'MC_ORCH_NO_CAPACITY') {
+        this.options.logger.warn({ err: err.message }, 'lost services wait for capacity');
+        result.unplaced.push(...services.map((s) => s.name));
+        return;
+      }
+      throw err;
+    }
+    for (const s of services) {
+      const host = placement.get(s.name)!;
+      const epoch = s.epoch + 1;
+      // Fenced move: only if nobody reassigned it meanwhile.
+      const moved = await this.options.redis.eval(
+        `if redis.call('HGET', KEYS[1], 'epoch') == ARGV[1] then
+           redis.call('HSET', KEYS[1], 'host', ARGV[2], 'epoch', ARGV[3]) return 1 end return 0`,
+        1,
+        Keys.service(s.name),
+        String(s.epoch),
+        host,
+        String(epoch),
+      );
+      if (Number(moved) !== 1) continue;
+      await this.hosts.allocate(host, s.name, s.cpus, s.ramMib);
+      await this.state.tryTransition(s.name, { status: 'pending' }, { epoch, detail: `rescheduled on ${host}` });
+      await this.#flows.add(standaloneStartFlow(s, host, epoch, `e${epoch}`, this.options));
+      result.rescheduled.push({ service: s.name, host, epoch });
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.#flows.close().catch(() => undefined);
+  }
+}
+
+/** A start job with its pull as child, outside any request flow; it gates on its dependencies by polling. */
+export function standaloneStartFlow(
+  rec: ServiceRecord,
+  host: string,
+  epoch: number,
+  tag: string,
+  tuning: { startAttempts: number; startBackoffMs: number },
+): FlowJob {
+  const deploymentId = rec.deploymentId ?? 'standalone';
+  const data: StartJobData = { deploymentId, service: rec.name, host, epoch, awaitedBy: [], pollDependencies: true };
+  const jobId = `${deploymentId}.restart.${rec.name}.${tag}`;
+  const children: FlowJob[] = [];
+  if (rec.image) {
+    const pull: PullJobData = { image: rec.image, deploymentId, service: rec.name };
+    children.push({
+      name: 'pull',
+      queueName: QueueNames.pull(host),
+      data: pull,
+      opts: {
+        jobId: `${deploymentId}.pull.${rec.name}.${tag}`,
+        attempts: 3,
+        backoff: { type: 'exponential', delay: 2000 },
+        ignoreDependencyOnFailure: true,
+        removeOnComplete: { age: 24 * 3600 },
+        removeOnFail: { age: 7 * 24 * 3600 },
+      },
+    });
+  }
+  return {
+    name: 'start',
+    queueName: QueueNames.host(host),
+    data,
+    opts: {
+      jobId,
+      attempts: tuning.startAttempts,
+      backoff: { type: 'exponential', delay: tuning.startBackoffMs },
+      removeOnComplete: { age: 24 * 3600 },
+      removeOnFail: { age: 7 * 24 * 3600 },
+    },
+    children,
+  };
+}

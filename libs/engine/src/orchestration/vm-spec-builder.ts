@@ -1,0 +1,92 @@
+import type { ResolvedService } from '../config/index.js';
+import { MonocoreError } from '../errors/index.js';
+import type { VmNetwork, VmSpec } from '../vm/vm-spec.js';
+
+/** The parts of an image the VM spec needs (ImageRecord.config of the oci domain). */
+export interface ImageRuntime {
+  rootfs: string;
+  config: { env: string[]; entrypoint: string[]; cmd: string[]; workingDir?: string };
+}
+
+export interface BuildVmSpecInput {
+  service: ResolvedService;
+  /** The pulled image; absent for a service without `base` (only the host-process backend accepts that). */
+  image?: ImageRuntime;
+  /** Per-service state dir (writable layer, sockets). */
+  stateDir: string;
+  network: VmNetwork;
+  stdout?: NodeJS.WritableStream;
+  stderr?: NodeJS.WritableStream;
+  bootTimeoutMs?: number;
+  /** VM instance id (default: the service name). */
+  id?: string;
+}
+
+/**
+ * ResolvedService + pulled image + group network → VmSpec, with Docker's
+ * rules for the command line:
+ * - `command` set: run it with `args` (the image's Entrypoint/Cmd are ignored);
+ * - else Entrypoint + (`args` if given, else Cmd).
+ * Env: the image's Env, then the service's (a later key wins). Workdir: the
+ * service's, else the image's WorkingDir, else "/".
+ */
+export function buildVmSpec(input: BuildVmSpecInput): VmSpec {
+  const { service, image } = input;
+  let argv: string[];
+  if (service.command !== undefined) argv = [service.command, ...service.args];
+  else {
+    const ep = image?.config.entrypoint ?? [];
+    const cmd = service.args.length > 0 ? service.args : (image?.config.cmd ?? []);
+    argv = [...ep, ...cmd];
+  }
+  const [command, ...args] = argv;
+  if (command === undefined || command === '') {
+    throw new MonocoreError(
+      'MC_ORCH_NO_COMMAND',
+      `service "${service.name}": no command to run (set \`command\`, or use an image with Entrypoint/Cmd)`,
+      { service: service.name },
+    );
+  }
+  const env = new Map<string, string>();
+  const put = (kv: string): void => {
+    const i = kv.indexOf('=');
+    if (i > 0) env.set(kv.slice(0, i), kv.slice(i + 1));
+  };
+  for (const kv of image?.config.env ?? []) put(kv);
+  for (const e of service.envs) env.set(e.key, e.value);
+  const spec: VmSpec = {
+    id: input.id ?? service.name,
+    rootfs: image?.rootfs ?? '',
+    command,
+    args,
+    env: [...env].map(([k, v]) => `${k}=${v}`),
+    workdir: service.workdir ?? image?.config.workingDir ?? '/',
+    hostname: service.name,
+    cpus: service.cpus,
+    ramMib: service.ram,
+    volumes: service.volumes.map((v) => ({ host: v.host, guest: v.guest })),
+    ports: service.port ? [{ host: service.port.host, guest: service.port.guest }] : [],
+    stateDir: input.stateDir,
+    network: input.network,
+  };
+  if (input.stdout) spec.stdout = input.stdout;
+  if (input.stderr) spec.stderr = input.stderr;
+  if (input.bootTimeoutMs !== undefined) spec.bootTimeoutMs = input.bootTimeoutMs;
+  return spec;
+}
+
+/**
+ * Addresses on a group's private segment: members sorted by name get
+ * 10.88.0.2, .3, … (/24). Deterministic, so every member computes the same
+ * peer table without coordination.
+ */
+export function groupNetwork(group: string, members: readonly string[], self: string, localOnly: boolean): VmNetwork {
+  const sorted = [...new Set([...members, self])].sort();
+  if (sorted.length > 250) {
+    throw new MonocoreError('MC_ORCH_NO_CAPACITY', `group "${group}" has more than 250 services (one /24 segment)`, { group });
+  }
+  const addr = (n: string): string => `10.88.0.${sorted.indexOf(n) + 2}`;
+  const peers: Record<string, string> = {};
+  for (const m of sorted) if (m !== self) peers[m] = addr(m);
+  return { mode: 'group', group, address: `${addr(self)}/24`, peers, localOnly };
+}
