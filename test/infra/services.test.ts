@@ -1,0 +1,85 @@
+// The shared test services answer for real: Redis (PING, AOF on, noeviction) and the
+// loopback OCI registry with the two test images built by scripts/build-test-images.sh.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Redis } from 'ioredis';
+import { request } from 'undici';
+import { testEnv, tempDir, waitFor, uniqueId } from '../support/env.js';
+import { existsSync, rmSync } from 'node:fs';
+
+const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
+
+interface Manifest {
+  schemaVersion: number;
+  mediaType?: string;
+  config: { digest: string; mediaType: string };
+  layers: { digest: string; mediaType: string; size: number }[];
+}
+
+async function getJson<T>(url: string, accept?: string): Promise<{ status: number; body: T; contentType: string }> {
+  const res = await request(url, { headers: accept ? { accept } : {}, headersTimeout: 10_000, bodyTimeout: 10_000 });
+  const text = await res.body.text();
+  assert.equal(res.statusCode, 200, `GET ${url} -> ${res.statusCode}: ${text.slice(0, 200)}`);
+  return { status: res.statusCode, body: JSON.parse(text) as T, contentType: String(res.headers['content-type']) };
+}
+
+/** `127.0.0.1:15000/monocore-test/busybox:latest` -> manifest URL. */
+function manifestUrl(ref: string): string {
+  const slash = ref.indexOf('/');
+  const colon = ref.lastIndexOf(':');
+  return `http://${ref.slice(0, slash)}/v2/${ref.slice(slash + 1, colon)}/manifests/${ref.slice(colon + 1)}`;
+}
+
+test('Redis answers PING, persists with AOF and never evicts', async (t) => {
+  const redis = new Redis(testEnv().redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1 });
+  t.after(() => redis.disconnect());
+  await redis.connect();
+  assert.equal(await redis.ping(), 'PONG');
+  assert.deepEqual(await redis.config('GET', 'appendonly'), ['appendonly', 'yes']);
+  assert.deepEqual(await redis.config('GET', 'maxmemory-policy'), ['maxmemory-policy', 'noeviction']);
+  const key = `monocore-test:infra:${uniqueId()}`;
+  await redis.set(key, 'v', 'EX', 60);
+  assert.equal(await redis.get(key), 'v');
+  await redis.del(key);
+});
+
+test('registry answers /v2/ and serves both test images as OCI manifests', async () => {
+  const env = testEnv();
+  const base = await request(`http://${env.registry}/v2/`);
+  await base.body.dump();
+  assert.equal(base.statusCode, 200);
+  assert.equal(base.headers['docker-distribution-api-version'], 'registry/2.0');
+
+  const single = await getJson<Manifest>(manifestUrl(env.image), OCI_MANIFEST);
+  assert.match(single.contentType, /application\/vnd\.oci\.image\.manifest\.v1\+json/);
+  assert.equal(single.body.schemaVersion, 2);
+  assert.equal(single.body.layers.length, 1, 'busybox image has one layer');
+
+  const layered = await getJson<Manifest>(manifestUrl(env.imageLayered), OCI_MANIFEST);
+  assert.equal(layered.body.layers.length, 2, 'busybox-layered image has two layers');
+  assert.equal(layered.body.layers[0]?.digest, single.body.layers[0]?.digest, 'layered image shares the base layer');
+
+  const repo = env.image.slice(env.image.indexOf('/') + 1, env.image.lastIndexOf(':'));
+  const config = await getJson<{ architecture: string; os: string; config: { Cmd?: string[]; Env?: string[] } }>(
+    `http://${env.registry}/v2/${repo}/blobs/${single.body.config.digest}`,
+  );
+  assert.equal(config.body.os, 'linux');
+  assert.equal(config.body.architecture, 'amd64');
+  assert.deepEqual(config.body.config.Cmd, ['/bin/sh']);
+  assert.ok(config.body.config.Env?.includes('PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'));
+});
+
+test('tempDir creates a fresh directory under the state dir; waitFor times out with a clear message', async (t) => {
+  const env = testEnv();
+  const dir = tempDir('infra-');
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  assert.ok(dir.startsWith(`${env.stateDir}/tmp/infra-`), dir);
+  assert.ok(existsSync(dir));
+
+  let n = 0;
+  assert.equal(await waitFor(() => (++n >= 3 ? n : 0), { what: 'a counter', intervalMs: 1 }), 3);
+  await assert.rejects(
+    waitFor(() => false, { what: 'something that never happens', timeoutMs: 30, intervalMs: 5 }),
+    /timed out after 30ms waiting for something that never happens/,
+  );
+});
