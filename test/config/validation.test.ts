@@ -238,7 +238,7 @@ test('cpus, ram and restart settings within their documented ranges', () => {
       '7:1 service[1].cpus: must be an integer in 1..64, got 65',
       '8:1 service[1].ram: must be an integer in 64..1048576, got 2097152',
       '11:1 service[2].cpus: must be an integer in 1..64, got 1.5',
-      '12:1 service[2].ram: expected number, got string',
+      '12:1 service[2].ram: must be an integer in 64..1048576, got "1G"',
       '15:1 service[3].restart: must be one of "on-failure", "always", "no", got "sometimes"',
       '16:1 service[3].max_restarts: must be an integer in 0..100, got 101',
       '19:1 service[4].max_restarts: must be an integer in 0..100, got -1',

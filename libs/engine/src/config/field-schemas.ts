@@ -27,9 +27,15 @@ function fromChecker(check: (s: string) => string | undefined) {
 }
 
 /** Service and group names (DNS labels). */
-export const NameSchema = z.string().superRefine(fromChecker((s) => checkName(s, NAME_PATTERN)));
+export const NameSchema = z
+  .string()
+  .superRefine(fromChecker((s) => checkName(s, NAME_PATTERN)))
+  .meta({ pattern: NAME_PATTERN.source, maxLength: ConfigLimits.nameMaxLength });
 /** Group volume and group env names. */
-export const EntryNameSchema = z.string().superRefine(fromChecker((s) => checkName(s, ENTRY_NAME_PATTERN)));
+export const EntryNameSchema = z
+  .string()
+  .superRefine(fromChecker((s) => checkName(s, ENTRY_NAME_PATTERN)))
+  .meta({ pattern: ENTRY_NAME_PATTERN.source, maxLength: ConfigLimits.nameMaxLength });
 
 export const ImageReferenceStringSchema = z.string().superRefine(
   fromChecker((s) => {
@@ -43,12 +49,15 @@ export const ImageReferenceStringSchema = z.string().superRefine(
   }),
 );
 
-export const PortSchema = z.string().superRefine(
-  fromChecker((s) => {
-    const r = parsePortMapping(s);
-    return r.ok ? undefined : r.error;
-  }),
-);
+export const PortSchema = z
+  .string()
+  .superRefine(
+    fromChecker((s) => {
+      const r = parsePortMapping(s);
+      return r.ok ? undefined : r.error;
+    }),
+  )
+  .meta({ pattern: '^[0-9]{1,5}(:[0-9]{1,5})?$', examples: ['8080', '8080:80'] });
 
 export const VolumeSchema = z.string().superRefine(
   fromChecker((s) => {
@@ -74,12 +83,12 @@ export const EnvSchema = boundedString().superRefine(
   }),
 );
 
-export const intInRange = (min: number, max: number) =>
-  z.number().superRefine((n, ctx) => {
-    if (!Number.isInteger(n) || n < min || n > max) {
-      ctx.addIssue({ code: 'custom', message: `must be an integer in ${min}..${max}, got ${n}` });
-    }
-  });
+export const intInRange = (min: number, max: number) => {
+  // One message for every way to miss (wrong type, fraction, too small, too big),
+  // while z.int().min().max() still shows the bounds in the JSON Schema / OpenAPI.
+  const error = (iss: { input?: unknown }) => `must be an integer in ${min}..${max}, got ${JSON.stringify(iss.input)}`;
+  return z.int({ error }).min(min, { error }).max(max, { error });
+};
 
 export const CommandSchema = boundedString().min(1, 'must not be empty');
 export const ArgSchema = boundedString();
