@@ -1,6 +1,6 @@
 import { createHash, randomBytes, type Hash } from 'node:crypto';
 import { constants as fsc, createReadStream } from 'node:fs';
-import { chmod, link, mkdir, open, readdir, readFile, rename, rm, stat, unlink, utimes, type FileHandle } from 'node:fs/promises';
+import { chmod, link, mkdir, open, readdir, readFile, rename, rm, rmdir, stat, unlink, utimes, type FileHandle } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -450,5 +450,7 @@ class LocalIngestWriter implements IngestWriter {
     await this.fh.close().catch(() => undefined);
     await rm(this.dataPath, { force: true }).catch(() => undefined);
     await this.lock.release();
+    // Only if empty: a waiter may already have taken the lock in it.
+    await rmdir(this.dir).catch(() => undefined);
   }
 }
