@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { accessSync, constants, existsSync } from 'node:fs';
+import { join } from 'node:path';
 import type { BackendAvailability, VmExit, VmHandle, VmSpec } from '@monocore/engine';
 
 /**
@@ -34,6 +35,9 @@ export class HostProcessBackend {
     env.PATH ??= '/usr/local/bin:/usr/bin:/bin';
     env.HOSTNAME ??= spec.hostname ?? spec.id;
     const cwd = spec.workdir && existsSync(spec.workdir) ? spec.workdir : '/';
+    // Like a guest init, fail the start (exit 127) when the command cannot be executed.
+    const exe = resolveCommand(spec.command, env.PATH);
+    if (!exe) return new FailedHandle(spec.id, `${spec.command}: command not found or not executable`);
     const child = spawn('setpriv', ['--pdeathsig', 'KILL', '--', spec.command, ...spec.args], {
       env,
       cwd,
@@ -105,4 +109,45 @@ class HostProcessHandle implements VmHandle {
 function signalNumber(signal: NodeJS.Signals): number {
   const table: Partial<Record<NodeJS.Signals, number>> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGABRT: 6, SIGKILL: 9, SIGSEGV: 11, SIGPIPE: 13, SIGALRM: 14, SIGTERM: 15 };
   return table[signal] ?? 0;
+}
+
+function resolveCommand(command: string, path: string): string | undefined {
+  const candidates = command.includes('/') ? [command] : path.split(':').map((d) => join(d, command));
+  for (const c of candidates) {
+    try {
+      accessSync(c, constants.X_OK);
+      return c;
+    } catch {
+      // next
+    }
+  }
+  return undefined;
+}
+
+/** The handle of a command that could not be executed: never started, exit 127. */
+class FailedHandle implements VmHandle {
+  readonly pid = -1;
+  readonly started: Promise<void>;
+  readonly #exit: Promise<VmExit>;
+
+  constructor(
+    readonly id: string,
+    detail: string,
+  ) {
+    this.started = Promise.reject(new Error(detail));
+    this.started.catch(() => {});
+    this.#exit = Promise.resolve({ exitCode: 127, reason: 'exited', detail });
+  }
+
+  wait(): Promise<VmExit> {
+    return this.#exit;
+  }
+
+  stop(): Promise<VmExit> {
+    return this.#exit;
+  }
+
+  kill(): Promise<VmExit> {
+    return this.#exit;
+  }
 }

@@ -21,6 +21,8 @@ export interface ServiceStatus {
   /** blocked(by) */
   blockedBy?: string;
   lastError?: string;
+  /** failed: the last lines of the service's output. */
+  logTail?: string;
   cpuPercent?: number;
   memoryBytes?: number;
   deploymentId?: string;
@@ -127,6 +129,7 @@ export function toServiceStatus(r: ServiceRecord): ServiceStatus {
     reason: r.status === 'failed' ? r.reason : undefined,
     blockedBy: r.status === 'blocked' ? r.blockedBy : undefined,
     lastError: r.lastError,
+    logTail: r.status === 'failed' ? r.logTail : undefined,
     cpuPercent: r.status === 'running' ? r.cpuPercent : undefined,
     memoryBytes: r.status === 'running' ? r.memoryBytes : undefined,
     deploymentId: r.deploymentId,

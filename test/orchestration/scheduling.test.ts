@@ -1,0 +1,207 @@
+// Scheduling on real Redis + BullMQ with the real worker (in process) and the
+// labelled host-process backend: many short services, no VM boots.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { allEvents, byName, harness, removeDir, svc, until, type Harness } from './support.js';
+
+const DB = 10;
+const out = mkdtempSync(join(tmpdir(), 'mc-orch-sched-'));
+after(() => removeDir(out));
+
+/** A service that records when it started (ns) in $OUT/<name>, then stays up. */
+function stamped(name: string, extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return svc(name, {
+    command: '/bin/sh',
+    args: ['-c', `date +%s%N >> "$OUT/${name}"; exec sleep 1000`],
+    envs: [`OUT=${out}`],
+    ...extra,
+  });
+}
+const stamps = (name: string): bigint[] =>
+  existsSync(join(out, name))
+    ? readFileSync(join(out, name), 'utf8').trim().split('\n').filter(Boolean).map((l) => BigInt(l))
+    : [];
+
+async function withHarness(fn: (h: Harness) => Promise<void>): Promise<void> {
+  const h = await harness(DB);
+  try {
+    await fn(h);
+  } finally {
+    await h.orch.down({ wait: true, timeoutMs: 20_000 }).catch(() => undefined);
+    await h.close();
+  }
+}
+
+test('a three-level chain starts in dependency order (recorded timestamps)', () =>
+  withHarness(async (h) => {
+    const config = {
+      service: [stamped('c3', { depends_on: ['b3'] }), stamped('a3'), stamped('b3', { depends_on: ['a3'] })],
+    };
+    const res = await h.orch.up(config, { wait: true, timeoutMs: 20_000 });
+    assert.deepEqual(res.plan.map((p) => [p.name, p.level]), [['a3', 0], ['b3', 1], ['c3', 2]]);
+    const s = byName(res.services);
+    for (const n of ['a3', 'b3', 'c3']) assert.equal(s[n]?.status, 'running', `${n}: ${JSON.stringify(s[n])}`);
+    const [a] = stamps('a3');
+    const [b] = stamps('b3');
+    const [c] = stamps('c3');
+    assert.ok(a !== undefined && b !== undefined && c !== undefined);
+    assert.ok(a < b && b < c, `start order a3 < b3 < c3 violated: ${a} ${b} ${c}`);
+    // The state agrees: each dependent became running after its dependency.
+    assert.ok(Date.parse(s.a3!.startedAt!) <= Date.parse(s.b3!.startedAt!));
+    assert.ok(Date.parse(s.b3!.startedAt!) <= Date.parse(s.c3!.startedAt!));
+  }));
+
+test('a diamond boots its shared dependency exactly once; independent services start in parallel', () =>
+  withHarness(async (h) => {
+    const config = {
+      service: [
+        stamped('base'),
+        stamped('left', { depends_on: ['base'] }),
+        stamped('right', { depends_on: ['base'] }),
+        stamped('top', { depends_on: ['left', 'right'] }),
+        stamped('solo'),
+      ],
+    };
+    const res = await h.orch.up(config, { wait: true, timeoutMs: 20_000 });
+    for (const s of res.services) assert.equal(s.status, 'running', JSON.stringify(s));
+    for (const n of ['base', 'left', 'right', 'top', 'solo']) assert.equal(stamps(n).length, 1, `${n} started ${stamps(n).length} times`);
+    const [base] = stamps('base');
+    const [left] = stamps('left');
+    const [right] = stamps('right');
+    const [top] = stamps('top');
+    assert.ok(base! < left! && base! < right! && left! < top! && right! < top!);
+    const events = await allEvents(h.orch);
+    const starting = events.filter((e) => e.to === 'starting').map((e) => e.service);
+    assert.deepEqual([...starting].sort(), ['base', 'left', 'right', 'solo', 'top']);
+  }));
+
+test('a failed dependency leaves its dependents blocked with the reason; others run', () =>
+  withHarness(async (h) => {
+    const config = {
+      service: [
+        svc('broken', { command: '/nonexistent/monocore-test-cmd' }),
+        svc('mid', { depends_on: ['broken'] }),
+        svc('top', { depends_on: ['mid'] }),
+        svc('free'),
+      ],
+    };
+    const res = await h.orch.up(config, { wait: true, timeoutMs: 20_000 });
+    const s = byName(res.services);
+    assert.equal(s.broken?.status, 'failed');
+    assert.match(s.broken?.reason ?? '', /command not found/);
+    assert.equal(s.broken?.attempts, 2, 'the boot was retried (attempts + backoff) before failing');
+    assert.equal(s.mid?.status, 'blocked');
+    assert.equal(s.mid?.blockedBy, 'broken');
+    assert.equal(s.top?.status, 'blocked');
+    assert.equal(s.top?.blockedBy, 'mid');
+    assert.equal(s.free?.status, 'running');
+    const outcome = await h.orch.waitFor(res.deploymentId);
+    assert.equal(outcome.ok, false);
+  }));
+
+test('a crash loop restarts with exponential backoff, then ends failed with exit code and log tail', () =>
+  withHarness(async (h) => {
+    const config = {
+      service: [svc('crash', { command: '/bin/sh', args: ['-c', 'echo "boom $$" >&2; exit 3'], max_restarts: 3 })],
+    };
+    await h.orch.up(config);
+    const failed = await until('crash to fail', async () => {
+      const [s] = await h.orch.status({ services: ['crash'] });
+      return s?.status === 'failed' ? s : undefined;
+    });
+    assert.equal(failed.exitCode, 3);
+    assert.equal(failed.restarts, 3);
+    assert.match(failed.reason ?? '', /code 3 after 3 restarts/);
+    assert.match(failed.logTail ?? '', /\[stderr\] boom \d+/);
+    // Delays between an exit (restarting) and the next boot (starting) double: ~100, 200, 400 ms.
+    const ev = (await allEvents(h.orch)).filter((e) => e.service === 'crash');
+    const gaps: number[] = [];
+    for (let i = 0; i < ev.length; i++) {
+      if (ev[i]!.to !== 'restarting') continue;
+      const next = ev.slice(i + 1).find((e) => e.to === 'starting');
+      if (next) gaps.push(Date.parse(next.time) - Date.parse(ev[i]!.time));
+    }
+    assert.equal(gaps.length, 3, `restart gaps ${gaps}`);
+    assert.ok(gaps[0]! >= 90 && gaps[1]! >= 190 && gaps[2]! >= 390, `backoff not exponential: ${gaps}`);
+    assert.ok(gaps[2]! > gaps[1]! && gaps[1]! > gaps[0]!, `backoff not growing: ${gaps}`);
+  }));
+
+test('up is idempotent: unchanged services are untouched, a changed one is restarted', () =>
+  withHarness(async (h) => {
+    const config = (v: string) => ({ service: [stamped('keep'), stamped('change', { envs: [`OUT=${out}`, `V=${v}`], depends_on: ['keep'] })] });
+    const first = await h.orch.up(config('1'), { wait: true, timeoutMs: 20_000 });
+    const pids1 = byName(first.services);
+    const again = await h.orch.up(config('1'), { wait: true, timeoutMs: 20_000 });
+    assert.deepEqual(again.plan.map((p) => p.action), ['unchanged', 'unchanged']);
+    const pids2 = byName(again.services);
+    assert.equal(pids2.keep?.pid, pids1.keep?.pid);
+    assert.equal(pids2.change?.pid, pids1.change?.pid);
+    const changed = await h.orch.up(config('2'), { wait: true, timeoutMs: 20_000 });
+    assert.deepEqual(Object.fromEntries(changed.plan.map((p) => [p.name, p.action])), { keep: 'unchanged', change: 'restart' });
+    const pids3 = byName(changed.services);
+    assert.equal(pids3.keep?.pid, pids1.keep?.pid, 'unchanged service kept its process');
+    assert.notEqual(pids3.change?.pid, pids1.change?.pid, 'changed service got a new process');
+    assert.equal(pids3.change?.status, 'running');
+    assert.equal(stamps('keep').length, 1);
+    assert.equal(stamps('change').length, 2);
+  }));
+
+test('down stops dependents first; a group subset; remove deletes the state', () =>
+  withHarness(async (h) => {
+    const config = {
+      service: [
+        svc('db', { group: 'g1' }),
+        svc('api', { group: 'g1', depends_on: ['db'] }),
+        svc('web', { group: 'g1', depends_on: ['api', 'db'] }),
+        svc('other', { group: 'g2' }),
+      ],
+      group: [{ name: 'g1' }, { name: 'g2' }],
+    };
+    await h.orch.up(config, { wait: true, timeoutMs: 20_000 });
+    const down = await h.orch.down({ group: 'g1', wait: true, timeoutMs: 20_000 });
+    assert.deepEqual(down.order, ['web', 'api', 'db']);
+    const stopped = (await allEvents(h.orch)).filter((e) => e.to === 'stopped').map((e) => e.service);
+    assert.deepEqual(stopped, ['web', 'api', 'db']);
+    const s = byName(await h.orch.status());
+    assert.equal(s.other?.status, 'running', 'the other group is untouched');
+    for (const n of ['db', 'api', 'web']) assert.equal(s[n]?.status, 'stopped');
+    // Both groups landed on the single host; a group is never split.
+    assert.equal(new Set(['db', 'api', 'web'].map((n) => s[n]?.host)).size, 1);
+    await h.orch.remove({ services: ['web'], wait: true, timeoutMs: 20_000 });
+    assert.deepEqual((await h.orch.status()).map((x) => x.name).sort(), ['api', 'db', 'other']);
+    await assert.rejects(h.orch.status({ services: ['web'] }), { code: 'MC_ORCH_UNKNOWN_SERVICE' });
+  }));
+
+test('logs are readable through Redis (tail and follow)', () =>
+  withHarness(async (h) => {
+    const config = {
+      service: [svc('talker', { command: '/bin/sh', args: ['-c', 'for i in 1 2 3; do echo "line $i"; done; echo oops >&2; sleep 0.3; echo late; exec sleep 1000'] })],
+    };
+    await h.orch.up(config, { wait: true, timeoutMs: 20_000 });
+    const ac = new AbortController();
+    const seen: string[] = [];
+    const follow = (async () => {
+      for await (const line of h.orch.logs('talker', { stream: 'stdout', tail: 2, follow: true, signal: ac.signal })) {
+        seen.push(line);
+        if (line === 'late') ac.abort();
+      }
+    })();
+    await until('the late line', async () => seen.includes('late'), 10_000);
+    ac.abort();
+    await follow;
+    assert.ok(seen.includes('late'));
+    const tail: string[] = [];
+    for await (const l of h.orch.logs('talker', { stream: 'stdout', tail: 10 })) tail.push(l);
+    assert.deepEqual(tail, ['line 1', 'line 2', 'line 3', 'late']);
+    const err: string[] = [];
+    for await (const l of h.orch.logs('talker', { stream: 'stderr' })) err.push(l);
+    assert.deepEqual(err, ['oops']);
+    // The host keeps the same lines in its rotating file.
+    assert.match(readFileSync(join(h.homes[0]!, 'log', 'talker.stdout.log'), 'utf8'), /line 1\nline 2\nline 3\nlate\n/);
+    await assert.rejects(async () => {
+      for await (const _ of h.orch.logs('nope', { stream: 'stdout' })) void _;
+    }, { code: 'MC_ORCH_UNKNOWN_SERVICE' });
+  }));

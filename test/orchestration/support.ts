@@ -1,0 +1,133 @@
+/**
+ * Shared helpers of the orchestration tests: a private Redis database per test
+ * file (flushed before use, only that database), in-process workers with the
+ * labelled host-process backend for the scheduling tests, and waiting helpers.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
+import { pino } from 'pino';
+import { Orchestrator, type ServiceStatus, type StateEvent } from '@monocore/engine';
+import { startWorker, type MonocoreWorker, type StartWorkerOptions } from '@monocore/worker';
+
+export function redisBaseUrl(): string {
+  const url = process.env.MONOCORE_TEST_REDIS_URL;
+  if (!url) {
+    throw new Error(
+      'MONOCORE_TEST_REDIS_URL is not set: run `bash scripts/test-services.sh start && . .monocore-test/env.sh` (orchestration tests need a real Redis)',
+    );
+  }
+  return url.replace(/\/\d*$/, '');
+}
+
+/** A Redis URL on database `db` (each test file uses its own), flushed first. */
+export async function freshDb(db: number): Promise<string> {
+  const url = `${redisBaseUrl()}/${db}`;
+  const r = new Redis(url, { maxRetriesPerRequest: 1 });
+  await r.flushdb();
+  await r.quit();
+  return url;
+}
+
+export const quiet = pino({ level: process.env.MONOCORE_TEST_LOG ?? 'silent' });
+
+export function tempHome(tag: string): string {
+  return mkdtempSync(join(tmpdir(), `mc-orch-${tag}-`));
+}
+
+export function removeDir(dir: string): void {
+  rmSync(dir, { recursive: true, force: true });
+}
+
+export interface Harness {
+  url: string;
+  orch: Orchestrator;
+  workers: MonocoreWorker[];
+  homes: string[];
+  close(): Promise<void>;
+}
+
+/** An Orchestrator plus `hosts` in-process workers (host-process backend, fast heartbeats). */
+export async function harness(
+  db: number,
+  hosts: Array<Partial<StartWorkerOptions> & { hostId: string }> = [{ hostId: 'h1' }],
+): Promise<Harness> {
+  const url = await freshDb(db);
+  const orch = new Orchestrator({
+    redisUrl: url,
+    logger: quiet,
+    jobs: { startAttempts: 2, startBackoffMs: 100, pullBackoffMs: 100, gatePollMs: 1000 },
+  });
+  const workers: MonocoreWorker[] = [];
+  const homes: string[] = [];
+  for (const h of hosts) {
+    const home = tempHome(h.hostId);
+    homes.push(home);
+    workers.push(
+      await startWorker({
+        redisUrl: url,
+        home,
+        backend: 'host-process',
+        cpus: 64,
+        ramMib: 64 * 1024,
+        heartbeatMs: 300,
+        restartBackoffMs: 100,
+        logger: quiet,
+        puller: false,
+        jobs: { gatePollMs: 1000 },
+        ...h,
+      }),
+    );
+  }
+  return {
+    url,
+    orch,
+    workers,
+    homes,
+    async close() {
+      for (const w of workers) await w.close({ handBack: false });
+      await orch.close();
+      for (const d of homes) removeDir(d);
+    },
+  };
+}
+
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Poll until `fn` returns a truthy value; fails naming `what` after timeoutMs. */
+export async function until<T>(what: string, fn: () => Promise<T | undefined | null | false>, timeoutMs = 15_000, everyMs = 50): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v) return v;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+    await sleep(everyMs);
+  }
+}
+
+export function byName(list: ServiceStatus[]): Record<string, ServiceStatus> {
+  return Object.fromEntries(list.map((s) => [s.name, s]));
+}
+
+/** Every event recorded so far (the capped stream holds the whole test's history). */
+export async function allEvents(orch: Orchestrator): Promise<StateEvent[]> {
+  const out: StateEvent[] = [];
+  let since = '0';
+  for (;;) {
+    const batch = await orch.state.readEvents(since, undefined, 1000);
+    if (batch.length === 0) return out;
+    out.push(...batch);
+    since = batch[batch.length - 1]!.id;
+  }
+}
+
+/** A service entry for a config (the REST/TOML shape). */
+export function svc(name: string, extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return { name, command: '/bin/sleep', args: ['1000'], cpus: 1, ram: 128, ...extra };
+}
