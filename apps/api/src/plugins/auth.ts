@@ -57,17 +57,26 @@ export function presentedToken(header: string | undefined): string | undefined {
   return undefined;
 }
 
-/** An onRequest hook that rejects requests without the token (MC_API_UNAUTHORIZED, 401). */
+/**
+ * An onRequest hook that rejects requests without the token (MC_API_UNAUTHORIZED, 401).
+ * It answers itself instead of throwing: Bull Board installs its own error
+ * handler in its scope, which would turn a thrown error into a 500.
+ */
 export function authHook(options: AuthOptions) {
   return async function checkToken(request: FastifyRequest, reply: FastifyReply): Promise<void> {
     if (tokenMatches(options.token, presentedToken(request.headers.authorization))) return;
     if (isLocalRequest(options.localToken, request)) return;
-    void reply.header('www-authenticate', 'Bearer realm="monocore", Basic realm="monocore"');
-    throw new MonocoreError(
+    const err = new MonocoreError(
       'MC_API_UNAUTHORIZED',
       request.headers.authorization
         ? 'the bearer token is wrong (set MONOCORE_API_TOKEN to the token the API was started with)'
         : 'this API requires a bearer token: send "Authorization: Bearer <token>" (MONOCORE_API_TOKEN)',
     );
+    await reply
+      .code(err.httpStatus)
+      .header('www-authenticate', 'Bearer realm="monocore", Basic realm="monocore"')
+      .type('application/json; charset=utf-8')
+      .serializer(JSON.stringify)
+      .send(err.toJSON());
   };
 }

@@ -1,0 +1,294 @@
+// The REST surface against a real API server on loopback and a real Redis:
+// validation (every issue), auth, error mapping, OpenAPI, Bull Board, volumes.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
+import { HostRegistry, Orchestrator, QUEUE_PREFIX } from '@monocore/engine';
+import { buildApi, startApi, type RunningApi } from '@monocore/api';
+import { apiTestRedisUrl, flushDb, TOKEN } from './api-test-env.js';
+
+const REDIS_URL = apiTestRedisUrl(12);
+let api: RunningApi;
+let redis: Redis;
+let probeQueue: Queue;
+let roots: string;
+const auth = { authorization: `Bearer ${TOKEN}` };
+
+async function call(method: string, path: string, opts: { body?: unknown; raw?: string; headers?: Record<string, string> } = {}) {
+  const headers: Record<string, string> = { ...auth, ...opts.headers };
+  let body: string | undefined = opts.raw;
+  if (opts.body !== undefined) {
+    body = JSON.stringify(opts.body);
+    headers['content-type'] = 'application/json';
+  } else if (opts.raw !== undefined) headers['content-type'] ??= 'application/json';
+  const res = await fetch(`${api.url}${path}`, { method, headers, ...(body !== undefined ? { body } : {}) });
+  const text = await res.text();
+  let json: Record<string, unknown> | undefined;
+  try {
+    json = JSON.parse(text) as Record<string, unknown>;
+  } catch {
+    json = undefined;
+  }
+  return { status: res.status, headers: res.headers, text, json: json as Record<string, any> }; // eslint-disable-line @typescript-eslint/no-explicit-any
+}
+
+before(async () => {
+  await flushDb(REDIS_URL);
+  redis = new Redis(REDIS_URL, { maxRetriesPerRequest: null });
+  roots = mkdtempSync(join(tmpdir(), 'mc-api-roots-'));
+  mkdirSync(join(roots, 'allowed', 'data'), { recursive: true });
+  symlinkSync('/etc', join(roots, 'allowed', 'escape'));
+  // A queue that exists before the API starts: Bull Board must list it.
+  probeQueue = new Queue('api-test-probe', { prefix: QUEUE_PREFIX, connection: redis });
+  await probeQueue.waitUntilReady();
+  api = await startApi({ redisUrl: REDIS_URL, host: '127.0.0.1', port: 0, token: TOKEN, allowedVolumeRoots: [join(roots, 'allowed')], bodyLimit: 64 * 1024 });
+});
+
+after(async () => {
+  await api?.close();
+  await probeQueue?.close();
+  redis?.disconnect();
+  rmSync(roots, { recursive: true, force: true });
+});
+
+test('POST /up with an invalid config answers 400 MC_CONFIG_INVALID listing every issue with its path', async () => {
+  const res = await call('POST', '/up', {
+    body: {
+      service: [
+        { name: 'Web', base: 'busybox', ram: 'lots', depends_on: ['db2'] },
+        { name: 'db', base: 'busybox', cpus: 0, colour: 'red' },
+      ],
+      group: [{ name: 'g1', local_only: 'yes' }],
+      extra: 1,
+    },
+  });
+  assert.equal(res.status, 400);
+  assert.equal(res.json.code, 'MC_CONFIG_INVALID');
+  const paths = (res.json.issues as Array<{ path: string; message: string }>).map((i) => i.path).sort();
+  assert.deepEqual(paths, [
+    'extra',
+    'group[0].local_only',
+    'service[0].depends_on[0]',
+    'service[0].name',
+    'service[0].ram',
+    'service[1].colour',
+    'service[1].cpus',
+  ]);
+  assert.deepEqual(res.json.details.issues, res.json.issues, 'issues are also in details');
+  for (const issue of res.json.issues as Array<{ message: string }>) assert.ok(issue.message.length > 0);
+  assert.match(res.json.message, /7 problems/);
+});
+
+test('request-level problems are 400 MC_API_BAD_REQUEST naming the field', async () => {
+  const badJson = await call('POST', '/up', { raw: '{"service": [' });
+  assert.equal(badJson.status, 400);
+  assert.equal(badJson.json.code, 'MC_API_BAD_REQUEST');
+
+  const notObject = await call('POST', '/up', { body: [1, 2] });
+  assert.equal(notObject.status, 400);
+  assert.equal(notObject.json.code, 'MC_API_BAD_REQUEST');
+
+  const badQuery = await call('GET', '/status?colour=red');
+  assert.equal(badQuery.status, 400);
+  assert.equal(badQuery.json.code, 'MC_API_BAD_REQUEST');
+  assert.match(badQuery.json.message, /colour/);
+
+  const badDown = await call('POST', '/down', { body: { group: 5, servics: ['a'] } });
+  assert.equal(badDown.status, 400);
+  const downPaths = (badDown.json.issues as Array<{ path: string }>).map((i) => i.path);
+  assert.ok(downPaths.some((p) => p.startsWith('body')), downPaths.join());
+  assert.match(badDown.json.message, /servics/);
+
+  const badParam = await call('GET', '/services/NOT_A_NAME/logs');
+  assert.equal(badParam.status, 400);
+  assert.equal(badParam.json.issues[0].path, 'params.name');
+
+  const envelope = await call('POST', '/up', { body: { config: { service: [] }, wait: 'yes' } });
+  assert.equal(envelope.status, 400);
+  assert.equal(envelope.json.issues[0].path, 'body.wait');
+});
+
+test('a body over the limit is 413 MC_API_BODY_TOO_LARGE', async () => {
+  const big = { service: [{ name: 'a', base: 'busybox', args: ['x'.repeat(70 * 1024)] }] };
+  const res = await call('POST', '/up', { body: big });
+  assert.equal(res.status, 413);
+  assert.equal(res.json.code, 'MC_API_BODY_TOO_LARGE');
+});
+
+test('auth: every route but /healthz needs the bearer token; compared in full', async () => {
+  const health = await fetch(`${api.url}/healthz`);
+  assert.equal(health.status, 200);
+  assert.deepEqual(await health.json(), { status: 'ok', redis: 'up' });
+
+  for (const [method, path] of [
+    ['GET', '/status'],
+    ['POST', '/up'],
+    ['POST', '/down'],
+    ['POST', '/remove'],
+    ['GET', '/events'],
+    ['GET', '/services/web/logs'],
+    ['GET', '/deployments/x/wait'],
+    ['GET', '/openapi.json'],
+    ['GET', '/docs/'],
+    ['GET', '/admin/queues'],
+    ['GET', '/admin/queues/api/queues'],
+    ['GET', '/no/such/route'],
+  ] as const) {
+    const none = await fetch(`${api.url}${path}`, { method });
+    assert.equal(none.status, 401, `${method} ${path} without a token`);
+    const body = (await none.json()) as { code: string };
+    assert.equal(body.code, 'MC_API_UNAUTHORIZED');
+    assert.match(none.headers.get('www-authenticate') ?? '', /Bearer/);
+    const wrong = await fetch(`${api.url}${path}`, { method, headers: { authorization: `Bearer ${TOKEN}x` } });
+    assert.equal(wrong.status, 401, `${method} ${path} with a wrong token`);
+    await wrong.body?.cancel();
+  }
+  const prefix = await fetch(`${api.url}/status`, { headers: { authorization: `Bearer ${TOKEN.slice(0, -1)}` } });
+  assert.equal(prefix.status, 401, 'a prefix of the token is not the token');
+  await prefix.body?.cancel();
+
+  const ok = await call('GET', '/status');
+  assert.equal(ok.status, 200);
+  const notFound = await call('GET', '/no/such/route');
+  assert.equal(notFound.status, 404);
+  assert.equal(notFound.json.code, 'MC_API_NOT_FOUND');
+});
+
+test('Bull Board is served behind the token (Bearer or Basic) and lists every queue, including ones created later', async () => {
+  const page = await fetch(`${api.url}/admin/queues`, { headers: auth });
+  assert.equal(page.status, 200);
+  assert.match(await page.text(), /<html/i);
+
+  const late = new Queue('pull-api-test-host', { prefix: QUEUE_PREFIX, connection: redis });
+  await late.waitUntilReady();
+  await new Promise((r) => setTimeout(r, 2100)); // discovery runs at most every 2 s
+  const basic = `Basic ${Buffer.from(`admin:${TOKEN}`).toString('base64')}`;
+  await (await fetch(`${api.url}/admin/queues/api/queues`, { headers: { authorization: basic } })).text(); // triggers discovery
+  const list = await fetch(`${api.url}/admin/queues/api/queues?activeQueue=api-test-probe&page=1`, { headers: { authorization: basic } });
+  assert.equal(list.status, 200);
+  const names = ((await list.json()) as { queues: Array<{ name: string }> }).queues.map((q) => q.name);
+  assert.ok(names.includes('api-test-probe'), names.join());
+  assert.ok(names.includes('pull-api-test-host'), names.join());
+  await late.close();
+});
+
+test('the OpenAPI document lists every route with its schemas, and /docs serves the UI', async () => {
+  const doc = await call('GET', '/openapi.json');
+  assert.equal(doc.status, 200);
+  assert.equal(doc.json.openapi, '3.1.0');
+  const paths = doc.json.paths as Record<string, Record<string, unknown>>;
+  const listed = Object.entries(paths).flatMap(([p, ops]) => Object.keys(ops).map((m) => `${m.toUpperCase()} ${p}`)).sort();
+  // Every route registered on the server (minus HEAD twins, docs assets and Bull Board, which are hidden on purpose).
+  const registered = api.app
+    .printRoutes({ commonPrefix: false })
+    .split('\n')
+    .map((l) => l.replace(/^[\s│├└─]+/, '').trim())
+    .filter((l) => l.length > 0);
+  assert.ok(registered.length > 0);
+  assert.deepEqual(listed, [
+    'GET /deployments/{id}/wait',
+    'GET /events',
+    'GET /healthz',
+    'GET /services/{name}/logs',
+    'GET /status',
+    'POST /down',
+    'POST /remove',
+    'POST /up',
+  ]);
+  const up = (paths['/up'] as Record<string, any>).post; // eslint-disable-line @typescript-eslint/no-explicit-any
+  assert.ok(up.requestBody, '/up documents its body');
+  assert.ok(up.responses['400'] && up.responses['202'] && up.responses['401']);
+  assert.ok(doc.json.components.schemas.Error, 'the error body is a named component');
+  assert.ok(doc.json.components.schemas.ServiceStatus);
+  assert.deepEqual(doc.json.security, [{ bearer: [] }]);
+  assert.deepEqual((paths['/healthz'] as Record<string, any>).get.security, [], '/healthz needs no token'); // eslint-disable-line @typescript-eslint/no-explicit-any
+  const ui = await fetch(`${api.url}/docs/`, { headers: auth });
+  assert.equal(ui.status, 200);
+  assert.match(await ui.text(), /swagger/i);
+});
+
+test('/status shape, errors mapped from the engine, and REST volume roots', async () => {
+  // No worker host yet: the engine refuses to place, mapped once to its HTTP status.
+  const noHosts = await call('POST', '/up', { body: { service: [{ name: 'web', base: 'busybox' }] } });
+  assert.equal(noHosts.status, 503);
+  assert.deepEqual(Object.keys(noHosts.json).sort(), ['code', 'details', 'message']);
+  assert.equal(noHosts.json.code, 'MC_ORCH_NO_HOSTS');
+
+  // A registered host (no worker consumes its jobs, so services stay pending).
+  const hosts = new HostRegistry(redis);
+  await hosts.register({ id: 'api-test-host', cpus: 8, ramMib: 16384, backends: ['qemu'] }, 60_000);
+
+  const escape = await call('POST', '/up', {
+    body: {
+      service: [
+        { name: 'web', base: 'busybox', volumes: ['/etc:/host-etc', `${join(roots, 'allowed', 'data')}:/data`] },
+        { name: 'db', base: 'busybox', volumes: [`${join(roots, 'allowed', 'escape')}/passwd:/x`] },
+      ],
+      group: [{ name: 'g', volume: [{ name: 'v', path: '/root' }] }],
+    },
+  });
+  assert.equal(escape.status, 400);
+  assert.equal(escape.json.code, 'MC_API_VOLUME_NOT_ALLOWED');
+  assert.deepEqual(
+    (escape.json.issues as Array<{ path: string }>).map((i) => i.path),
+    ['service[0].volumes[0]', 'service[1].volumes[0]', 'group[0].volume[0].path'],
+    'host paths outside the roots (and a symlink inside a root pointing out) are each named',
+  );
+
+  const up = await call('POST', '/up', {
+    body: {
+      service: [
+        { name: 'db', base: 'busybox', command: '/bin/sh', args: ['-c', 'sleep 1000'] },
+        { name: 'web', base: 'busybox', depends_on: ['db'], volumes: [`${join(roots, 'allowed', 'data')}:/data`] },
+      ],
+    },
+  });
+  assert.equal(up.status, 202, up.text);
+  assert.equal(typeof up.json.deploymentId, 'string');
+  assert.deepEqual((up.json.plan as Array<{ name: string; level: number }>).map((p) => [p.name, p.level]), [['db', 0], ['web', 1]]);
+
+  const status = await call('GET', '/status');
+  assert.equal(status.status, 200);
+  const services = status.json.services as Array<Record<string, unknown>>;
+  assert.deepEqual(services.map((s) => s.name).sort(), ['db', 'web']);
+  for (const s of services) {
+    assert.equal(typeof s.status, 'string');
+    assert.equal(s.desired, 'running');
+    assert.equal(s.host, 'api-test-host');
+    assert.equal(typeof s.restarts, 'number');
+    assert.equal(typeof s.attempts, 'number');
+  }
+  const onlyWeb = await call('GET', '/status?services=web');
+  assert.deepEqual((onlyWeb.json.services as Array<{ name: string }>).map((s) => s.name), ['web']);
+  const none = await call('GET', '/status?status=running');
+  assert.deepEqual(none.json.services, [], 'nothing runs without a worker');
+
+  const logs = await call('GET', '/services/nope/logs');
+  assert.equal(logs.status, 404);
+  assert.equal(logs.json.code, 'MC_ORCH_UNKNOWN_SERVICE');
+
+  const down = await call('POST', '/down', { body: { services: ['web'] } });
+  assert.equal(down.status, 202, down.text);
+  assert.deepEqual(down.json.order, ['web']);
+});
+
+test('an unexpected failure is 500 MC_INTERNAL without a stack trace', async () => {
+  // A real orchestrator whose Redis connection is gone: ioredis throws a plain Error.
+  const orchestrator = new Orchestrator({ redisUrl: REDIS_URL });
+  await orchestrator.close();
+  const app = await buildApi({ orchestrator });
+  try {
+    const res = await app.inject({ method: 'GET', url: '/status' });
+    assert.equal(res.statusCode, 500);
+    const body = res.json() as { code: string; message: string; details: unknown };
+    assert.equal(body.code, 'MC_INTERNAL');
+    assert.doesNotMatch(res.body, /at .*\.js:\d+|Connection is closed|node_modules/);
+    assert.match(body.message, /internal error \(request/);
+  } finally {
+    await app.close();
+  }
+});

@@ -1,0 +1,30 @@
+import { Redis } from 'ioredis';
+
+/**
+ * Redis for the API tests: the shared test Redis (scripts/test-services.sh),
+ * on a database index of the API's own so that flushing it never touches
+ * another suite's state (the orchestrator's keys have a fixed prefix).
+ *   DB 12: api-surface.test.ts   DB 13: api-events.test.ts
+ */
+export function apiTestRedisUrl(db: number): string {
+  const base = process.env.MONOCORE_TEST_REDIS_URL;
+  if (!base) {
+    throw new Error(
+      'MONOCORE_TEST_REDIS_URL is not set: run `bash scripts/test-services.sh start && . .monocore-test/env.sh` (npm test does this)',
+    );
+  }
+  const u = new URL(base);
+  u.pathname = `/${db}`;
+  return u.toString();
+}
+
+export async function flushDb(url: string): Promise<void> {
+  const r = new Redis(url, { maxRetriesPerRequest: 1 });
+  try {
+    await r.flushdb();
+  } finally {
+    r.disconnect();
+  }
+}
+
+export const TOKEN = 'test-token-0123456789abcdef';
