@@ -142,6 +142,7 @@ export class LibkrunBackend implements HypervisorBackend {
   readonly name = 'libkrun' as const;
   private readonly home: MonocoreHome;
   private readonly env: NodeJS.ProcessEnv;
+  private located?: { path: string };
 
   constructor(private readonly opts: LibkrunBackendOptions = {}) {
     this.home = opts.home ?? new MonocoreHome();
@@ -152,10 +153,14 @@ export class LibkrunBackend implements HypervisorBackend {
     return this.opts.allowTsi ?? this.env[LIBKRUN_ALLOW_TSI_ENV] === '1';
   }
 
+  /** Finds libkrun; a success is remembered (a failure is retried: it may get installed). */
   private locate(): { path: string } | { reason: string } {
+    if (this.located) return this.located;
     const env = this.opts.libkrunPath !== undefined ? { ...this.env, [LIBKRUN_PATH_ENV]: this.opts.libkrunPath } : this.env;
     const found = findLibkrun(env);
-    return found.lib ? { path: found.lib.path } : { reason: found.reason };
+    if (!found.lib) return { reason: found.reason };
+    this.located = { path: found.lib.path };
+    return this.located;
   }
 
   async available(): Promise<BackendAvailability> {
