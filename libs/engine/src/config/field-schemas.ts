@@ -1,11 +1,11 @@
 import { z } from 'zod';
 import { isMonocoreError } from '../errors/index.js';
 import { parseImageReference } from '../oci/image-reference.js';
-import { parseEnvVar } from './env-var.js';
+import { tryParseEnvVar } from './env-var.js';
 import { ConfigLimits } from './limits.js';
 import { ENTRY_NAME_PATTERN, NAME_PATTERN, checkName } from './names.js';
-import { parsePortMapping } from './port-mapping.js';
-import { checkPath, parseVolumeMapping } from './volume-mapping.js';
+import { tryParsePortMapping } from './port-mapping.js';
+import { checkPath, tryParseVolumeMapping } from './volume-mapping.js';
 
 /**
  * Leaf schemas shared by ServiceSchema and GroupSchema. Each leaf stays a plain
@@ -53,7 +53,7 @@ export const PortSchema = z
   .string()
   .superRefine(
     fromChecker((s) => {
-      const r = parsePortMapping(s);
+      const r = tryParsePortMapping(s);
       return r.ok ? undefined : r.error;
     }),
   )
@@ -61,7 +61,7 @@ export const PortSchema = z
 
 export const VolumeSchema = z.string().superRefine(
   fromChecker((s) => {
-    const r = parseVolumeMapping(s);
+    const r = tryParseVolumeMapping(s);
     return r.ok ? undefined : r.error;
   }),
 );
@@ -69,7 +69,7 @@ export const VolumeSchema = z.string().superRefine(
 /** group_volumes[].path: the host side may be relative to the group volume's base path. */
 export const GroupVolumeMountSchema = z.string().superRefine(
   fromChecker((s) => {
-    const r = parseVolumeMapping(s, { relativeHost: true });
+    const r = tryParseVolumeMapping(s, { relativeHost: true });
     return r.ok ? undefined : r.error;
   }),
 );
@@ -78,7 +78,7 @@ export const AbsolutePathSchema = boundedString().superRefine(fromChecker((s) =>
 
 export const EnvSchema = boundedString().superRefine(
   fromChecker((s) => {
-    const r = parseEnvVar(s);
+    const r = tryParseEnvVar(s);
     return r.ok ? undefined : r.error;
   }),
 );

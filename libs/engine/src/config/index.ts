@@ -22,9 +22,14 @@ export {
 } from './group-schema.js';
 export { ConfigLimits, RESTART_POLICIES, type RestartPolicy } from './limits.js';
 export { NAME_PATTERN, ENTRY_NAME_PATTERN, checkName } from './names.js';
-export { parsePortMapping, type PortMapping, type ParseResult } from './port-mapping.js';
-export { parseVolumeMapping, type VolumeMapping, type VolumePathOptions } from './volume-mapping.js';
-export { parseEnvVar, ENV_KEY_PATTERN, type EnvVar } from './env-var.js';
+export { parsePortMapping, tryParsePortMapping, type PortMapping, type ParseResult } from './port-mapping.js';
+export {
+  parseVolumeMapping,
+  tryParseVolumeMapping,
+  type VolumeMapping,
+  type VolumePathOptions,
+} from './volume-mapping.js';
+export { parseEnvVar, tryParseEnvVar, ENV_KEY_PATTERN, type EnvVar } from './env-var.js';
 export { formatPath, formatIssue, type ConfigIssue } from './config-issue.js';
 export { SourcePositionIndex, type SourcePosition } from './source-positions.js';
 export {

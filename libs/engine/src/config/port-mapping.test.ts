@@ -1,14 +1,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parsePortMapping } from './port-mapping.js';
+import { parsePortMapping, tryParsePortMapping } from './port-mapping.js';
 
-test('parsePortMapping accepts PORT and HOST:GUEST in 1..65535', () => {
-  assert.deepEqual(parsePortMapping('8080'), { ok: true, value: { host: 8080, guest: 8080 } });
-  assert.deepEqual(parsePortMapping('8080:80'), { ok: true, value: { host: 8080, guest: 80 } });
-  assert.deepEqual(parsePortMapping('1:65535'), { ok: true, value: { host: 1, guest: 65535 } });
+test('tryParsePortMapping accepts PORT and HOST:GUEST in 1..65535', () => {
+  assert.deepEqual(tryParsePortMapping('8080'), { ok: true, value: { host: 8080, guest: 8080 } });
+  assert.deepEqual(tryParsePortMapping('8080:80'), { ok: true, value: { host: 8080, guest: 80 } });
+  assert.deepEqual(tryParsePortMapping('1:65535'), { ok: true, value: { host: 1, guest: 65535 } });
 });
 
-test('parsePortMapping rejects malformed and out-of-range ports, naming the side', () => {
+test('tryParsePortMapping rejects malformed and out-of-range ports, naming the side', () => {
   const cases: [string, string][] = [
     ['', 'port "" must be "PORT" or "HOST:GUEST" (e.g. "8080" or "8080:80")'],
     ['1:2:3', 'port "1:2:3" must be "PORT" or "HOST:GUEST" (e.g. "8080" or "8080:80")'],
@@ -23,5 +23,10 @@ test('parsePortMapping rejects malformed and out-of-range ports, naming the side
     [' 80', 'port " 80": the port " 80" is not a number'],
     ['8.0', 'port "8.0": the port "8.0" is not a number'],
   ];
-  for (const [input, error] of cases) assert.deepEqual(parsePortMapping(input), { ok: false, error }, input);
+  for (const [input, error] of cases) assert.deepEqual(tryParsePortMapping(input), { ok: false, error }, input);
+});
+
+test('parsePortMapping returns the mapping or throws MC_CONFIG_INVALID with the reason', () => {
+  assert.deepEqual(parsePortMapping('8080:80'), { host: 8080, guest: 80 });
+  assert.throws(() => parsePortMapping('0'), { code: 'MC_CONFIG_INVALID', message: 'port "0": the port 0 is out of range 1..65535' });
 });

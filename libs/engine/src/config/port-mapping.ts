@@ -1,3 +1,4 @@
+import { MonocoreError } from '../errors/index.js';
 import { ConfigLimits } from './limits.js';
 
 /** A parsed `port` value: `"8080"` → {host: 8080, guest: 8080}; `"8080:80"` → {host: 8080, guest: 80}. */
@@ -18,7 +19,7 @@ function parsePort(s: string, side: string): number | string {
 }
 
 /** Parses `"N"` or `"H:G"` with each port in 1..65535. */
-export function parsePortMapping(input: string): ParseResult<PortMapping> {
+export function tryParsePortMapping(input: string): ParseResult<PortMapping> {
   const parts = input.split(':');
   if (input === '' || parts.length > 2) {
     return { ok: false, error: `port "${input}" must be "PORT" or "HOST:GUEST" (e.g. "8080" or "8080:80")` };
@@ -29,4 +30,15 @@ export function parsePortMapping(input: string): ParseResult<PortMapping> {
   const guest = parsePort(parts[1] ?? '', 'guest');
   if (typeof guest === 'string') return { ok: false, error: `port "${input}": ${guest}` };
   return { ok: true, value: { host, guest } };
+}
+
+/** Parses `"N"` or `"H:G"`; throws MC_CONFIG_INVALID naming the problem. */
+export function parsePortMapping(input: string): PortMapping {
+  return unwrap(tryParsePortMapping(input));
+}
+
+/** Returns the value or throws MC_CONFIG_INVALID with the parse error as message. */
+export function unwrap<T>(result: ParseResult<T>): T {
+  if (result.ok) return result.value;
+  throw new MonocoreError('MC_CONFIG_INVALID', result.error, { issues: [{ path: '', message: result.error }] });
 }

@@ -1,10 +1,10 @@
 import { MonocoreError } from '../errors/index.js';
 import { parseImageReference } from '../oci/image-reference.js';
-import { parseEnvVar, type EnvVar } from './env-var.js';
+import { tryParseEnvVar, type EnvVar } from './env-var.js';
 import type { RestartPolicy } from './limits.js';
 import type { MonocoreConfig } from './monocore-config-schema.js';
-import { parsePortMapping, type PortMapping } from './port-mapping.js';
-import { isUnder, joinUnder, parseVolumeMapping, type VolumeMapping } from './volume-mapping.js';
+import { tryParsePortMapping, type PortMapping } from './port-mapping.js';
+import { isUnder, joinUnder, tryParseVolumeMapping, type VolumeMapping } from './volume-mapping.js';
 
 /**
  * A service with everything looked up: defaults applied, its group's env sets and
@@ -58,13 +58,13 @@ export function resolveService(config: MonocoreConfig, name: string): ResolvedSe
     const set = group?.env.find((e) => e.name === setName);
     if (!set) throw broken(name, `group has no env set "${setName}"`);
     for (const raw of set.envs) {
-      const env = parseEnvVar(raw);
+      const env = tryParseEnvVar(raw);
       if (!env.ok) throw broken(name, env.error);
       envs.set(env.value.key, env.value.value);
     }
   }
   for (const raw of service.envs) {
-    const env = parseEnvVar(raw);
+    const env = tryParseEnvVar(raw);
     if (!env.ok) throw broken(name, env.error);
     envs.set(env.value.key, env.value.value);
   }
@@ -73,14 +73,14 @@ export function resolveService(config: MonocoreConfig, name: string): ResolvedSe
   for (const mount of service.group_volumes) {
     const volume = group?.volume.find((v) => v.name === mount.name);
     if (!volume) throw broken(name, `group has no volume "${mount.name}"`);
-    const parsed = parseVolumeMapping(mount.path, { relativeHost: true });
+    const parsed = tryParseVolumeMapping(mount.path, { relativeHost: true });
     if (!parsed.ok) throw broken(name, parsed.error);
     const host = joinUnder(volume.path, parsed.value.host);
     if (!isUnder(volume.path, host)) throw broken(name, `host path "${host}" is outside "${volume.path}"`);
     volumes.push({ host, guest: parsed.value.guest });
   }
   for (const raw of service.volumes) {
-    const parsed = parseVolumeMapping(raw);
+    const parsed = tryParseVolumeMapping(raw);
     if (!parsed.ok) throw broken(name, parsed.error);
     const same = volumes.findIndex((v) => v.guest === parsed.value.guest);
     if (same >= 0) volumes.splice(same, 1);
@@ -89,7 +89,7 @@ export function resolveService(config: MonocoreConfig, name: string): ResolvedSe
 
   let port: PortMapping | undefined;
   if (service.port !== undefined) {
-    const parsed = parsePortMapping(service.port);
+    const parsed = tryParsePortMapping(service.port);
     if (!parsed.ok) throw broken(name, parsed.error);
     port = parsed.value;
   }

@@ -1,8 +1,8 @@
 import { closestMatch, formatPath, type ConfigIssue, type PathSegment } from './config-issue.js';
-import { parseEnvVar } from './env-var.js';
+import { tryParseEnvVar } from './env-var.js';
 import { ConfigLimits } from './limits.js';
-import { parsePortMapping } from './port-mapping.js';
-import { isUnder, joinUnder, parseVolumeMapping } from './volume-mapping.js';
+import { tryParsePortMapping } from './port-mapping.js';
+import { isUnder, joinUnder, tryParseVolumeMapping } from './volume-mapping.js';
 
 /**
  * Cross-field rules of monocore.toml. They run on the raw input next to the zod
@@ -47,7 +47,7 @@ export function semanticIssues(input: unknown): ConfigIssue[] {
       if (info.volumes.has(vname)) add(['group', index, 'volume', vi, 'name'], `duplicate group volume name "${vname}"`);
       else {
         const base = str(v.path);
-        const ok = base !== undefined && parseVolumeMapping(base).ok && !base.includes(':');
+        const ok = base !== undefined && tryParseVolumeMapping(base).ok && !base.includes(':');
         info.volumes.set(vname, ok ? base : undefined);
       }
     }
@@ -123,7 +123,7 @@ export function semanticIssues(input: unknown): ConfigIssue[] {
       else guestPaths.set(guest, formatPath(where));
     };
     for (const { index: vi, value: v } of strings(s.volumes)) {
-      const parsed = parseVolumeMapping(v);
+      const parsed = tryParseVolumeMapping(v);
       if (parsed.ok) claimGuest(parsed.value.guest, ['service', index, 'volumes', vi]);
     }
     const groupVolumes = objects(s.group_volumes);
@@ -142,7 +142,7 @@ export function semanticIssues(input: unknown): ConfigIssue[] {
         }
         const base = group.volumes.get(vname);
         const mount = str(gv.path);
-        const parsed = mount === undefined ? undefined : parseVolumeMapping(mount, { relativeHost: true });
+        const parsed = mount === undefined ? undefined : tryParseVolumeMapping(mount, { relativeHost: true });
         if (base === undefined || parsed === undefined || !parsed.ok) continue;
         const host = joinUnder(base, parsed.value.host);
         if (!isUnder(base, host)) {
@@ -157,7 +157,7 @@ export function semanticIssues(input: unknown): ConfigIssue[] {
 
     // host ports are host-wide: two services cannot both listen on one
     const port = str(s.port);
-    const parsedPort = port === undefined ? undefined : parsePortMapping(port);
+    const parsedPort = port === undefined ? undefined : tryParsePortMapping(port);
     if (parsedPort?.ok) {
       const first = hostPorts.get(parsedPort.value.host);
       if (first) {
@@ -173,7 +173,7 @@ export function semanticIssues(input: unknown): ConfigIssue[] {
 function checkDuplicateEnvKeys(envs: unknown, at: PathSegment[], add: (p: PathSegment[], m: string) => void): void {
   const keys = new Map<string, number>();
   for (const { index, value } of strings(envs)) {
-    const parsed = parseEnvVar(value);
+    const parsed = tryParseEnvVar(value);
     if (!parsed.ok) continue;
     const first = keys.get(parsed.value.key);
     if (first !== undefined) add([...at, index], `duplicate env key "${parsed.value.key}" (also ${formatPath([...at, first])})`);

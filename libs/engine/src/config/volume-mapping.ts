@@ -1,4 +1,4 @@
-import type { ParseResult } from './port-mapping.js';
+import { unwrap, type ParseResult } from './port-mapping.js';
 
 /** A parsed volume: host path mounted at guest path. */
 export interface VolumeMapping {
@@ -35,7 +35,7 @@ export function checkPath(path: string, label: string, relative = false): string
  * Parses `"/path"` (same path on host and guest) or `"/host:/guest"`. Both sides
  * must be absolute, without `..`, `.` or empty components.
  */
-export function parseVolumeMapping(input: string, options: VolumePathOptions = {}): ParseResult<VolumeMapping> {
+export function tryParseVolumeMapping(input: string, options: VolumePathOptions = {}): ParseResult<VolumeMapping> {
   const parts = input.split(':');
   if (input === '' || parts.length > 2) {
     return { ok: false, error: `volume "${input}" must be "/path" or "/host:/guest"` };
@@ -58,4 +58,9 @@ export function joinUnder(base: string, path: string): string {
 /** True when `path` equals `base` or lies inside it (both checked, absolute). */
 export function isUnder(base: string, path: string): boolean {
   return base === '/' || path === base || path.startsWith(`${base}/`);
+}
+
+/** Parses `"/path"` or `"/host:/guest"`; throws MC_CONFIG_INVALID naming the problem. */
+export function parseVolumeMapping(input: string, options: VolumePathOptions = {}): VolumeMapping {
+  return unwrap(tryParseVolumeMapping(input, options));
 }
