@@ -1,0 +1,146 @@
+// Two worker PROCESSES acting as two hosts (separate MONOCORE_HOME), real Redis
+// and BullMQ, the labelled host-process backend (each service is a `sleep`
+// with a unique argument, so the test can see every copy of it in /proc).
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { Orchestrator } from '@monocore/engine';
+import { allEvents, byName, freshDb, quiet, removeDir, sleep, svc, tempHome, until } from './support.js';
+
+const DB = 11;
+const workerMain = fileURLToPath(new URL('../../../apps/worker/dist/main.js', import.meta.url));
+const HEARTBEAT_MS = 400;
+const TTL_MS = HEARTBEAT_MS * 3 + 1000;
+const marker = (i: number) => String(9_870_000 + i);
+
+const children: ChildProcess[] = [];
+const homes: string[] = [];
+after(() => {
+  for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
+  for (const h of homes) removeDir(h);
+});
+
+function spawnWorker(url: string, hostId: string, home: string, ramMib: number): ChildProcess {
+  const child = spawn(process.execPath, [workerMain], {
+    env: {
+      ...process.env,
+      MONOCORE_REDIS_URL: url,
+      MONOCORE_HOST_ID: hostId,
+      MONOCORE_HOME: home,
+      MONOCORE_WORKER_BACKEND: 'host-process',
+      MONOCORE_WORKER_CPUS: '16',
+      MONOCORE_WORKER_RAM_MIB: String(ramMib),
+      MONOCORE_HEARTBEAT_MS: String(HEARTBEAT_MS),
+      MONOCORE_LOG_LEVEL: process.env.MONOCORE_TEST_LOG ?? 'error',
+    },
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
+  children.push(child);
+  return child;
+}
+
+/** pids of live `sleep <marker>` processes, by marker. */
+function copies(markers: string[]): Map<string, number[]> {
+  const out = new Map<string, number[]>(markers.map((m) => [m, []]));
+  for (const p of readdirSync('/proc')) {
+    if (!/^\d+$/.test(p)) continue;
+    let argv: string[];
+    try {
+      argv = readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0');
+    } catch {
+      continue;
+    }
+    if (!argv[0]?.endsWith('sleep')) continue;
+    const m = argv[1];
+    if (m && out.has(m)) out.get(m)!.push(Number(p));
+  }
+  return out;
+}
+
+const exited = (c: ChildProcess) => new Promise<number | null>((r) => (c.exitCode !== null ? r(c.exitCode) : c.once('exit', (code) => r(code))));
+
+test('two hosts: spread by capacity; kill -9 one → its services lost, then running on the other, never twice; SIGTERM hands back', async () => {
+  const url = await freshDb(DB);
+  const orch = new Orchestrator({ redisUrl: url, logger: quiet, jobs: { startBackoffMs: 100, gatePollMs: 500 } });
+  try {
+    const homeA = tempHome('hA');
+    const homeB = tempHome('hB');
+    homes.push(homeA, homeB);
+    const a = spawnWorker(url, 'hA', homeA, 2048);
+    spawnWorker(url, 'hB', homeB, 4096);
+    await until('both hosts registered', async () => (await orch.hosts.alive()).length === 2, 20_000);
+
+    const names = [0, 1, 2, 3, 4, 5].map((i) => `s${i}`);
+    const markers = names.map((_, i) => marker(i));
+    const config = {
+      service: names.map((n, i) => svc(n, { args: [marker(i)], ram: 512, ...(i > 0 ? { depends_on: ['s0'] } : {}) })),
+    };
+    const up = await orch.up(config, { wait: true, timeoutMs: 30_000 });
+    for (const s of up.services) assert.equal(s.status, 'running', JSON.stringify(s));
+    const placed = byName(up.services);
+    const onA = names.filter((n) => placed[n]?.host === 'hA');
+    const onB = names.filter((n) => placed[n]?.host === 'hB');
+    assert.ok(onA.length > 0 && onB.length > 0, `spread over both hosts: A=${onA} B=${onB}`);
+    assert.ok(onA.length * 512 <= 2048 && onB.length * 512 <= 4096, 'capacity respected');
+    assert.ok(onB.length >= onA.length, 'the larger host takes at least as many');
+    for (const [m, pids] of copies(markers)) assert.equal(pids.length, 1, `service ${m} runs once`);
+
+    // Watch every copy of every service from now on.
+    let violations: string[] = [];
+    let watching = true;
+    const watcher = (async () => {
+      while (watching) {
+        for (const [m, pids] of copies(markers)) if (pids.length > 1) violations.push(`${m}: ${pids.join(',')}`);
+        await sleep(20);
+      }
+    })();
+
+    const killedAt = Date.now();
+    a.kill('SIGKILL');
+    await exited(a);
+    const recovered = await until(
+      'services of hA running on hB',
+      async () => {
+        const st = byName(await orch.status());
+        return names.every((n) => st[n]?.status === 'running' && st[n]?.host === 'hB') ? st : undefined;
+      },
+      TTL_MS + 20_000,
+    );
+    const took = Date.now() - killedAt;
+    console.log(`# failover of ${onA.length} services: ${took} ms (heartbeat TTL ${TTL_MS} ms)`);
+    const events = await allEvents(orch);
+    for (const n of onA) {
+      const lost = events.findIndex((e) => e.service === n && e.to === 'lost');
+      const back = events.findIndex((e, i) => i > lost && e.service === n && e.to === 'running' && e.host === 'hB');
+      assert.ok(lost >= 0 && back > lost, `${n}: lost then running on hB`);
+      assert.ok((recovered[n]?.pid ?? 0) > 0);
+    }
+    for (const n of onB) assert.equal(recovered[n]?.pid, placed[n]?.pid, `${n} on the surviving host was not touched`);
+
+    // A restarted worker on hA's home comes back; SIGTERM to hB hands its services to hA.
+    spawnWorker(url, 'hA', homeA, 8192);
+    await until('hA back', async () => (await orch.hosts.alive()).some((h) => h.id === 'hA'), 20_000);
+    const b = children[1]!;
+    b.kill('SIGTERM');
+    assert.equal(await exited(b), 0, 'graceful exit');
+    await until(
+      'everything running on hA',
+      async () => {
+        const st = byName(await orch.status());
+        return names.every((n) => st[n]?.status === 'running' && st[n]?.host === 'hA');
+      },
+      20_000,
+    );
+    watching = false;
+    await watcher;
+    assert.deepEqual(violations, [], 'no service ever ran twice at once');
+    violations = [];
+    for (const [m, pids] of copies(markers)) assert.equal(pids.length, 1, `service ${m} runs once at the end`);
+    await orch.down({ wait: true, timeoutMs: 20_000 });
+    await until('no copies left', async () => [...copies(markers).values()].every((p) => p.length === 0), 10_000);
+  } finally {
+    await orch.close();
+  }
+});
