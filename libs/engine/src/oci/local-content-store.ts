@@ -29,7 +29,8 @@ const LOCK_HEARTBEAT_MS = 2_000;
 const LOCK_STALE_MS = 30_000;
 /** A waiter gives up after this long without the lock and without progress of the holder. */
 const LOCK_WAIT_IDLE_MS = 5 * 60_000;
-const WRITE_BATCH = 1 << 20;
+/** Bytes buffered before a write(2): large enough for throughput, small enough that a kill loses little. */
+const WRITE_BATCH = 256 << 10;
 
 /** In-process coalescing: one fill per blob path, whatever store instance asked. */
 const inflight = new Map<string, Promise<BlobInfo>>();
