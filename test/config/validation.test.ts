@@ -216,6 +216,23 @@ test('volumes: absolute, no "..", well-formed; one mount per guest path', () => 
   ]);
 });
 
+test('host directories are shared only inside one group', () => {
+  rejects(
+    svc('a', 'volumes = ["/data"]') +
+      svc('b', 'volumes = ["/data/x:/x"]') +
+      svc('c', 'group = "g"', 'volumes = ["/srv/g/x:/x"]') +
+      svc('d', 'group = "g"', 'volumes = ["/srv/g:/g"]') +
+      '[[group]]\nname = "g"\n[[group.volume]]\nname = "v"\npath = "/srv/g"\n' +
+      '[[group]]\nname = "h"\n[[group.volume]]\nname = "w"\npath = "/srv"\n',
+    [
+      '6:12 service[1].volumes[0]: host path "/data/x" overlaps "/data" of service[0].volumes[0] (service "a", no group); a host directory may only be shared inside one group',
+      '24:1 group[1].volume[0].path: host path "/srv" overlaps "/srv/g" of group[0].volume[0].path (group "g"); a host directory may only be shared inside one group',
+    ],
+  );
+  // Different, non-nested directories never clash: "/data2" is not inside "/data".
+  assert.equal(parseConfigToml(svc('a', 'volumes = ["/data"]') + svc('b', 'volumes = ["/data2"]')).service.length, 2);
+});
+
 test('envs: KEY=value with a valid key, each key once', () => {
   rejects(svc('a', 'envs = ["NOEQUALS", "1BAD=x", "OK=1", "OK=2"]') + '[[group]]\nname = "g"\n[[group.env]]\nname = "e"\nenvs = ["A-B=1"]\n', [
     '3:9 service[0].envs[0]: env "NOEQUALS" must be KEY=value',

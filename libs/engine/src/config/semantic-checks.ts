@@ -36,6 +36,16 @@ export function semanticIssues(input: unknown): ConfigIssue[] {
   const services = objects(input.service);
   const groups = objects(input.group);
 
+  // Host directories shared across groups would be a channel around group isolation:
+  // a host path may overlap another only when both belong to the same group.
+  const hostShares: { path: string; owner: string; label: string; where: string }[] = [];
+  const claimHost = (path: string, owner: string, label: string, where: PathSegment[]) => {
+    const clash = hostShares.find((h) => h.owner !== owner && (isUnder(h.path, path) || isUnder(path, h.path)));
+    if (clash) {
+      add(where, `host path "${path}" overlaps "${clash.path}" of ${clash.where} (${clash.label}); a host directory may only be shared inside one group`);
+    } else hostShares.push({ path, owner, label, where: formatPath(where) });
+  };
+
   // --- groups: unique names, unique volume/env names inside each ------------------
   const groupInfo = new Map<string, GroupInfo>();
   for (const { index, value: g } of groups) {
@@ -49,6 +59,7 @@ export function semanticIssues(input: unknown): ConfigIssue[] {
         const base = str(v.path);
         const ok = base !== undefined && tryParseVolumeMapping(base).ok && !base.includes(':');
         info.volumes.set(vname, ok ? base : undefined);
+        if (ok && name !== undefined) claimHost(base, `group:${name}`, `group "${name}"`, ['group', index, 'volume', vi, 'path']);
       }
     }
     for (const { index: ei, value: e } of objects(g.env)) {
@@ -87,6 +98,8 @@ export function semanticIssues(input: unknown): ConfigIssue[] {
     // group reference
     const groupName = str(s.group);
     const group = groupName === undefined ? undefined : groupInfo.get(groupName);
+    const owner = groupName !== undefined ? `group:${groupName}` : `service:${name}`;
+    const ownerLabel = groupName !== undefined ? `group "${groupName}"` : `service "${name}", no group`;
     if (groupName !== undefined && group === undefined) {
       add(['service', index, 'group'], `unknown group "${groupName}"${hint(groupName, groupNames)}`);
     }
@@ -124,7 +137,9 @@ export function semanticIssues(input: unknown): ConfigIssue[] {
     };
     for (const { index: vi, value: v } of strings(s.volumes)) {
       const parsed = tryParseVolumeMapping(v);
-      if (parsed.ok) claimGuest(parsed.value.guest, ['service', index, 'volumes', vi]);
+      if (!parsed.ok) continue;
+      claimGuest(parsed.value.guest, ['service', index, 'volumes', vi]);
+      claimHost(parsed.value.host, owner, ownerLabel, ['service', index, 'volumes', vi]);
     }
     const groupVolumes = objects(s.group_volumes);
     if (groupVolumes.length > 0 && groupName === undefined) {
