@@ -3,10 +3,10 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { hostname } from 'node:os';
-import type { Logger } from 'pino';
-import { MonocoreError, MonocoreHome } from '@monocore/engine';
+import { MonocoreHome } from '@monocore/engine';
 import { startApi, VolumePolicy, DEFAULT_API_HOST, DEFAULT_API_PORT, type RunningApi } from '@monocore/api';
 import { startPuller } from '@monocore/puller';
+import { startWorker } from '@monocore/worker';
 import { ExitCode } from '../exit-codes.js';
 import { startEmbeddedRedis, type EmbeddedRedis } from '../serve/embedded-redis.js';
 import { createServeLogger } from '../serve/serve-logger.js';
@@ -19,26 +19,6 @@ interface ServeOptions {
   worker: boolean;
   puller: boolean;
   logLevel: string;
-}
-
-interface Closable {
-  close(): Promise<void>;
-}
-
-/** The worker's entry point, loaded at run time (see startWorkerRole). */
-type StartWorker = (options: { redisUrl: string; hostId: string; home: MonocoreHome; logger: Logger }) => Promise<Closable>;
-
-/**
- * Loads startWorker from @monocore/worker. Loaded dynamically so that `serve`
- * still runs the API and puller (and says why there is no worker) when the
- * worker package is absent or does not export it.
- */
-async function startWorkerRole(options: Parameters<StartWorker>[0]): Promise<Closable> {
-  const mod = (await import('@monocore/worker')) as { startWorker?: StartWorker };
-  if (typeof mod.startWorker !== 'function') {
-    throw new MonocoreError('MC_NOT_IMPLEMENTED', '@monocore/worker does not export startWorker in this build: no VM can be booted');
-  }
-  return mod.startWorker(options);
 }
 
 export function registerServe(program: Command): void {
@@ -77,7 +57,13 @@ Environment:
       }
       const home = new MonocoreHome();
       const { logger, file: logFile } = createServeLogger(home.logDir, opts.logLevel);
-      const hostId = opts.hostId ?? hostname();
+      // Host ids name queues (host-<id>, pull-<id>): letters, digits, _ and - only.
+      const hostId = opts.hostId ?? (hostname().replace(/[^A-Za-z0-9_-]/g, '-') || 'local');
+      if (!/^[A-Za-z0-9_-]{1,64}$/.test(hostId)) {
+        process.stderr.write(`error: --host-id must be 1-64 letters, digits, "_" or "-", got "${hostId}"\n`);
+        process.exitCode = ExitCode.Usage;
+        return;
+      }
       const token = process.env.MONOCORE_API_TOKEN || undefined;
       const volumeRoots = VolumePolicy.fromEnv(process.env.MONOCORE_API_VOLUME_ROOTS).roots;
 
@@ -125,7 +111,8 @@ Environment:
           logger.info({ queue: puller.queueName }, 'puller ready');
         }
         if (opts.worker) {
-          const worker = await startWorkerRole({ redisUrl, hostId, home, logger: logger.child({ name: 'worker' }) });
+          // The puller is started above (or not, with --no-puller): the worker must not start a second one.
+          const worker = await startWorker({ redisUrl, hostId, home, logger: logger.child({ name: 'worker' }), puller: false });
           started.push({ name: 'worker', close: () => worker.close() });
           logger.info({ hostId }, 'worker ready');
         }

@@ -122,8 +122,9 @@ export function registerUp(program: Command): void {
             if (ev.event !== 'state') continue;
             const e = JSON.parse(ev.data) as StateEvent;
             if (e.kind !== 'transition' || !e.service || !names.has(e.service)) continue;
-            const detail = e.detail ? `  (${e.detail})` : '';
-            process.stderr.write(`  ${time(e.time)}  ${e.service.padEnd(width)}  ${e.from ?? '?'} → ${e.to ?? '?'}${detail}\n`);
+            const change = e.to ? `${e.from ?? 'new'} → ${e.to}` : (e.detail ?? 'updated');
+            const detail = e.to && e.detail ? `  (${e.detail})` : '';
+            process.stderr.write(`  ${time(e.time)}  ${e.service.padEnd(width)}  ${change}${detail}\n`);
           }
         } catch {
           // The stream ends when we abort it, or if the API goes away; the wait below decides.
