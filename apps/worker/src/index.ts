@@ -33,6 +33,12 @@ import { promoteGates, queueCache, type WorkerContext } from './worker-context.j
 export { HostProcessBackend } from './host-process-backend.js';
 export { Supervisor, type ServiceBackend } from './supervisor.js';
 
+/**
+ * vCPUs offered per host CPU by default. A vCPU is a host thread, so CPUs can
+ * be overcommitted (idle guests cost little); RAM is the hard limit.
+ */
+export const CPU_OVERCOMMIT = 4;
+
 export interface StartWorkerOptions {
   /** An ioredis connection (must have maxRetriesPerRequest: null); not closed by close(). */
   connection?: Redis;
@@ -41,7 +47,7 @@ export interface StartWorkerOptions {
   hostId: string;
   /** MONOCORE_HOME of this host (images, service layers, logs, pid files). */
   home: string | MonocoreHome;
-  /** Capacity offered to the scheduler (default: this machine's cpus and RAM). */
+  /** Capacity offered to the scheduler (default: CPU_OVERCOMMIT × this machine's cpus, and its RAM). */
   cpus?: number;
   ramMib?: number;
   /** 'qemu' (default), 'host-process' (NO isolation: scheduler tests/dev only), or a backend object. */
@@ -85,6 +91,8 @@ export async function startWorker(options: StartWorkerOptions): Promise<Monocore
     if (!options.redisUrl) throw new Error('startWorker: pass connection or redisUrl');
     owned = new Redis(options.redisUrl, { maxRetriesPerRequest: null });
     redis = owned;
+    // Reconnects by itself (ioredis); errors while Redis is away are expected, not fatal.
+    owned.on('error', (err: Error) => logger.debug({ err: err.message }, 'redis connection error'));
   }
   const heartbeatMs = options.heartbeatMs ?? 2000;
   const ttlMs = options.hostTtlMs ?? heartbeatMs * 3 + 1000;
@@ -146,7 +154,7 @@ export async function startWorker(options: StartWorkerOptions): Promise<Monocore
 
   const info = {
     id: hostId,
-    cpus: options.cpus ?? osCpus().length,
+    cpus: options.cpus ?? osCpus().length * CPU_OVERCOMMIT,
     ramMib: options.ramMib ?? Math.floor(totalmem() / 1024 / 1024),
     backends: [backend.name],
   };
@@ -178,6 +186,7 @@ export async function startWorker(options: StartWorkerOptions): Promise<Monocore
   let puller: Puller | undefined;
   if (options.puller !== false) {
     puller = await startPuller({ connection: redis, hostId, home });
+    puller.worker.on('error', (err) => logger.warn({ err: err.message, queue: puller?.queueName }, 'pull worker error'));
     // A pull in progress shows as `pulling` on the service.
     puller.worker.on('active', (job: Job) => {
       const d = job.data as { service?: string };

@@ -93,6 +93,7 @@ export class Orchestrator implements OrchestratorApi {
       // Keep retrying to reconnect after a Redis restart; fail each command after a few tries.
       this.redis = new Redis(options.redisUrl, { maxRetriesPerRequest: 3 });
       this.#ownsConnection = true;
+      this.redis.on('error', (err: Error) => this.logger.debug({ err: err.message }, 'redis connection error'));
     } else {
       throw new MonocoreError('MC_USAGE', 'Orchestrator needs `connection` or `redisUrl`', {});
     }
@@ -101,6 +102,7 @@ export class Orchestrator implements OrchestratorApi {
     this.state = new StateStore(this.redis);
     this.hosts = new HostRegistry(this.redis);
     this.#flows = new FlowProducer({ connection: this.redis, prefix: QUEUE_PREFIX });
+    this.#flows.on('error', (err: Error) => this.logger.warn({ err: err.message }, 'flow producer error'));
   }
 
   // --- up ----------------------------------------------------------------------
@@ -420,6 +422,7 @@ export class Orchestrator implements OrchestratorApi {
   async *events(options: EventsOptions = {}): AsyncIterable<StateEvent> {
     let since = options.since ?? (await this.state.lastEventId());
     const conn = this.redis.duplicate();
+    conn.on('error', () => undefined); // reconnects; read errors are handled below
     this.#blocking.add(conn);
     const reader = new StateStore(conn);
     const signal = anySignal(options.signal, this.#closeController.signal);
@@ -461,6 +464,7 @@ export class Orchestrator implements OrchestratorApi {
     if (!options.follow) return;
     if (last.length === 0) since = '0';
     const conn = this.redis.duplicate();
+    conn.on('error', () => undefined); // reconnects; read errors are handled below
     this.#blocking.add(conn);
     const signal = anySignal(options.signal, this.#closeController.signal);
     try {
