@@ -1,0 +1,214 @@
+// ensureImageRootfs across processes: idempotence, one unpack for concurrent
+// callers (flock), a SIGKILLed unpack never taken as complete, unpacking as a
+// non-root user (ownership recorded), removal.
+import { after, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { applyLayer, ensureImageRootfs, imageRootfsPath, isMonocoreError, MonocoreHome, readOwnershipRecord, removeImageRootfs, UnpackSession, type ImageLayerInput } from '@monocore/engine';
+import { gzip, tarArchive, type TarEntry } from './tar-writer.js';
+import { describeTree, removeTempDirs, tempDir } from './tree.js';
+
+after(removeTempDirs);
+
+const CHILD = fileURLToPath(new URL('./unpack-child.js', import.meta.url));
+const GZ = 'application/vnd.oci.image.layer.v1.tar+gzip';
+const TAR = 'application/vnd.oci.image.layer.v1.tar';
+const IMAGE = 'sha256:' + '1'.repeat(64);
+
+function writeLayer(dir: string, name: string, entries: TarEntry[], compress = true): ImageLayerInput {
+  const tar = tarArchive(entries);
+  const data = compress ? gzip(tar) : tar;
+  const path = join(dir, name);
+  writeFileSync(path, data);
+  chmodSync(path, 0o644);
+  return { digest: 'sha256:' + Buffer.from(name).toString('hex').padEnd(64, '0').slice(0, 64), mediaType: compress ? GZ : TAR, size: data.length, path };
+}
+
+function smallImage(dir: string): ImageLayerInput[] {
+  return [
+    writeLayer(dir, 'base', [
+      { name: './', type: 'dir', mode: 0o755, mtime: 1_700_000_000 },
+      { name: 'bin/', type: 'dir', mode: 0o555 },
+      { name: 'bin/sh', data: '#!sh', mode: 0o4755, uid: 0 },
+      { name: 'home/u/', type: 'dir', uid: 1000, gid: 1000, mode: 0o700 },
+      { name: 'home/u/notes', data: 'n', uid: 1000, gid: 1000 },
+      { name: 'dev/console', type: 'char', devmajor: 5, devminor: 1, mode: 0o600 },
+      { name: 'old', data: 'old' },
+    ]),
+    writeLayer(dir, 'top', [{ name: '.wh.old', data: '' }, { name: 'new', data: 'new', uid: 33, gid: 33 }]),
+  ];
+}
+
+interface ChildOut {
+  progress: unknown[];
+  result?: { rootfs: string; ownershipRecorded: boolean; progressEvents: number; removed?: boolean };
+  error?: { code?: string; message: string };
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
+function runChild(args: object, opts: { uid?: number; gid?: number; onLine?: (line: unknown, kill: () => void) => void } = {}): Promise<ChildOut> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CHILD, JSON.stringify(args)], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+      ...(opts.uid !== undefined ? { uid: opts.uid, gid: opts.gid ?? opts.uid } : {}),
+    });
+    const out: ChildOut = { progress: [], code: null, signal: null };
+    createInterface({ input: child.stdout }).on('line', (l) => {
+      const msg = JSON.parse(l) as { progress?: unknown; result?: ChildOut['result']; error?: ChildOut['error'] };
+      if (msg.progress) out.progress.push(msg.progress);
+      if (msg.result) out.result = msg.result;
+      if (msg.error) out.error = msg.error;
+      opts.onLine?.(msg, () => child.kill('SIGKILL'));
+    });
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      out.code = code;
+      out.signal = signal;
+      resolve(out);
+    });
+  });
+}
+
+test('ensureImageRootfs unpacks once, then returns at once; removeImageRootfs removes atomically', async () => {
+  const dir = tempDir('ensure');
+  const home = new MonocoreHome(join(dir, 'home'));
+  const layers = smallImage(dir);
+  const events: { layer: number; layers: number; digest: string; bytes?: number }[] = [];
+  const r = await ensureImageRootfs({ home, imageId: IMAGE, layers, onProgress: (e) => events.push(e) });
+  assert.equal(r.rootfs, imageRootfsPath(home, IMAGE));
+  assert.equal(r.ownershipRecorded, false, 'running as root: owners applied');
+  assert.deepEqual(events.filter((e) => e.bytes === 0).map((e) => [e.layer, e.layers, e.digest]), [[1, 2, layers[0]?.digest], [2, 2, layers[1]?.digest]]);
+  assert.deepEqual(events.at(-1), { layer: 2, layers: 2, digest: layers[1]?.digest, bytes: layers[1]?.size });
+  const t = describeTree(r.rootfs);
+  assert.equal(t['old'], undefined);
+  assert.deepEqual([t['new']?.uid, t['bin/sh']?.mode, t['bin']?.mode, t['.']?.mtime], [33, 0o4755, 0o555, 1_700_000_000]);
+  const rec = await readOwnershipRecord(home, IMAGE);
+  assert.deepEqual(rec?.devices, [{ path: 'dev/console', type: 'char', major: 5, minor: 1, mode: 0o600, uid: 0, gid: 0 }]);
+  assert.equal(existsSync(join(r.rootfs, 'dev/console')), false);
+
+  // Second call: nothing unpacked again (no progress), even with blobs gone.
+  const again: unknown[] = [];
+  const r2 = await ensureImageRootfs({ home, imageId: IMAGE, layers: layers.map((l) => ({ ...l, path: '/nonexistent' })), onProgress: (e) => again.push(e) });
+  assert.deepEqual(r2, r);
+  assert.deepEqual(again, []);
+
+  assert.equal(await removeImageRootfs(home, IMAGE), true);
+  assert.equal(existsSync(r.rootfs), false);
+  assert.equal(await readOwnershipRecord(home, IMAGE), undefined);
+  assert.equal(await removeImageRootfs(home, IMAGE), false);
+  assert.deepEqual(readdirSync(home.imageRootfsDir).filter((n) => n !== '.locks'), [], 'nothing left behind');
+});
+
+test('invalid arguments and failing layers: clear errors, nothing left that looks complete', async () => {
+  const dir = tempDir('invalid');
+  const home = new MonocoreHome(join(dir, 'home'));
+  await assert.rejects(ensureImageRootfs({ home, imageId: 'latest', layers: [] }), (e) => isMonocoreError(e, 'MC_ROOTFS_INVALID_ARGUMENT') && /"latest"/.test(e.message));
+  const good = smallImage(dir);
+  const bad = writeLayer(dir, 'bad', [{ name: 'x/../../escape', data: 'x' }]);
+  await assert.rejects(ensureImageRootfs({ home, imageId: IMAGE, layers: [...good, bad] }),
+    (e) => isMonocoreError(e, 'MC_ROOTFS_PATH_ESCAPE') && e.message.includes(`layer ${bad.digest} entry "x/../../escape"`));
+  assert.equal(existsSync(imageRootfsPath(home, IMAGE)), false);
+  assert.deepEqual(readdirSync(home.imageRootfsDir).filter((n) => n !== '.locks'), [], 'failed temp dir removed');
+  await assert.rejects(ensureImageRootfs({ home, imageId: IMAGE, layers: [{ ...good[0]!, mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip+encrypted' }] }),
+    (e) => isMonocoreError(e, 'MC_ROOTFS_UNSUPPORTED_MEDIA_TYPE'));
+});
+
+test('two processes ensuring the same image at once: one unpacks, both get the complete rootfs', async () => {
+  const dir = tempDir('concurrent');
+  const home = join(dir, 'home');
+  // Big enough that the second process arrives while the first still unpacks.
+  const files: TarEntry[] = [{ name: 'data/', type: 'dir' }];
+  for (let i = 0; i < 200; i++) files.push({ name: `data/f${i}`, data: Buffer.alloc(50_000, i % 251) });
+  const layers = [writeLayer(dir, 'big', files)];
+  const args = { action: 'ensure', home, imageId: IMAGE, layers };
+  const [a, b, c] = await Promise.all([runChild(args), runChild(args), runChild(args)]);
+  for (const o of [a, b, c]) {
+    assert.equal(o.code, 0, JSON.stringify(o.error));
+    assert.equal(o.result?.rootfs, imageRootfsPath(new MonocoreHome(home), IMAGE));
+  }
+  const unpackers = [a, b, c].filter((o) => (o.result?.progressEvents ?? 0) > 0);
+  assert.equal(unpackers.length, 1, `exactly one process unpacks (progress events: ${[a, b, c].map((o) => o.result?.progressEvents).join(', ')})`);
+  assert.equal(readdirSync(join(imageRootfsPath(new MonocoreHome(home), IMAGE), 'data')).length, 200);
+});
+
+test('an unpack SIGKILLed midway is never taken as complete; the next run unpacks afresh and cleans up', async () => {
+  const dir = tempDir('killed');
+  const home = new MonocoreHome(join(dir, 'home'));
+  const small: TarEntry[] = [{ name: 'etc/', type: 'dir' }, { name: 'etc/version', data: '1' }];
+  const big: TarEntry[] = [{ name: 'payload/', type: 'dir', mode: 0o755, mtime: 1_650_000_000 }];
+  for (let d = 0; d < 20; d++) big.push({ name: `payload/d${d}/`, type: 'dir', mtime: 1_650_000_000 });
+  for (let i = 0; i < 2000; i++) big.push({ name: `payload/d${i % 20}/f${i}`, data: Buffer.alloc(40_000, i % 256), mtime: 1_650_000_000 + i });
+  const layers = [writeLayer(dir, 'small', small), writeLayer(dir, 'big', big, false)];
+  const bigSize = layers[1]!.size;
+  let killedAt = -1;
+  const out = await runChild({ action: 'ensure', home: home.root, imageId: IMAGE, layers }, {
+    onLine: (msg, kill) => {
+      const p = (msg as { progress?: { layer: number; bytes?: number } }).progress;
+      if (p && p.layer === 2 && (p.bytes ?? 0) > bigSize / 3 && (p.bytes ?? 0) < bigSize && killedAt < 0) {
+        killedAt = p.bytes ?? 0;
+        kill();
+      }
+    },
+  });
+  assert.equal(out.signal, 'SIGKILL', `the child was killed midway (it finished: ${JSON.stringify(out.result)})`);
+  assert.ok(killedAt > 0 && killedAt < bigSize);
+  assert.equal(existsSync(imageRootfsPath(home, IMAGE)), false, 'a killed unpack left a rootfs at the final path');
+  const leftovers = readdirSync(home.imageRootfsDir).filter((n) => n.startsWith('.tmp-'));
+  assert.equal(leftovers.length, 1, 'the killed unpack left its temp dir (proves it was midway)');
+  const partial = describeTree(join(home.imageRootfsDir, leftovers[0] as string, 'rootfs'));
+  assert.ok(Object.keys(partial).length > 3, 'partial unpack had started writing');
+
+  const events: unknown[] = [];
+  const r = await ensureImageRootfs({ home, imageId: IMAGE, layers, onProgress: (e) => events.push(e) });
+  assert.ok(events.length > 0, 'a fresh unpack ran');
+  const ref = join(dir, 'ref');
+  const session = new UnpackSession(ref);
+  for (const l of layers) await applyLayer(l.path, ref, { mediaType: l.mediaType, session });
+  await session.finish();
+  const want = describeTree(ref);
+  delete want['.'];
+  const got = describeTree(r.rootfs);
+  delete got['.'];
+  assert.deepEqual(got, want, 'the new rootfs is complete');
+  assert.equal(Object.keys(got).filter((k) => k.startsWith('payload/d')).length, 2020);
+  assert.deepEqual(readdirSync(home.imageRootfsDir).filter((n) => n.startsWith('.tmp-')), [], 'stale temp dir cleaned');
+});
+
+test('as a non-root user: ownership recorded in ownership.json, modes kept, removal of read-only trees works', async () => {
+  const dir = tempDir('nonroot');
+  chmodSync(dir, 0o755);
+  const home = join(dir, 'home');
+  mkdirSync(home);
+  chownSync(home, 65534, 65534);
+  const layers = smallImage(dir);
+  const out = await runChild({ action: 'ensure', home, imageId: IMAGE, layers }, { uid: 65534, gid: 65534 });
+  assert.equal(out.code, 0, JSON.stringify(out.error));
+  assert.equal(out.result?.ownershipRecorded, true);
+  const rootfs = out.result?.rootfs as string;
+  const rec = JSON.parse(readFileSync(join(rootfs, '..', 'ownership.json'), 'utf8')) as Record<string, unknown>;
+  assert.deepEqual(rec, {
+    version: 1,
+    imageId: IMAGE,
+    ownershipRecorded: true,
+    defaultOwner: { uid: 0, gid: 0 },
+    owners: [
+      { path: 'home/u', uid: 1000, gid: 1000 },
+      { path: 'home/u/notes', uid: 1000, gid: 1000 },
+      { path: 'new', uid: 33, gid: 33 },
+    ],
+    devices: [{ path: 'dev/console', type: 'char', major: 5, minor: 1, mode: 0o600, uid: 0, gid: 0 }],
+  });
+  const st = statSync(join(rootfs, 'bin/sh'));
+  assert.equal(st.uid, 65534, 'owned by the unpacking user');
+  assert.equal(st.mode & 0o7777, 0o4755, 'setuid bit kept for the guest');
+  assert.equal(statSync(join(rootfs, 'bin')).mode & 0o777, 0o555);
+  const rm = await runChild({ action: 'remove', home, imageId: IMAGE, layers: [] }, { uid: 65534, gid: 65534 });
+  assert.equal(rm.code, 0, JSON.stringify(rm.error));
+  assert.equal(rm.result?.removed, true);
+  assert.equal(existsSync(rootfs), false);
+});
