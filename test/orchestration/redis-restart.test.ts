@@ -32,6 +32,7 @@ function startRedis(port: number, dir: string): ChildProcess {
 
 async function ping(url: string): Promise<boolean> {
   const c = new Redis(url, { maxRetriesPerRequest: 0, lazyConnect: true, retryStrategy: () => null });
+  c.on('error', () => undefined);
   try {
     await c.connect();
     return (await c.ping()) === 'PONG';

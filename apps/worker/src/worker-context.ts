@@ -38,6 +38,7 @@ export function queueCache(redis: Redis): { get(name: string): Queue; close(): P
       let q = queues.get(name);
       if (!q) {
         q = new Queue(name, { connection: redis, prefix: QUEUE_PREFIX });
+        q.on('error', () => undefined); // connection errors: ioredis reconnects; callers see failed commands
         queues.set(name, q);
       }
       return q;

@@ -46,6 +46,7 @@ export class HostReaper {
     this.state = new StateStore(options.redis);
     this.hosts = new HostRegistry(options.redis);
     this.#flows = new FlowProducer({ connection: options.redis, prefix: QUEUE_PREFIX });
+    this.#flows.on('error', (err: Error) => options.logger.debug({ err: err.message }, 'reaper flow producer error'));
   }
 
   /** Enqueue a start outside any request flow (reschedule, recovery): it pulls first, then polls its dependencies. */
