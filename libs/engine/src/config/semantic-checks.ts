@@ -33,6 +33,10 @@ export function semanticIssues(input: unknown): ConfigIssue[] {
   const add = (path: PathSegment[], message: string) => issues.push({ path: formatPath(path), message });
   if (!isObject(input)) return issues;
 
+  // Oversized lists are already errors in the schema; skipping the cross-field rules
+  // for them keeps a hostile REST body from costing quadratic time or deep recursion.
+  const tooLong = (v: unknown) => Array.isArray(v) && v.length > ConfigLimits.maxListLength;
+  if (tooLong(input.service) || tooLong(input.group)) return issues;
   const services = objects(input.service);
   const groups = objects(input.group);
 
