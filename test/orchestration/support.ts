@@ -10,15 +10,11 @@ import { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { Orchestrator, type ServiceStatus, type StateEvent } from '@monocore/engine';
 import { startWorker, type MonocoreWorker, type StartWorkerOptions } from '@monocore/worker';
+import { redisUrl } from '../support/env.js';
 
+/** The shared test Redis (throws loudly naming the variable when the services are not up). */
 export function redisBaseUrl(): string {
-  const url = process.env.MONOCORE_TEST_REDIS_URL;
-  if (!url) {
-    throw new Error(
-      'MONOCORE_TEST_REDIS_URL is not set: run `bash scripts/test-services.sh start && . .monocore-test/env.sh` (orchestration tests need a real Redis)',
-    );
-  }
-  return url.replace(/\/\d*$/, '');
+  return redisUrl().replace(/\/\d*$/, '');
 }
 
 /** A Redis URL on database `db` (each test file uses its own), flushed first. */
