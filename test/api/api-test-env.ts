@@ -1,4 +1,5 @@
 import { Redis } from 'ioredis';
+import { redisUrl } from '../support/env.js';
 
 /**
  * Redis for the API tests: the shared test Redis (scripts/test-services.sh),
@@ -7,13 +8,7 @@ import { Redis } from 'ioredis';
  *   DB 12: api-surface.test.ts   DB 13: api-events.test.ts
  */
 export function apiTestRedisUrl(db: number): string {
-  const base = process.env.MONOCORE_TEST_REDIS_URL;
-  if (!base) {
-    throw new Error(
-      'MONOCORE_TEST_REDIS_URL is not set: run `bash scripts/test-services.sh start && . .monocore-test/env.sh` (npm test does this)',
-    );
-  }
-  const u = new URL(base);
+  const u = new URL(redisUrl()); // throws loudly, naming the variable, when the services are not up
   u.pathname = `/${db}`;
   return u.toString();
 }

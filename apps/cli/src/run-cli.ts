@@ -7,7 +7,13 @@ import { ExitCode } from './exit-codes.js';
  * MonocoreError → its command's choice (default 1), anything else → 70.
  */
 export async function runCli(program: Command, argv: string[]): Promise<void> {
-  program.exitOverride();
+  // Subcommands copy settings when created, before this runs: override them too, or
+  // commander exits 1 itself on a subcommand's unknown option instead of our 2.
+  const override = (cmd: Command): void => {
+    cmd.exitOverride();
+    cmd.commands.forEach(override);
+  };
+  override(program);
   try {
     await program.parseAsync(argv);
   } catch (err) {
