@@ -4,9 +4,7 @@ import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { hostname } from 'node:os';
 import { MonocoreHome } from '@monocore/engine';
-import { startApi, VolumePolicy, DEFAULT_API_HOST, DEFAULT_API_PORT, type RunningApi } from '@monocore/api';
-import { startPuller } from '@monocore/puller';
-import { startWorker } from '@monocore/worker';
+import type { RunningApi } from '@monocore/api';
 import { ExitCode } from '../exit-codes.js';
 import { startEmbeddedRedis, type EmbeddedRedis } from '../serve/embedded-redis.js';
 import { createServeLogger } from '../serve/serve-logger.js';
@@ -25,8 +23,8 @@ export function registerServe(program: Command): void {
   program
     .command('serve')
     .description('Run the API, puller and worker in one process (with an embedded Redis unless MONOCORE_REDIS_URL is set)')
-    .option('-p, --port <port>', 'API port (0 picks a free one)', String(DEFAULT_API_PORT))
-    .option('--host <address>', 'API address; anything but loopback requires MONOCORE_API_TOKEN', DEFAULT_API_HOST)
+    .option('-p, --port <port>', 'API port (0 picks a free one)', '3456')
+    .option('--host <address>', 'API address; anything but loopback requires MONOCORE_API_TOKEN', '127.0.0.1')
     .option('--redis-url <url>', 'use this Redis instead of an embedded one (default: $MONOCORE_REDIS_URL)')
     .option('--host-id <id>', 'this machine\'s host id for placement (default: the hostname)')
     .option('--no-worker', 'do not run the VM worker in this process')
@@ -55,6 +53,12 @@ Environment:
         process.exitCode = ExitCode.Usage;
         return;
       }
+      // Loaded here, not at the top: every other command would pay for Fastify, the worker and the puller.
+      const [{ startApi, VolumePolicy }, { startPuller }, { startWorker }] = await Promise.all([
+        import('@monocore/api'),
+        import('@monocore/puller'),
+        import('@monocore/worker'),
+      ]);
       const home = new MonocoreHome();
       const { logger, file: logFile } = createServeLogger(home.logDir, opts.logLevel);
       // Host ids name queues (host-<id>, pull-<id>): letters, digits, _ and - only.
