@@ -1,23 +1,16 @@
-// The loopback services OCI tests use (started by `bash scripts/test-services.sh start`).
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+// The loopback services OCI tests use, through the shared test/support/env.ts
+// (started by `bash scripts/test-services.sh start`; a missing one fails loudly).
+import { rm } from 'node:fs/promises';
 import { MonocoreHome } from '@monocore/engine';
+import { tempDir, testEnv } from '../../support/env.js';
 
-function need(name: string): string {
-  const v = process.env[name];
-  if (!v) {
-    throw new Error(`${name} is not set: start the test services with \`bash scripts/test-services.sh start && source .monocore-test/env.sh\` (npm test does this)`);
-  }
-  return v;
+export function ociTestEnv(): { registry: string; redisUrl: string; image: string } {
+  const env = testEnv();
+  return { registry: env.registry, redisUrl: env.redisUrl, image: env.image };
 }
 
-export function ociTestEnv(): { registry: string; redisUrl: string } {
-  return { registry: need('MONOCORE_TEST_REGISTRY'), redisUrl: need('MONOCORE_TEST_REDIS_URL') };
-}
-
-/** A fresh MONOCORE_HOME in a temp dir. */
+/** A fresh MONOCORE_HOME under .monocore-test/tmp. */
 export async function tempHome(): Promise<{ home: MonocoreHome; cleanup(): Promise<void> }> {
-  const dir = await mkdtemp(join(tmpdir(), 'mc-home-'));
+  const dir = tempDir('oci-home-');
   return { home: new MonocoreHome(dir), cleanup: () => rm(dir, { recursive: true, force: true }) };
 }
