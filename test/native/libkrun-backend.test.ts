@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { LibkrunBackend, MonocoreHome, isMonocoreError, libkrunPaths, type VmSpec } from '@monocore/engine';
-import { buildStubLibkrun, readStubRecord, cArray } from './stub-libkrun.js';
+import { buildStubLibkrun, readStubRecord, cArray, cQuote } from './stub-libkrun.js';
 
 const work = mkdtempSync(join(tmpdir(), 'mc-libkrun-backend-'));
 const image = join(work, 'image');
@@ -35,7 +35,7 @@ function spec(over: Partial<VmSpec> = {}): VmSpec {
     id,
     rootfs: image,
     command: '/bin/echo',
-    args: ['hello world', '', 'ünïcödé', 'new\nline'],
+    args: ['hello world', 'ünïcödé ✓', "it's", '$HOME `x` *'],
     env: ['PATH=/usr/bin:/bin', 'MODE=a', 'MODE=b'],
     workdir: '/srv',
     cpus: 2,
@@ -86,6 +86,7 @@ describe('LibkrunBackend against the STUB libkrun', () => {
     const s = spec({ stdout: out.stream, stderr: err.stream, hostname: 'web-1' });
     const vm = await backend().start(s);
     assert.ok(vm.pid > 0);
+    assert.equal(vm.commandTransport, 'krun_set_exec');
     await vm.started;
     const exit = await vm.wait();
     assert.deepEqual(exit, { exitCode: 7, reason: 'exited' });
@@ -271,19 +272,59 @@ setInterval(() => {}, 1000);
     assert.ok(lines.includes('krun_set_port_map(ctx_id=1, port_map=["18080:8080", "18443:443", NULL])'));
   });
 
-  test('what libkrun cannot carry on its kernel command line is refused, naming the field', async () => {
-    const refused = async (over: Partial<VmSpec>, re: RegExp): Promise<void> => {
-      await assert.rejects(backend().start(spec(over)), (e: unknown) => isMonocoreError(e, 'MC_VM_LIBKRUN_UNSUPPORTED') && re.test(e.message));
-    };
-    await refused({ args: ['ok', 'say "hi"'] }, /args\[1\]: .*cannot carry '"'/);
-    await refused({ env: ['A=1', 'Q="x"'] }, /env\[1\]:/);
-    await refused({ command: '/bin/my prog' }, /command: .*cannot contain whitespace/);
-    await refused({ workdir: '/my dir' }, /workdir: /);
+  test('stub libkrun: a command the kernel command line cannot carry travels in /.krun_config.json, byte for byte', async () => {
+    const args = ['say "hi"', '', 'line1\nline2', 'tab\there', 'ünïcödé ✓ 日本', "it's", '\\back'];
+    const record = stubEnv({ STUB_LIBKRUN_GUEST_READ: '.krun_config.json', STUB_LIBKRUN_ENTER: 'exit:4' });
+    const s = spec({ command: '/usr/bin/my prog', args, env: ['Q="quoted"', 'NL=a\nb', 'Q2=x'], workdir: '/srv/my dir' });
+    const vm = await backend().start(s);
+    assert.equal(vm.commandTransport, 'krun_config.json');
+    assert.equal((await vm.wait()).exitCode, 4);
+    const expected = JSON.stringify({
+      process: { args: ['/usr/bin/my prog', ...args], env: ['Q="quoted"', 'NL=a\nb', 'Q2=x', `HOSTNAME=${s.id}`], cwd: '/srv/my dir' },
+    });
+    const lines = readStubRecord(record);
+    // What the guest init would read at /.krun_config.json (through the root share).
+    assert.ok(lines.includes(`guest_read(".krun_config.json", content=${cQuote(expected)})`), lines.join('\n'));
+    // The command line carries nothing of it: no krun_set_exec, no krun_set_workdir.
+    assert.ok(!lines.some((l) => l.startsWith('krun_set_exec') || l.startsWith('krun_set_workdir')), lines.join('\n'));
+    assert.ok(lines.some((l) => l.startsWith('krun_start_enter(')));
+    // The mount point is an empty file in the service's own layer; the image has none.
+    assert.equal(readFileSync(join(libkrunPaths(s.stateDir).upper, '.krun_config.json'), 'utf8'), '');
+    assert.equal(existsSync(join(image, '.krun_config.json')), false);
+    assert.deepEqual(mountsUnder(work), []);
+  });
+
+  test('stub libkrun: many arguments, or env names the kernel would take as boot parameters, go through /.krun_config.json too', async () => {
+    stubEnv({});
+    const many = Array.from({ length: 40 }, (_, i) => `a${i}`);
+    for (const over of [{ args: many }, { env: ['PATH=/bin', 'root=/dev/sda'] }, { env: ['my.setting=1'] }, { env: ['lower=1'] }]) {
+      const vm = await backend().start(spec(over));
+      assert.equal(vm.commandTransport, 'krun_config.json', JSON.stringify(over));
+      assert.equal((await vm.wait()).exitCode, 0);
+    }
+    const plain = await backend().start(spec({ env: ['PATH=/bin', 'MY_VAR_2=x y'] }));
+    assert.equal(plain.commandTransport, 'krun_set_exec');
+    await plain.wait();
+  });
+
+  test('stub libkrun: an image whose /.krun_config.json is a symlink is refused before the VM starts', async () => {
+    const evil = join(work, 'image-evil');
+    mkdirSync(evil);
+    symlinkSync('/etc/passwd', join(evil, '.krun_config.json'));
+    const record = stubEnv({});
+    const vm = await backend().start(spec({ rootfs: evil, args: ['needs "the file"'] }));
+    await assert.rejects(vm.started, (e: unknown) => isMonocoreError(e, 'MC_VM_LIBKRUN_SETUP_FAILED') && /"\/\.krun_config\.json" in the image is not a regular file/.test(e.message));
+    assert.equal((await vm.wait()).reason, 'hypervisor-error');
+    assert.deepEqual(readStubRecord(record), []);
+  });
+
+  test('specs libkrun cannot run are refused, naming the field', async () => {
     await assert.rejects(
       backend().start(spec({ network: { mode: 'group', group: 'g', address: '10.88.0.2/24', peers: {}, localOnly: true } })),
-      (e: unknown) => isMonocoreError(e, 'MC_VM_NETWORK_UNSUPPORTED'),
+      (e: unknown) => isMonocoreError(e, 'MC_VM_NETWORK_UNSUPPORTED') && /network: group networks/.test(e.message),
     );
     await assert.rejects(backend().start(spec({ cpus: 0 })), (e: unknown) => isMonocoreError(e, 'MC_VM_SPEC_INVALID') && /cpus/.test(e.message));
+    await assert.rejects(backend().start(spec({ args: ['nul\0byte'] })), (e: unknown) => isMonocoreError(e, 'MC_VM_SPEC_INVALID') && /args\[0\]/.test(e.message));
   });
 });
 

@@ -10,7 +10,9 @@ export type KrunChildMount =
   /** Per-service copy-on-write root: the image rootfs (lower) under a writable upper dir. */
   | { kind: 'overlay'; lower: string; upper: string; work: string; target: string }
   /** A host directory shown inside the root (a volume). */
-  | { kind: 'bind'; source: string; target: string; readOnly: boolean };
+  | { kind: 'bind'; source: string; target: string; readOnly: boolean }
+  /** A host file shown inside the root (e.g. libkrun's /.krun_config.json); the mount point is created as an empty file. */
+  | { kind: 'bind-file'; source: string; target: string; readOnly: boolean };
 
 export interface KrunChildConfig {
   /** The libkrun the parent probed; the child loads the same file. */
@@ -27,8 +29,13 @@ export interface KrunChildConfig {
   root: string;
   /** Extra krun_add_virtiofs devices (tag -> host path). */
   virtiofs: Array<{ tag: string; path: string }>;
-  /** krun_set_exec: program, argv[1..] and the complete guest environment. */
-  exec: { path: string; args: string[]; env: string[] };
+  /**
+   * krun_set_exec: program, argv[1..] and the complete guest environment.
+   * Omitted when the command travels in a /.krun_config.json instead (libkrun's
+   * init reads argv/env/cwd from it when no KRUN_INIT is set); then the
+   * mounts put that file in the root.
+   */
+  exec?: { path: string; args: string[]; env: string[] };
   workdir?: string;
   /** krun_set_rlimits entries, "RESOURCE=CUR:MAX". */
   rlimits?: string[];

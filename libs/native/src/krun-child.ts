@@ -12,8 +12,8 @@
  * KRUN_CHILD_SETUP_FAILED_EXIT.
  */
 import { execFileSync } from 'node:child_process';
-import { lstatSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
-import { isAbsolute, join, relative, sep } from 'node:path';
+import { closeSync, lstatSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { dirname, isAbsolute, join, relative, sep } from 'node:path';
 import koffi from 'koffi';
 import { Libkrun, KRUN_LOG_LEVEL, KRUN_LOG_OPTION_NO_ENV, KRUN_LOG_STYLE_NEVER, KRUN_TSI_HIJACK_INET } from './libkrun.js';
 import { LibkrunError } from './libkrun-error.js';
@@ -56,10 +56,12 @@ function readConfig(path: string | undefined): KrunChildConfig {
   need(Array.isArray(c.mounts), 'mounts');
   need(typeof c.root === 'string', 'root');
   need(Array.isArray(c.virtiofs), 'virtiofs');
-  need(typeof c.exec === 'object' && c.exec !== null, 'exec');
-  need(typeof c.exec?.path === 'string', 'exec.path');
-  need(Array.isArray(c.exec?.args) && c.exec.args.every((a) => typeof a === 'string'), 'exec.args');
-  need(Array.isArray(c.exec?.env) && c.exec.env.every((a) => typeof a === 'string'), 'exec.env');
+  if (c.exec !== undefined) {
+    need(typeof c.exec === 'object' && c.exec !== null, 'exec');
+    need(typeof c.exec.path === 'string', 'exec.path');
+    need(Array.isArray(c.exec.args) && c.exec.args.every((a) => typeof a === 'string'), 'exec.args');
+    need(Array.isArray(c.exec.env) && c.exec.env.every((a) => typeof a === 'string'), 'exec.env');
+  }
   need(typeof c.network === 'object' && c.network !== null, 'network');
   need(typeof c.separateStdio === 'boolean', 'separateStdio');
   return c as KrunChildConfig;
@@ -111,6 +113,22 @@ function doMount(m: KrunChildMount, root: string): void {
       throw setupError(`mount ${args.join(' ')} failed: ${stderr || (err as Error).message}`, { mount: m });
     }
   };
+  if (m.kind === 'bind-file') {
+    assertNoSymlinkBelow(root, dirname(m.target));
+    mkdirSync(dirname(m.target), { recursive: true });
+    try {
+      // O_CREAT|O_EXCL never follows a symlink: an image symlink here fails instead of reaching the host.
+      closeSync(openSync(m.target, 'wx', 0o644));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw setupError(`cannot create ${m.target}: ${(err as Error).message}`, { mount: m });
+      if (!lstatSync(m.target).isFile()) {
+        throw setupError(`${JSON.stringify('/' + relative(root, m.target))} in the image is not a regular file; refusing to mount over it`, { mount: m });
+      }
+    }
+    run(['--bind', m.source, m.target]);
+    if (m.readOnly) run(['-o', 'remount,bind,ro', m.target]);
+    return;
+  }
   if (m.kind === 'bind') assertNoSymlinkBelow(root, m.target);
   mkdirSync(m.target, { recursive: true });
   if (m.kind === 'overlay') {
@@ -178,8 +196,10 @@ function main(): void {
     krun.setWorkdir(ctx, config.workdir);
     calls.push('krun_set_workdir');
   }
-  krun.setExec(ctx, config.exec.path, config.exec.args, config.exec.env);
-  calls.push('krun_set_exec');
+  if (config.exec) {
+    krun.setExec(ctx, config.exec.path, config.exec.args, config.exec.env);
+    calls.push('krun_set_exec');
+  }
   // Separate stdout/stderr need krun_add_virtio_console_default: the implicit
   // console (kernel + init messages) then goes to the console file, and the
   // workload's stdio to our fds 0/1/2 (pipes: libkrun gives each its own port).

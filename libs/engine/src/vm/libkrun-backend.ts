@@ -22,6 +22,9 @@ import { fileTail } from './qemu-backend.js';
 import { validateVmSpec } from './vm-spec-validation.js';
 import type { VmExit, VmSpec } from './vm-spec.js';
 
+/** Where libkrun's guest init looks for its JSON config (init/src/config.rs). */
+const KRUN_CONFIG_GUEST_PATH = '.krun_config.json';
+
 /** Opt-in to libkrun's TSI networking (needed for published ports): see docs/LIBKRUN.md before enabling. */
 export const LIBKRUN_ALLOW_TSI_ENV = 'MONOCORE_LIBKRUN_ALLOW_TSI';
 
@@ -69,7 +72,7 @@ const thisHost = (): LibkrunHostFacts => ({
 });
 
 /** Where a service's libkrun files live under its stateDir. */
-export function libkrunPaths(stateDir: string): { dir: string; upper: string; work: string; root: string; config: string; vmmLog: string; console: string } {
+export function libkrunPaths(stateDir: string): { dir: string; upper: string; work: string; root: string; config: string; krunConfig: string; vmmLog: string; console: string } {
   const dir = join(stateDir, 'libkrun');
   return {
     dir,
@@ -79,6 +82,8 @@ export function libkrunPaths(stateDir: string): { dir: string; upper: string; wo
     /** Mount point of the overlay; only populated inside the VM process's private mount namespace. */
     root: join(dir, 'root'),
     config: join(dir, 'vm.json'),
+    /** The command as libkrun's init reads it from /.krun_config.json (when it cannot go on the kernel command line). */
+    krunConfig: join(dir, 'krun_config.json'),
     /** libkrun's own log (krun_init_log), kept out of the service's stderr. */
     vmmLog: join(dir, 'vmm.log'),
     console: join(stateDir, 'console.log'),
@@ -90,26 +95,41 @@ function unsupported(spec: VmSpec, field: string, message: string): MonocoreErro
 }
 
 /**
- * libkrun passes the command, argv and env to its guest init on the kernel
- * command line (src/libkrun/src/lib.rs: KRUN_INIT=<path>, each argv/env entry
- * wrapped in double quotes, after "--"). The kernel's parser has no escape for
- * a double quote inside a quoted word, and KRUN_INIT / KRUN_WORKDIR are not
- * quoted at all. Refuse what would arrive altered instead of running the wrong
- * command.
+ * How the command reaches libkrun's guest init. krun_set_exec (the documented
+ * API) puts it on the kernel command line (src/libkrun/src/lib.rs: KRUN_INIT=
+ * <path> unquoted, each argv/env entry wrapped in "...", argv after "--"). The
+ * kernel's parser has no escape for '"' inside a quoted word, we do not trust
+ * it with control characters (newlines, tabs) or empty words, and stock
+ * kernels accept only 32 init arguments and 32 init environment entries. Commands that fit comfortably go that way;
+ * anything else travels in a JSON file that libkrun's init reads when no
+ * KRUN_INIT is set (/.krun_config.json, OCI "process" args/env/cwd), mounted
+ * read-only into the root for the VM's life. Both reach execve unchanged.
  */
-function checkCmdlineSafe(spec: VmSpec): void {
-  if (/[\s"]/.test(spec.command)) {
-    throw unsupported(spec, 'command', `${JSON.stringify(spec.command)}: libkrun passes the program path unquoted on the kernel command line, so it cannot contain whitespace or '"'`);
-  }
-  if (spec.workdir !== undefined && /[\s"]/.test(spec.workdir)) {
-    throw unsupported(spec, 'workdir', `${JSON.stringify(spec.workdir)}: libkrun passes the workdir unquoted on the kernel command line, so it cannot contain whitespace or '"'`);
-  }
-  spec.args.forEach((a, i) => {
-    if (a.includes('"')) throw unsupported(spec, `args[${i}]`, `${JSON.stringify(a)}: libkrun passes arguments as "..." words on the kernel command line, which cannot carry '"'`);
-  });
-  spec.env.forEach((e, i) => {
-    if (e.includes('"')) throw unsupported(spec, `env[${i}]`, `libkrun passes env entries as "..." words on the kernel command line, which cannot carry '"'`);
-  });
+const CMDLINE_PLAIN = /^[^"\p{Cc}]*$/u;
+const CMDLINE_WORD = /^[^"\s\p{Cc}]+$/u;
+const CMDLINE_ENV_NAME = /^[A-Z_][A-Z0-9_]*=/;
+/** Well under the kernel's 32 init args/envs (which also hold KRUN_* and HOME/TERM). */
+const CMDLINE_MAX_ITEMS = 16;
+/** Well under x86's 2048-byte command line (libkrun's own part is ~200 bytes). */
+const CMDLINE_MAX_BYTES = 1024;
+
+/** Why the command cannot take the kernel-command-line route, or undefined when it can. */
+export function cmdlineTransportProblem(command: string, args: readonly string[], env: readonly string[], workdir: string): string | undefined {
+  if (!CMDLINE_WORD.test(command)) return 'command contains whitespace, \'"\' or a control character';
+  if (!CMDLINE_WORD.test(workdir)) return 'workdir contains whitespace, \'"\' or a control character';
+  const badArg = args.findIndex((a) => a === '' || !CMDLINE_PLAIN.test(a));
+  if (badArg >= 0) return `args[${badArg}] is empty or contains '"' or a control character`;
+  const badEnv = env.findIndex((e) => !CMDLINE_PLAIN.test(e));
+  if (badEnv >= 0) return `env[${badEnv}] contains '"' or a control character`;
+  // On the command line, KEY=value is a boot parameter first: the kernel drops
+  // names with a dot (module parameters) and consumes names it knows (root=,
+  // init=, console=, quiet...), all lower case. Only plain upper-case names pass.
+  const badName = env.findIndex((e) => !CMDLINE_ENV_NAME.test(e));
+  if (badName >= 0) return `env[${badName}] has a name the kernel could take as a boot parameter`;
+  if (args.length > CMDLINE_MAX_ITEMS || env.length > CMDLINE_MAX_ITEMS) return `more than ${CMDLINE_MAX_ITEMS} arguments or environment entries`;
+  const bytes = [command, workdir, ...args, ...env].reduce((n, x) => n + Buffer.byteLength(x) + 3, 0);
+  if (bytes > CMDLINE_MAX_BYTES) return `${bytes} bytes of command line`;
+  return undefined;
 }
 
 /** Later entries win (VmSpec.env semantics); the kernel would keep duplicates, so collapse them here. */
@@ -196,7 +216,6 @@ export class LibkrunBackend implements HypervisorBackend {
 
   async start(spec: VmSpec): Promise<LibkrunVmHandle> {
     validateVmSpec(spec);
-    checkCmdlineSafe(spec);
     if (process.platform !== 'linux') {
       throw unsupported(spec, 'rootfs', 'the per-service copy-on-write root needs a Linux mount namespace (docs/LIBKRUN.md)');
     }
@@ -236,6 +255,18 @@ export class LibkrunBackend implements HypervisorBackend {
     for (const v of spec.volumes) {
       mounts.push({ kind: 'bind', source: v.host, target: join(paths.root, posix.normalize(v.guest)), readOnly: v.readOnly ?? false });
     }
+    const env = finalEnv(spec);
+    const workdir = spec.workdir ?? '/';
+    const viaFile = cmdlineTransportProblem(spec.command, spec.args, env, workdir);
+    if (viaFile !== undefined) {
+      // libkrun's init: argv from process.args when KRUN_INIT is unset, env entries not
+      // already set (HOME/TERM always), chdir to process.cwd when KRUN_WORKDIR is unset.
+      const krunConfig = { process: { args: [spec.command, ...spec.args], env, cwd: workdir } };
+      await writeFile(paths.krunConfig, JSON.stringify(krunConfig), { mode: 0o644 });
+      mounts.push({ kind: 'bind-file', source: paths.krunConfig, target: join(paths.root, KRUN_CONFIG_GUEST_PATH), readOnly: true });
+    } else {
+      await rm(paths.krunConfig, { force: true });
+    }
     const config: KrunChildConfig = {
       libkrunPath: lib.path,
       logLevel: this.opts.logLevel ?? KRUN_LOG_LEVEL.ERROR,
@@ -245,8 +276,7 @@ export class LibkrunBackend implements HypervisorBackend {
       mounts,
       root: paths.root,
       virtiofs: [],
-      exec: { path: spec.command, args: spec.args, env: finalEnv(spec) },
-      workdir: spec.workdir ?? '/',
+      ...(viaFile === undefined ? { exec: { path: spec.command, args: spec.args, env }, workdir } : {}),
       network: spec.ports.length > 0 ? { mode: 'tsi', portMap: spec.ports.map((p) => `${p.host}:${p.guest}`) } : { mode: 'none' },
       consoleOutput: paths.console,
       separateStdio: true,
@@ -272,6 +302,7 @@ export class LibkrunBackend implements HypervisorBackend {
       paths,
       home: this.home,
       bootTimeoutMs: spec.bootTimeoutMs ?? this.opts.bootTimeoutMs ?? 30_000,
+      commandTransport: viaFile === undefined ? 'krun_set_exec' : 'krun_config.json',
     });
     await handle.spawned;
     return handle;
@@ -284,6 +315,8 @@ export interface LibkrunVmHandle extends VmHandle {
   readonly calls: readonly string[];
   /** ms from spawn to the VM process entering krun_start_enter. */
   readonly enterMs: number | undefined;
+  /** How the command reached libkrun: krun_set_exec (kernel command line) or /.krun_config.json. */
+  readonly commandTransport: 'krun_set_exec' | 'krun_config.json';
 }
 
 interface LibkrunVmInit {
@@ -293,6 +326,7 @@ interface LibkrunVmInit {
   paths: ReturnType<typeof libkrunPaths>;
   home: MonocoreHome;
   bootTimeoutMs: number;
+  commandTransport: 'krun_set_exec' | 'krun_config.json';
 }
 
 /** The ways a VM process can end, before we describe it as a VmExit. */
@@ -304,6 +338,7 @@ class LibkrunVm implements LibkrunVmHandle {
   readonly spawned: Promise<void>;
   calls: readonly string[] = [];
   enterMs: number | undefined;
+  readonly commandTransport: 'krun_set_exec' | 'krun_config.json';
 
   private resolveStarted!: () => void;
   private rejectStarted!: (e: Error) => void;
@@ -322,6 +357,7 @@ class LibkrunVm implements LibkrunVmHandle {
     this.id = s.spec.id;
     this.pid = s.child.pid ?? -1;
     this.consoleLog = s.paths.console;
+    this.commandTransport = s.commandTransport;
     this.started = new Promise<void>((resolve, reject) => {
       this.resolveStarted = resolve;
       this.rejectStarted = reject;
