@@ -126,3 +126,23 @@ test('plans are deterministic', () => {
     }
   }
 });
+
+test('closure "dependents" takes along what depends on the selection (for down); "none" takes exactly it', () => {
+  const cfg = config(
+    [
+      { name: 'db', group: 'data' },
+      { name: 'api', group: 'app', depends_on: ['db'] },
+      { name: 'web', group: 'app', depends_on: ['api'] },
+      { name: 'report', depends_on: ['db'] },
+      { name: 'other' },
+    ],
+    ['data', 'app'],
+  );
+  const down = planServices(cfg, { group: 'data', closure: 'dependents' });
+  assert.deepEqual(down.selected, ['db', 'api', 'web', 'report']);
+  assert.deepEqual(down.downOrder, ['web', 'report', 'api', 'db'], 'dependents stop first');
+  assert.deepEqual(planServices(cfg, { services: ['api'], closure: 'dependents' }).downOrder, ['web', 'api']);
+  const exact = planServices(cfg, { group: 'app', closure: 'none' });
+  assert.deepEqual(exact.selected, ['api', 'web']);
+  assert.deepEqual(exact.levels, [['api'], ['web']], 'db is outside the selection and does not hold api back');
+});

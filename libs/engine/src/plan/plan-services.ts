@@ -2,10 +2,18 @@ import { MonocoreError } from '../errors/index.js';
 import type { MonocoreConfig } from '../config/index.js';
 
 export interface PlanSelection {
-  /** Only this group's services (plus everything they depend on, in any group). */
+  /** This group's services (and, per `closure`, what they need or what needs them). */
   group?: string;
-  /** Only these services (plus everything they depend on). With `group`, the union. */
+  /** These services (and, per `closure`, …). With `group`, the union. */
   services?: readonly string[];
+  /**
+   * What else a group/service selection takes along, transitively, across groups:
+   * - `dependencies` (default, for up): everything the selection depends on;
+   * - `dependents` (for down/remove): everything that depends on the selection,
+   *   so nothing keeps running on top of a stopped dependency;
+   * - `none`: exactly the selection (edges to services outside it are ignored).
+   */
+  closure?: 'dependencies' | 'dependents' | 'none';
 }
 
 export interface ServicePlan {
@@ -15,7 +23,7 @@ export interface ServicePlan {
   levels: string[][];
   /** Stop order: the reverse of `order` (dependents stop before what they depend on). */
   downOrder: string[];
-  /** The selected services (the selection closed over depends_on), in config order. */
+  /** The selected services (the selection with its closure), in config order. */
   selected: string[];
 }
 
@@ -48,27 +56,35 @@ export function planServices(config: MonocoreConfig, selection: PlanSelection = 
       roots.push(name);
     }
   }
+  const dependentsOf = new Map<string, string[]>(config.service.map((s) => [s.name, []]));
+  for (const s of config.service) {
+    for (const dep of s.depends_on) {
+      const list = dependentsOf.get(dep);
+      if (!list) {
+        throw new MonocoreError('MC_CONFIG_INVALID', `service "${s.name}" depends on unknown service "${dep}"`, {
+          issues: [{ path: `service[${position.get(s.name)}].depends_on`, message: `unknown service "${dep}"` }],
+        });
+      }
+      list.push(s.name);
+    }
+  }
+  const closure = selection.closure ?? 'dependencies';
+  const next = closure === 'dependencies' ? depsOf : closure === 'dependents' ? dependentsOf : new Map<string, string[]>();
   const selectedSet = new Set<string>();
   const pending = [...roots];
   while (pending.length > 0) {
     const name = pending.pop() as string;
     if (selectedSet.has(name)) continue;
     selectedSet.add(name);
-    for (const dep of depsOf.get(name) ?? []) {
-      if (!position.has(dep)) {
-        throw new MonocoreError('MC_CONFIG_INVALID', `service "${name}" depends on unknown service "${dep}"`, {
-          issues: [{ path: `service[${position.get(name)}].depends_on`, message: `unknown service "${dep}"` }],
-        });
-      }
-      pending.push(dep);
-    }
+    pending.push(...(next.get(name) ?? []));
   }
   const byConfigOrder = (a: string, b: string) => (position.get(a) ?? 0) - (position.get(b) ?? 0);
   const selected = [...selectedSet].sort(byConfigOrder);
 
   // --- levels: level(s) = 0 without deps, else 1 + max level of its deps ----------------
   // Kahn's algorithm by waves; whatever never becomes ready is on a cycle.
-  const remaining = new Map(selected.map((n) => [n, new Set(depsOf.get(n) ?? [])]));
+  // Only edges inside the selection order it (with `dependents`/`none` a dependency may be outside).
+  const remaining = new Map(selected.map((n) => [n, new Set((depsOf.get(n) ?? []).filter((d) => selectedSet.has(d)))]));
   const levels: string[][] = [];
   while (remaining.size > 0) {
     const ready = [...remaining].filter(([, deps]) => deps.size === 0).map(([n]) => n).sort(byConfigOrder);
