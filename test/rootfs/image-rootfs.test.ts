@@ -212,3 +212,34 @@ test('as a non-root user: ownership recorded in ownership.json, modes kept, remo
   assert.equal(rm.result?.removed, true);
   assert.equal(existsSync(rootfs), false);
 });
+
+test('layers given with `ready` promises unpack as they arrive; a failed download aborts cleanly', async () => {
+  const dir = tempDir('ready');
+  const home = new MonocoreHome(join(dir, 'home'));
+  const layers = smallImage(dir);
+  const order: string[] = [];
+  let release!: () => void;
+  const second = new Promise<void>((r) => (release = r));
+  const p = ensureImageRootfs({
+    home,
+    imageId: IMAGE,
+    layers: [{ ...layers[0]!, ready: Promise.resolve() }, { ...layers[1]!, ready: second.then(() => order.push('layer 2 ready')) }],
+    onProgress: (e) => { if (e.bytes === 0) order.push(`layer ${e.layer} started`); },
+  });
+  await new Promise((r) => setTimeout(r, 200));
+  order.push('releasing');
+  release();
+  const r = await p;
+  assert.deepEqual(order, ['layer 1 started', 'releasing', 'layer 2 ready', 'layer 2 started']);
+  assert.equal(readFileSync(join(r.rootfs, 'new'), 'utf8'), 'new');
+
+  const other = 'sha256:' + '2'.repeat(64);
+  const boom = new Error('download failed: connection reset');
+  await assert.rejects(ensureImageRootfs({
+    home,
+    imageId: other,
+    layers: [layers[0]!, { ...layers[1]!, ready: new Promise((_, rej) => setTimeout(() => rej(boom), 50)) }],
+  }), (e) => e === boom);
+  assert.equal(existsSync(imageRootfsPath(home, other)), false);
+  assert.deepEqual(readdirSync(home.imageRootfsDir).filter((n) => n.startsWith('.tmp-')), []);
+});

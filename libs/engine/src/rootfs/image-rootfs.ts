@@ -27,6 +27,13 @@ export interface ImageLayerInput {
   size: number;
   /** Path of the committed (verified) blob file. */
   path: string;
+  /**
+   * Optional: resolves when the blob at `path` is committed. Lets a puller call
+   * ensureImageRootfs while layers still download, so layer 1 is unpacked while
+   * layer 2 downloads (layers are applied in order; each waits for its own
+   * promise). A rejection aborts the unpack with that error.
+   */
+  ready?: Promise<unknown>;
 }
 
 export interface UnpackProgress {
@@ -119,6 +126,8 @@ export function ensureImageRootfs(opts: EnsureImageRootfsOptions): Promise<Image
 
 async function ensure(opts: EnsureImageRootfsOptions, hex: string): Promise<ImageRootfs> {
   const { home, imageId, layers } = opts;
+  // Mark every `ready` promise handled now: one may reject while an earlier layer unpacks.
+  for (const l of layers ?? []) l?.ready?.catch(() => undefined);
   const done = await complete(home, imageId);
   if (done) return done;
   validateLayers(layers);
@@ -146,6 +155,7 @@ async function ensure(opts: EnsureImageRootfsOptions, hex: string): Promise<Imag
       const n = layers.length;
       for (const [i, l] of layers.entries()) {
         const progress = opts.onProgress;
+        if (l.ready) await l.ready;
         progress?.({ layer: i + 1, layers: n, digest: l.digest, bytes: 0 });
         let last = 0;
         await applyLayer(l.path, rootfs, {
