@@ -65,6 +65,19 @@ test('regular files, directories, empty directories, modes and mtimes', async ()
   assert.deepEqual([t['big.bin']?.mode, t['big.bin']?.mtime], [0o640, 1_500_000_008]);
 });
 
+test('implicit parent directories are 0755 root:root whatever the umask', async () => {
+  const root = fresh('umask');
+  const old = process.umask(0o077);
+  try {
+    await apply(root, [{ name: 'a/b/c/file', data: 'x', mode: 0o644 }]);
+  } finally {
+    process.umask(old);
+  }
+  const t = describeTree(root);
+  for (const d of ['a', 'a/b', 'a/b/c']) assert.deepEqual([t[d]?.mode, t[d]?.uid, t[d]?.gid], [0o755, 0, 0], d);
+  assert.equal(t['a/b/c/file']?.mode, 0o644);
+});
+
 test('ownership: applied with lchown as root (setuid survives chown), recorded when chown is off', async () => {
   assert.equal(process.getuid?.(), 0, 'this test must run as root (CI runs as root) to check real ownership');
   const entries: TarEntry[] = [

@@ -125,7 +125,10 @@ class LayerApplier {
     private readonly session: UnpackSession,
     concurrency: number,
   ) {
-    this.resolver = new RootResolver(root, (rel) => this.markCreated(rel));
+    this.resolver = new RootResolver(root, (rel) => {
+      this.markCreated(rel);
+      this.session.setImplicitDir(rel);
+    });
     this.slots = new Slots(Math.max(1, concurrency));
   }
 

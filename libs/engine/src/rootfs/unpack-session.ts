@@ -39,6 +39,14 @@ export class UnpackSession {
     this.dirs.set(rel, meta);
   }
 
+  /**
+   * A parent directory the layer did not list: 0755 root:root (like containerd),
+   * whatever the process umask, unless an entry describes it later.
+   */
+  setImplicitDir(rel: string): void {
+    if (!this.dirs.has(rel)) this.dirs.set(rel, { mode: 0o755, uid: 0, gid: 0 });
+  }
+
   /** Records the owner of a path when it cannot be applied (not root). */
   setOwner(rel: string, uid: number, gid: number): void {
     if (this.chown) return;
