@@ -280,8 +280,11 @@ setInterval(() => {}, 1000);
     assert.equal(vm.commandTransport, 'krun_config.json');
     assert.equal((await vm.wait()).exitCode, 4);
     const expected = JSON.stringify({
-      process: { args: ['/usr/bin/my prog', ...args], env: ['Q="quoted"', 'NL=a\nb', 'Q2=x', `HOSTNAME=${s.id}`], cwd: '/srv/my dir' },
+      Env: ['Q="quoted"', 'NL=a\nb', 'Q2=x', `HOSTNAME=${s.id}`],
+      WorkingDir: '/srv/my dir',
+      Cmd: ['/usr/bin/my prog', ...args],
     });
+    assert.ok(expected.indexOf('"Env"') < expected.indexOf('"WorkingDir"') && expected.indexOf('"WorkingDir"') < expected.indexOf('"Cmd"'));
     const lines = readStubRecord(record);
     // What the guest init would read at /.krun_config.json (through the root share).
     assert.ok(lines.includes(`guest_read(".krun_config.json", content=${cQuote(expected)})`), lines.join('\n'));

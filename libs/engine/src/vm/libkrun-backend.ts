@@ -259,9 +259,14 @@ export class LibkrunBackend implements HypervisorBackend {
     const workdir = spec.workdir ?? '/';
     const viaFile = cmdlineTransportProblem(spec.command, spec.args, env, workdir);
     if (viaFile !== undefined) {
-      // libkrun's init: argv from process.args when KRUN_INIT is unset, env entries not
-      // already set (HOME/TERM always), chdir to process.cwd when KRUN_WORKDIR is unset.
-      const krunConfig = { process: { args: [spec.command, ...spec.args], env, cwd: workdir } };
+      // Docker image-config keys, which both of libkrun's inits read: the Rust init
+      // (init/src/config.rs: aliases Cmd/Env/WorkingDir) and the older C init, whose
+      // jsmn scan matches key names anywhere in the token stream. Key order matters
+      // for the C init: Env and WorkingDir before Cmd, so that an argument spelled
+      // "WorkingDir" or "args" can never be taken for a key (each key is parsed once).
+      // Both: argv from Cmd when KRUN_INIT is unset; env entries not already set
+      // (HOME/TERM always); chdir to WorkingDir when KRUN_WORKDIR is unset.
+      const krunConfig = { Env: env, WorkingDir: workdir, Cmd: [spec.command, ...spec.args] };
       await writeFile(paths.krunConfig, JSON.stringify(krunConfig), { mode: 0o644 });
       mounts.push({ kind: 'bind-file', source: paths.krunConfig, target: join(paths.root, KRUN_CONFIG_GUEST_PATH), readOnly: true });
     } else {
