@@ -243,6 +243,8 @@ cmd_stop() {
   flock -w 600 9 || die "timed out waiting for the lock $STATE/.lock"
   stop_registry
   stop_redis
+  # Tests then fail with "run: bash scripts/test-services.sh start", not a refused connection.
+  rm -f "$STATE/env.sh"
 }
 
 cmd_status() {
