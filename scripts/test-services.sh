@@ -44,12 +44,16 @@ REGISTRY="127.0.0.1:$REGISTRY_PORT"
 log() { echo "test-services: $*" >&2; }
 die() { echo "test-services: ERROR: $*" >&2; exit 1; }
 
+# Installs what is missing (scripts/install-deps.sh, apt-get) before giving up.
 need() {
-  local missing=()
+  local missing=() c
   for c in "$@"; do command -v "$c" >/dev/null 2>&1 || missing+=("$c"); done
-  if [ ${#missing[@]} -gt 0 ]; then
-    die "missing commands: ${missing[*]} — run: bash scripts/install-deps.sh"
-  fi
+  [ ${#missing[@]} -eq 0 ] && return 0
+  log "missing commands: ${missing[*]} — running scripts/install-deps.sh"
+  bash "$ROOT/scripts/install-deps.sh" >&2 || die "scripts/install-deps.sh failed; missing: ${missing[*]}"
+  for c in "${missing[@]}"; do
+    command -v "$c" >/dev/null 2>&1 || die "command '$c' still missing after scripts/install-deps.sh"
+  done
 }
 
 # pid of the process listening on 127.0.0.1:PORT (empty when none / unknown)
@@ -81,7 +85,9 @@ start_redis() {
     local pid ours dir
     pid="$(listener_pid "$REDIS_PORT")"
     ours="$(pidfile_pid "$REDIS_PID")"
-    if [ -n "$pid" ] && [ "$pid" = "$ours" ] && redis_ping; then
+    if [ -n "$pid" ] && [ "$pid" = "$ours" ]; then
+      redis_ping || die "our redis (pid $pid, 127.0.0.1:$REDIS_PORT) does not answer PING (see $REDIS_LOG);" \
+        "run: bash scripts/test-services.sh restart"
       log "redis already running on 127.0.0.1:$REDIS_PORT (pid $pid)"
       return 0
     fi
@@ -154,7 +160,8 @@ start_registry() {
     pid="$(listener_pid "$REGISTRY_PORT")"
     ours="$(pidfile_pid "$REGISTRY_PID")"
     cmd="$(tr '\0' ' ' </proc/"${pid:-0}"/cmdline 2>/dev/null || true)"
-    if [ -n "$pid" ] && [ "$pid" = "$ours" ] && registry_ping; then
+    if [ -n "$pid" ] && [ "$pid" = "$ours" ]; then
+      wait_for "docker-registry ($REGISTRY, pid $pid)" "$REGISTRY_LOG" registry_ping
       log "registry already running on $REGISTRY (pid $pid)"
       return 0
     fi
