@@ -57,11 +57,15 @@ export function registerStatus(program: Command): void {
         }
         last = snapshot;
         await new Promise<void>((resolve) => {
-          const t = setTimeout(resolve, interval * 1000);
-          stop.signal.addEventListener('abort', () => {
+          const onAbort = (): void => {
             clearTimeout(t);
             resolve();
-          }, { once: true });
+          };
+          const t = setTimeout(() => {
+            stop.signal.removeEventListener('abort', onAbort);
+            resolve();
+          }, interval * 1000);
+          stop.signal.addEventListener('abort', onAbort, { once: true });
         });
       }
       process.off('SIGINT', onSignal);
