@@ -282,6 +282,10 @@ test('wrong types name what was expected', () => {
     '8:1 group[0].local_only: expected boolean, got string',
   ]);
   assert.deepEqual(issuesOf(() => parseConfigToml('service = 3\n')).map(show), ['1:1 service: expected array, got integer']);
+  assert.deepEqual(issuesOf(() => parseConfigToml('[service]\nname = "a"\n[[group]]\nname = "g"\n[group.volume]\nname = "v"\n')).map(show), [
+    '1:1 service: expected an array of tables: write [[service]], not [service]',
+    '5:1 group[0].volume: expected an array of tables: write [[group.volume]], not [group.volume]',
+  ]);
 });
 
 test('all problems are reported at once, schema and cross-field together, sorted by line', () => {

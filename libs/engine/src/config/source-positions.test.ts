@@ -77,3 +77,9 @@ test('falls back to the table header for a missing key, and to nothing when unkn
   assert.equal(at('service[7].name'), undefined);
   assert.equal(at(''), undefined);
 });
+
+test('a key that is a table header, not a key line, maps to that header', () => {
+  const single = new SourcePositionIndex('# x\n[service]\nname = "a"\n');
+  assert.deepEqual(single.locate(['service']), { line: 2, column: 1 });
+  assert.deepEqual(single.locate(['service', 'name']), { line: 2, column: 1 });
+});

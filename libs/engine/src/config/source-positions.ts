@@ -92,7 +92,14 @@ export class SourcePositionIndex {
     const key = rest[0];
     if (typeof key !== 'string') return headerOffset;
     const entry = this.keys.find((k) => k.header === headerIdx && k.key === key);
-    if (!entry) return headerOffset;
+    if (!entry) {
+      // `[service]` written where `[[service]]` was meant: point at that header.
+      // (An index that was not found, `service[7]`, stays with the enclosing table.)
+      if (typeof rest[1] === 'number') return headerOffset;
+      const full = tableName === '' ? key : `${tableName}.${key}`;
+      const table = this.headers.slice(headerIdx + 1, end).find((hd) => hd.name === full);
+      return table?.offset ?? headerOffset;
+    }
     const element = rest[1];
     if (typeof element !== 'number') return entry.offset;
     return this.arrayElementOffset(entry.valueOffset, element) ?? entry.offset;

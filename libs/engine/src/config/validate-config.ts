@@ -59,6 +59,14 @@ function knownKeysAt(path: readonly PropertyKey[]): string[] {
   return schema instanceof z.ZodObject ? Object.keys(schema.shape) : [];
 }
 
+/** `[service]` instead of `[[service]]` is the classic TOML slip: say so. */
+function tableArrayHint(path: readonly PropertyKey[], message: string): string {
+  if (message !== 'expected array, got table') return message;
+  const table = path.filter((p): p is string => typeof p === 'string').join('.');
+  if (!['service', 'group', 'group.volume', 'group.env'].includes(table)) return message;
+  return `expected an array of tables: write [[${table}]], not [${table}]`;
+}
+
 function zodIssues(error: z.ZodError): ConfigIssue[] {
   const out: ConfigIssue[] = [];
   for (const iss of error.issues) {
@@ -72,7 +80,7 @@ function zodIssues(error: z.ZodError): ConfigIssue[] {
         });
       }
     } else {
-      out.push({ path: formatPath(iss.path), message: iss.message });
+      out.push({ path: formatPath(iss.path), message: tableArrayHint(iss.path, iss.message) });
     }
   }
   return out;
