@@ -1,4 +1,5 @@
-import koffi from 'koffi';
+import { createRequire } from 'node:module';
+import type * as Koffi from 'koffi';
 import { describeErrno } from './errno-name.js';
 import { LibkrunError } from './libkrun-error.js';
 
@@ -80,6 +81,17 @@ export const KRUN_EXIT_CODES = { ENV_SETUP_FAILED: 125, EXEC_FAILED: 126, NOT_FO
 
 type NativeFn = (...args: unknown[]) => number;
 
+let koffiModule: typeof Koffi | undefined;
+/**
+ * koffi is loaded on first use, not at import: a host where its native module
+ * cannot load still imports @monocore/native (and the engine), and the libkrun
+ * probe reports why instead of the whole process failing to start.
+ */
+function koffi(): typeof Koffi {
+  koffiModule ??= createRequire(import.meta.url)('koffi') as typeof Koffi;
+  return koffiModule;
+}
+
 function checkString(fn: string, param: string, value: unknown, nullable = false): string | null {
   if (value === null && nullable) return null;
   if (typeof value !== 'string') {
@@ -143,9 +155,9 @@ export class Libkrun {
    * MC_VM_LIBKRUN_SYMBOL_MISSING when a required symbol is absent.
    */
   static load(path: string): Libkrun {
-    let lib: ReturnType<typeof koffi.load>;
+    let lib: ReturnType<typeof Koffi.load>;
     try {
-      lib = koffi.load(path);
+      lib = koffi().load(path);
     } catch (err) {
       throw new LibkrunError('MC_VM_LIBKRUN_NOT_FOUND', `cannot load libkrun from ${path}: ${(err as Error).message}`, { path }, { cause: err });
     }
