@@ -116,8 +116,11 @@ class LayerApplier {
   private readonly slots: Slots;
   private readonly jobs = new Set<Promise<void>>();
   private failure: MonocoreError | undefined;
-  private abort!: () => void;
-  private readonly aborted = new Promise<void>((r) => (this.abort = r));
+  /** Aborted on the first failure: wakes an entry waiting for body bytes that will never come. */
+  private readonly abortCtl = new AbortController();
+  private abort(): void {
+    this.abortCtl.abort();
+  }
 
   constructor(
     private readonly root: string,
@@ -415,17 +418,34 @@ class LayerApplier {
     this.jobs.add(job);
   }
 
+  /**
+   * Runs `body` until it settles or the layer fails. The abort listener is
+   * removed afterwards: a listener left on a long-lived signal would keep every
+   * file's bytes reachable until the layer ends.
+   */
+  private untilAbort<T>(body: (resolve: (v: T) => void, reject: (err: unknown) => void) => void): Promise<T> {
+    const signal = this.abortCtl.signal;
+    if (signal.aborted) return Promise.reject(this.failure);
+    return new Promise<T>((resolve, reject) => {
+      const onAbort = (): void => reject(this.failure);
+      signal.addEventListener('abort', onAbort, { once: true });
+      body(
+        (v) => { signal.removeEventListener('abort', onAbort); resolve(v); },
+        (err) => { signal.removeEventListener('abort', onAbort); reject(err); },
+      );
+    });
+  }
+
   private readBody(e: ReadEntry): Promise<Buffer[]> {
-    return new Promise<Buffer[]>((resolve, reject) => {
+    return this.untilAbort<Buffer[]>((resolve) => {
       const chunks: Buffer[] = [];
       e.on('data', (c: Buffer) => chunks.push(c));
       e.on('end', () => resolve(chunks));
-      void this.aborted.then(() => reject(this.failure));
     });
   }
 
   private streamBody(e: ReadEntry, fh: FileHandle): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
+    return this.untilAbort<void>((resolve, reject) => {
       let pending: Promise<void> = Promise.resolve();
       let broken = false;
       e.on('data', (c: Buffer) => {
@@ -436,7 +456,6 @@ class LayerApplier {
         );
       });
       e.on('end', () => { void pending.then(() => { if (!broken) resolve(); }); });
-      void this.aborted.then(() => reject(this.failure));
     });
   }
 
