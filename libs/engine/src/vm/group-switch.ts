@@ -1,21 +1,21 @@
 import { unlinkSync } from 'node:fs';
-import { createServer, type Server, type Socket } from 'node:net';
+import { connect, createServer, type Server, type Socket } from 'node:net';
 
 /**
  * A learning Ethernet switch for one group's private L2 segment, in process.
- * QEMU joins with `-netdev stream,addr.type=unix,addr.path=<socket>`; the
- * stream carries each frame as a 4-byte big-endian length + the frame.
+ * Each VM gets a connected unix socket from connectPort() and QEMU uses it as
+ * `-netdev socket,fd=N`; the stream carries each frame as a 4-byte big-endian
+ * length + the frame.
  *
  * Isolation by construction: one switch per group, nothing else is attached
  * (no uplink, no host interface), so a group's frames can reach only the
  * group's VMs. Each port may be pinned to the MAC the backend assigned to that
- * VM (`expectMac`): frames with another source MAC are dropped, so a guest
- * cannot impersonate a peer at L2.
+ * VM: frames with another source MAC are dropped, so a guest cannot
+ * impersonate a peer at L2.
  */
 export class GroupSwitch {
   private readonly ports = new Set<Port>();
   private readonly macTable = new Map<string, Port>();
-  private readonly allowedMacs = new Set<string>();
   private readonly server: Server;
 
   private constructor(readonly socketPath: string, server: Server) {
@@ -36,19 +36,32 @@ export class GroupSwitch {
     return sw;
   }
 
-  /** Restrict the segment to known MACs (each VM's assigned address). */
-  allowMac(mac: string): void {
-    this.allowedMacs.add(mac.toLowerCase());
-  }
-
-  forgetMac(mac: string): void {
-    const m = mac.toLowerCase();
-    this.allowedMacs.delete(m);
-    this.macTable.delete(m);
-  }
 
   get portCount(): number {
     return this.ports.size;
+  }
+
+  /**
+   * Opens a port for one VM and returns the connected client end, whose fd is
+   * handed to QEMU (`-netdev socket,fd=N`): already connected, so the guest's
+   * link is up from the first frame (QEMU 7.2's `-netdev stream` client left
+   * virtio-net at NO-CARRIER here). The port is pinned to `mac`: the first
+   * bytes on the wire register it, and frames with any other source MAC are
+   * dropped, so a guest cannot impersonate a peer.
+   */
+  async connectPort(mac: string): Promise<Socket> {
+    const sock = connect(this.socketPath);
+    sock.pause(); // never read here: every byte from the switch belongs to QEMU
+    await new Promise<void>((resolve, reject) => {
+      sock.once('error', reject);
+      sock.once('connect', () => {
+        sock.off('error', reject);
+        resolve();
+      });
+    });
+    const hello = Buffer.from(`${HELLO}${mac.toLowerCase()}\n`, 'ascii');
+    await new Promise<void>((resolve, reject) => sock.write(hello, (e) => (e ? reject(e) : resolve())));
+    return sock;
   }
 
   private attach(sock: Socket): void {
@@ -56,6 +69,16 @@ export class GroupSwitch {
     this.ports.add(port);
     sock.on('data', (chunk: Buffer) => {
       port.buf = port.buf.length ? Buffer.concat([port.buf, chunk]) : chunk;
+      if (port.mac === undefined) {
+        if (port.buf.length < HELLO_LEN) return;
+        const hello = port.buf.subarray(0, HELLO_LEN).toString('ascii');
+        if (!hello.startsWith(HELLO) || !hello.endsWith('\n')) {
+          sock.destroy(); // not one of ours
+          return;
+        }
+        port.mac = hello.slice(HELLO.length, -1);
+        port.buf = port.buf.subarray(HELLO_LEN);
+      }
       while (port.buf.length >= 4) {
         const len = port.buf.readUInt32BE(0);
         if (len > 65535 + 18) {
@@ -80,7 +103,7 @@ export class GroupSwitch {
     if (frame.length < 14) return;
     const dst = macString(frame, 0);
     const src = macString(frame, 6);
-    if (this.allowedMacs.size > 0 && !this.allowedMacs.has(src)) return; // spoofed source
+    if (src !== from.mac) return; // spoofed source: each port may only send as its own MAC
     if (!this.macTable.has(src) || this.macTable.get(src) !== from) {
       this.macTable.set(src, from);
       from.macs.add(src);
@@ -108,7 +131,11 @@ export class GroupSwitch {
   }
 }
 
+const HELLO = 'mcport ';
+const HELLO_LEN = HELLO.length + 17 + 1; // "mcport " + aa:bb:cc:dd:ee:ff + "\n"
+
 interface Port {
+  mac?: string;
   sock: Socket;
   buf: Buffer;
   macs: Set<string>;

@@ -180,6 +180,7 @@ export class QemuBackend implements HypervisorBackend {
     let group: { sw: GroupSwitch; dir: string; members: number } | undefined;
     let groupKey: string | undefined;
     let releaseGroup: () => Promise<void> = async () => {};
+    let groupSock: Socket | undefined;
     const guest: GuestSpec = {
       argv: [spec.command, ...spec.args],
       env: spec.env,
@@ -198,15 +199,15 @@ export class QemuBackend implements HypervisorBackend {
         groupKey = net.group;
         group = await this.joinGroup(net.group);
         const mac = groupMac(net.address);
-        group.sw.allowMac(mac);
-        const g = group;
         releaseGroup = async () => {
-          g.sw.forgetMac(mac);
+          groupSock?.destroy();
           await this.leaveGroup(net.group);
         };
-        // The group segment: a stream socket to our in-process switch. No host
-        // interface is attached to it, so nothing but the group's VMs is on it.
-        netArgs.push('-netdev', `stream,id=grp,server=off,addr.type=unix,addr.path=${group.sw.socketPath}`);
+        // The group segment: a connected socket to our in-process switch, passed
+        // as fd 3. No host interface is attached to the segment, so nothing but
+        // the group's VMs is on it.
+        groupSock = await group.sw.connectPort(mac);
+        netArgs.push('-netdev', 'socket,id=grp,fd=3');
         netArgs.push('-device', `virtio-net-device,netdev=grp,mac=${mac}`);
         guest.nics.push({ mac, cidr: net.address });
         const self = net.address.split('/')[0];
@@ -295,7 +296,9 @@ export class QemuBackend implements HypervisorBackend {
     const t0 = Date.now();
     let child: ChildProcess;
     try {
-      child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
+      child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe', ...(groupSock ? [groupSock] : [])] });
+      // QEMU holds its own copy of the group socket now; ours must never read from it.
+      groupSock?.destroy();
     } catch (e) {
       await releaseGroup();
       for (const s of servers) s.close();
