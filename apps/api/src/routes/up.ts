@@ -21,19 +21,13 @@ const UpEnvelopeSchema = z.strictObject({
   group: z.string().min(1).max(63).optional(),
   services: z.array(z.string().min(1).max(63)).max(1024).optional(),
   wait: z.boolean().optional(),
-  timeout: z.number().int().min(1).max(3600).optional(),
+  timeout: z.number().int().min(1).max(3600).optional().describe('seconds'),
 });
 
 const UpBodySchema = z
   .union([
     ConfigBodySchema,
-    z.object({
-      config: ConfigBodySchema,
-      group: z.string().optional(),
-      services: z.array(z.string()).optional(),
-      wait: z.boolean().optional(),
-      timeout: z.number().int().optional().describe('seconds'),
-    }),
+    UpEnvelopeSchema.extend({ config: ConfigBodySchema }),
   ])
   .describe('the configuration (same keys as monocore.toml), or {config, group?, services?, wait?, timeout?}');
 

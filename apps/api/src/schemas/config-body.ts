@@ -6,4 +6,7 @@ import { MonocoreConfigSchema } from '@monocore/engine';
  * OpenAPI document shows exactly what validateConfig accepts. The /up route
  * validates with validateConfig itself to report every issue at once.
  */
-export const ConfigBodySchema = MonocoreConfigSchema;
+export const ConfigBodySchema = MonocoreConfigSchema.meta({
+  id: 'MonocoreConfig',
+  description: 'the configuration: the same model and keys as monocore.toml',
+});
