@@ -378,8 +378,9 @@ class LayerApplier {
       try {
         if (chunks && chunks.length > 0) await writeAll(fh, chunks);
         // chown before chmod: chown clears setuid/setgid.
-        if (this.session.chown) await fh.chown(uid, gid);
-        await fh.chmod(mode);
+        const chowned = this.session.needsChown(uid, gid);
+        if (chowned) await fh.chown(uid, gid);
+        if (this.session.needsChmod(mode, chowned)) await fh.chmod(mode);
         if (t) await fh.utimes(t.atime, t.mtime);
       } finally {
         await fh.close().catch(() => undefined);

@@ -151,7 +151,8 @@ async function ensure(opts: EnsureImageRootfsOptions, hex: string): Promise<Imag
     // mkdir/mkdtemp give 0700; an image without a "./" entry still needs a usable root.
     await chmod(rootfs, 0o755);
     try {
-      const session = new UnpackSession(rootfs);
+      // chmod cleared any setgid inherited from above: new files get our euid/egid.
+      const session = new UnpackSession(rootfs, { freshTree: true });
       const n = layers.length;
       for (const [i, l] of layers.entries()) {
         const progress = opts.onProgress;

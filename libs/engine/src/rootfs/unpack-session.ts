@@ -28,11 +28,35 @@ export class UnpackSession {
   private readonly owners = new Map<string, { uid: number; gid: number }>();
   private readonly devices = new Map<string, DeviceEntry>();
 
+  /** Permission bits open(2) strips from new files (read once: process.umask() is per process). */
+  readonly umask: number = process.umask();
+  /**
+   * Owner every newly created file gets without a chown, when known: only for a
+   * fresh tree whose directories carry no setgid bit (ensureImageRootfs' temp
+   * dir), where it is the process's euid/egid. Saves one syscall per file.
+   */
+  readonly newFileOwner: { uid: number; gid: number } | undefined;
+
   constructor(
     readonly root: string,
-    opts: { chown?: boolean } = {},
+    opts: { chown?: boolean; freshTree?: boolean } = {},
   ) {
     this.chown = opts.chown ?? canChown();
+    this.newFileOwner = opts.freshTree && typeof process.geteuid === 'function' && typeof process.getegid === 'function'
+      ? { uid: process.geteuid(), gid: process.getegid() }
+      : undefined;
+  }
+
+  /** Whether a file just created with `open(…, mode & 0777)` still needs fchown(uid, gid). */
+  needsChown(uid: number, gid: number): boolean {
+    if (!this.chown) return false;
+    const o = this.newFileOwner;
+    return !o || o.uid !== uid || o.gid !== gid;
+  }
+
+  /** Whether that file still needs fchmod(mode): special bits, bits the umask removed, or a chown (which clears setuid/setgid). */
+  needsChmod(mode: number, chowned: boolean): boolean {
+    return (mode & 0o7000) !== 0 || (mode & 0o777 & ~this.umask) !== (mode & 0o777) || (chowned && (mode & 0o6000) !== 0);
   }
 
   setDir(rel: string, meta: DirMeta): void {
