@@ -88,3 +88,17 @@ test('oversized bodies are refused by the schema without expensive cross-field w
   assert.deepEqual(!result.ok && result.issues, [{ path: 'service', message: 'must have at most 1024 entries' }]);
   assert.throws(() => validateConfig({ service }), (err: unknown) => isMonocoreError(err, 'MC_CONFIG_INVALID'));
 });
+
+test('values JSON cannot carry (bigint, symbol, function) from library callers are issues, not crashes', () => {
+  const result = checkConfig({
+    service: [{ name: 'a', ram: 10n, cpus: Symbol('x'), restart: 5n, args: [() => 1], max_restarts: 'x'.repeat(100) }],
+  });
+  assert.equal(result.ok, false);
+  assert.deepEqual(!result.ok && result.issues.map((i) => `${i.path}: ${i.message}`), [
+    'service[0].args[0]: expected string, got function',
+    'service[0].cpus: must be an integer in 1..64, got symbol',
+    'service[0].ram: must be an integer in 64..1048576, got 10',
+    'service[0].restart: must be one of "on-failure", "always", "no", got 5',
+    `service[0].max_restarts: must be an integer in 0..100, got "${'x'.repeat(64)}…"`,
+  ]);
+});

@@ -72,3 +72,15 @@ export function closestMatch(word: string, candidates: readonly string[]): strin
   }
   return best;
 }
+
+/** A short, safe rendering of an input value for messages (never throws, never huge). */
+export function showValue(v: unknown): string {
+  if (typeof v === 'string') return JSON.stringify(v.length > 64 ? `${v.slice(0, 64)}…` : v);
+  if (typeof v === 'number' || typeof v === 'boolean') return String(v);
+  if (typeof v === 'bigint') return v.toString();
+  if (v === null) return 'null';
+  if (v === undefined) return 'nothing';
+  if (Array.isArray(v)) return 'an array';
+  if (v instanceof Date) return 'a date';
+  return typeof v === 'object' ? 'a table' : typeof v;
+}

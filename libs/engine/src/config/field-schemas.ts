@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { isMonocoreError } from '../errors/index.js';
 import { parseImageReference } from '../oci/image-reference.js';
 import { tryParseEnvVar } from './env-var.js';
+import { showValue } from './config-issue.js';
 import { ConfigLimits } from './limits.js';
 import { ENTRY_NAME_PATTERN, NAME_PATTERN, checkName } from './names.js';
 import { tryParsePortMapping } from './port-mapping.js';
@@ -86,7 +87,7 @@ export const EnvSchema = boundedString().superRefine(
 export const intInRange = (min: number, max: number) => {
   // One message for every way to miss (wrong type, fraction, too small, too big),
   // while z.int().min().max() still shows the bounds in the JSON Schema / OpenAPI.
-  const error = (iss: { input?: unknown }) => `must be an integer in ${min}..${max}, got ${JSON.stringify(iss.input)}`;
+  const error = (iss: { input?: unknown }) => `must be an integer in ${min}..${max}, got ${showValue(iss.input)}`;
   return z.int({ error }).min(min, { error }).max(max, { error });
 };
 

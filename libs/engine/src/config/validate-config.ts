@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { MonocoreError } from '../errors/index.js';
-import { closestMatch, formatIssue, formatPath, splitPath, type ConfigIssue } from './config-issue.js';
+import { closestMatch, formatIssue, formatPath, showValue, splitPath, type ConfigIssue } from './config-issue.js';
 import { MonocoreConfigSchema, type MonocoreConfig } from './monocore-config-schema.js';
 import { semanticIssues } from './semantic-checks.js';
 import type { SourcePositionIndex } from './source-positions.js';
@@ -32,7 +32,7 @@ const errorMap: z.core.$ZodErrorMap = (iss) => {
     return `expected ${expectedName[iss.expected] ?? iss.expected}, got ${typeName(iss.input)}`;
   }
   if (iss.code === 'invalid_value') {
-    return `must be one of ${iss.values.map((v) => JSON.stringify(v)).join(', ')}, got ${JSON.stringify(iss.input)}`;
+    return `must be one of ${iss.values.map((v) => showValue(v)).join(', ')}, got ${showValue(iss.input)}`;
   }
   return undefined;
 };
