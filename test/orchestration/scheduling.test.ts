@@ -25,6 +25,11 @@ const stamps = (name: string): bigint[] =>
     ? readFileSync(join(out, name), 'utf8').trim().split('\n').filter(Boolean).map((l) => BigInt(l))
     : [];
 
+/** `running` means the process was spawned; its first line (the stamp) may land a moment later. */
+async function stamped1(names: string[], count = 1): Promise<void> {
+  await until(`stamps of ${names.join(', ')}`, async () => names.every((n) => stamps(n).length >= count), 10_000);
+}
+
 async function withHarness(fn: (h: Harness) => Promise<void>): Promise<void> {
   const h = await harness(DB);
   try {
@@ -44,6 +49,7 @@ test('a three-level chain starts in dependency order (recorded timestamps)', () 
     assert.deepEqual(res.plan.map((p) => [p.name, p.level]), [['a3', 0], ['b3', 1], ['c3', 2]]);
     const s = byName(res.services);
     for (const n of ['a3', 'b3', 'c3']) assert.equal(s[n]?.status, 'running', `${n}: ${JSON.stringify(s[n])}`);
+    await stamped1(['a3', 'b3', 'c3']);
     const [a] = stamps('a3');
     const [b] = stamps('b3');
     const [c] = stamps('c3');
@@ -67,6 +73,7 @@ test('a diamond boots its shared dependency exactly once; independent services s
     };
     const res = await h.orch.up(config, { wait: true, timeoutMs: 20_000 });
     for (const s of res.services) assert.equal(s.status, 'running', JSON.stringify(s));
+    await stamped1(['base', 'left', 'right', 'top', 'solo']);
     for (const n of ['base', 'left', 'right', 'top', 'solo']) assert.equal(stamps(n).length, 1, `${n} started ${stamps(n).length} times`);
     const [base] = stamps('base');
     const [left] = stamps('left');
@@ -145,6 +152,7 @@ test('up is idempotent: unchanged services are untouched, a changed one is resta
     assert.equal(pids3.keep?.pid, pids1.keep?.pid, 'unchanged service kept its process');
     assert.notEqual(pids3.change?.pid, pids1.change?.pid, 'changed service got a new process');
     assert.equal(pids3.change?.status, 'running');
+    await stamped1(['change'], 2);
     assert.equal(stamps('keep').length, 1);
     assert.equal(stamps('change').length, 2);
   }));

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { cpus as osCpus, totalmem } from 'node:os';
-import { Worker, type Job } from 'bullmq';
+import { FlowProducer, Worker, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import { pino, type Logger } from 'pino';
 import {
@@ -136,6 +136,8 @@ export async function startWorker(options: StartWorkerOptions): Promise<Monocore
       await state.releaseLease(name, hostId, epoch);
     },
   });
+  const flows = new FlowProducer({ connection: redis, prefix: QUEUE_PREFIX });
+  flows.on('error', (err: Error) => logger.debug({ err: err.message }, 'flow producer error'));
   const ctx: WorkerContext = {
     hostId,
     home,
@@ -149,6 +151,7 @@ export async function startWorker(options: StartWorkerOptions): Promise<Monocore
     tuning,
     imageOptional: backend.name === 'host-process',
     queue: (name) => queues.get(name),
+    flows,
     promoteGates: (ids) => promoteGates({ queue: (n) => queues.get(n), logger }, ids),
   };
 
@@ -254,6 +257,7 @@ export async function startWorker(options: StartWorkerOptions): Promise<Monocore
         if (r) logger.info(r, 'handed services back');
       }
       await reaper.close();
+      await flows.close().catch(() => undefined);
       await queues.close();
       if (owned) await owned.quit().catch(() => owned?.disconnect());
     },

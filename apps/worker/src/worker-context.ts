@@ -1,4 +1,4 @@
-import { Job, Queue } from 'bullmq';
+import { Job, Queue, type FlowProducer } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import {
@@ -27,6 +27,7 @@ export interface WorkerContext {
   /** Whether the backend can run a service without an image (only the host-process backend). */
   imageOptional: boolean;
   queue(name: string): Queue;
+  flows: FlowProducer;
   /** Promote gate jobs waiting on a service so they re-check now instead of at their next poll. */
   promoteGates(ids: readonly string[]): Promise<void>;
 }
@@ -54,8 +55,8 @@ export async function promoteGates(ctx: Pick<WorkerContext, 'queue' | 'logger'>,
   await Promise.all(
     ids.map(async (id) => {
       try {
-        const job = await Job.fromId(q, id);
-        if (job && (await job.isDelayed())) await job.promote();
+        // One round trip: promote() fails harmlessly when the gate is not delayed (yet or any more).
+        await new Job(q, 'await', {}, {}, id).promote();
       } catch {
         // not delayed any more (raced with its own poll): it re-checks anyway
       }

@@ -8,6 +8,7 @@ export {
   StopJobDataSchema,
   GateJobDataSchema,
   DeployJobDataSchema,
+  ExpandJobDataSchema,
 } from './queues.js';
 export type {
   PullJobData,
@@ -17,6 +18,7 @@ export type {
   StopJobData,
   GateJobData,
   DeployJobData,
+  ExpandJobData,
 } from './queues.js';
 export { Orchestrator, DEFAULT_JOB_TUNING, newDeploymentId } from './orchestrator.js';
 export { shapeDag, buildFlowTree, countFlowJobs } from './flow-builder.js';

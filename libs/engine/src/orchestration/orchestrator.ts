@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { FlowProducer, type FlowJob } from 'bullmq';
+import { Queue, type FlowJob } from 'bullmq';
 import { Redis } from 'ioredis';
 import { pino, type Logger } from 'pino';
 import { validateConfig, resolveService, type ResolvedService } from '../config/index.js';
@@ -35,6 +35,7 @@ import {
   QUEUE_PREFIX,
   QueueNames,
   type DeployJobData,
+  type ExpandJobData,
   type GateJobData,
   type PullJobData,
   type StartJobData,
@@ -80,7 +81,7 @@ export class Orchestrator implements OrchestratorApi {
   readonly state: StateStore;
   readonly hosts: HostRegistry;
   readonly #ownsConnection: boolean;
-  readonly #flows: FlowProducer;
+  readonly #deployQueue: Queue;
   readonly #blocking = new Set<Redis>();
   #closed = false;
   readonly #closeController = new AbortController();
@@ -101,8 +102,8 @@ export class Orchestrator implements OrchestratorApi {
     this.tuning = { ...DEFAULT_JOB_TUNING, ...options.jobs };
     this.state = new StateStore(this.redis);
     this.hosts = new HostRegistry(this.redis);
-    this.#flows = new FlowProducer({ connection: this.redis, prefix: QUEUE_PREFIX });
-    this.#flows.on('error', (err: Error) => this.logger.warn({ err: err.message }, 'flow producer error'));
+    this.#deployQueue = new Queue(QueueNames.deploy, { connection: this.redis, prefix: QUEUE_PREFIX });
+    this.#deployQueue.on('error', (err: Error) => this.logger.warn({ err: err.message }, 'deploy queue error'));
   }
 
   // --- up ----------------------------------------------------------------------
@@ -119,6 +120,7 @@ export class Orchestrator implements OrchestratorApi {
     const hashes = new Map([...resolved].map(([n, r]) => [n, configHash(r as unknown as Record<string, unknown>)]));
     const deploymentId = newDeploymentId();
 
+    const epochOf = new Map<string, number>();
     const planned = await this.hosts.withLock('placement', 10_000, async () => {
       const [records, allHosts] = await Promise.all([this.state.getMany(plan.order), this.hosts.list()]);
       const alive = allHosts.filter((h) => h.alive);
@@ -139,9 +141,11 @@ export class Orchestrator implements OrchestratorApi {
       // A group already running (partly) somewhere stays there: its network is host-local.
       const groupHosts = new Map<string, string>();
       const selectedSet = new Set(plan.order);
-      for (const rec of await this.state.list()) {
-        if (selectedSet.has(rec.name) || !rec.group || !rec.host || !aliveIds.has(rec.host)) continue;
-        if (rec.desired === 'running' && LIVE_STATUSES.includes(rec.status)) groupHosts.set(rec.group, rec.host);
+      if (plan.order.some((n) => resolved.get(n)?.group)) {
+        for (const rec of await this.state.list()) {
+          if (selectedSet.has(rec.name) || !rec.group || !rec.host || !aliveIds.has(rec.host)) continue;
+          if (rec.desired === 'running' && LIVE_STATUSES.includes(rec.status)) groupHosts.set(rec.group, rec.host);
+        }
       }
       const requests: PlacementRequest[] = plan.order.map((n) => {
         const r = resolved.get(n)!;
@@ -153,24 +157,26 @@ export class Orchestrator implements OrchestratorApi {
       });
       const placement = placeServices(requests, net, groupHosts);
 
+      // Every write of the request in one MULTI (one round trip), then the few
+      // fenced transitions of services that exist already.
       const out: PlannedService[] = [];
       const now = new Date().toISOString();
+      const tx = this.redis.multi();
+      const toPending: string[] = [];
+      const allocs = new Map<string, Record<string, string>>();
       for (const n of plan.order) {
         const r = resolved.get(n)!;
         const rec = records.get(n);
         const host = placement.get(n)!;
         const hash = hashes.get(n)!;
-        const unchanged =
-          rec !== undefined &&
-          rec.status === 'running' &&
-          rec.host === host &&
-          rec.runningHash === hash;
+        const unchanged = rec !== undefined && rec.status === 'running' && rec.host === host && rec.runningHash === hash;
         const action: PlannedService['action'] = unchanged
           ? 'unchanged'
           : rec && rec.host === host && LIVE_STATUSES.includes(rec.status)
             ? 'restart'
             : 'start';
         const epoch = rec ? (rec.host === host ? rec.epoch : rec.epoch + 1) : 1;
+        epochOf.set(n, epoch);
         const fields: Record<string, string | number> = {
           name: n,
           group: r.group ?? '',
@@ -185,25 +191,22 @@ export class Orchestrator implements OrchestratorApi {
           host,
           epoch,
         };
-        if (action !== 'unchanged') fields.attempts = 0;
-        if (!rec) {
-          await this.redis
-            .multi()
-            .hset(Keys.service(n), { ...fields, status: 'pending', restarts: 0, updated_at: now })
-            .sadd(Keys.services(), n)
-            .exec();
-          await this.state.emit({ kind: 'transition', service: n, host, deploymentId, detail: 'created' });
-        } else {
-          if (rec.host && rec.host !== host) await this.hosts.release(rec.host, n);
-          const pipe = this.redis.multi().hset(Keys.service(n), fields).sadd(Keys.services(), n);
-          if (action !== 'unchanged') pipe.hset(Keys.service(n), 'restarts', 0);
-          await pipe.exec();
-          // A running service being changed stays `running` until its worker restarts it.
-          if (action === 'start' && rec.status !== 'pending') {
-            await this.state.tryTransition(n, { status: 'pending' }, { detail: `deployment ${deploymentId}` });
-          }
+        if (action !== 'unchanged') {
+          fields.attempts = 0;
+          fields.restarts = 0;
         }
-        await this.hosts.allocate(host, n, r.cpus, r.ram);
+        if (!rec) {
+          // New services need no per-service event: the request's `deployment` event lists them.
+          tx.hset(Keys.service(n), { ...fields, status: 'pending', updated_at: now });
+        } else {
+          if (rec.host && rec.host !== host) tx.hdel(Keys.hostAlloc(rec.host), n);
+          tx.hset(Keys.service(n), fields);
+          // A running service being changed stays `running` until its worker restarts it.
+          if (action === 'start' && rec.status !== 'pending') toPending.push(n);
+        }
+        const alloc = allocs.get(host) ?? {};
+        alloc[n] = `${r.cpus}:${r.ram}`;
+        allocs.set(host, alloc);
         const ps: PlannedService = {
           name: n,
           host,
@@ -215,20 +218,30 @@ export class Orchestrator implements OrchestratorApi {
         if (r.group) ps.group = r.group;
         out.push(ps);
       }
+      tx.sadd(Keys.services(), ...plan.order);
+      for (const [host, alloc] of allocs) tx.hset(Keys.hostAlloc(host), alloc);
+      tx.hset(Keys.deployment(deploymentId), {
+        id: deploymentId,
+        kind: 'up',
+        services: JSON.stringify(plan.order),
+        created_at: now,
+      });
+      await tx.exec();
+      await Promise.all(
+        toPending.map((n) => this.state.tryTransition(n, { status: 'pending' }, { detail: `deployment ${deploymentId}` })),
+      );
       return out;
     });
 
-    await this.redis.hset(Keys.deployment(deploymentId), {
-      id: deploymentId,
-      kind: 'up',
-      services: JSON.stringify(plan.order),
-      created_at: new Date().toISOString(),
-    });
     const hostOf = new Map(planned.map((p) => [p.name, p.host]));
-    const epochs = await this.state.getMany(plan.order);
-    const flow = this.upFlow(deploymentId, plan.order, resolved, hostOf, new Map([...epochs].map(([n, r]) => [n, r.epoch])));
-    await this.#flows.add(flow);
-    await this.state.emit({ kind: 'deployment', deploymentId, detail: `up ${plan.order.length} services` });
+    const flow = this.upFlow(deploymentId, plan.order, resolved, hostOf, epochOf);
+    await this.enqueueFlow(deploymentId, flow);
+    const created = planned.filter((p) => p.action === 'start').length;
+    await this.state.emit({
+      kind: 'deployment',
+      deploymentId,
+      detail: `up ${plan.order.length} services (${created} to start, ${planned.length - created} to keep or restart)`,
+    });
     this.logger.info({ deploymentId, services: plan.order.length }, 'up enqueued');
 
     const services = options.wait
@@ -301,6 +314,18 @@ export class Orchestrator implements OrchestratorApi {
       opts: { jobId: deploymentId, removeOnComplete: KEEP_COMPLETED, removeOnFail: KEEP_FAILED },
       children: tops as FlowJob[],
     };
+  }
+
+  /** One job carrying the flow; a worker adds the flow atomically (see ExpandJobDataSchema). */
+  async enqueueFlow(deploymentId: string, flow: FlowJob): Promise<void> {
+    const data: ExpandJobData = { deploymentId, flow: flow as unknown as ExpandJobData['flow'] };
+    await this.#deployQueue.add('expand', data, {
+      jobId: `${deploymentId}.expand`,
+      attempts: 10,
+      backoff: { type: 'exponential', delay: 500 },
+      removeOnComplete: KEEP_COMPLETED,
+      removeOnFail: KEEP_FAILED,
+    });
   }
 
   gateNode(deploymentId: string, parent: string, target: string, condition: GateJobData['condition']): FlowNode {
@@ -396,7 +421,7 @@ export class Orchestrator implements OrchestratorApi {
         (parent, target) => this.gateNode(deploymentId, parent, target, 'stopped'),
       );
       const root: DeployJobData = { deploymentId, kind, services: order };
-      await this.#flows.add({
+      await this.enqueueFlow(deploymentId, {
         name: 'deployment',
         queueName: QueueNames.deploy,
         data: root,
@@ -546,7 +571,7 @@ export class Orchestrator implements OrchestratorApi {
           services: names.map((n) => recs.get(n)).filter((r): r is ServiceRecord => !!r).map(toServiceStatus),
         });
       }
-      await sleep(50, options.signal);
+      await sleep(100, options.signal);
     }
   }
 
@@ -555,7 +580,7 @@ export class Orchestrator implements OrchestratorApi {
     this.#closed = true;
     this.#closeController.abort();
     for (const c of this.#blocking) c.disconnect();
-    await this.#flows.close().catch(() => undefined);
+    await this.#deployQueue.close().catch(() => undefined);
     if (this.#ownsConnection) await this.redis.quit().catch(() => this.redis.disconnect());
   }
 }

@@ -86,6 +86,19 @@ export const DeployJobDataSchema = z.strictObject({
 });
 export type DeployJobData = z.infer<typeof DeployJobDataSchema>;
 
+/**
+ * `expand` (queue `deploy`): the API records the request and enqueues this one
+ * job carrying the whole flow tree; a worker adds the flow (one atomic
+ * FlowProducer.add). The API's latency then does not grow with the number of
+ * jobs in the flow, and the flow is still created all-or-nothing.
+ */
+export const ExpandJobDataSchema = z.strictObject({
+  deploymentId: Id,
+  /** A FlowJob tree (validated by BullMQ when added; job payloads are parsed again when processed). */
+  flow: z.object({ name: z.string(), queueName: z.string() }).passthrough(),
+});
+export type ExpandJobData = z.infer<typeof ExpandJobDataSchema>;
+
 /** What a completed start job returns. */
 export interface StartJobResult {
   service: string;
