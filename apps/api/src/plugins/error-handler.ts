@@ -33,9 +33,21 @@ function validationIssues(err: FastifyError): Array<{ path: string; message: str
 }
 
 /**
+ * ioredis's ways of saying "Redis is not reachable right now": retries exhausted
+ * while reconnecting, the offline queue disabled, or a refused/reset socket.
+ * These are a 503 the client may retry, not a bug.
+ */
+function isRedisUnavailable(err: FastifyError): boolean {
+  if (err.name === 'MaxRetriesPerRequestError') return true;
+  if (/Stream isn't writeable and enableOfflineQueue/.test(err.message)) return true;
+  return ['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH'].includes(String(err.code));
+}
+
+/**
  * Maps every error to a status and `{code, message, details}` in ONE place:
  * MonocoreError → its code's status; Fastify's own errors (bad JSON, body too
- * large, schema validation) → MC_API_* codes; anything else → 500 MC_INTERNAL
+ * large, schema validation) → MC_API_* codes; Redis unreachable → 503
+ * MC_API_REDIS_UNAVAILABLE; anything else → 500 MC_INTERNAL
  * without the stack (logged with the request id instead).
  */
 export function installErrorHandler(app: FastifyInstance): void {
@@ -56,6 +68,10 @@ export function installErrorHandler(app: FastifyInstance): void {
     }
     if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
       return reply.code(413).send(body('MC_API_BODY_TOO_LARGE', `request body is larger than the limit of ${request.routeOptions.bodyLimit ?? 'the server'} bytes`));
+    }
+    if (isRedisUnavailable(err)) {
+      request.log.warn({ err: err.message }, 'Redis unavailable');
+      return reply.code(503).send(body('MC_API_REDIS_UNAVAILABLE', 'Redis is not reachable from the API right now; retry shortly (see GET /healthz)'));
     }
     const status = typeof err.statusCode === 'number' ? err.statusCode : 500;
     if (status >= 400 && status < 500) {
