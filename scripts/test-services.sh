@@ -64,7 +64,7 @@ port_in_use() { [ -n "$(ss -Hltn "sport = :$1" 2>/dev/null)" ]; }
 pid_alive() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null; }
 pidfile_pid() { [ -f "$1" ] && tr -dc '0-9' <"$1" || true; }
 
-redis_ping() { redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null | grep -qx PONG; }
+redis_ping() { timeout 5 redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null | grep -qx PONG; }
 registry_ping() { curl -fsS -o /dev/null --max-time 2 "http://$REGISTRY/v2/" 2>/dev/null; }
 
 # wait_for NAME LOGFILE CHECK-FUNCTION: bounded retries (~20 s), loud failure
@@ -91,7 +91,7 @@ start_redis() {
       log "redis already running on 127.0.0.1:$REDIS_PORT (pid $pid)"
       return 0
     fi
-    dir="$(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" config get dir 2>/dev/null | sed -n 2p || true)"
+    dir="$(timeout 5 redis-cli -h 127.0.0.1 -p "$REDIS_PORT" config get dir 2>/dev/null | sed -n 2p || true)"
     case "$dir" in
       */.monocore-test/redis)
         log "NOTICE: reusing another checkout's test Redis on 127.0.0.1:$REDIS_PORT (data dir $dir);"

@@ -4,8 +4,13 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Redis } from 'ioredis';
 import { request } from 'undici';
-import { testEnv, tempDir, waitFor, uniqueId } from '../support/env.js';
+import { testEnv, tempDir, waitFor, uniqueId, repoRoot } from '../support/env.js';
 import { existsSync, rmSync } from 'node:fs';
+import { gunzipSync } from 'node:zlib';
+import { createServer, type AddressInfo } from 'node:net';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { join } from 'node:path';
 
 const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
 
@@ -82,4 +87,58 @@ test('tempDir creates a fresh directory under the state dir; waitFor times out w
     waitFor(() => false, { what: 'something that never happens', timeoutMs: 30, intervalMs: 5 }),
     /timed out after 30ms waiting for something that never happens/,
   );
+});
+
+/** Entry names of an uncompressed tar (ustar headers; enough for umoci's layers). */
+function tarNames(tar: Buffer): string[] {
+  const names: string[] = [];
+  for (let off = 0; off + 512 <= tar.length; ) {
+    const header = tar.subarray(off, off + 512);
+    if (header.every((b) => b === 0)) break;
+    const field = (start: number, len: number): string => header.subarray(start, start + len).toString('utf8').replace(/\0.*$/s, '');
+    const prefix = field(345, 155);
+    names.push(prefix ? `${prefix}/${field(0, 100)}` : field(0, 100));
+    const size = parseInt(field(124, 12).trim() || '0', 8);
+    off += 512 + Math.ceil(size / 512) * 512;
+  }
+  return names;
+}
+
+test('the second layer of the layered image adds /etc/motd and whiteouts /etc/removed-in-layer2', async () => {
+  const env = testEnv();
+  const repo = env.imageLayered.slice(env.imageLayered.indexOf('/') + 1, env.imageLayered.lastIndexOf(':'));
+  const manifest = await getJson<Manifest>(manifestUrl(env.imageLayered), OCI_MANIFEST);
+  const [base, top] = manifest.body.layers;
+  assert.ok(base && top);
+  const blob = async (digest: string): Promise<Buffer> => {
+    const res = await request(`http://${env.registry}/v2/${repo}/blobs/${digest}`);
+    assert.equal(res.statusCode, 200, `blob ${digest}`);
+    return gunzipSync(Buffer.from(await res.body.arrayBuffer()));
+  };
+  const topNames = tarNames(await blob(top.digest)).map((n) => n.replace(/^\.?\//, ''));
+  assert.ok(topNames.includes('etc/motd'), topNames.join(', '));
+  assert.ok(topNames.includes('etc/.wh.removed-in-layer2'), topNames.join(', '));
+  const baseNames = tarNames(await blob(base.digest)).map((n) => n.replace(/^\.?\//, ''));
+  for (const name of ['bin/busybox', 'bin/sh', 'etc/passwd', 'etc/group', 'etc/hostname', 'etc/removed-in-layer2', 'tmp/', 'root/']) {
+    assert.ok(baseNames.includes(name), `base layer lacks ${name}`);
+  }
+});
+
+test('test-services.sh refuses a port held by a process that is not a monocore test service', async (t) => {
+  const server = createServer((sock) => sock.end('not redis\r\n'));
+  await new Promise<void>((ok) => server.listen(0, '127.0.0.1', ok));
+  t.after(() => server.close());
+  const port = (server.address() as AddressInfo).port;
+  // Async: the fake server must keep answering while the script probes it.
+  const r = await promisify(execFile)('bash', [join(repoRoot, 'scripts', 'test-services.sh'), 'start'], {
+    env: { ...process.env, MONOCORE_TEST_REDIS_PORT: String(port) },
+    encoding: 'utf8',
+    timeout: 60_000,
+  }).then(
+    () => ({ status: 0, stderr: '' }),
+    (err: { code?: number; stderr?: string }) => ({ status: err.code, stderr: err.stderr ?? '' }),
+  );
+  assert.equal(r.status, 1, r.stderr);
+  assert.match(r.stderr, new RegExp(`port 127\\.0\\.0\\.1:${port} is taken by something that is not monocore's test Redis`));
+  assert.match(r.stderr, /MONOCORE_TEST_REDIS_PORT/);
 });
