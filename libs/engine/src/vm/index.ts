@@ -9,4 +9,6 @@ export { detectAccel, type Accel, type AccelChoice } from './acceleration.js';
 export { cleanupOrphans, type OrphanCleanup } from './orphans.js';
 export { validateVmSpec } from './vm-spec-validation.js';
 export { GroupSwitch } from './group-switch.js';
+export { MicroVm, MicroVmBuilder } from './micro-vm.js';
+export { selectBackend, probeBackends, type BackendName, type BackendReport, type SelectBackendOptions, type SelectedBackend } from './select-backend.js';
 export { LibkrunBackend, libkrunPaths, LIBKRUN_ALLOW_TSI_ENV, type LibkrunBackendOptions, type LibkrunVmHandle, type LibkrunHostFacts } from './libkrun-backend.js';
