@@ -128,15 +128,16 @@ async function doPull(ref: ImageReference, platform: Platform, options: PullImag
   const repo = { registry: ref.registry, repository: ref.repository };
 
   emit({ phase: 'resolving', layers: [], done: 0, total: 0 });
-  const record = await images.find(reference, platformStr);
   let topDigest = ref.digest;
-  if (record && topDigest !== undefined && record.digest === topDigest && (await exists(record.rootfs))) return pulledFrom(record);
-  if (topDigest === undefined) {
-    topDigest = (await client.headManifest(repo, ref.tag ?? 'latest', signal)).digest;
-    if (record && record.digest === topDigest && (await exists(record.rootfs))) {
-      emit(doneProgress(record));
-      return pulledFrom(record);
-    }
+  // A tag needs the registry's answer anyway: read the local record while the HEAD is in flight.
+  const [record, head] = await Promise.all([
+    images.find(reference, platformStr),
+    topDigest === undefined ? client.headManifest(repo, ref.tag ?? 'latest', signal) : undefined,
+  ]);
+  topDigest ??= head!.digest;
+  if (record && record.digest === topDigest && (await exists(record.rootfs))) {
+    emit(doneProgress(record));
+    return pulledFrom(record);
   }
 
   // Cold (or changed) image: resolve the manifest for our platform.
