@@ -26,3 +26,11 @@ test('isLoopback: only loopback addresses count', () => {
   for (const h of ['127.0.0.1', '127.1.2.3', '::1', '[::1]', 'localhost']) assert.equal(isLoopback(h), true, h);
   for (const h of ['0.0.0.0', '::', '10.0.0.1', '192.168.1.2', 'example.com', '128.0.0.1']) assert.equal(isLoopback(h), false, h);
 });
+
+test('startApi refuses a non-loopback address without a token (before touching Redis)', async () => {
+  const { startApi } = await import('../start-api.js');
+  await assert.rejects(
+    startApi({ redisUrl: 'redis://127.0.0.1:1', host: '0.0.0.0', port: 0 }),
+    (err: Error & { code?: string }) => err.code === 'MC_USAGE' && /not loopback.*MONOCORE_API_TOKEN/.test(err.message),
+  );
+});
