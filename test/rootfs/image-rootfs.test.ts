@@ -8,7 +8,7 @@ import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync,
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
-import { applyLayer, ensureImageRootfs, imageRootfsPath, isMonocoreError, MonocoreHome, readOwnershipRecord, removeImageRootfs, UnpackSession, type ImageLayerInput } from '@monocore/engine';
+import { applyLayer, cleanupRootfsTemps, ensureImageRootfs, HostLock, imageRootfsPath, isMonocoreError, MonocoreHome, readOwnershipRecord, removeImageRootfs, UnpackSession, type ImageLayerInput } from '@monocore/engine';
 import { gzip, tarArchive, type TarEntry } from './tar-writer.js';
 import { describeTree, removeTempDirs, tempDir } from './tree.js';
 
@@ -177,6 +177,19 @@ test('an unpack SIGKILLed midway is never taken as complete; the next run unpack
   assert.deepEqual(got, want, 'the new rootfs is complete');
   assert.equal(Object.keys(got).filter((k) => k.startsWith('payload/d')).length, 2020);
   assert.deepEqual(readdirSync(home.imageRootfsDir).filter((n) => n.startsWith('.tmp-')), [], 'stale temp dir cleaned');
+
+  // cleanupRootfsTemps (for image prune): leaves a busy image's temp dir alone.
+  const fakes = ['9', '8'].map((c) => join(home.imageRootfsDir, `.tmp-${c.repeat(64)}-1-abcd`));
+  for (const f of fakes) {
+    mkdirSync(join(f, 'rootfs', 'x'), { recursive: true });
+    chmodSync(join(f, 'rootfs'), 0o555);
+  }
+  const busy = await HostLock.acquire(join(home.imageRootfsDir, '.locks', `${'9'.repeat(64)}.lock`));
+  assert.equal(await cleanupRootfsTemps(home), 1);
+  assert.deepEqual([existsSync(fakes[0]!), existsSync(fakes[1]!)], [true, false]);
+  await busy.release();
+  assert.equal(await cleanupRootfsTemps(home), 1);
+  assert.equal(existsSync(fakes[0]!), false);
 });
 
 test('as a non-root user: ownership recorded in ownership.json, modes kept, removal of read-only trees works', async () => {

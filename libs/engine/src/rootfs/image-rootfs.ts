@@ -268,6 +268,20 @@ async function removeStaleTemps(base: string, hex: string): Promise<void> {
 }
 
 /**
+ * Deletes leftovers of killed unpacks/removals (`.tmp-*` dirs) whose image is not
+ * being unpacked right now (its lock is free). For `image prune`; unpacks also do
+ * this on their own. Returns how many were removed.
+ */
+export async function cleanupRootfsTemps(home: MonocoreHome): Promise<number> {
+  const base = home.imageRootfsDir;
+  const before = await readdir(base).catch(() => [] as string[]);
+  await mkdir(join(base, '.locks'), { recursive: true }).catch(() => undefined);
+  await removeStaleTemps(base, '');
+  const after = await readdir(base).catch(() => [] as string[]);
+  return before.filter((n) => n.startsWith('.tmp-')).length - after.filter((n) => n.startsWith('.tmp-')).length;
+}
+
+/**
  * rm -rf that also works for a non-root owner of read-only directories
  * (layers make directories 0555): on EACCES/EPERM, make directories writable
  * and retry. Never follows symlinks (lstat).

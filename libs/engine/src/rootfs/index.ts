@@ -6,6 +6,7 @@ export {
   imageRootfsDir,
   readOwnershipRecord,
   removeTree,
+  cleanupRootfsTemps,
   type ImageLayerInput,
   type UnpackProgress,
   type EnsureImageRootfsOptions,
