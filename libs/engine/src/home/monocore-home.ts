@@ -40,6 +40,8 @@ export class MonocoreHome {
   get logDir(): string { return join(this.root, 'log'); }
   get kernelDir(): string { return join(this.root, 'kernel'); }
   get tmpDir(): string { return join(this.root, 'tmp'); }
+  /** Host-level registry settings: mirrors, insecure registries, credentials (docs/OCI.md). */
+  get registriesFile(): string { return join(this.root, 'registries.toml'); }
 
   serviceDir(name: string): string { return join(this.servicesDir, name); }
   /** Written (0600) by `monocore serve`: the local CLI's credential, trusted like a local config file (apps/api). */
