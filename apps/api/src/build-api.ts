@@ -15,6 +15,7 @@ import type { RouteDeps } from './routes/deps.js';
 import { eventsRoutes } from './routes/events.js';
 import { healthRoutes } from './routes/healthz.js';
 import { logsRoutes } from './routes/logs.js';
+import { removeRoutes } from './routes/remove.js';
 import { statusRoutes } from './routes/status.js';
 import { upRoutes } from './routes/up.js';
 import { validateConfigBody } from './validate-config.js';
@@ -74,6 +75,17 @@ export async function buildApi(options: BuildApiOptions): Promise<FastifyInstanc
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   installErrorHandler(app);
+  // Fastify's JSON parser (prototype-poisoning checks kept), except that an empty
+  // body is "no body": `curl -X POST /down -H 'Content-Type: application/json'` means {}.
+  const defaultJson = app.getDefaultJsonParser('error', 'error');
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, text, done) => {
+    if (typeof text === 'string' && text.trim() === '') {
+      done(null, undefined);
+      return;
+    }
+    defaultJson(request, typeof text === 'string' ? text : text.toString('utf8'), done);
+  });
 
   const token = options.auth?.token;
   const localToken = options.localToken;
@@ -104,6 +116,7 @@ export async function buildApi(options: BuildApiOptions): Promise<FastifyInstanc
     if (checkToken) scope.addHook('onRequest', checkToken);
     await scope.register(upRoutes, deps);
     await scope.register(downRoutes, deps);
+    await scope.register(removeRoutes, deps);
     await scope.register(statusRoutes, deps);
     await scope.register(logsRoutes, deps);
     await scope.register(eventsRoutes, deps);

@@ -9,9 +9,9 @@ const WaitQuerySchema = z.strictObject({
   timeout: z.coerce.number().int().min(1).max(3600).optional().describe('with wait=true: seconds to wait at most'),
 });
 
-/** POST /down and POST /remove share the selection body: `{}`, `{group}` or `{services}`. */
-export const downRoutes: FastifyPluginAsyncZod<RouteDeps> = async (app, deps) => {
-  for (const action of ['down', 'remove'] as const) {
+/** POST /down and POST /remove (routes/remove.ts) share the selection body: `{}`, `{group}` or `{services}`. */
+export function stopRoute(action: 'down' | 'remove'): FastifyPluginAsyncZod<RouteDeps> {
+  return async (app, deps) => {
     app.post(
       `/${action}`,
       {
@@ -22,7 +22,7 @@ export const downRoutes: FastifyPluginAsyncZod<RouteDeps> = async (app, deps) =>
             'Answers 202 with the stop order at once, or 200 once stopped with wait=true.',
           tags: ['services'],
           querystring: WaitQuerySchema,
-          body: SelectionSchema.optional(),
+          body: SelectionSchema.nullish(),
           response: { 200: DownResultSchema, 202: DownResultSchema, ...errorResponses, 504: errorResponses[500] },
         },
       },
@@ -35,5 +35,7 @@ export const downRoutes: FastifyPluginAsyncZod<RouteDeps> = async (app, deps) =>
         return reply.code(wait ? 200 : 202).send(result);
       },
     );
-  }
-};
+  };
+}
+
+export const downRoutes = stopRoute('down');
