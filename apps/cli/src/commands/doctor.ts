@@ -1,6 +1,105 @@
+import { existsSync } from 'node:fs';
+import { connect } from 'node:net';
 import type { Command } from 'commander';
-import { notImplemented } from '../not-implemented.js';
+import { MonocoreHome, QemuBackend, detectAccel, findGuestKernel, isMonocoreError, probeBackends } from '@monocore/engine';
+
+interface Check {
+  name: string;
+  status: 'ok' | 'warn' | 'fail';
+  detail: string;
+}
+
+/** PING a Redis URL over a raw socket (AUTH first when the URL has credentials), with a short timeout. */
+export async function pingRedis(url: string, timeoutMs = 1500): Promise<{ ok: boolean; detail: string }> {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    return { ok: false, detail: `MONOCORE_REDIS_URL ${JSON.stringify(url)} is not a URL` };
+  }
+  if (u.protocol !== 'redis:') return { ok: false, detail: `${u.protocol} is not supported here (use redis://host:port)` };
+  const host = u.hostname || '127.0.0.1';
+  const port = Number(u.port || 6379);
+  const cmd = (...args: string[]): string => `*${args.length}\r\n${args.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join('')}`;
+  const auth = u.password ? cmd('AUTH', ...(u.username ? [decodeURIComponent(u.username)] : []), decodeURIComponent(u.password)) : '';
+  return new Promise((resolve) => {
+    const sock = connect({ host, port });
+    let buf = '';
+    const done = (ok: boolean, detail: string): void => {
+      sock.destroy();
+      clearTimeout(timer);
+      resolve({ ok, detail });
+    };
+    const timer = setTimeout(() => done(false, `${host}:${port}: no answer within ${timeoutMs} ms`), timeoutMs);
+    sock.on('connect', () => sock.write(auth + cmd('PING')));
+    sock.on('data', (d: Buffer) => {
+      buf += d.toString();
+      if (buf.includes('+PONG')) done(true, `${host}:${port} answered PONG`);
+      else if (buf.startsWith('-')) done(false, `${host}:${port}: ${buf.split('\r\n')[0]}`);
+    });
+    sock.on('error', (e: NodeJS.ErrnoException) => done(false, `${host}:${port}: ${e.code ?? e.message}`));
+  });
+}
 
 export function registerDoctor(program: Command): void {
-  notImplemented(program, 'doctor', 'Report which hypervisor backends work on this host', 4);
+  program
+    .command('doctor')
+    .description('Report which hypervisor backends and accelerators work on this host, the guest kernel and initramfs, and Redis')
+    .option('--json', 'print the report as JSON')
+    .option('--boot', 'also boot a probe VM (kernel + initramfs) to prove the qemu path works end to end')
+    .addHelpText('after', '\nEnvironment: MONOCORE_KERNEL_DIR, MONOCORE_REDIS_URL (default redis://127.0.0.1:6379), MONOCORE_QEMU_ACCEL, MONOCORE_BACKEND.')
+    .action(async (opts: { json?: boolean; boot?: boolean }) => {
+      const home = new MonocoreHome();
+      const checks: Check[] = [];
+
+      const accel = detectAccel();
+      const kvmFacts = [
+        `/dev/kvm ${existsSync('/dev/kvm') ? 'present' : 'absent'}`,
+        ...(existsSync('/sys/module/kvm_pvm') ? ['kvm_pvm loaded'] : []),
+        ...(existsSync('/sys/module/kvm_intel') ? ['kvm_intel loaded'] : []),
+        ...(existsSync('/sys/module/kvm_amd') ? ['kvm_amd loaded'] : []),
+      ];
+      checks.push({ name: 'acceleration', status: accel.accel === 'tcg' ? 'warn' : 'ok', detail: `${accel.accel}: ${accel.reason} (${kvmFacts.join(', ')})` });
+
+      try {
+        const k = findGuestKernel();
+        checks.push({ name: 'guest kernel', status: 'ok', detail: `${k.version} in ${k.dir}` });
+      } catch (err) {
+        checks.push({ name: 'guest kernel', status: 'fail', detail: isMonocoreError(err) ? err.message : String(err) });
+      }
+
+      const backends = await probeBackends({ home });
+      for (const b of backends) {
+        const a = b.availability;
+        checks.push({ name: `backend ${b.name}`, status: a.available ? 'ok' : b.name === 'libkrun' ? 'warn' : 'fail', detail: a.available ? `usable (${a.accel})${a.detail ? `: ${a.detail}` : ''}` : a.reason });
+      }
+      const qemu = backends.find((b) => b.name === 'qemu')?.backend;
+      if (qemu instanceof QemuBackend && backends.find((b) => b.name === 'qemu')?.availability.available) {
+        try {
+          const { initramfs } = await qemu.prepare();
+          checks.push({ name: 'initramfs', status: 'ok', detail: `${initramfs.path} (${initramfs.modules.length} modules, ${initramfs.built ? 'built now' : 'cached'})` });
+        } catch (err) {
+          checks.push({ name: 'initramfs', status: 'fail', detail: err instanceof Error ? err.message : String(err) });
+        }
+        if (opts.boot) {
+          const p = await qemu.probe();
+          checks.push({ name: 'qemu boot probe', status: p.ok ? 'ok' : 'fail', detail: p.detail });
+        }
+      }
+
+      const redisUrl = process.env.MONOCORE_REDIS_URL || 'redis://127.0.0.1:6379';
+      const r = await pingRedis(redisUrl);
+      // `monocore run` needs no Redis; up/serve/worker do.
+      checks.push({ name: 'redis', status: r.ok ? 'ok' : 'warn', detail: `${redisUrl}: ${r.detail}${r.ok ? '' : ' (needed by up/down/status/serve, not by run)'}` });
+
+      const usable = backends.some((b) => b.availability.available);
+      if (opts.json) {
+        process.stdout.write(`${JSON.stringify({ ok: usable && !checks.some((c) => c.status === 'fail'), checks, backends: backends.map((b) => ({ name: b.name, ...b.availability })) })}\n`);
+      } else {
+        const mark = { ok: 'ok  ', warn: 'warn', fail: 'FAIL' } as const;
+        for (const c of checks) process.stdout.write(`[${mark[c.status]}] ${c.name.padEnd(16)} ${c.detail}\n`);
+        process.stdout.write(usable ? 'monocore can run VMs on this host.\n' : 'monocore cannot run VMs on this host: see the FAIL lines above.\n');
+      }
+      process.exitCode = usable && !checks.some((c) => c.status === 'fail') ? 0 : 1;
+    });
 }

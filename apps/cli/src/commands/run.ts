@@ -1,6 +1,208 @@
-import type { Command } from 'commander';
-import { notImplemented } from '../not-implemented.js';
+import { randomBytes } from 'node:crypto';
+import { existsSync, statSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import { isAbsolute, join, resolve } from 'node:path';
+import { Writable } from 'node:stream';
+import { Option, type Command } from 'commander';
+import {
+  MonocoreError,
+  MonocoreHome,
+  closeDefaultRegistryClient,
+  isMonocoreError,
+  parseImageReference,
+  pullImage,
+  selectBackend,
+  type BackendName,
+  type VmExit,
+  type VmSpec,
+} from '@monocore/engine';
+import { progressReporter } from './pull-progress.js';
+
+interface RunOptions {
+  cpus: string;
+  ram: string;
+  env: string[];
+  volume: string[];
+  publish: string[];
+  workdir?: string;
+  entrypoint?: string;
+  json?: boolean;
+  quiet?: boolean;
+  backend?: string;
+  bootTimeout: string;
+}
+
+const usage = (message: string, details: Record<string, unknown> = {}): MonocoreError => new MonocoreError('MC_USAGE', message, details);
+const collect = (value: string, previous: string[]): string[] => [...previous, value];
+
+function positiveInt(flag: string, value: string, min: number, max: number): number {
+  if (!/^\d+$/.test(value) || Number(value) < min || Number(value) > max) throw usage(`${flag}: ${JSON.stringify(value)} must be an integer in ${min}..${max}`);
+  return Number(value);
+}
+
+/** -e K=V sets; -e K copies K from this environment (like docker). */
+export function parseEnvFlag(value: string, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  const eq = value.indexOf('=');
+  const key = eq < 0 ? value : value.slice(0, eq);
+  if (!/^[^=\0]+$/.test(key) || value.includes('\0')) throw usage(`-e ${JSON.stringify(value)}: expected KEY=value (or KEY to copy it from this environment)`);
+  if (eq >= 0) return value;
+  return env[key] !== undefined ? `${key}=${env[key]}` : undefined;
+}
+
+/** -v HOST:GUEST[:ro|:rw]; HOST may be relative to the current directory and must exist. */
+export function parseVolumeFlag(value: string, cwd = process.cwd()): { host: string; guest: string; readOnly: boolean } {
+  const parts = value.split(':');
+  let mode: string | undefined;
+  if (parts.length === 3) mode = parts.pop();
+  if (parts.length !== 2 || !parts[0] || !parts[1] || (mode !== undefined && mode !== 'ro' && mode !== 'rw')) {
+    throw usage(`-v ${JSON.stringify(value)}: expected HOST:GUEST or HOST:GUEST:ro`);
+  }
+  const host = resolve(cwd, parts[0]);
+  if (!existsSync(host) || !statSync(host).isDirectory()) throw usage(`-v ${JSON.stringify(value)}: host directory ${host} does not exist`);
+  if (!isAbsolute(parts[1])) throw usage(`-v ${JSON.stringify(value)}: the guest path must be absolute`);
+  return { host, guest: parts[1], readOnly: mode === 'ro' };
+}
+
+/** -p [BIND:]HOST:GUEST (TCP); binds 127.0.0.1 unless BIND is given. */
+export function parsePortFlag(value: string): { host: number; guest: number; bindAddress?: string } {
+  const parts = value.replace(/\/tcp$/, '').split(':');
+  const bind = parts.length === 3 ? parts.shift() : undefined;
+  if (parts.length !== 2) throw usage(`-p ${JSON.stringify(value)}: expected HOST:GUEST or BIND:HOST:GUEST`);
+  const [h, g] = parts.map((p) => (/^\d+$/.test(p) ? Number(p) : NaN));
+  if (!h || !g || h > 65535 || g > 65535) throw usage(`-p ${JSON.stringify(value)}: ports must be integers in 1..65535`);
+  return bind ? { host: h, guest: g, bindAddress: bind } : { host: h, guest: g };
+}
+
+class Capture extends Writable {
+  private chunks: Buffer[] = [];
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: () => void): void {
+    this.chunks.push(Buffer.from(chunk));
+    cb();
+  }
+  get text(): string {
+    return Buffer.concat(this.chunks).toString('utf8');
+  }
+}
 
 export function registerRun(program: Command): void {
-  notImplemented(program, 'run', 'Run one command in a throwaway microVM', 4);
+  program
+    .command('run')
+    .description('Run one command in a throwaway microVM (like `docker run --rm`) and exit with its exit code')
+    .argument('<image>', 'image reference (pulled if not present)')
+    .argument('[command...]', 'command and arguments (after --); default: the image Entrypoint + Cmd')
+    .option('--cpus <n>', 'virtual CPUs', '1')
+    .option('--ram <MiB>', 'guest memory in MiB', '512')
+    .option('-e, --env <KEY=VALUE>', 'set an environment variable (repeatable; KEY alone copies it from here)', collect, [])
+    .option('-v, --volume <HOST:GUEST[:ro]>', 'share a host directory read-write (repeatable)', collect, [])
+    .option('-p, --publish <[BIND:]HOST:GUEST>', 'forward a TCP port from the host (127.0.0.1 unless BIND; repeatable)', collect, [])
+    .option('-w, --workdir <DIR>', 'working directory in the guest (default: the image WorkingDir, else /)')
+    .option('--entrypoint <PATH>', 'replace the image Entrypoint')
+    .addOption(new Option('--backend <name>', 'hypervisor backend').choices(['auto', 'qemu', 'libkrun']))
+    .option('--boot-timeout <ms>', 'fail if the command has not started within this time', '60000')
+    .option('--json', 'capture output and print one JSON result on stdout')
+    .option('-q, --quiet', 'no pull progress')
+    .addHelpText(
+      'after',
+      '\nExamples:\n  monocore run alpine -- echo hello\n  monocore run -p 8080:80 -v ./site:/www busybox -- httpd -f -p 80 -h /www\n' +
+        '\nThe command\'s stdout/stderr are streamed as they come; the exit code is the command\'s\n' +
+        '(126 not executable, 127 not found, 128+N killed by signal N). Nothing is kept afterwards.\n' +
+        'The guest gets no network except the forwarded ports (docs/NETWORK.md).',
+    )
+    .action(async (image: string, command: string[], opts: RunOptions) => {
+      try {
+        parseImageReference(image);
+      } catch (err) {
+        throw isMonocoreError(err) ? usage(err.message, err.details) : err;
+      }
+      const cpus = positiveInt('--cpus', opts.cpus, 1, 64);
+      const ramMib = positiveInt('--ram', opts.ram, 64, 1 << 20);
+      const bootTimeoutMs = positiveInt('--boot-timeout', opts.bootTimeout, 1, 3_600_000);
+      const envFlags = opts.env.map((e) => parseEnvFlag(e)).filter((e): e is string => e !== undefined);
+      const volumes = opts.volume.map((v) => parseVolumeFlag(v));
+      const ports = opts.publish.map((p) => parsePortFlag(p));
+      if (opts.workdir !== undefined && !opts.workdir.startsWith('/')) throw usage(`-w ${JSON.stringify(opts.workdir)}: must be an absolute guest path`);
+
+      const home = new MonocoreHome();
+      const t0 = Date.now();
+      const progress = opts.quiet || opts.json ? undefined : progressReporter(image);
+      let pulled;
+      try {
+        pulled = await pullImage(image, { home, ...(progress ? { onProgress: (p) => progress.update(p) } : {}) });
+      } finally {
+        progress?.finish();
+        await closeDefaultRegistryClient();
+      }
+      const pullMs = Date.now() - t0;
+
+      // Docker semantics: CMD ARGS replace the image Cmd; the Entrypoint stays unless --entrypoint.
+      const entrypoint = opts.entrypoint !== undefined ? [opts.entrypoint] : pulled.config.entrypoint;
+      const argv = [...entrypoint, ...(command.length > 0 ? command : opts.entrypoint !== undefined ? [] : pulled.config.cmd)];
+      if (argv.length === 0) throw usage(`${image} has no Entrypoint or Cmd: give a command after --`);
+
+      const { backend } = await selectBackend({ home, ...(opts.backend && opts.backend !== 'auto' ? { prefer: opts.backend as BackendName } : {}) });
+      const id = `run-${randomBytes(4).toString('hex')}`;
+      const stateDir = join(home.tmpDir, id);
+      const capOut = opts.json ? new Capture() : undefined;
+      const capErr = opts.json ? new Capture() : undefined;
+      const spec: VmSpec = {
+        id,
+        rootfs: pulled.rootfs,
+        command: argv[0]!,
+        args: argv.slice(1),
+        env: [...pulled.config.env, ...envFlags],
+        workdir: opts.workdir ?? pulled.config.workingDir ?? '/',
+        hostname: id,
+        cpus,
+        ramMib,
+        volumes,
+        ports,
+        stateDir,
+        network: { mode: 'none' },
+        stdout: capOut ?? process.stdout,
+        stderr: capErr ?? process.stderr,
+        bootTimeoutMs,
+      };
+      let exit: VmExit;
+      const bootStart = Date.now();
+      try {
+        const handle = await backend.start(spec);
+        // Ctrl-C / SIGTERM: stop the guest command gracefully (a second one kills it).
+        let signals = 0;
+        const onSignal = (): void => {
+          signals++;
+          void (signals === 1 ? handle.stop({ timeoutMs: 10_000 }) : handle.kill());
+        };
+        process.on('SIGINT', onSignal);
+        process.on('SIGTERM', onSignal);
+        try {
+          exit = await handle.wait();
+        } finally {
+          process.off('SIGINT', onSignal);
+          process.off('SIGTERM', onSignal);
+        }
+      } finally {
+        await rm(stateDir, { recursive: true, force: true }); // --rm: the writable disk goes
+      }
+      const code = exit.exitCode ?? (exit.reason === 'killed' ? 137 : 1);
+      if (opts.json) {
+        process.stdout.write(
+          `${JSON.stringify({
+            image: pulled.reference,
+            digest: pulled.manifestDigest,
+            backend: backend.name,
+            command: argv,
+            exitCode: exit.exitCode,
+            reason: exit.reason,
+            ...(exit.detail ? { detail: exit.detail } : {}),
+            stdout: capOut!.text,
+            stderr: capErr!.text,
+            pullMs,
+            runMs: Date.now() - bootStart,
+          })}\n`,
+        );
+      } else if (exit.exitCode === null) {
+        process.stderr.write(`monocore run: ${exit.reason}${exit.detail ? `: ${exit.detail}` : ''}\n`);
+      }
+      process.exitCode = code;
+    });
 }
