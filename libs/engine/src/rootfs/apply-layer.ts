@@ -1,5 +1,6 @@
 import { constants as C } from 'node:fs';
-import { link, lstat, mkdir, open, readdir, realpath, rm, symlink, lchown, lutimes, unlink, type FileHandle } from 'node:fs/promises';
+import * as fsc from 'node:fs';
+import { link, lstat, mkdir, readdir, realpath, rm, symlink, lchown, lutimes, unlink } from 'node:fs/promises';
 import { resolve as resolvePath } from 'node:path';
 import type { Readable } from 'node:stream';
 import { Parser, type ReadEntry } from 'tar';
@@ -355,14 +356,14 @@ class LayerApplier {
     const mode = (e.mode ?? 0o644) & 0o7777;
     const t = this.times(e);
     await this.slots.acquire();
-    let fh: FileHandle;
+    let fd: number;
     try {
       try {
-        fh = await open(abs, OPEN_NEW, mode & 0o777);
+        fd = await openNew(abs, mode & 0o777);
       } catch (err) {
         if (errnoOf(err) !== 'EEXIST') throw err;
         await this.removeExisting(rel);
-        fh = await open(abs, OPEN_NEW, mode & 0o777);
+        fd = await openNew(abs, mode & 0o777);
       }
     } catch (err) {
       this.slots.release();
@@ -374,39 +375,33 @@ class LayerApplier {
     this.stats.files++;
     const size = e.size ?? 0;
     this.stats.bytes += size;
-    const finish = async (chunks: Buffer[] | undefined): Promise<void> => {
-      try {
-        if (chunks && chunks.length > 0) await writeAll(fh, chunks);
-        // chown before chmod: chown clears setuid/setgid.
-        const chowned = this.session.needsChown(uid, gid);
-        if (chowned) await fh.chown(uid, gid);
-        if (this.session.needsChmod(mode, chowned)) await fh.chmod(mode);
-        if (t) await fh.utimes(t.atime, t.mtime);
-      } finally {
-        await fh.close().catch(() => undefined);
-        this.slots.release();
-      }
+    // Owner, mode and times go through the descriptor, never the path. chown
+    // before chmod: chown clears setuid/setgid.
+    const chowned = this.session.needsChown(uid, gid);
+    const meta: FdMeta = {
+      ...(chowned ? { uid, gid } : {}),
+      ...(this.session.needsChmod(mode, chowned) ? { mode } : {}),
+      ...(t ? { atime: t.atime, mtime: t.mtime } : {}),
     };
+    const done = (): void => this.slots.release();
     if (size <= SMALL_FILE) {
       let chunks: Buffer[];
       try {
         chunks = await this.readBody(e);
       } catch (err) {
-        await fh.close().catch(() => undefined);
-        this.slots.release();
+        fsc.close(fd, done);
         throw err;
       }
-      this.background(finish(chunks));
+      this.background(finishFd(fd, chunks, meta).finally(done));
       return;
     }
     try {
-      await this.streamBody(e, fh);
+      await this.streamBody(e, fd);
     } catch (err) {
-      await fh.close().catch(() => undefined);
-      this.slots.release();
+      fsc.close(fd, done);
       throw err;
     }
-    this.background(finish(undefined));
+    this.background(finishFd(fd, [], meta).finally(done));
   }
 
   private background(p: Promise<void>): void {
@@ -445,18 +440,39 @@ class LayerApplier {
     });
   }
 
-  private streamBody(e: ReadEntry, fh: FileHandle): Promise<void> {
-    return this.untilAbort<void>((resolve, reject) => {
+  /**
+   * Streams a big file's body into `fd`, one write at a time (the entry is paused
+   * while a write is in flight). Settles only once no write is in flight, so the
+   * caller can close `fd` without a queued write landing in a reused descriptor.
+   */
+  private streamBody(e: ReadEntry, fd: number): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const signal = this.abortCtl.signal;
       let pending: Promise<void> = Promise.resolve();
-      let broken = false;
+      let writeErr: unknown;
+      let settled = false;
+      const settle = (): void => {
+        if (settled) return;
+        settled = true;
+        signal.removeEventListener('abort', settle);
+        void pending.then(() => {
+          const err = writeErr ?? (signal.aborted ? this.failure : undefined);
+          if (err) reject(err);
+          else resolve();
+        });
+      };
+      if (signal.aborted) return settle();
+      signal.addEventListener('abort', settle, { once: true });
       e.on('data', (c: Buffer) => {
         e.pause();
-        pending = pending.then(() => writeAll(fh, [c])).then(
-          () => { if (!broken) e.resume(); },
-          (err) => { broken = true; reject(err); },
-        );
+        pending = pending
+          .then(() => (writeErr || signal.aborted ? undefined : writeAll(fd, [c])))
+          .then(
+            () => { if (!writeErr && !signal.aborted) e.resume(); },
+            (err) => { writeErr ??= err; settle(); },
+          );
       });
-      e.on('end', () => { void pending.then(() => { if (!broken) resolve(); }); });
+      e.on('end', settle);
     });
   }
 
@@ -598,20 +614,67 @@ class LayerApplier {
   }
 }
 
-async function writeAll(fh: FileHandle, chunks: Buffer[]): Promise<void> {
-  let bufs = chunks;
-  while (bufs.length > 0) {
-    const { bytesWritten } = await fh.writev(bufs);
-    let n = bytesWritten;
-    const rest: Buffer[] = [];
-    for (const b of bufs) {
-      if (n >= b.length) {
-        n -= b.length;
-        continue;
-      }
-      rest.push(n > 0 ? b.subarray(n) : b);
-      n = 0;
-    }
-    bufs = rest;
-  }
+/*
+ * Files go through the callback fs API on raw descriptors: measured here, the
+ * promise FileHandle API costs about 2.5x the main-thread CPU per file (5000
+ * create+write+close: 516 ms vs 204 ms user), which matters with tens of
+ * thousands of small files.
+ */
+function openNew(path: string, mode: number): Promise<number> {
+  return new Promise((resolve, reject) => fsc.open(path, OPEN_NEW, mode, (err, fd) => (err ? reject(err) : resolve(fd))));
+}
+
+function writeAll(fd: number, chunks: Buffer[]): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let bufs = chunks;
+    const step = (): void => {
+      if (bufs.length === 0) return resolve();
+      fsc.writev(fd, bufs, (err, written) => {
+        if (err) return reject(err);
+        let n = written;
+        const rest: Buffer[] = [];
+        for (const b of bufs) {
+          if (n >= b.length) {
+            n -= b.length;
+            continue;
+          }
+          rest.push(n > 0 ? b.subarray(n) : b);
+          n = 0;
+        }
+        if (written === 0 && rest.length > 0) return reject(new Error('write returned 0 bytes'));
+        bufs = rest;
+        step();
+      });
+    };
+    step();
+  });
+}
+
+interface FdMeta {
+  uid?: number;
+  gid?: number;
+  mode?: number;
+  atime?: Date;
+  mtime?: Date;
+}
+
+/** Writes the body, applies owner → mode → times through the descriptor, and closes it (always). */
+function finishFd(fd: number, chunks: Buffer[], m: FdMeta): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const fail = (err: Error): void => fsc.close(fd, () => reject(err));
+    const times = (): void => {
+      if (!m.mtime) return fsc.close(fd, (err) => (err ? reject(err) : resolve()));
+      fsc.futimes(fd, m.atime ?? m.mtime, m.mtime, (err) => (err ? fail(err) : fsc.close(fd, (e2) => (e2 ? reject(e2) : resolve()))));
+    };
+    const mode = (): void => {
+      if (m.mode === undefined) return times();
+      fsc.fchmod(fd, m.mode, (err) => (err ? fail(err) : times()));
+    };
+    const owner = (): void => {
+      if (m.uid === undefined || m.gid === undefined) return mode();
+      fsc.fchown(fd, m.uid, m.gid, (err) => (err ? fail(err) : mode()));
+    };
+    if (chunks.length === 0) return owner();
+    writeAll(fd, chunks).then(owner, fail);
+  });
 }
