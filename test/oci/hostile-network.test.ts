@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ImageStore, LocalContentStore, RegistryClient, isMonocoreError, pullImage } from '@monocore/engine';
+import { ImageStore, LocalContentStore, RegistryClient, closeDefaultRegistryClient, isMonocoreError, pullImage } from '@monocore/engine';
 import { buildImage, layoutEntry, pushImage, readBlob, scratch, uniqueRepo } from './support/oci-fixtures.js';
 import { ociTestEnv, tempHome } from './support/oci-env.js';
 import { startRegistryProxy } from './support/registry-proxy.js';
@@ -269,6 +269,33 @@ describe('mirrors and plain HTTP', () => {
       assert.equal(await readFile(join(pulled.rootfs, 'etc/hello'), 'utf8'), 'hello\n');
     } finally {
       await client.close();
+      await proxy.close();
+      await cleanup();
+    }
+  });
+
+  test('$MONOCORE_HOME/registries.toml: a docker.io mirror that wants credentials', async () => {
+    const { home, cleanup } = await tempHome();
+    const name = `mctest-${randomBytes(4).toString('hex')}`;
+    await pushImage(layout, 'v1', `${registry}/library/${name}:v1`);
+    const proxy = await startRegistryProxy({ upstream: registry, auth: { username: 'carol', password: 'pw' } });
+    try {
+      await writeFile(
+        home.registriesFile,
+        [`[mirrors]`, `"docker.io" = ["http://${proxy.address}"]`, `[auth."${proxy.address}"]`, `username = "carol"`, `password = "pw"`, ''].join('\n'),
+      );
+      const pulled = await pullImage(`${name}:v1`, { home });
+      assert.equal(pulled.reference, `docker.io/library/${name}:v1`);
+      assert.equal(proxy.tokenRequests.length, 1);
+      await closeDefaultRegistryClient();
+      await writeFile(home.registriesFile, '[mirrors]\n"docker.io" = ["ftp://x"]\n');
+      await assert.rejects(pullImage(`${name}:v2`, { home }), (err: unknown) => {
+        assert.ok(isMonocoreError(err, 'MC_CONFIG_INVALID'), String(err));
+        assert.match(err.message, /registries\.toml: mirrors\.docker\.io\.0: must be an http/);
+        return true;
+      });
+    } finally {
+      await closeDefaultRegistryClient();
       await proxy.close();
       await cleanup();
     }

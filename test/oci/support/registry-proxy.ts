@@ -114,8 +114,11 @@ export async function startRegistryProxy(opts: RegistryProxyOptions): Promise<Re
           res.write(c.subarray(0, cutAt - seen));
           seen = cutAt;
           ur.destroy();
-          // Flush what we wrote, then drop the connection mid-body.
-          setTimeout(() => res.socket?.destroy(), 20);
+          // Drop the connection mid-body: end() flushes what was written, then FIN, so the
+          // client really holds cutAt bytes (destroy() alone could discard unsent data).
+          const sock = res.socket;
+          sock?.end();
+          setTimeout(() => sock?.destroy(), 500).unref();
           return;
         }
         seen += c.length;

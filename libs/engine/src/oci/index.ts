@@ -18,6 +18,7 @@ export { RegistryClient, parseWwwAuthenticate, isLoopbackHost } from './registry
 export type { RegistryClientOptions, RepositoryRef, ManifestResponse, ManifestHead, BlobFetchOptions } from './registry-client.js';
 export { defaultCredentialsResolver, dockerConfigCredentials, envCredentials, normalizeRegistryHost } from './registry-credentials.js';
 export type { RegistryCredentials, CredentialsResolver } from './registry-credentials.js';
+export { loadRegistriesFile } from './registries-config.js';
 export { ImageStore, ImageRecordSchema } from './image-store.js';
 export type { ImageRecord, PruneResult, PruneOptions } from './image-store.js';
 export { pullImage, resolvePlatform, defaultRegistryClient, closeDefaultRegistryClient } from './pull-image.js';

@@ -8,6 +8,7 @@ import { LocalContentStore } from './local-content-store.js';
 import { parseImageConfig, parseManifest, runtimeConfig, type Descriptor, type ImageManifest, type RuntimeConfig } from './manifest.js';
 import { formatPlatform, hostPlatform, parsePlatform, platformMatches, selectPlatform, type Platform } from './platform.js';
 import { RegistryClient } from './registry-client.js';
+import { loadRegistriesFile } from './registries-config.js';
 
 /** Snapshot of a pull's progress; bytes are compressed layer bytes. */
 export interface PullProgress {
@@ -40,19 +41,29 @@ export interface PulledImage {
   config: RuntimeConfig;
 }
 
-let sharedClient: RegistryClient | undefined;
+const sharedClients = new Map<string, RegistryClient>();
 
-/** The process-wide client (token cache shared by every pull). Built from the environment on first use. */
-export function defaultRegistryClient(): RegistryClient {
-  sharedClient ??= RegistryClient.fromEnv();
-  return sharedClient;
+/**
+ * The process-wide client for a home (token cache shared by every pull), built on
+ * first use from the environment plus `$MONOCORE_HOME/registries.toml` (the
+ * environment's mirrors and insecure hosts add to the file's; credentials in the
+ * file win over MONOCORE_REGISTRY_AUTH and ~/.docker/config.json).
+ */
+export function defaultRegistryClient(home?: MonocoreHome): RegistryClient {
+  const key = home?.root ?? '';
+  let c = sharedClients.get(key);
+  if (!c) {
+    c = RegistryClient.fromEnv(process.env, home ? loadRegistriesFile(home.registriesFile) : {});
+    sharedClients.set(key, c);
+  }
+  return c;
 }
 
-/** Closes the shared client's connections (CLI commands call this before exiting). */
+/** Closes the shared clients' connections (CLI commands call this before exiting). */
 export async function closeDefaultRegistryClient(): Promise<void> {
-  const c = sharedClient;
-  sharedClient = undefined;
-  await c?.close();
+  const all = [...sharedClients.values()];
+  sharedClients.clear();
+  await Promise.all(all.map((c) => c.close()));
 }
 
 interface Inflight {
@@ -120,7 +131,7 @@ function pulledFrom(r: ImageRecord): PulledImage {
 
 async function doPull(ref: ImageReference, platform: Platform, options: PullImageOptions, emit: (p: PullProgress) => void): Promise<PulledImage> {
   const { home, signal } = options;
-  const client = options.client ?? defaultRegistryClient();
+  const client = options.client ?? defaultRegistryClient(home);
   const images = new ImageStore(home);
   const blobs = new LocalContentStore(home);
   const platformStr = formatPlatform(platform);

@@ -200,7 +200,8 @@ export class RegistryClient {
    * Builds a client from the environment: MONOCORE_REGISTRY_MIRRORS
    * ("docker.io=http://127.0.0.1:5000,ghcr.io=https://m.example"; a registry may
    * appear several times), MONOCORE_INSECURE_REGISTRIES ("host:port,host2"),
-   * merged with `options` (which win for the same registry).
+   * merged with `options` (mirror lists and insecure hosts add up; explicit
+   * credentials win over MONOCORE_REGISTRY_AUTH and docker's config.json).
    */
   static fromEnv(env: NodeJS.ProcessEnv = process.env, options: RegistryClientOptions = {}): RegistryClient {
     const mirrors: Record<string, string[]> = {};
@@ -215,7 +216,7 @@ export class RegistryClient {
     const insecure = (env.MONOCORE_INSECURE_REGISTRIES ?? '').split(',').map((s) => s.trim()).filter(Boolean);
     const resolverOpts: RegistryClientOptions = {
       ...options,
-      mirrors: { ...mirrors, ...(options.mirrors ?? {}) },
+      mirrors: mergeMirrors(mirrors, options.mirrors ?? {}),
       insecureRegistries: [...insecure, ...(options.insecureRegistries ?? [])],
     };
     if (!options.credentialsResolver) resolverOpts.credentialsResolver = defaultCredentialsResolver(options.credentials ?? {}, env);
@@ -601,6 +602,18 @@ export class RegistryClient {
       }
     });
   }
+}
+
+/** Mirrors from both sources, the environment's first, each URL once. */
+function mergeMirrors(a: Record<string, string[]>, b: Record<string, string[]>): Record<string, string[]> {
+  const out: Record<string, string[]> = {};
+  for (const src of [a, b]) {
+    for (const [host, urls] of Object.entries(src)) {
+      const k = normalizeRegistryHost(host);
+      out[k] = [...new Set([...(out[k] ?? []), ...urls])];
+    }
+  }
+  return out;
 }
 
 function notFound(what: string, ref: RepositoryRef, reference: string): MonocoreError {
