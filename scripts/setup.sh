@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# One command from a fresh Debian/Ubuntu machine to running microVMs (README, "Quick start"):
+#
+#   sudo bash scripts/setup.sh
+#
+# 1. installs every system package (scripts/install-deps.sh) and the npm workspace (npm ci),
+#    builds it and puts `monocore` and its alias `mc` on the PATH (/usr/local/bin);
+# 2. fetches the guest kernel from the distribution (scripts/guest-kernel.sh);
+# 3. starts a registry on loopback holding a small busybox image (no internet needed), so
+#    the example runs anywhere — the same script the tests use (scripts/test-services.sh);
+# 4. runs the main job on the embedded default: `monocore serve` (API + puller + worker in
+#    one daemon, with its own local Redis, state in $MONOCORE_HOME, default ~/.monocore),
+#    then `monocore up -f examples/monocore.toml`, `monocore status` and the services' logs.
+#
+# Idempotent: re-running skips what is done and reuses a running daemon.
+# Stop everything: `monocore down && kill "$(cat ~/.monocore/run/serve.pid)"`.
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$ROOT"
+say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+
+say "system packages"
+bash scripts/install-deps.sh
+
+say "npm workspace: install and build"
+npm ci --no-audit --no-fund
+npm run build
+
+say "the monocore command (and its alias mc)"
+BIN_DIR=/usr/local/bin
+[ -w "$BIN_DIR" ] || BIN_DIR="$HOME/.local/bin"
+mkdir -p "$BIN_DIR"
+for name in monocore mc; do ln -sf "$ROOT/apps/cli/dist/main.js" "$BIN_DIR/$name"; done
+chmod +x "$ROOT/apps/cli/dist/main.js"
+command -v monocore >/dev/null || echo "note: add $BIN_DIR to your PATH"
+MONOCORE="$BIN_DIR/monocore"
+"$MONOCORE" --version
+
+say "guest kernel"
+kernel_dir="$(bash scripts/guest-kernel.sh | tail -n1)"
+export MONOCORE_KERNEL_DIR="$kernel_dir"
+echo "kernel: $kernel_dir"
+
+say "local registry with the example image (loopback only)"
+bash scripts/test-services.sh start
+
+say "monocore serve (embedded Redis, local daemon)"
+export MONOCORE_HOME="${MONOCORE_HOME:-$HOME/.monocore}"
+mkdir -p "$MONOCORE_HOME/run" "$MONOCORE_HOME/log"
+pidfile="$MONOCORE_HOME/run/serve.pid"
+if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+  echo "already running (pid $(cat "$pidfile"))"
+else
+  setsid nohup "$MONOCORE" serve >"$MONOCORE_HOME/log/serve.out" 2>&1 </dev/null &
+  echo $! >"$pidfile"
+  echo "started (pid $!, log $MONOCORE_HOME/log/serve.log)"
+fi
+for _ in $(seq 1 120); do
+  curl -fsS http://127.0.0.1:3456/healthz >/dev/null 2>&1 && break
+  kill -0 "$(cat "$pidfile")" 2>/dev/null || { echo "monocore serve exited:"; tail -n 30 "$MONOCORE_HOME/log/serve.out"; exit 1; }
+  sleep 0.5
+done
+curl -fsS http://127.0.0.1:3456/healthz >/dev/null || { echo "monocore serve did not answer on 127.0.0.1:3456"; exit 1; }
+
+say "monocore up -f examples/monocore.toml"
+"$MONOCORE" validate -f examples/monocore.toml
+"$MONOCORE" up -f examples/monocore.toml
+
+say "monocore status"
+"$MONOCORE" status
+sleep 4
+for svc in sh-counter date-counter; do
+  say "monocore logs $svc"
+  "$MONOCORE" logs "$svc" -n 5 || true
+done
+
+cat <<MSG
+
+monocore is running: API on http://127.0.0.1:3456 (Bull Board: /admin/queues, OpenAPI: /docs).
+  monocore status            # watch the services
+  monocore down              # stop them
+  kill \$(cat $pidfile)   # stop the daemon
+MSG
