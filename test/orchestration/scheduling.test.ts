@@ -212,3 +212,30 @@ test('logs are readable through Redis (tail and follow)', () =>
       for await (const _ of h.orch.logs('nope', { stream: 'stdout' })) void _;
     }, { code: 'MC_ORCH_UNKNOWN_SERVICE' });
   }));
+
+test('events() streams state changes live and resumes from an id', () =>
+  withHarness(async (h) => {
+    const ac = new AbortController();
+    const seen: Array<{ id: string; service?: string; to?: string; kind: string }> = [];
+    const reader = (async () => {
+      for await (const e of h.orch.events({ signal: ac.signal })) {
+        seen.push(e);
+        if (e.service === 'ev2' && e.to === 'running') ac.abort();
+      }
+    })();
+    await new Promise((r) => setTimeout(r, 100)); // the reader is blocked on XREAD
+    await h.orch.up({ service: [svc('ev1'), svc('ev2', { depends_on: ['ev1'] })] });
+    await reader;
+    const trail = seen.filter((e) => e.service === 'ev2').map((e) => e.to);
+    assert.deepEqual(trail, ['starting', 'running']);
+    assert.ok(seen.some((e) => e.kind === 'deployment'));
+    // Resume after the first event: the rest is replayed from the stream.
+    const first = seen[0]!;
+    const replay: string[] = [];
+    const ac2 = new AbortController();
+    for await (const e of h.orch.events({ since: first.id, signal: ac2.signal })) {
+      replay.push(e.id);
+      if (replay.length === seen.length - 1) ac2.abort();
+    }
+    assert.deepEqual(replay, seen.slice(1).map((e) => e.id));
+  }));

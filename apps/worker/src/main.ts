@@ -3,7 +3,7 @@
 // Env: MONOCORE_REDIS_URL (required), MONOCORE_HOST_ID (default: hostname), MONOCORE_HOME,
 // MONOCORE_WORKER_CPUS / MONOCORE_WORKER_RAM_MIB (capacity offered), MONOCORE_WORKER_BACKEND
 // (qemu | host-process — the latter runs services WITHOUT isolation, for scheduler tests),
-// MONOCORE_HEARTBEAT_MS, MONOCORE_RESTART_BACKOFF_MS.
+// MONOCORE_HEARTBEAT_MS, MONOCORE_RESTART_BACKOFF_MS, MONOCORE_WORKER_CONCURRENCY (start/stop jobs at once).
 import { hostname } from 'node:os';
 import { pino } from 'pino';
 import { MonocoreHome } from '@monocore/engine';
@@ -38,6 +38,7 @@ const cpus = num('MONOCORE_WORKER_CPUS');
 const ramMib = num('MONOCORE_WORKER_RAM_MIB');
 const heartbeatMs = num('MONOCORE_HEARTBEAT_MS');
 const restartBackoffMs = num('MONOCORE_RESTART_BACKOFF_MS');
+const concurrency = num('MONOCORE_WORKER_CONCURRENCY');
 
 try {
   const worker = await startWorker({
@@ -50,6 +51,7 @@ try {
     ...(ramMib !== undefined ? { ramMib } : {}),
     ...(heartbeatMs !== undefined ? { heartbeatMs } : {}),
     ...(restartBackoffMs !== undefined ? { restartBackoffMs } : {}),
+    ...(concurrency !== undefined ? { concurrency } : {}),
   });
   logger.info({ hostId }, 'worker ready');
   let stopping = false;

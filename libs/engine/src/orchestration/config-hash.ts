@@ -11,11 +11,13 @@ export function stableStringify(value: unknown): string {
 }
 
 /**
- * Hash of what a running VM depends on. `up` restarts a running service only
+ * Hash of what a running VM depends on (a ResolvedService). `up` restarts a running service only
  * when this changes. depends_on is excluded: rewiring dependencies does not
  * change what runs in the VM.
  */
 export function configHash(resolved: { dependsOn?: unknown } & Record<string, unknown>): string {
   const { dependsOn: _ignored, ...rest } = resolved;
-  return createHash('sha256').update(stableStringify(rest)).digest('hex').slice(0, 16);
+  // resolveService builds objects in a fixed key order, so plain JSON is stable
+  // and much cheaper than stableStringify on a 200-service request.
+  return createHash('sha256').update(JSON.stringify(rest)).digest('hex').slice(0, 16);
 }

@@ -121,8 +121,10 @@ export class Orchestrator implements OrchestratorApi {
     const deploymentId = newDeploymentId();
 
     const epochOf = new Map<string, number>();
+    /** The services' status right after this request was recorded (returned without wait). */
+    const snapshot: ServiceStatus[] = [];
     const planned = await this.hosts.withLock('placement', 10_000, async () => {
-      const [records, allHosts] = await Promise.all([this.state.getMany(plan.order), this.hosts.list()]);
+      const [records, allHosts] = await Promise.all([this.state.getBrief(plan.order), this.hosts.list()]);
       const alive = allHosts.filter((h) => h.alive);
       const aliveIds = new Set(alive.map((h) => h.id));
       // Capacity net of the services being placed now (they are re-placed).
@@ -217,6 +219,21 @@ export class Orchestrator implements OrchestratorApi {
         };
         if (r.group) ps.group = r.group;
         out.push(ps);
+        const st: ServiceStatus = {
+          name: n,
+          status: !rec || action === 'start' ? 'pending' : rec.status,
+          desired: 'running',
+          host,
+          attempts: action === 'unchanged' ? (rec?.attempts ?? 0) : 0,
+          restarts: action === 'unchanged' ? (rec?.restarts ?? 0) : 0,
+          deploymentId,
+          configHash: hash,
+        };
+        if (r.group) st.group = r.group;
+        if (r.image) st.image = r.image;
+        if (action === 'unchanged' && rec?.pid !== undefined) st.pid = rec.pid;
+        if (action === 'unchanged' && rec?.startedAt) st.startedAt = rec.startedAt;
+        snapshot.push(st);
       }
       tx.sadd(Keys.services(), ...plan.order);
       for (const [host, alloc] of allocs) tx.hset(Keys.hostAlloc(host), alloc);
@@ -246,7 +263,7 @@ export class Orchestrator implements OrchestratorApi {
 
     const services = options.wait
       ? (await this.waitFor(deploymentId, { timeoutMs: options.timeoutMs })).services
-      : await this.status({ services: plan.order });
+      : snapshot;
     return { deploymentId, plan: planned, services };
   }
 
@@ -463,6 +480,7 @@ export class Orchestrator implements OrchestratorApi {
           continue;
         }
         for (const e of batch) {
+          if (signal.aborted) return;
           since = e.id;
           yield e;
         }
@@ -505,6 +523,7 @@ export class Orchestrator implements OrchestratorApi {
         }
         for (const [, entries] of res ?? []) {
           for (const [id, f] of entries) {
+            if (signal.aborted) return;
             since = id;
             yield f[1] ?? '';
           }

@@ -76,6 +76,29 @@ export class StateStore {
     return out;
   }
 
+  /** The fields placement needs, without the (large) config JSON: one HMGET per service, pipelined. */
+  async getBrief(names: string[]): Promise<Map<string, ServiceRecord>> {
+    const out = new Map<string, ServiceRecord>();
+    if (names.length === 0) return out;
+    const fields = ['status', 'host', 'epoch', 'running_hash', 'config_hash', 'desired', 'group', 'deployment_id', 'restarts', 'attempts', 'pid', 'started_at', 'exit_code'];
+    const pipe = this.redis.pipeline();
+    for (const n of names) pipe.hmget(Keys.service(n), ...fields);
+    const res = (await pipe.exec()) ?? [];
+    names.forEach((n, i) => {
+      const [err, values] = res[i] ?? [null, []];
+      if (err) throw err;
+      const v = values as Array<string | null>;
+      if (v[0] === null || v[0] === undefined) return;
+      const h: Record<string, string> = {};
+      fields.forEach((f, j) => {
+        const x = v[j];
+        if (x !== null && x !== undefined) h[f] = x;
+      });
+      out.set(n, parseServiceRecord(n, h));
+    });
+    return out;
+  }
+
   async names(): Promise<string[]> {
     return (await this.redis.smembers(Keys.services())).sort();
   }
