@@ -203,6 +203,26 @@ describe('authentication', () => {
     }
   });
 
+  test('blob redirects are followed without leaking the registry token to the other origin', async () => {
+    const { home, cleanup } = await tempHome();
+    const cdn = await startRegistryProxy({ upstream: registry });
+    const proxy = await startRegistryProxy({ upstream: registry, auth: {}, redirectBlobsTo: cdn.address });
+    const client = fastClient();
+    try {
+      const pulled = await pullImage(`${proxy.address}/${repo}:v1`, { home, client });
+      assert.equal(await readFile(join(pulled.rootfs, 'etc/hello'), 'utf8'), 'hello\n');
+      const cdnGets = cdn.requests.filter((r) => r.method === 'GET' && r.path.includes('/blobs/'));
+      assert.equal(cdnGets.length, 3, 'config and both layers came from the redirect target');
+      assert.ok(cdnGets.every((r) => r.headers.authorization === undefined), 'no Authorization header crossed origins');
+      assert.ok(proxy.requests.some((r) => r.path.includes('/blobs/') && /^Bearer /.test(String(r.headers.authorization))));
+    } finally {
+      await client.close();
+      await proxy.close();
+      await cdn.close();
+      await cleanup();
+    }
+  });
+
   test('anonymous or wrong credentials: MC_OCI_UNAUTHORIZED (not retryable)', async () => {
     const { home, cleanup } = await tempHome();
     const proxy = await startRegistryProxy({ upstream: registry, auth: { username: 'alice', password: 's3cret' } });

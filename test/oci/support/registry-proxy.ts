@@ -22,6 +22,8 @@ export interface RegistryProxyOptions {
   failFirst?: { count: number; status: number; retryAfter?: number };
   /** Pause this long between forwarded chunks of blob bodies (makes downloads overlap). */
   throttleBlobMs?: number;
+  /** Answer blob GETs with a 307 to the same path on this host:port (like a registry sending clients to a CDN). */
+  redirectBlobsTo?: string;
   /** Token auth in front of the registry. */
   auth?: { username?: string; password?: string; expiresIn?: number };
 }
@@ -92,6 +94,10 @@ export async function startRegistryProxy(opts: RegistryProxyOptions): Promise<Re
     if (digest && req.method === 'GET') {
       attempt = (blobAttempts.get(digest) ?? 0) + 1;
       blobAttempts.set(digest, attempt);
+    }
+    if (digest && req.method === 'GET' && opts.redirectBlobsTo) {
+      res.writeHead(307, { location: `http://${opts.redirectBlobsTo}${url.pathname}` }).end();
+      return;
     }
     const headers = { ...req.headers, host: opts.upstream };
     delete headers.authorization;
