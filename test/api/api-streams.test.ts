@@ -12,22 +12,27 @@ const REDIS_URL = apiTestRedisUrl(13);
 let api: RunningApi;
 let redis: Redis;
 
-/** Reads a streaming response until `done(text)` is true or the time runs out. */
+/**
+ * Reads a streaming response until `done(text)` is true or the time runs out.
+ * `done` is re-checked every 100 ms too, so it may depend on values set after the data arrived.
+ */
 async function readUntil(res: Response, done: (text: string) => boolean, ms = 10_000): Promise<string> {
   const reader = res.body!.getReader();
   const decoder = new TextDecoder();
   let text = '';
+  let ended = false;
   const deadline = Date.now() + ms;
+  let pending: ReturnType<typeof reader.read> | undefined;
   try {
     while (!done(text)) {
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`timed out; got so far:\n${text}`);
-      const chunk = await Promise.race([
-        reader.read(),
-        new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`timed out; got so far:\n${text}`)), left)),
-      ]);
-      if (chunk.done) break;
-      text += decoder.decode(chunk.value, { stream: true });
+      if (Date.now() > deadline) throw new Error(`timed out; got so far:\n${text}`);
+      if (ended) throw new Error(`the stream ended; got:\n${text}`);
+      pending ??= reader.read();
+      const tick = await Promise.race([pending, new Promise<'tick'>((r) => setTimeout(() => r('tick'), 100))]);
+      if (tick === 'tick') continue;
+      pending = undefined;
+      if (tick.done) ended = true;
+      else text += decoder.decode(tick.value, { stream: true });
     }
   } finally {
     await reader.cancel().catch(() => undefined);
@@ -67,27 +72,38 @@ after(async () => {
   redis?.disconnect();
 });
 
-test('GET /events streams state events as SSE with ids, and resumes from Last-Event-ID', async () => {
+test('GET /events streams state events as SSE with ids, filters by deployment, and resumes from Last-Event-ID', async () => {
+  const post = async (path: string, body: unknown): Promise<{ deploymentId: string }> => {
+    const res = await fetch(`${api.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    assert.equal(res.status, 202, await res.clone().text());
+    return (await res.json()) as { deploymentId: string };
+  };
   const live = await fetch(`${api.url}/events`);
   assert.equal(live.status, 200);
   assert.match(live.headers.get('content-type') ?? '', /text\/event-stream/);
-  const reading = readUntil(live, (t) => sseEvents(t).filter((e) => e.event === 'state' && e.data.service === 'web').length > 0);
+  let upId = '';
+  let downId = '';
+  const reading = readUntil(live, (t) => {
+    const ids = sseEvents(t).filter((e) => e.event === 'state').map((e) => e.data.deploymentId);
+    return upId !== '' && downId !== '' && ids.includes(upId) && ids.includes(downId);
+  });
   await new Promise((r) => setTimeout(r, 200)); // the subscription starts at "now"
-  const up = await fetch(`${api.url}/up`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(config) });
-  assert.equal(up.status, 202);
+  upId = (await post('/up', config)).deploymentId;
+  downId = (await post('/down', { services: ['web'] })).deploymentId;
   const events = sseEvents(await reading).filter((e) => e.event === 'state');
-  const first = events[0];
-  assert.ok(first, 'at least one state event');
-  assert.ok(first.id && /^\d+-\d+$/.test(first.id), `event id is a stream id: ${first.id}`);
-  assert.equal(first.data.id, first.id);
-  assert.ok(events.some((e) => e.data.kind === 'transition' && e.data.service === 'web'));
+  for (const e of events) {
+    assert.ok(e.id && /^\d+-\d+$/.test(e.id), `event id is a stream id: ${e.id}`);
+    assert.equal(e.data.id, e.id, 'the SSE id is the event id');
+    assert.ok(['transition', 'deployment', 'host'].includes(e.data.kind));
+  }
+  const firstOfUp = events.find((e) => e.data.deploymentId === upId)!;
 
-  // Resume: everything after the first event, without waiting for new ones.
-  const resumed = await fetch(`${api.url}/events?services=web`, { headers: { 'last-event-id': first.id } });
+  // Resume after the first event of the up, keeping only the down's events.
+  const resumed = await fetch(`${api.url}/events?deployment=${downId}`, { headers: { 'last-event-id': firstOfUp.id! } });
   const again = sseEvents(await readUntil(resumed, (t) => sseEvents(t).some((e) => e.event === 'state'))).filter((e) => e.event === 'state');
   assert.ok(again.length > 0);
-  assert.ok(again.every((e) => e.data.service === 'web'), 'the services filter applies');
-  assert.ok(again.every((e) => e.id !== first.id), 'resumes after the given id');
+  assert.ok(again.every((e) => e.data.deploymentId === downId), 'the deployment filter applies');
+  assert.ok(again.every((e) => e.id! > firstOfUp.id!), 'replays only what came after Last-Event-ID');
 });
 
 test('GET /services/:name/logs: tail, follow as chunked text, follow as SSE, stderr separate', async () => {
