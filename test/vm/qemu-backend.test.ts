@@ -21,7 +21,14 @@ test('qemu: writable root is copy-on-write per service; writes persist across re
     'cp /bin/busybox /data/suid && chmod 4755 /data/suid && ls -l /data/suid | cut -c1-10; ' +
     'echo "$1" > /etc/marker; echo changed > /bin/true-copy; rm /etc/hostname.bak 2>/dev/null; cat /etc/marker';
   const a = spec('cow-a', { command: '/bin/sh', args: ['-c', script, 'sh', 'service-a'], volumes: [{ host: vol, guest: '/data' }] });
-  const b = spec('cow-b', { command: '/bin/sh', args: ['-c', 'cat /etc/marker 2>&1; ls /data 2>&1; echo "$(nproc) $(grep MemTotal /proc/meminfo)"'], cpus: 2, ramMib: 300 });
+  const b = spec('cow-b', {
+    command: '/bin/sh',
+    args: ['-c', 'cat /etc/marker 2>&1; ls /data 2>&1; echo "$(nproc) $(grep MemTotal /proc/meminfo)"; echo "$(ulimit -Sn) $(ulimit -Hn) $(hostname) $(cat /etc/hostname)"'],
+    cpus: 2,
+    ramMib: 300,
+    hostname: 'bee',
+    rlimits: [{ resource: 'nofile', soft: 4096, hard: 8192 }],
+  });
   const [ha, hb] = await Promise.all([qemu.start(a), qemu.start(b)]);
   const [ea, eb] = await Promise.all([ha.wait(), hb.wait()]);
   assert.deepEqual(ea, { exitCode: 0, reason: 'exited' }, a.stderr.text);
@@ -32,7 +39,8 @@ test('qemu: writable root is copy-on-write per service; writes persist across re
   const suid = statSync(join(vol, 'suid'));
   assert.equal(suid.mode & 0o7777, 0o600, `host mode is ${(suid.mode & 0o7777).toString(8)}: no setuid, no exec on the host`);
   // Service b: no trace of a's writes, no volume, sees 2 cpus and ~300 MiB.
-  const [marker, ls, res] = b.stdout.text.split('\n');
+  const [marker, ls, res, limits] = b.stdout.text.split('\n');
+  assert.equal(limits, '4096 8192 bee bee', 'rlimits and hostname applied');
   assert.match(marker ?? '', /No such file/);
   assert.match(ls ?? '', /No such file/);
   const m = /^(\d+) MemTotal:\s+(\d+) kB$/.exec(res ?? '');

@@ -1,3 +1,5 @@
+import type { RlimitName } from './vm-spec.js';
+
 /**
  * The host side of the guest init protocol (libs/native/guest-init/init.c,
  * docs/VM.md). The spec travels as NUL-terminated `key=value` records, so any
@@ -20,6 +22,12 @@ export interface GuestSpec {
   /** Boot probe: init reports "exit 0" right after reading the spec. */
   probe?: boolean;
 }
+
+/** Linux RLIMIT_* numbers (asm-generic/resource.h; x86_64 uses the generic values). */
+export const RLIMIT_NUMBERS: Record<RlimitName, number> = {
+  cpu: 0, fsize: 1, data: 2, stack: 3, core: 4, rss: 5, nproc: 6, nofile: 7,
+  memlock: 8, as: 9, locks: 10, sigpending: 11, msgqueue: 12, nice: 13, rtprio: 14, rttime: 15,
+};
 
 export function encodeGuestSpec(spec: GuestSpec): Buffer {
   const records: string[] = [];

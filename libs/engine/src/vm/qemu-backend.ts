@@ -11,7 +11,7 @@ import { MonocoreError } from '../errors/index.js';
 import { MonocoreHome } from '../home/index.js';
 import { detectAccel, hostTscKhz, type Accel, type AccelChoice } from './acceleration.js';
 import { findGuestKernel, type GuestKernel } from './guest-kernel.js';
-import { encodeGuestSpec, parseGuestEvent, type GuestSpec } from './guest-protocol.js';
+import { encodeGuestSpec, parseGuestEvent, RLIMIT_NUMBERS, type GuestSpec } from './guest-protocol.js';
 import { GroupSwitch, groupMac } from './group-switch.js';
 import type { BackendAvailability, HypervisorBackend, VmHandle } from './hypervisor-backend.js';
 import { buildInitramfs, type Initramfs } from './initramfs-builder.js';
@@ -71,6 +71,7 @@ export class QemuBackend implements HypervisorBackend {
   private readonly home: MonocoreHome;
   private readonly qemu: string;
   private initramfsPromise?: Promise<{ kernel: GuestKernel; initramfs: Initramfs }>;
+  private filesPromise?: Promise<{ kernel: GuestKernel; initramfs: Initramfs }>;
   private accelChoice?: AccelChoice;
   private readonly switches = new Map<string, { sw: GroupSwitch; dir: string; members: number }>();
   private readonly switchOpening = new Map<string, Promise<{ sw: GroupSwitch; dir: string; members: number }>>();
@@ -108,8 +109,8 @@ export class QemuBackend implements HypervisorBackend {
   prepare(): Promise<{ kernel: GuestKernel; initramfs: Initramfs }> {
     if (!this.initramfsPromise) {
       this.initramfsPromise = (async () => {
-        const kernel = findGuestKernel(this.opts.kernelDir);
-        const initramfs = await buildInitramfs({ kernel, cacheDir: this.home.kernelDir });
+        const { kernel, initramfs } = await this.prepareFiles();
+        await this.verifyHardwareAccel();
         return { kernel, initramfs };
       })();
       this.initramfsPromise.catch(() => {
@@ -119,17 +120,44 @@ export class QemuBackend implements HypervisorBackend {
     return this.initramfsPromise;
   }
 
+  private prepareFiles(): Promise<{ kernel: GuestKernel; initramfs: Initramfs }> {
+    this.filesPromise ??= (async () => {
+      const kernel = findGuestKernel(this.opts.kernelDir);
+      const initramfs = await buildInitramfs({ kernel, cacheDir: this.home.kernelDir });
+      return { kernel, initramfs };
+    })();
+    this.filesPromise.catch(() => {
+      this.filesPromise = undefined;
+    });
+    return this.filesPromise;
+  }
+
+  /**
+   * A hardware accelerator that was auto-detected (not forced) must prove
+   * itself once with a boot probe; if the probe fails (a KVM that crawls, like
+   * kvm_pvm, or a broken HVF), fall back to TCG and say why.
+   */
+  private async verifyHardwareAccel(): Promise<void> {
+    const choice = this.accel;
+    if (choice.accel === 'tcg' || this.opts.accel || process.env.MONOCORE_QEMU_ACCEL) return;
+    const p = await this.probe(20_000, true);
+    if (!p.ok) {
+      this.accelChoice = { accel: 'tcg', reason: `${choice.accel} boot probe failed (${p.detail.split('\n')[0]}); using TCG` };
+    }
+  }
+
   /**
    * Boots only the kernel + initramfs and has init answer over the control
    * channel, then power off: proves the accelerator and boot path work.
    */
-  async probe(timeoutMs = 30_000): Promise<{ ok: boolean; ms: number; detail: string }> {
+  async probe(timeoutMs = 30_000, skipPrepare = false): Promise<{ ok: boolean; ms: number; detail: string }> {
     const t0 = Date.now();
     const stateDir = await mkdtemp(join(tmpdir(), 'mc-probe-'));
     try {
       const h = await this.startInternal(
         { id: 'probe', rootfs: stateDir, command: '', args: [], env: [], cpus: 1, ramMib: 128, volumes: [], ports: [], stateDir, network: { mode: 'none' }, bootTimeoutMs: timeoutMs },
         true,
+        skipPrepare,
       );
       const exit = await h.wait();
       const ok = exit.exitCode === 0;
@@ -143,7 +171,7 @@ export class QemuBackend implements HypervisorBackend {
     return this.startInternal(spec, false);
   }
 
-  private async startInternal(spec: VmSpec, probe: boolean): Promise<QemuVmHandle> {
+  private async startInternal(spec: VmSpec, probe: boolean, duringPrepare = false): Promise<QemuVmHandle> {
     if (!probe) validateVmSpec(spec);
     if (spec.network.mode === 'group' && !spec.network.localOnly) {
       throw new MonocoreError(
@@ -153,7 +181,7 @@ export class QemuBackend implements HypervisorBackend {
         { field: 'network.localOnly', id: spec.id },
       );
     }
-    const { kernel, initramfs } = await this.prepare();
+    const { kernel, initramfs } = duringPrepare ? await this.prepareFiles() : await this.prepare();
     await mkdir(spec.stateDir, { recursive: true });
     const disk = probe ? undefined : await this.prepareDisk(spec.stateDir);
     // Unix socket paths are limited to 108 bytes: keep them in a short private dir.
@@ -190,6 +218,7 @@ export class QemuBackend implements HypervisorBackend {
       volumes: spec.volumes.map((v, i) => ({ tag: `vol${i}`, guest: v.guest, readOnly: v.readOnly ?? false })),
       nics: [],
       hosts: [],
+      rlimits: (spec.rlimits ?? []).map((r) => ({ resource: RLIMIT_NUMBERS[r.resource], soft: r.soft, hard: r.hard })),
       probe,
     };
     const netArgs: string[] = [];

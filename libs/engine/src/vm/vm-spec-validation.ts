@@ -1,6 +1,7 @@
 import { statSync } from 'node:fs';
 import { isAbsolute } from 'node:path';
 import { MonocoreError } from '../errors/index.js';
+import { RLIMIT_NUMBERS } from './guest-protocol.js';
 import type { VmSpec } from './vm-spec.js';
 
 const ID_RE = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/;
@@ -74,5 +75,11 @@ export function validateVmSpec(spec: VmSpec): void {
       if (!validIpv4(IPV4_RE.exec(addr.split('/')[0] ?? ''))) bad(spec, `network.peers.${name}`, `${addr} is not an IPv4 address`);
     }
   }
+  (spec.rlimits ?? []).forEach((r, i) => {
+    if (!(r.resource in RLIMIT_NUMBERS)) bad(spec, `rlimits[${i}].resource`, `${JSON.stringify(r.resource)} is not a known resource (nofile, nproc, core, ...)`);
+    const ok = (v: number): boolean => Number.isInteger(v) && v >= -1;
+    if (!ok(r.soft) || !ok(r.hard)) bad(spec, `rlimits[${i}]`, 'soft and hard must be integers >= 0 (or -1 for unlimited)');
+    if (r.hard !== -1 && (r.soft === -1 || r.soft > r.hard)) bad(spec, `rlimits[${i}].soft`, `soft ${r.soft} exceeds hard ${r.hard}`);
+  });
   if (spec.bootTimeoutMs !== undefined && (!Number.isFinite(spec.bootTimeoutMs) || spec.bootTimeoutMs <= 0)) bad(spec, 'bootTimeoutMs', 'must be > 0');
 }

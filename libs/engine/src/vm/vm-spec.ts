@@ -37,7 +37,14 @@ export interface VmSpec {
   stderr?: NodeJS.WritableStream;
   /** Kill the guest if it has not reported its command started within this time. */
   bootTimeoutMs?: number;
+  /** Resource limits for the guest command (setrlimit names without RLIMIT_, e.g. "nofile"); -1 = unlimited. */
+  rlimits?: Array<{ resource: RlimitName; soft: number; hard: number }>;
 }
+
+/** Linux setrlimit resources, as named in ulimit/OCI (RLIMIT_NOFILE -> "nofile"). */
+export type RlimitName =
+  | 'cpu' | 'fsize' | 'data' | 'stack' | 'core' | 'rss' | 'nproc' | 'nofile'
+  | 'memlock' | 'as' | 'locks' | 'sigpending' | 'msgqueue' | 'nice' | 'rtprio' | 'rttime';
 
 export type VmNetwork =
   | { mode: 'none' }
