@@ -26,7 +26,7 @@ export function registerServe(program: Command): void {
     .option('-p, --port <port>', 'API port (0 picks a free one)', '3456')
     .option('--host <address>', 'API address; anything but loopback requires MONOCORE_API_TOKEN', '127.0.0.1')
     .option('--redis-url <url>', 'use this Redis instead of an embedded one (default: $MONOCORE_REDIS_URL)')
-    .option('--host-id <id>', 'this machine\'s host id for placement (default: the hostname)')
+    .option('--host-id <id>', 'this machine\'s host id for placement (default: $MONOCORE_HOST_ID or the hostname)')
     .option('--no-worker', 'do not run the VM worker in this process')
     .option('--no-puller', 'do not run the image puller in this process')
     .option('--log-level <level>', 'level of the human log on stderr (the JSON log file gets debug)', 'info')
@@ -62,7 +62,7 @@ Environment:
       const home = new MonocoreHome();
       const { logger, file: logFile } = createServeLogger(home.logDir, opts.logLevel);
       // Host ids name queues (host-<id>, pull-<id>): letters, digits, _ and - only.
-      const hostId = opts.hostId ?? (hostname().replace(/[^A-Za-z0-9_-]/g, '-') || 'local');
+      const hostId = opts.hostId ?? (process.env.MONOCORE_HOST_ID || hostname().replace(/[^A-Za-z0-9_-]/g, '-') || 'local');
       if (!/^[A-Za-z0-9_-]{1,64}$/.test(hostId)) {
         process.stderr.write(`error: --host-id must be 1-64 letters, digits, "_" or "-", got "${hostId}"\n`);
         process.exitCode = ExitCode.Usage;
