@@ -15,7 +15,10 @@ export interface AccelChoice {
  * crawls and never reaches init (PLATFORM.md), so TCG it is. HVF on macOS.
  * `MONOCORE_QEMU_ACCEL=kvm|hvf|tcg` forces a choice.
  */
-export function detectAccel(env: NodeJS.ProcessEnv = process.env, sys = { platform: platform(), exists: existsSync }): AccelChoice {
+export function detectAccel(
+  env: NodeJS.ProcessEnv = process.env,
+  sys: { platform: NodeJS.Platform; exists: (path: string) => boolean } = { platform: platform(), exists: existsSync },
+): AccelChoice {
   const forced = env.MONOCORE_QEMU_ACCEL;
   if (forced === 'kvm' || forced === 'hvf' || forced === 'tcg') return { accel: forced, reason: `forced by MONOCORE_QEMU_ACCEL=${forced}` };
   if (sys.platform === 'darwin') return { accel: 'hvf', reason: 'macOS Hypervisor.framework' };

@@ -1,0 +1,36 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { encodeGuestSpec, parseGuestEvent } from './guest-protocol.js';
+
+test('encodeGuestSpec: NUL-separated records keep every byte of argv/env', () => {
+  const buf = encodeGuestSpec({
+    argv: ['/bin/sh', '', 'a b', 'x\ny', 'ü=✓'],
+    env: ['A=1', 'EMPTY='],
+    workdir: '/w',
+    hostname: 'h',
+    disk: true,
+    volumes: [{ tag: 'vol0', guest: '/data dir', readOnly: true }],
+    nics: [{ mac: '52:54:0a:58:00:02', cidr: '10.88.0.2/24' }],
+    hosts: ['10.88.0.3\tb'],
+    rlimits: [{ resource: 7, soft: 10, hard: -1 }],
+  });
+  const nl = buf.indexOf(0x0a);
+  const header = buf.subarray(0, nl).toString();
+  const body = buf.subarray(nl + 1);
+  assert.equal(header, `MCSPEC1 ${body.length}`);
+  const records = body.toString('utf8').split('\0').slice(0, -1);
+  assert.deepEqual(records, [
+    'arg=/bin/sh', 'arg=', 'arg=a b', 'arg=x\ny', 'arg=ü=✓', 'env=A=1', 'env=EMPTY=', 'workdir=/w', 'hostname=h', 'disk=1',
+    'vol=vol0 ro /data dir', 'nic=52:54:0a:58:00:02 10.88.0.2/24 -', 'host=10.88.0.3\tb', 'rlimit=7 10 -1',
+  ]);
+  assert.throws(() => encodeGuestSpec({ argv: ['a\0b'], env: [], workdir: '/', hostname: 'h', disk: false, volumes: [], nics: [], hosts: [] }), /NUL/);
+});
+
+test('parseGuestEvent: control lines', () => {
+  assert.deepEqual(parseGuestEvent('boot 1.500'), { type: 'boot', uptime: 1.5 });
+  assert.deepEqual(parseGuestEvent('started 2.000'), { type: 'started', uptime: 2 });
+  assert.deepEqual(parseGuestEvent('exit 137 3.25'), { type: 'exit', code: 137, uptime: 3.25 });
+  assert.deepEqual(parseGuestEvent('error mount rootfs: No such device'), { type: 'error', message: 'mount rootfs: No such device' });
+  assert.equal(parseGuestEvent('exit abc'), undefined);
+  assert.equal(parseGuestEvent('hello'), undefined);
+});
