@@ -4,7 +4,9 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { Queue, QueueEvents } from 'bullmq';
 import { Redis } from 'ioredis';
@@ -123,6 +125,40 @@ describe('puller worker (BullMQ + Redis)', () => {
       assert.equal((await h.queue.getJob(unreachable.id!))?.attemptsMade, 2, 'retried: the registry may come back');
     } finally {
       await h.close();
+    }
+  });
+
+  test('the monocore-puller bin serves the host queue from env and exits 0 on SIGTERM', async () => {
+    const hostId = `bin-${randomBytes(4).toString('hex')}`;
+    const { home, cleanup } = await tempHome();
+    const connection = new Redis(redisUrl, { maxRetriesPerRequest: null });
+    const queue = new Queue<PullJobData, PullJobResult>(QueueNames.pull(hostId), { connection, prefix: QUEUE_PREFIX });
+    const eventsConnection = connection.duplicate();
+    const events = new QueueEvents(QueueNames.pull(hostId), { connection: eventsConnection, prefix: QUEUE_PREFIX });
+    const bin = fileURLToPath(new URL('../../../apps/puller/dist/main.js', import.meta.url));
+    const child = spawn(process.execPath, [bin], {
+      env: { ...process.env, MONOCORE_REDIS_URL: redisUrl, MONOCORE_HOST_ID: hostId, MONOCORE_HOME: home.root },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    try {
+      await events.waitUntilReady();
+      const job = await queue.add('pull', { image: `${registry}/${repo}:v1` });
+      const result = await job.waitUntilFinished(events, 60_000);
+      assert.equal(await readFile(join(result.rootfs, 'etc/puller'), 'utf8'), 'yes\n');
+      assert.match(stderr, new RegExp(`queue pull-${hostId}`));
+      child.kill('SIGTERM');
+      assert.equal(await exited, 0, stderr);
+    } finally {
+      child.kill('SIGKILL');
+      await events.close();
+      await eventsConnection.quit();
+      await queue.obliterate({ force: true }).catch(() => undefined);
+      await queue.close();
+      await connection.quit();
+      await cleanup();
     }
   });
 });
