@@ -130,10 +130,19 @@ export function registerUp(program: Command): void {
           // The stream ends when we abort it, or if the API goes away; the wait below decides.
         }
       })();
+      // Ctrl-C stops watching, not the deployment: say so, and exit like an interrupted command (130).
+      const onInterrupt = (): void => {
+        process.stderr.write(
+          `\ninterrupted: deployment ${result.deploymentId} goes on in the background; follow it with \`monocore status --watch\`\n`,
+        );
+        process.exit(130);
+      };
+      process.once('SIGINT', onInterrupt);
       let outcome: Outcome;
       try {
         outcome = await client.get<Outcome>(`/deployments/${encodeURIComponent(result.deploymentId)}/wait`, { timeout });
       } finally {
+        process.off('SIGINT', onInterrupt);
         events.abort();
         progress?.destroy();
         await printer;
