@@ -14,24 +14,31 @@
 # MONOCORE_TEST_REGISTRY, MONOCORE_TEST_IMAGE, MONOCORE_TEST_IMAGE_LAYERED,
 # MONOCORE_TEST_KERNEL_DIR (when the kernel script exists) and MONOCORE_TEST_STATE_DIR.
 #
-# Ports: MONOCORE_TEST_REDIS_PORT / MONOCORE_TEST_REGISTRY_PORT override 16379 / 15000.
+# Ports: 16379 / 15000 by default; MONOCORE_TEST_REDIS_PORT / MONOCORE_TEST_REGISTRY_PORT
+# force others. The ports in use are remembered in .monocore-test/ports (so stop/status
+# and the next start find the same services).
 #
-# A port that is already taken (e.g. a second checkout of the repo on the same machine):
-#   - by OUR service (its pidfile in this checkout's .monocore-test/ names the listening
-#     process) -> reused, nothing restarted;
-#   - by ANOTHER checkout's monocore test service (Redis whose data dir ends in
-#     /.monocore-test/redis, or a docker-registry process whose config file is
-#     .../.monocore-test/registry.yml) -> reused with a notice; `stop` here never stops it;
-#   - by anything else -> loud failure naming the port and the process; choose other ports
-#     with the variables above.
-# Sharing another checkout's services is safe for our tests because they use unique Redis
-# key prefixes / repository names and never FLUSHALL; the test images are keyed by content.
+# A port that is already taken when starting:
+#   - by OUR service (this checkout's pidfile names the listening process) -> reused;
+#   - by ANOTHER checkout's monocore test service (a Redis whose data dir ends in
+#     /.monocore-test/redis, a docker-registry serving .../.monocore-test/registry.yml),
+#     e.g. a clean clone run beside the main tree -> this checkout does NOT share it (queues,
+#     keys and workers of two test runs would mix): it starts its own on a free port derived
+#     from the checkout path (16380.. / 15001..), says so, and remembers it. With an
+#     explicitly forced port it fails instead;
+#   - by anything else -> loud failure naming the port and the process.
+# `stop` only ever stops the services this checkout started (pidfiles).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 STATE="$ROOT/.monocore-test"
-REDIS_PORT="${MONOCORE_TEST_REDIS_PORT:-16379}"
-REGISTRY_PORT="${MONOCORE_TEST_REGISTRY_PORT:-15000}"
+PORTS_FILE="$STATE/ports"
+REDIS_PORT=16379
+REGISTRY_PORT=15000
+# shellcheck disable=SC1090
+[ -f "$PORTS_FILE" ] && . "$PORTS_FILE"
+REDIS_PORT="${MONOCORE_TEST_REDIS_PORT:-$REDIS_PORT}"
+REGISTRY_PORT="${MONOCORE_TEST_REGISTRY_PORT:-$REGISTRY_PORT}"
 REDIS_DIR="$STATE/redis"
 REDIS_PID="$STATE/redis.pid"
 REDIS_LOG="$STATE/redis.log"
@@ -64,6 +71,22 @@ port_in_use() { [ -n "$(ss -Hltn "sport = :$1" 2>/dev/null)" ]; }
 pid_alive() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null; }
 pidfile_pid() { [ -f "$1" ] && tr -dc '0-9' <"$1" || true; }
 
+# A free port for this checkout: BASE+1+(hash of the checkout path mod 400), then upwards.
+free_port() {
+  local base="$1" h p i
+  h="$(printf '%s' "$ROOT" | cksum | cut -d' ' -f1)"
+  p=$((base + 1 + h % 400))
+  for i in $(seq 1 100); do
+    port_in_use "$p" || { echo "$p"; return 0; }
+    p=$((p + 1))
+  done
+  die "no free port found above $base"
+}
+save_ports() {
+  printf 'REDIS_PORT=%s\nREGISTRY_PORT=%s\n' "$REDIS_PORT" "$REGISTRY_PORT" >"$PORTS_FILE.tmp"
+  mv "$PORTS_FILE.tmp" "$PORTS_FILE"
+}
+
 redis_ping() { timeout 5 redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null | grep -qx PONG; }
 registry_ping() { curl -fsS -o /dev/null --max-time 2 "http://$REGISTRY/v2/" 2>/dev/null; }
 
@@ -94,8 +117,12 @@ start_redis() {
     dir="$(timeout 5 redis-cli -h 127.0.0.1 -p "$REDIS_PORT" config get dir 2>/dev/null | sed -n 2p || true)"
     case "$dir" in
       */.monocore-test/redis)
-        log "NOTICE: reusing another checkout's test Redis on 127.0.0.1:$REDIS_PORT (data dir $dir);"
-        log "        set MONOCORE_TEST_REDIS_PORT to run a private one"
+        [ -z "${MONOCORE_TEST_REDIS_PORT:-}" ] \
+          || die "MONOCORE_TEST_REDIS_PORT=$REDIS_PORT is taken by another checkout's test Redis (data dir $dir)"
+        local old="$REDIS_PORT"
+        REDIS_PORT="$(free_port 16379)"
+        log "NOTICE: 127.0.0.1:$old is another checkout's test Redis ($dir); this checkout gets its own on 127.0.0.1:$REDIS_PORT"
+        start_redis
         return 0 ;;
     esac
     die "port 127.0.0.1:$REDIS_PORT is taken by something that is not monocore's test Redis" \
@@ -167,11 +194,14 @@ start_registry() {
     fi
     case "$cmd" in
       *docker-registry\ serve\ */.monocore-test/registry.yml*)
-        if registry_ping; then
-          log "NOTICE: reusing another checkout's test registry on $REGISTRY ($cmd);"
-          log "        set MONOCORE_TEST_REGISTRY_PORT to run a private one"
-          return 0
-        fi ;;
+        [ -z "${MONOCORE_TEST_REGISTRY_PORT:-}" ] \
+          || die "MONOCORE_TEST_REGISTRY_PORT=$REGISTRY_PORT is taken by another checkout's test registry ($cmd)"
+        local old="$REGISTRY"
+        REGISTRY_PORT="$(free_port 15000)"
+        REGISTRY="127.0.0.1:$REGISTRY_PORT"
+        log "NOTICE: $old is another checkout's test registry ($cmd); this checkout gets its own on $REGISTRY"
+        start_registry
+        return 0 ;;
     esac
     die "port $REGISTRY is taken by something that is not monocore's test registry" \
         "(pid ${pid:-unknown}: ${cmd:-?}). Stop it or set MONOCORE_TEST_REGISTRY_PORT."
@@ -236,6 +266,7 @@ cmd_start() {
   flock -w 600 9 || die "timed out waiting for another 'test-services.sh start' ($STATE/.lock)"
   start_redis
   start_registry
+  save_ports
   MONOCORE_TEST_REGISTRY="$REGISTRY" bash "$ROOT/scripts/build-test-images.sh" 9>&- \
     || die "building/pushing the test images failed (see output above)"
   local kernel_dir
