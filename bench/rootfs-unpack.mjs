@@ -78,6 +78,15 @@ const layer = (kind) => {
 };
 
 const work = join(out, 'work');
+// Commands run under /usr/bin/time so their CPU time (user+sys) is known: on a
+// loaded machine CPU seconds are steadier than wall time.
+let childCpu = 0;
+function timed(cmd, args, opts) {
+  const r = spawnSync('/usr/bin/time', ['-f', 'CPU %U %S', cmd, ...args], { ...opts, stdio: ['ignore', 'ignore', 'pipe'] });
+  const m = /CPU ([\d.]+) ([\d.]+)\s*$/.exec(r.stderr.toString());
+  if (m) childCpu = (Number(m[1]) + Number(m[2])) * 1000;
+  return r;
+}
 const variants = {
   'monocore gzip': async () => {
     const home = new MonocoreHome(join(work, 'home'));
@@ -92,27 +101,34 @@ const variants = {
     await ensureImageRootfs({ home, imageId: meta.manifestDigest, layers: [layer('none')] });
   },
   'umoci unpack (gzip)': async () => {
-    const r = spawnSync('umoci', ['unpack', '--image', `${join(out, 'layout')}:bench`, join(work, 'bundle')], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const r = timed('umoci', ['unpack', '--image', `${join(out, 'layout')}:bench`, join(work, 'bundle')], { stdio: ['ignore', 'ignore', 'pipe'] });
     if (r.status !== 0) throw new Error(r.stderr.toString());
   },
   'GNU tar -xzf': async () => {
     mkdirSync(join(work, 'x'), { recursive: true });
-    const r = spawnSync('tar', ['-xzf', `${tar}.gz`, '-C', join(work, 'x'), '--same-owner', '-p'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const r = timed('tar', ['-xzf', `${tar}.gz`, '-C', join(work, 'x'), '--same-owner', '-p'], { stdio: ['ignore', 'ignore', 'pipe'] });
     if (r.status !== 0) throw new Error(r.stderr.toString());
   },
 };
 
 const times = Object.fromEntries(Object.keys(variants).map((k) => [k, []]));
+const cpu = Object.fromEntries(Object.keys(variants).map((k) => [k, []]));
 for (let i = 0; i < runs; i++) {
   for (const [name, fn] of Object.entries(variants)) {
     rmSync(work, { recursive: true, force: true });
     mkdirSync(work, { recursive: true });
     spawnSync('sync');
+    childCpu = 0;
+    const c0 = process.cpuUsage();
     const t = process.hrtime.bigint();
     await fn();
     const ms = Number(process.hrtime.bigint() - t) / 1e6;
+    const c = process.cpuUsage(c0);
+    // In-process variants: this process's CPU (all its threads); commands: theirs.
+    const cpuMs = name.startsWith('monocore') ? (c.user + c.system) / 1000 : childCpu;
     times[name].push(ms);
-    console.error(`run ${i + 1}/${runs} ${name}: ${ms.toFixed(0)} ms`);
+    cpu[name].push(cpuMs);
+    console.error(`run ${i + 1}/${runs} ${name}: ${ms.toFixed(0)} ms wall, ${cpuMs.toFixed(0)} ms CPU`);
   }
 }
 rmSync(work, { recursive: true, force: true });
@@ -123,11 +139,12 @@ const median = (a) => {
 };
 const load = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
 console.log(`layer: ${(sizes.tar / 1e6).toFixed(0)} MB tar, ${files} entries; gzip ${(sizes.gz / 1e6).toFixed(0)} MB, zstd ${(sizes.zst / 1e6).toFixed(0)} MB; ${runs} runs; load average at end ${load}`);
-console.log('| variant | median ms | min ms | max ms | MB/s (tar bytes) |');
+console.log('| variant | wall median ms | wall min–max ms | CPU median ms (user+sys) | MB/s (tar bytes, wall median) |');
 console.log('|---|---|---|---|---|');
 for (const [name, a] of Object.entries(times)) {
   const m = median(a);
-  console.log(`| ${name} | ${m.toFixed(0)} | ${Math.min(...a).toFixed(0)} | ${Math.max(...a).toFixed(0)} | ${(sizes.tar / 1e6 / (m / 1000)).toFixed(0)} |`);
+  console.log(`| ${name} | ${m.toFixed(0)} | ${Math.min(...a).toFixed(0)}–${Math.max(...a).toFixed(0)} | ${median(cpu[name]).toFixed(0)} | ${(sizes.tar / 1e6 / (m / 1000)).toFixed(0)} |`);
 }
 const um = median(times['umoci unpack (gzip)']);
-console.log(`\nratio monocore gzip / umoci unpack: ${(median(times['monocore gzip']) / um).toFixed(2)}`);
+console.log(`\nratio of medians, monocore gzip / umoci unpack: wall ${(median(times['monocore gzip']) / um).toFixed(2)}, CPU ${(median(cpu['monocore gzip']) / median(cpu['umoci unpack (gzip)'])).toFixed(2)}`);
+console.log('(monocore zstd CPU excludes the zstd child process)');
