@@ -284,6 +284,9 @@ export class QemuBackend implements HypervisorBackend {
       '-nodefaults', '-no-user-config', // no default devices, no /etc/qemu config
       '-display', 'none', '-monitor', 'none', // no stdio muxing: QEMU's own stderr stays for errors
       '-no-reboot', // a guest reboot (or panic) ends the process
+      // seccomp filter on QEMU itself: no obsolete syscalls, no setuid/setgid, no fork/exec,
+      // no scheduler/affinity games — what a guest that escaped into QEMU could use next.
+      '-sandbox', 'on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny',
       '-serial', `file:${consoleLog}`,
       '-kernel', kernel.vmlinux, // uncompressed ELF via PVH: bzImage decompression crawls under TCG
       '-initrd', initramfs.path,
