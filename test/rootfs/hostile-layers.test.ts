@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { existsSync, lstatSync, mkdirSync, readFileSync, statSync, writeFileSync, chmodSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { applyLayer, UnpackSession, isMonocoreError, type MonocoreError } from '@monocore/engine';
+import { applyLayer, ensureImageRootfs, MonocoreHome, removeImageRootfs, UnpackSession, isMonocoreError, type MonocoreError } from '@monocore/engine';
 import { gnuLongName, tarArchive, type TarEntry } from './tar-writer.js';
 import { describeTree, removeTempDirs, fileContents, tempDir } from './tree.js';
 
@@ -44,8 +44,9 @@ function arena(name: string): Arena {
       for (const [p, data] of fileContents(root)) {
         assert.equal(data.includes(secret), false, `rootfs file ${p} holds the outside secret: something was read from outside`);
       }
-      assert.deepEqual(Object.keys(describeTree(base)).filter((p) => !p.startsWith('rootfs') && !p.startsWith('outside') && !p.endsWith('.tar') && p !== '.'), [],
+      assert.deepEqual(Object.keys(describeTree(base)).filter((p) => !p.startsWith('rootfs') && !p.startsWith('outside') && !p.startsWith('home') && !p.endsWith('.tar') && p !== '.'), [],
         'something appeared beside the rootfs');
+      assert.ok(existsSync(join(base, 'outside', 'secret')));
     },
   };
 }
@@ -230,5 +231,41 @@ test('CONTAIN: device nodes are never created, even as root', async () => {
   assert.equal(existsSync(join(a.root, 'dev/kmem')), false);
   const devs = session.record('sha256:' + '0'.repeat(64)).devices.map((d) => d.path);
   assert.deepEqual(devs, ['dev/kmem', 'dev/sda', a.outside.slice(1) + '/dev-in-outside'].sort(), 'recorded at the contained path');
+  a.check();
+});
+
+test('CONTAIN: deleting a directory (whiteout, replacement, image removal) never follows symlinks inside it', async () => {
+  const a = arena('rm-links');
+  await apply(a, [
+    { name: 'd/', type: 'dir' },
+    { name: 'd/to-outside', type: 'symlink', linkname: a.outside },
+    { name: 'd/to-root', type: 'symlink', linkname: '/' },
+    { name: 'e/', type: 'dir' },
+    { name: 'e/to-outside-rel', type: 'symlink', linkname: '../../outside' },
+    { name: 'f/', type: 'dir' },
+    { name: 'f/x', type: 'symlink', linkname: a.outside + '/etc' },
+  ]);
+  await apply(a, [
+    { name: '.wh.d', data: '' }, // whiteout of a directory
+    { name: 'e', data: 'file replaces dir' }, // replacement
+    { name: 'f/.wh..wh..opq', data: '' }, // opaque
+  ]);
+  assert.equal(existsSync(join(a.root, 'd')), false);
+  a.check();
+
+  // Whole-image removal: an image holding links to the host is removed without following them.
+  const home = new MonocoreHome(join(a.base, 'home'));
+  const layer = join(a.base, 'links.tar');
+  writeFileSync(layer, tarArchive([
+    { name: 'etc', type: 'symlink', linkname: a.outside + '/etc' },
+    { name: 'up', type: 'symlink', linkname: '../../../../outside' },
+    { name: 'ro/', type: 'dir', mode: 0o555 },
+    { name: 'ro/root', type: 'symlink', linkname: '/' },
+  ]));
+  const imageId = 'sha256:' + 'f'.repeat(64);
+  const r = await ensureImageRootfs({ home, imageId, layers: [{ digest: 'sha256:' + 'e'.repeat(64), mediaType: OCI_TAR, size: 0, path: layer }] });
+  assert.equal(lstatSync(join(r.rootfs, 'etc')).isSymbolicLink(), true);
+  assert.equal(await removeImageRootfs(home, imageId), true);
+  assert.equal(existsSync(r.rootfs), false);
   a.check();
 });
