@@ -6,7 +6,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { repoRoot, tempDir, testEnvWithKernel, waitFor } from '../support/env.js';
 
@@ -86,6 +86,10 @@ after(async () => {
 });
 
 test('monocore CLI against a running `monocore serve`: up, status, logs, down, remove with meaningful exit codes', async () => {
+  // A host volume: trusted from a local file through the CLI (not over plain REST, see below).
+  const shared = join(home, 'shared');
+  mkdirSync(shared);
+  writeFileSync(join(shared, 'hello.txt'), 'hello-from-the-host\n');
   const cfg = join(home, 'monocore.toml');
   writeFileSync(
     cfg,
@@ -105,7 +109,8 @@ ram = 192
 group = "demo"
 depends_on = ["counter"]
 command = "/bin/sh"
-args = ["-c", "echo reader-up; exec sleep 600"]
+args = ["-c", "echo reader-up; cat /shared/hello.txt; exec sleep 600"]
+volumes = ["${shared}:/shared"]
 
 [[group]]
 name = "demo"
@@ -148,6 +153,11 @@ local_only = true
   assert.equal(logs.code, 0);
   assert.match(logs.stdout, /^hello-from-counter$/m);
   assert.doesNotMatch(logs.stdout, /counter-err/);
+  const readerLogs = await waitFor(async () => {
+    const r = await cli(['logs', 'reader']);
+    return r.stdout.includes('hello-from-the-host') ? r : undefined;
+  }, { what: 'reader to print the file from its host volume', timeoutMs: 30_000, intervalMs: 500 });
+  assert.match(readerLogs.stdout, /^reader-up\nhello-from-the-host$/m);
   const errLogs = await cli(['logs', 'counter', '--stderr']);
   assert.match(errLogs.stdout, /^counter-err$/m);
   const last = await cli(['logs', 'counter', '-n', '1']);
@@ -234,6 +244,12 @@ test('CLI exit codes: usage 2, invalid config 1 with FILE:LINE, unknown service 
     assert.match(denied.stderr, /bearer token/);
     const allowed = await cli(['status', '--json'], { MONOCORE_HOME: otherHome, MONOCORE_API_TOKEN: TOKEN });
     assert.equal(allowed.code, 0, show(allowed));
+    // The token alone does not make a caller a local config author: host volumes are refused.
+    const vol = join(otherHome, 'vol.toml');
+    writeFileSync(vol, `[[service]]\nname = "v"\nbase = "${env.image}"\nvolumes = ["/etc:/host-etc"]\n`);
+    const refused = await cli(['up', '-f', vol], { MONOCORE_HOME: otherHome, MONOCORE_API_TOKEN: TOKEN });
+    assert.equal(refused.code, 1, show(refused));
+    assert.match(refused.stderr, /service\[0\]\.volumes\[0\].*not allowed|not allowed.*service\[0\]\.volumes\[0\]/);
   } finally {
     rmSync(otherHome, { recursive: true, force: true });
   }

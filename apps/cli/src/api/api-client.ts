@@ -44,7 +44,7 @@ export class ApiClient {
     this.headers = {};
     const token = options.token ?? (env.MONOCORE_API_TOKEN || undefined);
     if (token) this.headers.authorization = `Bearer ${token}`;
-    const local = options.localToken ?? (isLoopbackHost(parsed.hostname) ? readLocalToken() : undefined);
+    const local = options.localToken ?? (isLoopbackHost(parsed.hostname) ? readLocalToken(parsed.origin) : undefined);
     if (local) this.headers[LOCAL_TOKEN_HEADER] = local;
   }
 
@@ -132,9 +132,15 @@ function isLoopbackHost(host: string): boolean {
   return h === 'localhost' || h === '::1' || /^127\./.test(h);
 }
 
-function readLocalToken(): string | undefined {
+/**
+ * The credential `monocore serve` wrote for the local CLI, only when it was
+ * issued for this very API origin: it is never sent to another local listener.
+ */
+function readLocalToken(origin: string): string | undefined {
   try {
-    return readFileSync(new MonocoreHome().apiLocalTokenPath, 'utf8').trim() || undefined;
+    const saved = JSON.parse(readFileSync(new MonocoreHome().apiLocalTokenPath, 'utf8')) as { url?: unknown; token?: unknown };
+    if (typeof saved.url !== 'string' || typeof saved.token !== 'string') return undefined;
+    return new URL(saved.url).origin === origin ? saved.token : undefined;
   } catch {
     return undefined;
   }

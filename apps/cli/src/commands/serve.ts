@@ -121,14 +121,9 @@ Environment:
           logger.info({ hostId }, 'worker ready');
         }
 
-        // The local CLI's credential: readable only by this user (0600), replaced on every start.
+        // The local CLI's credential: readable only by this user (0600), replaced on every
+        // start, written with the URL it is valid for once the API listens.
         const localToken = randomBytes(32).toString('hex');
-        const tokenPath = home.apiLocalTokenPath;
-        await mkdir(dirname(tokenPath), { recursive: true, mode: 0o700 });
-        await writeFile(`${tokenPath}.tmp`, `${localToken}\n`, { mode: 0o600 });
-        await rename(`${tokenPath}.tmp`, tokenPath);
-        started.push({ name: 'local token', close: () => rm(tokenPath, { force: true }) });
-
         const api: RunningApi = await startApi({
           redisUrl,
           host: opts.host,
@@ -139,6 +134,12 @@ Environment:
           logger: logger.child({ name: 'api' }),
         });
         started.push({ name: 'api', close: () => api.close() });
+        const tokenPath = home.apiLocalTokenPath;
+        await mkdir(dirname(tokenPath), { recursive: true, mode: 0o700 });
+        await writeFile(`${tokenPath}.tmp`, `${JSON.stringify({ url: api.url, token: localToken })}\n`, { mode: 0o600 });
+        await rename(`${tokenPath}.tmp`, tokenPath);
+        // Removed before the API closes (shutdown runs in reverse order).
+        started.push({ name: 'local token', close: () => rm(tokenPath, { force: true }) });
         logger.info(
           { home: home.root, log: logFile, redis: redis ? `embedded 127.0.0.1:${redis.port}` : 'external', auth: token ? 'token' : 'none' },
           `monocore serve: API listening on ${api.url}`,
