@@ -22,6 +22,7 @@ export const ErrorCodes = {
   // --- api (MC_API_*) ----------------------------------------------------------
   MC_API_BAD_REQUEST: code(400, false, 'the request body, query or path parameters are invalid (see details.issues)'),
   MC_API_UNAUTHORIZED: code(401, false, 'a bearer token is required and was missing or wrong'),
+  MC_API_FORBIDDEN: code(403, false, 'a cross-origin browser request, or a Host header that is not the loopback the API listens on (DNS rebinding)'),
   MC_API_NOT_FOUND: code(404, false, 'no such route'),
   MC_API_BODY_TOO_LARGE: code(413, false, 'the request body is larger than the configured limit'),
   MC_API_VOLUME_NOT_ALLOWED: code(400, false, 'a host volume path in a REST body lies outside the allowed roots'),
