@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
+import { request as undiciRequest } from 'undici';
 import { HostRegistry, Orchestrator, QUEUE_PREFIX } from '@monocore/engine';
 import { buildApi, startApi, type RunningApi } from '@monocore/api';
 import { apiTestRedisUrl, flushDb, TOKEN } from './api-test-env.js';
@@ -156,6 +157,30 @@ test('auth: every route but /healthz needs the bearer token; compared in full', 
   const notFound = await call('GET', '/no/such/route');
   assert.equal(notFound.status, 404);
   assert.equal(notFound.json.code, 'MC_API_NOT_FOUND');
+});
+
+test('web pages stay out: cross-origin requests and rebound Host names are 403 MC_API_FORBIDDEN', async () => {
+  const evil = await fetch(`${api.url}/down`, {
+    method: 'POST',
+    headers: { ...auth, origin: 'http://evil.example', 'content-type': 'application/json' },
+    body: '{}',
+  });
+  assert.equal(evil.status, 403, 'even with the right token (a browser may hold cached credentials)');
+  assert.equal(((await evil.json()) as { code: string }).code, 'MC_API_FORBIDDEN');
+  const nullOrigin = await fetch(`${api.url}/status`, { headers: { ...auth, origin: 'null' } });
+  assert.equal(nullOrigin.status, 403);
+  await nullOrigin.body?.cancel();
+  const sameOrigin = await fetch(`${api.url}/status`, { headers: { ...auth, origin: api.url } });
+  assert.equal(sameOrigin.status, 200, 'the pages the API serves itself may call it');
+  await sameOrigin.body?.cancel();
+
+  const port = new URL(api.url).port;
+  const rebound = await undiciRequest(`${api.url}/healthz`, { headers: { host: `evil.example:${port}` } });
+  assert.equal(rebound.statusCode, 403);
+  assert.equal(((await rebound.body.json()) as { code: string }).code, 'MC_API_FORBIDDEN');
+  const localhost = await undiciRequest(`${api.url}/healthz`, { headers: { host: `localhost:${port}` } });
+  assert.equal(localhost.statusCode, 200);
+  await localhost.body.text();
 });
 
 test('Bull Board is served behind the token (Bearer or Basic) and lists every queue, including ones created later', async () => {

@@ -6,6 +6,7 @@ import type { Queue } from 'bullmq';
 import { MonocoreError } from '@monocore/engine';
 import type { OrchestratorApi } from './orchestrator-port.js';
 import { authHook, isLocalRequest } from './plugins/auth.js';
+import { browserGuardHook } from './plugins/browser-guard.js';
 import { registerBullBoard, type BullBoardControl } from './plugins/bull-board.js';
 import { installErrorHandler } from './plugins/error-handler.js';
 import { registerOpenApi } from './plugins/openapi.js';
@@ -44,6 +45,11 @@ export interface BuildApiOptions {
   bodyLimit?: number;
   /** Upper bound for wait=true, ms. Default 10 minutes. */
   maxWaitMs?: number;
+  /**
+   * The API listens on loopback only (startApi sets it): requests whose Host is not a
+   * loopback name are refused (DNS rebinding). Default true; set false behind a proxy or on 0.0.0.0.
+   */
+  loopbackOnly?: boolean;
 }
 
 declare module 'fastify' {
@@ -75,6 +81,8 @@ export async function buildApi(options: BuildApiOptions): Promise<FastifyInstanc
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   installErrorHandler(app);
+  // Before auth and routing, for every request (health included): web pages stay out.
+  app.addHook('onRequest', browserGuardHook({ loopbackOnly: options.loopbackOnly ?? true }));
   // Fastify's JSON parser (prototype-poisoning checks kept), except that an empty
   // body is "no body": `curl -X POST /down -H 'Content-Type: application/json'` means {}.
   const defaultJson = app.getDefaultJsonParser('error', 'error');

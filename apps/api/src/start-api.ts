@@ -77,6 +77,7 @@ export async function startApi(options: StartApiOptions): Promise<RunningApi> {
     orchestrator,
     queues: await discovery.discover(),
     discoverQueues: () => discovery.discover(),
+    loopbackOnly: isLoopback(host),
     healthCheck: async () => {
       await probe.ping();
     },
