@@ -75,6 +75,7 @@ export function registerDoctor(program: Command): void {
       }
       const qemu = backends.find((b) => b.name === 'qemu')?.backend;
       if (qemu instanceof QemuBackend && backends.find((b) => b.name === 'qemu')?.availability.available) {
+        checks.push({ name: 'qemu binary', status: 'ok', detail: qemu.version() });
         try {
           const { initramfs } = await qemu.prepare();
           checks.push({ name: 'initramfs', status: 'ok', detail: `${initramfs.path} (${initramfs.modules.length} modules, ${initramfs.built ? 'built now' : 'cached'})` });

@@ -1,6 +1,6 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, existsSync, openSync, readFileSync, readSync, fstatSync, statSync } from 'node:fs';
+import { accessSync, closeSync, constants, existsSync, openSync, readFileSync, readSync, fstatSync, statSync } from 'node:fs';
 import { mkdir, mkdtemp, rename, rm, truncate, writeFile } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -90,19 +90,23 @@ export class QemuBackend implements HypervisorBackend {
 
   async available(): Promise<BackendAvailability> {
     if (process.platform !== 'linux') return { available: false, reason: `the qemu backend supports Linux hosts only (this is ${process.platform})` };
-    const v = spawnSync(this.qemu, ['--version'], { encoding: 'utf8' });
-    if (v.error || v.status !== 0) {
-      return { available: false, reason: `${this.qemu} not found or not runnable (apt-get install qemu-system-x86)` };
-    }
-    if (spawnSync('setpriv', ['--version']).error) return { available: false, reason: 'setpriv (util-linux) not found: needed to tie QEMU to its supervisor' };
-    if (spawnSync('mkfs.ext4', ['-V']).error) return { available: false, reason: 'mkfs.ext4 not found (apt-get install e2fsprogs)' };
+    // PATH lookups, not spawns: available() sits on `monocore run`'s start-up path.
+    if (!findExecutable(this.qemu)) return { available: false, reason: `${this.qemu} not found in PATH (apt-get install qemu-system-x86)` };
+    if (!findExecutable('setpriv')) return { available: false, reason: 'setpriv (util-linux) not found: needed to tie QEMU to its supervisor' };
+    if (!findExecutable('mkfs.ext4')) return { available: false, reason: 'mkfs.ext4 not found (apt-get install e2fsprogs)' };
     try {
       const { initramfs, kernel } = await this.prepare();
-      const version = (v.stdout.split('\n')[0] ?? '').trim();
-      return { available: true, accel: this.accel.accel, detail: `${version}; ${this.accel.reason}; kernel ${kernel.version}; initramfs ${initramfs.path}` };
+      return { available: true, accel: this.accel.accel, detail: `${this.accel.reason}; kernel ${kernel.version}; initramfs ${initramfs.path}` };
     } catch (err) {
       return { available: false, reason: err instanceof Error ? err.message : String(err) };
     }
+  }
+
+  /** `qemu-system-x86_64 --version`'s first line (for doctor), or the reason it cannot run. */
+  version(): string {
+    const v = spawnSync(this.qemu, ['--version'], { encoding: 'utf8' });
+    if (v.error || v.status !== 0) return `${this.qemu} does not run: ${v.error?.message ?? v.stderr.trim()}`;
+    return (v.stdout.split('\n')[0] ?? '').trim();
   }
 
   /** Finds the kernel and builds (or reuses) the initramfs; cached per backend. */
@@ -649,6 +653,23 @@ class QemuVm implements QemuVmHandle {
     }
     return this.exitPromise;
   }
+}
+
+/** Absolute path of an executable found in PATH (or the path itself if it has a slash). */
+export function findExecutable(cmd: string, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  const ok = (p: string): boolean => {
+    try {
+      accessSync(p, constants.X_OK);
+      return statSync(p).isFile();
+    } catch {
+      return false;
+    }
+  };
+  if (cmd.includes('/')) return ok(cmd) ? cmd : undefined;
+  for (const dir of (env.PATH ?? '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin').split(':')) {
+    if (dir && ok(join(dir, cmd))) return join(dir, cmd);
+  }
+  return undefined;
 }
 
 /** True when `p` is an existing directory (used by spec validation). */
