@@ -69,7 +69,9 @@ export function validateVmSpec(spec: VmSpec): void {
     const m = CIDR_RE.exec(net.address);
     if (!validIpv4(m) || Number(m![5]) > 30 || Number(m![5]) < 8) bad(spec, 'network.address', `${net.address} is not an IPv4 CIDR like 10.88.0.2/24`);
     if (net.address.startsWith('10.0.2.')) bad(spec, 'network.address', '10.0.2.0/24 is reserved for the port-forwarding NIC');
-    if (!/^[a-zA-Z0-9_.-]{1,64}$/.test(net.group)) bad(spec, 'network.group', `${JSON.stringify(net.group)} is not a valid group name`);
+    // The switch is keyed by this string: callers scope it (e.g. "<deployment>/<group>") so two
+    // deployments' groups of the same name never share a segment.
+    if (!/^[a-zA-Z0-9_.:/-]{1,160}$/.test(net.group)) bad(spec, 'network.group', `${JSON.stringify(net.group)} is not a valid group key`);
     for (const [name, addr] of Object.entries(net.peers)) {
       if (!/^[a-zA-Z0-9]([a-zA-Z0-9_.-]{0,62})$/.test(name)) bad(spec, `network.peers.${name}`, 'is not a valid host name');
       if (!validIpv4(IPV4_RE.exec(addr.split('/')[0] ?? ''))) bad(spec, `network.peers.${name}`, `${addr} is not an IPv4 address`);

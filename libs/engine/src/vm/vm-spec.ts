@@ -51,6 +51,11 @@ export type VmNetwork =
   | {
       /** Member of a group network: an isolated L2 segment shared only by the group's VMs. */
       mode: 'group';
+      /**
+       * Segment key: every VM started by one backend instance with the same key shares one L2
+       * segment. Scope it per deployment (e.g. "<deployment>/<group>") so equally named groups
+       * of different deployments stay apart.
+       */
       group: string;
       /** Guest address in CIDR form, e.g. "10.88.0.2/24" (private to the segment, never routed on the host). */
       address: string;
