@@ -256,3 +256,28 @@ test('layers given with `ready` promises unpack as they arrive; a failed downloa
   assert.equal(existsSync(imageRootfsPath(home, other)), false);
   assert.deepEqual(readdirSync(home.imageRootfsDir).filter((n) => n.startsWith('.tmp-')), []);
 });
+
+test('an aborted unpack rejects with the signal\'s reason and leaves nothing; the next call unpacks', async () => {
+  const dir = tempDir('abort');
+  const home = new MonocoreHome(join(dir, 'home'));
+  const big: TarEntry[] = [{ name: 'p/', type: 'dir' }];
+  for (let i = 0; i < 1500; i++) big.push({ name: `p/f${i}`, data: Buffer.alloc(20_000, i % 256) });
+  const layers = [writeLayer(dir, 'abort-big', big, false)];
+  const ctl = new AbortController();
+  const reason = new Error('pull cancelled by the user');
+  let aborted = false;
+  await assert.rejects(ensureImageRootfs({
+    home, imageId: IMAGE, layers, signal: ctl.signal,
+    onProgress: (e) => {
+      if (!aborted && (e.bytes ?? 0) > 0 && (e.bytes ?? 0) < layers[0]!.size) {
+        aborted = true;
+        ctl.abort(reason);
+      }
+    },
+  }), (e) => e === reason);
+  assert.ok(aborted, 'aborted midway');
+  assert.equal(existsSync(imageRootfsPath(home, IMAGE)), false);
+  assert.deepEqual(readdirSync(home.imageRootfsDir).filter((n) => n.startsWith('.tmp-')), []);
+  const r = await ensureImageRootfs({ home, imageId: IMAGE, layers });
+  assert.equal(readdirSync(join(r.rootfs, 'p')).length, 1500);
+});

@@ -27,6 +27,8 @@ export interface ApplyLayerOptions {
   concurrency?: number;
   /** zstd decoder: the `zstd` CLI (default when on PATH) or the pure-JS fzstd. */
   zstdImpl?: 'cli' | 'fzstd';
+  /** Stops the unpack (in-flight writes finish first); rejects with the signal's reason. */
+  signal?: AbortSignal;
 }
 
 export interface ApplyLayerStats {
@@ -80,9 +82,18 @@ export async function applyLayer(source: string | Readable, targetDir: string, o
   }
   const session = options.session ?? new UnpackSession(root, options.chown !== undefined ? { chown: options.chown } : {});
   const applier = new LayerApplier(root, layer, session, options.concurrency ?? 16);
-  await applier.run(tar);
+  await applier.run(tar, options.signal);
   if (!options.session) await session.finish();
   return applier.stats;
+}
+
+/** The signal's reason when it is an Error (e.g. the puller's own abort error), else an AbortError naming the layer. */
+function abortReason(signal: AbortSignal, layer: string): Error {
+  const r: unknown = signal.reason;
+  if (r instanceof Error && r.name !== 'AbortError') return r;
+  const e = new Error(`layer ${layer}: unpack aborted`);
+  e.name = 'AbortError';
+  return e;
 }
 
 class Slots {
@@ -116,9 +127,13 @@ class LayerApplier {
   private readonly created = new Set<string>();
   private readonly slots: Slots;
   private readonly jobs = new Set<Promise<void>>();
-  private failure: MonocoreError | undefined;
+  private failure: MonocoreError | Error | undefined;
   /** Aborted on the first failure: wakes an entry waiting for body bytes that will never come. */
   private readonly abortCtl = new AbortController();
+  /** The caller's abort reason: passed through as is, not wrapped. */
+  private abortErr: Error | undefined;
+  private markDone!: () => void;
+  private readonly done = new Promise<void>((r) => (this.markDone = r));
   private abort(): void {
     this.abortCtl.abort();
   }
@@ -136,7 +151,7 @@ class LayerApplier {
     this.slots = new Slots(Math.max(1, concurrency));
   }
 
-  run(tar: Readable): Promise<void> {
+  run(tar: Readable, signal?: AbortSignal): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       // Not strict: an archive of only zero blocks (Docker's empty layer) is valid
       // for us but "unrecognized" for the parser; every other warning fails below.
@@ -153,6 +168,7 @@ class LayerApplier {
         settled = true;
         await chain.catch(() => undefined);
         while (this.jobs.size > 0) await Promise.allSettled([...this.jobs]);
+        this.markDone();
         if (this.failure) reject(this.failure);
         else resolve();
       };
@@ -221,13 +237,25 @@ class LayerApplier {
         if (!this.failure) parser.end();
       });
       tar.on('error', (err) => fail(err, current));
+      if (signal) {
+        const onAbort = (): void => {
+          this.abortErr = abortReason(signal, this.layer);
+          fail(this.abortErr, current);
+        };
+        if (signal.aborted) onAbort();
+        else {
+          signal.addEventListener('abort', onAbort, { once: true });
+          const off = (): void => signal.removeEventListener('abort', onAbort);
+          void this.done.then(off, off);
+        }
+      }
     });
   }
 
-  private wrap(err: unknown, entry: string): MonocoreError {
+  private wrap(err: unknown, entry: string): MonocoreError | Error {
     const details = { layer: this.layer, entry };
     const where = entry ? `layer ${this.layer} entry "${entry}"` : `layer ${this.layer}`;
-    if (err instanceof MonocoreError) return err;
+    if (err instanceof MonocoreError || (err !== undefined && err === this.abortErr)) return err as Error;
     if (err instanceof RootResolveError) return new MonocoreError('MC_ROOTFS_BAD_LAYER', `${where}: ${err.message}`, details, { cause: err });
     const code = errnoOf(err);
     const msg = (err as Error)?.message ?? String(err);

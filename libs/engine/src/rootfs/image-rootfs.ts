@@ -53,6 +53,8 @@ export interface EnsureImageRootfsOptions {
   onProgress?: (e: UnpackProgress) => void;
   /** How long to wait for another process unpacking the same image (default 30 min). */
   lockTimeoutMs?: number;
+  /** Aborts the unpack (the temp dir is removed); rejects with the signal's reason. */
+  signal?: AbortSignal;
 }
 
 export interface ImageRootfs {
@@ -118,10 +120,26 @@ export function ensureImageRootfs(opts: EnsureImageRootfsOptions): Promise<Image
   }
   const key = `${opts.home.root}\0${hex}`;
   const running = inProcess.get(key);
-  if (running) return running;
+  const signal = opts.signal;
+  if (running) return signal ? raceAbort(running, signal) : running;
+  // A call that can be aborted does not become the shared one: its abort must
+  // not fail the other callers (they wait on the flock and then find it done).
+  if (signal) return ensure(opts, hex);
   const p = ensure(opts, hex).finally(() => inProcess.delete(key));
   inProcess.set(key, p);
   return p;
+}
+
+function raceAbort<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason as Error);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(signal.reason as Error);
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(
+      (v) => { signal.removeEventListener('abort', onAbort); resolve(v); },
+      (e: unknown) => { signal.removeEventListener('abort', onAbort); reject(e as Error); },
+    );
+  });
 }
 
 async function ensure(opts: EnsureImageRootfsOptions, hex: string): Promise<ImageRootfs> {
@@ -157,12 +175,14 @@ async function ensure(opts: EnsureImageRootfsOptions, hex: string): Promise<Imag
       for (const [i, l] of layers.entries()) {
         const progress = opts.onProgress;
         if (l.ready) await l.ready;
+        opts.signal?.throwIfAborted();
         progress?.({ layer: i + 1, layers: n, digest: l.digest, bytes: 0 });
         let last = 0;
         await applyLayer(l.path, rootfs, {
           layer: l.digest,
           mediaType: l.mediaType,
           session,
+          ...(opts.signal ? { signal: opts.signal } : {}),
           ...(progress
             ? {
                 onBytes: (b: number) => {
