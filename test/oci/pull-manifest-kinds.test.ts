@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ImageStore, LocalContentStore, RegistryClient, hostPlatform, formatPlatform, isMonocoreError, pullImage } from '@monocore/engine';
-import { buildImage, buildIndex, layoutEntry, pushImage, registryManifest, scratch, uniqueRepo } from './support/oci-fixtures.js';
+import { buildImage, buildIndex, layoutEntry, pushImage, pushLayoutVerbatim, recompressImage, registryManifest, scratch, uniqueRepo } from './support/oci-fixtures.js';
 import { ociTestEnv, tempHome } from './support/oci-env.js';
 import { startRegistryProxy } from './support/registry-proxy.js';
 
@@ -124,6 +124,29 @@ describe('manifest kinds', () => {
       await expectAmd64Image(home, ref, 'application/vnd.docker.distribution.manifest.list.v2+json');
       const arm = await pullImage(ref, { home, platform: 'linux/arm64/v8' });
       assert.equal(await readFile(join(arm.rootfs, 'etc/which'), 'utf8'), 'arm64\n');
+    } finally {
+      await cleanup();
+    }
+  });
+
+  test('zstd and uncompressed layers (re-encoded with the zstd/gzip CLIs, pushed with skopeo)', async () => {
+    const { home, cleanup } = await tempHome();
+    try {
+      for (const [to, mediaType] of [
+        ['zstd', 'application/vnd.oci.image.layer.v1.tar+zstd'],
+        ['none', 'application/vnd.oci.image.layer.v1.tar'],
+      ] as const) {
+        await recompressImage(layout, 'amd64', `amd64-${to}`, to);
+        const repo = uniqueRepo(`kinds-${to}`);
+        // skopeo keeps zstd layers but always compresses plain tars for a registry: push those verbatim.
+        if (to === 'zstd') await pushImage(layout, `amd64-${to}`, `${registry}/${repo}:v1`);
+        else await pushLayoutVerbatim(layout, `amd64-${to}`, registry, repo, 'v1');
+        const served = JSON.parse((await registryManifest(registry, repo, 'v1', ACCEPT_ALL)).body) as { layers: Array<{ mediaType: string }> };
+        assert.deepEqual(served.layers.map((l) => l.mediaType), [mediaType, mediaType], 'the registry serves the re-encoded layers');
+        const pulled = await pullImage(`${registry}/${repo}:v1`, { home });
+        assert.equal(await readFile(join(pulled.rootfs, 'etc/which'), 'utf8'), 'amd64\n');
+        assert.equal(await readFile(join(pulled.rootfs, 'etc/second'), 'utf8'), 'second layer\n');
+      }
     } finally {
       await cleanup();
     }

@@ -147,6 +147,31 @@ export async function buildIndex(
   await writeFile(indexPath, JSON.stringify(index));
 }
 
+/**
+ * Tags `newTag` as a copy of `tag` whose layers are re-encoded with the gzip/zstd
+ * CLIs: 'zstd' (…tar+zstd) or 'none' (plain …tar). The uncompressed tars, hence the
+ * config's diff_ids, stay the same.
+ */
+export async function recompressImage(layout: string, tag: string, newTag: string, to: 'zstd' | 'none'): Promise<void> {
+  const entry = await layoutEntry(layout, tag);
+  const manifest = JSON.parse(await readBlob(layout, entry.digest)) as { layers: Array<{ mediaType: string; digest: string; size: number }> };
+  for (const layer of manifest.layers) {
+    const src = join(layout, 'blobs', 'sha256', layer.digest.slice(7));
+    const tmp = join(layout, `tmp-${randomBytes(4).toString('hex')}`);
+    await run('sh', ['-c', to === 'zstd' ? `gzip -dc '${src}' | zstd -q -3 -o '${tmp}'` : `gzip -dc '${src}' > '${tmp}'`]);
+    const bytes = await readFile(tmp);
+    await rm(tmp);
+    const blob = { digest: `sha256:${createHash('sha256').update(bytes).digest('hex')}`, size: bytes.length };
+    await writeFile(join(layout, 'blobs', 'sha256', blob.digest.slice(7)), bytes);
+    Object.assign(layer, blob, { mediaType: to === 'zstd' ? 'application/vnd.oci.image.layer.v1.tar+zstd' : 'application/vnd.oci.image.layer.v1.tar' });
+  }
+  const m = await writeBlob(layout, JSON.stringify(manifest));
+  const indexPath = join(layout, 'index.json');
+  const index = JSON.parse(await readFile(indexPath, 'utf8')) as { manifests: unknown[] };
+  index.manifests.push({ mediaType: entry.mediaType, ...m, annotations: { 'org.opencontainers.image.ref.name': newTag } });
+  await writeFile(indexPath, JSON.stringify(index));
+}
+
 /** skopeo copy oci:LAYOUT:TAG docker://REGISTRY/REPO:DEST_TAG */
 export async function pushImage(layout: string, tag: string, dest: string, opts: { format?: 'oci' | 'v2s2'; all?: boolean } = {}): Promise<void> {
   const args = ['copy', '--quiet', '--dest-tls-verify=false'];
@@ -154,6 +179,32 @@ export async function pushImage(layout: string, tag: string, dest: string, opts:
   if (opts.format) args.push('--format', opts.format);
   args.push(`oci:${layout}:${tag}`, `docker://${dest}`);
   await run('skopeo', args);
+}
+
+/**
+ * Pushes `tag` of a layout with plain distribution-API calls (monolithic blob
+ * uploads + manifest PUT), byte for byte: skopeo insists on compressing plain-tar
+ * layers for a registry destination.
+ */
+export async function pushLayoutVerbatim(layout: string, tag: string, registry: string, repo: string, destTag: string): Promise<void> {
+  const entry = await layoutEntry(layout, tag);
+  const manifestText = await readBlob(layout, entry.digest);
+  const manifest = JSON.parse(manifestText) as { config: { digest: string }; layers: Array<{ digest: string }> };
+  for (const d of [manifest.config.digest, ...manifest.layers.map((l) => l.digest)]) {
+    const start = await fetch(`http://${registry}/v2/${repo}/blobs/uploads/`, { method: 'POST' });
+    if (start.status !== 202) throw new Error(`upload start for ${d}: HTTP ${start.status}`);
+    const loc = new URL(start.headers.get('location')!, `http://${registry}`);
+    loc.searchParams.set('digest', d);
+    const body = await readFile(join(layout, 'blobs', 'sha256', d.slice(7)));
+    const put = await fetch(loc, { method: 'PUT', body, headers: { 'content-type': 'application/octet-stream' } });
+    if (put.status !== 201) throw new Error(`upload of ${d}: HTTP ${put.status} ${await put.text()}`);
+  }
+  const res = await fetch(`http://${registry}/v2/${repo}/manifests/${destTag}`, {
+    method: 'PUT',
+    body: manifestText,
+    headers: { 'content-type': entry.mediaType },
+  });
+  if (res.status !== 201) throw new Error(`manifest PUT: HTTP ${res.status} ${await res.text()}`);
 }
 
 /** A fresh repository name, so tests never see each other's tags. */
