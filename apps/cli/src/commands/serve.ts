@@ -54,7 +54,7 @@ Environment:
         return;
       }
       // Loaded here, not at the top: every other command would pay for Fastify, the worker and the puller.
-      const [{ startApi, VolumePolicy }, { startPuller }, { startWorker }] = await Promise.all([
+      const [{ startApi, VolumePolicy, isLoopback }, { startPuller }, { startWorker }] = await Promise.all([
         import('@monocore/api'),
         import('@monocore/puller'),
         import('@monocore/worker'),
@@ -69,6 +69,16 @@ Environment:
         return;
       }
       const token = process.env.MONOCORE_API_TOKEN || undefined;
+      if (token !== undefined && token.length < 16) {
+        process.stderr.write('error: MONOCORE_API_TOKEN must be at least 16 characters (e.g. openssl rand -hex 32)\n');
+        process.exitCode = ExitCode.Usage;
+        return;
+      }
+      if (!isLoopback(opts.host) && !token) {
+        process.stderr.write(`error: refusing to listen on ${opts.host} (not loopback) without a token: set MONOCORE_API_TOKEN, or use --host 127.0.0.1\n`);
+        process.exitCode = ExitCode.Usage;
+        return;
+      }
       const volumeRoots = VolumePolicy.fromEnv(process.env.MONOCORE_API_VOLUME_ROOTS).roots;
 
       // Everything started so far, stopped in reverse order on the way out.
