@@ -283,6 +283,9 @@ test('empty layers (only zero blocks) apply; garbage and unsupported entries fai
   const whole = tarArchive([{ name: 'f', data: Buffer.alloc(4096, 1) }]);
   await assert.rejects(applyLayer(Readable.from([whole.subarray(0, 2048)]), root, { layer: 'sha256:cut' }),
     (e) => isMonocoreError(e, 'MC_ROOTFS_BAD_LAYER') && /sha256:cut/.test(e.message));
+  // A name component longer than the host allows (255 bytes).
+  await assert.rejects(apply(root, [{ name: 'n', data: 'x', pax: { path: 'd/' + 'n'.repeat(300) } }], { layer: 'sha256:long' }),
+    (e) => isMonocoreError(e, 'MC_ROOTFS_BAD_LAYER') && /sha256:long entry "d\/n{300}"/.test(e.message) && e.details.errno === 'ENAMETOOLONG');
   // A corrupted header checksum.
   const bad = tarArchive([{ name: 'ok', data: 'x' }, { name: 'broken', data: 'y' }]);
   bad[1024 + 150] = 0x37;

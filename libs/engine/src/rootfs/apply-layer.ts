@@ -259,6 +259,8 @@ class LayerApplier {
     if (err instanceof RootResolveError) return new MonocoreError('MC_ROOTFS_BAD_LAYER', `${where}: ${err.message}`, details, { cause: err });
     const code = errnoOf(err);
     const msg = (err as Error)?.message ?? String(err);
+    // Errors the layer's content causes (a name too long for the host): retrying cannot help.
+    if (code === 'ENAMETOOLONG') return new MonocoreError('MC_ROOTFS_BAD_LAYER', `${where}: ${msg}`, { ...details, errno: code }, { cause: err });
     return new MonocoreError('MC_ROOTFS_UNPACK_FAILED', `${where}: ${msg}`, { ...details, ...(code ? { errno: code } : {}) }, { cause: err });
   }
 
