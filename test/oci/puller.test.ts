@@ -78,6 +78,7 @@ describe('puller worker (BullMQ + Redis)', () => {
       assert.ok(last.layers.every((l) => l.done === l.total && l.total > 0));
       assert.equal(last.done, last.total);
       assert.ok(progress.some((p) => p.phase === 'downloading'), 'downloading progress was reported');
+      assert.ok(progress.some((p) => p.phase === 'unpacking'), 'unpacking progress was reported');
       const stored = await h.queue.getJob(job.id!);
       assert.deepEqual(stored?.progress, last, 'the job keeps its latest progress');
     } finally {

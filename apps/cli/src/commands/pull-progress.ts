@@ -47,9 +47,9 @@ export function progressReporter(label: string, stream: NodeJS.WriteStream = pro
           if (p.phase === 'downloading') stream.write(`${label}: layer ${l.digest.slice(7, 19)} ${formatBytes(l.total)} done\n`);
         }
       }
-      if (p.phase === 'downloading' && now - lastLine > 2000 && p.done > 0 && p.done < p.total) {
+      if ((p.phase === 'downloading' || p.phase === 'unpacking') && now - lastLine > 2000 && p.done > 0 && p.done < p.total) {
         lastLine = now;
-        stream.write(`${label}: ${formatBytes(p.done)}/${formatBytes(p.total)}\n`);
+        stream.write(`${label}: ${p.phase === 'unpacking' ? 'unpacked' : 'downloaded'} ${formatBytes(p.done)}/${formatBytes(p.total)}\n`);
       }
     },
     finish() {

@@ -12,7 +12,7 @@ import { ImageStore, type ImageRecord } from './image-store.js';
 import { LocalContentStore } from './local-content-store.js';
 import { parseImageConfig, parseManifest, runtimeConfig, type Descriptor, type ImageManifest } from './manifest.js';
 import { formatPlatform, platformMatches, selectPlatform, type Platform } from './platform.js';
-import { resolvePlatform, type PulledImage, type PullProgress } from './pull-image.js';
+import { resolvePlatform, unpackReporter, type PulledImage, type PullProgress } from './pull-image.js';
 
 const REF_NAME = 'org.opencontainers.image.ref.name';
 const CONTAINERD_NAME = 'io.containerd.image.name';
@@ -198,11 +198,11 @@ async function importEntry(
       done.set(layer.digest, layer.size);
       emit('downloading');
     }
-    emit('unpacking');
     const { rootfs } = await ensureImageRootfs({
       home: options.home,
       imageId: manifestDigest,
       layers: manifest.layers.map((l) => ({ digest: l.digest, mediaType: l.mediaType, size: l.size, path: store.path(l.digest) })),
+      onProgress: unpackReporter(manifest.layers, (p) => options.onProgress?.(p)),
     });
     const rec: ImageRecord = {
       reference,

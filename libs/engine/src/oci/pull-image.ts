@@ -10,7 +10,10 @@ import { formatPlatform, hostPlatform, parsePlatform, platformMatches, selectPla
 import { RegistryClient } from './registry-client.js';
 import { loadRegistriesFile } from './registries-config.js';
 
-/** Snapshot of a pull's progress; bytes are compressed layer bytes. */
+/**
+ * Snapshot of a pull's progress. Bytes are compressed layer bytes: downloaded while
+ * `downloading`, read by the unpacker while `unpacking` (each phase counts from 0 to total).
+ */
 export interface PullProgress {
   phase: 'resolving' | 'downloading' | 'unpacking' | 'done';
   layers: Array<{ digest: string; done: number; total: number }>;
@@ -197,12 +200,12 @@ async function doPull(ref: ImageReference, platform: Platform, options: PullImag
 
   const lease = await images.lease([...kept, ...manifest.layers.map((l) => l.digest)]);
   try {
-    const layers = await downloadLayers(client, blobs, repo, manifest.layers, options, emit);
-    emit({ ...progressOf(layers, manifest.layers), phase: 'unpacking' });
+    await downloadLayers(client, blobs, repo, manifest.layers, options, emit);
     const { rootfs } = await ensureImageRootfs({
       home,
       imageId: manifestDigest,
       layers: manifest.layers.map((l) => ({ digest: l.digest, mediaType: l.mediaType, size: l.size, path: blobs.path(l.digest) })),
+      onProgress: unpackReporter(manifest.layers, emit),
     });
     const rec: ImageRecord = {
       reference,
@@ -226,6 +229,28 @@ async function doPull(ref: ImageReference, platform: Platform, options: PullImag
   } finally {
     await lease.release();
   }
+}
+
+/**
+ * Maps the unpacker's events (1-based layer index, compressed bytes read of it) to
+ * PullProgress snapshots in the `unpacking` phase, at most every 100 ms.
+ */
+export function unpackReporter(
+  layers: Array<{ digest: string; size: number }>,
+  emit: (p: PullProgress) => void,
+): (e: { layer: number; layers: number; digest: string; bytes?: number }) => void {
+  let last = 0;
+  const snapshot = (current: number, bytes: number): PullProgress => {
+    const ls = layers.map((l, i) => ({ digest: l.digest, done: i < current ? l.size : i === current ? Math.min(bytes, l.size) : 0, total: l.size }));
+    return { phase: 'unpacking', layers: ls, done: ls.reduce((a, l) => a + l.done, 0), total: ls.reduce((a, l) => a + l.total, 0) };
+  };
+  emit(snapshot(0, 0));
+  return (e) => {
+    const now = Date.now();
+    if (now - last < 100 && e.bytes !== undefined) return;
+    last = now;
+    emit(snapshot(e.layer - 1, e.bytes ?? 0));
+  };
 }
 
 function doneProgress(r: ImageRecord): PullProgress {
