@@ -229,6 +229,29 @@ test('CLI exit codes: usage 2, invalid config 1 with FILE:LINE, unknown service 
   assert.equal(nope.code, 1);
   assert.match(nope.stderr, /no-such-service/);
 
+  // --no-wait: the plan as JSON at once, exit 0 (an image that does not exist: nothing boots).
+  const later = join(home, 'later.toml');
+  writeFileSync(later, `[[service]]\nname = "later"\nbase = "${env.registry}/monocore-test/not-here:latest"\n`);
+  const noWait = await cli(['up', '-f', later, '--no-wait', '--json']);
+  assert.equal(noWait.code, 0, show(noWait));
+  const enqueued = JSON.parse(noWait.stdout) as { deploymentId: string; plan: Array<{ name: string }>; waited: boolean };
+  assert.equal(enqueued.waited, false);
+  assert.deepEqual(enqueued.plan.map((p) => p.name), ['later']);
+
+  // status --watch --json: one JSON line per change, until Ctrl-C (exit 0).
+  const watch = spawn(process.execPath, [CLI, 'status', '--watch', '--json', '--interval', '0.3', 'later'], {
+    env: { ...process.env, MONOCORE_HOME: home, MONOCORE_API_URL: apiUrl, MONOCORE_API_TOKEN: '' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let watched = '';
+  watch.stdout.on('data', (d: Buffer) => (watched += d.toString()));
+  await waitFor(() => watched.includes('\n'), { what: 'status --watch to print', timeoutMs: 20_000 });
+  watch.kill('SIGINT');
+  assert.equal(await new Promise<number | null>((resolve) => watch.on('close', resolve)), 0);
+  const first = JSON.parse(watched.split('\n')[0] ?? '') as { time: string; services: Array<{ name: string }> };
+  assert.deepEqual(first.services.map((x) => x.name), ['later']);
+  assert.equal((await cli(['remove', 'later'])).code, 0);
+
   const badFlag = await cli(['status', '--bogus']);
   assert.equal(badFlag.code, 2);
 
