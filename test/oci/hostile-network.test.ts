@@ -176,6 +176,28 @@ describe('retries', () => {
   });
 });
 
+describe('registry quirks', () => {
+  test('a HEAD without Docker-Content-Digest falls back to GET and still detects a warm image', async () => {
+    const { home, cleanup } = await tempHome();
+    const proxy = await startRegistryProxy({ upstream: registry, headWithoutDigest: true });
+    const client = fastClient();
+    try {
+      const cold = await pullImage(`${proxy.address}/${repo}:v1`, { home, client });
+      proxy.requests.length = 0;
+      const warm = await pullImage(`${proxy.address}/${repo}:v1`, { home, client });
+      assert.equal(warm.manifestDigest, cold.manifestDigest);
+      assert.deepEqual(
+        proxy.requests.map((r) => `${r.method} ${r.path}`),
+        [`HEAD /v2/${repo}/manifests/v1`, `GET /v2/${repo}/manifests/v1`],
+      );
+    } finally {
+      await client.close();
+      await proxy.close();
+      await cleanup();
+    }
+  });
+});
+
 describe('authentication', () => {
   test('bearer token flow with credentials; the token is cached per registry and scope', async () => {
     const { home, cleanup } = await tempHome();

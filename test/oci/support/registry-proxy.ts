@@ -22,6 +22,8 @@ export interface RegistryProxyOptions {
   failFirst?: { count: number; status: number; retryAfter?: number };
   /** Pause this long between forwarded chunks of blob bodies (makes downloads overlap). */
   throttleBlobMs?: number;
+  /** Drop Docker-Content-Digest from HEAD answers (some registries omit it). */
+  headWithoutDigest?: boolean;
   /** Answer blob GETs with a 307 to the same path on this host:port (like a registry sending clients to a CDN). */
   redirectBlobsTo?: string;
   /** Token auth in front of the registry. */
@@ -102,7 +104,9 @@ export async function startRegistryProxy(opts: RegistryProxyOptions): Promise<Re
     const headers = { ...req.headers, host: opts.upstream };
     delete headers.authorization;
     const up = httpRequest({ host: opts.upstream.split(':')[0], port: Number(opts.upstream.split(':')[1]), method: req.method, path: url.pathname + url.search, headers }, (ur) => {
-      res.writeHead(ur.statusCode ?? 502, ur.headers);
+      const outHeaders = { ...ur.headers };
+      if (opts.headWithoutDigest && req.method === 'HEAD') delete outHeaders['docker-content-digest'];
+      res.writeHead(ur.statusCode ?? 502, outHeaders);
       const cutAt = digest && req.method === 'GET' && ur.statusCode !== undefined && ur.statusCode < 300 ? opts.cutBlobAfter?.(digest, attempt) : undefined;
       const corrupt = digest && req.method === 'GET' && ur.statusCode === 200 && opts.corruptBlob?.(digest) === true;
       const total = Number(ur.headers['content-length'] ?? 0);

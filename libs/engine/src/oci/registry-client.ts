@@ -473,13 +473,13 @@ export class RegistryClient {
       const res = await this.send(ep, ref, 'HEAD', `${ref.repository}/manifests/${reference}`, { accept: MANIFEST_ACCEPT }, signal, what);
       await res.body.dump();
       if (res.statusCode === 404) throw notFound(what, ref, reference);
-      if (res.statusCode !== 200) return this.unexpected(res, what);
       const digest = headerString(res.headers['docker-content-digest']);
-      if (!digest || !isDigest(digest)) {
-        // Some registries omit the digest on HEAD: fall back to GET and hash the body.
+      if (res.statusCode === 405 || (res.statusCode === 200 && (!digest || !isDigest(digest)))) {
+        // Some registries omit the digest on HEAD (or refuse HEAD): fall back to GET and hash the body.
         const m = await this.getManifestFrom(ep, ref, reference, signal, what);
         return { digest: m.digest, mediaType: m.mediaType, size: m.bytes.byteLength };
       }
+      if (res.statusCode !== 200 || !digest) return this.unexpected(res, what);
       if (isDigest(reference) && digest !== reference) {
         throw new MonocoreError('MC_OCI_DIGEST_MISMATCH', `${what}: registry reports digest ${digest}`, { digest: reference, actual: digest });
       }
