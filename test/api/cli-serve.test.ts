@@ -162,6 +162,8 @@ local_only = true
   assert.match(errLogs.stdout, /^counter-err$/m);
   const last = await cli(['logs', 'counter', '-n', '1']);
   assert.equal(last.stdout.trim().split('\n').length, 1);
+  const asJson = await cli(['logs', 'counter', '--stderr', '--json']);
+  assert.deepEqual(asJson.stdout.trim().split('\n').map((l) => JSON.parse(l)), [{ service: 'counter', stream: 'stderr', line: 'counter-err' }]);
 
   // logs -f follows until interrupted.
   const follow = spawn(process.execPath, [CLI, 'logs', 'counter', '-f', '-n', '0'], {

@@ -6,6 +6,7 @@ interface LogsOptions extends ApiCommandOptions {
   stderr?: boolean;
   lines?: string;
   follow?: boolean;
+  json?: boolean;
 }
 
 export function registerLogs(program: Command): void {
@@ -16,7 +17,8 @@ export function registerLogs(program: Command): void {
       .argument('<service>', 'service name')
       .option('--stderr', 'show stderr instead of stdout')
       .option('-n, --lines <n>', 'number of trailing lines', '100')
-      .option('-f, --follow', 'keep printing new output until interrupted'),
+      .option('-f, --follow', 'keep printing new output until interrupted')
+      .option('--json', 'one JSON object per line: {"service", "stream", "line"}'),
   ).action(async (service: string, opts: LogsOptions) => {
     const tail = Number(opts.lines);
     if (!Number.isInteger(tail) || tail < 0 || tail > 100_000) {
@@ -36,10 +38,24 @@ export function registerLogs(program: Command): void {
         'text/plain',
         stop.signal,
       );
+      const stream = opts.stderr ? 'stderr' : 'stdout';
+      const decoder = new TextDecoder();
+      let partial = '';
+      const out = async (data: string | Uint8Array): Promise<void> => {
+        if (!process.stdout.write(data)) await new Promise((r) => process.stdout.once('drain', r));
+      };
       try {
         for await (const chunk of body) {
-          if (!process.stdout.write(chunk as Uint8Array)) await new Promise((r) => process.stdout.once('drain', r));
+          if (!opts.json) {
+            await out(chunk as Uint8Array);
+            continue;
+          }
+          partial += decoder.decode(chunk as Uint8Array, { stream: true });
+          const lines = partial.split('\n');
+          partial = lines.pop() ?? '';
+          if (lines.length > 0) await out(lines.map((line) => `${JSON.stringify({ service, stream, line })}\n`).join(''));
         }
+        if (opts.json && partial !== '') await out(`${JSON.stringify({ service, stream, line: partial })}\n`);
       } catch (err) {
         if (!stop.signal.aborted) throw err;
       }
