@@ -5,7 +5,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, stat, utimes, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -109,6 +109,24 @@ describe('concurrent pulls', () => {
         const dir = join(home.ingestDir, l.digest.slice(7));
         await mkdir(dir, { recursive: true });
         await writeFile(join(dir, 'lock'), JSON.stringify({ pid: dead.pid, host: hostname(), since: new Date().toISOString() }));
+      }
+      const pulled = await pullImage(`${registry}/${repoA}:v1`, { home });
+      assert.equal(await readFile(join(pulled.rootfs, 'etc/c'), 'utf8'), 'c\n');
+    } finally {
+      await cleanup();
+    }
+  });
+
+  test('a lock whose holder stopped refreshing it (frozen, or on another host) is broken', async () => {
+    const { home, cleanup } = await tempHome();
+    try {
+      const old = new Date(Date.now() - 120_000);
+      for (const l of layers) {
+        const dir = join(home.ingestDir, l.digest.slice(7));
+        await mkdir(dir, { recursive: true });
+        const lock = join(dir, 'lock');
+        await writeFile(lock, JSON.stringify({ pid: process.ppid, host: 'another-host', since: old.toISOString() }));
+        await utimes(lock, old, old);
       }
       const pulled = await pullImage(`${registry}/${repoA}:v1`, { home });
       assert.equal(await readFile(join(pulled.rootfs, 'etc/c'), 'utf8'), 'c\n');
