@@ -1,4 +1,4 @@
-import { mkdirSync, openSync } from 'node:fs';
+import { mkdirSync, openSync, renameSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { pino, type Logger } from 'pino';
@@ -29,6 +29,9 @@ export function humanLine(json: string): string | undefined {
   return `${time} ${level === 'info' ? '' : `${level} `}${name}${String(rec.msg ?? '')}${extras.length ? `  ${extras.join(' ')}` : ''}`;
 }
 
+/** serve.log is rotated at start once it is larger than this. */
+export const SERVE_LOG_ROTATE_BYTES = 50 * 1024 * 1024;
+
 /**
  * serve's logger: full JSON records (debug and up) to MONOCORE_HOME/log/serve.log,
  * concise human lines (info and up, no per-request noise) to stderr.
@@ -36,6 +39,12 @@ export function humanLine(json: string): string | undefined {
 export function createServeLogger(logDir: string, level: string): { logger: Logger; file: string } {
   mkdirSync(logDir, { recursive: true });
   const file = join(logDir, 'serve.log');
+  // Rotation at start: a log past the limit becomes serve.log.1 (replacing the previous one).
+  try {
+    if (statSync(file).size > SERVE_LOG_ROTATE_BYTES) renameSync(file, `${file}.1`);
+  } catch {
+    // no log yet
+  }
   const fileStream = pino.destination({ fd: openSync(file, 'a'), sync: false });
   const human = new Writable({
     write(chunk: Buffer, _enc, done) {
