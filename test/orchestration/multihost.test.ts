@@ -59,7 +59,8 @@ function copies(markers: string[]): Map<string, number[]> {
   return out;
 }
 
-const exited = (c: ChildProcess) => new Promise<number | null>((r) => (c.exitCode !== null ? r(c.exitCode) : c.once('exit', (code) => r(code))));
+const exited = (c: ChildProcess) =>
+  new Promise<number | null>((r) => (c.exitCode !== null || c.signalCode !== null ? r(c.exitCode) : c.once('exit', (code) => r(code))));
 
 test('two hosts: spread by capacity; kill -9 one → its services lost, then running on the other, never twice; SIGTERM hands back', async () => {
   const url = await freshDb(DB);
@@ -141,6 +142,62 @@ test('two hosts: spread by capacity; kill -9 one → its services lost, then run
     await orch.down({ wait: true, timeoutMs: 20_000 });
     await until('no copies left', async () => [...copies(markers).values()].every((p) => p.length === 0), 10_000);
   } finally {
+    for (const c of children) if (c.exitCode === null) c.kill('SIGTERM');
+    await Promise.all(children.map(exited));
+    await orch.close();
+  }
+});
+
+test('a host dies with its jobs still queued: the flow does not hang, the dependency moves and its dependents follow', async () => {
+  const url = await freshDb(DB + 2);
+  const orch = new Orchestrator({ redisUrl: url, logger: quiet, jobs: { startBackoffMs: 100, gatePollMs: 500 } });
+  const first = children.length;
+  try {
+    const homeA = tempHome('qA');
+    const homeB = tempHome('qB');
+    homes.push(homeA, homeB);
+    const a = spawnWorker(url, 'qA', homeA, 4096);
+    spawnWorker(url, 'qB', homeB, 3072);
+    await until('both hosts registered', async () => (await orch.hosts.alive()).length === 2, 20_000);
+    // Freeze A: it still looks alive (until its heartbeat TTL), so `dep` is placed there, but it takes no job.
+    a.kill('SIGSTOP');
+    const config = {
+      service: [
+        svc('dep', { args: [marker(50)], ram: 2048 }),
+        svc('mid', { args: [marker(51)], ram: 512, group: 'g', depends_on: ['dep'] }),
+        svc('top', { args: [marker(52)], ram: 512, group: 'g', depends_on: ['mid'] }),
+      ],
+      group: [{ name: 'g' }],
+    };
+    const up = await orch.up(config);
+    const placed = Object.fromEntries(up.plan.map((p) => [p.name, p.host]));
+    assert.deepEqual(placed, { dep: 'qA', mid: 'qB', top: 'qB' });
+    await sleep(500);
+    const waiting = byName(await orch.status());
+    assert.equal(waiting.dep?.status, 'pending', 'dep waits in the frozen host queue');
+    assert.equal(waiting.mid?.status, 'pending', 'mid waits for dep');
+    a.kill('SIGKILL');
+    await exited(a);
+    const st = await until(
+      'dep moved to qB and the chain running',
+      async () => {
+        const s = byName(await orch.status());
+        return ['dep', 'mid', 'top'].every((n) => s[n]?.status === 'running' && s[n]?.host === 'qB') ? s : undefined;
+      },
+      TTL_MS + 20_000,
+    );
+    const t = (n: string) => Date.parse(st[n]!.startedAt!);
+    assert.ok(t('dep') <= t('mid') && t('mid') <= t('top'), 'start order kept after the move');
+    const outcome = await orch.waitFor(up.deploymentId, { timeoutMs: 10_000 });
+    assert.equal(outcome.ok, true);
+    for (const [m, pids] of copies([marker(50), marker(51), marker(52)])) assert.equal(pids.length, 1, `${m} runs once`);
+    await orch.down({ wait: true, timeoutMs: 20_000 });
+  } finally {
+    for (const c of children.slice(first)) {
+      if (c.signalCode === 'SIGSTOP') c.kill('SIGCONT');
+      if (c.exitCode === null) c.kill('SIGTERM');
+    }
+    await Promise.all(children.slice(first).map(exited));
     await orch.close();
   }
 });

@@ -22,13 +22,14 @@ import {
 } from '@monocore/engine';
 import { startPuller, type Puller } from '@monocore/puller';
 import { HostProcessBackend } from './host-process-backend.js';
+import { QueueAdopter } from './queue-adopter.js';
 import { createAwaitProcessor } from './processors/await-dependency.js';
 import { createDeployProcessor } from './processors/deployment.js';
 import { createRemoveProcessor } from './processors/remove-service.js';
 import { createStartProcessor } from './processors/start-service.js';
 import { createStopProcessor } from './processors/stop-service.js';
 import { Supervisor, type ServiceBackend } from './supervisor.js';
-import { promoteGates, queueCache, type WorkerContext } from './worker-context.js';
+import { keyedMutex, promoteGates, queueCache, type WorkerContext } from './worker-context.js';
 
 export { HostProcessBackend } from './host-process-backend.js';
 export { Supervisor, type ServiceBackend } from './supervisor.js';
@@ -152,6 +153,7 @@ export async function startWorker(options: StartWorkerOptions): Promise<Monocore
     imageOptional: backend.name === 'host-process',
     queue: (name) => queues.get(name),
     flows,
+    serial: keyedMutex(),
     promoteGates: (ids) => promoteGates({ queue: (n) => queues.get(n), logger }, ids),
   };
 
@@ -168,15 +170,19 @@ export async function startWorker(options: StartWorkerOptions): Promise<Monocore
   const stop = createStopProcessor(ctx);
   const remove = createRemoveProcessor(ctx);
   const common = { connection: redis, prefix: QUEUE_PREFIX, autorun: true } as const;
+  const hostProcessor = async (job: Job, token?: string): Promise<unknown> => {
+    const service = (job.data as { service?: unknown }).service;
+    const key = typeof service === 'string' ? service : `job:${job.id}`;
+    if (job.name === 'start') return ctx.serial(key, () => start(job, token));
+    if (job.name === 'stop') return ctx.serial(key, () => stop(job));
+    if (job.name === 'remove') return ctx.serial(key, () => remove(job));
+    throw new Error(`unknown job ${job.name}`);
+  };
+  const adopter = new QueueAdopter(redis, hosts, hostProcessor, logger);
   const workers = [
     new Worker(
       QueueNames.host(hostId),
-      async (job: Job, token?: string) => {
-        if (job.name === 'start') return start(job, token);
-        if (job.name === 'stop') return stop(job);
-        if (job.name === 'remove') return remove(job);
-        throw new Error(`unknown job ${job.name}`);
-      },
+      hostProcessor,
       { ...common, concurrency: options.concurrency ?? 4 },
     ),
     new Worker(QueueNames.gate, createAwaitProcessor(ctx), { ...common, concurrency: 50 }),
@@ -226,8 +232,10 @@ export async function startWorker(options: StartWorkerOptions): Promise<Monocore
     beating = true;
     beat()
       .then(() => reaper.reapOnce())
-      .then((r) => {
+      .then(async (r) => {
+        for (const h of r.reaped) if (h !== hostId) adopter.adopt(h);
         if (r.lost.length || r.rescheduled.length) logger.warn(r, 'rescheduled services of lost hosts');
+        await adopter.tick();
       })
       .catch((err) => logger.warn({ err: (err as Error).message }, 'heartbeat failed'))
       .finally(() => {
@@ -246,6 +254,7 @@ export async function startWorker(options: StartWorkerOptions): Promise<Monocore
       clearInterval(beatTimer);
       // Stop taking jobs; jobs in progress finish (a boot completes, then is stopped below).
       await Promise.all(workers.map((w) => w.close().catch(() => undefined)));
+      await adopter.close();
       if (puller) await puller.close().catch(() => undefined);
       const held = await supervisor.stopAll();
       await hosts.unregister(hostId).catch(() => undefined);
@@ -273,7 +282,7 @@ async function recover(ctx: WorkerContext, reaper: HostReaper): Promise<void> {
   const recs = await ctx.state.list();
   for (const r of recs) {
     if (r.host !== ctx.hostId || r.desired !== 'running') continue;
-    if (!LIVE_STATUSES.includes(r.status) || r.status === 'pulling') continue;
+    if ((!LIVE_STATUSES.includes(r.status) && r.status !== 'lost') || r.status === 'pulling') continue;
     const ok = await ctx.state.tryTransition(r.name, { status: 'pending' }, {
       host: ctx.hostId,
       epoch: r.epoch,

@@ -28,6 +28,11 @@ export interface WorkerContext {
   imageOptional: boolean;
   queue(name: string): Queue;
   flows: FlowProducer;
+  /**
+   * Run start/stop/remove of one service one at a time on this host (BullMQ is
+   * at-least-once and jobs of several requests may target the same service).
+   */
+  serial<T>(service: string, fn: () => Promise<T>): Promise<T>;
   /** Promote gate jobs waiting on a service so they re-check now instead of at their next poll. */
   promoteGates(ids: readonly string[]): Promise<void>;
 }
@@ -76,4 +81,19 @@ export function parseChildId(id: string): { kind: 'pull' | 'start' | 'stop' | 'g
   if (kind === 'pull' || kind === 'start' || kind === 'stop') return { kind, service: parts[2] ?? '' };
   if (kind === 'gate') return { kind, service: parts[3] ?? '' };
   return { kind: 'other', service: parts[2] ?? '' };
+}
+
+/** A per-key promise chain: calls with the same key run one after another. */
+export function keyedMutex(): <T>(key: string, fn: () => Promise<T>) => Promise<T> {
+  const tails = new Map<string, Promise<unknown>>();
+  return <T>(key: string, fn: () => Promise<T>): Promise<T> => {
+    const prev = tails.get(key) ?? Promise.resolve();
+    const run = prev.then(fn, fn);
+    const tail = run.catch(() => undefined);
+    tails.set(key, tail);
+    void tail.then(() => {
+      if (tails.get(key) === tail) tails.delete(key);
+    });
+    return run;
+  };
 }

@@ -54,17 +54,21 @@ export function createStartProcessor(ctx: WorkerContext) {
       throw new UnrecoverableError(`MC_ORCH_DEPENDENCY_FAILED: service "${name}" is blocked by "${dep}": ${reason}`);
     }
 
-    if (data.pollDependencies && rec.dependsOn.length > 0) {
-      const deps = await state.getMany(rec.dependsOn);
+    // The flow already ordered us after our dependencies; the state check makes that
+    // safe even when a dependency moved hosts meanwhile (its job on a lost host
+    // completes as `moved`) and gates standalone starts (pollDependencies).
+    if (rec.dependsOn.length > 0) {
+      const deps = await state.getBrief(rec.dependsOn);
       for (const d of rec.dependsOn) {
         const r = deps.get(d);
-        if (r && (r.status === 'failed' || r.status === 'blocked')) {
-          await state.tryTransition(name, { status: 'blocked', by: d }, fence);
+        if (!r || r.desired === 'stopped' || r.status === 'failed' || r.status === 'blocked') {
+          const why = !r ? 'removed' : r.desired === 'stopped' ? 'stopped' : r.status;
+          await state.tryTransition(name, { status: 'blocked', by: d }, { ...fence, fields: { last_error: `dependency ${d} is ${why}` } });
           await settle();
-          throw new UnrecoverableError(`MC_ORCH_DEPENDENCY_FAILED: service "${name}" is blocked by "${d}" (${r.status})`);
+          throw new UnrecoverableError(`MC_ORCH_DEPENDENCY_FAILED: service "${name}" is blocked by "${d}" (${why})`);
         }
       }
-      if (rec.dependsOn.some((d) => deps.get(d)?.status !== 'running')) {
+      if (rec.dependsOn.some((d) => !['running', 'exited'].includes(deps.get(d)?.status ?? ''))) {
         await job.moveToDelayed(Date.now() + Math.min(ctx.tuning.gatePollMs, 1000), token);
         throw new DelayedError();
       }

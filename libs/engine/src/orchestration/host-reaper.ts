@@ -22,6 +22,8 @@ export interface ReaperOptions {
 }
 
 export interface ReapResult {
+  /** Hosts declared dead in this round (their queues may still hold jobs: see the worker's adopter). */
+  reaped: string[];
   lost: string[];
   rescheduled: Array<{ service: string; host: string; epoch: number }>;
   unplaced: string[];
@@ -60,7 +62,7 @@ export class HostReaper {
    * the host unregistered and stopped its VMs.
    */
   async handBack(host: string, names: readonly string[]): Promise<ReapResult> {
-    const result: ReapResult = { lost: [], rescheduled: [], unplaced: [] };
+    const result: ReapResult = { reaped: [], lost: [], rescheduled: [], unplaced: [] };
     const recs = await this.state.getMany([...names]);
     const toPlace: ServiceRecord[] = [];
     for (const r of recs.values()) {
@@ -75,7 +77,7 @@ export class HostReaper {
   }
 
   async reapOnce(now = Date.now()): Promise<ReapResult> {
-    const result: ReapResult = { lost: [], rescheduled: [], unplaced: [] };
+    const result: ReapResult = { reaped: [], lost: [], rescheduled: [], unplaced: [] };
     const all = await this.hosts.list();
     const dead: string[] = [];
     for (const h of all) {
@@ -111,8 +113,15 @@ export class HostReaper {
           }
           toPlace.push({ ...r, status: 'lost' });
         }
+        // A stop in flight there: no VM is left, so the service is stopped.
+        for (const r of records) {
+          if (r.host === host && r.desired === 'stopped' && (LOSABLE.has(r.status) || r.status === 'stopping')) {
+            await this.state.tryTransition(r.name, { status: 'stopped' }, { host, epoch: r.epoch, detail: `host ${host} lost`, clear: ['pid'] });
+          }
+        }
         // Everything that was stopped or failed there just loses its host.
         await this.hosts.unregister(host);
+        result.reaped.push(host);
         this.#missingSince.delete(host);
         await this.state.emit({ kind: 'host', host, detail: `host ${host} lost (heartbeat expired)` });
         this.options.logger.warn({ host, lost: mine.map((r) => r.name) }, 'host lost');

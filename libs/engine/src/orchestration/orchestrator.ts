@@ -563,6 +563,8 @@ export class Orchestrator implements OrchestratorApi {
           if (r.deploymentId !== deploymentId) continue; // superseded
           const running = r.status === 'running' && r.runningHash === r.configHash;
           if (running) continue;
+          // A one-shot service that ran and exited 0 (restart on-failure / no) succeeded.
+          if (r.status === 'exited' && r.exitCode === 0 && r.runningHash === r.configHash) continue;
           if (r.desired === 'stopped' || (SETTLED_UP_STATUSES.includes(r.status) && r.status !== 'running')) {
             ok = false;
             continue;

@@ -1,0 +1,71 @@
+import { Queue, Worker, type Job, type Processor } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import { QUEUE_PREFIX, QueueNames, type HostRegistry, type PullJobResult } from '@monocore/engine';
+
+/**
+ * Jobs already queued for a host that died (`host-<id>`, `pull-<id>`) would
+ * never run, and their flow parents would wait for ever. The worker whose
+ * reaper declared the host dead adopts its queues until they drain or the host
+ * comes back: start jobs complete as `moved` (the service was rescheduled with
+ * a new epoch, or waits for capacity — either way not here), stops settle the
+ * state (no VM is left), and pulls complete empty (their start job is moved).
+ * Parents then run and check their dependencies' real state before booting.
+ */
+export class QueueAdopter {
+  readonly #adopted = new Map<string, { workers: Worker[]; queues: Queue[]; idleTicks: number }>();
+
+  constructor(
+    private readonly redis: Redis,
+    private readonly hosts: HostRegistry,
+    private readonly hostProcessor: Processor,
+    private readonly logger: Logger,
+  ) {}
+
+  adopt(host: string): void {
+    if (this.#adopted.has(host)) return;
+    const common = { connection: this.redis, prefix: QUEUE_PREFIX, autorun: true } as const;
+    const emptyPull = async (job: Job): Promise<PullJobResult> => {
+      this.logger.info({ job: job.id, host }, 'completing a pull queued for a lost host');
+      return { reference: '', manifestDigest: '', rootfs: '' };
+    };
+    const workers = [
+      new Worker(QueueNames.host(host), this.hostProcessor, { ...common, concurrency: 8 }),
+      new Worker(QueueNames.pull(host), emptyPull, { ...common, concurrency: 8 }),
+    ];
+    for (const w of workers) w.on('error', (err) => this.logger.debug({ err: err.message, queue: w.name }, 'adopted queue error'));
+    const queues = [QueueNames.host(host), QueueNames.pull(host)].map((n) => {
+      const q = new Queue(n, { connection: this.redis, prefix: QUEUE_PREFIX });
+      q.on('error', () => undefined);
+      return q;
+    });
+    this.#adopted.set(host, { workers, queues, idleTicks: 0 });
+    this.logger.warn({ host }, 'adopted the queues of a lost host');
+  }
+
+  /** Release adopted queues whose host is back or that stayed empty for a few ticks. */
+  async tick(): Promise<void> {
+    for (const [host, a] of this.#adopted) {
+      let done = await this.hosts.isAlive(host);
+      if (!done) {
+        const counts = await Promise.all(a.queues.map((q) => q.getJobCounts('wait', 'delayed', 'waiting-children', 'active', 'prioritized')));
+        const pending = counts.reduce((n, c) => n + Object.values(c).reduce((x, y) => x + y, 0), 0);
+        a.idleTicks = pending === 0 ? a.idleTicks + 1 : 0;
+        done = a.idleTicks >= 5;
+      }
+      if (done) await this.release(host);
+    }
+  }
+
+  async release(host: string): Promise<void> {
+    const a = this.#adopted.get(host);
+    if (!a) return;
+    this.#adopted.delete(host);
+    await Promise.all(a.workers.map((w) => w.close().catch(() => undefined)));
+    await Promise.all(a.queues.map((q) => q.close().catch(() => undefined)));
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.#adopted.keys()].map((h) => this.release(h)));
+  }
+}
