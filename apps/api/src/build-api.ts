@@ -26,6 +26,8 @@ export interface BuildApiOptions {
   orchestrator: OrchestratorApi;
   /** Queues shown in Bull Board at /admin/queues (more can be set later through `app.bullBoard`). */
   queues?: readonly Queue[];
+  /** Newest event id of the engine's stream (startApi reads it from Redis); lets /events start without a gap. */
+  lastEventId?: () => Promise<string>;
   /** Re-lists the queues when the dashboard is used (startApi scans Redis for new ones). */
   discoverQueues?: () => Promise<readonly Queue[]>;
   /** When set, every route except /healthz requires `Authorization: Bearer <token>`. */
@@ -114,6 +116,7 @@ export async function buildApi(options: BuildApiOptions): Promise<FastifyInstanc
     isLocal: (request) => isLocalRequest(localToken, request),
     validateConfig: validateConfigBody,
     maxWaitMs: options.maxWaitMs ?? 10 * 60_000,
+    ...(options.lastEventId ? { lastEventId: options.lastEventId } : {}),
   };
 
   // Unauthenticated: health only.

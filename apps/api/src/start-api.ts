@@ -1,7 +1,7 @@
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 import { Redis } from 'ioredis';
 import { isIP } from 'node:net';
-import { MonocoreError, Orchestrator, type JobTuning } from '@monocore/engine';
+import { MonocoreError, Orchestrator, StateStore, type JobTuning } from '@monocore/engine';
 import type { Logger } from 'pino';
 import { buildApi, type BuildApiOptions } from './build-api.js';
 import { QueueDiscovery } from './queue-discovery.js';
@@ -78,6 +78,7 @@ export async function startApi(options: StartApiOptions): Promise<RunningApi> {
     queues: await discovery.discover(),
     discoverQueues: () => discovery.discover(),
     loopbackOnly: isLoopback(host),
+    lastEventId: () => new StateStore(probe).lastEventId(),
     healthCheck: async () => {
       await probe.ping();
     },

@@ -10,6 +10,11 @@ export interface RouteDeps {
   isLocal: (request: FastifyRequest) => boolean;
   /** Throws MC_CONFIG_INVALID listing every issue. */
   validateConfig: (config: unknown) => void;
+  /**
+   * Id of the newest event in the engine's stream. /events pins its start with it
+   * BEFORE answering, so a client that subscribes and then posts /up misses nothing.
+   */
+  lastEventId?: () => Promise<string>;
   /** Upper bound for wait=true (and the default when no timeout is given), ms. */
   maxWaitMs: number;
 }

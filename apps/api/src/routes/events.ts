@@ -36,7 +36,10 @@ export const eventsRoutes: FastifyPluginAsyncZod<RouteDeps> = async (app, deps) 
     async (request, reply) => {
       const { services, deployment } = request.query;
       const lastEventId = request.headers['last-event-id'];
-      const since = request.query.since ?? (typeof lastEventId === 'string' && /^\d+-\d+$/.test(lastEventId) ? lastEventId : undefined);
+      const since =
+        request.query.since ??
+        (typeof lastEventId === 'string' && /^\d+-\d+$/.test(lastEventId) ? lastEventId : undefined) ??
+        (deps.lastEventId ? await deps.lastEventId() : undefined);
       const only = services ? new Set(services) : undefined;
       const sse = new SseStream(reply);
       try {
