@@ -18,6 +18,7 @@ export interface IngestWriter {
   readonly expectedSize: number;
   /** Bytes already accepted (a resumed ingest starts above 0). */
   readonly offset: number;
+  /** Hashes and buffers `chunk`; the writer may keep referencing it until the next flush, so callers must not reuse it. */
   write(chunk: Uint8Array): Promise<void>;
   /** Drop everything written so far and start again at offset 0. */
   reset(): Promise<void>;

@@ -382,15 +382,30 @@ class LocalIngestWriter implements IngestWriter {
 
   private async flush(): Promise<void> {
     if (this.pendingBytes === 0) return;
-    const data = this.pending.length === 1 ? this.pending[0]! : Buffer.concat(this.pending, this.pendingBytes);
+    let chunks = this.pending;
+    const total = this.pendingBytes;
     this.pending = [];
-    const at = this.written;
-    this.written += this.pendingBytes;
+    let at = this.written;
+    this.written += total;
     this.pendingBytes = 0;
-    let off = 0;
-    while (off < data.byteLength) {
-      const { bytesWritten } = await this.fh.write(data, off, data.byteLength - off, at + off);
-      off += bytesWritten;
+    // writev: no copy into one buffer; loop on short writes.
+    let left = total;
+    while (left > 0) {
+      const { bytesWritten } = await this.fh.writev(chunks, at);
+      at += bytesWritten;
+      left -= bytesWritten;
+      if (left === 0) break;
+      let skip = bytesWritten;
+      const rest: Buffer[] = [];
+      for (const c of chunks) {
+        if (skip >= c.byteLength) {
+          skip -= c.byteLength;
+          continue;
+        }
+        rest.push(skip > 0 ? c.subarray(skip) : c);
+        skip = 0;
+      }
+      chunks = rest;
     }
   }
 
