@@ -3,7 +3,7 @@
 // non-root user (ownership recorded), removal.
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -87,6 +87,11 @@ test('ensureImageRootfs unpacks once, then returns at once; removeImageRootfs re
   const t = describeTree(r.rootfs);
   assert.equal(t['old'], undefined);
   assert.deepEqual([t['new']?.uid, t['bin/sh']?.mode, t['bin']?.mode, t['.']?.mtime], [33, 0o4755, 0o555, 1_700_000_000]);
+  // Other host users cannot reach the image's setuid binaries.
+  assert.equal(statSync(join(r.rootfs, '..')).mode & 0o777, 0o700);
+  const probe = spawnSync(process.execPath, ['-e', `require('fs').statSync(${JSON.stringify(join(r.rootfs, 'bin/sh'))})`], { uid: 65534, gid: 65534, encoding: 'utf8' });
+  assert.notEqual(probe.status, 0);
+  assert.match(probe.stderr, /EACCES/);
   const rec = await readOwnershipRecord(home, IMAGE);
   assert.deepEqual(rec?.devices, [{ path: 'dev/console', type: 'char', major: 5, minor: 1, mode: 0o600, uid: 0, gid: 0 }]);
   assert.equal(existsSync(join(r.rootfs, 'dev/console')), false);

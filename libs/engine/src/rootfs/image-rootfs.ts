@@ -166,6 +166,9 @@ async function ensure(opts: EnsureImageRootfsOptions, hex: string): Promise<Imag
     const tmp = join(base, `.tmp-${hex}-${process.pid}-${randomBytes(4).toString('hex')}`);
     const rootfs = join(tmp, 'rootfs');
     await mkdir(rootfs, { recursive: true });
+    // Images carry setuid-root binaries and world-writable dirs meant for the
+    // guest: no other host user may even reach them (docs/THREATS.md).
+    await chmod(tmp, 0o700);
     // mkdir/mkdtemp give 0700; an image without a "./" entry still needs a usable root.
     await chmod(rootfs, 0o755);
     try {
