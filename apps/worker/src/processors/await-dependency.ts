@@ -32,8 +32,18 @@ export function createAwaitProcessor(ctx: WorkerContext) {
       if (verdict !== 'wait') throw new UnrecoverableError(verdict);
     }
     await job.moveToDelayed(Date.now() + ctx.tuning.gatePollMs, token);
+    // Close the check-then-sleep race: the target may have become ready (and tried
+    // to promote us while we were still active) between our check and the move.
+    // Its state changes before it promotes, so one re-check after the move suffices.
+    if (await ready(ctx, data)) await job.promote().catch(() => undefined);
     throw new DelayedError();
   };
+}
+
+async function ready(ctx: WorkerContext, data: { deploymentId: string; target: string; condition: 'started' | 'stopped' }): Promise<boolean> {
+  const rec = await ctx.state.get(data.target);
+  if (data.condition === 'stopped') return !rec || !LIVE_STATUSES.includes(rec.status) || rec.desired === 'running';
+  return (await startedVerdict(ctx, data.deploymentId, data.target, rec)) !== 'wait';
 }
 
 async function startedVerdict(ctx: WorkerContext, deploymentId: string, target: string, rec: ServiceRecord | null): Promise<'ok' | 'wait' | string> {
