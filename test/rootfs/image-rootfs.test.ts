@@ -123,22 +123,36 @@ test('invalid arguments and failing layers: clear errors, nothing left that look
     (e) => isMonocoreError(e, 'MC_ROOTFS_UNSUPPORTED_MEDIA_TYPE'));
 });
 
-test('two processes ensuring the same image at once: one unpacks, both get the complete rootfs', async () => {
+test('processes ensuring the same image at once: they wait on the lock, one unpacks, all get the complete rootfs', async () => {
   const dir = tempDir('concurrent');
   const home = join(dir, 'home');
-  // Big enough that the second process arrives while the first still unpacks.
   const files: TarEntry[] = [{ name: 'data/', type: 'dir' }];
   for (let i = 0; i < 200; i++) files.push({ name: `data/f${i}`, data: Buffer.alloc(50_000, i % 251) });
   const layers = [writeLayer(dir, 'big', files)];
   const args = { action: 'ensure', home, imageId: IMAGE, layers };
-  const [a, b, c] = await Promise.all([runChild(args), runChild(args), runChild(args)]);
-  for (const o of [a, b, c]) {
+  // Hold the image's lock ourselves until every child has reported that it waits:
+  // the contention is then certain, not a matter of timing.
+  const h = new MonocoreHome(home);
+  mkdirSync(join(h.imageRootfsDir, '.locks'), { recursive: true });
+  const held = await HostLock.acquire(join(h.imageRootfsDir, '.locks', `${IMAGE.slice(7)}.lock`));
+  let waiting = 0;
+  let allWaiting!: () => void;
+  const everyoneWaits = new Promise<void>((r) => (allWaiting = r));
+  const onLine = (msg: unknown): void => {
+    if ((msg as { waiting?: string }).waiting !== undefined && ++waiting === 3) allWaiting();
+  };
+  const children = [runChild(args, { onLine }), runChild(args, { onLine }), runChild(args, { onLine })];
+  // A child that dies before waiting fails the test instead of hanging it.
+  await Promise.race([everyoneWaits, Promise.race(children).then((o) => assert.fail(`a child ended while the lock was held: ${JSON.stringify(o)}`))]);
+  await held.release();
+  const outs = await Promise.all(children);
+  for (const o of outs) {
     assert.equal(o.code, 0, JSON.stringify(o.error));
-    assert.equal(o.result?.rootfs, imageRootfsPath(new MonocoreHome(home), IMAGE));
+    assert.equal(o.result?.rootfs, imageRootfsPath(h, IMAGE));
   }
-  const unpackers = [a, b, c].filter((o) => (o.result?.progressEvents ?? 0) > 0);
-  assert.equal(unpackers.length, 1, `exactly one process unpacks (progress events: ${[a, b, c].map((o) => o.result?.progressEvents).join(', ')})`);
-  assert.equal(readdirSync(join(imageRootfsPath(new MonocoreHome(home), IMAGE), 'data')).length, 200);
+  const unpackers = outs.filter((o) => (o.result?.progressEvents ?? 0) > 0);
+  assert.equal(unpackers.length, 1, `exactly one process unpacks (progress events: ${outs.map((o) => o.result?.progressEvents).join(', ')})`);
+  assert.equal(readdirSync(join(imageRootfsPath(h, IMAGE), 'data')).length, 200);
 });
 
 test('an unpack SIGKILLed midway is never taken as complete; the next run unpacks afresh and cleans up', async () => {

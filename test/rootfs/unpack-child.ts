@@ -23,6 +23,7 @@ try {
       home,
       imageId: args.imageId,
       layers: args.layers,
+      onLockWait: (holder) => console.log(JSON.stringify({ waiting: holder })),
       onProgress: (e) => {
         progressEvents++;
         console.log(JSON.stringify({ progress: e }));

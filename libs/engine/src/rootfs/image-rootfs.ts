@@ -55,6 +55,8 @@ export interface EnsureImageRootfsOptions {
   lockTimeoutMs?: number;
   /** Aborts the unpack (the temp dir is removed); rejects with the signal's reason. */
   signal?: AbortSignal;
+  /** Called once if another process is unpacking this image and we wait for it (holder: "pid iso-date"). */
+  onLockWait?: (holder: string) => void;
 }
 
 export interface ImageRootfs {
@@ -153,7 +155,10 @@ async function ensure(opts: EnsureImageRootfsOptions, hex: string): Promise<Imag
   const base = home.imageRootfsDir;
   const locks = join(base, '.locks');
   await mkdir(locks, { recursive: true });
-  const lock = await HostLock.acquire(join(locks, `${hex}.lock`), opts.lockTimeoutMs !== undefined ? { timeoutMs: opts.lockTimeoutMs } : {});
+  const lock = await HostLock.acquire(join(locks, `${hex}.lock`), {
+    ...(opts.lockTimeoutMs !== undefined ? { timeoutMs: opts.lockTimeoutMs } : {}),
+    ...(opts.onLockWait ? { onWait: opts.onLockWait } : {}),
+  });
   try {
     const again = await complete(home, imageId);
     if (again) return again;
