@@ -57,6 +57,12 @@ test('a three-level chain starts in dependency order (recorded timestamps)', () 
     assert.ok(ms('b3') >= started('a3'), `b3 ran at ${ms('b3')}, before a3 was running at ${started('a3')}`);
     assert.ok(ms('c3') >= started('b3'), `c3 ran at ${ms('c3')}, before b3 was running at ${started('b3')}`);
     assert.ok(started('a3') <= started('b3') && started('b3') <= started('c3'));
+    // Heartbeats sample each running service's usage (/proc of its VM or process).
+    const sampled = await until('usage sampled', async () => {
+      const [x] = await h.orch.status({ services: ['a3'] });
+      return x?.memoryBytes !== undefined && x.memoryBytes > 0 && x.cpuPercent !== undefined ? x : undefined;
+    }, 10_000);
+    assert.ok(sampled.memoryBytes! > 100_000 && sampled.cpuPercent! >= 0);
   }));
 
 test('a diamond boots its shared dependency exactly once; independent services start in parallel', () =>

@@ -213,14 +213,16 @@ export async function startWorker(options: StartWorkerOptions): Promise<Monocore
       await hosts.register(info, ttlMs);
     }
     for (const h of supervisor.held()) {
-      if (await state.renewLease(h.name, hostId, h.epoch, ttlMs)) continue;
-      const again = await state.acquireLease(h.name, hostId, h.epoch, ttlMs);
-      if (again !== 'held') {
-        logger.warn({ service: h.name, lease: again }, 'lost the lease (rescheduled elsewhere): killing the local VM');
-        await supervisor.kill(h.name);
-        continue;
+      if (!(await state.renewLease(h.name, hostId, h.epoch, ttlMs))) {
+        // Expired (e.g. Redis was away longer than the TTL) but still ours: take it again.
+        const again = await state.acquireLease(h.name, hostId, h.epoch, ttlMs);
+        if (again !== 'held') {
+          logger.warn({ service: h.name, lease: again }, 'lost the lease (rescheduled elsewhere): killing the local VM');
+          await supervisor.kill(h.name);
+          continue;
+        }
       }
-      if (h.pid) {
+      if (h.pid && h.pid > 0) {
         const m = sampleProc(h.pid, cpuSamples);
         if (m) await state.update(h.name, { cpu_percent: m.cpuPercent, memory_bytes: m.memoryBytes });
       }
@@ -242,7 +244,6 @@ export async function startWorker(options: StartWorkerOptions): Promise<Monocore
         beating = false;
       });
   }, heartbeatMs);
-  for (const h of supervisor.held()) void h; // (nothing held yet at start)
 
   let closed = false;
   return {
