@@ -245,3 +245,33 @@ test('events() streams state changes live and resumes from an id', () =>
     }
     assert.deepEqual(replay, seen.slice(1).map((e) => e.id));
   }));
+
+test('a service pulls its image on its host first; a pull that cannot succeed fails the service and blocks its dependents', async () => {
+  const { testEnv } = await import('../support/env.js');
+  const env = testEnv();
+  const h = await harness(DB, [{ hostId: 'h1', puller: true }]);
+  try {
+    const missing = `${env.registry}/monocore-test/does-not-exist:latest`;
+    const config = {
+      service: [
+        svc('pulled', { base: env.image }),
+        svc('nopull', { base: missing }),
+        svc('after', { depends_on: ['nopull'] }),
+      ],
+    };
+    const res = await h.orch.up(config, { wait: true, timeoutMs: 60_000 });
+    const s = byName(res.services);
+    assert.equal(s.pulled?.status, 'running');
+    assert.equal(s.nopull?.status, 'failed');
+    assert.match(s.nopull?.reason ?? '', /^pull failed: .*MC_OCI_MANIFEST_NOT_FOUND/);
+    assert.equal(s.after?.status, 'blocked');
+    assert.equal(s.after?.blockedBy, 'nopull');
+    const events = await allEvents(h.orch);
+    assert.ok(events.some((e) => e.service === 'pulled' && e.to === 'pulling'), 'pulling is visible while the pull runs');
+    // The image landed in this host's store (the service booted from it).
+    assert.ok(existsSync(join(h.homes[0]!, 'oci')));
+  } finally {
+    await h.orch.down({ wait: true, timeoutMs: 20_000 }).catch(() => undefined);
+    await h.close();
+  }
+});
