@@ -45,8 +45,16 @@ export function testRootfs(): string {
   return rootfs;
 }
 
+const created: string[] = [];
+// Temp dirs (state dirs with sparse disks, volumes) go when the test process ends.
+process.once('exit', () => {
+  for (const d of created) rmSync(d, { recursive: true, force: true });
+});
+
 export function tempDir(prefix: string): string {
-  return mkdtempSync(join(tmpdir(), `mc-${prefix}-`));
+  const d = mkdtempSync(join(tmpdir(), `mc-${prefix}-`));
+  created.push(d);
+  return d;
 }
 
 let home: MonocoreHome | undefined;
