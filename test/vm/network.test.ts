@@ -123,3 +123,16 @@ test('network: outbound access (local_only = false) fails clearly instead of exp
   rmSync(s.stateDir, { recursive: true, force: true });
 });
 
+
+test('network: a published port that is already taken on the host fails before boot, naming it', async () => {
+  const { createServer } = await import('node:net');
+  const srv = createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
+  const port = (srv.address() as { port: number }).port;
+  try {
+    const s = spec('taken', { ports: [{ host: port, guest: 80 }] });
+    await assert.rejects(backend().start(s), (e: unknown) => isMonocoreError(e, 'MC_VM_START_FAILED') && e.message.includes(`127.0.0.1:${port}`) && /already in use/.test(e.message));
+  } finally {
+    await new Promise((r) => srv.close(r));
+  }
+});

@@ -186,6 +186,17 @@ export class QemuBackend implements HypervisorBackend {
       );
     }
     const { kernel, initramfs } = duringPrepare ? await this.prepareFiles() : await this.prepare();
+    // A taken host port would only surface as a QEMU start error: say which one up front.
+    // (Skipped with a launchPrefix: the VM may live in another network namespace.)
+    if (!this.opts.launchPrefix) {
+      for (const [i, p] of spec.ports.entries()) {
+        const addr = p.bindAddress ?? '127.0.0.1';
+        const problem = await portProblem(addr, p.host);
+        if (problem) {
+          throw new MonocoreError('MC_VM_START_FAILED', `vm ${JSON.stringify(spec.id)}: ports[${i}]: cannot forward ${addr}:${p.host}: ${problem}`, { id: spec.id, field: `ports[${i}].host` });
+        }
+      }
+    }
     await mkdir(spec.stateDir, { recursive: true });
     const disk = probe ? undefined : await this.prepareDisk(spec.stateDir);
     // Unix socket paths are limited to 108 bytes: keep them in a short private dir.
@@ -653,6 +664,15 @@ class QemuVm implements QemuVmHandle {
     }
     return this.exitPromise;
   }
+}
+
+/** Why a TCP port cannot be bound on the host (e.g. "already in use"), or undefined. */
+async function portProblem(host: string, port: number): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    const srv = createServer();
+    srv.once('error', (e: NodeJS.ErrnoException) => resolve(e.code === 'EADDRINUSE' ? 'the port is already in use' : (e.code ?? e.message)));
+    srv.listen({ host, port, exclusive: true }, () => srv.close(() => resolve(undefined)));
+  });
 }
 
 /** Absolute path of an executable found in PATH (or the path itself if it has a slash). */
