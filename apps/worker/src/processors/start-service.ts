@@ -28,7 +28,8 @@ export function createStartProcessor(ctx: WorkerContext) {
     const data = parsed.data;
     const { state, hostId } = ctx;
     const name = data.service;
-    const rec = await state.get(name);
+    // Independent reads go out together (one round trip).
+    const [rec, failures] = await Promise.all([state.get(name), job.getIgnoredChildrenFailures()]);
     if (!rec || rec.desired !== 'running' || rec.deploymentId !== data.deploymentId) {
       return { service: name, action: 'superseded' };
     }
@@ -37,7 +38,6 @@ export function createStartProcessor(ctx: WorkerContext) {
     const settle = () => ctx.promoteGates(data.awaitedBy);
 
     // Children that failed for good (ignoreDependencyOnFailure keeps the flow going so we can say why).
-    const failures = await job.getIgnoredChildrenFailures();
     for (const [key, reason] of Object.entries(failures)) {
       const child = parseChildId(jobIdOfKey(key));
       if (child.kind === 'pull') {
@@ -57,8 +57,18 @@ export function createStartProcessor(ctx: WorkerContext) {
     // The flow already ordered us after our dependencies; the state check makes that
     // safe even when a dependency moved hosts meanwhile (its job on a lost host
     // completes as `moved`) and gates standalone starts (pollDependencies).
+    const local = ctx.supervisor.get(name);
+    if (local?.running && local.epoch === data.epoch && local.configHash === rec.configHash && rec.status === 'running') {
+      await settle();
+      return { service: name, action: 'unchanged', ...(local.pid !== undefined ? { pid: local.pid } : {}) };
+    }
+    // Fencing (only the lease holder may boot) and the dependencies' state, read together.
+    const [deps, lease] = await Promise.all([
+      rec.dependsOn.length > 0 ? state.getBrief(rec.dependsOn) : Promise.resolve(new Map()),
+      state.acquireLease(name, hostId, data.epoch, ctx.leaseTtlMs),
+    ]);
+    if (lease === 'stale') return { service: name, action: 'moved' };
     if (rec.dependsOn.length > 0) {
-      const deps = await state.getBrief(rec.dependsOn);
       for (const d of rec.dependsOn) {
         const r = deps.get(d);
         if (!r || r.desired === 'stopped' || r.status === 'failed' || r.status === 'blocked') {
@@ -74,15 +84,6 @@ export function createStartProcessor(ctx: WorkerContext) {
       }
     }
 
-    const local = ctx.supervisor.get(name);
-    if (local?.running && local.epoch === data.epoch && local.configHash === rec.configHash && rec.status === 'running') {
-      await settle();
-      return { service: name, action: 'unchanged', ...(local.pid !== undefined ? { pid: local.pid } : {}) };
-    }
-
-    // Fencing: only the lease holder may boot. A previous host's lease must expire first.
-    const lease = await state.acquireLease(name, hostId, data.epoch, ctx.leaseTtlMs);
-    if (lease === 'stale') return { service: name, action: 'moved' };
     if (lease !== 'held') {
       ctx.logger.info({ service: name, holder: lease.holder, pttlMs: lease.pttlMs }, 'waiting for the previous lease to expire');
       await job.moveToDelayed(Date.now() + Math.max(50, Math.min(lease.pttlMs + 50, ctx.leaseTtlMs)), token);
