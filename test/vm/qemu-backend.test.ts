@@ -86,3 +86,14 @@ test('qemu: missing kernel fails with MC_VM_KERNEL_NOT_FOUND naming the set-up c
   assert.ok(lstatSync(dir).isDirectory());
   rmSync(dir, { recursive: true, force: true });
 });
+
+test('qemu: a guest flooding its console cannot fill the host disk (console.log is capped)', async () => {
+  const capped = backend({ consoleLimitBytes: 4096 });
+  const s = spec('flood', { command: '/bin/sh', args: ['-c', 'i=0; while [ $i -lt 400 ]; do echo "flood-line-$i-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx" > /dev/console; i=$((i+1)); done; echo done'] });
+  const exit = await (await capped.start(s)).wait();
+  assert.deepEqual(exit, { exitCode: 0, reason: 'exited' }, s.stderr.text);
+  assert.equal(s.stdout.text, 'done\n', 'console writes never reach the service stdout');
+  const log = readFileSync(join(s.stateDir, 'console.log'), 'utf8');
+  assert.ok(log.length < 4096 + 200, `console.log is ${log.length} bytes`);
+  assert.match(log, /console\.log capped at 4096 bytes/);
+});

@@ -1,6 +1,6 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { accessSync, closeSync, constants, existsSync, openSync, readFileSync, readSync, fstatSync, statSync } from 'node:fs';
+import { accessSync, closeSync, constants, existsSync, openSync, readFileSync, readSync, fstatSync, statSync, writeSync } from 'node:fs';
 import { mkdir, mkdtemp, rename, rm, truncate, writeFile } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -37,6 +37,8 @@ export interface QemuBackendOptions {
   diskSizeMib?: number;
   /** Default boot watchdog when the spec sets none (default 60 s). */
   bootTimeoutMs?: number;
+  /** Cap of <stateDir>/console.log per boot (default 1 MiB); later output is counted, not stored. */
+  consoleLimitBytes?: number;
 }
 
 /** Where the boot time went, from host and guest timestamps (ms since spawn). */
@@ -216,6 +218,7 @@ export class QemuBackend implements HypervisorBackend {
       });
       return { path, conn };
     };
+    const con = await listen('console');
     const ctl = await listen('control');
     const out = await listen('stdout');
     const err = await listen('stderr');
@@ -302,7 +305,10 @@ export class QemuBackend implements HypervisorBackend {
       // seccomp filter on QEMU itself: no obsolete syscalls, no setuid/setgid, no fork/exec,
       // no scheduler/affinity games — what a guest that escaped into QEMU could use next.
       '-sandbox', 'on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny',
-      '-serial', `file:${consoleLog}`,
+      // The console goes through us (not `-serial file:`) so a guest flooding it cannot fill the
+      // host disk: console.log is capped (consoleLimitBytes), the last 64 KiB are kept in memory.
+      '-chardev', `socket,id=con,path=${con.path}`,
+      '-serial', 'chardev:con',
       '-kernel', kernel.vmlinux, // uncompressed ELF via PVH: bzImage decompression crawls under TCG
       '-initrd', initramfs.path,
       '-append', cmdline,
@@ -354,6 +360,7 @@ export class QemuBackend implements HypervisorBackend {
     }
     const handle = new QemuVm({
       spec, child, t0, consoleLog, runtimeDir, servers, guestSpec: encodeGuestSpec(guest),
+      console: con.conn, consoleLimitBytes: this.opts.consoleLimitBytes ?? 1 << 20,
       ctl: ctl.conn, out: out.conn, err: err.conn,
       bootTimeoutMs: spec.bootTimeoutMs ?? this.opts.bootTimeoutMs ?? 60_000,
       onGone: async () => {
@@ -425,6 +432,8 @@ interface QemuVmInit {
   child: ChildProcess;
   t0: number;
   consoleLog: string;
+  console: Promise<Socket>;
+  consoleLimitBytes: number;
   runtimeDir: string;
   servers: Server[];
   guestSpec: Buffer;
@@ -478,6 +487,8 @@ class QemuVm implements QemuVmHandle {
   private ended = false;
   private watchdog?: NodeJS.Timeout;
   private pidFile?: string;
+  private consoleTail = Buffer.alloc(0);
+  private consoleDropped = 0;
 
   constructor(private readonly s: QemuVmInit) {
     this.id = s.spec.id;
@@ -539,6 +550,36 @@ class QemuVm implements QemuVmHandle {
       });
     const outDone = pump(s.out, s.spec.stdout);
     const errDone = pump(s.err, s.spec.stderr);
+    const conDone = new Promise<void>((resolve) => {
+      let done = false;
+      const finish = (): void => {
+        if (!done) {
+          done = true;
+          resolve();
+        }
+      };
+      void childGone.then(() => setTimeout(finish, 2000));
+      void s.console.then((sock) => {
+        const fd = openSync(s.consoleLog, 'a');
+        let written = 0;
+        sock.on('error', () => {});
+        sock.on('data', (d: Buffer) => {
+          this.consoleTail = Buffer.concat([this.consoleTail, d]).subarray(-65536);
+          if (written < s.consoleLimitBytes) {
+            const part = d.subarray(0, s.consoleLimitBytes - written);
+            writeSync(fd, part);
+            written += part.length;
+            if (written >= s.consoleLimitBytes) writeSync(fd, `\n[monocore: console.log capped at ${s.consoleLimitBytes} bytes]\n`);
+          } else {
+            this.consoleDropped += d.length;
+          }
+        });
+        sock.once('close', () => {
+          closeSync(fd);
+          finish();
+        });
+      });
+    });
 
     void s.ctl.then((sock) => {
       this.ctlSock = sock;
@@ -566,7 +607,7 @@ class QemuVm implements QemuVmHandle {
       const { code, signal } = await childGone;
       this.ended = true;
       clearTimeout(this.watchdog);
-      await Promise.all([outDone, errDone]);
+      await Promise.all([outDone, errDone, conDone]);
       for (const srv of s.servers) srv.close();
       this.ctlSock?.destroy();
       await rm(s.runtimeDir, { recursive: true, force: true }).catch(() => {});
@@ -620,7 +661,7 @@ class QemuVm implements QemuVmHandle {
   }
 
   private describeExit(code: number | null, signal: NodeJS.Signals | null): VmExit {
-    const tail = (): string => fileTail(this.consoleLog, 3000).trim();
+    const tail = (): string => this.consoleTail.subarray(-3000).toString('utf8').trim();
     if (this.exitReported) {
       return { exitCode: this.exitCode, reason: this.stopRequested ? 'stopped' : 'exited' };
     }
