@@ -1,5 +1,4 @@
 // Public surface of the vm domain: list exports by name.
-export type { VmSpec, VmNetwork, VmExit } from './vm-spec.js';
 export type { VmSpec, VmNetwork, VmExit, RlimitName } from './vm-spec.js';
 export type { HypervisorBackend, BackendAvailability, VmHandle } from './hypervisor-backend.js';
 export { QemuBackend, fileTail, type QemuBackendOptions, type QemuVmHandle, type BootTimings } from './qemu-backend.js';
