@@ -201,3 +201,43 @@ test('a host dies with its jobs still queued: the flow does not hang, the depend
     await orch.close();
   }
 });
+
+test('a worker killed and restarted on the same host boots its services again there (old processes gone)', async () => {
+  const url = await freshDb(DB + 3);
+  const orch = new Orchestrator({ redisUrl: url, logger: quiet, jobs: { startBackoffMs: 100, gatePollMs: 500 } });
+  const first = children.length;
+  try {
+    const home = tempHome('rA');
+    homes.push(home);
+    const w1 = spawnWorker(url, 'rA', home, 4096);
+    await until('host registered', async () => (await orch.hosts.alive()).length === 1, 20_000);
+    const markers = [marker(60), marker(61)];
+    const up = await orch.up(
+      { service: [svc('x1', { args: [markers[0]!] }), svc('x2', { args: [markers[1]!], depends_on: ['x1'] })] },
+      { wait: true, timeoutMs: 20_000 },
+    );
+    const before = byName(up.services);
+    w1.kill('SIGKILL');
+    await exited(w1);
+    // The parent-death signal took the services with it.
+    await until('old processes gone', async () => [...copies(markers).values()].every((p) => p.length === 0), 5_000);
+    spawnWorker(url, 'rA', home, 4096);
+    const after = await until(
+      'services running again on rA',
+      async () => {
+        const s = byName(await orch.status());
+        return ['x1', 'x2'].every((n) => s[n]?.status === 'running' && s[n]?.host === 'rA' && s[n]?.pid !== before[n]?.pid) ? s : undefined;
+      },
+      20_000,
+    );
+    for (const [m, pids] of copies(markers)) assert.deepEqual(pids.length, 1, `${m} runs once`);
+    assert.ok(Date.parse(after.x1!.startedAt!) <= Date.parse(after.x2!.startedAt!), 'dependency order kept on recovery');
+    const events = await allEvents(orch);
+    assert.ok(!events.some((e) => e.to === 'lost'), 'a quick restart is not a lost host');
+    await orch.down({ wait: true, timeoutMs: 20_000 });
+  } finally {
+    for (const c of children.slice(first)) if (c.exitCode === null && c.signalCode === null) c.kill('SIGTERM');
+    await Promise.all(children.slice(first).map(exited));
+    await orch.close();
+  }
+});
