@@ -5,8 +5,12 @@ import { isAbsolute, join, resolve } from 'node:path';
 import { Writable } from 'node:stream';
 import { Option, type Command } from 'commander';
 import {
+  ImageStore,
   MonocoreError,
   MonocoreHome,
+  formatPlatform,
+  hostPlatform,
+  type PulledImage,
   closeDefaultRegistryClient,
   isMonocoreError,
   parseImageReference,
@@ -30,6 +34,7 @@ interface RunOptions {
   quiet?: boolean;
   backend?: string;
   bootTimeout: string;
+  pull: 'missing' | 'always';
 }
 
 const usage = (message: string, details: Record<string, unknown> = {}): MonocoreError => new MonocoreError('MC_USAGE', message, details);
@@ -99,6 +104,7 @@ export function registerRun(program: Command): void {
     .option('--entrypoint <PATH>', 'replace the image Entrypoint')
     .addOption(new Option('--backend <name>', 'hypervisor backend').choices(['auto', 'qemu', 'libkrun']))
     .option('--boot-timeout <ms>', 'fail if the command has not started within this time', '60000')
+    .addOption(new Option('--pull <when>', 'pull the image: "missing" (default: use a local copy without asking the registry) or "always"').choices(['missing', 'always']).default('missing'))
     .option('--json', 'capture output and print one JSON result on stdout')
     .option('-q, --quiet', 'no pull progress')
     .addHelpText(
@@ -125,12 +131,19 @@ export function registerRun(program: Command): void {
       const home = new MonocoreHome();
       const t0 = Date.now();
       const progress = opts.quiet || opts.json ? undefined : progressReporter(image);
-      let pulled;
-      try {
-        pulled = await pullImage(image, { home, ...(progress ? { onProgress: (p) => progress.update(p) } : {}) });
-      } finally {
-        progress?.finish();
-        await closeDefaultRegistryClient();
+      let pulled: PulledImage | undefined;
+      if (opts.pull === 'missing') {
+        // Like `docker run`: an image already here is used without asking the registry.
+        const rec = await new ImageStore(home).find(parseImageReference(image).toString(), formatPlatform(hostPlatform()));
+        if (rec && existsSync(rec.rootfs)) pulled = { reference: rec.reference, manifestDigest: rec.manifestDigest, platform: rec.platform, rootfs: rec.rootfs, config: rec.config };
+      }
+      if (!pulled) {
+        try {
+          pulled = await pullImage(image, { home, ...(progress ? { onProgress: (p) => progress.update(p) } : {}) });
+        } finally {
+          progress?.finish();
+          await closeDefaultRegistryClient();
+        }
       }
       const pullMs = Date.now() - t0;
 
