@@ -137,6 +137,12 @@ export async function startWorker(options: StartWorkerOptions): Promise<Monocore
       await state.releaseLease(name, hostId, epoch);
     },
   });
+  const info = {
+    id: hostId,
+    cpus: options.cpus ?? osCpus().length * CPU_OVERCOMMIT,
+    ramMib: options.ramMib ?? Math.floor(totalmem() / 1024 / 1024),
+    backends: [backend.name],
+  };
   const flows = new FlowProducer({ connection: redis, prefix: QUEUE_PREFIX });
   flows.on('error', (err: Error) => logger.debug({ err: err.message }, 'flow producer error'));
   const ctx: WorkerContext = {
@@ -149,6 +155,7 @@ export async function startWorker(options: StartWorkerOptions): Promise<Monocore
     supervisor,
     logger,
     leaseTtlMs: ttlMs,
+    capacity: { cpus: info.cpus, ramMib: info.ramMib },
     tuning,
     imageOptional: backend.name === 'host-process',
     queue: (name) => queues.get(name),
@@ -157,12 +164,6 @@ export async function startWorker(options: StartWorkerOptions): Promise<Monocore
     promoteGates: (ids) => promoteGates({ queue: (n) => queues.get(n), logger }, ids),
   };
 
-  const info = {
-    id: hostId,
-    cpus: options.cpus ?? osCpus().length * CPU_OVERCOMMIT,
-    ramMib: options.ramMib ?? Math.floor(totalmem() / 1024 / 1024),
-    backends: [backend.name],
-  };
   await hosts.register(info, ttlMs);
   await recover(ctx, reaper);
 

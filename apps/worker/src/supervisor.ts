@@ -95,6 +95,12 @@ export class Supervisor {
     return [...this.#services.values()].map((e) => (e.handle ? { name: e.name, epoch: e.epoch, pid: e.handle.pid } : { name: e.name, epoch: e.epoch }));
   }
 
+  /** Resources of one held service (0 when not held). */
+  usageOf(name: string): { cpus: number; ramMib: number } {
+    const e = this.#services.get(name);
+    return e ? { cpus: e.resolved.cpus, ramMib: e.resolved.ram } : { cpus: 0, ramMib: 0 };
+  }
+
   usage(): { cpus: number; ramMib: number } {
     let cpus = 0;
     let ramMib = 0;

@@ -23,6 +23,8 @@ export interface WorkerContext {
   supervisor: Supervisor;
   logger: Logger;
   leaseTtlMs: number;
+  /** Capacity this host offers (what it registered). */
+  capacity: { cpus: number; ramMib: number };
   tuning: JobTuning;
   /** Whether the backend can run a service without an image (only the host-process backend). */
   imageOptional: boolean;

@@ -90,6 +90,19 @@ export function createStartProcessor(ctx: WorkerContext) {
       throw new DelayedError();
     }
 
+    // Take only what fits: placement accounts for this, but the host checks what it really runs.
+    {
+      const used = ctx.supervisor.usage();
+      const replaced = ctx.supervisor.usageOf(name);
+      const needCpus = rec.cpus;
+      const needRam = rec.ramMib;
+      if (used.cpus - replaced.cpus + needCpus > ctx.capacity.cpus || used.ramMib - replaced.ramMib + needRam > ctx.capacity.ramMib) {
+        ctx.logger.warn({ service: name, used, capacity: ctx.capacity }, 'service does not fit on this host right now; retrying later');
+        await job.moveToDelayed(Date.now() + 2000, token);
+        throw new DelayedError();
+      }
+    }
+
     if (local) await ctx.supervisor.stop(name); // changed config: replace the running VM
 
     try {
