@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { Orchestrator } from '@monocore/engine';
 import { allEvents, byName, freshDb, quiet, removeDir, sleep, svc, tempHome, until } from './support.js';
 
-const DB = 11;
+const DB = 5;
 const workerMain = fileURLToPath(new URL('../../../apps/worker/dist/main.js', import.meta.url));
 const HEARTBEAT_MS = 400;
 const TTL_MS = HEARTBEAT_MS * 3 + 1000;

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { allEvents, byName, harness, removeDir, svc, until, type Harness } from './support.js';
 
-const DB = 10;
+const DB = 4;
 const out = mkdtempSync(join(tmpdir(), 'mc-orch-sched-'));
 after(() => removeDir(out));
 

@@ -17,7 +17,11 @@ export function redisBaseUrl(): string {
   return redisUrl().replace(/\/\d*$/, '');
 }
 
-/** A Redis URL on database `db` (each test file uses its own), flushed first. */
+/**
+ * A Redis URL on database `db` (each test file uses its own), flushed first.
+ * Orchestration tests use DBs 4-8: scheduling 4, multihost 5/7/8, vm-e2e 6
+ * (the API tests use 12 and 13, the puller DB 0 with unique queue names).
+ */
 export async function freshDb(db: number): Promise<string> {
   const url = `${redisBaseUrl()}/${db}`;
   const r = new Redis(url, { maxRetriesPerRequest: 1 });

@@ -11,7 +11,7 @@ import { startWorker, type MonocoreWorker } from '@monocore/worker';
 import { testEnvWithKernel } from '../support/env.js';
 import { byName, freshDb, quiet, until } from './support.js';
 
-const DB = 12;
+const DB = 6;
 const env = testEnvWithKernel();
 // A persistent home: the initramfs cache and the pulled image are reused between runs.
 const home = new MonocoreHome(join(env.stateDir, 'orch-vm-home'));
