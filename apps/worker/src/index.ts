@@ -60,6 +60,8 @@ export interface StartWorkerOptions {
   /** First restart delay after an unexpected exit (default 1000 ms, doubling, capped at restartBackoffMaxMs = 60 s). */
   restartBackoffMs?: number;
   restartBackoffMaxMs?: number;
+  /** Uptime after which the restart budget (max_restarts) starts over (default 10 minutes). */
+  restartResetMs?: number;
   bootTimeoutMs?: number;
   stopTimeoutMs?: number;
   /** Concurrent start/stop jobs on this host (default 4). */
@@ -131,6 +133,7 @@ export async function startWorker(options: StartWorkerOptions): Promise<Monocore
     retention: options.retention ?? LogRetention.withMaxAgeWeeks(1),
     restartBackoffMs: options.restartBackoffMs ?? 1000,
     restartBackoffMaxMs: options.restartBackoffMaxMs ?? 60_000,
+    restartResetMs: options.restartResetMs ?? 10 * 60_000,
     ...(options.bootTimeoutMs !== undefined ? { bootTimeoutMs: options.bootTimeoutMs } : {}),
     stopTimeoutMs: options.stopTimeoutMs ?? 10_000,
     onRelease: async (name, epoch) => {

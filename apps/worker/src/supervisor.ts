@@ -40,6 +40,8 @@ interface Entry extends BootInput {
   restarts: number;
   stopping: boolean;
   restartTimer?: NodeJS.Timeout;
+  /** When the current VM reported started (ms). */
+  upSince: number;
   out: RotatingLogWriter;
   err: RotatingLogWriter;
   sink: RedisLogSink;
@@ -57,6 +59,8 @@ export interface SupervisorOptions {
   /** First restart delay; doubles per restart up to restartBackoffMaxMs. */
   restartBackoffMs: number;
   restartBackoffMaxMs: number;
+  /** Uptime after which an exit no longer counts toward max_restarts (the budget resets). */
+  restartResetMs: number;
   bootTimeoutMs?: number;
   stopTimeoutMs: number;
   /** Called when a service leaves this host for good (exited, failed, stopped, fenced). */
@@ -130,6 +134,7 @@ export class Supervisor {
       name,
       restarts: 0,
       stopping: false,
+      upSince: 0,
       out: new RotatingLogWriter({ path: join(home.logDir, `${name}.stdout.log`), policy: retention, onLine: keep('stdout') }),
       err: new RotatingLogWriter({ path: join(home.logDir, `${name}.stderr.log`), policy: retention, onLine: keep('stderr') }),
       sink,
@@ -173,6 +178,7 @@ export class Supervisor {
         { cause: err },
       );
     }
+    e.upSince = Date.now();
     void handle.wait().then((exit) => this.#onExit(e, handle, exit));
     return handle;
   }
@@ -191,6 +197,8 @@ export class Supervisor {
     const code = exit.exitCode;
     const policy = e.resolved.restart;
     const wants = policy === 'always' || (policy === 'on-failure' && code !== 0);
+    // A service that ran steadily for a while before this exit starts a fresh restart budget.
+    if (e.upSince > 0 && Date.now() - e.upSince >= this.options.restartResetMs) e.restarts = 0;
     try {
       if (!wants) {
         await state.transition(e.name, { status: 'exited', exitCode: code }, { ...fence, clear: ['pid'], detail: exit.reason });
