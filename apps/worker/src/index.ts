@@ -284,7 +284,7 @@ export async function startWorker(options: StartWorkerOptions): Promise<Monocore
  * still assigned here are booted again under the same lease epoch.
  */
 async function recover(ctx: WorkerContext, reaper: HostReaper): Promise<void> {
-  const recs = await ctx.state.list();
+  const recs = await ctx.state.listSummary();
   for (const r of recs) {
     if (r.host !== ctx.hostId || r.desired !== 'running') continue;
     if ((!LIVE_STATUSES.includes(r.status) && r.status !== 'lost') || r.status === 'pulling') continue;

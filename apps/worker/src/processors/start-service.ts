@@ -171,7 +171,7 @@ async function imageFor(ctx: WorkerContext, job: Job, rec: ServiceRecord, resolv
 
 async function networkFor(ctx: WorkerContext, rec: ServiceRecord, resolved: ResolvedService): Promise<VmNetwork> {
   if (!resolved.group) return { mode: 'none' };
-  const all = await ctx.state.list();
+  const all = await ctx.state.listSummary();
   const members = all.filter((r) => r.group === resolved.group && r.desired === 'running').map((r) => r.name);
   return groupNetwork(resolved.group, members, rec.name, resolved.localOnly);
 }

@@ -63,7 +63,7 @@ export class HostReaper {
    */
   async handBack(host: string, names: readonly string[]): Promise<ReapResult> {
     const result: ReapResult = { reaped: [], lost: [], rescheduled: [], unplaced: [] };
-    const recs = await this.state.getMany([...names]);
+    const recs = await this.state.getSummary([...names]);
     const toPlace: ServiceRecord[] = [];
     for (const r of recs.values()) {
       if (r.host !== host || r.desired !== 'running') continue;
@@ -90,7 +90,7 @@ export class HostReaper {
       if (now - since >= this.options.graceMs) dead.push(h.id);
     }
     // Lost services whose host was already unregistered, still waiting for capacity.
-    const records = await this.state.list();
+    const records = await this.state.listSummary();
     const stranded = records.filter(
       (r) => r.status === 'lost' && r.desired === 'running' && (!r.host || !all.some((h) => h.id === r.host)),
     );
@@ -142,7 +142,7 @@ export class HostReaper {
     const aliveIds = new Set(alive.map((h) => h.id));
     const groupHosts = new Map<string, string>();
     const moving = new Set(services.map((s) => s.name));
-    for (const r of await this.state.list()) {
+    for (const r of await this.state.listSummary()) {
       if (moving.has(r.name) || !r.group || !r.host || !aliveIds.has(r.host) || r.desired !== 'running') continue;
       groupHosts.set(r.group, r.host);
     }

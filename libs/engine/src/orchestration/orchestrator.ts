@@ -144,7 +144,7 @@ export class Orchestrator implements OrchestratorApi {
       const groupHosts = new Map<string, string>();
       const selectedSet = new Set(plan.order);
       if (plan.order.some((n) => resolved.get(n)?.group)) {
-        for (const rec of await this.state.list()) {
+        for (const rec of await this.state.listSummary()) {
           if (selectedSet.has(rec.name) || !rec.group || !rec.host || !aliveIds.has(rec.host)) continue;
           if (rec.desired === 'running' && LIVE_STATUSES.includes(rec.status)) groupHosts.set(rec.group, rec.host);
         }
@@ -372,7 +372,7 @@ export class Orchestrator implements OrchestratorApi {
   }
 
   async select(selector: Selector): Promise<ServiceRecord[]> {
-    const all = await this.state.list();
+    const all = await this.state.listSummary();
     if (selector.group === undefined && selector.services === undefined) return all;
     const byName = new Map(all.map((r) => [r.name, r]));
     const out = new Map<string, ServiceRecord>();
@@ -550,7 +550,7 @@ export class Orchestrator implements OrchestratorApi {
     const timeoutMs = options.timeoutMs ?? 10 * 60_000;
     const until = Date.now() + timeoutMs;
     for (;;) {
-      const recs = await this.state.getMany(names);
+      const recs = await this.state.getSummary(names);
       let settled = true;
       let ok = true;
       for (const n of names) {

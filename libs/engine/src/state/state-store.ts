@@ -18,6 +18,14 @@ export interface TransitionOptions {
   detail?: string;
 }
 
+/** Placement and dependency checks. `status` must stay first (absent = no such service). */
+const BRIEF_FIELDS = ['status', 'host', 'epoch', 'running_hash', 'config_hash', 'desired', 'group', 'deployment_id', 'restarts', 'attempts', 'pid', 'started_at', 'exit_code'] as const;
+/** Everything but `config`. */
+const SUMMARY_FIELDS = [
+  ...BRIEF_FIELDS,
+  'reason', 'blocked_by', 'last_error', 'log_tail', 'cpu_percent', 'memory_bytes', 'image', 'depends_on', 'cpus', 'ram_mib', 'updated_at',
+] as const;
+
 /** Fields tied to a status's data; cleared when leaving it. */
 const STATUS_DATA_FIELDS = ['reason', 'blocked_by'];
 
@@ -78,9 +86,24 @@ export class StateStore {
 
   /** The fields placement needs, without the (large) config JSON: one HMGET per service, pipelined. */
   async getBrief(names: string[]): Promise<Map<string, ServiceRecord>> {
+    return this.getFields(names, BRIEF_FIELDS);
+  }
+
+  /** Every field except the resolved config JSON (what status, down and remove need). */
+  async getSummary(names: string[]): Promise<Map<string, ServiceRecord>> {
+    return this.getFields(names, SUMMARY_FIELDS);
+  }
+
+  /** Like list(), without the config JSON: what /status reads. */
+  async listSummary(): Promise<ServiceRecord[]> {
+    const names = await this.names();
+    const m = await this.getSummary(names);
+    return names.map((n) => m.get(n)).filter((r): r is ServiceRecord => r !== undefined);
+  }
+
+  async getFields(names: string[], fields: readonly string[]): Promise<Map<string, ServiceRecord>> {
     const out = new Map<string, ServiceRecord>();
     if (names.length === 0) return out;
-    const fields = ['status', 'host', 'epoch', 'running_hash', 'config_hash', 'desired', 'group', 'deployment_id', 'restarts', 'attempts', 'pid', 'started_at', 'exit_code'];
     const pipe = this.redis.pipeline();
     for (const n of names) pipe.hmget(Keys.service(n), ...fields);
     const res = (await pipe.exec()) ?? [];
