@@ -4,7 +4,7 @@
 // costs ~2 s here.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { rmSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { MonocoreHome, Orchestrator, QemuBackend } from '@monocore/engine';
 import { startWorker, type MonocoreWorker } from '@monocore/worker';
@@ -131,4 +131,9 @@ test('a dependent VM reaches its dependency by service name on the group network
   const down = await o.down({ group: 'net', wait: true, timeoutMs: 60_000 });
   assert.deepEqual(down.order, ['client', 'web']);
   assert.equal(byName(down.services).web?.status, 'stopped');
+  // remove deletes the writable layer (the per-service disk the VM wrote to) and the state.
+  assert.ok(existsSync(home.serviceDir('web')), 'the VM had a per-service state dir');
+  await o.remove({ group: 'net', wait: true, timeoutMs: 30_000 });
+  assert.ok(!existsSync(home.serviceDir('web')) && !existsSync(home.serviceDir('client')));
+  assert.deepEqual((await o.status()).map((x) => x.name).filter((n) => n === 'web' || n === 'client'), []);
 });
