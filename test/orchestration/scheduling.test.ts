@@ -275,3 +275,27 @@ test('a service pulls its image on its host first; a pull that cannot succeed fa
     await h.close();
   }
 });
+
+test('clear errors at the boundary: invalid config, no hosts, no capacity, unknown deployment, wait timeout', async () => {
+  const h = await harness(DB, []);
+  try {
+    await assert.rejects(
+      h.orch.up({ service: [{ name: 'a', cpus: 0 }, { name: 'b', depends_on: ['zz'] }] }),
+      (e: unknown) => {
+        const err = e as { code?: string; details?: { issues?: unknown[] } };
+        return err.code === 'MC_CONFIG_INVALID' && (err.details?.issues?.length ?? 0) >= 2;
+      },
+    );
+    await assert.rejects(h.orch.up({ service: [svc('a')] }), { code: 'MC_ORCH_NO_HOSTS' });
+    await h.orch.hosts.register({ id: 'tiny', cpus: 1, ramMib: 256, backends: ['qemu'] }, 60_000);
+    await assert.rejects(h.orch.up({ service: [svc('a', { ram: 512 })] }), (e: unknown) => {
+      const err = e as { code?: string; message?: string };
+      return err.code === 'MC_ORCH_NO_CAPACITY' && /service "a"/.test(err.message ?? '') && /tiny 1 cpus\/256 MiB/.test(err.message ?? '');
+    });
+    await assert.rejects(h.orch.waitFor('dnope'), { code: 'MC_ORCH_DEPLOYMENT_NOT_FOUND' });
+    // A registered host that runs no worker: the request is accepted, and waiting times out clearly.
+    await assert.rejects(h.orch.up({ service: [svc('a')] }, { wait: true, timeoutMs: 300 }), { code: 'MC_ORCH_TIMEOUT' });
+  } finally {
+    await h.close();
+  }
+});
