@@ -19,7 +19,7 @@ export function redisBaseUrl(): string {
 
 /**
  * A Redis URL on database `db` (each test file uses its own), flushed first.
- * Orchestration tests use DBs 4-8: scheduling 4, multihost 5/7/8, vm-e2e 6
+ * Orchestration tests use DBs 4-9: scheduling 4, multihost 5/7/8, vm-e2e 6, state-store 9
  * (the API tests use 12 and 13, the puller DB 0 with unique queue names).
  */
 export async function freshDb(db: number): Promise<string> {
