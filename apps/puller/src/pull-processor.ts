@@ -46,13 +46,16 @@ export function createPullProcessor(options: PullProcessorOptions): (job: Job) =
     }
     const data = parsed.data;
     let last = 0;
-    let pending: PullJobProgress | undefined;
+    let lastPhase = '';
+    // Updates go out one at a time, in order. While one is in flight, newer snapshots of the
+    // same phase replace the queued one, but every phase change is kept.
+    const queue: PullJobProgress[] = [];
     let updating: Promise<unknown> = Promise.resolve();
     const push = (p: PullJobProgress) => {
-      pending = p;
+      if (queue.length > 0 && queue[queue.length - 1]!.phase === p.phase) queue[queue.length - 1] = p;
+      else queue.push(p);
       updating = updating.then(async () => {
-        const next = pending;
-        pending = undefined;
+        const next = queue.shift();
         if (next) await job.updateProgress(next as unknown as object).catch(() => undefined);
       });
     };
@@ -63,8 +66,10 @@ export function createPullProcessor(options: PullProcessorOptions): (job: Job) =
         ...(options.client ? { client: options.client } : {}),
         onProgress: (p) => {
           const now = Date.now();
-          if (p.phase === 'downloading' && now - last < interval) return;
+          // Throttle within a phase; the first snapshot of each phase always goes out.
+          if (p.phase === lastPhase && p.phase !== 'done' && now - last < interval) return;
           last = now;
+          lastPhase = p.phase;
           push({ phase: p.phase, layers: p.layers, done: p.done, total: p.total });
         },
       });
