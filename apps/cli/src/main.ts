@@ -2,7 +2,7 @@
 // The `monocore` (alias `mc`) command. Each subcommand lives in its own file
 // under commands/ and registers itself on the program; this file only wires them.
 import { Command } from 'commander';
-import { VERSION } from '@monocore/engine';
+import { VERSION } from '@monocore/engine/version';
 import { registerCommands } from './commands/index.js';
 import { runCli } from './run-cli.js';
 
@@ -11,5 +11,5 @@ const program = new Command('monocore')
   .version(VERSION, '-V, --version', 'print the monocore version')
   .showHelpAfterError('(run with --help for usage)');
 
-registerCommands(program);
+await registerCommands(program, process.argv);
 await runCli(program, process.argv);

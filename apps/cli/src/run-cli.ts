@@ -1,5 +1,5 @@
 import { CommanderError, type Command } from 'commander';
-import { isMonocoreError } from '@monocore/engine';
+import { isMonocoreError } from '@monocore/engine/errors';
 import { ExitCode } from './exit-codes.js';
 
 /**

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { Agent, request, type Dispatcher } from 'undici';
-import { ErrorCodes, MonocoreError, MonocoreHome, type ErrorCode } from '@monocore/engine';
+import { ErrorCodes, MonocoreError, type ErrorCode } from '@monocore/engine/errors';
+import { MonocoreHome } from '@monocore/engine/home';
 
 export const DEFAULT_API_URL = 'http://127.0.0.1:3456';
 /** Header of the credential `monocore serve` writes for the local CLI (see apps/api plugins/auth.ts). */

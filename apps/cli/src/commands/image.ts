@@ -1,5 +1,7 @@
 import type { Command } from 'commander';
-import { ImageStore, MonocoreHome, formatPlatform, importImage, isMonocoreError, parsePlatform, type ImageRecord } from '@monocore/engine';
+import { isMonocoreError } from '@monocore/engine/errors';
+import { MonocoreHome } from '@monocore/engine/home';
+import { ImageStore, formatPlatform, importImage, parsePlatform, type ImageRecord } from '@monocore/engine/oci';
 import { asUsage } from './pull.js';
 import { formatBytes, progressReporter } from './pull-progress.js';
 

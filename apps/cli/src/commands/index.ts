@@ -1,27 +1,35 @@
 import type { Command } from 'commander';
-import { registerDoctor } from './doctor.js';
-import { registerDown } from './down.js';
-import { registerImage } from './image.js';
-import { registerLogs } from './logs.js';
-import { registerPull } from './pull.js';
-import { registerRemove } from './remove.js';
-import { registerRun } from './run.js';
-import { registerServe } from './serve.js';
-import { registerStatus } from './status.js';
-import { registerUp } from './up.js';
-import { registerValidate } from './validate.js';
 
-/** Registers every subcommand, in the order --help lists them. */
-export function registerCommands(program: Command): void {
-  registerValidate(program);
-  registerUp(program);
-  registerDown(program);
-  registerStatus(program);
-  registerRemove(program);
-  registerLogs(program);
-  registerServe(program);
-  registerRun(program);
-  registerPull(program);
-  registerImage(program);
-  registerDoctor(program);
+type Register = (program: Command) => void;
+
+/**
+ * Every subcommand, in the order --help lists them, each loaded only when it is
+ * needed: `monocore validate` must not pay for BullMQ, undici and QEMU probing
+ * (importing everything costs about a second of start-up on a small machine).
+ */
+const COMMANDS: Record<string, () => Promise<Register>> = {
+  validate: async () => (await import('./validate.js')).registerValidate,
+  up: async () => (await import('./up.js')).registerUp,
+  down: async () => (await import('./down.js')).registerDown,
+  status: async () => (await import('./status.js')).registerStatus,
+  remove: async () => (await import('./remove.js')).registerRemove,
+  logs: async () => (await import('./logs.js')).registerLogs,
+  serve: async () => (await import('./serve.js')).registerServe,
+  run: async () => (await import('./run.js')).registerRun,
+  pull: async () => (await import('./pull.js')).registerPull,
+  image: async () => (await import('./image.js')).registerImage,
+  doctor: async () => (await import('./doctor.js')).registerDoctor,
+};
+
+/**
+ * Registers the subcommand named in argv, or all of them when none is named
+ * (top-level --help, a typo that needs "did you mean", `help <command>`), or
+ * none for --version.
+ */
+export async function registerCommands(program: Command, argv: string[]): Promise<void> {
+  const first = argv.slice(2).find((a) => !a.startsWith('-'));
+  if (first === undefined && argv.some((a) => a === '-V' || a === '--version')) return;
+  const named = first !== undefined && first !== 'help' ? COMMANDS[first] : undefined;
+  const loaders = named ? [named] : Object.values(COMMANDS);
+  for (const register of await Promise.all(loaders.map((load) => load()))) register(program);
 }

@@ -1,4 +1,4 @@
-import type { PullProgress } from '@monocore/engine';
+import type { PullProgress } from '@monocore/engine/oci';
 
 const MB = 1024 * 1024;
 

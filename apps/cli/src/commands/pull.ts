@@ -1,13 +1,7 @@
 import type { Command } from 'commander';
-import {
-  MonocoreError,
-  MonocoreHome,
-  closeDefaultRegistryClient,
-  isMonocoreError,
-  parseImageReference,
-  parsePlatform,
-  pullImage,
-} from '@monocore/engine';
+import { MonocoreError, isMonocoreError } from '@monocore/engine/errors';
+import { MonocoreHome } from '@monocore/engine/home';
+import { closeDefaultRegistryClient, parseImageReference, parsePlatform, pullImage } from '@monocore/engine/oci';
 import { progressReporter } from './pull-progress.js';
 
 interface PullOptions {

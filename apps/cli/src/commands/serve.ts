@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { hostname } from 'node:os';
-import { MonocoreHome } from '@monocore/engine';
+import { MonocoreHome } from '@monocore/engine/home';
 import type { RunningApi } from '@monocore/api';
 import { ExitCode } from '../exit-codes.js';
 import { startEmbeddedRedis, type EmbeddedRedis } from '../serve/embedded-redis.js';

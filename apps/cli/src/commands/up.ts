@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
-import { checkConfigToml, isMonocoreError, readConfigFile } from '@monocore/engine';
+import { checkConfigToml, readConfigFile } from '@monocore/engine/config';
+import { isMonocoreError } from '@monocore/engine/errors';
 import { clientFor, withApiOption, type ApiCommandOptions } from '../api/command-options.js';
 import { readSse } from '../api/sse-reader.js';
 import { ExitCode } from '../exit-codes.js';

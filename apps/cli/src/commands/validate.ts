@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
-import { checkConfigToml, formatIssue, isMonocoreError, readConfigFile, type ConfigIssue } from '@monocore/engine';
+import { checkConfigToml, formatIssue, readConfigFile, type ConfigIssue } from '@monocore/engine/config';
+import { isMonocoreError } from '@monocore/engine/errors';
 import { ExitCode } from '../exit-codes.js';
 
 interface ValidateOptions {

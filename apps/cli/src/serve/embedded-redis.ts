@@ -5,7 +5,8 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import { MonocoreError, type MonocoreHome } from '@monocore/engine';
+import { MonocoreError } from '@monocore/engine/errors';
+import type { MonocoreHome } from '@monocore/engine/home';
 
 export interface EmbeddedRedis {
   /** redis://:<password>@127.0.0.1:<port>/0 */
