@@ -123,7 +123,9 @@ export function createStartProcessor(ctx: WorkerContext) {
         fields: { pid: handle.pid, started_at: new Date().toISOString(), running_hash: rec.configHash ?? '' },
         clear: ['exit_code', 'last_error'],
       });
-      await settle();
+      // Not awaited: completing this job (which releases the owning parent) need not wait for the
+      // gate promotions; a gate that misses one re-checks by itself.
+      void settle();
       return { service: name, action: 'started', pid: handle.pid };
     } catch (err) {
       if (isMonocoreError(err, 'MC_STATE_FENCED')) {
