@@ -540,8 +540,12 @@ class QemuVm implements QemuVmHandle {
             resolve();
           }
         };
-        void childGone.then(() => setTimeout(finish, 2000)); // QEMU never connected
+        let connected = false;
+        // QEMU gone without ever connecting (e.g. it failed at start-up): nothing to drain.
+        // A connected socket ends through 'close', so no timer keeps a finished CLI alive.
+        void childGone.then(() => setImmediate(() => !connected && finish()));
         void conn.then((sock) => {
+          connected = true;
           sock.on('error', () => {});
           if (dest) sock.pipe(dest as NodeJS.WritableStream, { end: false });
           else sock.resume();
@@ -558,8 +562,10 @@ class QemuVm implements QemuVmHandle {
           resolve();
         }
       };
-      void childGone.then(() => setTimeout(finish, 2000));
+      let connected = false;
+      void childGone.then(() => setImmediate(() => !connected && finish()));
       void s.console.then((sock) => {
+        connected = true;
         const fd = openSync(s.consoleLog, 'a');
         let written = 0;
         sock.on('error', () => {});
