@@ -1,16 +1,18 @@
 /**
  * Shared helpers of the orchestration tests: a private Redis database per test
- * file (flushed before use, only that database), in-process workers with the
- * labelled host-process backend for the scheduling tests, and waiting helpers.
+ * file (flushed before use, only that database), in-process workers that boot
+ * real QEMU microVMs (the worker's normal backend selection; the kernel from
+ * MONOCORE_TEST_KERNEL_DIR, the busybox test image pulled by the worker's
+ * puller), ways to see every live VM of a service in /proc, and waiting helpers.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { Orchestrator, type ServiceStatus, type StateEvent } from '@monocore/engine';
 import { startWorker, type MonocoreWorker, type StartWorkerOptions } from '@monocore/worker';
-import { redisUrl } from '../support/env.js';
+import { redisUrl, testEnvWithKernel, type TestEnvWithKernel } from '../support/env.js';
 
 /** The shared test Redis (throws loudly naming the variable when the services are not up). */
 export function redisBaseUrl(): string {
@@ -19,8 +21,9 @@ export function redisBaseUrl(): string {
 
 /**
  * A Redis URL on database `db` (each test file uses its own), flushed first.
- * Orchestration tests use DBs 4-9: scheduling 4, multihost 5/7/8, vm-e2e 6, state-store 9
- * (the API tests use 12 and 13, the puller DB 0 with unique queue names).
+ * Orchestration tests use DBs 6, 9, 10, 11, 14, 15: vm-e2e 6, state-store 9,
+ * scheduling 10, multihost 11/14/15, redis-restart its own redis-server (the
+ * API tests use 12 and 13, the puller DB 0 with unique queue names).
  */
 export async function freshDb(db: number): Promise<string> {
   const url = `${redisBaseUrl()}/${db}`;
@@ -48,11 +51,23 @@ export interface Harness {
   close(): Promise<void>;
 }
 
-/** An Orchestrator plus `hosts` in-process workers (host-process backend, fast heartbeats). */
+/**
+ * The test services plus the guest kernel; also exports MONOCORE_KERNEL_DIR so
+ * workers (in process or spawned with this environment) find the kernel the
+ * way they do in production.
+ */
+export function vmEnv(): TestEnvWithKernel {
+  const env = testEnvWithKernel();
+  process.env.MONOCORE_KERNEL_DIR = env.kernelDir;
+  return env;
+}
+
+/** An Orchestrator plus `hosts` in-process workers (QEMU microVMs, fast heartbeats). */
 export async function harness(
   db: number,
   hosts: Array<Partial<StartWorkerOptions> & { hostId: string }> = [{ hostId: 'h1' }],
 ): Promise<Harness> {
+  vmEnv();
   const url = await freshDb(db);
   const orch = new Orchestrator({
     redisUrl: url,
@@ -68,13 +83,12 @@ export async function harness(
       await startWorker({
         redisUrl: url,
         home,
-        backend: 'host-process',
         cpus: 64,
-        ramMib: 64 * 1024,
-        heartbeatMs: 300,
+        ramMib: 8 * 1024,
+        heartbeatMs: 1000,
         restartBackoffMs: 100,
+        bootTimeoutMs: 60_000,
         logger: quiet,
-        puller: false,
         jobs: { gatePollMs: 1000 },
         ...h,
       }),
@@ -127,7 +141,32 @@ export async function allEvents(orch: Orchestrator): Promise<StateEvent[]> {
   }
 }
 
-/** A service entry for a config (the REST/TOML shape). */
+/** A service entry for a config (the REST/TOML shape): a microVM of the busybox test image. */
 export function svc(name: string, extra: Record<string, unknown> = {}): Record<string, unknown> {
-  return { name, command: '/bin/sleep', args: ['1000'], cpus: 1, ram: 128, ...extra };
+  return { name, base: vmEnv().image, command: '/bin/sleep', args: ['3600'], cpus: 1, ram: 128, ...extra };
 }
+
+/**
+ * Live QEMU processes per service name: a `qemu-system*` process whose command
+ * line names the service's own state dir (`<home>/services/<name>/`, where its
+ * writable disk lives) under one of `homes` (the hosts of this test).
+ */
+export function vmCopies(names: string[], homes: string[]): Map<string, number[]> {
+  const out = new Map<string, number[]>(names.map((n) => [n, []]));
+  for (const p of readdirSync('/proc')) {
+    if (!/^\d+$/.test(p)) continue;
+    let argv: string[];
+    try {
+      argv = readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0');
+    } catch {
+      continue;
+    }
+    if (!/(^|\/)qemu-system[^/]*$/.test(argv[0] ?? '')) continue;
+    const line = argv.join(' ');
+    for (const n of names) if (homes.some((h) => line.includes(`${h}/services/${n}/`))) out.get(n)!.push(Number(p));
+  }
+  return out;
+}
+
+/** Total live VMs of these services. */
+export const liveVms = (names: string[], homes: string[]): number => [...vmCopies(names, homes).values()].reduce((a, p) => a + p.length, 0);
