@@ -21,7 +21,6 @@ import {
   type LogRetentionPolicy,
 } from '@monocore/engine';
 import { startPuller, type Puller } from '@monocore/puller';
-import { HostProcessBackend } from './host-process-backend.js';
 import { QueueAdopter } from './queue-adopter.js';
 import { createAwaitProcessor } from './processors/await-dependency.js';
 import { createDeployProcessor } from './processors/deployment.js';
@@ -31,7 +30,6 @@ import { createStopProcessor } from './processors/stop-service.js';
 import { Supervisor, type ServiceBackend } from './supervisor.js';
 import { keyedMutex, promoteGates, queueCache, type WorkerContext } from './worker-context.js';
 
-export { HostProcessBackend } from './host-process-backend.js';
 export { Supervisor, type ServiceBackend } from './supervisor.js';
 
 /**
@@ -51,8 +49,11 @@ export interface StartWorkerOptions {
   /** Capacity offered to the scheduler (default: CPU_OVERCOMMIT × this machine's cpus, and its RAM). */
   cpus?: number;
   ramMib?: number;
-  /** 'qemu' (default), 'host-process' (NO isolation: scheduler tests/dev only), or a backend object. */
-  backend?: 'qemu' | 'host-process' | ServiceBackend;
+  /**
+   * 'qemu' (default: QEMU microVMs), or an injected backend object (e.g. a libkrun
+   * backend, or a benchmark's own backend: bench/support/instant-backend.mjs).
+   */
+  backend?: 'qemu' | ServiceBackend;
   logger?: Logger;
   /** Heartbeat period (default 2000 ms); the host and its leases expire after hostTtlMs (default 3 heartbeats + 1 s). */
   heartbeatMs?: number;
@@ -102,10 +103,8 @@ export async function startWorker(options: StartWorkerOptions): Promise<Monocore
   const tuning: JobTuning = { ...DEFAULT_JOB_TUNING, ...options.jobs };
 
   let backend: ServiceBackend;
-  if (options.backend === 'host-process') backend = new HostProcessBackend();
-  else if (options.backend === undefined || options.backend === 'qemu') backend = new QemuBackend({ home });
+  if (options.backend === undefined || options.backend === 'qemu') backend = new QemuBackend({ home });
   else backend = options.backend;
-  if (backend.name === 'host-process') logger.warn('host-process backend: services run WITHOUT isolation (scheduler tests/dev only)');
   const availability = await backend.available();
   if (!availability.available) throw new Error(`backend ${backend.name} is unavailable: ${availability.reason}`);
   if (backend.name === 'qemu') {
@@ -160,7 +159,6 @@ export async function startWorker(options: StartWorkerOptions): Promise<Monocore
     leaseTtlMs: ttlMs,
     capacity: { cpus: info.cpus, ramMib: info.ramMib },
     tuning,
-    imageOptional: backend.name === 'host-process',
     queue: (name) => queues.get(name),
     flows,
     serial: keyedMutex(),

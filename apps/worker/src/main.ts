@@ -2,8 +2,7 @@
 // monocore-worker: the per-host process that boots and supervises VMs and pulls images.
 // Env: MONOCORE_REDIS_URL (required), MONOCORE_HOST_ID (default: hostname), MONOCORE_HOME,
 // MONOCORE_WORKER_CPUS / MONOCORE_WORKER_RAM_MIB (capacity offered), MONOCORE_WORKER_BACKEND
-// (qemu | host-process — the latter runs services WITHOUT isolation, for scheduler tests),
-// MONOCORE_HEARTBEAT_MS, MONOCORE_RESTART_BACKOFF_MS, MONOCORE_WORKER_CONCURRENCY (start/stop jobs at once).
+// (qemu, the only one; the guest kernel from MONOCORE_KERNEL_DIR), MONOCORE_HEARTBEAT_MS, MONOCORE_RESTART_BACKOFF_MS, MONOCORE_WORKER_CONCURRENCY (start/stop jobs at once).
 import { hostname } from 'node:os';
 import { pino } from 'pino';
 import { MonocoreHome } from '@monocore/engine';
@@ -27,8 +26,8 @@ if (!redisUrl) {
   process.exit(2);
 }
 const backendName = env.MONOCORE_WORKER_BACKEND ?? 'qemu';
-if (backendName !== 'qemu' && backendName !== 'host-process') {
-  console.error(`monocore-worker: MONOCORE_WORKER_BACKEND must be qemu or host-process, got "${backendName}"`);
+if (backendName !== 'qemu') {
+  console.error(`monocore-worker: MONOCORE_WORKER_BACKEND must be qemu, got "${backendName}"`);
   process.exit(2);
 }
 const hostId = env.MONOCORE_HOST_ID || hostname().replace(/[^A-Za-z0-9_-]/g, '-');

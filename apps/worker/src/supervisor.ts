@@ -18,7 +18,7 @@ import {
   type VmNetwork,
 } from '@monocore/engine';
 
-/** A backend as the supervisor sees it: a hypervisor, or the labelled host-process runner. */
+/** A backend as the supervisor sees it: a hypervisor (QEMU, libkrun) or an injected backend object. */
 export interface ServiceBackend {
   readonly name: string;
   available: HypervisorBackend['available'];

@@ -26,8 +26,6 @@ export interface WorkerContext {
   /** Capacity this host offers (what it registered). */
   capacity: { cpus: number; ramMib: number };
   tuning: JobTuning;
-  /** Whether the backend can run a service without an image (only the host-process backend). */
-  imageOptional: boolean;
   queue(name: string): Queue;
   flows: FlowProducer;
   /**

@@ -153,7 +153,6 @@ export function createStartProcessor(ctx: WorkerContext) {
 
 async function imageFor(ctx: WorkerContext, job: Job, rec: ServiceRecord, resolved: ResolvedService): Promise<ImageRuntime | undefined> {
   if (!resolved.image) {
-    if (ctx.imageOptional) return undefined;
     throw new MonocoreError('MC_ORCH_NO_IMAGE', `service "${rec.name}" has no base image`, { service: rec.name });
   }
   const values = (await job.getChildrenValues()) as Record<string, PullJobResult>;

@@ -10,7 +10,7 @@ export interface ImageRuntime {
 
 export interface BuildVmSpecInput {
   service: ResolvedService;
-  /** The pulled image; absent for a service without `base` (only the host-process backend accepts that). */
+  /** The pulled image (the worker refuses a service without `base`: MC_ORCH_NO_IMAGE). */
   image?: ImageRuntime;
   /** Per-service state dir (writable layer, sockets). */
   stateDir: string;
