@@ -1,7 +1,9 @@
 import { existsSync } from 'node:fs';
 import { connect } from 'node:net';
 import type { Command } from 'commander';
-import { MonocoreHome, QemuBackend, detectAccel, findGuestKernel, isMonocoreError, probeBackends } from '@monocore/engine';
+import { isMonocoreError } from '@monocore/engine/errors';
+import { MonocoreHome } from '@monocore/engine/home';
+import { QemuBackend, detectAccel, findGuestKernel, probeBackends } from '@monocore/engine/vm';
 
 interface Check {
   name: string;

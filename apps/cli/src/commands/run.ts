@@ -4,22 +4,10 @@ import { rm } from 'node:fs/promises';
 import { isAbsolute, join, resolve } from 'node:path';
 import { Writable } from 'node:stream';
 import { Option, type Command } from 'commander';
-import {
-  ImageStore,
-  MonocoreError,
-  MonocoreHome,
-  formatPlatform,
-  hostPlatform,
-  type PulledImage,
-  closeDefaultRegistryClient,
-  isMonocoreError,
-  parseImageReference,
-  pullImage,
-  selectBackend,
-  type BackendName,
-  type VmExit,
-  type VmSpec,
-} from '@monocore/engine';
+import { ImageStore, formatPlatform, hostPlatform, type PulledImage, closeDefaultRegistryClient, parseImageReference, pullImage } from '@monocore/engine/oci';
+import { MonocoreError, isMonocoreError } from '@monocore/engine/errors';
+import { MonocoreHome } from '@monocore/engine/home';
+import { selectBackend, type BackendName, type VmExit, type VmSpec } from '@monocore/engine/vm';
 import { progressReporter } from './pull-progress.js';
 
 interface RunOptions {
