@@ -1,6 +1,8 @@
 // Restart Redis (AOF on) under running services: a private redis-server (the
-// shared test Redis is not restarted), a worker process, the API-side
-// Orchestrator. Nothing may be lost: state, jobs, services.
+// shared test Redis is not restarted), a worker process booting real QEMU
+// microVMs (its normal backend; kernel from MONOCORE_KERNEL_DIR, the busybox
+// test image pulled by its puller), the API-side Orchestrator. Nothing may be
+// lost: state, jobs, services (the same QEMU processes keep running). 3 boots.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -8,8 +10,9 @@ import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { Orchestrator } from '@monocore/engine';
-import { byName, quiet, removeDir, sleep, svc, tempHome, until } from './support.js';
+import { byName, quiet, removeDir, sleep, svc, tempHome, until, vmCopies, vmEnv } from './support.js';
 
+vmEnv(); // MONOCORE_KERNEL_DIR for the spawned worker; loud failure when the test services are down
 const workerMain = fileURLToPath(new URL('../../../apps/worker/dist/main.js', import.meta.url));
 const cleanup: Array<() => void> = [];
 after(() => cleanup.reverse().forEach((f) => f()));
@@ -58,8 +61,7 @@ test('Redis restarts (AOF) while services run: worker and API reconnect, nothing
       MONOCORE_REDIS_URL: url,
       MONOCORE_HOST_ID: 'hR',
       MONOCORE_HOME: home,
-      MONOCORE_WORKER_BACKEND: 'host-process',
-      MONOCORE_HEARTBEAT_MS: '400',
+      MONOCORE_HEARTBEAT_MS: '1000',
       MONOCORE_LOG_LEVEL: process.env.MONOCORE_TEST_LOG ?? 'fatal',
     },
     stdio: ['ignore', 'inherit', 'inherit'],
@@ -67,12 +69,18 @@ test('Redis restarts (AOF) while services run: worker and API reconnect, nothing
   cleanup.push(() => worker.exitCode === null && worker.kill('SIGKILL'));
   const orch = new Orchestrator({ redisUrl: url, logger: quiet, jobs: { startBackoffMs: 200, gatePollMs: 500 } });
   cleanup.push(() => void orch.close());
-  await until('worker registered', async () => (await orch.hosts.alive()).length === 1, 20_000);
+  await until('worker registered', async () => (await orch.hosts.alive()).length === 1, 60_000);
 
-  const config = { service: [svc('r1'), svc('r2', { depends_on: ['r1'] }), svc('r3', { depends_on: ['r2'] })] };
-  const first = await orch.up(config, { wait: true, timeoutMs: 20_000 });
+  const config = { service: [svc('r1'), svc('r2', { depends_on: ['r1'] })] };
+  const first = await orch.up(config, { wait: true, timeoutMs: 120_000 });
   const before = byName(first.services);
-  for (const n of ['r1', 'r2', 'r3']) assert.equal(before[n]?.status, 'running');
+  for (const n of ['r1', 'r2']) assert.equal(before[n]?.status, 'running');
+  const vms = () => vmCopies(['r1', 'r2', 'r3'], [home]);
+  const vms0 = vms();
+  for (const n of ['r1', 'r2']) {
+    assert.equal(vms0.get(n)!.length, 1, `${n} has one VM`);
+    assert.equal(vms0.get(n)![0], before[n]?.pid, `${n}: the recorded pid is its QEMU process`);
+  }
 
   // Graceful shutdown (AOF fsynced on every write), then 3 s down: longer than the heartbeat TTL.
   redis.kill('SIGTERM');
@@ -84,22 +92,24 @@ test('Redis restarts (AOF) while services run: worker and API reconnect, nothing
 
   // The API reconnects by itself; the worker keeps its services (same processes, same host).
   const after1 = await until('status after restart', async () => byName(await orch.status()), 15_000);
-  for (const n of ['r1', 'r2', 'r3']) {
+  for (const n of ['r1', 'r2']) {
     assert.equal(after1[n]?.status, 'running', `${n} after restart: ${JSON.stringify(after1[n])}`);
     assert.equal(after1[n]?.pid, before[n]?.pid, `${n} kept its process`);
   }
   await until('host alive again', async () => (await orch.hosts.alive()).some((h) => h.id === 'hR'), 10_000);
   await sleep(1500); // a few heartbeats: the leases are renewed, nothing gets rescheduled
   const after2 = byName(await orch.status());
-  for (const n of ['r1', 'r2', 'r3']) assert.equal(after2[n]?.pid, before[n]?.pid, `${n} not restarted`);
+  for (const n of ['r1', 'r2']) assert.equal(after2[n]?.pid, before[n]?.pid, `${n} not restarted`);
+  assert.deepEqual(vms(), vms0, 'the same QEMU processes kept running');
 
   // Queues work again: a new service and a down go through the same worker.
-  const more = await orch.up({ service: [...config.service, svc('r4', { depends_on: ['r3'] })] }, { wait: true, timeoutMs: 20_000 });
-  assert.equal(byName(more.services).r4?.status, 'running');
-  assert.deepEqual(more.plan.filter((p) => p.action !== 'unchanged').map((p) => p.name), ['r4']);
-  const down = await orch.down({ wait: true, timeoutMs: 20_000 });
-  assert.deepEqual(down.order, ['r4', 'r3', 'r2', 'r1']);
+  const more = await orch.up({ service: [...config.service, svc('r3', { depends_on: ['r2'] })] }, { wait: true, timeoutMs: 120_000 });
+  assert.equal(byName(more.services).r3?.status, 'running');
+  assert.deepEqual(more.plan.filter((p) => p.action !== 'unchanged').map((p) => p.name), ['r3']);
+  const down = await orch.down({ wait: true, timeoutMs: 60_000 });
+  assert.deepEqual(down.order, ['r3', 'r2', 'r1']);
   for (const s of down.services) assert.equal(s.status, 'stopped');
+  await until('no VM left', async () => [...vms().values()].every((p) => p.length === 0), 20_000);
   worker.kill('SIGTERM');
   await new Promise((r) => (worker.exitCode !== null ? r(null) : worker.once('exit', r)));
   await orch.close();
