@@ -1,8 +1,10 @@
 #!/usr/bin/env node
 // Benchmark: orchestration overhead with a 200-service config and a deep DAG,
-// on real Redis + BullMQ with the real worker (in process, labelled
-// host-process backend: each "boot" is a spawn of `sleep`, so what is timed is
-// the scheduler, not a hypervisor).
+// on real Redis + BullMQ with the real worker (its own process,
+// bench/support/instant-worker.mjs, with the benchmark-only InstantBackend —
+// NOT A SANDBOX, injected through startWorker({ backend }): a "boot" starts
+// nothing, so what is timed is the scheduler, not a hypervisor). Services name
+// the busybox test image as `base`; the worker's puller pulls it (loopback).
 //
 //   npx tsc -b && . .monocore-test/env.sh && node bench/orch-up.mjs [runs=5]
 //
@@ -11,7 +13,7 @@
 // 2. Scheduling overhead per service: from the moment its last dependency became
 //    `running` to its own `starting` (both from the events stream written by the
 //    worker). Goal median < 20 ms.
-// The worker runs as its own process (apps/worker/dist/main.js), as in a
+// The worker runs as its own process (the real startWorker()), as in a
 // deployment, so the API timing is not disturbed by the worker's event loop.
 // Uses Redis database 15 of MONOCORE_TEST_REDIS_URL (flushed).
 import { spawn } from 'node:child_process';
@@ -24,10 +26,10 @@ import { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { Orchestrator, shapeDag } from '@monocore/engine';
 
-const workerMain = fileURLToPath(new URL('../apps/worker/dist/main.js', import.meta.url));
+const workerMain = fileURLToPath(new URL('./support/instant-worker.mjs', import.meta.url));
 async function startWorker({ redisUrl, hostId, home }) {
   const child = spawn(process.execPath, [workerMain], {
-    env: { ...process.env, MONOCORE_REDIS_URL: redisUrl, MONOCORE_HOST_ID: hostId, MONOCORE_HOME: home, MONOCORE_WORKER_BACKEND: 'host-process',
+    env: { ...process.env, MONOCORE_REDIS_URL: redisUrl, MONOCORE_HOST_ID: hostId, MONOCORE_HOME: home,
       MONOCORE_WORKER_CPUS: '1000', MONOCORE_WORKER_RAM_MIB: '1000000', MONOCORE_WORKER_CONCURRENCY: '32', MONOCORE_HEARTBEAT_MS: '1000', MONOCORE_LOG_LEVEL: 'error' },
     stdio: ['ignore', 'inherit', 'inherit'],
   });
@@ -44,6 +46,11 @@ if (!base) {
   process.exit(2);
 }
 const url = `${base}/15`;
+const image = process.env.MONOCORE_TEST_IMAGE;
+if (!image) {
+  console.error('MONOCORE_TEST_IMAGE is not set: bash scripts/test-services.sh start && . .monocore-test/env.sh');
+  process.exit(2);
+}
 const logger = pino({ level: 'silent' });
 
 /** 200 services in 32 levels (the seed's maximum chain); each depends on 1-3 services of the level below. */
@@ -66,7 +73,7 @@ function config(seed) {
         if (lv.length) deps.add(lv[Math.floor(rnd() * lv.length)]);
       }
     }
-    service.push({ name, command: '/bin/sleep', args: ['600'], cpus: 1, ram: 64, depends_on: [...deps] });
+    service.push({ name, base: image, command: '/bin/sleep', args: ['600'], cpus: 1, ram: 64, depends_on: [...deps] });
   }
   return { service };
 }
@@ -83,8 +90,7 @@ for (let run = 0; run < runs; run++) {
   await flush.flushdb();
   const home = mkdtempSync(join(tmpdir(), 'mc-bench-orch-'));
   const worker = await startWorker({
-    redisUrl: url, hostId: 'bench', home, backend: 'host-process', cpus: 1000, ramMib: 1_000_000,
-    concurrency: 32, puller: false, logger, heartbeatMs: 1000,
+    redisUrl: url, hostId: 'bench', home,
   });
   const orch = new Orchestrator({ redisUrl: url, logger });
   const cfg = config(run + 1);
@@ -126,9 +132,9 @@ const hops = [];
 for (let run = 0; run < runs; run++) {
   await flush.flushdb();
   const home = mkdtempSync(join(tmpdir(), 'mc-bench-chain-'));
-  const worker = await startWorker({ redisUrl: url, hostId: 'bench', home, backend: 'host-process', cpus: 1000, ramMib: 1_000_000, puller: false, logger, heartbeatMs: 1000 });
+  const worker = await startWorker({ redisUrl: url, hostId: 'bench', home });
   const orch = new Orchestrator({ redisUrl: url, logger });
-  const service = Array.from({ length: 32 }, (_, i) => ({ name: `c${i}`, command: '/bin/sleep', args: ['600'], ram: 64, depends_on: i ? [`c${i - 1}`] : [] }));
+  const service = Array.from({ length: 32 }, (_, i) => ({ name: `c${i}`, base: image, command: '/bin/sleep', args: ['600'], ram: 64, depends_on: i ? [`c${i - 1}`] : [] }));
   for (let i = 4; i < 32; i += 4) service[i].depends_on.push('c0');
   const res = await orch.up({ service });
   await orch.waitFor(res.deploymentId, { timeoutMs: 120_000 });
