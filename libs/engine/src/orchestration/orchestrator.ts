@@ -3,6 +3,7 @@ import { Queue, type FlowJob } from 'bullmq';
 import { Redis } from 'ioredis';
 import { pino, type Logger } from 'pino';
 import { validateConfig, resolveService, type ResolvedService } from '../config/index.js';
+import { checkDeployable } from './check-deployable.js';
 import { MonocoreError } from '../errors/index.js';
 import { planServices } from '../plan/index.js';
 import { HostRegistry, type HostCapacity } from '../state/host-registry.js';
@@ -117,6 +118,7 @@ export class Orchestrator implements OrchestratorApi {
     const level = new Map<string, number>();
     plan.levels.forEach((names, i) => names.forEach((n) => level.set(n, i)));
     const resolved = new Map<string, ResolvedService>(plan.selected.map((n) => [n, resolveService(config, n)]));
+    checkDeployable([...resolved.values()]);
     const hashes = new Map([...resolved].map(([n, r]) => [n, configHash(r as unknown as Record<string, unknown>)]));
     const deploymentId = newDeploymentId();
 
