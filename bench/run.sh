@@ -14,6 +14,7 @@ if [ -z "$name" ]; then
   for f in bench/*.mjs bench/*.sh; do
     n="$(basename "$f")"; n="${n%.*}"
     [ "$n" = run ] && continue
+    [ "${f##*.}" = mjs ] && [ -f "bench/$n.sh" ] && continue   # the .sh drives its .mjs
     printf '  %-16s %s\n' "$n" "$f"
   done | sort -u
   exit 0
