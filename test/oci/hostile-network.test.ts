@@ -42,6 +42,15 @@ async function ingestLeftovers(home: { ingestDir: string }): Promise<string[]> {
   }
 }
 
+/** Entries under the image rootfs dir other than the lock dir (a finished or half-unpacked tree). */
+async function rootfsLeftovers(home: { imageRootfsDir: string }): Promise<string[]> {
+  try {
+    return (await readdir(home.imageRootfsDir)).filter((n) => n !== '.locks');
+  } catch {
+    return [];
+  }
+}
+
 describe('integrity', () => {
   test('a blob corrupted in transit is rejected with MC_OCI_DIGEST_MISMATCH and not cached', async () => {
     const { home, cleanup } = await tempHome();
@@ -58,10 +67,34 @@ describe('integrity', () => {
       assert.equal(await store.info(bigLayer.digest), undefined, 'the corrupt blob is not in the store');
       assert.deepEqual(await ingestLeftovers(home), [], 'no partial ingest is kept for a corrupt blob');
       assert.deepEqual(await new ImageStore(home).list(), [], 'no image was recorded');
+      assert.deepEqual(await rootfsLeftovers(home), [], 'no rootfs or unpack temp dir is left');
       // The same home then pulls fine from an honest path.
       const ok = await pullImage(`${proxy.address.replace(/.*/, registry)}/${repo}:v1`, { home, client });
       assert.equal(await readFile(join(ok.rootfs, 'etc/hello'), 'utf8'), 'hello\n');
       assert.equal((await store.info(bigLayer.digest))?.size, bigLayer.size);
+    } finally {
+      await client.close();
+      await proxy.close();
+      await cleanup();
+    }
+  });
+
+  test('a corrupt last layer, found while earlier layers unpack, fails the pull with its own error and leaves no rootfs', async () => {
+    const { home, cleanup } = await tempHome();
+    const manifest = JSON.parse(await readBlob(layout, (await layoutEntry(layout, 'v1')).digest)) as { layers: Array<{ digest: string }> };
+    const last = manifest.layers[manifest.layers.length - 1]!.digest;
+    assert.notEqual(last, manifest.layers[0]!.digest);
+    // One download at a time: layer 1 is committed (and starts unpacking) before the last one arrives corrupt.
+    const proxy = await startRegistryProxy({ upstream: registry, corruptBlob: (d) => d === last });
+    const client = fastClient();
+    try {
+      await assert.rejects(pullImage(`${proxy.address}/${repo}:v1`, { home, client, concurrency: 1 }), (err: unknown) => {
+        assert.ok(isMonocoreError(err, 'MC_OCI_DIGEST_MISMATCH'), String(err));
+        assert.equal(err.details.digest, last);
+        return true;
+      });
+      assert.deepEqual(await rootfsLeftovers(home), [], 'no rootfs or unpack temp dir is left');
+      assert.deepEqual(await new ImageStore(home).list(), [], 'no image was recorded');
     } finally {
       await client.close();
       await proxy.close();

@@ -200,13 +200,56 @@ async function doPull(ref: ImageReference, platform: Platform, options: PullImag
 
   const lease = await images.lease([...kept, ...manifest.layers.map((l) => l.digest)]);
   try {
-    await downloadLayers(client, blobs, repo, manifest.layers, options, emit);
-    const { rootfs } = await ensureImageRootfs({
+    // Download and unpack overlap: the unpacker applies layer N as soon as its
+    // blob is committed (verified) while later layers still download. The first
+    // failure of either side aborts the other; the pull reports that first error.
+    const ctl = new AbortController();
+    const both = signal ? AbortSignal.any([signal, ctl.signal]) : ctl.signal;
+    const ready = new Map(manifest.layers.map((l) => [l.digest, deferred()]));
+    // Progress phases stay in order: unpack snapshots taken while downloads run are held back.
+    let downloading = true;
+    let heldUnpack: PullProgress | undefined;
+    const emitUnpack = (p: PullProgress): void => {
+      if (downloading) heldUnpack = p;
+      else emit(p);
+    };
+    let firstError: { err: unknown } | undefined;
+    const fail = (err: unknown): void => {
+      firstError ??= { err };
+      ctl.abort(err);
+    };
+    const download = downloadLayers(client, blobs, repo, manifest.layers, { ...options, signal: both }, emit, ready).then(
+      () => {
+        downloading = false;
+        if (heldUnpack) emit(heldUnpack);
+      },
+      (err: unknown) => {
+        fail(err);
+        throw err;
+      },
+    );
+    const unpack = ensureImageRootfs({
       home,
       imageId: manifestDigest,
-      layers: manifest.layers.map((l) => ({ digest: l.digest, mediaType: l.mediaType, size: l.size, path: blobs.path(l.digest) })),
-      onProgress: unpackReporter(manifest.layers, emit),
+      layers: manifest.layers.map((l) => ({
+        digest: l.digest,
+        mediaType: l.mediaType,
+        size: l.size,
+        path: blobs.path(l.digest),
+        ready: ready.get(l.digest)!.promise,
+      })),
+      onProgress: unpackReporter(manifest.layers, emitUnpack),
+      signal: both,
+    }).catch((err: unknown) => {
+      fail(err);
+      throw err;
     });
+    // Wait for both sides to settle, so a failed pull has removed its temp rootfs before it reports.
+    const [dl, up] = await Promise.allSettled([download, unpack]);
+    if (firstError) throw firstError.err;
+    if (dl.status === 'rejected') throw dl.reason;
+    if (up.status === 'rejected') throw up.reason;
+    const { rootfs } = up.value;
     const rec: ImageRecord = {
       reference,
       platform: platformStr,
@@ -286,7 +329,42 @@ async function getManifestCached(
   return { mediaType: parsed.mediaType, parsed };
 }
 
-/** Downloads missing layers, at most `concurrency` at a time; returns bytes done per digest. */
+interface Deferred {
+  promise: Promise<void>;
+  resolve: () => void;
+  reject: (err: unknown) => void;
+  settled: boolean;
+}
+
+function deferred(): Deferred {
+  let resolve!: () => void;
+  let reject!: (err: unknown) => void;
+  const promise = new Promise<void>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  // The unpacker may never reach a layer whose download failed: never an unhandled rejection.
+  promise.catch(() => undefined);
+  const d: Deferred = {
+    promise,
+    settled: false,
+    resolve: () => {
+      d.settled = true;
+      resolve();
+    },
+    reject: (err) => {
+      d.settled = true;
+      reject(err);
+    },
+  };
+  return d;
+}
+
+/**
+ * Downloads missing layers, at most `concurrency` at a time; resolves each layer's
+ * `ready` entry when its blob is committed. The first failure stops the queue and
+ * rejects every unsettled `ready` entry with that error.
+ */
 async function downloadLayers(
   client: RegistryClient,
   blobs: LocalContentStore,
@@ -294,6 +372,7 @@ async function downloadLayers(
   layers: Descriptor[],
   options: PullImageOptions,
   emit: (p: PullProgress) => void,
+  ready: Map<string, Deferred>,
 ): Promise<Map<string, number>> {
   const done = new Map<string, number>();
   let lastEmit = 0;
@@ -304,22 +383,43 @@ async function downloadLayers(
     emit(progressOf(done, layers));
   };
   const unique = [...new Map(layers.map((l) => [l.digest, l])).values()];
-  for (const l of unique) if (await blobs.info(l.digest)) done.set(l.digest, l.size);
+  let failed: { err: unknown } | undefined;
+  const failAll = (err: unknown): void => {
+    failed ??= { err };
+    for (const d of ready.values()) if (!d.settled) d.reject(failed.err);
+  };
+  try {
+    for (const l of unique) {
+      if (await blobs.info(l.digest)) {
+        done.set(l.digest, l.size);
+        ready.get(l.digest)?.resolve();
+      }
+    }
+  } catch (err) {
+    failAll(err);
+    throw err;
+  }
   report(true);
   const queue = unique.filter((l) => !done.has(l.digest));
   const workers = Array.from({ length: Math.max(1, Math.min(options.concurrency ?? 3, queue.length)) }, async () => {
-    for (let l = queue.shift(); l; l = queue.shift()) {
-      await downloadLayer(client, blobs, repo, l, options.signal, (n) => {
-        done.set(l.digest, n);
-        report(false);
-      });
+    for (let l = queue.shift(); l && !failed; l = queue.shift()) {
+      try {
+        await downloadLayer(client, blobs, repo, l, options.signal, (n) => {
+          done.set(l.digest, n);
+          report(false);
+        });
+      } catch (err) {
+        failAll(err);
+        queue.length = 0;
+        throw err;
+      }
       done.set(l.digest, l.size);
+      ready.get(l.digest)?.resolve();
       report(true);
     }
   });
-  const results = await Promise.allSettled(workers);
-  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-  if (failed) throw failed.reason;
+  await Promise.allSettled(workers);
+  if (failed) throw failed.err;
   return done;
 }
 
