@@ -17,7 +17,8 @@ import {
 import { ErrorCodes, MonocoreError, type ErrorCode } from '../errors/index.js';
 import { MonocoreHome } from '../home/index.js';
 import type { BackendAvailability, HypervisorBackend, VmHandle } from './hypervisor-backend.js';
-import { procStartTime, removePidRecord, writePidRecord } from './orphans.js';
+import { ChildProcessWatch } from './child-process-watch.js';
+import { removePidRecord } from './orphans.js';
 import { fileTail } from './qemu-backend.js';
 import { validateVmSpec } from './vm-spec-validation.js';
 import type { VmExit, VmSpec } from './vm-spec.js';
@@ -345,10 +346,7 @@ class LibkrunVm implements LibkrunVmHandle {
   enterMs: number | undefined;
   readonly commandTransport: 'krun_set_exec' | 'krun_config.json';
 
-  private resolveStarted!: () => void;
-  private rejectStarted!: (e: Error) => void;
-  private readonly exitPromise: Promise<VmExit>;
-  private resolveExit!: (e: VmExit) => void;
+  private readonly watch: ChildProcessWatch;
   private entered = false;
   private ended = false;
   private setupError?: { code: string; message: string; details: Record<string, unknown> };
@@ -356,43 +354,25 @@ class LibkrunVm implements LibkrunVmHandle {
   private childStderr = '';
   private preEnterStderr: Buffer[] = [];
   private watchdog?: NodeJS.Timeout;
-  private pidFile?: string;
 
   constructor(private readonly s: LibkrunVmInit) {
     this.id = s.spec.id;
     this.pid = s.child.pid ?? -1;
     this.consoleLog = s.paths.console;
     this.commandTransport = s.commandTransport;
-    this.started = new Promise<void>((resolve, reject) => {
-      this.resolveStarted = resolve;
-      this.rejectStarted = reject;
-    });
-    this.started.catch(() => {}); // callers that never await it must not crash the process
-    this.exitPromise = new Promise<VmExit>((resolve) => (this.resolveExit = resolve));
-
     const child = s.child;
-    const gone = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
-      child.once('close', (code, signal) => resolve({ code, signal }));
-      child.once('error', (e) => {
+    const watch = new ChildProcessWatch(child, {
+      goneOn: 'close',
+      onSpawnError: (e) => {
         this.childStderr += `spawn error: ${e.message}\n`;
-        resolve({ code: null, signal: null });
-      });
+      },
+      home: s.home,
+      record: { id: s.spec.id, backend: 'libkrun' },
     });
-    this.spawned = new Promise<void>((resolve) => {
-      if (child.pid !== undefined) resolve();
-      child.once('spawn', () => resolve());
-      child.once('error', () => resolve());
-    });
-    void this.spawned.then(() => {
-      if (child.pid === undefined) return;
-      const startTime = procStartTime(child.pid);
-      const supStart = procStartTime(process.pid);
-      if (startTime && supStart) {
-        this.pidFile = writePidRecord(s.home, {
-          id: s.spec.id, pid: child.pid, startTime, supervisorPid: process.pid, supervisorStartTime: supStart, backend: 'libkrun',
-        });
-      }
-    });
+    this.watch = watch;
+    this.started = watch.started;
+    this.spawned = watch.spawned;
+    const gone = watch.gone;
 
     // Before krun_start_enter, stderr can only carry a crash of the VM process
     // itself (setup errors come on fd 3), after it the guest's stderr. Hold
@@ -428,7 +408,7 @@ class LibkrunVm implements LibkrunVmHandle {
       this.ended = true;
       clearTimeout(this.watchdog);
       if (!this.entered) this.childStderr += Buffer.concat(this.preEnterStderr).toString('utf8').slice(0, 8192);
-      if (this.pidFile) removePidRecord(this.pidFile);
+      if (watch.pidFile) removePidRecord(watch.pidFile);
       await rm(s.paths.config, { force: true }).catch(() => {});
       const exit = this.describeExit(code, signal);
       if (!this.entered) {
@@ -441,9 +421,9 @@ class LibkrunVm implements LibkrunVmHandle {
               `${id}: the VM did not start (${exit.reason})${exit.detail ? `: ${exit.detail}` : ''}`,
               { id, exit },
             );
-        this.rejectStarted(err);
+        watch.rejectStarted(err);
       }
-      this.resolveExit(exit);
+      watch.resolveExit(exit);
     })();
   }
 
@@ -464,7 +444,7 @@ class LibkrunVm implements LibkrunVmHandle {
       for (const d of this.preEnterStderr) this.s.spec.stderr?.write(d);
       this.preEnterStderr = [];
       clearTimeout(this.watchdog);
-      this.resolveStarted();
+      this.watch.resolveStarted();
     } else if (st.event === 'error') {
       this.setupError = st;
     }
@@ -495,7 +475,7 @@ class LibkrunVm implements LibkrunVmHandle {
   }
 
   wait(): Promise<VmExit> {
-    return this.exitPromise;
+    return this.watch.exit;
   }
 
   /**
@@ -504,7 +484,7 @@ class LibkrunVm implements LibkrunVmHandle {
    * (docs/LIBKRUN.md, "stop").
    */
   async stop(options: { timeoutMs?: number } = {}): Promise<VmExit> {
-    if (this.ended) return this.exitPromise;
+    if (this.ended) return this.watch.exit;
     this.requested ??= 'stopped';
     this.s.child.kill('SIGTERM');
     const timer = setTimeout(() => {
@@ -513,7 +493,7 @@ class LibkrunVm implements LibkrunVmHandle {
         this.s.child.kill('SIGKILL');
       }
     }, options.timeoutMs ?? 10_000);
-    const exit = await this.exitPromise;
+    const exit = await this.watch.exit;
     clearTimeout(timer);
     return exit;
   }
@@ -523,7 +503,7 @@ class LibkrunVm implements LibkrunVmHandle {
       this.requested = 'killed';
       this.s.child.kill('SIGKILL');
     }
-    return this.exitPromise;
+    return this.watch.exit;
   }
 }
 

@@ -15,7 +15,8 @@ import { encodeGuestSpec, parseGuestEvent, RLIMIT_NUMBERS, type GuestSpec } from
 import { GroupSwitch, groupMac } from './group-switch.js';
 import type { BackendAvailability, HypervisorBackend, VmHandle } from './hypervisor-backend.js';
 import { buildInitramfs, type Initramfs } from './initramfs-builder.js';
-import { procStartTime, removePidRecord, writePidRecord } from './orphans.js';
+import { ChildProcessWatch } from './child-process-watch.js';
+import { removePidRecord } from './orphans.js';
 import { validateVmSpec } from './vm-spec-validation.js';
 import type { VmExit, VmSpec } from './vm-spec.js';
 
@@ -472,10 +473,7 @@ class QemuVm implements QemuVmHandle {
   readonly consoleLog: string;
   readonly spawned: Promise<void>;
 
-  private resolveStarted!: () => void;
-  private rejectStarted!: (e: Error) => void;
-  private exitPromise: Promise<VmExit>;
-  private resolveExit!: (e: VmExit) => void;
+  private readonly watch: ChildProcessWatch;
   private ctlSock?: Socket;
   private isStarted = false;
   private exitCode: number | null = null;
@@ -486,7 +484,6 @@ class QemuVm implements QemuVmHandle {
   private killReason?: 'killed' | 'boot-timeout';
   private ended = false;
   private watchdog?: NodeJS.Timeout;
-  private pidFile?: string;
   private consoleTail = Buffer.alloc(0);
   private consoleDropped = 0;
 
@@ -494,41 +491,23 @@ class QemuVm implements QemuVmHandle {
     this.id = s.spec.id;
     this.pid = s.child.pid ?? -1;
     this.consoleLog = s.consoleLog;
-    this.started = new Promise<void>((resolve, reject) => {
-      this.resolveStarted = resolve;
-      this.rejectStarted = reject;
-    });
-    this.started.catch(() => {}); // callers that never await it must not crash the process
-    this.exitPromise = new Promise<VmExit>((resolve) => (this.resolveExit = resolve));
-
     const child = s.child;
     child.stderr?.on('data', (d: Buffer) => {
       if (this.qemuStderr.length < 8192) this.qemuStderr += d.toString('utf8');
     });
     child.stdout?.resume();
-    const childGone = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
-      child.once('exit', (code, signal) => resolve({ code, signal }));
-      child.once('error', (e) => {
+    const watch = new ChildProcessWatch(child, {
+      goneOn: 'exit',
+      onSpawnError: (e) => {
         this.qemuStderr += `spawn error: ${e.message}\n`;
-        resolve({ code: null, signal: null });
-      });
+      },
+      home: s.home,
+      record: { id: s.spec.id, runtimeDir: s.runtimeDir, backend: 'qemu' },
     });
-    this.spawned = new Promise<void>((resolve) => {
-      if (child.pid !== undefined) resolve();
-      child.once('spawn', () => resolve());
-      child.once('error', () => resolve());
-    });
-    void this.spawned.then(() => {
-      if (child.pid === undefined) return;
-      const startTime = procStartTime(child.pid);
-      const supStart = procStartTime(process.pid);
-      if (startTime && supStart) {
-        this.pidFile = writePidRecord(s.home, {
-          id: s.spec.id, pid: child.pid, startTime, supervisorPid: process.pid, supervisorStartTime: supStart,
-          runtimeDir: s.runtimeDir, backend: 'qemu',
-        });
-      }
-    });
+    this.watch = watch;
+    this.started = watch.started;
+    this.spawned = watch.spawned;
+    const childGone = watch.gone;
 
     // Output: each port straight into its stream, never ended by us (the caller owns it).
     const pump = (conn: Promise<Socket>, dest: NodeJS.WritableStream | undefined): Promise<void> =>
@@ -617,11 +596,11 @@ class QemuVm implements QemuVmHandle {
       for (const srv of s.servers) srv.close();
       this.ctlSock?.destroy();
       await rm(s.runtimeDir, { recursive: true, force: true }).catch(() => {});
-      if (this.pidFile) removePidRecord(this.pidFile);
+      if (watch.pidFile) removePidRecord(watch.pidFile);
       await s.onGone().catch(() => {});
       const exit = this.describeExit(code, signal);
       if (!this.isStarted) {
-        this.rejectStarted(
+        watch.rejectStarted(
           new MonocoreError(
             exit.reason === 'boot-timeout' ? 'MC_VM_BOOT_TIMEOUT' : 'MC_VM_START_FAILED',
             `${s.spec.id}: the command did not start (${exit.reason}${exit.exitCode !== null ? `, exit code ${exit.exitCode}` : ''})${exit.detail ? `: ${exit.detail}` : ''}`,
@@ -629,7 +608,7 @@ class QemuVm implements QemuVmHandle {
           ),
         );
       }
-      this.resolveExit(exit);
+      watch.resolveExit(exit);
     })();
   }
 
@@ -647,7 +626,7 @@ class QemuVm implements QemuVmHandle {
         this.timings.guestStartedUptime = ev.uptime;
         this.isStarted = true;
         clearTimeout(this.watchdog);
-        this.resolveStarted();
+        this.watch.resolveStarted();
         break;
       case 'error':
         this.guestError = ev.message;
@@ -688,16 +667,16 @@ class QemuVm implements QemuVmHandle {
   }
 
   wait(): Promise<VmExit> {
-    return this.exitPromise;
+    return this.watch.exit;
   }
 
   async stop(options: { timeoutMs?: number } = {}): Promise<VmExit> {
-    if (this.ended) return this.exitPromise;
+    if (this.ended) return this.watch.exit;
     this.stopRequested = true;
     if (!this.isStarted || !this.ctlSock) return this.kill();
     this.ctlSock.write('signal 15\n');
     const timer = setTimeout(() => void this.kill(), options.timeoutMs ?? 10_000);
-    const exit = await this.exitPromise;
+    const exit = await this.watch.exit;
     clearTimeout(timer);
     return exit;
   }
@@ -709,7 +688,7 @@ class QemuVm implements QemuVmHandle {
     } else if (!this.ended) {
       this.s.child.kill('SIGKILL');
     }
-    return this.exitPromise;
+    return this.watch.exit;
   }
 }
 
