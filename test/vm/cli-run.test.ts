@@ -37,6 +37,11 @@ test('monocore run: pulls, streams stdout/stderr apart, exits with the command c
     assert.equal(r.stderr, 'oops\n');
     assert.deepEqual(readdirSync(join(home, 'tmp')).filter((f) => f.startsWith('run-')), [], 'the per-run state dir is removed');
 
+    // -u overrides the image User (the test image has none, i.e. root).
+    const u = mc(home, ['run', '-q', '-u', '4321:8765', image(), '--', 'sh', '-c', 'echo "$(id -u):$(id -g)"']);
+    assert.equal(u.status, 0, u.stderr);
+    assert.equal(u.stdout, '4321:8765\n');
+
     const j = mc(home, ['run', '--json', image(), '--', '/no/such/cmd']);
     assert.equal(j.status, 127);
     const res = JSON.parse(j.stdout) as { exitCode: number; reason: string; stderr: string; backend: string };

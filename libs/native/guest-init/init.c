@@ -28,6 +28,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -202,6 +203,7 @@ static int argc_n;
 static char *env_list[MAX_ITEMS + 1];
 static int env_n;
 static const char *workdir = "/";
+static const char *user_spec; /* OCI config.User; NULL or "" = root */
 static const char *hostname = "monocore";
 static int has_disk;
 static int probe_only;
@@ -261,6 +263,8 @@ static void read_spec(void) {
       env_list[env_n++] = val;
     } else if (strcmp(key, "workdir") == 0) {
       workdir = val;
+    } else if (strcmp(key, "user") == 0) {
+      user_spec = val;
     } else if (strcmp(key, "hostname") == 0) {
       hostname = val;
     } else if (strcmp(key, "probe") == 0) {
@@ -442,6 +446,116 @@ static int exec_command(void) {
   return saw_eacces ? EACCES : last;
 }
 
+/* ---- the command's user ------------------------------------------------------ */
+
+/* Parses a decimal id; returns 1 when s is all digits and fits in 32 bits. */
+static int parse_id(const char *s, unsigned long *out) {
+  if (!*s) return 0;
+  unsigned long v = 0;
+  for (const char *p = s; *p; p++) {
+    if (*p < '0' || *p > '9') return 0;
+    v = v * 10 + (unsigned long)(*p - '0');
+    if (v > 0xFFFFFFFEUL) return 0;
+  }
+  *out = v;
+  return 1;
+}
+
+/* Finds a passwd/group line (in the chrooted guest root) whose field 0 equals
+ * name (by_name) or whose field 2 equals id; copies its fields into f.
+ * Files are read by hand: a static glibc getpwnam would try to load NSS. */
+static int find_entry(const char *file, const char *name, unsigned long id, int by_name, char line[1024], char *f[8]) {
+  FILE *fp = fopen(file, "re");
+  if (!fp) return 0;
+  while (fgets(line, 1024, fp)) {
+    line[strcspn(line, "\n")] = 0;
+    int n = 0;
+    char *p = line;
+    for (; n < 8; n++) {
+      f[n] = p;
+      char *c = strchr(p, ':');
+      if (!c) { n++; break; }
+      *c = 0;
+      p = c + 1;
+    }
+    for (int i = n; i < 8; i++) f[i] = "";
+    if (n < 3) continue;
+    unsigned long v;
+    if (by_name ? strcmp(f[0], name) == 0 : (parse_id(f[2], &v) && v == id)) { fclose(fp); return 1; }
+  }
+  fclose(fp);
+  return 0;
+}
+
+/* In the forked child, after chroot: resolves user_spec ("name", "uid",
+ * "name:group", "uid:gid", ...) against the guest's /etc/passwd and
+ * /etc/group, sets supplementary groups (every /etc/group entry listing the
+ * user by name, plus the primary gid), setgid, setuid, and HOME from passwd
+ * when the env has none. Returns NULL or an error message. */
+static const char *switch_user(char *err, size_t errlen) {
+  if (!user_spec || !*user_spec) return NULL;
+  char spec[512];
+  if (strlen(user_spec) >= sizeof spec) { snprintf(err, errlen, "user \"%.64s...\": too long", user_spec); return err; }
+  strcpy(spec, user_spec);
+  char *grp = strchr(spec, ':');
+  if (grp) *grp++ = 0;
+  char pwline[1024], *pw[8];
+  unsigned long uid, gid = 0;
+  int have_pw;
+  const char *uname = NULL, *home = NULL;
+  if (parse_id(spec, &uid)) {
+    have_pw = find_entry("/etc/passwd", NULL, uid, 0, pwline, pw);
+  } else {
+    have_pw = find_entry("/etc/passwd", spec, 0, 1, pwline, pw);
+    if (!have_pw) { snprintf(err, errlen, "user \"%s\": no such user in /etc/passwd of the image", spec); return err; }
+    if (!parse_id(pw[2], &uid)) { snprintf(err, errlen, "user \"%s\": bad uid in /etc/passwd", spec); return err; }
+  }
+  if (have_pw) {
+    uname = pw[0];
+    home = pw[5];
+    if (!parse_id(pw[3], &gid)) gid = 0;
+  } else {
+    gid = 0; /* numeric uid without a passwd entry: gid 0, like runc */
+  }
+  if (grp) {
+    if (!parse_id(grp, &gid)) {
+      char grline[1024], *gr[8];
+      if (!find_entry("/etc/group", grp, 0, 1, grline, gr) || !parse_id(gr[2], &gid)) {
+        snprintf(err, errlen, "user \"%s\": no such group \"%s\" in /etc/group of the image", user_spec, grp);
+        return err;
+      }
+    }
+  }
+  gid_t groups[64];
+  int ng = 0;
+  groups[ng++] = (gid_t)gid;
+  if (uname && !grp) { /* initgroups-like: supplementary groups only when no group was given */
+    FILE *fp = fopen("/etc/group", "re");
+    char line[4096];
+    while (fp && ng < 64 && fgets(line, sizeof line, fp)) {
+      line[strcspn(line, "\n")] = 0;
+      char *f[4] = { line, NULL, NULL, NULL };
+      int n = 1;
+      for (char *p = line; n < 4 && (p = strchr(p, ':')); n++) { *p++ = 0; f[n] = p; }
+      unsigned long g;
+      if (n < 4 || !parse_id(f[2], &g) || g == gid) continue;
+      for (char *save = NULL, *m = strtok_r(f[3], ",", &save); m; m = strtok_r(NULL, ",", &save))
+        if (strcmp(m, uname) == 0) { groups[ng++] = (gid_t)g; break; }
+    }
+    if (fp) fclose(fp);
+  }
+  if (setgroups((size_t)ng, groups) < 0) { snprintf(err, errlen, "user \"%s\": setgroups: %s", user_spec, strerror(errno)); return err; }
+  if (setgid((gid_t)gid) < 0) { snprintf(err, errlen, "user \"%s\": setgid %lu: %s", user_spec, gid, strerror(errno)); return err; }
+  if (setuid((uid_t)uid) < 0) { snprintf(err, errlen, "user \"%s\": setuid %lu: %s", user_spec, uid, strerror(errno)); return err; }
+  if (!env_get("HOME") && env_n < MAX_ITEMS) {
+    static char homevar[1100];
+    snprintf(homevar, sizeof homevar, "HOME=%s", home && *home ? home : "/");
+    env_list[env_n++] = homevar;
+    env_list[env_n] = NULL;
+  }
+  return NULL;
+}
+
 static pid_t start_command(int out_fd, int err_fd, sigset_t *oldmask) {
   int errpipe[2];
   if (pipe2(errpipe, O_CLOEXEC) < 0) fail("pipe: %s", strerror(errno));
@@ -470,6 +584,15 @@ static pid_t start_command(int out_fd, int err_fd, sigset_t *oldmask) {
       dprintf(2, "monocore-init: workdir %s: %s\n", workdir, strerror(code));
       write_all(errpipe[1], "w", 1);
       _exit(125);
+    }
+    {
+      char uerr[700];
+      const char *msg = switch_user(uerr, sizeof uerr);
+      if (msg) {
+        dprintf(2, "monocore-init: %s\n", msg);
+        write_all(errpipe[1], "u", 1);
+        _exit(125);
+      }
     }
     for (int s = 1; s < NSIG; s++) signal(s, SIG_DFL);
     sigprocmask(SIG_SETMASK, oldmask, NULL);

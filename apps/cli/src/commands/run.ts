@@ -17,6 +17,7 @@ interface RunOptions {
   volume: string[];
   publish: string[];
   workdir?: string;
+  user?: string;
   entrypoint?: string;
   json?: boolean;
   quiet?: boolean;
@@ -89,6 +90,7 @@ export function registerRun(program: Command): void {
     .option('-v, --volume <HOST:GUEST[:ro]>', 'share a host directory read-write (repeatable)', collect, [])
     .option('-p, --publish <[BIND:]HOST:GUEST>', 'forward a TCP port from the host (127.0.0.1 unless BIND; repeatable)', collect, [])
     .option('-w, --workdir <DIR>', 'working directory in the guest (default: the image WorkingDir, else /)')
+    .option('-u, --user <USER>', 'run the command as USER (name, uid, name:group, uid:gid; default: the image User, else root)')
     .option('--entrypoint <PATH>', 'replace the image Entrypoint')
     .addOption(new Option('--backend <name>', 'hypervisor backend').choices(['auto', 'qemu', 'libkrun']))
     .option('--boot-timeout <ms>', 'fail if the command has not started within this time', '60000')
@@ -152,6 +154,7 @@ export function registerRun(program: Command): void {
         args: argv.slice(1),
         env: [...pulled.config.env, ...envFlags],
         workdir: opts.workdir ?? pulled.config.workingDir ?? '/',
+        ...((opts.user ?? pulled.config.user) !== undefined ? { user: opts.user ?? pulled.config.user } : {}),
         hostname: id,
         cpus,
         ramMib,

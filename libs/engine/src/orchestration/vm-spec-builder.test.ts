@@ -48,6 +48,8 @@ test('env: the image first, the service wins per key; workdir, resources, volume
   assert.deepEqual(spec.volumes, [{ host: '/srv/data', guest: '/data' }]);
   assert.deepEqual(spec.ports, [{ host: 8080, guest: 80 }]);
   assert.equal(spec.hostname, 'web');
+  assert.equal(spec.user, undefined, 'no image User: root');
+  assert.equal(buildVmSpec({ ...base, service: service(), image: { ...image, config: { ...image.config, user: 'app:app' } } }).user, 'app:app');
 });
 
 test('nothing to run: MC_ORCH_NO_COMMAND naming the service', () => {

@@ -5,7 +5,7 @@ import type { VmNetwork, VmSpec } from '../vm/vm-spec.js';
 /** The parts of an image the VM spec needs (ImageRecord.config of the oci domain). */
 export interface ImageRuntime {
   rootfs: string;
-  config: { env: string[]; entrypoint: string[]; cmd: string[]; workingDir?: string };
+  config: { env: string[]; entrypoint: string[]; cmd: string[]; workingDir?: string; user?: string };
 }
 
 export interface BuildVmSpecInput {
@@ -61,6 +61,7 @@ export function buildVmSpec(input: BuildVmSpecInput): VmSpec {
     args,
     env: [...env].map(([k, v]) => `${k}=${v}`),
     workdir: service.workdir ?? image?.config.workingDir ?? '/',
+    ...(image?.config.user !== undefined ? { user: image.config.user } : {}),
     hostname: service.name,
     cpus: service.cpus,
     ramMib: service.ram,

@@ -7,6 +7,7 @@ test('encodeGuestSpec: NUL-separated records keep every byte of argv/env', () =>
     argv: ['/bin/sh', '', 'a b', 'x\ny', 'ü=✓'],
     env: ['A=1', 'EMPTY='],
     workdir: '/w',
+    user: 'app:5678',
     hostname: 'h',
     disk: true,
     volumes: [{ tag: 'vol0', guest: '/data dir', readOnly: true }],
@@ -20,7 +21,7 @@ test('encodeGuestSpec: NUL-separated records keep every byte of argv/env', () =>
   assert.equal(header, `MCSPEC1 ${body.length}`);
   const records = body.toString('utf8').split('\0').slice(0, -1);
   assert.deepEqual(records, [
-    'arg=/bin/sh', 'arg=', 'arg=a b', 'arg=x\ny', 'arg=ü=✓', 'env=A=1', 'env=EMPTY=', 'workdir=/w', 'hostname=h', 'disk=1',
+    'arg=/bin/sh', 'arg=', 'arg=a b', 'arg=x\ny', 'arg=ü=✓', 'env=A=1', 'env=EMPTY=', 'workdir=/w', 'user=app:5678', 'hostname=h', 'disk=1',
     'vol=vol0 ro /data dir', 'nic=52:54:0a:58:00:02 10.88.0.2/24 -', 'host=10.88.0.3\tb', 'rlimit=7 10 -1',
   ]);
   assert.throws(() => encodeGuestSpec({ argv: ['a\0b'], env: [], workdir: '/', hostname: 'h', disk: false, volumes: [], nics: [], hosts: [] }), /NUL/);
@@ -33,4 +34,12 @@ test('parseGuestEvent: control lines', () => {
   assert.deepEqual(parseGuestEvent('error mount rootfs: No such device'), { type: 'error', message: 'mount rootfs: No such device' });
   assert.equal(parseGuestEvent('exit abc'), undefined);
   assert.equal(parseGuestEvent('hello'), undefined);
+});
+
+test('encodeGuestSpec: no user record for root (unset or empty)', () => {
+  const base = { argv: ['/bin/true'], env: [], workdir: '/', hostname: 'h', disk: false, volumes: [], nics: [], hosts: [] };
+  for (const user of [undefined, '']) {
+    const body = encodeGuestSpec({ ...base, ...(user !== undefined ? { user } : {}) }).toString('utf8');
+    assert.doesNotMatch(body, /user=/);
+  }
 });

@@ -10,6 +10,8 @@ export interface GuestSpec {
   argv: string[];
   env: string[];
   workdir: string;
+  /** OCI User string ("uid:gid", "name", ...); omitted or "" = root. */
+  user?: string;
   hostname: string;
   /** Whether /dev/vda (the per-service ext4 disk) holds the writable layer. */
   disk: boolean;
@@ -39,6 +41,7 @@ export function encodeGuestSpec(spec: GuestSpec): Buffer {
   for (const a of spec.argv) add('arg', a);
   for (const e of spec.env) add('env', e);
   add('workdir', spec.workdir);
+  if (spec.user !== undefined && spec.user !== '') add('user', spec.user);
   add('hostname', spec.hostname);
   add('disk', spec.disk ? '1' : '0');
   for (const v of spec.volumes) add('vol', `${v.tag} ${v.readOnly ? 'ro' : 'rw'} ${v.guest}`);

@@ -91,6 +91,11 @@ export function libkrunPaths(stateDir: string): { dir: string; upper: string; wo
   };
 }
 
+/** "", "root", "0", "root:root", "0:0" (and mixes) run as root: nothing to switch. */
+export function isRootUser(user: string): boolean {
+  return /^((root|0)(:(root|0))?)?$/.test(user);
+}
+
 function unsupported(spec: VmSpec, field: string, message: string): MonocoreError {
   return new MonocoreError('MC_VM_LIBKRUN_UNSUPPORTED', `vm ${JSON.stringify(spec.id)}: ${field}: ${message}`, { field, id: spec.id });
 }
@@ -219,6 +224,9 @@ export class LibkrunBackend implements HypervisorBackend {
     validateVmSpec(spec);
     if (process.platform !== 'linux') {
       throw unsupported(spec, 'rootfs', 'the per-service copy-on-write root needs a Linux mount namespace (docs/LIBKRUN.md)');
+    }
+    if (spec.user !== undefined && !isRootUser(spec.user)) {
+      throw unsupported(spec, 'user', `${JSON.stringify(spec.user)}: libkrun's guest init has no user switch in our transport, so the command would run as root; use the qemu backend (docs/LIBKRUN.md)`);
     }
     if (spec.network.mode === 'group') {
       throw new MonocoreError(

@@ -232,6 +232,7 @@ export class QemuBackend implements HypervisorBackend {
       argv: [spec.command, ...spec.args],
       env: spec.env,
       workdir: spec.workdir ?? '/',
+      ...(spec.user !== undefined ? { user: spec.user } : {}),
       hostname: spec.hostname ?? spec.id,
       disk: disk !== undefined,
       volumes: spec.volumes.map((v, i) => ({ tag: `vol${i}`, guest: v.guest, readOnly: v.readOnly ?? false })),

@@ -41,6 +41,9 @@ export function validateVmSpec(spec: VmSpec): void {
   if (spec.workdir !== undefined && (!spec.workdir.startsWith('/') || spec.workdir.includes('\0'))) {
     bad(spec, 'workdir', `${JSON.stringify(spec.workdir)} must be an absolute guest path`);
   }
+  if (spec.user !== undefined && (typeof spec.user !== 'string' || !/^[^:\0\n]*(:[^:\0\n]+)?$/.test(spec.user) || spec.user.length > 255)) {
+    bad(spec, 'user', `${JSON.stringify(spec.user)} must be "user", "uid", "user:group" or "uid:gid" (no NUL, newline or second ':')`);
+  }
   if (spec.hostname !== undefined && !HOSTNAME_RE.test(spec.hostname)) bad(spec, 'hostname', `${JSON.stringify(spec.hostname)} is not a valid hostname`);
   if (!Number.isInteger(spec.cpus) || spec.cpus < 1 || spec.cpus > 64) bad(spec, 'cpus', `${spec.cpus} must be an integer in 1..64`);
   if (!Number.isInteger(spec.ramMib) || spec.ramMib < 64 || spec.ramMib > 1 << 20) bad(spec, 'ramMib', `${spec.ramMib} must be an integer >= 64`);

@@ -19,6 +19,13 @@ export interface VmSpec {
   env: string[];
   /** Guest working directory (default "/"). */
   workdir?: string;
+  /**
+   * User the command runs as: the OCI image config's `User` ("name", "uid",
+   * "name:group", "uid:gid", "name:gid", "uid:group"), resolved by the guest
+   * init against the image's /etc/passwd and /etc/group (numeric ids need no
+   * entry). Unset or "" = root. An unknown name makes the command exit 125.
+   */
+  user?: string;
   /** Guest hostname (default: id). */
   hostname?: string;
   cpus: number;
