@@ -9,6 +9,7 @@ import { isDigest } from './digest.js';
 import { parseImageReference } from './image-reference.js';
 import { removeImageRootfs } from '../rootfs/index.js';
 import { LocalContentStore } from './local-content-store.js';
+import { runtimeConfig, type ImageConfig, type ImageManifest } from './manifest.js';
 
 /**
  * Image records: which manifest a reference resolved to for a platform, with the
@@ -44,6 +45,44 @@ export const ImageRecordSchema = z.object({
   source: z.enum(['registry', 'import']),
 });
 export type ImageRecord = z.infer<typeof ImageRecordSchema>;
+
+/**
+ * The record of an image just made available, from its manifest and config:
+ * one place for what a pull and an import both store.
+ */
+export function newImageRecord(from: {
+  reference: string;
+  platform: string;
+  /** What the reference resolved to (an index or the manifest itself). */
+  digest: string;
+  manifestDigest: string;
+  manifestMediaType: string;
+  manifest: ImageManifest;
+  config: ImageConfig;
+  rootfs: string;
+  /** Blobs besides the layers that the record keeps alive (manifests, config). */
+  kept: readonly string[];
+  source: ImageRecord['source'];
+}): ImageRecord {
+  const { manifest, config } = from;
+  const rec: ImageRecord = {
+    reference: from.reference,
+    platform: from.platform,
+    digest: from.digest,
+    manifestDigest: from.manifestDigest,
+    manifestMediaType: from.manifestMediaType,
+    configDigest: manifest.config.digest,
+    config: runtimeConfig(config),
+    layers: manifest.layers.map((l) => ({ digest: l.digest, mediaType: l.mediaType, size: l.size })),
+    size: manifest.layers.reduce((a, l) => a + l.size, 0),
+    rootfs: from.rootfs,
+    blobs: [...new Set([...from.kept, ...manifest.layers.map((l) => l.digest)])],
+    pulledAt: new Date().toISOString(),
+    source: from.source,
+  };
+  if (config.created) rec.created = config.created;
+  return rec;
+}
 
 export interface PruneResult {
   removedBlobs: string[];

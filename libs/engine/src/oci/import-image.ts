@@ -8,9 +8,9 @@ import type { MonocoreHome } from '../home/index.js';
 import { ensureImageRootfs } from '../rootfs/index.js';
 import { digestHex, isDigest, verifyBytes } from './digest.js';
 import { parseImageReference } from './image-reference.js';
-import { ImageStore, type ImageRecord } from './image-store.js';
+import { ImageStore, newImageRecord } from './image-store.js';
 import { LocalContentStore } from './local-content-store.js';
-import { parseImageConfig, parseManifest, runtimeConfig, type Descriptor, type ImageManifest } from './manifest.js';
+import { parseImageConfig, parseManifest, type Descriptor, type ImageManifest } from './manifest.js';
 import { formatPlatform, platformMatches, selectPlatform, type Platform } from './platform.js';
 import { resolvePlatform, unpackReporter, type PulledImage, type PullProgress } from './pull-image.js';
 
@@ -204,22 +204,18 @@ async function importEntry(
       layers: manifest.layers.map((l) => ({ digest: l.digest, mediaType: l.mediaType, size: l.size, path: store.path(l.digest) })),
       onProgress: unpackReporter(manifest.layers, (p) => options.onProgress?.(p)),
     });
-    const rec: ImageRecord = {
+    const rec = newImageRecord({
       reference,
       platform: platformStr,
       digest: entry.digest,
       manifestDigest,
       manifestMediaType: top.mediaType,
-      configDigest: manifest.config.digest,
-      config: runtimeConfig(config),
-      layers: manifest.layers.map((l) => ({ digest: l.digest, mediaType: l.mediaType, size: l.size })),
-      size: manifest.layers.reduce((a, l) => a + l.size, 0),
+      manifest,
+      config,
       rootfs,
-      blobs: [...new Set([...kept, ...manifest.layers.map((l) => l.digest)])],
-      pulledAt: new Date().toISOString(),
+      kept,
       source: 'import',
-    };
-    if (config.created) rec.created = config.created;
+    });
     await images.put(rec);
     emit('done');
     return { reference, manifestDigest, platform: platformStr, rootfs, config: rec.config };

@@ -3,9 +3,9 @@ import { MonocoreError, isMonocoreError } from '../errors/index.js';
 import type { MonocoreHome } from '../home/index.js';
 import { ensureImageRootfs } from '../rootfs/index.js';
 import { parseImageReference, type ImageReference } from './image-reference.js';
-import { ImageStore, type ImageRecord } from './image-store.js';
+import { ImageStore, newImageRecord, type ImageRecord } from './image-store.js';
 import { LocalContentStore } from './local-content-store.js';
-import { parseImageConfig, parseManifest, runtimeConfig, type Descriptor, type ImageManifest, type RuntimeConfig } from './manifest.js';
+import { parseImageConfig, parseManifest, type Descriptor, type ImageManifest, type RuntimeConfig } from './manifest.js';
 import { formatPlatform, hostPlatform, parsePlatform, platformMatches, selectPlatform, type Platform } from './platform.js';
 import { RegistryClient } from './registry-client.js';
 import { loadRegistriesFile } from './registries-config.js';
@@ -250,22 +250,18 @@ async function doPull(ref: ImageReference, platform: Platform, options: PullImag
     if (dl.status === 'rejected') throw dl.reason;
     if (up.status === 'rejected') throw up.reason;
     const { rootfs } = up.value;
-    const rec: ImageRecord = {
+    const rec = newImageRecord({
       reference,
       platform: platformStr,
       digest: topDigest,
       manifestDigest,
-      manifestMediaType,
-      configDigest: manifest.config.digest,
-      config: runtimeConfig(config),
-      layers: manifest.layers.map((l) => ({ digest: l.digest, mediaType: l.mediaType, size: l.size })),
-      size: manifest.layers.reduce((a, l) => a + l.size, 0),
+      manifestMediaType: manifestMediaType,
+      manifest,
+      config,
       rootfs,
-      blobs: [...new Set([...kept, ...manifest.layers.map((l) => l.digest)])],
-      pulledAt: new Date().toISOString(),
+      kept,
       source: 'registry',
-    };
-    if (config.created) rec.created = config.created;
+    });
     await images.put(rec);
     emit(doneProgress(rec));
     return pulledFrom(rec);
