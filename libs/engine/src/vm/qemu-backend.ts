@@ -510,61 +510,43 @@ class QemuVm implements QemuVmHandle {
     this.spawned = watch.spawned;
     const childGone = watch.gone;
 
-    // Output: each port straight into its stream, never ended by us (the caller owns it).
-    const pump = (conn: Promise<Socket>, dest: NodeJS.WritableStream | undefined): Promise<void> =>
+    // Each guest port settles once its socket closes, or at once when QEMU died without
+    // ever connecting it (e.g. a start-up failure): nothing to drain then, and no timer keeps
+    // a finished CLI alive.
+    const drained = (conn: Promise<Socket>, attach: (sock: Socket) => void): Promise<void> =>
       new Promise<void>((resolve) => {
-        let done = false;
-        const finish = (): void => {
-          if (!done) {
-            done = true;
-            resolve();
-          }
-        };
         let connected = false;
-        // QEMU gone without ever connecting (e.g. it failed at start-up): nothing to drain.
-        // A connected socket ends through 'close', so no timer keeps a finished CLI alive.
-        void childGone.then(() => setImmediate(() => !connected && finish()));
+        void childGone.then(() => setImmediate(() => !connected && resolve()));
         void conn.then((sock) => {
           connected = true;
           sock.on('error', () => {});
-          if (dest) sock.pipe(dest as NodeJS.WritableStream, { end: false });
-          else sock.resume();
-          sock.once('close', finish);
+          attach(sock);
+          sock.once('close', () => resolve());
         });
+      });
+    // Output: each port straight into its stream, never ended by us (the caller owns it).
+    const pump = (conn: Promise<Socket>, dest: NodeJS.WritableStream | undefined): Promise<void> =>
+      drained(conn, (sock) => {
+        if (dest) sock.pipe(dest as NodeJS.WritableStream, { end: false });
+        else sock.resume();
       });
     const outDone = pump(s.out, s.spec.stdout);
     const errDone = pump(s.err, s.spec.stderr);
-    const conDone = new Promise<void>((resolve) => {
-      let done = false;
-      const finish = (): void => {
-        if (!done) {
-          done = true;
-          resolve();
+    const conDone = drained(s.console, (sock) => {
+      const fd = openSync(s.consoleLog, 'a');
+      let written = 0;
+      sock.on('data', (d: Buffer) => {
+        this.consoleTail = Buffer.concat([this.consoleTail, d]).subarray(-65536);
+        if (written < s.consoleLimitBytes) {
+          const part = d.subarray(0, s.consoleLimitBytes - written);
+          writeSync(fd, part);
+          written += part.length;
+          if (written >= s.consoleLimitBytes) writeSync(fd, `\n[monocore: console.log capped at ${s.consoleLimitBytes} bytes]\n`);
+        } else {
+          this.consoleDropped += d.length;
         }
-      };
-      let connected = false;
-      void childGone.then(() => setImmediate(() => !connected && finish()));
-      void s.console.then((sock) => {
-        connected = true;
-        const fd = openSync(s.consoleLog, 'a');
-        let written = 0;
-        sock.on('error', () => {});
-        sock.on('data', (d: Buffer) => {
-          this.consoleTail = Buffer.concat([this.consoleTail, d]).subarray(-65536);
-          if (written < s.consoleLimitBytes) {
-            const part = d.subarray(0, s.consoleLimitBytes - written);
-            writeSync(fd, part);
-            written += part.length;
-            if (written >= s.consoleLimitBytes) writeSync(fd, `\n[monocore: console.log capped at ${s.consoleLimitBytes} bytes]\n`);
-          } else {
-            this.consoleDropped += d.length;
-          }
-        });
-        sock.once('close', () => {
-          closeSync(fd);
-          finish();
-        });
       });
+      sock.once('close', () => closeSync(fd));
     });
 
     void s.ctl.then((sock) => {
