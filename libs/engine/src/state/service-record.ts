@@ -1,35 +1,10 @@
 import type { ServiceStatusName } from './service-state.js';
 
-/** One service as seen through Redis. */
-export interface ServiceStatus {
-  name: string;
-  group?: string;
-  /** Actual state. */
-  status: ServiceStatusName;
-  /** Desired state: what the last up/down asked for. */
-  desired: 'running' | 'stopped';
-  host?: string;
-  pid?: number;
-  /** Boot attempts in the current deployment. */
-  attempts: number;
-  /** Restarts after unexpected exits since the last deployment. */
-  restarts: number;
-  startedAt?: string;
-  exitCode?: number;
-  /** failed(reason) */
-  reason?: string;
-  /** blocked(by) */
-  blockedBy?: string;
-  lastError?: string;
-  /** failed: the last lines of the service's output. */
-  logTail?: string;
-  cpuPercent?: number;
-  memoryBytes?: number;
-  deploymentId?: string;
-  configHash?: string;
-  image?: string;
-  updatedAt?: string;
-}
+/**
+ * One service as /status shows it: its Redis record without the fields only the
+ * worker needs (resolved config, dependency list, fencing epoch, reservations).
+ */
+export type ServiceStatus = Omit<ServiceRecord, 'runningHash' | 'config' | 'dependsOn' | 'epoch' | 'cpus' | 'ramMib'>;
 
 /** One entry of the `{monocore}:events` stream. */
 export interface StateEvent {
@@ -50,17 +25,24 @@ export interface StateEvent {
 export interface ServiceRecord {
   name: string;
   group?: string;
+  /** Desired state: what the last up/down asked for. */
   desired: 'running' | 'stopped';
+  /** Actual state. */
   status: ServiceStatusName;
   host?: string;
   pid?: number;
+  /** Boot attempts in the current deployment. */
   attempts: number;
+  /** Restarts after unexpected exits since the last deployment. */
   restarts: number;
   startedAt?: string;
   exitCode?: number;
+  /** failed(reason) */
   reason?: string;
+  /** blocked(by) */
   blockedBy?: string;
   lastError?: string;
+  /** failed: the last lines of the service's output. */
   logTail?: string;
   cpuPercent?: number;
   memoryBytes?: number;
