@@ -123,6 +123,35 @@ test('invalid arguments and failing layers: clear errors, nothing left that look
     (e) => isMonocoreError(e, 'MC_ROOTFS_UNSUPPORTED_MEDIA_TYPE'));
 });
 
+test('the next layer is decompressed ahead: a corrupt one fails with its own digest once its turn comes, and nothing is committed', async () => {
+  const dir = tempDir('ahead');
+  const home = new MonocoreHome(join(dir, 'home'));
+  // Layer 1 takes a while to apply (many files), so layer 2's decompressor, started
+  // when layer 1 begins, has already failed when the parser gets to it.
+  const many: TarEntry[] = Array.from({ length: 2000 }, (_, i) => ({ name: `d${i % 20}/f${i}`, data: `file ${i}` }));
+  const first = writeLayer(dir, 'first', many);
+  const corrupt = writeLayer(dir, 'corrupt', [{ name: 'z', data: 'z'.repeat(100_000) }]);
+  const bytes = readFileSync(corrupt.path);
+  bytes.fill(0x55, 20, bytes.length - 8); // gzip magic kept, deflate data garbage
+  writeFileSync(corrupt.path, bytes);
+  const unhandled: unknown[] = [];
+  const onUnhandled = (e: unknown): void => void unhandled.push(e);
+  process.on('uncaughtException', onUnhandled);
+  process.on('unhandledRejection', onUnhandled);
+  try {
+    await assert.rejects(ensureImageRootfs({ home, imageId: IMAGE, layers: [first, corrupt] }),
+      (e) => isMonocoreError(e, 'MC_ROOTFS_BAD_LAYER') && e.message.includes(`layer ${corrupt.digest}`) && /corrupt gzip/.test(e.message));
+  } finally {
+    process.off('uncaughtException', onUnhandled);
+    process.off('unhandledRejection', onUnhandled);
+  }
+  assert.deepEqual(unhandled, [], 'the early failure was held for its turn, not thrown into the process');
+  assert.equal(existsSync(imageRootfsPath(home, IMAGE)), false);
+  assert.deepEqual(readdirSync(home.imageRootfsDir).filter((n) => n !== '.locks'), [], 'failed temp dir removed');
+  const ok = await ensureImageRootfs({ home, imageId: IMAGE, layers: [first] });
+  assert.equal(readFileSync(join(ok.rootfs, 'd3/f1983'), 'utf8'), 'file 1983');
+});
+
 test('processes ensuring the same image at once: they wait on the lock, one unpacks, all get the complete rootfs', async () => {
   const dir = tempDir('concurrent');
   const home = join(dir, 'home');

@@ -3,7 +3,9 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { MonocoreError } from '../errors/index.js';
 import type { MonocoreHome } from '../home/index.js';
+import type { Readable } from 'node:stream';
 import { applyLayer } from './apply-layer.js';
+import { openLayerFile } from './layer-source.js';
 import { HostLock } from './host-lock.js';
 import { layerCompression } from './layer-compression.js';
 import { OWNERSHIP_FILE, type OwnershipRecordFile } from './ownership-record.js';
@@ -180,22 +182,25 @@ async function ensure(opts: EnsureImageRootfsOptions, hex: string): Promise<Imag
       // chmod cleared any setgid inherited from above: new files get our euid/egid.
       const session = new UnpackSession(rootfs, { freshTree: true });
       const n = layers.length;
-      for (const [i, l] of layers.entries()) {
-        const progress = opts.onProgress;
+      let current = 0;
+      const progress = opts.onProgress;
+      // Layer i+1 is opened (and its decompressor started) as soon as layer i
+      // begins, so its decompressed bytes are ready when the parser gets to it:
+      // the main thread writing files and the decompressor then overlap across
+      // layer boundaries too (bench/RESULTS.md, "oci").
+      const open = async (i: number): Promise<Readable> => {
+        const l = layers[i] as ImageLayerInput;
         if (l.ready) await l.ready;
         opts.signal?.throwIfAborted();
-        progress?.({ layer: i + 1, layers: n, digest: l.digest, bytes: 0 });
         let last = 0;
-        await applyLayer(l.path, rootfs, {
+        const src = await openLayerFile(l.path, {
           layer: l.digest,
           mediaType: l.mediaType,
-          session,
-          ...(opts.signal ? { signal: opts.signal } : {}),
           ...(progress
             ? {
                 onBytes: (b: number) => {
                   const now = Date.now();
-                  if (now - last >= 100) {
+                  if (current === i + 1 && now - last >= 100) {
                     last = now;
                     progress({ layer: i + 1, layers: n, digest: l.digest, bytes: b });
                   }
@@ -203,7 +208,24 @@ async function ensure(opts: EnsureImageRootfsOptions, hex: string): Promise<Imag
               }
             : {}),
         });
-        progress?.({ layer: i + 1, layers: n, digest: l.digest, bytes: l.size });
+        // Held until applyLayer takes the stream: it reads `errored` first.
+        src.tar.on('error', () => undefined);
+        return src.tar;
+      };
+      let next: Promise<Readable> | undefined = n > 0 ? open(0) : undefined;
+      try {
+        for (const [i, l] of layers.entries()) {
+          const tar = await (next as Promise<Readable>);
+          next = i + 1 < n ? open(i + 1) : undefined;
+          next?.catch(() => undefined); // surfaces when its turn comes
+          current = i + 1;
+          progress?.({ layer: i + 1, layers: n, digest: l.digest, bytes: 0 });
+          await applyLayer(tar, rootfs, { layer: l.digest, compression: 'none', session, ...(opts.signal ? { signal: opts.signal } : {}) });
+          progress?.({ layer: i + 1, layers: n, digest: l.digest, bytes: l.size });
+        }
+      } finally {
+        // A failed layer: stop the decompressor already working on the next one.
+        void next?.then((t) => t.destroy(), () => undefined);
       }
       await session.finish();
       const record = session.record(imageId);

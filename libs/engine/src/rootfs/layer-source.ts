@@ -24,6 +24,8 @@ export interface LayerSource {
 }
 
 const READ_CHUNK = 1 << 20;
+/** Decompressed bytes buffered ahead of the tar parser, so the decompressor (another thread or process) keeps working while the main thread writes files. */
+const DECOMPRESSED_BUFFER = 16 << 20;
 
 let zstdCli: boolean | undefined;
 /** Whether a working `zstd` binary is on PATH (checked once per process). */
@@ -96,7 +98,7 @@ export function decompress(raw: Readable, compression: LayerCompression, layer: 
     err instanceof MonocoreError
       ? err
       : new MonocoreError('MC_ROOTFS_BAD_LAYER', `layer ${layer}: corrupt ${compression} stream: ${err.message}`, { layer, compression }, { cause: err });
-  const out = new PassThrough({ highWaterMark: READ_CHUNK });
+  const out = new PassThrough({ highWaterMark: DECOMPRESSED_BUFFER });
   raw.on('error', (err) => out.destroy(err instanceof MonocoreError ? err :
     new MonocoreError('MC_ROOTFS_LAYER_MISSING', `layer ${layer}: reading the blob failed: ${err.message}`, { layer }, { cause: err })));
   out.on('close', () => raw.destroy());
@@ -104,7 +106,7 @@ export function decompress(raw: Readable, compression: LayerCompression, layer: 
   if (compression === 'none') {
     raw.pipe(out);
   } else if (compression === 'gzip') {
-    const gunzip = createGunzip({ chunkSize: 256 * 1024 });
+    const gunzip = createGunzip({ chunkSize: 1 << 20 });
     gunzip.on('error', (err) => out.destroy(badLayer(err)));
     raw.pipe(gunzip).pipe(out);
     out.on('close', () => gunzip.destroy());

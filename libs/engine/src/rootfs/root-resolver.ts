@@ -1,4 +1,4 @@
-import { lstat, mkdir, readlink } from 'node:fs/promises';
+import { lstatSync, mkdirSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
 
 /** At most this many symlinks are followed while resolving one path (like containerd's fs.RootPath). */
@@ -71,11 +71,11 @@ export class RootResolver {
       const abs = this.abs(next);
       let st;
       try {
-        st = await lstat(abs);
+        st = lstatSync(abs);
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
         if (!create) return undefined;
-        await mkdir(abs, { mode: 0o755 });
+        mkdirSync(abs, { mode: 0o755 });
         this.onCreateDir?.(next.join('/'));
         resolved = next;
         continue;
@@ -84,7 +84,7 @@ export class RootResolver {
         if (++links > MAX_SYMLINKS) {
           throw new RootResolveError('loop', `more than ${MAX_SYMLINKS} symlinks while resolving "${key}"`);
         }
-        const target = await readlink(abs);
+        const target = readlinkSync(abs);
         if (target.startsWith('/')) resolved = [];
         queue.unshift(...target.split('/'));
         continue;
