@@ -8,8 +8,8 @@
 // The image is built once from host files (python3.11 stdlib, perl, mesa dri +
 // qemu firmware, python3 dist-packages + gconv, i18n + zoneinfo) with GNU tar +
 // `umoci raw add-layer` (gzip by umoci), cached in bench/out/oci-pull/, and pushed
-// with skopeo. Variants run interleaved, each into a fresh directory on the same
-// filesystem (deletion not timed):
+// with skopeo. Variants run interleaved, each into its own freshly made ext4
+// filesystem (a loop mount; as root) so none pays for another's deletions:
 //   monocore (cli)      `monocore pull -q REF` in a fresh MONOCORE_HOME, wall time of the process
 //   monocore (library)  `pullImage()` in a fresh process, timed inside (Node + module load excluded)
 //   skopeo+umoci        `skopeo copy docker://REF oci:DIR` then `umoci unpack`, wall time of both
@@ -107,15 +107,43 @@ const median = (xs) => {
 const fmt = (ms) => (ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${ms.toFixed(1)} ms`);
 
 const info = prepare();
-const work = join(out, 'run');
+
+// Each variant writes into its own freshly made ext4 filesystem (a loop mount, as
+// root): on ext4, creating files shortly after many were deleted is several times
+// slower (find_inode_bit skips inodes freed in the last minutes: "recently_deleted"),
+// so on one shared filesystem each variant paid for the deletion of the one before.
+// Without root or loop devices, or with OCI_BENCH_SHARED_DIR=1: the old way (one directory, deleted between runs).
+const fsImg = join(out, 'fs.img');
+const mnt = join(out, 'mnt');
+const canMount = !process.env.OCI_BENCH_SHARED_DIR && process.getuid?.() === 0 && spawnSync('sh', ['-c', `mkdir -p ${mnt} && truncate -s 1M ${fsImg} && mkfs.ext4 -q -F ${fsImg} && mount -o loop ${fsImg} ${mnt} && umount ${mnt}`], { stdio: 'ignore' }).status === 0;
+function freshFs() {
+  if (!canMount) {
+    const dir = join(out, 'run');
+    rmSync(dir, { recursive: true, force: true });
+    mkdirSync(dir, { recursive: true });
+    return dir;
+  }
+  spawnSync('umount', [mnt], { stdio: 'ignore' });
+  rmSync(fsImg, { force: true });
+  sh('truncate', ['-s', '8G', fsImg]);
+  // No lazy init: no background zeroing thread competing with the variant.
+  sh('mkfs.ext4', ['-q', '-F', '-E', 'lazy_itable_init=0,lazy_journal_init=0', fsImg]);
+  sh('mount', ['-o', 'loop', fsImg, mnt]);
+  sh('sync', []);
+  return mnt;
+}
+function dropFs() {
+  if (canMount) spawnSync('umount', [mnt], { stdio: 'ignore' });
+  rmSync(canMount ? fsImg : join(out, 'run'), { recursive: true, force: true });
+}
+
 const results = { cli: [], lib: [], libDownload: [], base: [], skopeo: [], umoci: [] };
 for (let i = 0; i < runs; i++) {
-  rmSync(work, { recursive: true, force: true });
-  mkdirSync(work, { recursive: true });
-  results.cli.push(timed(process.execPath, [cli, 'pull', '-q', REF], { MONOCORE_HOME: join(work, 'home-cli') }).ms);
-  const [l] = lib(join(work, 'home-lib'));
+  results.cli.push(timed(process.execPath, [cli, 'pull', '-q', REF], { MONOCORE_HOME: join(freshFs(), 'home-cli') }).ms);
+  const [l] = lib(join(freshFs(), 'home-lib'));
   results.lib.push(l.ms);
   results.libDownload.push(l.downloadMs);
+  const work = freshFs();
   const a = timed('skopeo', ['copy', '--quiet', '--src-tls-verify=false', `docker://${REF}`, `oci:${join(work, 'oci')}:v1`]).ms;
   const b = timed('umoci', ['unpack', '--image', `${join(work, 'oci')}:v1`, join(work, 'bundle')]).ms;
   results.skopeo.push(a);
@@ -123,8 +151,9 @@ for (let i = 0; i < runs; i++) {
   results.base.push(a + b);
   console.error(`run ${i + 1}/${runs}: cli ${fmt(results.cli.at(-1))}, library ${fmt(results.lib.at(-1))} (download+verify ${fmt(results.libDownload.at(-1))}), skopeo+umoci ${fmt(a + b)} (${fmt(a)} + ${fmt(b)})`);
 }
-// Warm: home-lib holds the image from the last run.
-const warmHome = join(work, 'home-lib');
+// Warm: a home that already holds the image.
+const warmHome = join(freshFs(), 'home-warm');
+lib(warmHome);
 const warmLib = [];
 const warmLib2 = [];
 let warmRequests = [];
@@ -138,11 +167,11 @@ const warmCli = [];
 for (let i = 0; i < 5; i++) warmCli.push(timed(process.execPath, [cli, 'pull', '-q', REF], { MONOCORE_HOME: warmHome }).ms);
 const nodeStart = [];
 for (let i = 0; i < 5; i++) nodeStart.push(timed(process.execPath, [cli, '--version']).ms);
-rmSync(work, { recursive: true, force: true });
+dropFs();
 
 const load = sh('cat', ['/proc/loadavg']).split(' ').slice(0, 3).join(' ');
 console.log(`
-| measure (${new Date().toISOString().slice(0, 10)}, ${info.layers} layers, ${(info.compressed / 1e6).toFixed(1)} MB gzip, ${(info.unpacked / 1e6).toFixed(0)} MB unpacked; median of ${runs}; load ${load}) | result |
+| measure (${new Date().toISOString().slice(0, 10)}, ${canMount ? 'a fresh ext4 per variant' : 'one shared directory'}, ${info.layers} layers, ${(info.compressed / 1e6).toFixed(1)} MB gzip, ${(info.unpacked / 1e6).toFixed(0)} MB unpacked; median of ${runs}; load ${load}) | result |
 |---|---|
 | cold: \`monocore pull\` (CLI process, wall) | ${fmt(median(results.cli))} (runs: ${results.cli.map(fmt).join(', ')}) |
 | cold: \`pullImage()\` (library, in a fresh process) | ${fmt(median(results.lib))} (runs: ${results.lib.map(fmt).join(', ')}); of which download + verify ${fmt(median(results.libDownload))}, unpack ${fmt(median(results.lib.map((x, i) => x - results.libDownload[i])))} |
