@@ -2,7 +2,7 @@
 // and the image commands (pull, ls, inspect, rm, prune) run as real CLI processes.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { cp, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -150,8 +150,22 @@ describe('monocore pull / image (CLI processes)', () => {
       for (const l of inspect.layers) assert.ok(await store.info(l.digest), 'layers still used by local/app:dev are kept');
       assert.deepEqual(prune.removedRootfs, [], 'the shared rootfs is still referenced');
       assert.equal((await mc(home.root, ['image', 'rm', 'local/app:dev'])).code, 0);
+      // A running VM names its rootfs on its command line (QEMU: -fsdev …,path=<rootfs>,…):
+      // prune keeps that rootfs, however unreferenced, until the process is gone.
+      const vm = spawn('sh', ['-c', 'sleep 60', 'qemu-system-x86_64', '-fsdev', `local,id=rootfs,path=${pulled.rootfs},security_model=none,readonly=on`], { stdio: 'ignore' });
+      try {
+        const busy = JSON.parse((await mc(home.root, ['image', 'prune', '--json'])).stdout) as { removedBlobs: string[]; removedRootfs: string[]; keptInUse: string[] };
+        assert.ok(busy.removedBlobs.length >= 4, `manifest, config and layers removed: ${busy.removedBlobs.length}`);
+        assert.deepEqual(busy.removedRootfs, []);
+        assert.deepEqual(busy.keptInUse, [pulled.manifestDigest]);
+        await stat(pulled.rootfs);
+        const human = await mc(home.root, ['image', 'prune']);
+        assert.match(human.stdout, /kept 1 rootfs dir\(s\) that running VMs use/);
+      } finally {
+        vm.kill('SIGKILL');
+        await new Promise((r) => vm.once('exit', r));
+      }
       const prune2 = JSON.parse((await mc(home.root, ['image', 'prune', '--json'])).stdout) as { removedBlobs: string[]; removedRootfs: string[] };
-      assert.ok(prune2.removedBlobs.length >= 4, `manifest, config and layers removed: ${prune2.removedBlobs.length}`);
       assert.deepEqual(prune2.removedRootfs, [pulled.manifestDigest]);
       assert.deepEqual(await store.list(), []);
       await assert.rejects(stat(pulled.rootfs));

@@ -120,7 +120,8 @@ export function registerImage(program: Command): void {
     .option('--json', 'print what was deleted as JSON')
     .action(async (opts: JsonOpt) => {
       const r = await new ImageStore(new MonocoreHome()).prune();
-      out(opts.json, r, `deleted ${r.removedBlobs.length} blob(s) and ${r.removedRootfs.length} rootfs dir(s), freed ${formatBytes(r.freedBytes)}`);
+      const kept = r.keptInUse.length > 0 ? `\nkept ${r.keptInUse.length} rootfs dir(s) that running VMs use: ${r.keptInUse.map((d) => d.slice(7, 19)).join(', ')}` : '';
+      out(opts.json, r, `deleted ${r.removedBlobs.length} blob(s) and ${r.removedRootfs.length} rootfs dir(s), freed ${formatBytes(r.freedBytes)}${kept}`);
     });
 
   image

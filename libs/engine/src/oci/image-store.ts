@@ -7,7 +7,7 @@ import { MonocoreError } from '../errors/index.js';
 import type { MonocoreHome } from '../home/index.js';
 import { isDigest } from './digest.js';
 import { parseImageReference } from './image-reference.js';
-import { removeImageRootfs } from '../rootfs/index.js';
+import { imageRootfsIdsInUse, removeImageRootfs } from '../rootfs/index.js';
 import { LocalContentStore } from './local-content-store.js';
 import { runtimeConfig, type ImageConfig, type ImageManifest } from './manifest.js';
 
@@ -87,6 +87,8 @@ export function newImageRecord(from: {
 export interface PruneResult {
   removedBlobs: string[];
   removedRootfs: string[];
+  /** Unreferenced rootfs dirs kept because a running VM (a live process) uses them; the next prune after it stops removes them. */
+  keptInUse: string[];
   freedBytes: number;
 }
 
@@ -95,6 +97,8 @@ export interface PruneOptions {
   removeRootfs?: (imageId: string) => Promise<void>;
   /** Lists image ids that have a rootfs on disk (default: the directories under rootfs/images). */
   listRootfs?: () => Promise<string[]>;
+  /** Image ids whose rootfs running VMs use (default: imageRootfsIdsInUse, from /proc). */
+  rootfsInUse?: () => Promise<Set<string>>;
 }
 
 function recordKey(reference: string, platform: string): string {
@@ -265,16 +269,22 @@ export class ImageStore {
       // no ingest dir
     }
     const removedRootfs: string[] = [];
+    const keptInUse: string[] = [];
     const listRootfs = options.listRootfs ?? (() => this.listRootfsIds());
     const removeRootfs = options.removeRootfs ?? (async (id: string) => void (await removeImageRootfs(this.home, id)));
-    {
-      for (const id of await listRootfs()) {
-        if (keep.has(id)) continue;
-        await removeRootfs(id);
-        removedRootfs.push(id);
+    const unreferenced = (await listRootfs()).filter((id) => !keep.has(id));
+    // An image removed with `image rm` while a service still runs on it: deleting
+    // its rootfs would pull the filesystem from under the guest.
+    const inUse = unreferenced.length > 0 ? await (options.rootfsInUse ?? (() => imageRootfsIdsInUse(this.home)))() : new Set<string>();
+    for (const id of unreferenced) {
+      if (inUse.has(id)) {
+        keptInUse.push(id);
+        continue;
       }
+      await removeRootfs(id);
+      removedRootfs.push(id);
     }
-    return { removedBlobs, removedRootfs, freedBytes };
+    return { removedBlobs, removedRootfs, keptInUse, freedBytes };
   }
 
   /** Image ids with a complete rootfs (rootfs/images/<hex>/; temp dirs start with "."). */

@@ -12,6 +12,7 @@ export {
   type EnsureImageRootfsOptions,
   type ImageRootfs,
 } from './image-rootfs.js';
+export { imageRootfsIdsInUse } from './rootfs-in-use.js';
 export { applyLayer, type ApplyLayerOptions, type ApplyLayerStats } from './apply-layer.js';
 export { UnpackSession, canChown } from './unpack-session.js';
 export { HostLock, type HostLockOptions } from './host-lock.js';

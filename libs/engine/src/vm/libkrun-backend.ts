@@ -301,7 +301,9 @@ export class LibkrunBackend implements HypervisorBackend {
     // A private mount namespace: the overlay and bind mounts exist only for
     // this VM process and disappear with it (no leaked mounts after a crash).
     // unshare execs node, so the child's pid is the VM's pid.
-    const argv = ['unshare', '--mount', '--propagation', 'private', '--', process.execPath, krunChildEntry(), paths.config];
+    // The image rootfs rides along on the command line (the child ignores it) so
+    // `image prune` sees that this process uses it (rootfs/rootfs-in-use.ts).
+    const argv = ['unshare', '--mount', '--propagation', 'private', '--', process.execPath, krunChildEntry(), paths.config, `--image-rootfs=${spec.rootfs}`];
     const t0 = Date.now();
     let child: ChildProcess;
     try {

@@ -1,0 +1,34 @@
+import { readdir, readFile, realpath } from 'node:fs/promises';
+import type { MonocoreHome } from '../home/index.js';
+
+/**
+ * Image ids whose rootfs a live process on this host names on its command line:
+ * the hypervisors (QEMU's `-fsdev …,path=<rootfs>`, the libkrun child's root
+ * argument). Asking the kernel instead of keeping our own "in use" records means
+ * a crashed worker leaves nothing stale behind, and a VM started by any process
+ * (worker, `monocore run`) counts. Linux only; elsewhere nothing is reported.
+ */
+export async function imageRootfsIdsInUse(home: MonocoreHome): Promise<Set<string>> {
+  const used = new Set<string>();
+  const bases = new Set([home.imageRootfsDir]);
+  bases.add(await realpath(home.imageRootfsDir).catch(() => home.imageRootfsDir));
+  const patterns = [...bases].map((b) => new RegExp(`${escapeRegExp(b)}/([a-f0-9]{64})(?:/|\\0|,|$)`, 'g'));
+  let pids: string[];
+  try {
+    pids = (await readdir('/proc')).filter((n) => /^\d+$/.test(n));
+  } catch {
+    return used;
+  }
+  await Promise.all(
+    pids.map(async (pid) => {
+      // A process may exit meanwhile, or belong to a user we cannot read: skip it.
+      const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+      for (const re of patterns) for (const m of cmdline.matchAll(re)) used.add(`sha256:${m[1]}`);
+    }),
+  );
+  return used;
+}
+
+function escapeRegExp(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
