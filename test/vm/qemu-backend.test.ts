@@ -75,6 +75,22 @@ test('qemu: a guest that does not report started in time is killed by the watchd
   rmSync(s.stateDir, { recursive: true, force: true });
 });
 
+test('qemu: an auto-detected KVM that fails its boot probe falls back to TCG and says why', async () => {
+  // Detection is told KVM is usable. On this host KVM is kvm_pvm (guests crawl and never
+  // reach init) and /dev/kvm may be missing elsewhere: either way the real probe boot fails,
+  // and the backend must fall back to TCG rather than hand out a VM that never boots.
+  const b = backend({ detectAccel: () => ({ accel: 'kvm', reason: 'test: pretend /dev/kvm is usable' }), accelProbeTimeoutMs: 4000 });
+  const a = await b.available();
+  assert.equal(a.available, true, a.available ? '' : a.reason);
+  assert.equal(a.available && a.accel, 'tcg');
+  assert.match(b.accel.reason, /^kvm boot probe failed \(.+\); using TCG$/);
+  const s = spec('after-fallback', { command: '/bin/echo', args: ['booted under tcg'] });
+  const exit = await (await b.start(s)).wait();
+  assert.deepEqual(exit, { exitCode: 0, reason: 'exited' }, s.stderr.text);
+  assert.equal(s.stdout.text, 'booted under tcg\n');
+  rmSync(s.stateDir, { recursive: true, force: true });
+});
+
 test('qemu: missing kernel fails with MC_VM_KERNEL_NOT_FOUND naming the set-up command', async () => {
   const dir = tempDir('nokernel');
   mkdirSync(join(dir, 'k'));

@@ -27,8 +27,12 @@ export interface QemuBackendOptions {
   /** Guest kernel directory (else MONOCORE_KERNEL_DIR, else /var/lib/monocore/kernel). */
   kernelDir?: string;
   qemuBinary?: string;
-  /** Force an accelerator (default: detectAccel()). */
+  /** Force an accelerator (default: detectAccel()). A forced choice is not boot-probed. */
   accel?: Accel;
+  /** Replaces detectAccel() (hosts with their own policy; tests). Its KVM/HVF pick is boot-probed like an auto-detected one. */
+  detectAccel?: () => AccelChoice;
+  /** How long the boot probe of an auto-detected KVM/HVF may take before falling back to TCG (default 20 s). */
+  accelProbeTimeoutMs?: number;
   /**
    * Command prefix for the hypervisor process, e.g. ['ip', 'netns', 'exec', 'ns1']
    * to run it inside a network namespace. Must exec (not fork) its argument.
@@ -86,7 +90,7 @@ export class QemuBackend implements HypervisorBackend {
 
   get accel(): AccelChoice {
     if (!this.accelChoice) {
-      this.accelChoice = this.opts.accel ? { accel: this.opts.accel, reason: 'forced by QemuBackend options' } : detectAccel();
+      this.accelChoice = this.opts.accel ? { accel: this.opts.accel, reason: 'forced by QemuBackend options' } : (this.opts.detectAccel ?? detectAccel)();
     }
     return this.accelChoice;
   }
@@ -147,7 +151,7 @@ export class QemuBackend implements HypervisorBackend {
   private async verifyHardwareAccel(): Promise<void> {
     const choice = this.accel;
     if (choice.accel === 'tcg' || this.opts.accel || process.env.MONOCORE_QEMU_ACCEL) return;
-    const p = await this.probe(20_000, true);
+    const p = await this.probe(this.opts.accelProbeTimeoutMs ?? 20_000, true);
     if (!p.ok) {
       this.accelChoice = { accel: 'tcg', reason: `${choice.accel} boot probe failed (${p.detail.split('\n')[0]}); using TCG` };
     }
