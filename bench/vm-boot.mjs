@@ -46,21 +46,38 @@ if (mode === 'breakdown') {
   const keys = Object.keys(rows[0]);
   console.log(JSON.stringify(Object.fromEntries(keys.map((k) => [k, Math.round(median(rows.map((r) => r[k])))]))));
 } else if (mode === 'memory') {
-  globalThis.gc?.();
-  const base = process.memoryUsage().rss;
+  // Everything a running service costs the host except its hypervisor process: the
+  // supervisor's memory (RSS and JS heap, after GC) with n VMs vs with none — after one
+  // VM was started and stopped, so lazy loading and JIT warm-up are not counted — plus
+  // any other process per VM (setpriv execs QEMU, so there should be none).
+  const settle = async () => { for (let i = 0; i < 3; i++) { globalThis.gc?.(); await new Promise((r) => setTimeout(r, 300)); } };
+  const warm = await backend.start(spec('mem-warm', { command: '/bin/sleep', args: ['1000'], ramMib: 128 }));
+  await warm.started;
+  await warm.kill();
+  await settle();
+  const base = process.memoryUsage();
   const hs = [];
   for (let i = 0; i < n; i++) {
     const h = await backend.start(spec(`mem${i}`, { command: '/bin/sleep', args: ['1000'], ramMib: 128 }));
     await h.started;
     hs.push(h);
   }
-  await new Promise((r) => setTimeout(r, 1000));
-  globalThis.gc?.();
-  const withVms = process.memoryUsage().rss;
-  // QEMU processes themselves, for reference (not counted in the per-service figure)
+  await settle();
+  const withVms = process.memoryUsage();
+  const children = readFileSync(`/proc/${process.pid}/task/${process.pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean);
+  const comm = (pid) => readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+  const others = children.filter((pid) => !comm(pid).startsWith('qemu-system')).map((pid) => `${pid}:${comm(pid)}`);
   const qemuRss = hs.map((h) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${h.pid}/status`, 'utf8'))?.[1] ?? 0) / 1024);
   await Promise.all(hs.map((h) => h.kill()));
-  console.log(JSON.stringify({ vms: n, supervisorRssBaseMiB: +(base / 2 ** 20).toFixed(1), supervisorRssWithVmsMiB: +(withVms / 2 ** 20).toFixed(1), perVmMiB: +((withVms - base) / n / 2 ** 20).toFixed(2), qemuRssMedianMiB: Math.round(median(qemuRss)) }));
+  const mib = (b) => +(b / 2 ** 20).toFixed(2);
+  console.log(JSON.stringify({
+    vms: n,
+    supervisorRssMiB: { base: mib(base.rss), withVms: mib(withVms.rss), perVm: mib((withVms.rss - base.rss) / n) },
+    supervisorHeapMiB: { base: mib(base.heapUsed + base.external), withVms: mib(withVms.heapUsed + withVms.external), perVm: mib((withVms.heapUsed + withVms.external - base.heapUsed - base.external) / n) },
+    otherProcessesPerVm: others.length / n,
+    otherProcesses: others,
+    qemuRssMedianMiB: Math.round(median(qemuRss)),
+  }));
 } else if (mode === 'hang') {
   let hangs = 0, failures = 0;
   const times = [];
