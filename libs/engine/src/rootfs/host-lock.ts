@@ -1,7 +1,7 @@
 import { open, type FileHandle } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { createRequire } from 'node:module';
 import { MonocoreError } from '../errors/index.js';
+import { libc } from './libc.js';
 
 /**
  * An exclusive lock shared by every process on this host, held through
@@ -19,25 +19,8 @@ const LOCK_NB = 4;
 const LOCK_UN = 8;
 const EWOULDBLOCK = 11;
 
-type FlockFn = (fd: number, op: number) => number;
-let flockFn: { flock: FlockFn; errno: () => number } | undefined;
-
-function flock(): { flock: FlockFn; errno: () => number } {
-  if (flockFn) return flockFn;
-  try {
-    // koffi is CommonJS; createRequire keeps this module ESM and loads it lazily,
-    // so importing the engine never fails on a host where koffi cannot load.
-    const require = createRequire(import.meta.url);
-    const koffi = require('koffi') as {
-      load(lib: string): { func(sig: string): FlockFn };
-      errno(): number;
-    };
-    const lib = koffi.load(process.platform === 'darwin' ? 'libSystem.B.dylib' : 'libc.so.6');
-    flockFn = { flock: lib.func('int flock(int fd, int op)'), errno: () => koffi.errno() };
-    return flockFn;
-  } catch (err) {
-    throw new MonocoreError('MC_ROOTFS_UNPACK_FAILED', `cannot load flock(2) through koffi: ${(err as Error).message}`, {}, { cause: err });
-  }
+function flock(): { flock: (fd: number, op: number) => number; errno: () => number } {
+  return libc();
 }
 
 export interface HostLockOptions {

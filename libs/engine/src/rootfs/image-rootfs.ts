@@ -6,6 +6,7 @@ import type { MonocoreHome } from '../home/index.js';
 import type { Readable } from 'node:stream';
 import { applyLayer } from './apply-layer.js';
 import { openLayerFile } from './layer-source.js';
+import { syncFilesystem } from './sync-filesystem.js';
 import { HostLock } from './host-lock.js';
 import { layerCompression } from './layer-compression.js';
 import { OWNERSHIP_FILE, type OwnershipRecordFile } from './ownership-record.js';
@@ -230,6 +231,8 @@ async function ensure(opts: EnsureImageRootfsOptions, hex: string): Promise<Imag
       await session.finish();
       const record = session.record(imageId);
       await writeFile(join(tmp, OWNERSHIP_FILE), JSON.stringify(record) + '\n', { mode: 0o644 });
+      // On disk before it is called complete (a power loss must not leave empty files behind a committed name).
+      await syncFilesystem(tmp);
       // The commit point: before this rename nothing calls the image unpacked.
       await rename(tmp, finalDir);
       return { rootfs: join(finalDir, 'rootfs'), ownershipRecorded: record.ownershipRecorded };

@@ -1,0 +1,28 @@
+import { open } from 'node:fs/promises';
+import { MonocoreError } from '../errors/index.js';
+import { libc } from './libc.js';
+
+/**
+ * Flushes everything written to the filesystem holding `path` (syncfs(2); sync(2)
+ * where there is none). One call instead of an fsync per file: an unpacked
+ * rootfs is thousands of files, and it must be on disk before the rename that
+ * calls it complete — else a power loss could leave a "complete" tree of empty
+ * files (ext4's delayed allocation commits the names before the data).
+ */
+export async function syncFilesystem(path: string): Promise<void> {
+  const c = libc();
+  if (!c.syncfs) {
+    await new Promise<void>((resolve, reject) => c.sync.async((err) => (err ? reject(err) : resolve())));
+    return;
+  }
+  const syncfs = c.syncfs;
+  const fh = await open(path, 'r');
+  try {
+    const res = await new Promise<number>((resolve, reject) => syncfs.async(fh.fd, (err, r) => (err ? reject(err) : resolve(r))));
+    if (res !== 0) {
+      throw new MonocoreError('MC_ROOTFS_UNPACK_FAILED', `syncfs(${path}) failed (errno ${c.errno()})`, { path });
+    }
+  } finally {
+    await fh.close();
+  }
+}
