@@ -4,7 +4,7 @@
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
@@ -150,6 +150,28 @@ test('the next layer is decompressed ahead: a corrupt one fails with its own dig
   assert.deepEqual(readdirSync(home.imageRootfsDir).filter((n) => n !== '.locks'), [], 'failed temp dir removed');
   const ok = await ensureImageRootfs({ home, imageId: IMAGE, layers: [first] });
   assert.equal(readFileSync(join(ok.rootfs, 'd3/f1983'), 'utf8'), 'file 1983');
+});
+
+test('a rootfs is flushed to disk after its commit; one committed in an earlier boot and never confirmed synced is unpacked again', async () => {
+  const dir = tempDir('synced');
+  const home = new MonocoreHome(join(dir, 'home'));
+  const layers = smallImage(dir);
+  const first = await ensureImageRootfs({ home, imageId: IMAGE, layers });
+  const imageDir = join(home.imageRootfsDir, IMAGE.slice(7));
+  assert.equal(readFileSync(join(imageDir, 'boot-id'), 'utf8').trim(), readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim());
+  for (let i = 0; i < 200 && !existsSync(join(imageDir, 'synced')); i++) await new Promise((r) => setTimeout(r, 50));
+  assert.ok(existsSync(join(imageDir, 'synced')), 'the background syncfs confirmed the tree');
+
+  // Pretend the tree was committed in another boot. Confirmed synced: still complete.
+  writeFileSync(join(imageDir, 'boot-id'), 'an-earlier-boot\n');
+  writeFileSync(join(first.rootfs, 'sentinel'), 'kept');
+  await ensureImageRootfs({ home, imageId: IMAGE, layers });
+  assert.equal(readFileSync(join(first.rootfs, 'sentinel'), 'utf8'), 'kept');
+  // Not confirmed: the data behind the names may be gone; it is unpacked afresh.
+  rmSync(join(imageDir, 'synced'));
+  const again = await ensureImageRootfs({ home, imageId: IMAGE, layers });
+  assert.equal(existsSync(join(again.rootfs, 'sentinel')), false, 'unpacked again');
+  assert.equal(readFileSync(join(again.rootfs, 'new'), 'utf8'), 'new');
 });
 
 test('processes ensuring the same image at once: they wait on the lock, one unpacks, all get the complete rootfs', async () => {

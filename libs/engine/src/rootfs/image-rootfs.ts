@@ -1,5 +1,6 @@
 import { chmod, lstat, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { MonocoreError } from '../errors/index.js';
 import type { MonocoreHome } from '../home/index.js';
@@ -69,6 +70,26 @@ export interface ImageRootfs {
 }
 
 const DIGEST_RE = /^sha256:[a-f0-9]{64}$/;
+/**
+ * Next to rootfs/: `boot-id`, the kernel boot the tree was committed in, and
+ * `synced`, once the tree is known to be on disk (syncfs returned). Until then
+ * the tree is trusted only within the boot that wrote it.
+ */
+const BOOT_ID_FILE = 'boot-id';
+const SYNCED_MARKER = 'synced';
+
+let bootIdCache: string | null | undefined;
+/** This kernel boot's id (Linux), or undefined where there is none. */
+function currentBootId(): string | undefined {
+  if (bootIdCache === undefined) {
+    try {
+      bootIdCache = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim() || null;
+    } catch {
+      bootIdCache = null;
+    }
+  }
+  return bootIdCache ?? undefined;
+}
 
 function imageHex(imageId: string): string {
   if (!DIGEST_RE.test(imageId)) {
@@ -103,6 +124,10 @@ async function complete(home: MonocoreHome, imageId: string): Promise<ImageRootf
     const st = await stat(join(dir, 'rootfs'));
     if (!st.isDirectory()) return undefined;
     const rec = JSON.parse(await readFile(join(dir, OWNERSHIP_FILE), 'utf8')) as OwnershipRecordFile;
+    // Committed in another boot and never confirmed on disk: a crash may have
+    // lost file data behind the committed names. Not complete: unpack again.
+    const bootId = await readFile(join(dir, BOOT_ID_FILE), 'utf8').catch(() => undefined);
+    if (bootId !== undefined && bootId.trim() !== currentBootId() && !(await exists(join(dir, SYNCED_MARKER)))) return undefined;
     return { rootfs: join(dir, 'rootfs'), ownershipRecorded: rec.ownershipRecorded === true };
   } catch {
     return undefined;
@@ -231,10 +256,19 @@ async function ensure(opts: EnsureImageRootfsOptions, hex: string): Promise<Imag
       await session.finish();
       const record = session.record(imageId);
       await writeFile(join(tmp, OWNERSHIP_FILE), JSON.stringify(record) + '\n', { mode: 0o644 });
-      // On disk before it is called complete (a power loss must not leave empty files behind a committed name).
-      await syncFilesystem(tmp);
+      const bootId = currentBootId();
+      if (bootId) await writeFile(join(tmp, BOOT_ID_FILE), bootId + '\n', { mode: 0o644 });
+      // Without a boot id to tell a reboot apart, the data goes to disk before the commit.
+      if (!bootId) await syncFilesystem(tmp);
       // The commit point: before this rename nothing calls the image unpacked.
       await rename(tmp, finalDir);
+      if (bootId) {
+        // Usable at once (the page cache has it); on disk a little later. Until the
+        // marker exists, complete() trusts the tree only within this boot.
+        void syncFilesystem(finalDir)
+          .then(() => writeFile(join(finalDir, SYNCED_MARKER), ''))
+          .catch(() => undefined);
+      }
       return { rootfs: join(finalDir, 'rootfs'), ownershipRecorded: record.ownershipRecorded };
     } catch (err) {
       await removeTree(tmp).catch(() => undefined);
