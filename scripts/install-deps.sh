@@ -17,12 +17,13 @@
 #   e2fsprogs                 mkfs.ext4 for per-service copy-on-write disks
 #   hyperfine                 bench/ scripts
 #   gcc libc6-dev             builds the labelled stub libkrun in tests
+#   passt nftables            outbound access for local_only = false groups (docs/NETWORK.md)
 set -euo pipefail
 
 PACKAGES=(
   qemu-system-x86 busybox-static cpio xz-utils redis-server docker-registry
   umoci skopeo zstd iproute2 kmod curl jq e2fsprogs util-linux hyperfine
-  gcc libc6-dev
+  gcc libc6-dev passt nftables
 )
 NODE_MIN=20.19.0
 

@@ -215,6 +215,8 @@ static struct nic nics[8];
 static int nic_n;
 static char *hosts_lines[MAX_ITEMS];
 static int hosts_n;
+static char *dns_servers[8];
+static int dns_n;
 struct rl { int res; rlim_t soft, hard; };
 static struct rl rlims[32];
 static int rlim_n;
@@ -283,6 +285,9 @@ static void read_spec(void) {
       if (nic_n >= 8) fail("too many nics");
       struct nic *n = &nics[nic_n++];
       if (sscanf(val, "%31s %63s %63s", n->mac, n->cidr, n->gw) != 3) fail("bad nic record");
+    } else if (strcmp(key, "dns") == 0) { /* a resolver for /etc/resolv.conf (outbound access only) */
+      if (dns_n >= 8) fail("too many dns servers");
+      dns_servers[dns_n++] = val;
     } else if (strcmp(key, "host") == 0) { /* "<ip> <name>" line for /etc/hosts */
       if (hosts_n >= MAX_ITEMS) fail("too many hosts");
       hosts_lines[hosts_n++] = val;
@@ -356,6 +361,13 @@ static void setup_identity(void) {
   write_file("/newroot/etc/hosts", buf);
   snprintf(buf, sizeof buf, "%s\n", hostname);
   write_file("/newroot/etc/hostname", buf);
+  if (dns_n > 0) {
+    /* A symlink here (e.g. to systemd-resolved's stub) would be followed: replace it. */
+    unlink("/newroot/etc/resolv.conf");
+    off = 0;
+    for (int i = 0; i < dns_n && off < sizeof buf; i++) off += (size_t)snprintf(buf + off, sizeof buf - off, "nameserver %s\n", dns_servers[i]);
+    write_file("/newroot/etc/resolv.conf", buf);
+  }
 }
 
 /* Runs /bin/busybox (from the initramfs) with the given args; fails on error. */

@@ -1,6 +1,6 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { accessSync, closeSync, constants, existsSync, openSync, readFileSync, readSync, fstatSync, statSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, readSync, fstatSync, statSync, writeSync } from 'node:fs';
 import { mkdir, mkdtemp, rename, rm, truncate, writeFile } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -16,6 +16,10 @@ import { GroupSwitch, groupMac } from './group-switch.js';
 import type { BackendAvailability, HypervisorBackend, VmHandle } from './hypervisor-backend.js';
 import { buildInitramfs, type Initramfs } from './initramfs-builder.js';
 import { ChildProcessWatch } from './child-process-watch.js';
+import { EgressNetwork } from './egress-network.js';
+import { findExecutable } from './find-executable.js';
+
+export { findExecutable };
 import { removePidRecord } from './orphans.js';
 import { validateVmSpec } from './vm-spec-validation.js';
 import type { VmExit, VmSpec } from './vm-spec.js';
@@ -65,6 +69,7 @@ export interface QemuVmHandle extends VmHandle {
 
 const DEFAULT_DISK_MIB = 4096;
 const PORT_FWD_MAC = '52:55:0a:00:02:0f';
+const EGRESS_MAC = '52:56:64:7f:00:02';
 /** Linux capabilities QEMU keeps (setpriv --bounding-set): read the image and write mapped-xattr volumes, nothing else. */
 const QEMU_CAPS = '-all,+dac_override,+dac_read_search,+fowner';
 
@@ -184,14 +189,6 @@ export class QemuBackend implements HypervisorBackend {
 
   private async startInternal(spec: VmSpec, probe: boolean, duringPrepare = false): Promise<QemuVmHandle> {
     if (!probe) validateVmSpec(spec);
-    if (spec.network.mode === 'group' && !spec.network.localOnly) {
-      throw new MonocoreError(
-        'MC_VM_NETWORK_UNSUPPORTED',
-        `${spec.id}: outbound network access (local_only = false) is not supported by the qemu backend yet: ` +
-          'it cannot be given without exposing the host (docs/NETWORK.md); set local_only = true',
-        { field: 'network.localOnly', id: spec.id },
-      );
-    }
     const { kernel, initramfs } = duringPrepare ? await this.prepareFiles() : await this.prepare();
     // A taken host port would only surface as a QEMU start error: say which one up front.
     // (Skipped with a launchPrefix: the VM may live in another network namespace.)
@@ -232,6 +229,9 @@ export class QemuBackend implements HypervisorBackend {
     let groupKey: string | undefined;
     let releaseGroup: () => Promise<void> = async () => {};
     let groupSock: Socket | undefined;
+    let egress: EgressNetwork | undefined;
+    /** Sockets QEMU inherits as fd 3, 4, …: `-netdev socket,fd=N`. */
+    const inherited: Socket[] = [];
     const guest: GuestSpec = {
       argv: [spec.command, ...spec.args],
       env: spec.env,
@@ -260,12 +260,29 @@ export class QemuBackend implements HypervisorBackend {
         // as fd 3. No host interface is attached to the segment, so nothing but
         // the group's VMs is on it.
         groupSock = await group.sw.connectPort(mac);
-        netArgs.push('-netdev', 'socket,id=grp,fd=3');
+        inherited.push(groupSock);
+        netArgs.push('-netdev', `socket,id=grp,fd=${2 + inherited.length}`);
         netArgs.push('-device', `virtio-net-device,netdev=grp,mac=${mac}`);
         guest.nics.push({ mac, cidr: net.address });
         const self = net.address.split('/')[0];
         guest.hosts.push(`${self}\t${spec.hostname ?? spec.id}`);
         for (const [name, addr] of Object.entries(net.peers)) guest.hosts.push(`${addr.split('/')[0]}\t${name}`);
+        if (!net.localOnly) {
+          // Outbound access: a NIC to passt in a namespace of its own, whose way out
+          // is filtered on the host so that it never leads back to it (egress-network.ts).
+          egress = await EgressNetwork.open(this.home, spec.id);
+          const opened = egress;
+          const leave = releaseGroup;
+          releaseGroup = async () => {
+            await leave();
+            await opened.close();
+          };
+          inherited.push(egress.socket);
+          netArgs.push('-netdev', `socket,id=egr,fd=${2 + inherited.length}`);
+          netArgs.push('-device', `virtio-net-device,netdev=egr,mac=${EGRESS_MAC}`);
+          guest.nics.push({ mac: EGRESS_MAC, cidr: egress.guest.cidr, gateway: egress.guest.gateway });
+          guest.dns = egress.guest.dns;
+        }
       }
       if (spec.ports.length > 0) {
         // Port forwarding through slirp with restrict=on: hostfwd still works,
@@ -355,9 +372,9 @@ export class QemuBackend implements HypervisorBackend {
     const t0 = Date.now();
     let child: ChildProcess;
     try {
-      child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe', ...(groupSock ? [groupSock] : [])] });
-      // QEMU holds its own copy of the group socket now; ours must never read from it.
-      groupSock?.destroy();
+      child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe', ...inherited] });
+      // QEMU holds its own copies of the NIC sockets now; ours must never read from them.
+      for (const s of inherited) s.destroy();
     } catch (e) {
       await releaseGroup();
       for (const s of servers) s.close();
@@ -686,23 +703,6 @@ async function portProblem(host: string, port: number): Promise<string | undefin
     srv.once('error', (e: NodeJS.ErrnoException) => resolve(e.code === 'EADDRINUSE' ? 'the port is already in use' : (e.code ?? e.message)));
     srv.listen({ host, port, exclusive: true }, () => srv.close(() => resolve(undefined)));
   });
-}
-
-/** Absolute path of an executable found in PATH (or the path itself if it has a slash). */
-export function findExecutable(cmd: string, env: NodeJS.ProcessEnv = process.env): string | undefined {
-  const ok = (p: string): boolean => {
-    try {
-      accessSync(p, constants.X_OK);
-      return statSync(p).isFile();
-    } catch {
-      return false;
-    }
-  };
-  if (cmd.includes('/')) return ok(cmd) ? cmd : undefined;
-  for (const dir of (env.PATH ?? '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin').split(':')) {
-    if (dir && ok(join(dir, cmd))) return join(dir, cmd);
-  }
-  return undefined;
 }
 
 /** True when `p` is an existing directory (used by spec validation). */

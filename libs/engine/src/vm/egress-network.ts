@@ -1,0 +1,273 @@
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { chown, mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { connect, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { MonocoreError } from '../errors/index.js';
+import type { MonocoreHome } from '../home/index.js';
+import { HostLock } from '../rootfs/host-lock.js';
+import { findExecutable } from './find-executable.js';
+
+const run = promisify(execFile);
+
+/**
+ * Outbound network access for a guest (`local_only = false`) that can never
+ * reach the host (docs/NETWORK.md, "Outbound"):
+ *
+ *   guest NIC ── unix socket ── passt (inside netns mcegress-N) ── veth ── host: nft filter + NAT ── out
+ *
+ * passt turns the guest's frames into ordinary sockets, but it makes them inside
+ * a network namespace of their own (`mcegress-N`), whose only way out is a veth pair
+ * to the host. On the host, an nftables table drops everything arriving from
+ * `mcegress*` interfaces (the host ends, `mcegressN`) for the host itself (INPUT: every host address, loopback
+ * included), drops forwarding to private, loopback, link-local and multicast
+ * ranges (except the host's DNS resolvers on port 53) and to other VMs, and
+ * masquerades the rest. `--no-map-gw` stops passt from mapping the gateway
+ * address to the namespace's loopback. QEMU itself stays in the host namespace,
+ * so port forwards and the group segment work as before.
+ *
+ * Each VM holds one slot N (a /30 of 100.127.0.0/16) by an flock for its whole
+ * life: a crashed owner's lock goes with it, and the next owner of the slot
+ * removes the stale namespace first.
+ */
+export const EGRESS_POOL = '100.127.0.0/16';
+const POOL_BASE = (100 << 24) | (127 << 16);
+const SLOTS = 16384;
+const TABLE = 'monocore_egress';
+/** Destinations a guest may never reach through the egress path (besides every host address). */
+export const EGRESS_BLOCKED = ['0.0.0.0/8', '10.0.0.0/8', '100.64.0.0/10', '127.0.0.0/8', '169.254.0.0/16', '172.16.0.0/12', '192.168.0.0/16', '224.0.0.0/3'];
+
+export interface EgressGuestConfig {
+  /** The guest's address on its egress NIC, e.g. "100.127.0.6/30". */
+  cidr: string;
+  gateway: string;
+  /** IPv4 resolvers for the guest's /etc/resolv.conf (the host's upstream ones). */
+  dns: string[];
+}
+
+const ipString = (n: number): string => [24, 16, 8, 0].map((s) => (n >>> s) & 255).join('.');
+
+/** Why outbound access cannot be given on this host, or undefined when it can. */
+export function egressUnavailable(env: NodeJS.ProcessEnv = process.env): string | undefined {
+  if (process.platform !== 'linux') return `outbound access needs Linux network namespaces (this is ${process.platform})`;
+  if (process.getuid?.() !== 0) return 'outbound access needs root (network namespaces, veth and nftables)';
+  for (const [cmd, pkg] of [['passt', 'passt'], ['nft', 'nftables'], ['ip', 'iproute2'], ['setpriv', 'util-linux']] as const) {
+    if (!findExecutable(cmd, env)) return `${cmd} not found (apt-get install ${pkg})`;
+  }
+  return undefined;
+}
+
+/** The host's upstream IPv4 resolvers (systemd-resolved's stub 127.0.0.53 replaced by its upstreams). */
+export function hostResolvers(read: (p: string) => string | undefined = (p) => (existsSync(p) ? readFileSync(p, 'utf8') : undefined)): string[] {
+  const parse = (text: string | undefined): string[] =>
+    (text ?? '').split('\n').map((l) => /^\s*nameserver\s+(\d+\.\d+\.\d+\.\d+)\s*$/.exec(l)?.[1]).filter((x): x is string => x !== undefined);
+  let servers = parse(read('/etc/resolv.conf'));
+  if (servers.some((s) => s.startsWith('127.'))) servers = [...servers, ...parse(read('/run/systemd/resolve/resolv.conf'))];
+  return [...new Set(servers.filter((s) => !s.startsWith('127.') && !s.startsWith('0.')))];
+}
+
+let rulesReady: Promise<void> | undefined;
+
+/** Installs the host's nftables table once per boot (idempotent across processes: an existing table is kept). */
+function ensureHostRules(resolvers: string[]): Promise<void> {
+  rulesReady ??= (async () => {
+    const exists = await run('nft', ['list', 'table', 'inet', TABLE]).then(() => true, () => false);
+    if (exists) return;
+    const forwarding = readFileSync('/proc/sys/net/ipv4/ip_forward', 'utf8').trim() === '1';
+    const ruleset = [
+      `table inet ${TABLE} {`,
+      '  chain input {',
+      '    type filter hook input priority -5; policy accept;',
+      '    iifname "mcegress*" drop',
+      '  }',
+      '  chain forward {',
+      '    type filter hook forward priority -5; policy accept;',
+      ...(resolvers.length > 0 ? [`    iifname "mcegress*" ip daddr { ${resolvers.join(', ')} } meta l4proto { tcp, udp } th dport 53 accept`] : []),
+      `    iifname "mcegress*" ip daddr { ${EGRESS_BLOCKED.join(', ')} } drop`,
+      '    iifname "mcegress*" oifname "mcegress*" drop',
+      '    iifname "mcegress*" accept',
+      '    oifname "mcegress*" ct state established,related accept',
+      '    oifname "mcegress*" drop',
+      // We turn forwarding on for our interfaces only: the rest of the host keeps not forwarding.
+      ...(forwarding ? [] : ['    iifname != "mcegress*" oifname != "mcegress*" drop']),
+      '  }',
+      '  chain postrouting {',
+      '    type nat hook postrouting priority 100; policy accept;',
+      `    ip saddr ${EGRESS_POOL} oifname != "mcegress*" masquerade`,
+      '  }',
+      '}',
+    ].join('\n');
+    await new Promise<void>((resolve, reject) => {
+      const nft = spawn('nft', ['-f', '-'], { stdio: ['pipe', 'ignore', 'pipe'] });
+      let err = '';
+      nft.stderr.on('data', (d: Buffer) => (err += d.toString()));
+      nft.on('error', reject);
+      nft.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`nft: ${err.trim() || `exit ${code}`}`))));
+      nft.stdin.end(ruleset + '\n');
+    });
+    if (!forwarding) await run('sysctl', ['-q', '-w', 'net.ipv4.ip_forward=1']);
+  })();
+  rulesReady.catch(() => (rulesReady = undefined));
+  return rulesReady;
+}
+
+export class EgressNetwork {
+  private closed = false;
+
+  private constructor(
+    readonly slot: number,
+    readonly guest: EgressGuestConfig,
+    /** Connected to passt: hand it to QEMU as a `-netdev socket,fd=` NIC. */
+    readonly socket: Socket,
+    /** The running passt (it forks away from the process we spawn). */
+    private readonly passtPid: number | undefined,
+    private readonly lock: HostLock,
+    private readonly dir: string,
+  ) {}
+
+  get namespace(): string {
+    return `mcegress-${this.slot}`;
+  }
+
+  static async open(home: MonocoreHome, id: string): Promise<EgressNetwork> {
+    const why = egressUnavailable();
+    if (why) throw new MonocoreError('MC_VM_NETWORK_UNSUPPORTED', `${id}: local_only = false: ${why}`, { id, field: 'network.localOnly' });
+    const resolvers = hostResolvers();
+    const fail = (what: string, err: unknown): MonocoreError =>
+      new MonocoreError('MC_VM_NETWORK_FAILED', `${id}: outbound network: ${what}: ${(err as { stderr?: string }).stderr?.trim() || (err as Error).message}`, { id }, { cause: err });
+    try {
+      await ensureHostRules(resolvers);
+    } catch (err) {
+      throw fail('installing the nftables rules', err);
+    }
+    const { slot, lock } = await acquireSlot(home);
+    const ns = `mcegress-${slot}`;
+    const hostIf = `mcegress${slot}`;
+    const base = POOL_BASE + slot * 4;
+    const [hostIp, guestIp] = [ipString(base + 1), ipString(base + 2)];
+    let dir: string | undefined;
+    let passt: ChildProcess | undefined;
+    let passtPid: number | undefined;
+    try {
+      await removeSlotNetwork(slot);
+      for (const args of [
+        ['netns', 'add', ns],
+        ['link', 'add', hostIf, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns],
+        ['addr', 'add', `${hostIp}/30`, 'dev', hostIf],
+        ['link', 'set', hostIf, 'up'],
+        ['-n', ns, 'link', 'set', 'lo', 'up'],
+        ['-n', ns, 'addr', 'add', `${guestIp}/30`, 'dev', 'eth0'],
+        ['-n', ns, 'link', 'set', 'eth0', 'up'],
+        ['-n', ns, 'route', 'add', 'default', 'via', hostIp],
+      ]) {
+        await run('ip', args).catch((err) => {
+          throw fail(`ip ${args.join(' ')}`, err);
+        });
+      }
+      dir = await mkdtemp(join(tmpdir(), 'mcegr-'));
+      // passt creates its socket after dropping to "nobody": the private dir must be theirs.
+      await chown(dir, nobodyUid(), -1);
+      const sock = join(dir, 'passt.sock');
+      // --one-off: passt exits when its one client goes away — QEMU, which holds the
+      // socket we connect and dies with its supervisor (pdeathsig). passt forks into
+      // its own sandbox and drops to nobody, so it is found by its command line, not as our child.
+      passt = spawn('ip', ['netns', 'exec', ns,
+        'passt', '--foreground', '--one-off', '--ipv4-only', '--quiet', '--stderr', '--no-map-gw', '--no-dhcp',
+        '--socket', sock, '--tcp-ports', 'none', '--udp-ports', 'none',
+        '--address', guestIp, '--netmask', '30', '--gateway', hostIp, '--interface', 'eth0'],
+      { stdio: ['ignore', 'ignore', 'pipe'] });
+      let stderr = '';
+      passt.stderr?.on('data', (d: Buffer) => { if (stderr.length < 4096) stderr += d.toString(); });
+      const socket = await connectWhenReady(sock, passt, () => stderr);
+      passtPid = await pidWithArg(sock);
+      return new EgressNetwork(slot, { cidr: `${guestIp}/30`, gateway: hostIp, dns: resolvers }, socket, passtPid, lock, dir);
+    } catch (err) {
+      passt?.kill('SIGKILL');
+      if (passtPid) killQuietly(passtPid);
+      await removeSlotNetwork(slot).catch(() => undefined);
+      if (dir) await rm(dir, { recursive: true, force: true });
+      await lock.release();
+      throw err instanceof MonocoreError ? err : fail('starting passt', err);
+    }
+  }
+
+  /** Stops passt, deletes the namespace (and with it the veth pair), frees the slot. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.socket.destroy();
+    // Normally gone already (--one-off, QEMU disconnected); make sure.
+    if (this.passtPid) killQuietly(this.passtPid);
+    await removeSlotNetwork(this.slot).catch(() => undefined);
+    await rm(this.dir, { recursive: true, force: true });
+    await this.lock.release();
+  }
+}
+
+/** Takes the first free slot (starting at a random one) by its flock. */
+async function acquireSlot(home: MonocoreHome): Promise<{ slot: number; lock: HostLock }> {
+  const dir = join(home.root, 'run', 'egress');
+  await mkdir(dir, { recursive: true });
+  const start = Math.floor(Math.random() * SLOTS);
+  for (let i = 0; i < SLOTS; i++) {
+    const slot = (start + i) % SLOTS;
+    const lock = await HostLock.tryAcquire(join(dir, `slot-${slot}.lock`));
+    if (lock) return { slot, lock };
+  }
+  throw new MonocoreError('MC_VM_NETWORK_FAILED', `all ${SLOTS} outbound network slots are in use`, {});
+}
+
+/** Deletes slot N's namespace (its veth pair goes with it); nothing there is fine. */
+async function removeSlotNetwork(slot: number): Promise<void> {
+  await run('ip', ['netns', 'del', `mcegress-${slot}`]).catch(() => undefined);
+  await run('ip', ['link', 'del', `mcegress${slot}`]).catch(() => undefined);
+}
+
+/** The pid of the process whose command line has `arg` (our private socket path), if any. */
+async function pidWithArg(arg: string): Promise<number | undefined> {
+  for (const pid of (await readdir('/proc')).filter((n) => /^\d+$/.test(n))) {
+    const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+    if (cmdline.split('\0').includes(arg) && Number(pid) !== process.pid) return Number(pid);
+  }
+  return undefined;
+}
+
+/** The uid passt drops to (its default --runas). */
+function nobodyUid(): number {
+  try {
+    const line = readFileSync('/etc/passwd', 'utf8').split('\n').find((l) => l.startsWith('nobody:'));
+    const uid = Number(line?.split(':')[2]);
+    return Number.isInteger(uid) ? uid : 65534;
+  } catch {
+    return 65534;
+  }
+}
+
+function killQuietly(pid: number): void {
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    // already gone
+  }
+}
+
+/** Connects to passt's socket once it listens (it binds before dropping privileges). */
+async function connectWhenReady(path: string, passt: ChildProcess, stderr: () => string): Promise<Socket> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    // Exit 0 is passt forking into its sandbox; anything else is a failure.
+    if ((passt.exitCode !== null && passt.exitCode !== 0) || passt.signalCode !== null) throw new Error(`passt exited (${passt.exitCode ?? passt.signalCode}): ${stderr().trim()}`);
+    if (existsSync(path)) {
+      const sock = await new Promise<Socket | undefined>((resolve) => {
+        const s = connect(path);
+        s.once('connect', () => resolve(s));
+        s.once('error', () => resolve(undefined));
+      });
+      if (sock) return sock;
+    }
+    if (Date.now() > deadline) throw new Error(`passt did not listen on ${path} within 10 s: ${stderr().trim()}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
