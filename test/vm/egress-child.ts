@@ -6,6 +6,8 @@
  * prints one JSON line with the outcome.
  */
 import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { cleanupEgressOrphans } from '@monocore/engine';
 import { backend, spec } from './vm-fixtures.js';
 
 const script = process.argv[2] ?? 'true';
@@ -24,5 +26,10 @@ try {
   result = { error: { code: (err as { code?: string }).code, message: (err as Error).message } };
 }
 const leftover = execFileSync('ip', ['-o', 'link', 'show'], { encoding: 'utf8' }).split('\n').filter((l) => / mcegress\d+[@:]/.test(l));
+// A namespace left by a crashed worker (no live process holds its slot) is removed at worker start.
+const staleSlot = 16000 + Math.floor(Math.random() * 300);
+execFileSync('ip', ['netns', 'add', `mcegress-${staleSlot}`]);
+const cleaned = await cleanupEgressOrphans();
+const staleGone = cleaned.includes(`mcegress-${staleSlot}`) && !existsSync(`/run/netns/mcegress-${staleSlot}`);
 const rules = execFileSync('nft', ['list', 'table', 'inet', 'monocore_egress'], { encoding: 'utf8' });
-console.log(JSON.stringify({ ...result, leftoverLinks: leftover, rules, ipForward: execFileSync('sysctl', ['-n', 'net.ipv4.ip_forward'], { encoding: 'utf8' }).trim() }));
+console.log(JSON.stringify({ ...result, staleGone, leftoverLinks: leftover, rules, ipForward: execFileSync('sysctl', ['-n', 'net.ipv4.ip_forward'], { encoding: 'utf8' }).trim() }));

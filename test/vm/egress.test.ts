@@ -122,6 +122,7 @@ test('egress: a local_only = false guest reaches the outside by IP and by name, 
     stderr?: string;
     error?: { message: string };
     leftoverLinks: string[];
+    staleGone: boolean;
     rules: string;
     ipForward: string;
   };
@@ -136,6 +137,7 @@ test('egress: a local_only = false guest reaches the outside by IP and by name, 
   assert.ok(lines.includes('done'));
   // Torn down with the VM: no veth left; the host table stays (one per boot), forwarding on.
   assert.deepEqual(r.leftoverLinks, []);
+  assert.equal(r.staleGone, true, 'cleanupEgressOrphans removed a namespace whose slot nobody holds');
   assert.match(r.rules, /iifname "mcegress\*" drop/);
   assert.match(r.rules, /masquerade/);
   assert.equal(r.ipForward, '1');

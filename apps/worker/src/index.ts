@@ -16,6 +16,7 @@ import {
   QemuBackend,
   QueueNames,
   StateStore,
+  cleanupEgressOrphans,
   cleanupOrphans,
   type JobTuning,
   type LogRetentionPolicy,
@@ -110,6 +111,10 @@ export async function startWorker(options: StartWorkerOptions): Promise<Monocore
   if (backend.name === 'qemu') {
     const cleaned = cleanupOrphans(home);
     if (cleaned.killed.length > 0) logger.warn({ killed: cleaned.killed }, 'killed VMs left by a previous worker');
+    if (process.getuid?.() === 0) {
+      const stale = await cleanupEgressOrphans().catch(() => []);
+      if (stale.length > 0) logger.warn({ namespaces: stale }, 'removed egress namespaces left by a previous worker');
+    }
   }
 
   const state = new StateStore(redis);

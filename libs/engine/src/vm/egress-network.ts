@@ -6,7 +6,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { MonocoreError } from '../errors/index.js';
-import type { MonocoreHome } from '../home/index.js';
 import { HostLock } from '../rootfs/host-lock.js';
 import { findExecutable } from './find-executable.js';
 
@@ -29,8 +28,8 @@ const run = promisify(execFile);
  * so port forwards and the group segment work as before.
  *
  * Each VM holds one slot N (a /30 of 100.127.0.0/16) by an flock for its whole
- * life: a crashed owner's lock goes with it, and the next owner of the slot
- * removes the stale namespace first.
+ * life: a crashed owner's lock goes with it, and the next owner of the slot (or
+ * cleanupEgressOrphans at worker start) removes the stale namespace.
  */
 export const EGRESS_POOL = '100.127.0.0/16';
 const POOL_BASE = (100 << 24) | (127 << 16);
@@ -131,7 +130,7 @@ export class EgressNetwork {
     return `mcegress-${this.slot}`;
   }
 
-  static async open(home: MonocoreHome, id: string): Promise<EgressNetwork> {
+  static async open(id: string): Promise<EgressNetwork> {
     const why = egressUnavailable();
     if (why) throw new MonocoreError('MC_VM_NETWORK_UNSUPPORTED', `${id}: local_only = false: ${why}`, { id, field: 'network.localOnly' });
     const resolvers = hostResolvers();
@@ -142,7 +141,7 @@ export class EgressNetwork {
     } catch (err) {
       throw fail('installing the nftables rules', err);
     }
-    const { slot, lock } = await acquireSlot(home);
+    const { slot, lock } = await acquireSlot();
     const ns = `mcegress-${slot}`;
     const hostIf = `mcegress${slot}`;
     const base = POOL_BASE + slot * 4;
@@ -206,10 +205,17 @@ export class EgressNetwork {
   }
 }
 
+/**
+ * Slot locks are host-wide, not per MONOCORE_HOME: addresses, interface and
+ * namespace names are host-wide too, and two workers with different homes on
+ * one host must neither share a slot nor clean up each other's.
+ */
+const SLOT_LOCK_DIR = '/run/monocore/egress';
+
 /** Takes the first free slot (starting at a random one) by its flock. */
-async function acquireSlot(home: MonocoreHome): Promise<{ slot: number; lock: HostLock }> {
-  const dir = join(home.root, 'run', 'egress');
-  await mkdir(dir, { recursive: true });
+async function acquireSlot(): Promise<{ slot: number; lock: HostLock }> {
+  const dir = SLOT_LOCK_DIR;
+  await mkdir(dir, { recursive: true, mode: 0o700 });
   const start = Math.floor(Math.random() * SLOTS);
   for (let i = 0; i < SLOTS; i++) {
     const slot = (start + i) % SLOTS;
@@ -217,6 +223,34 @@ async function acquireSlot(home: MonocoreHome): Promise<{ slot: number; lock: Ho
     if (lock) return { slot, lock };
   }
   throw new MonocoreError('MC_VM_NETWORK_FAILED', `all ${SLOTS} outbound network slots are in use`, {});
+}
+
+/**
+ * Deletes egress namespaces whose slot no live process holds (left by a worker
+ * that crashed); returns their names. Called at worker start.
+ */
+export async function cleanupEgressOrphans(): Promise<string[]> {
+  const removed: string[] = [];
+  let names: string[];
+  try {
+    names = await readdir('/run/netns');
+  } catch {
+    return removed;
+  }
+  for (const name of names) {
+    const slot = Number(/^mcegress-(\d+)$/.exec(name)?.[1] ?? NaN);
+    if (!Number.isInteger(slot)) continue;
+    await mkdir(SLOT_LOCK_DIR, { recursive: true, mode: 0o700 });
+    const lock = await HostLock.tryAcquire(join(SLOT_LOCK_DIR, `slot-${slot}.lock`));
+    if (!lock) continue; // a live VM holds it
+    try {
+      await removeSlotNetwork(slot);
+      removed.push(name);
+    } finally {
+      await lock.release();
+    }
+  }
+  return removed;
 }
 
 /** Deletes slot N's namespace (its veth pair goes with it); nothing there is fine. */

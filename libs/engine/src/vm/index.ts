@@ -7,6 +7,7 @@ export { buildInitramfs, guestInitSourcePath, type Initramfs, type InitramfsOpti
 export { resolveModuleOrder, GUEST_MODULES, type ModuleLoad } from './kernel-modules.js';
 export { detectAccel, type Accel, type AccelChoice } from './acceleration.js';
 export { cleanupOrphans, type OrphanCleanup } from './orphans.js';
+export { cleanupEgressOrphans, egressUnavailable, EGRESS_POOL } from './egress-network.js';
 export { validateVmSpec } from './vm-spec-validation.js';
 export { GroupSwitch } from './group-switch.js';
 export { MicroVm, MicroVmBuilder } from './micro-vm.js';

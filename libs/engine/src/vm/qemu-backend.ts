@@ -270,7 +270,7 @@ export class QemuBackend implements HypervisorBackend {
         if (!net.localOnly) {
           // Outbound access: a NIC to passt in a namespace of its own, whose way out
           // is filtered on the host so that it never leads back to it (egress-network.ts).
-          egress = await EgressNetwork.open(this.home, spec.id);
+          egress = await EgressNetwork.open(spec.id);
           const opened = egress;
           const leave = releaseGroup;
           releaseGroup = async () => {
