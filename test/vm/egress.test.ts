@@ -13,11 +13,11 @@
  * not the host's address, not its gateway, not private or link-local ranges.
  */
 import assert from 'node:assert/strict';
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { after, before, test } from 'node:test';
-import { tempDir } from './vm-fixtures.js';
+import { kernelDir, tempDir } from './vm-fixtures.js';
 
 const H = `mc-egh-${process.pid}`;
 const W = `mc-egw-${process.pid}`;
@@ -141,4 +141,22 @@ test('egress: a local_only = false guest reaches the outside by IP and by name, 
   assert.match(r.rules, /iifname "mcegress\*" drop/);
   assert.match(r.rules, /masquerade/);
   assert.equal(r.ipForward, '1');
+});
+
+test('egress: `monocore run --net outbound` reaches the outside; without it the guest has no way out', async () => {
+  const cli = fileURLToPath(new URL('../../../apps/cli/dist/main.js', import.meta.url));
+  const image = process.env.MONOCORE_TEST_IMAGE ?? '';
+  assert.ok(image, 'MONOCORE_TEST_IMAGE is set');
+  const env = { ...process.env, MONOCORE_HOME: tempDir('egress-cli-home'), MONOCORE_KERNEL_DIR: kernelDir() };
+  // Pulled here (the registry is on the real loopback); run in H uses the local copy.
+  const pull = spawnSync(process.execPath, [cli, 'pull', '-q', image], { env, encoding: 'utf8' });
+  assert.equal(pull.status, 0, pull.stderr);
+  const run = (...args: string[]): { status: number | null; stdout: string; stderr: string } =>
+    spawnSync('ip', ['netns', 'exec', H, process.execPath, cli, 'run', '-q', ...args, image, '--', 'sh', '-c', 'timeout 6 wget -q -O - http://198.18.0.2:8080/ || echo no-way-out'], { env, encoding: 'utf8', timeout: 120_000 });
+  const out = run('--net', 'outbound');
+  assert.equal(out.status, 0, out.stderr);
+  assert.equal(out.stdout, 'wan-ok\n');
+  const none = run();
+  assert.equal(none.status, 0, none.stderr);
+  assert.equal(none.stdout, 'no-way-out\n');
 });

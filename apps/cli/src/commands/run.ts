@@ -24,6 +24,7 @@ interface RunOptions {
   backend?: string;
   bootTimeout: string;
   pull: 'missing' | 'always';
+  net: 'none' | 'outbound';
 }
 
 const usage = (message: string, details: Record<string, unknown> = {}): MonocoreError => new MonocoreError('MC_USAGE', message, details);
@@ -95,6 +96,7 @@ export function registerRun(program: Command): void {
     .addOption(new Option('--backend <name>', 'hypervisor backend').choices(['auto', 'qemu', 'libkrun']))
     .option('--boot-timeout <ms>', 'fail if the command has not started within this time', '60000')
     .addOption(new Option('--pull <when>', 'pull the image: "missing" (default: use a local copy without asking the registry) or "always"').choices(['missing', 'always']).default('missing'))
+    .addOption(new Option('--net <mode>', '"none" (default): no network but the forwarded ports; "outbound": also the internet, never the host (root, passt, nftables)').choices(['none', 'outbound']).default('none'))
     .option('--json', 'capture output and print one JSON result on stdout')
     .option('-q, --quiet', 'no pull progress')
     .addHelpText(
@@ -102,7 +104,7 @@ export function registerRun(program: Command): void {
       '\nExamples:\n  monocore run alpine -- echo hello\n  monocore run -p 8080:80 -v ./site:/www busybox -- httpd -f -p 80 -h /www\n' +
         '\nThe command\'s stdout/stderr are streamed as they come; the exit code is the command\'s\n' +
         '(126 not executable, 127 not found, 128+N killed by signal N). Nothing is kept afterwards.\n' +
-        'The guest gets no network except the forwarded ports (docs/NETWORK.md).',
+        'The guest gets no network except the forwarded ports, unless --net outbound (docs/NETWORK.md).',
     )
     .action(async (image: string, command: string[], opts: RunOptions) => {
       try {
@@ -161,7 +163,8 @@ export function registerRun(program: Command): void {
         volumes,
         ports,
         stateDir,
-        network: { mode: 'none' },
+        // Outbound: a one-member group (its segment stays private) with local_only = false.
+        network: opts.net === 'outbound' ? { mode: 'group', group: id, address: '10.88.0.2/24', peers: {}, localOnly: false } : { mode: 'none' },
         stdout: capOut ?? process.stdout,
         stderr: capErr ?? process.stderr,
         bootTimeoutMs,
