@@ -18,11 +18,11 @@ import { buildInitramfs, type Initramfs } from './initramfs-builder.js';
 import { ChildProcessWatch } from './child-process-watch.js';
 import { EgressNetwork } from './egress-network.js';
 import { findExecutable } from './find-executable.js';
-
-export { findExecutable };
 import { removePidRecord } from './orphans.js';
 import { validateVmSpec } from './vm-spec-validation.js';
 import type { VmExit, VmSpec } from './vm-spec.js';
+
+export { findExecutable };
 
 const run = promisify(execFile);
 
@@ -227,9 +227,8 @@ export class QemuBackend implements HypervisorBackend {
 
     let group: { sw: GroupSwitch; dir: string; members: number } | undefined;
     let groupKey: string | undefined;
-    let releaseGroup: () => Promise<void> = async () => {};
+    let releaseNetwork: () => Promise<void> = async () => {};
     let groupSock: Socket | undefined;
-    let egress: EgressNetwork | undefined;
     /** Sockets QEMU inherits as fd 3, 4, …: `-netdev socket,fd=N`. */
     const inherited: Socket[] = [];
     const guest: GuestSpec = {
@@ -252,7 +251,7 @@ export class QemuBackend implements HypervisorBackend {
         groupKey = net.group;
         group = await this.joinGroup(net.group);
         const mac = groupMac(net.address);
-        releaseGroup = async () => {
+        releaseNetwork = async () => {
           groupSock?.destroy();
           await this.leaveGroup(net.group);
         };
@@ -270,12 +269,11 @@ export class QemuBackend implements HypervisorBackend {
         if (!net.localOnly) {
           // Outbound access: a NIC to passt in a namespace of its own, whose way out
           // is filtered on the host so that it never leads back to it (egress-network.ts).
-          egress = await EgressNetwork.open(spec.id);
-          const opened = egress;
-          const leave = releaseGroup;
-          releaseGroup = async () => {
-            await leave();
-            await opened.close();
+          const egress = await EgressNetwork.open(spec.id);
+          const leaveGroup = releaseNetwork;
+          releaseNetwork = async () => {
+            await leaveGroup();
+            await egress.close();
           };
           inherited.push(egress.socket);
           netArgs.push('-netdev', `socket,id=egr,fd=${2 + inherited.length}`);
@@ -295,7 +293,7 @@ export class QemuBackend implements HypervisorBackend {
         guest.nics.push({ mac: PORT_FWD_MAC, cidr: '10.0.2.15/24' });
       }
     } catch (e) {
-      await releaseGroup();
+      await releaseNetwork();
       for (const s of servers) s.close();
       await rm(runtimeDir, { recursive: true, force: true });
       throw e;
@@ -376,7 +374,7 @@ export class QemuBackend implements HypervisorBackend {
       // QEMU holds its own copies of the NIC sockets now; ours must never read from them.
       for (const s of inherited) s.destroy();
     } catch (e) {
-      await releaseGroup();
+      await releaseNetwork();
       for (const s of servers) s.close();
       await rm(runtimeDir, { recursive: true, force: true });
       throw new MonocoreError('MC_VM_START_FAILED', `${spec.id}: cannot spawn ${argv[0]}: ${(e as Error).message}`, { id: spec.id }, { cause: e });
@@ -387,7 +385,7 @@ export class QemuBackend implements HypervisorBackend {
       ctl: ctl.conn, out: out.conn, err: err.conn,
       bootTimeoutMs: spec.bootTimeoutMs ?? this.opts.bootTimeoutMs ?? 60_000,
       onGone: async () => {
-        await releaseGroup();
+        await releaseNetwork();
       },
       home: this.home,
       groupKey,
