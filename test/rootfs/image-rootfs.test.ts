@@ -158,17 +158,25 @@ test('a rootfs is flushed to disk after its commit; one committed in an earlier 
   const layers = smallImage(dir);
   const first = await ensureImageRootfs({ home, imageId: IMAGE, layers });
   const imageDir = join(home.imageRootfsDir, IMAGE.slice(7));
-  assert.equal(readFileSync(join(imageDir, 'boot-id'), 'utf8').trim(), readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim());
-  for (let i = 0; i < 200 && !existsSync(join(imageDir, 'synced')); i++) await new Promise((r) => setTimeout(r, 50));
-  assert.ok(existsSync(join(imageDir, 'synced')), 'the background syncfs confirmed the tree');
+  const [bootId, nonce] = readFileSync(join(imageDir, 'boot-id'), 'utf8').trim().split(' ');
+  assert.equal(bootId, readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim());
+  const marker = (): string => readFileSync(join(imageDir, 'synced'), 'utf8');
+  for (let i = 0; i < 200 && marker() === ''; i++) await new Promise((r) => setTimeout(r, 50));
+  assert.equal(marker(), nonce, 'the background sync confirmed this commit');
 
   // Pretend the tree was committed in another boot. Confirmed synced: still complete.
-  writeFileSync(join(imageDir, 'boot-id'), 'an-earlier-boot\n');
+  writeFileSync(join(imageDir, 'boot-id'), `an-earlier-boot ${nonce}\n`);
   writeFileSync(join(first.rootfs, 'sentinel'), 'kept');
   await ensureImageRootfs({ home, imageId: IMAGE, layers });
   assert.equal(readFileSync(join(first.rootfs, 'sentinel'), 'utf8'), 'kept');
-  // Not confirmed: the data behind the names may be gone; it is unpacked afresh.
-  rmSync(join(imageDir, 'synced'));
+  // A marker of another commit (an earlier tree at this path) confirms nothing.
+  writeFileSync(join(imageDir, 'synced'), 'another-commit');
+  writeFileSync(join(first.rootfs, 'sentinel2'), 'x');
+  const other = await ensureImageRootfs({ home, imageId: IMAGE, layers });
+  assert.equal(existsSync(join(other.rootfs, 'sentinel2')), false, 'unpacked again');
+  // Not confirmed at all: the data behind the names may be gone; it is unpacked afresh.
+  writeFileSync(join(imageDir, 'boot-id'), 'an-earlier-boot 0\n');
+  rmSync(join(imageDir, 'synced'), { force: true });
   const again = await ensureImageRootfs({ home, imageId: IMAGE, layers });
   assert.equal(existsSync(join(again.rootfs, 'sentinel')), false, 'unpacked again');
   assert.equal(readFileSync(join(again.rootfs, 'new'), 'utf8'), 'new');

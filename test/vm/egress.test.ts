@@ -17,7 +17,7 @@ import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_pr
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { after, before, test } from 'node:test';
-import { kernelDir, tempDir } from './vm-fixtures.js';
+import { kernelDir, tempDir, testRootfs } from './vm-fixtures.js';
 
 const H = `mc-egh-${process.pid}`;
 const W = `mc-egw-${process.pid}`;
@@ -49,6 +49,9 @@ s.bind(53, '198.18.0.2');
 `;
 
 before(async () => {
+  // The test image's rootfs is pulled from the registry on the real loopback: build (or
+  // find) it here, before the engine runs inside H where that loopback is out of reach.
+  testRootfs();
   ip('netns', 'add', H);
   ip('netns', 'add', W);
   ip('link', 'add', 'mctH0', 'netns', H, 'type', 'veth', 'peer', 'name', 'mctW0', 'netns', W);

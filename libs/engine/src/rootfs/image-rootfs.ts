@@ -7,7 +7,7 @@ import type { MonocoreHome } from '../home/index.js';
 import type { Readable } from 'node:stream';
 import { applyLayer } from './apply-layer.js';
 import { openLayerFile } from './layer-source.js';
-import { syncFilesystem } from './sync-filesystem.js';
+import { syncFilesystem, syncInBackground } from './sync-filesystem.js';
 import { HostLock } from './host-lock.js';
 import { layerCompression } from './layer-compression.js';
 import { OWNERSHIP_FILE, type OwnershipRecordFile } from './ownership-record.js';
@@ -71,9 +71,10 @@ export interface ImageRootfs {
 
 const DIGEST_RE = /^sha256:[a-f0-9]{64}$/;
 /**
- * Next to rootfs/: `boot-id`, the kernel boot the tree was committed in, and
- * `synced`, once the tree is known to be on disk (syncfs returned). Until then
- * the tree is trusted only within the boot that wrote it.
+ * Next to rootfs/: `boot-id`, "<kernel boot id> <commit nonce>" of the commit,
+ * and `synced`, empty until it holds that nonce: the tree is known to be on
+ * disk (a background `sync -f` returned). Until then the tree is trusted only within
+ * the boot that wrote it.
  */
 const BOOT_ID_FILE = 'boot-id';
 const SYNCED_MARKER = 'synced';
@@ -126,8 +127,12 @@ async function complete(home: MonocoreHome, imageId: string): Promise<ImageRootf
     const rec = JSON.parse(await readFile(join(dir, OWNERSHIP_FILE), 'utf8')) as OwnershipRecordFile;
     // Committed in another boot and never confirmed on disk: a crash may have
     // lost file data behind the committed names. Not complete: unpack again.
-    const bootId = await readFile(join(dir, BOOT_ID_FILE), 'utf8').catch(() => undefined);
-    if (bootId !== undefined && bootId.trim() !== currentBootId() && !(await exists(join(dir, SYNCED_MARKER)))) return undefined;
+    const commit = await readFile(join(dir, BOOT_ID_FILE), 'utf8').catch(() => undefined);
+    if (commit !== undefined) {
+      const [bootId, nonce] = commit.trim().split(' ');
+      const synced = await readFile(join(dir, SYNCED_MARKER), 'utf8').catch(() => undefined);
+      if (bootId !== currentBootId() && (synced === undefined || synced !== nonce)) return undefined;
+    }
     return { rootfs: join(dir, 'rootfs'), ownershipRecorded: rec.ownershipRecorded === true };
   } catch {
     return undefined;
@@ -257,7 +262,12 @@ async function ensure(opts: EnsureImageRootfsOptions, hex: string): Promise<Imag
       const record = session.record(imageId);
       await writeFile(join(tmp, OWNERSHIP_FILE), JSON.stringify(record) + '\n', { mode: 0o644 });
       const bootId = currentBootId();
-      if (bootId) await writeFile(join(tmp, BOOT_ID_FILE), bootId + '\n', { mode: 0o644 });
+      // The nonce ties the `synced` marker to this commit, not to an earlier tree at the same path.
+      const nonce = randomBytes(8).toString('hex');
+      if (bootId) {
+        await writeFile(join(tmp, BOOT_ID_FILE), `${bootId} ${nonce}\n`, { mode: 0o644 });
+        await writeFile(join(tmp, SYNCED_MARKER), '', { mode: 0o644 }); // filled once synced
+      }
       // Without a boot id to tell a reboot apart, the data goes to disk before the commit.
       if (!bootId) await syncFilesystem(tmp);
       // The commit point: before this rename nothing calls the image unpacked.
@@ -265,9 +275,7 @@ async function ensure(opts: EnsureImageRootfsOptions, hex: string): Promise<Imag
       if (bootId) {
         // Usable at once (the page cache has it); on disk a little later. Until the
         // marker exists, complete() trusts the tree only within this boot.
-        void syncFilesystem(finalDir)
-          .then(() => writeFile(join(finalDir, SYNCED_MARKER), ''))
-          .catch(() => undefined);
+        syncInBackground(finalDir, join(finalDir, SYNCED_MARKER), nonce);
       }
       return { rootfs: join(finalDir, 'rootfs'), ownershipRecorded: record.ownershipRecorded };
     } catch (err) {

@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { open } from 'node:fs/promises';
 import { MonocoreError } from '../errors/index.js';
 import { libc } from './libc.js';
@@ -24,5 +25,23 @@ export async function syncFilesystem(path: string): Promise<void> {
     }
   } finally {
     await fh.close();
+  }
+}
+
+/**
+ * Flushes the filesystem holding `dir` in a detached `sync -f` process, then
+ * writes `content` into `marker`, an existing file: it is never created (dd
+ * conv=nocreat), so a tree deleted meanwhile does not get a new entry under the
+ * deleter's feet. Nothing waits for it: a CLI can exit at once (a syncfs in one
+ * of our own threads would hold the process until it returns).
+ */
+export function syncInBackground(dir: string, marker: string, content: string): void {
+  try {
+    const script = 'sync -f "$1" && printf %s "$3" | dd of="$2" conv=notrunc,nocreat status=none';
+    const child = spawn('sh', ['-c', script, 'sh', dir, marker, content], { detached: true, stdio: 'ignore' });
+    child.on('error', () => undefined);
+    child.unref();
+  } catch {
+    // No marker: the tree is trusted within this boot only, and unpacked again after a reboot.
   }
 }
