@@ -19,6 +19,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { freshFsFactory } from './support/fresh-fs.mjs';
 
 const runs = Number(process.argv[2] ?? 3);
 const here = dirname(fileURLToPath(import.meta.url));
@@ -108,34 +109,11 @@ const fmt = (ms) => (ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${ms.toFixed(
 
 const info = prepare();
 
-// Each variant writes into its own freshly made ext4 filesystem (a loop mount, as
-// root): on ext4, creating files shortly after many were deleted is several times
-// slower (find_inode_bit skips inodes freed in the last minutes: "recently_deleted"),
-// so on one shared filesystem each variant paid for the deletion of the one before.
-// Without root or loop devices, or with OCI_BENCH_SHARED_DIR=1: the old way (one directory, deleted between runs).
-const fsImg = join(out, 'fs.img');
-const mnt = join(out, 'mnt');
-const canMount = !process.env.OCI_BENCH_SHARED_DIR && process.getuid?.() === 0 && spawnSync('sh', ['-c', `mkdir -p ${mnt} && truncate -s 1M ${fsImg} && mkfs.ext4 -q -F ${fsImg} && mount -o loop ${fsImg} ${mnt} && umount ${mnt}`], { stdio: 'ignore' }).status === 0;
-function freshFs() {
-  if (!canMount) {
-    const dir = join(out, 'run');
-    rmSync(dir, { recursive: true, force: true });
-    mkdirSync(dir, { recursive: true });
-    return dir;
-  }
-  spawnSync('umount', [mnt], { stdio: 'ignore' });
-  rmSync(fsImg, { force: true });
-  sh('truncate', ['-s', '8G', fsImg]);
-  // No lazy init: no background zeroing thread competing with the variant.
-  sh('mkfs.ext4', ['-q', '-F', '-E', 'lazy_itable_init=0,lazy_journal_init=0', fsImg]);
-  sh('mount', ['-o', 'loop', fsImg, mnt]);
-  sh('sync', []);
-  return mnt;
-}
-function dropFs() {
-  if (canMount) spawnSync('umount', [mnt], { stdio: 'ignore' });
-  rmSync(canMount ? fsImg : join(out, 'run'), { recursive: true, force: true });
-}
+// Each variant writes into its own freshly made ext4 filesystem (bench/support/fresh-fs.mjs).
+const fs = freshFsFactory(out);
+const canMount = fs.canMount;
+const freshFs = () => fs.fresh();
+const dropFs = () => fs.drop();
 
 const results = { cli: [], lib: [], libDownload: [], base: [], skopeo: [], umoci: [] };
 for (let i = 0; i < runs; i++) {

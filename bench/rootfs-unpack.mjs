@@ -7,7 +7,7 @@
 // zoneinfo, qemu firmware: many small files and some big binaries), cached in
 // bench/out/rootfs-unpack/ with gzip (-6, like Docker) and zstd (-3) copies and an
 // OCI layout for umoci. Variants run interleaved, page cache warm, each into a
-// fresh directory (deletion not timed). monocore is timed in-process
+// freshly made ext4 filesystem (bench/support/fresh-fs.mjs; deletion not timed). monocore is timed in-process
 // (ensureImageRootfs, as the puller calls it; Node startup excluded), umoci and tar
 // as commands (Go/C startup is a few ms).
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -15,6 +15,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync, createReadStream } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { freshFsFactory } from './support/fresh-fs.mjs';
 import { ensureImageRootfs, MonocoreHome } from '@monocore/engine';
 
 const runs = Number(process.argv[2] ?? 5);
@@ -77,7 +78,9 @@ const layer = (kind) => {
   return { digest: `sha256:${meta.layerHex}`, mediaType, size: statSync(path).size, path };
 };
 
-const work = join(out, 'work');
+// Each variant unpacks into its own freshly made ext4 (bench/support/fresh-fs.mjs).
+const fs = freshFsFactory(out);
+let work = join(out, 'work');
 // Commands run under /usr/bin/time so their CPU time (user+sys) is known: on a
 // loaded machine CPU seconds are steadier than wall time.
 let childCpu = 0;
@@ -115,7 +118,7 @@ const times = Object.fromEntries(Object.keys(variants).map((k) => [k, []]));
 const cpu = Object.fromEntries(Object.keys(variants).map((k) => [k, []]));
 for (let i = 0; i < runs; i++) {
   for (const [name, fn] of Object.entries(variants)) {
-    rmSync(work, { recursive: true, force: true });
+    work = join(fs.fresh(), 'work');
     mkdirSync(work, { recursive: true });
     spawnSync('sync');
     childCpu = 0;
@@ -131,14 +134,14 @@ for (let i = 0; i < runs; i++) {
     console.error(`run ${i + 1}/${runs} ${name}: ${ms.toFixed(0)} ms wall, ${cpuMs.toFixed(0)} ms CPU`);
   }
 }
-rmSync(work, { recursive: true, force: true });
+fs.drop();
 
 const median = (a) => {
   const s = [...a].sort((x, y) => x - y);
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 };
 const load = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
-console.log(`layer: ${(sizes.tar / 1e6).toFixed(0)} MB tar, ${files} entries; gzip ${(sizes.gz / 1e6).toFixed(0)} MB, zstd ${(sizes.zst / 1e6).toFixed(0)} MB; ${runs} runs; load average at end ${load}`);
+console.log(`${fs.canMount ? 'a fresh ext4 per variant' : 'one shared directory'}; layer: ${(sizes.tar / 1e6).toFixed(0)} MB tar, ${files} entries; gzip ${(sizes.gz / 1e6).toFixed(0)} MB, zstd ${(sizes.zst / 1e6).toFixed(0)} MB; ${runs} runs; load average at end ${load}`);
 console.log('| variant | wall median ms | wall min–max ms | CPU median ms (user+sys) | MB/s (tar bytes, wall median) |');
 console.log('|---|---|---|---|---|');
 for (const [name, a] of Object.entries(times)) {
