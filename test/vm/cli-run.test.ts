@@ -79,6 +79,7 @@ test('monocore doctor --json reports backends, acceleration, kernel, initramfs a
     assert.equal(by('guest kernel')?.status, 'ok');
     assert.equal(by('initramfs')?.status, 'ok');
     assert.equal(by('redis')?.status, 'ok', by('redis')?.detail);
+    assert.equal(by('outbound network')?.status, 'ok', by('outbound network')?.detail);
   } finally {
     rmSync(home, { recursive: true, force: true });
   }

@@ -3,7 +3,7 @@ import { connect } from 'node:net';
 import type { Command } from 'commander';
 import { isMonocoreError } from '@monocore/engine/errors';
 import { MonocoreHome } from '@monocore/engine/home';
-import { QemuBackend, detectAccel, findGuestKernel, probeBackends } from '@monocore/engine/vm';
+import { EGRESS_POOL, QemuBackend, detectAccel, egressUnavailable, findGuestKernel, probeBackends } from '@monocore/engine/vm';
 
 interface Check {
   name: string;
@@ -89,6 +89,14 @@ export function registerDoctor(program: Command): void {
           checks.push({ name: 'qemu boot probe', status: p.ok ? 'ok' : 'fail', detail: p.detail });
         }
       }
+
+      // Outbound access for local_only = false / run --net outbound (docs/NETWORK.md).
+      const egress = egressUnavailable();
+      checks.push({
+        name: 'outbound network',
+        status: egress ? 'warn' : 'ok',
+        detail: egress ? `unavailable: ${egress} (local_only = false and run --net outbound fail here)` : `passt + nftables, guests in ${EGRESS_POOL}, never the host`,
+      });
 
       const redisUrl = process.env.MONOCORE_REDIS_URL || 'redis://127.0.0.1:6379';
       const r = await pingRedis(redisUrl);
