@@ -673,6 +673,21 @@ function openNew(path: string, mode: number): Promise<number> {
   return new Promise((resolve, reject) => fsc.open(path, OPEN_NEW, mode, (err, fd) => (err ? reject(err) : resolve(fd))));
 }
 
+/** What is left of `bufs` after a (partial) writev of `written` bytes. */
+function unwritten(bufs: Buffer[], written: number): Buffer[] {
+  let n = written;
+  const rest: Buffer[] = [];
+  for (const b of bufs) {
+    if (n >= b.length) {
+      n -= b.length;
+      continue;
+    }
+    rest.push(n > 0 ? b.subarray(n) : b);
+    n = 0;
+  }
+  return rest;
+}
+
 function writeAll(fd: number, chunks: Buffer[]): Promise<void> {
   return new Promise((resolve, reject) => {
     let bufs = chunks;
@@ -680,16 +695,7 @@ function writeAll(fd: number, chunks: Buffer[]): Promise<void> {
       if (bufs.length === 0) return resolve();
       fsc.writev(fd, bufs, (err, written) => {
         if (err) return reject(err);
-        let n = written;
-        const rest: Buffer[] = [];
-        for (const b of bufs) {
-          if (n >= b.length) {
-            n -= b.length;
-            continue;
-          }
-          rest.push(n > 0 ? b.subarray(n) : b);
-          n = 0;
-        }
+        const rest = unwritten(bufs, written);
         if (written === 0 && rest.length > 0) return reject(new Error('write returned 0 bytes'));
         bufs = rest;
         step();
@@ -712,18 +718,9 @@ function finishFdSync(fd: number, chunks: Buffer[], m: FdMeta): void {
   try {
     let bufs = chunks;
     while (bufs.length > 0) {
-      let n = fsc.writevSync(fd, bufs);
+      const n = fsc.writevSync(fd, bufs);
       if (n === 0) throw new Error('write returned 0 bytes');
-      const rest: Buffer[] = [];
-      for (const b of bufs) {
-        if (n >= b.length) {
-          n -= b.length;
-          continue;
-        }
-        rest.push(n > 0 ? b.subarray(n) : b);
-        n = 0;
-      }
-      bufs = rest;
+      bufs = unwritten(bufs, n);
     }
     if (m.uid !== undefined && m.gid !== undefined) fsc.fchownSync(fd, m.uid, m.gid);
     if (m.mode !== undefined) fsc.fchmodSync(fd, m.mode);
