@@ -19,8 +19,8 @@ export interface TarEntry {
   linkname?: string;
   devmajor?: number;
   devminor?: number;
-  /** PAX records emitted in an 'x' header before this entry. */
-  pax?: Record<string, string>;
+  /** PAX records emitted in an 'x' header before this entry (values may be binary). */
+  pax?: Record<string, string | Buffer>;
 }
 
 const TYPEFLAG: Record<Exclude<TarType, 'raw'>, string> = {
@@ -62,15 +62,15 @@ function pad(data: Buffer): Buffer {
   return rem === 0 ? data : Buffer.concat([data, Buffer.alloc(512 - rem)]);
 }
 
-function paxBody(rec: Record<string, string>): Buffer {
-  let out = '';
+function paxBody(rec: Record<string, string | Buffer>): Buffer {
+  const out: Buffer[] = [];
   for (const [k, v] of Object.entries(rec)) {
-    const body = ` ${k}=${v}\n`;
-    let len = Buffer.byteLength(body) + 1;
-    while (String(len).length + Buffer.byteLength(body) !== len) len = String(len).length + Buffer.byteLength(body);
-    out += `${len}${body}`;
+    const body = Buffer.concat([Buffer.from(` ${k}=`), Buffer.isBuffer(v) ? v : Buffer.from(v), Buffer.from('\n')]);
+    let len = body.length + 1;
+    while (String(len).length + body.length !== len) len = String(len).length + body.length;
+    out.push(Buffer.from(String(len)), body);
   }
-  return Buffer.from(out, 'utf8');
+  return Buffer.concat(out);
 }
 
 export function tarEntry(e: TarEntry): Buffer {

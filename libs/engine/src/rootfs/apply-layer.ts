@@ -8,6 +8,8 @@ import { MonocoreError } from '../errors/index.js';
 import { decompress, openLayerFile } from './layer-source.js';
 import type { LayerCompression } from './layer-compression.js';
 import { RootResolveError, RootResolver } from './root-resolver.js';
+import { TarXattrScanner, type Xattrs } from './tar-xattrs.js';
+import { libc } from './libc.js';
 import { UnpackSession } from './unpack-session.js';
 
 export interface ApplyLayerOptions {
@@ -39,6 +41,8 @@ export interface ApplyLayerStats {
   hardlinks: number;
   whiteouts: number;
   devices: number;
+  /** Extended attributes set (file capabilities, user.*). */
+  xattrs: number;
   /** Regular-file bytes written. */
   bytes: number;
 }
@@ -56,6 +60,8 @@ export interface ApplyLayerStats {
 const SMALL_FILE = 1 << 20;
 const OPEN_NEW = C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW;
 const MAX_ID = 0xfffffffe;
+/** EOPNOTSUPP on Linux: the filesystem keeps no extended attributes. */
+const ENOTSUP = 95;
 
 /**
  * Applies one layer (a tar, possibly compressed) onto `targetDir` with OCI
@@ -132,11 +138,12 @@ function errnoOf(err: unknown): string | undefined {
 }
 
 class LayerApplier {
-  readonly stats: ApplyLayerStats = { entries: 0, files: 0, dirs: 0, symlinks: 0, hardlinks: 0, whiteouts: 0, devices: 0, bytes: 0 };
+  readonly stats: ApplyLayerStats = { entries: 0, files: 0, dirs: 0, symlinks: 0, hardlinks: 0, whiteouts: 0, devices: 0, xattrs: 0, bytes: 0 };
   private readonly resolver: RootResolver;
   /** Real paths this layer created, plus their ancestors: an opaque whiteout keeps these. */
   private readonly created = new Set<string>();
   private readonly slots: Slots;
+  private readonly xattrScanner = new TarXattrScanner();
   private readonly jobs = new Set<Promise<void>>();
   private failure: MonocoreError | Error | undefined;
   /** Aborted on the first failure: wakes an entry waiting for body bytes that will never come. */
@@ -195,19 +202,21 @@ class LayerApplier {
 
       parser.on('entry', (e: ReadEntry) => {
         sawEntry = true;
+        const xattrs = this.xattrScanner.shift(); // taken now: entries arrive in archive order
         chain = chain.then(async () => {
           if (this.failure) {
             e.resume();
             return;
           }
           current = e.path;
-          await this.entry(e);
+          await this.entry(e, xattrs);
         }).catch((err) => {
           e.resume();
           fail(err, e.path);
         });
       });
       parser.on('ignoredEntry', (e: ReadEntry) => {
+        this.xattrScanner.shift();
         const why = e.meta ? `an extended header larger than 1 MiB` : `unsupported entry type "${e.type}"`;
         fail(new MonocoreError('MC_ROOTFS_BAD_LAYER', `layer ${this.layer} entry "${e.path}": ${why}`, { layer: this.layer, entry: e.path, type: e.type }), e.path);
       });
@@ -238,6 +247,7 @@ class LayerApplier {
         // synchronous syscalls, and a stream with a full buffer would otherwise
         // hand over all of it (16 MiB of small files) before timers run again.
         tar.pause();
+        this.xattrScanner.push(chunk); // before the parser: its entry events take from the scanner's queue
         const resume = (): void => {
           if (!this.failure) setImmediate(() => tar.resume());
         };
@@ -315,7 +325,7 @@ class LayerApplier {
     return { atime: a, mtime: m };
   }
 
-  private async entry(e: ReadEntry): Promise<void> {
+  private async entry(e: ReadEntry, xattrs?: Xattrs): Promise<void> {
     this.stats.entries++;
     const parts = this.parts(e.path, 'name');
     const base = parts[parts.length - 1];
@@ -328,12 +338,12 @@ class LayerApplier {
       case 'File':
       case 'OldFile':
       case 'ContiguousFile':
-        await this.file(e, parts);
+        await this.file(e, parts, xattrs);
         return;
       case 'Directory':
       case 'GNUDumpDir':
         e.resume();
-        await this.dir(e, parts);
+        await this.dir(e, parts, xattrs);
         return;
       case 'SymbolicLink':
         e.resume();
@@ -388,7 +398,7 @@ class LayerApplier {
     return true;
   }
 
-  private async file(e: ReadEntry, parts: string[]): Promise<void> {
+  private async file(e: ReadEntry, parts: string[], xattrs?: Xattrs): Promise<void> {
     const parent = await this.parentOf(e.path, parts);
     const rel = [...parent, parts[parts.length - 1] as string];
     const key = rel.join('/');
@@ -419,6 +429,8 @@ class LayerApplier {
       }
       this.fileCreated(key, uid, gid, size);
       finishFdSync(fd, chunks, meta);
+      // After the data and the chown: writing or chowning a file clears its security.capability.
+      if (xattrs) this.setXattrs(e.path, abs, xattrs);
       return;
     }
     await this.slots.acquire();
@@ -443,7 +455,7 @@ class LayerApplier {
       fsc.close(fd, done);
       throw err;
     }
-    this.background(finishFd(fd, [], meta).finally(done));
+    this.background(finishFd(fd, [], meta).then(() => xattrs && this.setXattrs(e.path, abs, xattrs)).finally(done));
   }
 
   /** Book-keeping for a regular file just created at `key`. */
@@ -527,7 +539,7 @@ class LayerApplier {
     });
   }
 
-  private async dir(e: ReadEntry, parts: string[]): Promise<void> {
+  private async dir(e: ReadEntry, parts: string[], xattrs?: Xattrs): Promise<void> {
     let rel: string[];
     if (parts.length === 0) {
       rel = [];
@@ -550,6 +562,30 @@ class LayerApplier {
     this.session.setDir(key, { mode: (e.mode ?? 0o755) & 0o7777, uid, gid, ...(t ?? {}) });
     this.session.setOwner(key, uid, gid);
     this.stats.dirs++;
+    if (xattrs) this.setXattrs(e.path, this.resolver.abs(rel), xattrs);
+  }
+
+  /**
+   * Applies the entry's extended attributes that mean something for a guest:
+   * `security.capability` (file capabilities; root only, like chown) and
+   * `user.*`. Others (trusted.*, security.selinux, ACLs) are the host's
+   * business and are skipped. A filesystem without xattr support skips them.
+   * `abs` is built from real directories and the final component is never
+   * followed (lsetxattr).
+   */
+  private setXattrs(entry: string, abs: string, xattrs: Xattrs): void {
+    const set = libc().lsetxattr;
+    if (!set) return;
+    for (const [name, value] of xattrs) {
+      if (name === 'security.capability' ? !this.session.chown : !name.startsWith('user.')) continue;
+      if (set(abs, name, value, value.length, 0) === 0) {
+        this.stats.xattrs++;
+        continue;
+      }
+      const errno = libc().errno();
+      if (errno === ENOTSUP) return;
+      throw this.bad(entry, `cannot set extended attribute ${name} (errno ${errno})`);
+    }
   }
 
   private async symlink(e: ReadEntry, parts: string[]): Promise<void> {
