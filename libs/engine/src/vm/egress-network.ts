@@ -197,8 +197,9 @@ export class EgressNetwork {
     if (this.closed) return;
     this.closed = true;
     this.socket.destroy();
-    // Normally gone already (--one-off, QEMU disconnected); make sure.
-    if (this.passtPid) killQuietly(this.passtPid);
+    // Normally gone already (--one-off, QEMU disconnected); make sure — but only if
+    // that pid is still our passt, not a process that reused the number since.
+    if (this.passtPid && (await pidWithArg(join(this.dir, 'passt.sock'), [this.passtPid])) === this.passtPid) killQuietly(this.passtPid);
     await removeSlotNetwork(this.slot).catch(() => undefined);
     await rm(this.dir, { recursive: true, force: true });
     await this.lock.release();
@@ -260,8 +261,9 @@ async function removeSlotNetwork(slot: number): Promise<void> {
 }
 
 /** The pid of the process whose command line has `arg` (our private socket path), if any. */
-async function pidWithArg(arg: string): Promise<number | undefined> {
-  for (const pid of (await readdir('/proc')).filter((n) => /^\d+$/.test(n))) {
+async function pidWithArg(arg: string, among?: number[]): Promise<number | undefined> {
+  const pids = among?.map(String) ?? (await readdir('/proc')).filter((n) => /^\d+$/.test(n));
+  for (const pid of pids) {
     const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
     if (cmdline.split('\0').includes(arg) && Number(pid) !== process.pid) return Number(pid);
   }
