@@ -43,6 +43,7 @@
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -217,6 +218,8 @@ static char *hosts_lines[MAX_ITEMS];
 static int hosts_n;
 static char *dns_servers[8];
 static int dns_n;
+static char *caps[MAX_ITEMS]; /* "<hex value> <path>" */
+static int caps_n;
 struct rl { int res; rlim_t soft, hard; };
 static struct rl rlims[32];
 static int rlim_n;
@@ -285,6 +288,9 @@ static void read_spec(void) {
       if (nic_n >= 8) fail("too many nics");
       struct nic *n = &nics[nic_n++];
       if (sscanf(val, "%31s %63s %63s", n->mac, n->cidr, n->gw) != 3) fail("bad nic record");
+    } else if (strcmp(key, "cap") == 0) { /* "<hex security.capability> <path>" */
+      if (caps_n >= MAX_ITEMS) fail("too many file capabilities");
+      caps[caps_n++] = val;
     } else if (strcmp(key, "dns") == 0) { /* a resolver for /etc/resolv.conf (outbound access only) */
       if (dns_n >= 8) fail("too many dns servers");
       dns_servers[dns_n++] = val;
@@ -350,6 +356,31 @@ static void write_file(const char *path, const char *content) {
   }
   write_all(fd, content, strlen(content));
   close(fd);
+}
+
+/* File capabilities from the image: the 9p share cannot carry security.* xattrs,
+ * so they are set here on the overlay (a copy-up of just those files). A path
+ * that is gone or not a regular file is skipped: the image is the guest's own. */
+static void apply_capabilities(void) {
+  for (int i = 0; i < caps_n; i++) {
+    char *sp = strchr(caps[i], ' ');
+    if (!sp) continue;
+    size_t hex_len = (size_t)(sp - caps[i]);
+    unsigned char value[64];
+    if (hex_len % 2 || hex_len / 2 > sizeof value) continue;
+    int bad = 0;
+    for (size_t j = 0; j < hex_len / 2 && !bad; j++) {
+      unsigned int byte;
+      if (sscanf(caps[i] + 2 * j, "%2x", &byte) != 1) bad = 1;
+      value[j] = (unsigned char)byte;
+    }
+    if (bad) continue;
+    char path[4096];
+    snprintf(path, sizeof path, "/newroot/%s", sp + 1);
+    struct stat st;
+    if (lstat(path, &st) < 0 || !S_ISREG(st.st_mode)) continue;
+    if (lsetxattr(path, "security.capability", value, hex_len / 2, 0) < 0) logmsg("file capability on %s: %s", sp + 1, strerror(errno));
+  }
 }
 
 static void setup_identity(void) {
@@ -659,6 +690,7 @@ int main(void) {
     power_off();
   }
   setup_root();
+  apply_capabilities();
   setup_identity();
   setup_network();
   int out_fd = open_port("monocore.stdout", O_WRONLY);

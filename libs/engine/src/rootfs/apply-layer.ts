@@ -430,7 +430,7 @@ class LayerApplier {
       this.fileCreated(key, uid, gid, size);
       finishFdSync(fd, chunks, meta);
       // After the data and the chown: writing or chowning a file clears its security.capability.
-      if (xattrs) this.setXattrs(e.path, abs, xattrs);
+      if (xattrs) this.setXattrs(e.path, key, abs, xattrs);
       return;
     }
     await this.slots.acquire();
@@ -455,7 +455,7 @@ class LayerApplier {
       fsc.close(fd, done);
       throw err;
     }
-    this.background(finishFd(fd, [], meta).then(() => xattrs && this.setXattrs(e.path, abs, xattrs)).finally(done));
+    this.background(finishFd(fd, [], meta).then(() => xattrs && this.setXattrs(e.path, key, abs, xattrs)).finally(done));
   }
 
   /** Book-keeping for a regular file just created at `key`. */
@@ -562,7 +562,7 @@ class LayerApplier {
     this.session.setDir(key, { mode: (e.mode ?? 0o755) & 0o7777, uid, gid, ...(t ?? {}) });
     this.session.setOwner(key, uid, gid);
     this.stats.dirs++;
-    if (xattrs) this.setXattrs(e.path, this.resolver.abs(rel), xattrs);
+    if (xattrs) this.setXattrs(e.path, key, this.resolver.abs(rel), xattrs, true);
   }
 
   /**
@@ -573,11 +573,18 @@ class LayerApplier {
    * `abs` is built from real directories and the final component is never
    * followed (lsetxattr).
    */
-  private setXattrs(entry: string, abs: string, xattrs: Xattrs): void {
+  private setXattrs(entry: string, key: string, abs: string, xattrs: Xattrs, isDir = false): void {
     const set = libc().lsetxattr;
-    if (!set) return;
     for (const [name, value] of xattrs) {
-      if (name === 'security.capability' ? !this.session.chown : !name.startsWith('user.')) continue;
+      if (name === 'security.capability') {
+        if (isDir) continue;
+        // Recorded for the guest whatever happens here (see ownership-record.ts).
+        this.session.setCapability(key, value);
+        if (!this.session.chown) continue;
+      } else if (!name.startsWith('user.')) {
+        continue;
+      }
+      if (!set) return;
       if (set(abs, name, value, value.length, 0) === 0) {
         this.stats.xattrs++;
         continue;

@@ -18,4 +18,4 @@ export { UnpackSession, canChown } from './unpack-session.js';
 export { HostLock, type HostLockOptions } from './host-lock.js';
 export { layerCompression, sniffCompression, SUPPORTED_LAYER_MEDIA_TYPES, type LayerCompression } from './layer-compression.js';
 export { zstdCliAvailable } from './layer-source.js';
-export { OWNERSHIP_FILE, type OwnershipRecordFile, type OwnerEntry, type DeviceEntry } from './ownership-record.js';
+export { OWNERSHIP_FILE, type OwnershipRecordFile, type OwnerEntry, type DeviceEntry, type CapabilityEntry } from './ownership-record.js';

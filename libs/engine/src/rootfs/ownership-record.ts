@@ -23,6 +23,10 @@
  * - `devices` always lists device nodes and FIFOs of the image: they are never
  *   created on the host (a layer could otherwise plant /dev/sda or /dev/kmem).
  *   `type` is "char", "block" or "fifo"; `mode` holds the permission bits.
+ * - `capabilities` (only when the image has any) lists file capabilities: the
+ *   `security.capability` xattr value, base64. They are also set on the host
+ *   files when unpacking as root, but QEMU's 9p share passes only user.* and
+ *   ACL xattrs, so the guest init re-applies them on its overlay.
  */
 export interface OwnershipRecordFile {
   version: 1;
@@ -31,6 +35,13 @@ export interface OwnershipRecordFile {
   defaultOwner: { uid: number; gid: number };
   owners: OwnerEntry[];
   devices: DeviceEntry[];
+  capabilities?: CapabilityEntry[];
+}
+
+export interface CapabilityEntry {
+  path: string;
+  /** The raw security.capability value, base64. */
+  value: string;
 }
 
 export interface OwnerEntry {

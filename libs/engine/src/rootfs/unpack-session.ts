@@ -27,6 +27,8 @@ export class UnpackSession {
   private readonly dirs = new Map<string, DirMeta>();
   private readonly owners = new Map<string, { uid: number; gid: number }>();
   private readonly devices = new Map<string, DeviceEntry>();
+  /** File capabilities (security.capability, base64) by path: the qemu guest cannot read them through 9p. */
+  private readonly capabilities = new Map<string, string>();
 
   /** Permission bits open(2) strips from new files (read once: process.umask() is per process). */
   readonly umask: number = process.umask();
@@ -78,6 +80,10 @@ export class UnpackSession {
     else this.owners.set(rel, { uid, gid });
   }
 
+  setCapability(rel: string, value: Buffer): void {
+    this.capabilities.set(rel, value.toString('base64'));
+  }
+
   setDevice(dev: DeviceEntry): void {
     this.devices.set(dev.path, dev);
   }
@@ -87,9 +93,10 @@ export class UnpackSession {
     this.dirs.delete(rel);
     this.owners.delete(rel);
     this.devices.delete(rel);
+    this.capabilities.delete(rel);
     if (!wasDir) return;
     const prefix = rel === '' ? '' : `${rel}/`;
-    for (const m of [this.dirs, this.owners, this.devices] as Map<string, unknown>[]) {
+    for (const m of [this.dirs, this.owners, this.devices, this.capabilities] as Map<string, unknown>[]) {
       for (const k of m.keys()) if (k.startsWith(prefix)) m.delete(k);
     }
   }
@@ -126,6 +133,9 @@ export class UnpackSession {
       defaultOwner: { uid: 0, gid: 0 },
       owners: [...this.owners.entries()].map(([path, o]) => ({ path, uid: o.uid, gid: o.gid })).sort(byPath),
       devices: [...this.devices.values()].sort(byPath),
+      ...(this.capabilities.size > 0
+        ? { capabilities: [...this.capabilities.entries()].map(([path, value]) => ({ path, value })).sort(byPath) }
+        : {}),
     };
   }
 }

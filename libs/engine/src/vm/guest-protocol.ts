@@ -21,6 +21,8 @@ export interface GuestSpec {
   hosts: string[];
   /** Resolvers for /etc/resolv.conf (only with outbound access; else the file is left as the image has it). */
   dns?: string[];
+  /** File capabilities to set on the guest's root (the 9p share cannot carry security.* xattrs). */
+  capabilities?: Array<{ path: string; value: Buffer }>;
   /** Linux RLIMIT_* numbers with soft/hard values (-1 = unlimited). */
   rlimits?: Array<{ resource: number; soft: number; hard: number }>;
   /** Boot probe: init reports "exit 0" right after reading the spec. */
@@ -50,6 +52,7 @@ export function encodeGuestSpec(spec: GuestSpec): Buffer {
   for (const n of spec.nics) add('nic', `${n.mac} ${n.cidr} ${n.gateway ?? '-'}`);
   for (const h of spec.hosts) add('host', h);
   for (const d of spec.dns ?? []) add('dns', d);
+  for (const c of spec.capabilities ?? []) add('cap', `${c.value.toString('hex')} ${c.path}`);
   for (const r of spec.rlimits ?? []) add('rlimit', `${r.resource} ${r.soft} ${r.hard}`);
   const body = Buffer.from(records.map((r) => `${r}\0`).join(''), 'utf8');
   return Buffer.concat([Buffer.from(`MCSPEC1 ${body.length}\n`, 'ascii'), body]);

@@ -4,11 +4,12 @@ import { closeSync, existsSync, openSync, readFileSync, readSync, fstatSync, sta
 import { mkdir, mkdtemp, rename, rm, truncate, writeFile } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
-import { isAbsolute, join } from 'node:path';
+import { dirname, isAbsolute, join } from 'node:path';
 import { promisify } from 'node:util';
 import { execFile } from 'node:child_process';
 import { MonocoreError } from '../errors/index.js';
 import { MonocoreHome } from '../home/index.js';
+import { OWNERSHIP_FILE, type OwnershipRecordFile } from '../rootfs/ownership-record.js';
 import { detectAccel, hostTscKhz, type Accel, type AccelChoice } from './acceleration.js';
 import { findGuestKernel, type GuestKernel } from './guest-kernel.js';
 import { encodeGuestSpec, parseGuestEvent, RLIMIT_NUMBERS, type GuestSpec } from './guest-protocol.js';
@@ -242,6 +243,7 @@ export class QemuBackend implements HypervisorBackend {
       nics: [],
       hosts: [],
       rlimits: (spec.rlimits ?? []).map((r) => ({ resource: RLIMIT_NUMBERS[r.resource], soft: r.soft, hard: r.hard })),
+      capabilities: probe ? [] : imageCapabilities(spec.rootfs),
       probe,
     };
     const netArgs: string[] = [];
@@ -691,6 +693,20 @@ class QemuVm implements QemuVmHandle {
       this.s.child.kill('SIGKILL');
     }
     return this.watch.exit;
+  }
+}
+
+/**
+ * File capabilities the unpacker recorded for this image (`<image dir>/ownership.json`,
+ * beside the rootfs): QEMU's 9p passes only user.* and ACL xattrs, so the guest
+ * init sets them on its overlay. A rootfs without a record has none.
+ */
+function imageCapabilities(rootfs: string): Array<{ path: string; value: Buffer }> {
+  try {
+    const rec = JSON.parse(readFileSync(join(dirname(rootfs), OWNERSHIP_FILE), 'utf8')) as OwnershipRecordFile;
+    return (rec.capabilities ?? []).map((c) => ({ path: c.path, value: Buffer.from(c.value, 'base64') }));
+  } catch {
+    return [];
   }
 }
 
