@@ -2,9 +2,9 @@ import { chmod, lstat, mkdir, readdir, readFile, rename, rm, stat, writeFile } f
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type { Readable } from 'node:stream';
 import { MonocoreError } from '../errors/index.js';
 import type { MonocoreHome } from '../home/index.js';
-import type { Readable } from 'node:stream';
 import { applyLayer } from './apply-layer.js';
 import { openLayerFile } from './layer-source.js';
 import { syncFilesystem, syncInBackground } from './sync-filesystem.js';
@@ -73,8 +73,8 @@ const DIGEST_RE = /^sha256:[a-f0-9]{64}$/;
 /**
  * Next to rootfs/: `boot-id`, "<kernel boot id> <commit nonce>" of the commit,
  * and `synced`, empty until it holds that nonce: the tree is known to be on
- * disk (a background `sync -f` returned). Until then the tree is trusted only within
- * the boot that wrote it.
+ * disk (a background `sync -f` returned). Until then the tree is trusted only
+ * within the boot that wrote it.
  */
 const BOOT_ID_FILE = 'boot-id';
 const SYNCED_MARKER = 'synced';
@@ -274,7 +274,7 @@ async function ensure(opts: EnsureImageRootfsOptions, hex: string): Promise<Imag
       await rename(tmp, finalDir);
       if (bootId) {
         // Usable at once (the page cache has it); on disk a little later. Until the
-        // marker exists, complete() trusts the tree only within this boot.
+        // marker holds this commit's nonce, complete() trusts the tree only within this boot.
         syncInBackground(finalDir, join(finalDir, SYNCED_MARKER), nonce);
       }
       return { rootfs: join(finalDir, 'rootfs'), ownershipRecorded: record.ownershipRecorded };
