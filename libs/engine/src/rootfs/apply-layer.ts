@@ -417,7 +417,7 @@ class LayerApplier {
     };
     if (size <= SMALL_FILE) {
       // Small files: the body is already in memory once the parser has it, and
-      // the syscalls are made synchronously (see writeSmallFile).
+      // the syscalls are made synchronously (see SMALL_FILE).
       const chunks = await this.readBody(e);
       let fd: number;
       try {
