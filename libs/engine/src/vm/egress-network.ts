@@ -1,13 +1,14 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
-import { chown, mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { chown, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { MonocoreError } from '../errors/index.js';
-import { HostLock } from '../rootfs/host-lock.js';
+import type { HostLock } from '../rootfs/host-lock.js';
 import { findExecutable } from './find-executable.js';
+import { HostSlots } from './host-slots.js';
 
 const run = promisify(execFile);
 
@@ -27,9 +28,9 @@ const run = promisify(execFile);
  * address to the namespace's loopback. QEMU itself stays in the host namespace,
  * so port forwards and the group segment work as before.
  *
- * Each VM holds one slot N (a /30 of 100.127.0.0/16) by an flock for its whole
- * life: a crashed owner's lock goes with it, and the next owner of the slot (or
- * cleanupEgressOrphans at worker start) removes the stale namespace.
+ * Each VM holds one slot N (a /30 of 100.127.0.0/16; host-slots.ts) for its
+ * whole life: a crashed owner's lock goes with it, and the next owner of the
+ * slot (or cleanupEgressOrphans at worker start) removes the stale namespace.
  */
 export const EGRESS_POOL = '100.127.0.0/16';
 const POOL_BASE = (100 << 24) | (127 << 16);
@@ -141,7 +142,7 @@ export class EgressNetwork {
     } catch (err) {
       throw fail('installing the nftables rules', err);
     }
-    const { slot, lock } = await acquireSlot();
+    const { slot, lock } = await slots.acquire();
     const ns = `mcegress-${slot}`;
     const hostIf = `mcegress${slot}`;
     const base = POOL_BASE + slot * 4;
@@ -206,25 +207,8 @@ export class EgressNetwork {
   }
 }
 
-/**
- * Slot locks are host-wide, not per MONOCORE_HOME: addresses, interface and
- * namespace names are host-wide too, and two workers with different homes on
- * one host must neither share a slot nor clean up each other's.
- */
-const SLOT_LOCK_DIR = '/run/monocore/egress';
-
-/** Takes the first free slot (starting at a random one) by its flock. */
-async function acquireSlot(): Promise<{ slot: number; lock: HostLock }> {
-  const dir = SLOT_LOCK_DIR;
-  await mkdir(dir, { recursive: true, mode: 0o700 });
-  const start = Math.floor(Math.random() * SLOTS);
-  for (let i = 0; i < SLOTS; i++) {
-    const slot = (start + i) % SLOTS;
-    const lock = await HostLock.tryAcquire(join(dir, `slot-${slot}.lock`));
-    if (lock) return { slot, lock };
-  }
-  throw new MonocoreError('MC_VM_NETWORK_FAILED', `all ${SLOTS} outbound network slots are in use`, {});
-}
+/** Slot N = the /30 at 100.127.0.0 + 4N, interface mcegressN, namespace mcegress-N. */
+const slots = new HostSlots('/run/monocore/egress', SLOTS, 'outbound network slots');
 
 /**
  * Deletes egress namespaces whose slot no live process holds (left by a worker
@@ -241,8 +225,7 @@ export async function cleanupEgressOrphans(): Promise<string[]> {
   for (const name of names) {
     const slot = Number(/^mcegress-(\d+)$/.exec(name)?.[1] ?? NaN);
     if (!Number.isInteger(slot)) continue;
-    await mkdir(SLOT_LOCK_DIR, { recursive: true, mode: 0o700 });
-    const lock = await HostLock.tryAcquire(join(SLOT_LOCK_DIR, `slot-${slot}.lock`));
+    const lock = await slots.tryTake(slot);
     if (!lock) continue; // a live VM holds it
     try {
       await removeSlotNetwork(slot);
