@@ -91,6 +91,29 @@ test('qemu: an auto-detected KVM that fails its boot probe falls back to TCG and
   rmSync(s.stateDir, { recursive: true, force: true });
 });
 
+test('qemu: as root, each VM\'s QEMU runs as a uid of its own with only its three capabilities', async () => {
+  assert.equal(process.getuid?.(), 0, 'run as root (as CI does): without root QEMU runs as the invoking user');
+  const a = spec('uid-a', { command: '/bin/sleep', args: ['30'] });
+  const b = spec('uid-b', { command: '/bin/sleep', args: ['30'] });
+  const [ha, hb] = await Promise.all([qemu.start(a), qemu.start(b)]);
+  try {
+    await Promise.all([ha.started, hb.started]);
+    const status = (pid: number): string => readFileSync(`/proc/${pid}/status`, 'utf8');
+    const uidOf = (pid: number): number[] => (/^Uid:\s+(.*)$/m.exec(status(pid))?.[1] ?? '').split(/\s+/).map(Number);
+    const [ua, ub] = [uidOf(ha.pid), uidOf(hb.pid)];
+    assert.ok(ua.every((u) => u === ua[0]) && ub.every((u) => u === ub[0]), `real/effective/saved/fs uids agree: ${ua} ${ub}`);
+    assert.ok(ua[0]! >= 0x70000000 && ub[0]! >= 0x70000000, `per-VM uids: ${ua[0]} ${ub[0]}`);
+    assert.notEqual(ua[0], ub[0], 'no two running VMs share a uid');
+    // dac_override, dac_read_search, fowner: 0xe; nothing else, and no way to get more.
+    assert.match(status(ha.pid), /^CapEff:\s+000000000000000e$/m);
+    assert.match(status(ha.pid), /^CapBnd:\s+000000000000000e$/m);
+    assert.match(status(ha.pid), /^NoNewPrivs:\s+1$/m);
+  } finally {
+    await Promise.all([ha.kill(), hb.kill()]);
+    for (const s of [a, b]) rmSync(s.stateDir, { recursive: true, force: true });
+  }
+});
+
 test('qemu: missing kernel fails with MC_VM_KERNEL_NOT_FOUND naming the set-up command', async () => {
   const dir = tempDir('nokernel');
   mkdirSync(join(dir, 'k'));

@@ -19,6 +19,7 @@ import { buildInitramfs, type Initramfs } from './initramfs-builder.js';
 import { ChildProcessWatch } from './child-process-watch.js';
 import { EgressNetwork } from './egress-network.js';
 import { findExecutable } from './find-executable.js';
+import { HostSlots } from './host-slots.js';
 import { removePidRecord } from './orphans.js';
 import { validateVmSpec } from './vm-spec-validation.js';
 import type { VmExit, VmSpec } from './vm-spec.js';
@@ -49,6 +50,8 @@ export interface QemuBackendOptions {
   bootTimeoutMs?: number;
   /** Cap of <stateDir>/console.log per boot (default 1 MiB); later output is counted, not stored. */
   consoleLimitBytes?: number;
+  /** First uid of the per-VM uid range used when running as root (default 0x70000000; 65,536 uids). */
+  vmUidBase?: number;
 }
 
 /** Where the boot time went, from host and guest timestamps (ms since spawn). */
@@ -71,6 +74,9 @@ export interface QemuVmHandle extends VmHandle {
 const DEFAULT_DISK_MIB = 4096;
 const PORT_FWD_MAC = '52:55:0a:00:02:0f';
 const EGRESS_MAC = '52:56:64:7f:00:02';
+/** QEMU runs as VM_UID_BASE + slot (root only): high, unnamed uids no account uses. */
+const VM_UID_BASE = 0x70000000;
+const vmUids = new HostSlots('/run/monocore/vm-uids', 65536, 'per-VM uids');
 /** Linux capabilities QEMU keeps (setpriv --bounding-set): read the image and write mapped-xattr volumes, nothing else. */
 const QEMU_CAPS = '-all,+dac_override,+dac_read_search,+fowner';
 
@@ -362,13 +368,25 @@ export class QemuBackend implements HypervisorBackend {
     });
     args.push(...netArgs);
 
+    // As root, each VM's QEMU runs as a uid of its own (VM_UID_BASE + a host-wide slot, no
+    // passwd entry), keeping only the capabilities it needs as ambient ones: after an
+    // escape it cannot signal or ptrace root's processes or other VMs, nor make a file
+    // setuid-root (docs/THREATS.md).
+    const vmUid = process.getuid?.() === 0 ? await vmUids.acquire() : undefined;
+    const uid = vmUid ? (this.opts.vmUidBase ?? VM_UID_BASE) + vmUid.slot : undefined;
     // setpriv: --pdeathsig KILL kills QEMU when its supervising process dies (no orphans);
     // --bounding-set keeps only the capabilities QEMU needs for the shares; --no-new-privs.
     const argv = [
       ...(this.opts.launchPrefix ?? []),
-      'setpriv', '--pdeathsig', 'KILL', '--no-new-privs', '--bounding-set', QEMU_CAPS, '--',
-      this.qemu, ...args,
+      'setpriv', '--pdeathsig', 'KILL', '--no-new-privs', '--bounding-set', QEMU_CAPS,
+      ...(uid !== undefined
+        ? ['--reuid', String(uid), '--regid', String(uid), '--clear-groups', '--inh-caps', QEMU_CAPS, '--ambient-caps', QEMU_CAPS]
+        : []),
+      '--', this.qemu, ...args,
     ];
+    const releaseUid = async (): Promise<void> => {
+      await vmUid?.lock.release();
+    };
     const t0 = Date.now();
     let child: ChildProcess;
     try {
@@ -377,6 +395,7 @@ export class QemuBackend implements HypervisorBackend {
       for (const s of inherited) s.destroy();
     } catch (e) {
       await releaseNetwork();
+      await releaseUid();
       for (const s of servers) s.close();
       await rm(runtimeDir, { recursive: true, force: true });
       throw new MonocoreError('MC_VM_START_FAILED', `${spec.id}: cannot spawn ${argv[0]}: ${(e as Error).message}`, { id: spec.id }, { cause: e });
@@ -388,6 +407,7 @@ export class QemuBackend implements HypervisorBackend {
       bootTimeoutMs: spec.bootTimeoutMs ?? this.opts.bootTimeoutMs ?? 60_000,
       onGone: async () => {
         await releaseNetwork();
+        await releaseUid(); // only once QEMU is gone: no two live VMs share a uid
       },
       home: this.home,
       groupKey,
