@@ -7,7 +7,7 @@ import { MonocoreError } from '../errors/index.js';
 import type { MonocoreHome } from '../home/index.js';
 import { isDigest } from './digest.js';
 import { parseImageReference } from './image-reference.js';
-import { imageRootfsIdsInUse, removeImageRootfs } from '../rootfs/index.js';
+import { imageRootfsIdsInUse } from '../rootfs/rootfs-in-use.js';
 import { LocalContentStore } from './local-content-store.js';
 import { runtimeConfig, type ImageConfig, type ImageManifest } from './manifest.js';
 
@@ -271,7 +271,8 @@ export class ImageStore {
     const removedRootfs: string[] = [];
     const keptInUse: string[] = [];
     const listRootfs = options.listRootfs ?? (() => this.listRootfsIds());
-    const removeRootfs = options.removeRootfs ?? (async (id: string) => void (await removeImageRootfs(this.home, id)));
+    // Loaded here, not at the top: the unpacker (tar, zstd) is not needed to list or find images.
+    const removeRootfs = options.removeRootfs ?? (async (id: string) => void (await (await import('../rootfs/image-rootfs.js')).removeImageRootfs(this.home, id)));
     const unreferenced = (await listRootfs()).filter((id) => !keep.has(id));
     // An image removed with `image rm` while a service still runs on it: deleting
     // its rootfs would pull the filesystem from under the guest.
