@@ -50,6 +50,17 @@ test('monocore run: pulls, streams stdout/stderr apart, exits with the command c
     assert.equal(res.backend, 'qemu');
     assert.match(res.stderr, /\/no\/such\/cmd: No such file or directory/);
 
+    // A local rootfs committed in another boot and never confirmed on disk is not trusted:
+    // run pulls again (one HEAD), which unpacks it afresh.
+    const imagesDir = join(home, 'rootfs', 'images');
+    const imageDir = join(imagesDir, readdirSync(imagesDir).find((n) => /^[a-f0-9]{64}$/.test(n))!);
+    writeFileSync(join(imageDir, 'rootfs', 'sentinel'), 'from the old tree');
+    writeFileSync(join(imageDir, 'boot-id'), 'an-earlier-boot 0123\n');
+    writeFileSync(join(imageDir, 'synced'), '');
+    const again = mc(home, ['run', '-q', image(), '--', 'sh', '-c', 'cat /sentinel 2>/dev/null || echo fresh']);
+    assert.equal(again.status, 0, again.stderr);
+    assert.equal(again.stdout, 'fresh\n');
+
     const bad = mc(home, ['run', '--cpus', 'many', image(), '--', 'true']);
     assert.equal(bad.status, 2, 'usage error');
     assert.match(bad.stderr, /--cpus/);

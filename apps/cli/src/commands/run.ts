@@ -1,10 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, statSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
-import { isAbsolute, join, resolve } from 'node:path';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { Writable } from 'node:stream';
 import { Option, type Command } from 'commander';
-import { ImageStore, formatPlatform, hostPlatform, parseImageReference, type PulledImage } from '@monocore/engine/oci/local';
+import { ImageStore, formatPlatform, hostPlatform, imageRootfsTrusted, parseImageReference, type PulledImage } from '@monocore/engine/oci/local';
 import { MonocoreError, isMonocoreError } from '@monocore/engine/errors';
 import { MonocoreHome } from '@monocore/engine/home';
 import { selectBackend, type BackendName, type VmExit, type VmSpec } from '@monocore/engine/vm';
@@ -127,7 +127,8 @@ export function registerRun(program: Command): void {
       if (opts.pull === 'missing') {
         // Like `docker run`: an image already here is used without asking the registry.
         const rec = await new ImageStore(home).find(parseImageReference(image).toString(), formatPlatform(hostPlatform()));
-        if (rec && existsSync(rec.rootfs)) pulled = { reference: rec.reference, manifestDigest: rec.manifestDigest, platform: rec.platform, rootfs: rec.rootfs, config: rec.config };
+        // The rootfs must exist and be trusted (not an unconfirmed tree from before a reboot).
+        if (rec && existsSync(rec.rootfs) && (await imageRootfsTrusted(dirname(rec.rootfs)))) pulled = { reference: rec.reference, manifestDigest: rec.manifestDigest, platform: rec.platform, rootfs: rec.rootfs, config: rec.config };
       }
       if (!pulled) {
         // The registry client and the unpacker load only when a pull is needed (~0.1 s of start-up).

@@ -6,3 +6,4 @@ export { hostPlatform, formatPlatform } from './platform.js';
 export { ImageStore } from './image-store.js';
 export type { ImageRecord } from './image-store.js';
 export type { PulledImage } from './pull-image.js';
+export { commitTrusted as imageRootfsTrusted } from '../rootfs/commit-marker.js';

@@ -1,7 +1,9 @@
 import { stat } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { MonocoreError, isMonocoreError } from '../errors/index.js';
 import type { MonocoreHome } from '../home/index.js';
 import { ensureImageRootfs } from '../rootfs/index.js';
+import { commitTrusted } from '../rootfs/commit-marker.js';
 import { parseImageReference, type ImageReference } from './image-reference.js';
 import { ImageStore, newImageRecord, type ImageRecord } from './image-store.js';
 import { LocalContentStore } from './local-content-store.js';
@@ -149,7 +151,8 @@ async function doPull(ref: ImageReference, platform: Platform, options: PullImag
     topDigest === undefined ? client.headManifest(repo, ref.tag ?? 'latest', signal) : undefined,
   ]);
   topDigest ??= head!.digest;
-  if (record && record.digest === topDigest && (await exists(record.rootfs))) {
+  // Warm only if the rootfs is there and trusted (not an unconfirmed tree from before a reboot).
+  if (record && record.digest === topDigest && (await exists(record.rootfs)) && (await commitTrusted(dirname(record.rootfs)))) {
     emit(doneProgress(record));
     return pulledFrom(record);
   }

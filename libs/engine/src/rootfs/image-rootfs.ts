@@ -1,11 +1,11 @@
 import { chmod, lstat, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { MonocoreError } from '../errors/index.js';
 import type { MonocoreHome } from '../home/index.js';
 import { applyLayer } from './apply-layer.js';
+import { BOOT_ID_FILE, SYNCED_MARKER, commitTrusted, currentBootId } from './commit-marker.js';
 import { openLayerFile } from './layer-source.js';
 import { syncFilesystem, syncInBackground } from './sync-filesystem.js';
 import { HostLock } from './host-lock.js';
@@ -70,28 +70,6 @@ export interface ImageRootfs {
 }
 
 const DIGEST_RE = /^sha256:[a-f0-9]{64}$/;
-/**
- * Next to rootfs/: `boot-id`, "<kernel boot id> <commit nonce>" of the commit,
- * and `synced`, empty until it holds that nonce: the tree is known to be on
- * disk (a background `sync -f` returned). Until then the tree is trusted only
- * within the boot that wrote it.
- */
-const BOOT_ID_FILE = 'boot-id';
-const SYNCED_MARKER = 'synced';
-
-let bootIdCache: string | null | undefined;
-/** This kernel boot's id (Linux), or undefined where there is none. */
-function currentBootId(): string | undefined {
-  if (bootIdCache === undefined) {
-    try {
-      bootIdCache = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim() || null;
-    } catch {
-      bootIdCache = null;
-    }
-  }
-  return bootIdCache ?? undefined;
-}
-
 function imageHex(imageId: string): string {
   if (!DIGEST_RE.test(imageId)) {
     throw new MonocoreError('MC_ROOTFS_INVALID_ARGUMENT', `imageId "${imageId}" is not a sha256 digest (sha256:<64 hex>)`, { imageId });
@@ -127,12 +105,7 @@ async function complete(home: MonocoreHome, imageId: string): Promise<ImageRootf
     const rec = JSON.parse(await readFile(join(dir, OWNERSHIP_FILE), 'utf8')) as OwnershipRecordFile;
     // Committed in another boot and never confirmed on disk: a crash may have
     // lost file data behind the committed names. Not complete: unpack again.
-    const commit = await readFile(join(dir, BOOT_ID_FILE), 'utf8').catch(() => undefined);
-    if (commit !== undefined) {
-      const [bootId, nonce] = commit.trim().split(' ');
-      const synced = await readFile(join(dir, SYNCED_MARKER), 'utf8').catch(() => undefined);
-      if (bootId !== currentBootId() && (synced === undefined || synced !== nonce)) return undefined;
-    }
+    if (!(await commitTrusted(dir))) return undefined;
     return { rootfs: join(dir, 'rootfs'), ownershipRecorded: rec.ownershipRecorded === true };
   } catch {
     return undefined;
