@@ -19,10 +19,6 @@ const LOCK_NB = 4;
 const LOCK_UN = 8;
 const EWOULDBLOCK = 11;
 
-function flock(): { flock: (fd: number, op: number) => number; errno: () => number } {
-  return libc();
-}
-
 export interface HostLockOptions {
   /** Give up after this long (default 30 min: a big image can take minutes to unpack). */
   timeoutMs?: number;
@@ -40,7 +36,7 @@ export class HostLock {
 
   /** Try once; undefined when another holder has it. */
   static async tryAcquire(path: string): Promise<HostLock | undefined> {
-    const { flock: f, errno } = flock();
+    const { flock: f, errno } = libc();
     const fh = await open(path, 'a+', 0o644);
     if (f(fh.fd, LOCK_EX | LOCK_NB) === 0) {
       // Diagnostics only: who holds it (read by a waiter's error message).
@@ -84,7 +80,7 @@ export class HostLock {
     const fh = this.fh;
     if (!fh) return;
     this.fh = undefined;
-    flock().flock(fh.fd, LOCK_UN);
+    libc().flock(fh.fd, LOCK_UN);
     await fh.close();
   }
 }

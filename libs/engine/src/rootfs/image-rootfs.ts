@@ -240,9 +240,10 @@ async function ensure(opts: EnsureImageRootfsOptions, hex: string): Promise<Imag
       if (bootId) {
         await writeFile(join(tmp, BOOT_ID_FILE), `${bootId} ${nonce}\n`, { mode: 0o644 });
         await writeFile(join(tmp, SYNCED_MARKER), '', { mode: 0o644 }); // filled once synced
+      } else {
+        // Without a boot id to tell a reboot apart, the data goes to disk before the commit.
+        await syncFilesystem(tmp);
       }
-      // Without a boot id to tell a reboot apart, the data goes to disk before the commit.
-      if (!bootId) await syncFilesystem(tmp);
       // The commit point: before this rename nothing calls the image unpacked.
       await rename(tmp, finalDir);
       if (bootId) {
