@@ -30,7 +30,7 @@ const workerMain = fileURLToPath(new URL('./support/instant-worker.mjs', import.
 async function startWorker({ redisUrl, hostId, home }) {
   const child = spawn(process.execPath, [workerMain], {
     env: { ...process.env, MONOCORE_REDIS_URL: redisUrl, MONOCORE_HOST_ID: hostId, MONOCORE_HOME: home,
-      MONOCORE_WORKER_CPUS: '1000', MONOCORE_WORKER_RAM_MIB: '1000000', MONOCORE_WORKER_CONCURRENCY: '32', MONOCORE_HEARTBEAT_MS: '1000', MONOCORE_LOG_LEVEL: 'error' },
+      MONOCORE_WORKER_CPUS: '1000', MONOCORE_WORKER_RAM_MIB: '1000000', MONOCORE_WORKER_CONCURRENCY: '32', MONOCORE_LEASE_MS: '4000', MONOCORE_LOG_LEVEL: 'error' },
     stdio: ['ignore', 'inherit', 'inherit'],
   });
   const probe = new Orchestrator({ redisUrl, logger });

@@ -18,7 +18,7 @@ const worker = await startWorker({
   cpus: Number(env.MONOCORE_WORKER_CPUS ?? 1000),
   ramMib: Number(env.MONOCORE_WORKER_RAM_MIB ?? 1_000_000),
   concurrency: Number(env.MONOCORE_WORKER_CONCURRENCY ?? 4),
-  heartbeatMs: Number(env.MONOCORE_HEARTBEAT_MS ?? 1000),
+  leaseMs: Number(env.MONOCORE_LEASE_MS ?? 4000),
 });
 process.on('SIGTERM', () => {
   worker.close().then(() => process.exit(0), () => process.exit(1));

@@ -61,7 +61,7 @@ test('Redis restarts (AOF) while services run: worker and API reconnect, nothing
       MONOCORE_REDIS_URL: url,
       MONOCORE_HOST_ID: 'hR',
       MONOCORE_HOME: home,
-      MONOCORE_HEARTBEAT_MS: '1000',
+      MONOCORE_LEASE_MS: '4000',
       MONOCORE_LOG_LEVEL: process.env.MONOCORE_TEST_LOG ?? 'fatal',
     },
     stdio: ['ignore', 'inherit', 'inherit'],

@@ -85,7 +85,7 @@ export async function harness(
         home,
         cpus: 64,
         ramMib: 8 * 1024,
-        heartbeatMs: 1000,
+        leaseMs: 4000,
         restartBackoffMs: 100,
         bootTimeoutMs: 60_000,
         logger: quiet,

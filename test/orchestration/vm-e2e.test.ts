@@ -33,7 +33,7 @@ async function setup(): Promise<Orchestrator> {
     hostId: 'vmhost',
     home,
     backend: new QemuBackend({ home, kernelDir: env.kernelDir, bootTimeoutMs: 60_000 }),
-    heartbeatMs: 1000,
+    leaseMs: 4000,
     logger: quiet,
   });
   orch = new Orchestrator({ redisUrl: url, logger: quiet });

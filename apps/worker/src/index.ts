@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { cpus as osCpus, totalmem } from 'node:os';
 import { FlowProducer, Worker, type Job } from 'bullmq';
@@ -9,8 +8,8 @@ import {
   HostReaper,
   HostRegistry,
   ImageStore,
-  LIVE_STATUSES,
   LogRetention,
+  MonocoreError,
   MonocoreHome,
   QUEUE_PREFIX,
   QemuBackend,
@@ -18,11 +17,16 @@ import {
   StateStore,
   cleanupEgressOrphans,
   cleanupOrphans,
+  leaseTiming,
+  type HostInfo,
   type JobTuning,
   type LogRetentionPolicy,
 } from '@monocore/engine';
 import { startPuller, type Puller } from '@monocore/puller';
+import { HostLiveness } from './host-liveness.js';
 import { QueueAdopter } from './queue-adopter.js';
+import { reclaimFenced, recoverAfterRestart } from './reboot-here.js';
+import { VmUsageSampler } from './vm-usage-sampler.js';
 import { createAwaitProcessor } from './processors/await-dependency.js';
 import { createDeployProcessor } from './processors/deployment.js';
 import { createRemoveProcessor } from './processors/remove-service.js';
@@ -32,6 +36,7 @@ import { Supervisor, type ServiceBackend } from './supervisor.js';
 import { keyedMutex, promoteGates, queueCache, type WorkerContext } from './worker-context.js';
 
 export { Supervisor, type ServiceBackend } from './supervisor.js';
+export { HostLiveness } from './host-liveness.js';
 
 /**
  * vCPUs offered per host CPU by default. A vCPU is a host thread, so CPUs can
@@ -56,9 +61,12 @@ export interface StartWorkerOptions {
    */
   backend?: 'qemu' | ServiceBackend;
   logger?: Logger;
-  /** Heartbeat period (default 2000 ms); the host and its leases expire after hostTtlMs (default 3 heartbeats + 1 s). */
-  heartbeatMs?: number;
-  hostTtlMs?: number;
+  /**
+   * The one liveness setting (default DEFAULT_LEASE_MS = 8 s): the lease TTL. The heartbeat
+   * period, the fence time (a VM whose lease could not be renewed for that long is killed)
+   * and the failover time all derive from it — leaseTiming(), docs/ORCHESTRATION.md "Fencing".
+   */
+  leaseMs?: number;
   /** First restart delay after an unexpected exit (default 1000 ms, doubling, capped at restartBackoffMaxMs = 60 s). */
   restartBackoffMs?: number;
   restartBackoffMaxMs?: number;
@@ -77,6 +85,7 @@ export interface StartWorkerOptions {
 export interface MonocoreWorker {
   readonly hostId: string;
   readonly supervisor: Supervisor;
+  readonly liveness: HostLiveness;
   /**
    * Graceful: stop taking jobs, let running jobs finish, stop every VM, and
    * (handBack, default true) hand the services to the other hosts at once.
@@ -84,50 +93,56 @@ export interface MonocoreWorker {
   close(options?: { handBack?: boolean }): Promise<void>;
 }
 
+/**
+ * The composition root of a worker host: connects, prepares the backend,
+ * wires the supervisor (VMs), HostLiveness (heartbeat, leases, fencing), the
+ * reaper of other hosts and the BullMQ workers, then recovers what a previous
+ * process of this host left.
+ */
 export async function startWorker(options: StartWorkerOptions): Promise<MonocoreWorker> {
-  const logger = options.logger ?? pino({ level: process.env.MONOCORE_LOG_LEVEL ?? 'info' }).child({ host: options.hostId });
   const hostId = options.hostId;
-  if (!/^[A-Za-z0-9_-]+$/.test(hostId)) throw new Error(`invalid host id "${hostId}" (letters, digits, _ and - only)`);
+  if (!/^[A-Za-z0-9_-]+$/.test(hostId)) throw new MonocoreError('MC_USAGE', `invalid host id "${hostId}" (letters, digits, _ and - only)`, { hostId });
+  const logger = options.logger ?? pino({ level: process.env.MONOCORE_LOG_LEVEL ?? 'info' }).child({ host: hostId });
   const home = options.home instanceof MonocoreHome ? options.home : new MonocoreHome(options.home);
   await Promise.all([home.runDir, home.logDir, home.servicesDir].map((d) => mkdir(d, { recursive: true })));
-  let owned: Redis | undefined;
-  let redis = options.connection;
-  if (!redis) {
-    if (!options.redisUrl) throw new Error('startWorker: pass connection or redisUrl');
-    owned = new Redis(options.redisUrl, { maxRetriesPerRequest: null });
-    redis = owned;
-    // Reconnects by itself (ioredis); errors while Redis is away are expected, not fatal.
-    owned.on('error', (err: Error) => logger.debug({ err: err.message }, 'redis connection error'));
-  }
-  const heartbeatMs = options.heartbeatMs ?? 2000;
-  const ttlMs = options.hostTtlMs ?? heartbeatMs * 3 + 1000;
+  const timing = leaseTiming(options.leaseMs);
   const tuning: JobTuning = { ...DEFAULT_JOB_TUNING, ...options.jobs };
+  const backend = await prepareBackend(options.backend, home, logger);
+  const { redis, owned } = connect(options, logger);
+  // Liveness has a connection of its own that fails fast while Redis is away (the fence
+  // deadline, not a queue of retries, decides what happens then).
+  const livenessConn = redis.duplicate({ enableOfflineQueue: false, maxRetriesPerRequest: 1, lazyConnect: true });
+  livenessConn.on('error', (err: Error) => logger.debug({ err: err.message }, 'liveness connection error'));
+  await livenessConn.connect();
 
-  let backend: ServiceBackend;
-  if (options.backend === undefined || options.backend === 'qemu') backend = new QemuBackend({ home });
-  else backend = options.backend;
-  const availability = await backend.available();
-  if (!availability.available) throw new Error(`backend ${backend.name} is unavailable: ${availability.reason}`);
-  if (backend.name === 'qemu') {
-    const cleaned = cleanupOrphans(home);
-    if (cleaned.killed.length > 0) logger.warn({ killed: cleaned.killed }, 'killed VMs left by a previous worker');
-    if (process.getuid?.() === 0) {
-      const stale = await cleanupEgressOrphans().catch(() => []);
-      if (stale.length > 0) logger.warn({ namespaces: stale }, 'removed egress namespaces left by a previous worker');
-    }
-  }
-
+  const info: HostInfo = {
+    id: hostId,
+    cpus: options.cpus ?? osCpus().length * CPU_OVERCOMMIT,
+    ramMib: options.ramMib ?? Math.floor(totalmem() / 1024 / 1024),
+    backends: [backend.name],
+  };
   const state = new StateStore(redis);
-  const hosts = new HostRegistry(redis);
   const queues = queueCache(redis);
   const reaper = new HostReaper({
     redis,
     logger,
-    graceMs: heartbeatMs * 2,
+    graceMs: timing.reapGraceMs,
     startAttempts: tuning.startAttempts,
     startBackoffMs: tuning.startBackoffMs,
   });
-  const supervisor = new Supervisor({
+  const liveness: HostLiveness = new HostLiveness({
+    info,
+    redis: livenessConn,
+    timing,
+    logger,
+    usage: () => {
+      const used = supervisor.usage();
+      return { freeCpus: info.cpus - used.cpus, freeRamMib: info.ramMib - used.ramMib };
+    },
+    fence: (name, epoch) => supervisor.fence(name, epoch),
+    reclaim: (name, epoch) => reclaimFenced(ctx, reaper, name, epoch),
+  });
+  const supervisor: Supervisor = new Supervisor({
     hostId,
     home,
     backend,
@@ -140,16 +155,9 @@ export async function startWorker(options: StartWorkerOptions): Promise<Monocore
     restartResetMs: options.restartResetMs ?? 10 * 60_000,
     ...(options.bootTimeoutMs !== undefined ? { bootTimeoutMs: options.bootTimeoutMs } : {}),
     stopTimeoutMs: options.stopTimeoutMs ?? 10_000,
-    onRelease: async (name, epoch) => {
-      await state.releaseLease(name, hostId, epoch);
-    },
+    mayRun: (name, epoch) => liveness.holds(name, epoch),
+    onRelease: (name, epoch) => liveness.release(name, epoch),
   });
-  const info = {
-    id: hostId,
-    cpus: options.cpus ?? osCpus().length * CPU_OVERCOMMIT,
-    ramMib: options.ramMib ?? Math.floor(totalmem() / 1024 / 1024),
-    backends: [backend.name],
-  };
   const flows = new FlowProducer({ connection: redis, prefix: QUEUE_PREFIX });
   flows.on('error', (err: Error) => logger.debug({ err: err.message }, 'flow producer error'));
   const ctx: WorkerContext = {
@@ -157,11 +165,12 @@ export async function startWorker(options: StartWorkerOptions): Promise<Monocore
     home,
     redis,
     state,
-    hosts,
+    hosts: new HostRegistry(redis),
     images: new ImageStore(home),
     supervisor,
+    liveness,
     logger,
-    leaseTtlMs: ttlMs,
+    timing,
     capacity: { cpus: info.cpus, ramMib: info.ramMib },
     tuning,
     queue: (name) => queues.get(name),
@@ -170,28 +179,14 @@ export async function startWorker(options: StartWorkerOptions): Promise<Monocore
     promoteGates: (ids) => promoteGates({ queue: (n) => queues.get(n), logger }, ids),
   };
 
-  await hosts.register(info, ttlMs);
-  await recover(ctx, reaper);
+  await liveness.start();
+  await recoverAfterRestart(ctx, reaper);
 
-  const start = createStartProcessor(ctx);
-  const stop = createStopProcessor(ctx);
-  const remove = createRemoveProcessor(ctx);
+  const hostProcessor = hostJobProcessor(ctx);
+  const adopter = new QueueAdopter(redis, ctx.hosts, hostProcessor, logger);
   const common = { connection: redis, prefix: QUEUE_PREFIX, autorun: true } as const;
-  const hostProcessor = async (job: Job, token?: string): Promise<unknown> => {
-    const service = (job.data as { service?: unknown }).service;
-    const key = typeof service === 'string' ? service : `job:${job.id}`;
-    if (job.name === 'start') return ctx.serial(key, () => start(job, token));
-    if (job.name === 'stop') return ctx.serial(key, () => stop(job));
-    if (job.name === 'remove') return ctx.serial(key, () => remove(job));
-    throw new Error(`unknown job ${job.name}`);
-  };
-  const adopter = new QueueAdopter(redis, hosts, hostProcessor, logger);
   const workers = [
-    new Worker(
-      QueueNames.host(hostId),
-      hostProcessor,
-      { ...common, concurrency: options.concurrency ?? 4 },
-    ),
+    new Worker(QueueNames.host(hostId), hostProcessor, { ...common, concurrency: options.concurrency ?? 4 }),
     new Worker(QueueNames.gate, createAwaitProcessor(ctx), { ...common, concurrency: 50 }),
     new Worker(QueueNames.deploy, createDeployProcessor(ctx), { ...common, concurrency: 8 }),
   ];
@@ -199,73 +194,49 @@ export async function startWorker(options: StartWorkerOptions): Promise<Monocore
     w.on('error', (err) => logger.warn({ err: err.message, queue: w.name }, 'queue worker error'));
     w.on('failed', (job, err) => logger.info({ job: job?.id, queue: w.name, err: err.message }, 'job failed'));
   }
-  let puller: Puller | undefined;
-  if (options.puller !== false) {
-    puller = await startPuller({ connection: redis, hostId, home });
-    puller.worker.on('error', (err) => logger.warn({ err: err.message, queue: puller?.queueName }, 'pull worker error'));
-    // A pull in progress shows as `pulling` on the service.
-    puller.worker.on('active', (job: Job) => {
-      const d = job.data as { service?: string };
-      if (d.service) void state.tryTransition(d.service, { status: 'pulling' }, { host: hostId });
-    });
-  }
+  const puller = options.puller === false ? undefined : await startHostPuller(redis, hostId, home, state, logger);
   await Promise.all(workers.map((w) => w.waitUntilReady()));
 
-  const cpuSamples = new Map<number, { ticks: number; at: number }>();
-  const beat = async (): Promise<void> => {
-    const used = supervisor.usage();
-    const wasAlive = await hosts.heartbeat(hostId, ttlMs, { freeCpus: info.cpus - used.cpus, freeRamMib: info.ramMib - used.ramMib });
-    if (!wasAlive) {
-      logger.warn('heartbeat key had expired (Redis restart or a long pause): registering again');
-      await hosts.register(info, ttlMs);
-    }
-    for (const h of supervisor.held()) {
-      if (!(await state.renewLease(h.name, hostId, h.epoch, ttlMs))) {
-        // Expired (e.g. Redis was away longer than the TTL) but still ours: take it again.
-        const again = await state.acquireLease(h.name, hostId, h.epoch, ttlMs);
-        if (again !== 'held') {
-          logger.warn({ service: h.name, lease: again }, 'lost the lease (rescheduled elsewhere): killing the local VM');
-          await supervisor.kill(h.name);
-          continue;
-        }
+  // Housekeeping on the heartbeat's period: reap dead hosts (and adopt their queues), sample VM usage.
+  const usage = new VmUsageSampler();
+  let housekeeping = false;
+  const housekeepingTimer = setInterval(() => {
+    if (housekeeping) return;
+    housekeeping = true;
+    (async () => {
+      const r = await reaper.reapOnce();
+      for (const h of r.reaped) if (h !== hostId) adopter.adopt(h);
+      if (r.lost.length || r.rescheduled.length) logger.warn(r, 'rescheduled services of lost hosts');
+      await adopter.tick();
+      const pids = supervisor.pids();
+      usage.retain(new Set(pids.map((p) => p.pid)));
+      for (const { name, pid } of pids) {
+        const m = usage.sample(pid);
+        if (m) await state.update(name, { cpu_percent: m.cpuPercent, memory_bytes: m.memoryBytes });
       }
-      if (h.pid && h.pid > 0) {
-        const m = sampleProc(h.pid, cpuSamples);
-        if (m) await state.update(h.name, { cpu_percent: m.cpuPercent, memory_bytes: m.memoryBytes });
-      }
-    }
-  };
-  let beating = false;
-  const beatTimer = setInterval(() => {
-    if (beating) return;
-    beating = true;
-    beat()
-      .then(() => reaper.reapOnce())
-      .then(async (r) => {
-        for (const h of r.reaped) if (h !== hostId) adopter.adopt(h);
-        if (r.lost.length || r.rescheduled.length) logger.warn(r, 'rescheduled services of lost hosts');
-        await adopter.tick();
-      })
-      .catch((err) => logger.warn({ err: (err as Error).message }, 'heartbeat failed'))
+    })()
+      .catch((err) => logger.warn({ err: (err as Error).message }, 'housekeeping failed'))
       .finally(() => {
-        beating = false;
+        housekeeping = false;
       });
-  }, heartbeatMs);
+  }, timing.renewEveryMs);
 
   let closed = false;
   return {
     hostId,
     supervisor,
+    liveness,
     async close(closeOptions: { handBack?: boolean } = {}) {
       if (closed) return;
       closed = true;
-      clearInterval(beatTimer);
+      clearInterval(housekeepingTimer);
       // Stop taking jobs; jobs in progress finish (a boot completes, then is stopped below).
       await Promise.all(workers.map((w) => w.close().catch(() => undefined)));
       await adopter.close();
       if (puller) await puller.close().catch(() => undefined);
       const held = await supervisor.stopAll();
-      await hosts.unregister(hostId).catch(() => undefined);
+      await liveness.stop();
+      await ctx.hosts.unregister(hostId).catch(() => undefined);
       if (closeOptions.handBack !== false && held.length > 0) {
         const r = await reaper.handBack(hostId, held).catch((err) => {
           logger.warn({ err: (err as Error).message }, 'hand back failed');
@@ -276,46 +247,61 @@ export async function startWorker(options: StartWorkerOptions): Promise<Monocore
       await reaper.close();
       await flows.close().catch(() => undefined);
       await queues.close();
-      if (owned) await owned.quit().catch(() => owned?.disconnect());
+      await livenessConn.quit().catch(() => livenessConn.disconnect());
+      if (owned) await owned.quit().catch(() => owned.disconnect());
     },
   };
 }
 
-/**
- * After a restart on the same host: the VMs of the previous process died with
- * it (parent-death signal; cleanupOrphans() kills any survivor), so services
- * still assigned here are booted again under the same lease epoch.
- */
-async function recover(ctx: WorkerContext, reaper: HostReaper): Promise<void> {
-  const recs = await ctx.state.listSummary();
-  for (const r of recs) {
-    if (r.host !== ctx.hostId || r.desired !== 'running') continue;
-    if ((!LIVE_STATUSES.includes(r.status) && r.status !== 'lost') || r.status === 'pulling') continue;
-    const ok = await ctx.state.tryTransition(r.name, { status: 'pending' }, {
-      host: ctx.hostId,
-      epoch: r.epoch,
-      detail: 'worker restarted: booting again',
-      clear: ['pid'],
-    });
-    if (ok === null) continue;
-    await reaper.enqueueStandaloneStart({ ...r, status: 'pending' }, ctx.hostId, r.epoch, `r${Date.now().toString(36)}`);
-    ctx.logger.info({ service: r.name }, 'recovering service after worker restart');
-  }
+function connect(options: StartWorkerOptions, logger: Logger): { redis: Redis; owned?: Redis } {
+  if (options.connection) return { redis: options.connection };
+  if (!options.redisUrl) throw new MonocoreError('MC_USAGE', 'startWorker: pass connection or redisUrl');
+  const owned = new Redis(options.redisUrl, { maxRetriesPerRequest: null });
+  // Reconnects by itself (ioredis); errors while Redis is away are expected, not fatal.
+  owned.on('error', (err: Error) => logger.debug({ err: err.message }, 'redis connection error'));
+  return { redis: owned, owned };
 }
 
-function sampleProc(pid: number, samples: Map<number, { ticks: number; at: number }>): { cpuPercent: number; memoryBytes: number } | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    const ticks = Number(f[11]) + Number(f[12]); // utime + stime
-    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-    const rss = /VmRSS:\s+(\d+) kB/.exec(status);
-    const now = Date.now();
-    const prev = samples.get(pid);
-    samples.set(pid, { ticks, at: now });
-    const cpuPercent = prev && now > prev.at ? Math.round(((ticks - prev.ticks) / 100 / ((now - prev.at) / 1000)) * 1000) / 10 : 0;
-    return { cpuPercent, memoryBytes: rss ? Number(rss[1]) * 1024 : 0 };
-  } catch {
-    return undefined;
+/** The backend this host boots with, checked usable; VMs and egress namespaces a crashed predecessor left are removed. */
+async function prepareBackend(choice: StartWorkerOptions['backend'], home: MonocoreHome, logger: Logger): Promise<ServiceBackend> {
+  const backend = choice === undefined || choice === 'qemu' ? new QemuBackend({ home }) : choice;
+  const availability = await backend.available();
+  if (!availability.available) {
+    throw new MonocoreError('MC_VM_BACKEND_UNAVAILABLE', `backend ${backend.name} is unavailable: ${availability.reason}`, { backend: backend.name });
   }
+  if (backend.name === 'qemu') {
+    const cleaned = cleanupOrphans(home);
+    if (cleaned.killed.length > 0) logger.warn({ killed: cleaned.killed }, 'killed VMs left by a previous worker');
+    if (process.getuid?.() === 0) {
+      const stale = await cleanupEgressOrphans().catch(() => []);
+      if (stale.length > 0) logger.warn({ namespaces: stale }, 'removed egress namespaces left by a previous worker');
+    }
+  }
+  return backend;
+}
+
+/** start/stop/remove of the services placed on this host, one at a time per service (BullMQ is at-least-once). */
+function hostJobProcessor(ctx: WorkerContext): (job: Job, token?: string) => Promise<unknown> {
+  const start = createStartProcessor(ctx);
+  const stop = createStopProcessor(ctx);
+  const remove = createRemoveProcessor(ctx);
+  return async (job, token) => {
+    const service = (job.data as { service?: unknown }).service;
+    const key = typeof service === 'string' ? service : `job:${job.id}`;
+    if (job.name === 'start') return ctx.serial(key, () => start(job, token));
+    if (job.name === 'stop') return ctx.serial(key, () => stop(job));
+    if (job.name === 'remove') return ctx.serial(key, () => remove(job));
+    throw new Error(`unknown job ${job.name}`);
+  };
+}
+
+/** This host's puller in this process; a pull in progress shows as `pulling` on the service. */
+async function startHostPuller(redis: Redis, hostId: string, home: MonocoreHome, state: StateStore, logger: Logger): Promise<Puller> {
+  const puller = await startPuller({ connection: redis, hostId, home });
+  puller.worker.on('error', (err) => logger.warn({ err: err.message, queue: puller.queueName }, 'pull worker error'));
+  puller.worker.on('active', (job: Job) => {
+    const d = job.data as { service?: string };
+    if (d.service) void state.tryTransition(d.service, { status: 'pulling' }, { host: hostId });
+  });
+  return puller;
 }

@@ -2,7 +2,8 @@
 // monocore-worker: the per-host process that boots and supervises VMs and pulls images.
 // Env: MONOCORE_REDIS_URL (required), MONOCORE_HOST_ID (default: hostname), MONOCORE_HOME,
 // MONOCORE_WORKER_CPUS / MONOCORE_WORKER_RAM_MIB (capacity offered), MONOCORE_WORKER_BACKEND
-// (qemu, the only one; the guest kernel from MONOCORE_KERNEL_DIR), MONOCORE_HEARTBEAT_MS, MONOCORE_RESTART_BACKOFF_MS, MONOCORE_WORKER_CONCURRENCY (start/stop jobs at once).
+// (qemu, the only one; the guest kernel from MONOCORE_KERNEL_DIR), MONOCORE_LEASE_MS (the one liveness setting: heartbeat,
+// fence and failover times derive from it; docs/ORCHESTRATION.md "Fencing"), MONOCORE_RESTART_BACKOFF_MS, MONOCORE_WORKER_CONCURRENCY (start/stop jobs at once).
 import { hostname } from 'node:os';
 import { pino } from 'pino';
 import { MonocoreHome } from '@monocore/engine';
@@ -35,7 +36,7 @@ const logger = pino({ level: env.MONOCORE_LOG_LEVEL ?? 'info' }).child({ host: h
 
 const cpus = num('MONOCORE_WORKER_CPUS');
 const ramMib = num('MONOCORE_WORKER_RAM_MIB');
-const heartbeatMs = num('MONOCORE_HEARTBEAT_MS');
+const leaseMs = num('MONOCORE_LEASE_MS');
 const restartBackoffMs = num('MONOCORE_RESTART_BACKOFF_MS');
 const concurrency = num('MONOCORE_WORKER_CONCURRENCY');
 
@@ -48,7 +49,7 @@ try {
     logger,
     ...(cpus !== undefined ? { cpus } : {}),
     ...(ramMib !== undefined ? { ramMib } : {}),
-    ...(heartbeatMs !== undefined ? { heartbeatMs } : {}),
+    ...(leaseMs !== undefined ? { leaseMs } : {}),
     ...(restartBackoffMs !== undefined ? { restartBackoffMs } : {}),
     ...(concurrency !== undefined ? { concurrency } : {}),
   });

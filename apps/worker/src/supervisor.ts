@@ -17,6 +17,7 @@ import {
   type VmHandle,
   type VmNetwork,
 } from '@monocore/engine';
+import { handleOf, transitionVm, type VmPhase } from './vm-phase.js';
 
 /** A backend as the supervisor sees it: a hypervisor (QEMU, libkrun) or an injected backend object. */
 export interface ServiceBackend {
@@ -36,12 +37,8 @@ export interface BootInput {
 
 interface Entry extends BootInput {
   name: string;
-  handle?: VmHandle;
+  phase: VmPhase;
   restarts: number;
-  stopping: boolean;
-  restartTimer?: NodeJS.Timeout;
-  /** When the current VM reported started (ms). */
-  upSince: number;
   out: RotatingLogWriter;
   err: RotatingLogWriter;
   sink: RedisLogSink;
@@ -63,40 +60,51 @@ export interface SupervisorOptions {
   restartResetMs: number;
   bootTimeoutMs?: number;
   stopTimeoutMs: number;
-  /** Called when a service leaves this host for good (exited, failed, stopped, fenced). */
+  /**
+   * Whether this host may (still) run the service under `epoch` — its lease,
+   * as HostLiveness sees it. Checked before every boot and restart.
+   */
+  mayRun: (name: string, epoch: number) => boolean;
+  /** Called when a service leaves this host for good (exited, failed, stopped, killed) — not when fenced. */
   onRelease: (name: string, epoch: number) => Promise<void>;
 }
 
 const TAIL_LINES = 20;
 
+/** Why an entry ended, for a boot that finds its entry gone when the hypervisor answers. */
+type EndReason = 'stopped' | 'killed' | 'fenced' | 'exited' | 'failed';
+
 /**
  * Owns the VMs of this host: boots them, watches their exit, restarts them
  * with exponential backoff per their restart policy, and marks them failed
- * with their last exit code and log tail past `max_restarts`.
+ * with their last exit code and log tail past `max_restarts`. Each service's
+ * VM is in one explicit phase (vm-phase.ts).
  */
 export class Supervisor {
   readonly #services = new Map<string, Entry>();
+  readonly #ended = new WeakMap<Entry, EndReason>();
 
   constructor(readonly options: SupervisorOptions) {}
 
   get(name: string): { epoch: number; configHash: string; pid?: number; running: boolean } | undefined {
     const e = this.#services.get(name);
     if (!e) return undefined;
-    const r: { epoch: number; configHash: string; pid?: number; running: boolean } = {
-      epoch: e.epoch,
-      configHash: e.configHash,
-      running: e.handle !== undefined && !e.stopping,
-    };
-    if (e.handle) r.pid = e.handle.pid;
-    return r;
+    const h = handleOf(e.phase);
+    return { epoch: e.epoch, configHash: e.configHash, running: e.phase.kind === 'running', ...(h ? { pid: h.pid } : {}) };
   }
 
   names(): string[] {
     return [...this.#services.keys()];
   }
 
-  held(): Array<{ name: string; epoch: number; pid?: number }> {
-    return [...this.#services.values()].map((e) => (e.handle ? { name: e.name, epoch: e.epoch, pid: e.handle.pid } : { name: e.name, epoch: e.epoch }));
+  /** Live hypervisor pids per service (for usage sampling). */
+  pids(): Array<{ name: string; pid: number }> {
+    const out: Array<{ name: string; pid: number }> = [];
+    for (const e of this.#services.values()) {
+      const h = handleOf(e.phase);
+      if (h && h.pid > 0) out.push({ name: e.name, pid: h.pid });
+    }
+    return out;
   }
 
   /** Resources of one held service (0 when not held). */
@@ -118,7 +126,8 @@ export class Supervisor {
   #entry(name: string, input: BootInput): Entry {
     let e = this.#services.get(name);
     if (e) {
-      Object.assign(e, input, { stopping: false });
+      if (e.phase.kind === 'running') throw new Error(`service "${name}" is already running here: stop it before booting it again`);
+      Object.assign(e, input);
       return e;
     }
     const { home, redis, retention } = this.options;
@@ -132,9 +141,8 @@ export class Supervisor {
     e = {
       ...input,
       name,
+      phase: { kind: 'booting' },
       restarts: 0,
-      stopping: false,
-      upSince: 0,
       out: new RotatingLogWriter({ path: join(home.logDir, `${name}.stdout.log`), policy: retention, onLine: keep('stdout') }),
       err: new RotatingLogWriter({ path: join(home.logDir, `${name}.stderr.log`), policy: retention, onLine: keep('stderr') }),
       sink,
@@ -146,14 +154,16 @@ export class Supervisor {
 
   /** Boot (or re-boot) a service; resolves once the guest reports its command started. */
   async boot(name: string, input: BootInput): Promise<VmHandle> {
+    if (!this.options.mayRun(name, input.epoch)) throw leaseExpired(name);
     const e = this.#entry(name, input);
-    if (e.restartTimer) clearTimeout(e.restartTimer);
-    e.restartTimer = undefined;
     e.restarts = 0;
     return this.#spawn(e);
   }
 
   async #spawn(e: Entry): Promise<VmHandle> {
+    if (!this.options.mayRun(e.name, e.epoch)) throw leaseExpired(e.name);
+    transitionVm(e.name, e, { kind: 'booting' });
+    const booting = e.phase;
     const spec = buildVmSpec({
       service: e.resolved,
       ...(e.image ? { image: e.image } : {}),
@@ -164,13 +174,20 @@ export class Supervisor {
       ...(this.options.bootTimeoutMs !== undefined ? { bootTimeoutMs: this.options.bootTimeoutMs } : {}),
     });
     const handle = await this.options.backend.start(spec);
-    e.handle = handle;
+    if (e.phase !== booting) {
+      // Stopped or fenced while the hypervisor was being set up: this VM must not live.
+      await handle.kill().catch(() => undefined);
+      throw this.#endedError(e);
+    }
+    transitionVm(e.name, e, { kind: 'booting', handle });
+    const withHandle = e.phase;
     try {
       await handle.started;
     } catch (err) {
       const exit = await Promise.race([handle.wait(), new Promise<VmExit>((r) => setTimeout(() => r({ exitCode: null, reason: 'hypervisor-error' }), 5000))]);
-      if (e.handle === handle) e.handle = undefined;
       await handle.kill().catch(() => undefined);
+      if (e.phase !== withHandle) throw this.#endedError(e);
+      transitionVm(e.name, e, { kind: 'booting' });
       throw new MonocoreError(
         'MC_ORCH_BOOT_FAILED',
         `service "${e.name}" did not start: ${(err as Error).message}${exit.detail ? ` (${exit.detail.slice(-500)})` : ''}`,
@@ -178,34 +195,43 @@ export class Supervisor {
         { cause: err },
       );
     }
-    e.upSince = Date.now();
+    if (e.phase !== withHandle) throw this.#endedError(e); // whoever ended it killed the handle
+    transitionVm(e.name, e, { kind: 'running', handle, upSince: Date.now() });
     void handle.wait().then((exit) => this.#onExit(e, handle, exit));
     return handle;
   }
 
+  #endedError(e: Entry): MonocoreError {
+    const why = this.#ended.get(e) ?? 'stopped';
+    if (why === 'fenced') return leaseExpired(e.name);
+    return new MonocoreError('MC_ORCH_BOOT_FAILED', `service "${e.name}" was ${why} while it booted`, { service: e.name, reason: why });
+  }
+
   async #onExit(e: Entry, handle: VmHandle, exit: VmExit): Promise<void> {
-    if (e.handle !== handle || e.stopping) return;
-    e.handle = undefined;
+    if (e.phase.kind !== 'running' || e.phase.handle !== handle) return; // stopped, killed or fenced on purpose
     await this.#afterExit(e, exit);
   }
 
+  /** An unexpected exit (or a failed restart): restart with backoff, or end as exited/failed. */
   async #afterExit(e: Entry, exit: VmExit): Promise<void> {
-    if (e.stopping) return;
-    await e.sink.flush();
     const { state, hostId, logger } = this.options;
     const fence = { host: hostId, epoch: e.epoch };
     const code = exit.exitCode;
     const policy = e.resolved.restart;
     const wants = policy === 'always' || (policy === 'on-failure' && code !== 0);
     // A service that ran steadily for a while before this exit starts a fresh restart budget.
-    if (e.upSince > 0 && Date.now() - e.upSince >= this.options.restartResetMs) e.restarts = 0;
+    if (e.phase.kind === 'running' && Date.now() - e.phase.upSince >= this.options.restartResetMs) e.restarts = 0;
     try {
       if (!wants) {
+        this.#end(e, 'exited');
+        await e.sink.flush();
         await state.transition(e.name, { status: 'exited', exitCode: code }, { ...fence, clear: ['pid'], detail: exit.reason });
-        await this.#drop(e);
+        await this.#release(e);
         return;
       }
       if (e.restarts >= e.resolved.maxRestarts) {
+        this.#end(e, 'failed');
+        await e.sink.flush();
         const reason = `exited with code ${code ?? '?'} after ${e.restarts} restart${e.restarts === 1 ? '' : 's'}`;
         await state.transition(
           e.name,
@@ -216,21 +242,21 @@ export class Supervisor {
             fields: { ...(code === null ? {} : { exit_code: code }), last_error: reason, log_tail: e.tail.join('\n') },
           },
         );
-        await this.#drop(e);
+        await this.#release(e);
         return;
       }
       e.restarts++;
       const delay = Math.min(this.options.restartBackoffMs * 2 ** (e.restarts - 1), this.options.restartBackoffMaxMs);
+      transitionVm(e.name, e, { kind: 'backoff', timer: setTimeout(() => void this.#restart(e), delay) });
       await state.transition(
         e.name,
         { status: 'restarting' },
         { ...fence, clear: ['pid'], fields: { restarts: e.restarts, ...(code === null ? {} : { exit_code: code }) }, detail: `in ${delay} ms` },
       );
-      e.restartTimer = setTimeout(() => void this.#restart(e), delay);
     } catch (err) {
       if (isMonocoreError(err, 'MC_STATE_FENCED') || isMonocoreError(err, 'MC_ORCH_UNKNOWN_SERVICE')) {
         logger.warn({ service: e.name, err: err.message }, 'service no longer ours; dropping it');
-        await this.#drop(e);
+        await this.#finish(e, 'killed', (h) => h.kill());
         return;
       }
       logger.error({ service: e.name, err }, 'exit handling failed');
@@ -238,11 +264,16 @@ export class Supervisor {
   }
 
   async #restart(e: Entry): Promise<void> {
-    e.restartTimer = undefined;
-    if (e.stopping || this.#services.get(e.name) !== e) return;
+    if (e.phase.kind !== 'backoff') return;
     const { state, hostId, logger } = this.options;
     const fence = { host: hostId, epoch: e.epoch };
     try {
+      if (!this.options.mayRun(e.name, e.epoch)) {
+        // Normally the fence ended the entry already; never restart without a lease.
+        this.#end(e, 'fenced');
+        await this.#closeLogs(e);
+        return;
+      }
       await state.transition(e.name, { status: 'starting' }, fence);
       const handle = await this.#spawn(e);
       await state.transition(e.name, { status: 'running' }, {
@@ -250,23 +281,46 @@ export class Supervisor {
         fields: { pid: handle.pid, started_at: new Date().toISOString() },
       });
     } catch (err) {
+      if (isMonocoreError(err, 'MC_ORCH_LEASE_EXPIRED')) return; // fenced: HostLiveness reclaims it when Redis answers
       if (isMonocoreError(err, 'MC_STATE_FENCED') || isMonocoreError(err, 'MC_ORCH_UNKNOWN_SERVICE')) {
-        await this.kill(e.name);
+        await this.#finish(e, 'killed', (h) => h.kill());
         return;
       }
+      if (this.#ended.has(e)) return; // stopped or killed meanwhile
       logger.warn({ service: e.name, err: (err as Error).message }, 'restart failed');
       // A failed boot counts as an exit without code: back off again or give up.
       await this.#afterExit(e, { exitCode: null, reason: 'hypervisor-error', detail: (err as Error).message });
     }
   }
 
-  async #drop(e: Entry): Promise<void> {
+  /** The entry leaves the supervisor now (its phase becomes `ended`, so late callbacks see it). */
+  #end(e: Entry, why: EndReason): VmHandle | undefined {
+    const h = handleOf(e.phase);
+    if (e.phase.kind !== 'ended') {
+      this.#ended.set(e, why);
+      transitionVm(e.name, e, { kind: 'ended' });
+    }
     if (this.#services.get(e.name) === e) this.#services.delete(e.name);
-    if (e.restartTimer) clearTimeout(e.restartTimer);
+    return h;
+  }
+
+  async #closeLogs(e: Entry): Promise<void> {
     await e.sink.close();
     e.out.end();
     e.err.end();
+  }
+
+  async #release(e: Entry): Promise<void> {
+    await this.#closeLogs(e);
     await this.options.onRelease(e.name, e.epoch).catch(() => undefined);
+  }
+
+  /** End the entry, end its VM with `how`, close its logs and release its lease. */
+  async #finish(e: Entry, why: EndReason, how: (h: VmHandle) => Promise<VmExit>): Promise<VmExit | null> {
+    const h = this.#end(e, why);
+    const exit = h ? await how(h).catch(() => null) : null;
+    await this.#release(e);
+    return exit;
   }
 
   /** Log tail (last lines of both streams) kept for failure reports. */
@@ -278,24 +332,26 @@ export class Supervisor {
   async stop(name: string, timeoutMs = this.options.stopTimeoutMs): Promise<VmExit | null> {
     const e = this.#services.get(name);
     if (!e) return null;
-    e.stopping = true;
-    if (e.restartTimer) clearTimeout(e.restartTimer);
-    const h = e.handle;
-    e.handle = undefined;
-    const exit = h ? await h.stop({ timeoutMs }) : null;
-    await this.#drop(e);
-    return exit;
+    return this.#finish(e, 'stopped', (h) => h.stop({ timeoutMs }));
   }
 
-  /** Immediate kill (fenced out: another host owns the service now). */
+  /** Immediate kill (another host owns the service now, or its boot failed for good). */
   async kill(name: string): Promise<void> {
     const e = this.#services.get(name);
     if (!e) return;
-    e.stopping = true;
-    const h = e.handle;
-    e.handle = undefined;
-    if (h) await h.kill().catch(() => undefined);
-    await this.#drop(e);
+    await this.#finish(e, 'killed', (h) => h.kill());
+  }
+
+  /**
+   * Fencing (HostLiveness): SIGKILL the VM at once, without waiting for Redis,
+   * and keep the lease — whether the service boots here again is decided when
+   * Redis answers. Synchronous up to the kill signal.
+   */
+  fence(name: string, epoch: number): void {
+    const e = this.#services.get(name);
+    if (!e || e.epoch !== epoch) return;
+    const h = this.#end(e, 'fenced');
+    void (h ? h.kill().catch(() => undefined) : Promise.resolve()).then(() => this.#closeLogs(e)).catch(() => undefined);
   }
 
   async stopAll(timeoutMs = this.options.stopTimeoutMs): Promise<string[]> {
@@ -303,4 +359,12 @@ export class Supervisor {
     await Promise.all(names.map((n) => this.stop(n, timeoutMs).catch(() => null)));
     return names;
   }
+}
+
+function leaseExpired(name: string): MonocoreError {
+  return new MonocoreError(
+    'MC_ORCH_LEASE_EXPIRED',
+    `service "${name}": this host could not renew its lease in time and stopped the VM (fenced); it boots again once Redis confirms the service is still here`,
+    { service: name },
+  );
 }

@@ -7,9 +7,11 @@ import {
   type HostRegistry,
   type ImageStore,
   type JobTuning,
+  type LeaseTiming,
   type MonocoreHome,
   type StateStore,
 } from '@monocore/engine';
+import type { HostLiveness } from './host-liveness.js';
 import type { Supervisor } from './supervisor.js';
 
 /** What every processor of this worker shares. */
@@ -22,7 +24,10 @@ export interface WorkerContext {
   images: ImageStore;
   supervisor: Supervisor;
   logger: Logger;
-  leaseTtlMs: number;
+  /** Lease, heartbeat and fence timings (one setting: leaseTiming()). */
+  timing: LeaseTiming;
+  /** This host's heartbeat and leases: take a lease right before booting. */
+  liveness: HostLiveness;
   /** Capacity this host offers (what it registered). */
   capacity: { cpus: number; ramMib: number };
   tuning: JobTuning;

@@ -62,13 +62,8 @@ export function createStartProcessor(ctx: WorkerContext) {
       await settle();
       return { service: name, action: 'unchanged', ...(local.pid !== undefined ? { pid: local.pid } : {}) };
     }
-    // Fencing (only the lease holder may boot) and the dependencies' state, read together.
-    const [deps, lease] = await Promise.all([
-      rec.dependsOn.length > 0 ? state.getBrief(rec.dependsOn) : Promise.resolve(new Map()),
-      state.acquireLease(name, hostId, data.epoch, ctx.leaseTtlMs),
-    ]);
-    if (lease === 'stale') return { service: name, action: 'moved' };
     if (rec.dependsOn.length > 0) {
+      const deps = await state.getBrief(rec.dependsOn);
       for (const d of rec.dependsOn) {
         const r = deps.get(d);
         if (!r || r.desired === 'stopped' || r.status === 'failed' || r.status === 'blocked') {
@@ -82,12 +77,6 @@ export function createStartProcessor(ctx: WorkerContext) {
         await job.moveToDelayed(Date.now() + Math.min(ctx.tuning.gatePollMs, 1000), token);
         throw new DelayedError();
       }
-    }
-
-    if (lease !== 'held') {
-      ctx.logger.info({ service: name, holder: lease.holder, pttlMs: lease.pttlMs }, 'waiting for the previous lease to expire');
-      await job.moveToDelayed(Date.now() + Math.max(50, Math.min(lease.pttlMs + 50, ctx.leaseTtlMs)), token);
-      throw new DelayedError();
     }
 
     // Take only what fits: placement accounts for this, but the host checks what it really runs.
@@ -104,6 +93,16 @@ export function createStartProcessor(ctx: WorkerContext) {
     }
 
     if (local) await ctx.supervisor.stop(name); // changed config: replace the running VM
+
+    // Fencing: only the lease holder may boot, and a new holder only once the previous lease expired.
+    // Taken right before booting: from now on HostLiveness renews it or kills the VM.
+    const lease = await ctx.liveness.acquire(name, data.epoch);
+    if (lease === 'stale') return { service: name, action: 'moved' };
+    if (lease !== 'held') {
+      ctx.logger.info({ service: name, holder: lease.holder, pttlMs: lease.pttlMs }, 'waiting for the previous lease to expire');
+      await job.moveToDelayed(Date.now() + Math.max(50, Math.min(lease.pttlMs + 50, ctx.timing.leaseMs)), token);
+      throw new DelayedError();
+    }
 
     try {
       const resolved = JSON.parse(rec.config ?? '{}') as ResolvedService;
@@ -132,6 +131,7 @@ export function createStartProcessor(ctx: WorkerContext) {
         await ctx.supervisor.kill(name);
         return { service: name, action: 'moved' };
       }
+      if (isMonocoreError(err, 'MC_ORCH_LEASE_EXPIRED')) return { service: name, action: 'fenced' };
       const message = err instanceof Error ? err.message : String(err);
       const retryable = isMonocoreError(err) ? err.retryable : true;
       const final = !retryable || job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
@@ -141,10 +141,12 @@ export function createStartProcessor(ctx: WorkerContext) {
           fields: { last_error: message, log_tail: ctx.supervisor.tail(name) },
         });
         await ctx.supervisor.kill(name);
-        await state.releaseLease(name, hostId, data.epoch);
+        await ctx.liveness.release(name, data.epoch);
         await settle();
         throw new UnrecoverableError(message);
       }
+      // No VM runs now; the retry takes the lease again right before it boots.
+      await ctx.liveness.release(name, data.epoch);
       await state.tryTransition(name, { status: 'pending' }, { ...fence, fields: { last_error: message } });
       throw err;
     }

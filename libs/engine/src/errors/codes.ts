@@ -89,6 +89,7 @@ export const ErrorCodes = {
   MC_ORCH_DEPENDENCY_FAILED: code(424, false, 'a dependency failed or is blocked, so this service was not started (status blocked)'),
   MC_ORCH_NO_IMAGE: code(400, false, 'a service has no base image and the worker backend needs one'),
   MC_ORCH_NO_COMMAND: code(400, false, 'a service has no command and its image has no Entrypoint/Cmd'),
+  MC_ORCH_LEASE_EXPIRED: code(409, true, 'a host could not renew a service\'s lease in time and stopped its VM (fenced); it boots again once Redis confirms the service is still there'),
   MC_STATE_INVALID_TRANSITION: code(409, false, 'a service state change not allowed by the state machine; names both states'),
   MC_STATE_FENCED: code(409, false, 'a host acted on a service it no longer owns (stale lease or epoch); the action was refused'),
 } as const satisfies Record<string, CodeInfo>;

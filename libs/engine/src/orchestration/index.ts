@@ -49,4 +49,6 @@ export { RedisLogSink } from './log-sink.js';
 export { buildVmSpec, groupNetwork } from './vm-spec-builder.js';
 export type { BuildVmSpecInput, ImageRuntime } from './vm-spec-builder.js';
 export { HostReaper, standaloneStartFlow } from './host-reaper.js';
+export { leaseTiming, DEFAULT_LEASE_MS, MIN_LEASE_MS } from './lease-timing.js';
+export type { LeaseTiming } from './lease-timing.js';
 export type { ReaperOptions, ReapResult } from './host-reaper.js';

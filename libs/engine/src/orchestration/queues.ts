@@ -102,7 +102,8 @@ export type ExpandJobData = z.infer<typeof ExpandJobDataSchema>;
 /** What a completed start job returns. */
 export interface StartJobResult {
   service: string;
-  action: 'started' | 'unchanged' | 'superseded' | 'moved';
+  /** fenced: the lease could not be renewed while it booted; HostLiveness boots it again once Redis answers. */
+  action: 'started' | 'unchanged' | 'superseded' | 'moved' | 'fenced';
   pid?: number;
 }
 

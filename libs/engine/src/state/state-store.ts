@@ -259,7 +259,7 @@ export class StateStore {
   }
 
   async renewLease(name: string, host: string, epoch: number, ttlMs: number): Promise<boolean> {
-    return Number(await this.run(LuaScripts.renewLease, [Keys.lease(name)], [`${host}:${epoch}`, ttlMs])) === 1;
+    return Number(await this.run(LuaScripts.renewLease, [Keys.lease(name), Keys.service(name)], [host, epoch, ttlMs])) === 1;
   }
 
   async releaseLease(name: string, host: string, epoch: number): Promise<boolean> {

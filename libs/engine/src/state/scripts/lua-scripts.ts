@@ -36,6 +36,6 @@ function script(file: string): LuaScript {
 export const LuaScripts = {
   transition: script('transition-2.lua'),
   acquireLease: script('acquire-lease-2.lua'),
-  renewLease: script('renew-lease-1.lua'),
+  renewLease: script('renew-lease-2.lua'),
   releaseLease: script('release-lease-1.lua'),
 } as const;
