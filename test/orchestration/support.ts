@@ -170,3 +170,46 @@ export function vmCopies(names: string[], homes: string[]): Map<string, number[]
 
 /** Total live VMs of these services. */
 export const liveVms = (names: string[], homes: string[]): number => [...vmCopies(names, homes).values()].reduce((a, p) => a + p.length, 0);
+
+/**
+ * Samples the live VMs of `names` every `everyMs` (10 Hz by default) until
+ * stopped, recording every sample in which a service had more than one copy
+ * and, per service, which pids were seen and when each was last seen.
+ */
+export class CopyWatcher {
+  readonly violations: string[] = [];
+  samples = 0;
+  /** pid → first and last time (ms, Date.now()) it was seen, per service. */
+  readonly seen = new Map<string, Map<number, { first: number; last: number }>>();
+  readonly #timer: NodeJS.Timeout;
+
+  constructor(
+    private readonly names: string[],
+    private readonly homes: string[],
+    everyMs = 100,
+  ) {
+    for (const n of names) this.seen.set(n, new Map());
+    this.sample();
+    this.#timer = setInterval(() => this.sample(), everyMs);
+  }
+
+  sample(): Map<string, number[]> {
+    const now = Date.now();
+    const copies = vmCopies(this.names, this.homes);
+    this.samples++;
+    for (const [name, pids] of copies) {
+      if (pids.length > 1) this.violations.push(`${new Date(now).toISOString()} ${name}: ${pids.length} live copies (pids ${pids.join(', ')})`);
+      const seen = this.seen.get(name)!;
+      for (const pid of pids) {
+        const s = seen.get(pid);
+        if (s) s.last = now;
+        else seen.set(pid, { first: now, last: now });
+      }
+    }
+    return copies;
+  }
+
+  stop(): void {
+    clearInterval(this.#timer);
+  }
+}
