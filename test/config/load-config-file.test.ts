@@ -1,4 +1,5 @@
 import { test } from 'node:test';
+import { execFileSync } from 'node:child_process';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -24,15 +25,26 @@ test('loadConfigFile: a missing file or a directory is MC_CONFIG_FILE_NOT_FOUND 
 test('loadConfigFile: an unreadable file is MC_CONFIG_FILE_NOT_FOUND (as non-root)', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'mc-load-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
+  chmodSync(dir, 0o755);
   const file = join(dir, 'monocore.toml');
   writeFileSync(file, '[[service]]\nname = "a"\n');
   chmodSync(file, 0o000);
-  if (process.getuid?.() === 0) {
-    // root reads any file: the permission check cannot fail, so the file simply loads.
-    assert.equal((await loadConfigFile(file)).service.length, 1);
-  } else {
-    await assert.rejects(loadConfigFile(file), { code: 'MC_CONFIG_FILE_NOT_FOUND', message: `cannot read config file ${file}: permission denied` });
-  }
+  // Root reads any file, so the check runs in a child as an unprivileged user (nobody) when we are root.
+  const engine = new URL('../../../libs/engine/dist/index.js', import.meta.url).href;
+  const script = `import(${JSON.stringify(engine)}).then((e) => e.loadConfigFile(${JSON.stringify(file)})).then(
+    () => { console.log(JSON.stringify({ loaded: true, uid: process.getuid() })); },
+    (err) => { console.log(JSON.stringify({ code: err.code, message: err.message, uid: process.getuid() })); })`;
+  const asRoot = process.getuid?.() === 0;
+  const out = execFileSync(process.execPath, ['--input-type=module', '-e', script], {
+    encoding: 'utf8',
+    ...(asRoot ? { uid: 65534, gid: 65534 } : {}),
+  });
+  const r = JSON.parse(out) as { code?: string; message?: string; uid: number };
+  assert.notEqual(r.uid, 0, 'the check ran as a non-root user');
+  assert.deepEqual({ code: r.code, message: r.message }, {
+    code: 'MC_CONFIG_FILE_NOT_FOUND',
+    message: `cannot read config file ${file}: permission denied`,
+  });
 });
 
 test('loadConfigFile: an invalid file names the file and every issue with its line', async (t) => {
