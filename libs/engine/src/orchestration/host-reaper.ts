@@ -36,7 +36,9 @@ export interface ReapResult {
  *
  * Never twice at once: the new host bumps the service's epoch and can only
  * take the lease once the dead host's lease has expired (acquire-lease-2.lua);
- * a host that was only partitioned fails to renew its lease and stops its VM.
+ * a host that was only partitioned has killed its VM by then, because it could
+ * not renew the lease within its fence time (the worker's HostLiveness;
+ * docs/ORCHESTRATION.md "Fencing").
  */
 export class HostReaper {
   readonly state: StateStore;
