@@ -77,6 +77,20 @@ export const ErrorCodes = {
   MC_VM_LIBKRUN_INVALID_ARGUMENT: code(400, false, 'a value cannot be passed to libkrun (NUL byte, out-of-range integer)'),
   MC_VM_LIBKRUN_SETUP_FAILED: code(500, true, 'the libkrun VM process failed before the guest started (mounts, config)'),
   MC_VM_LIBKRUN_UNSUPPORTED: code(501, false, 'the VM spec asks for something the libkrun backend cannot do safely or faithfully'),
+  MC_VM_AGENT_UNSUPPORTED: code(501, false, 'this backend has no guest agent (libkrun): no exec, files or identity refresh in its VMs'),
+
+  // --- guest agent (MC_AGENT_*, docs/AGENT.md) ----------------------------------
+  MC_AGENT_PROTOCOL_ERROR: code(502, false, 'the guest agent sent a malformed, oversized or unexpected frame (details.reason); the session was ended'),
+  MC_AGENT_HANDSHAKE_FAILED: code(502, true, 'the guest agent did not answer the handshake in time (or the VM ended first)'),
+  MC_AGENT_VERSION_MISMATCH: code(502, false, 'the guest agent speaks no protocol version the host speaks'),
+  MC_AGENT_UNRESPONSIVE: code(504, true, 'the guest agent stopped answering pings (or stopped reading); the session was ended'),
+  MC_AGENT_DISCONNECTED: code(503, true, 'the agent session ended (VM stopped or restored, host closed it) before the call finished'),
+  MC_AGENT_REQUEST_INVALID: code(400, false, 'an exec or file request is invalid (relative path, NUL byte, empty argv, too large); details.field names it'),
+  MC_AGENT_TOO_MANY_CHANNELS: code(429, true, 'too many concurrent execs and file transfers on one agent session'),
+  MC_AGENT_FILE_NOT_FOUND: code(404, false, 'the guest path does not exist'),
+  MC_AGENT_FILE_ERROR: code(422, false, 'a guest file operation failed (is a directory, not a regular file, permission, no space); details.errno'),
+  MC_AGENT_FILE_TOO_LARGE: code(413, false, 'an upload exceeded its size limit; nothing was left in the guest'),
+  MC_AGENT_GUEST_ERROR: code(500, false, 'the guest agent reported an error the host has no specific code for (details.errno)'),
 
   // --- orchestration and state (MC_ORCH_*, MC_STATE_*) -------------------------
   MC_ORCH_NO_HOSTS: code(503, true, 'no worker host is registered (start monocore-worker or monocore serve)'),

@@ -1,6 +1,10 @@
 // Public surface of the vm domain: list exports by name.
 export type { VmSpec, VmNetwork, VmExit, RlimitName } from './vm-spec.js';
 export type { HypervisorBackend, BackendAvailability, VmHandle } from './hypervisor-backend.js';
+export type {
+  GuestAgent, AgentInfo, DetachedExec, ExecRequest, BufferedExecOptions, ExecExit, ExecResult, GuestProcess,
+  FileSource, WriteFileOptions, GuestFileInfo, GuestFileRead, GuestIdentity, RefreshResult,
+} from './guest-agent.js';
 export { QemuBackend, fileTail, type QemuBackendOptions, type QemuVmHandle, type BootTimings } from './qemu-backend.js';
 export { findGuestKernel, DEFAULT_KERNEL_DIR, type GuestKernel } from './guest-kernel.js';
 export { buildInitramfs, guestInitSourcePath, type Initramfs, type InitramfsOptions } from './initramfs-builder.js';
