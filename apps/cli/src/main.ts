@@ -3,8 +3,11 @@
 // under commands/ and registers itself on the program; this file only wires them.
 import { Command } from 'commander';
 import { VERSION } from '@monocore/engine/version';
+import { endQuietlyOnClosedOutput } from './closed-output.js';
 import { registerCommands } from './commands/index.js';
 import { runCli } from './run-cli.js';
+
+endQuietlyOnClosedOutput();
 
 const program = new Command('monocore')
   .description('Secure microVM provisioning and orchestration for untrusted code')

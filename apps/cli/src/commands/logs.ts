@@ -42,7 +42,17 @@ export function registerLogs(program: Command): void {
       const decoder = new TextDecoder();
       let partial = '';
       const out = async (data: string | Uint8Array): Promise<void> => {
-        if (!process.stdout.write(data)) await new Promise((r) => process.stdout.once('drain', r));
+        if (stop.signal.aborted || process.stdout.write(data)) return;
+        // A stdout closed by its reader never drains: 'close' ends the wait too.
+        await new Promise<void>((resolve) => {
+          const done = (): void => {
+            process.stdout.off('drain', done);
+            process.stdout.off('close', done);
+            resolve();
+          };
+          process.stdout.once('drain', done);
+          process.stdout.once('close', done);
+        });
       };
       try {
         for await (const chunk of body) {
