@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # One command from a fresh Debian/Ubuntu machine to running microVMs (README, "Quick start"):
 #
-#   sudo bash scripts/setup.sh
+#   bash scripts/setup.sh
+#
+# It runs as root: in a root shell as it is; as another user it starts itself again through
+# sudo (passing on the MONOCORE_* variables you set), and without sudo it says how to run it.
 #
 # 1. installs every system package (scripts/install-deps.sh) and the npm workspace (npm ci),
 #    builds it and puts `monocore` and its alias `mc` on the PATH (/usr/local/bin);
@@ -15,7 +18,23 @@
 # Idempotent: re-running skips what is done and reuses a running daemon.
 # Stop everything: `monocore down && kill "$(cat ~/.monocore/run/serve.pid)"`.
 set -euo pipefail
-ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+here="${BASH_SOURCE[0]%/*}"
+[ "$here" = "${BASH_SOURCE[0]}" ] && here=.
+ROOT="$(cd "$here/.." && pwd)"
+
+# Root is needed for the packages, /usr/local/bin and QEMU's per-VM uids. Only shell builtins
+# here: this must work on a minimal machine, where sudo may well be missing.
+if [ "$EUID" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then
+    echo "setup.sh: not root; running it again with sudo" >&2
+    pass=()
+    while IFS= read -r name; do pass+=("$name=${!name}"); done < <(compgen -e | { grep '^MONOCORE_' || true; })
+    exec sudo -- env "${pass[@]}" bash "$ROOT/scripts/setup.sh" "$@"
+  fi
+  echo "setup.sh: needs root (system packages, /usr/local/bin, QEMU's per-VM uids), and sudo is not installed:" >&2
+  echo "  run it in a root shell (e.g. su -c 'bash $ROOT/scripts/setup.sh'), or install sudo" >&2
+  exit 1
+fi
 cd "$ROOT"
 say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 
