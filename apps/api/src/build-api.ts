@@ -3,7 +3,7 @@ import fastifySwaggerUi from '@fastify/swagger-ui';
 import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { Queue } from 'bullmq';
-import { MonocoreError } from '@monocore/engine';
+import { MonocoreError, RegistryPolicy } from '@monocore/engine';
 import type { OrchestratorApi } from './orchestrator-port.js';
 import { authHook, isLocalRequest } from './plugins/auth.js';
 import { browserGuardHook } from './plugins/browser-guard.js';
@@ -20,6 +20,7 @@ import { removeRoutes } from './routes/remove.js';
 import { statusRoutes } from './routes/status.js';
 import { upRoutes } from './routes/up.js';
 import { validateConfigBody } from './validate-config.js';
+import { PortPolicy } from './port-policy.js';
 import { VolumePolicy } from './volume-policy.js';
 
 export interface BuildApiOptions {
@@ -39,6 +40,14 @@ export interface BuildApiOptions {
   localToken?: string;
   /** Host paths REST bodies may mount as volumes (default: none, so REST bodies with host volumes are rejected). */
   allowedVolumeRoots?: string[];
+  /** MONOCORE_API_PORTS: host ports REST bodies may publish (default 1024-65535). */
+  allowedPorts?: string;
+  /**
+   * MONOCORE_API_REGISTRIES: registries (host[:port]) and address ranges REST bodies may
+   * pull from besides public addresses. Loopback registries are allowed without listing
+   * while the API listens on loopback only (its callers are local processes).
+   */
+  allowedRegistries?: string;
   /** A pino logger (recommended), true for Fastify's default, false/undefined for none. */
   logger?: FastifyBaseLogger | boolean;
   /** Readiness probe for /healthz (startApi pings Redis). Default: always healthy. */
@@ -72,6 +81,9 @@ export async function buildApi(options: BuildApiOptions): Promise<FastifyInstanc
     throw new MonocoreError('MC_USAGE', 'the API token must be at least 16 characters (MONOCORE_API_TOKEN)');
   }
   const logger = options.logger;
+  const loopbackOnly = options.loopbackOnly ?? true;
+  const portPolicy = PortPolicy.fromEnv(options.allowedPorts);
+  const registryPolicy = RegistryPolicy.fromEnv(options.allowedRegistries, { allowLoopback: loopbackOnly });
   const app = Fastify({
     ...(logger === undefined || typeof logger === 'boolean' ? { logger: logger ?? false } : { loggerInstance: logger }),
     bodyLimit: options.bodyLimit ?? DEFAULT_BODY_LIMIT,
@@ -84,7 +96,7 @@ export async function buildApi(options: BuildApiOptions): Promise<FastifyInstanc
   app.setSerializerCompiler(serializerCompiler);
   installErrorHandler(app);
   // Before auth and routing, for every request (health included): web pages stay out.
-  app.addHook('onRequest', browserGuardHook({ loopbackOnly: options.loopbackOnly ?? true }));
+  app.addHook('onRequest', browserGuardHook({ loopbackOnly }));
   // Fastify's JSON parser (prototype-poisoning checks kept), except that an empty
   // body is "no body": `curl -X POST /down -H 'Content-Type: application/json'` means {}.
   const defaultJson = app.getDefaultJsonParser('error', 'error');
@@ -113,6 +125,8 @@ export async function buildApi(options: BuildApiOptions): Promise<FastifyInstanc
   const deps: RouteDeps = {
     orchestrator: options.orchestrator,
     volumePolicy: new VolumePolicy(options.allowedVolumeRoots ?? []),
+    portPolicy,
+    registryPolicy,
     isLocal: (request) => isLocalRequest(localToken, request),
     validateConfig: validateConfigBody,
     maxWaitMs: options.maxWaitMs ?? 10 * 60_000,

@@ -6,6 +6,8 @@
 //   MONOCORE_API_PORT          default 3456
 //   MONOCORE_API_TOKEN         bearer token required on every route but /healthz
 //   MONOCORE_API_VOLUME_ROOTS  host paths REST bodies may mount (":" or "," separated; default none)
+//   MONOCORE_API_PORTS         host ports REST bodies may publish (e.g. 8000-9000,3000; default 1024-65535)
+//   MONOCORE_API_REGISTRIES    loopback/private registries REST bodies may pull from (host[:port] or CIDR, "," separated)
 //   MONOCORE_LOG_LEVEL         pino level (default info), JSON to stdout
 import { pino } from 'pino';
 import { isMonocoreError } from '@monocore/engine';
@@ -32,6 +34,8 @@ async function main(): Promise<void> {
     port,
     ...(env.MONOCORE_API_TOKEN ? { token: env.MONOCORE_API_TOKEN } : {}),
     allowedVolumeRoots: VolumePolicy.fromEnv(env.MONOCORE_API_VOLUME_ROOTS).roots,
+    ...(env.MONOCORE_API_PORTS !== undefined ? { allowedPorts: env.MONOCORE_API_PORTS } : {}),
+    ...(env.MONOCORE_API_REGISTRIES !== undefined ? { allowedRegistries: env.MONOCORE_API_REGISTRIES } : {}),
     logger,
   });
   logger.info({ url: api.url }, 'monocore API listening');

@@ -16,6 +16,10 @@ export interface StartApiOptions {
   /** The local CLI credential (see buildApi); `monocore serve` generates one. */
   localToken?: string;
   allowedVolumeRoots?: string[];
+  /** MONOCORE_API_PORTS (see buildApi). */
+  allowedPorts?: string;
+  /** MONOCORE_API_REGISTRIES (see buildApi). */
+  allowedRegistries?: string;
   logger?: Logger;
   bodyLimit?: number;
   maxWaitMs?: number;
@@ -85,6 +89,8 @@ export async function startApi(options: StartApiOptions): Promise<RunningApi> {
     ...(options.token ? { auth: { token: options.token } } : {}),
     ...(options.localToken ? { localToken: options.localToken } : {}),
     ...(options.allowedVolumeRoots ? { allowedVolumeRoots: options.allowedVolumeRoots } : {}),
+    ...(options.allowedPorts !== undefined ? { allowedPorts: options.allowedPorts } : {}),
+    ...(options.allowedRegistries !== undefined ? { allowedRegistries: options.allowedRegistries } : {}),
     ...(options.logger ? { logger: options.logger as FastifyBaseLogger } : {}),
     ...(options.bodyLimit !== undefined ? { bodyLimit: options.bodyLimit } : {}),
     ...(options.maxWaitMs !== undefined ? { maxWaitMs: options.maxWaitMs } : {}),

@@ -63,7 +63,9 @@ export function createPullProcessor(options: PullProcessorOptions): (job: Job) =
       const pulled = await pullImage(data.image, {
         home: options.home,
         ...(data.platform ? { platform: data.platform } : {}),
-        ...(options.client ? { client: options.client } : {}),
+        // A REST caller's pull goes through a client that checks every address it connects to.
+        ...(options.client && !data.registryPolicy ? { client: options.client } : {}),
+        ...(data.registryPolicy ? { policy: data.registryPolicy } : {}),
         onProgress: (p) => {
           const now = Date.now();
           // Throttle within a phase; the first snapshot of each phase always goes out.

@@ -1,12 +1,18 @@
 import type { OrchestratorApi } from '../orchestrator-port.js';
 import type { FastifyRequest } from 'fastify';
+import type { RegistryPolicy } from '@monocore/engine';
+import type { PortPolicy } from '../port-policy.js';
 import type { VolumePolicy } from '../volume-policy.js';
 
 /** What every route plugin receives from buildApi. */
 export interface RouteDeps {
   orchestrator: OrchestratorApi;
   volumePolicy: VolumePolicy;
-  /** True for requests from the local CLI (they skip the volume policy, like a local config file). */
+  /** Host ports REST bodies may publish. */
+  portPolicy: PortPolicy;
+  /** Registries REST bodies may pull from (checked before enqueueing and again by the puller). */
+  registryPolicy: RegistryPolicy;
+  /** True for requests from the local CLI (they skip the volume, port and registry policies, like a local config file). */
   isLocal: (request: FastifyRequest) => boolean;
   /** Throws MC_CONFIG_INVALID listing every issue. */
   validateConfig: (config: unknown) => void;

@@ -40,6 +40,15 @@ const UpBodySchema = z
 const passBodyThrough: FastifySchemaCompiler<unknown> = (route) =>
   route.httpPart === 'body' ? (data: unknown) => ({ value: data }) : validatorCompiler(route as Parameters<typeof validatorCompiler>[0]);
 
+/** Every image reference of a (validated) config body, with the field that names it. */
+function imagesOf(config: unknown): Array<{ field: string; reference: string }> {
+  const services = (config as { service?: unknown } | null)?.service;
+  return (Array.isArray(services) ? services : []).flatMap((svc: unknown, i) => {
+    const base = (svc as { base?: unknown } | null)?.base;
+    return typeof base === 'string' ? [{ field: `service[${i}].base`, reference: base }] : [];
+  });
+}
+
 export const upRoutes: FastifyPluginAsyncZod<RouteDeps> = async (app, deps) => {
   app.post(
     '/up',
@@ -51,7 +60,8 @@ export const upRoutes: FastifyPluginAsyncZod<RouteDeps> = async (app, deps) => {
           'Validates the configuration (400 MC_CONFIG_INVALID with every issue), plans the dependency order, places ' +
           'services on hosts and enqueues the start flow. Answers 202 at once with the deployment id and the plan, ' +
           'or with wait=true 200 once every selected service is running or has failed/blocked. Host volumes are ' +
-          'allowed only under MONOCORE_API_VOLUME_ROOTS.',
+          'allowed only under MONOCORE_API_VOLUME_ROOTS, host ports only in MONOCORE_API_PORTS (400 MC_API_PORT_NOT_ALLOWED), ' +
+          'and images only from public registries or those in MONOCORE_API_REGISTRIES (400 MC_OCI_REGISTRY_REFUSED).',
         tags: ['services'],
         querystring: UpQuerySchema,
         body: UpBodySchema,
@@ -80,11 +90,17 @@ export const upRoutes: FastifyPluginAsyncZod<RouteDeps> = async (app, deps) => {
         timeout = env.data.timeout ?? timeout;
       }
       deps.validateConfig(config);
-      if (!deps.isLocal(request)) deps.volumePolicy.check(config);
+      const local = deps.isLocal(request);
+      if (!local) {
+        deps.volumePolicy.check(config);
+        deps.portPolicy.check(config);
+        await deps.registryPolicy.check(imagesOf(config));
+      }
       const timeoutMs = Math.min(timeout !== undefined ? timeout * 1000 : deps.maxWaitMs, deps.maxWaitMs);
       const result = await deps.orchestrator.up(config, {
         ...(group !== undefined ? { group } : {}),
         ...(services !== undefined ? { services } : {}),
+        ...(local ? {} : { registryPolicy: deps.registryPolicy.data }),
       });
       if (wait === true) {
         // Waiting is separate from enqueueing: a client that goes away stops the wait, never the deployment.

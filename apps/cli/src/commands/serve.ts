@@ -39,7 +39,11 @@ Environment:
   MONOCORE_API_TOKEN         bearer token required on every route but /healthz
   MONOCORE_API_VOLUME_ROOTS  host paths REST bodies may mount (":" separated; default none). The local CLI
                              (same user, same machine) is trusted like a local config file: serve writes its
-                             credential to $MONOCORE_HOME/run/api-local.token (0600).`,
+                             credential to $MONOCORE_HOME/run/api-local.token (0600).
+  MONOCORE_API_PORTS         host ports REST bodies may publish (e.g. 8000-9000,3000; default 1024-65535)
+  MONOCORE_API_REGISTRIES    loopback/private registries REST bodies may pull from (host[:port] or CIDR,
+                             "," separated); link-local (cloud metadata) never; loopback by default while
+                             serve listens on loopback`,
     )
     .action(async (opts: ServeOptions) => {
       const port = Number(opts.port);
@@ -141,6 +145,8 @@ Environment:
           ...(token ? { token } : {}),
           localToken,
           allowedVolumeRoots: volumeRoots,
+          ...(process.env.MONOCORE_API_PORTS !== undefined ? { allowedPorts: process.env.MONOCORE_API_PORTS } : {}),
+          ...(process.env.MONOCORE_API_REGISTRIES !== undefined ? { allowedRegistries: process.env.MONOCORE_API_REGISTRIES } : {}),
           logger: logger.child({ name: 'api' }),
         });
         started.push({ name: 'api', close: () => api.close() });

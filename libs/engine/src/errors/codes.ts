@@ -26,6 +26,7 @@ export const ErrorCodes = {
   MC_API_NOT_FOUND: code(404, false, 'no such route'),
   MC_API_BODY_TOO_LARGE: code(413, false, 'the request body is larger than the configured limit'),
   MC_API_VOLUME_NOT_ALLOWED: code(400, false, 'a host volume path in a REST body lies outside the allowed roots'),
+  MC_API_PORT_NOT_ALLOWED: code(400, false, 'a host port in a REST body lies outside the ports REST callers may publish (MONOCORE_API_PORTS)'),
   MC_API_UNREACHABLE: code(503, true, 'the CLI cannot reach the monocore API (is `monocore serve` running?)'),
   MC_API_REDIS_UNAVAILABLE: code(503, true, 'Redis is not reachable from the API'),
 
@@ -49,6 +50,7 @@ export const ErrorCodes = {
   MC_OCI_TOO_MANY_RETRIES: code(503, true, 'the registry kept failing (5xx, 429 or dropped connections) after every retry'),
   MC_OCI_REGISTRY_ERROR: code(502, false, 'the registry answered with an unexpected status or malformed response'),
   MC_OCI_INSECURE_REGISTRY: code(400, false, 'plain HTTP to a non-loopback registry was refused (configure it as insecure to allow)'),
+  MC_OCI_REGISTRY_REFUSED: code(400, false, 'a REST caller named an image whose registry is (or resolves or redirects to) a link-local, loopback or private address not allowed by MONOCORE_API_REGISTRIES'),
   MC_OCI_STORE_BUSY: code(503, true, 'another process held the content-store lock for a blob for too long'),
   MC_OCI_IMAGE_NOT_FOUND: code(404, false, 'no local image matches this reference or digest'),
   MC_OCI_INVALID_LAYOUT: code(400, false, 'an OCI image layout directory or oci-archive is malformed (details name the file)'),

@@ -19,6 +19,8 @@ export type { RegistryClientOptions, RepositoryRef, ManifestResponse, ManifestHe
 export { defaultCredentialsResolver, dockerConfigCredentials, envCredentials, normalizeRegistryHost } from './registry-credentials.js';
 export type { RegistryCredentials, CredentialsResolver } from './registry-credentials.js';
 export { loadRegistriesFile } from './registries-config.js';
+export { RegistryPolicy, RegistryPolicyDataSchema, classifyAddress, registryConnectHost } from './registry-policy.js';
+export type { RegistryPolicyData, AddressClass } from './registry-policy.js';
 export { ImageStore, ImageRecordSchema } from './image-store.js';
 export type { ImageRecord, PruneResult, PruneOptions } from './image-store.js';
 export { pullImage, resolvePlatform, defaultRegistryClient, closeDefaultRegistryClient } from './pull-image.js';

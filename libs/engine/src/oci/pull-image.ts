@@ -11,6 +11,7 @@ import { parseImageConfig, parseManifest, type Descriptor, type ImageManifest, t
 import { formatPlatform, hostPlatform, parsePlatform, platformMatches, selectPlatform, type Platform } from './platform.js';
 import { RegistryClient } from './registry-client.js';
 import { loadRegistriesFile } from './registries-config.js';
+import { RegistryPolicy, type RegistryPolicyData } from './registry-policy.js';
 
 /**
  * Snapshot of a pull's progress. Bytes are compressed layer bytes: downloaded while
@@ -33,6 +34,12 @@ export interface PullImageOptions {
   client?: RegistryClient;
   /** Parallel layer downloads (default 3). */
   concurrency?: number;
+  /**
+   * The registry policy of whoever asked (a REST caller): every address the pull
+   * connects to is checked against it. Used with the shared client of that policy
+   * unless `client` is given.
+   */
+  policy?: RegistryPolicyData;
 }
 
 export interface PulledImage {
@@ -54,11 +61,13 @@ const sharedClients = new Map<string, RegistryClient>();
  * environment's mirrors and insecure hosts add to the file's; credentials in the
  * file win over MONOCORE_REGISTRY_AUTH and ~/.docker/config.json).
  */
-export function defaultRegistryClient(home?: MonocoreHome): RegistryClient {
-  const key = home?.root ?? '';
+export function defaultRegistryClient(home?: MonocoreHome, policy?: RegistryPolicyData): RegistryClient {
+  const key = `${home?.root ?? ''}\n${policy ? JSON.stringify(policy) : ''}`;
   let c = sharedClients.get(key);
   if (!c) {
-    c = RegistryClient.fromEnv(process.env, home ? loadRegistriesFile(home.registriesFile) : {});
+    const options = home ? loadRegistriesFile(home.registriesFile) : {};
+    if (policy) options.policy = new RegistryPolicy(policy);
+    c = RegistryClient.fromEnv(process.env, options);
     sharedClients.set(key, c);
   }
   return c;
@@ -92,7 +101,8 @@ export function resolvePlatform(p: string | Platform | undefined): Platform {
 export async function pullImage(reference: string, options: PullImageOptions): Promise<PulledImage> {
   const ref = parseImageReference(reference);
   const platform = resolvePlatform(options.platform);
-  const key = `${options.home.root}\n${ref.toString()}\n${formatPlatform(platform)}`;
+  // A pull under a registry policy never joins an unchecked one (nor the other way round).
+  const key = `${options.home.root}\n${ref.toString()}\n${formatPlatform(platform)}\n${options.policy ? JSON.stringify(options.policy) : ''}`;
   const existing = inflight.get(key);
   if (existing) {
     const l = options.onProgress;
@@ -136,7 +146,7 @@ function pulledFrom(r: ImageRecord): PulledImage {
 
 async function doPull(ref: ImageReference, platform: Platform, options: PullImageOptions, emit: (p: PullProgress) => void): Promise<PulledImage> {
   const { home, signal } = options;
-  const client = options.client ?? defaultRegistryClient(home);
+  const client = options.client ?? defaultRegistryClient(home, options.policy);
   const images = new ImageStore(home);
   const blobs = new LocalContentStore(home);
   const platformStr = formatPlatform(platform);

@@ -8,6 +8,7 @@ import type { IngestWriter } from './content-store.js';
 import { isDigest, verifyBytes } from './digest.js';
 import { MANIFEST_ACCEPT } from './media-types.js';
 import type { Descriptor } from './manifest.js';
+import type { RegistryPolicy } from './registry-policy.js';
 import { defaultCredentialsResolver, normalizeRegistryHost, type CredentialsResolver, type RegistryCredentials } from './registry-credentials.js';
 
 /** A repository on a registry, as parseImageReference returns it (registry "docker.io" for Docker Hub). */
@@ -39,6 +40,13 @@ export interface RegistryClientOptions {
   /** Largest manifest or config we accept in memory (default 8 MiB). */
   maxManifestBytes?: number;
   dispatcher?: Dispatcher;
+  /**
+   * Checks every address this client connects to (after DNS, on redirects and token
+   * realms) against a registry policy; the mirrors configured here are exempt (they
+   * are the operator's). Used for pulls that a REST caller asked for. Ignored when
+   * `dispatcher` is given.
+   */
+  policy?: RegistryPolicy;
 }
 
 export interface ManifestResponse {
@@ -156,7 +164,7 @@ async function readLimited(body: Dispatcher.ResponseData['body'], limit: number,
  * Retry-After); 4xx other than 408/429 fail at once with a specific code.
  */
 export class RegistryClient {
-  private readonly opts: Required<Omit<RegistryClientOptions, 'dispatcher' | 'credentials' | 'credentialsResolver' | 'mirrors' | 'insecureRegistries'>>;
+  private readonly opts: Required<Omit<RegistryClientOptions, 'dispatcher' | 'credentials' | 'credentialsResolver' | 'mirrors' | 'insecureRegistries' | 'policy'>>;
   private readonly mirrors: Map<string, string[]>;
   private readonly insecure: Set<string>;
   private readonly credentials: CredentialsResolver;
@@ -185,10 +193,13 @@ export class RegistryClient {
     this.insecure = new Set((options.insecureRegistries ?? []).map((h) => normalizeRegistryHost(h)));
     this.credentials = options.credentialsResolver ?? defaultCredentialsResolver(options.credentials ?? {});
     this.ownDispatcher = options.dispatcher === undefined;
+    const mirrorHosts = [...this.mirrors.values()].flat().map((u) => new URL(u).host);
     this.dispatcher =
       options.dispatcher ??
       new Agent({
-        connect: { timeout: this.opts.connectTimeoutMs },
+        connect: options.policy
+          ? options.policy.connector({ timeout: this.opts.connectTimeoutMs, exempt: mirrorHosts })
+          : { timeout: this.opts.connectTimeoutMs },
         headersTimeout: this.opts.headersTimeoutMs,
         bodyTimeout: this.opts.bodyTimeoutMs,
         keepAliveTimeout: 4_000,
@@ -362,6 +373,9 @@ export class RegistryClient {
         await res.body.dump().catch(() => undefined);
       } catch (err) {
         if (isAbort(err, signal)) throw err;
+        if (isMonocoreError(err, 'MC_OCI_REGISTRY_REFUSED')) {
+          throw new MonocoreError('MC_OCI_REGISTRY_REFUSED', `${what}: ${err.message}`, err.details, { cause: err });
+        }
         if (isMonocoreError(err)) throw err;
         const code = errCode(err);
         if (TLS_CODE.test(code)) {

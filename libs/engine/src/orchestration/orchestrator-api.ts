@@ -1,5 +1,6 @@
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
+import type { RegistryPolicyData } from '../oci/registry-policy.js';
 import type { ServiceStatus, StateEvent } from '../state/service-record.js';
 
 export type { ServiceStatus, StateEvent };
@@ -46,6 +47,8 @@ export interface UpOptions extends Selector {
   wait?: boolean;
   /** With wait: give up after this long (MC_ORCH_TIMEOUT). Default 10 minutes. */
   timeoutMs?: number;
+  /** A REST caller's registry policy: the puller checks every address it connects to for these images. */
+  registryPolicy?: RegistryPolicyData;
 }
 
 export interface DownOptions extends Selector {

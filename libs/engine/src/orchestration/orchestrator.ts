@@ -5,6 +5,7 @@ import { pino, type Logger } from 'pino';
 import { validateConfig, resolveService, type ResolvedService } from '../config/index.js';
 import { checkDeployable } from './check-deployable.js';
 import { MonocoreError } from '../errors/index.js';
+import type { RegistryPolicyData } from '../oci/registry-policy.js';
 import { planServices } from '../plan/index.js';
 import { HostRegistry, type HostCapacity } from '../state/host-registry.js';
 import { Keys } from '../state/keys.js';
@@ -253,7 +254,7 @@ export class Orchestrator implements OrchestratorApi {
     });
 
     const hostOf = new Map(planned.map((p) => [p.name, p.host]));
-    const flow = this.upFlow(deploymentId, plan.order, resolved, hostOf, epochOf);
+    const flow = this.upFlow(deploymentId, plan.order, resolved, hostOf, epochOf, options.registryPolicy);
     await this.enqueueFlow(deploymentId, flow);
     const created = planned.filter((p) => p.action === 'start').length;
     await this.state.emit({
@@ -276,6 +277,7 @@ export class Orchestrator implements OrchestratorApi {
     resolved: ReadonlyMap<string, ResolvedService>,
     hostOf: ReadonlyMap<string, string>,
     epochOf: ReadonlyMap<string, number>,
+    registryPolicy?: RegistryPolicyData,
   ): FlowJob {
     const shape = shapeDag(order, (n) => resolved.get(n)?.dependsOn ?? []);
     const t = this.tuning;
@@ -286,6 +288,7 @@ export class Orchestrator implements OrchestratorApi {
         const r = resolved.get(n)!;
         if (r.image) {
           const pull: PullJobData = { image: r.image, deploymentId, service: n };
+          if (registryPolicy) pull.registryPolicy = registryPolicy;
           kids.unshift({
             name: 'pull',
             queueName: QueueNames.pull(host),

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { RegistryPolicyDataSchema } from '../oci/registry-policy.js';
 
 /**
  * BullMQ queue names and job payloads shared by the api, puller and worker.
@@ -26,6 +27,8 @@ export const PullJobDataSchema = z.strictObject({
   platform: z.string().optional(),
   deploymentId: z.string().optional(),
   service: z.string().optional(),
+  /** Set when a REST caller asked for the image: the puller checks every address it connects to. */
+  registryPolicy: RegistryPolicyDataSchema.optional(),
 });
 export type PullJobData = z.infer<typeof PullJobDataSchema>;
 
