@@ -268,6 +268,21 @@ test('/status shape, errors mapped from the engine, and REST volume roots', asyn
     'host paths outside the roots (and a symlink inside a root pointing out) are each named',
   );
 
+  // Privileged host ports are not for REST callers (MONOCORE_API_PORTS, default 1024-65535).
+  const privileged = await call('POST', '/up', {
+    body: { service: [{ name: 'web', base: 'busybox', port: '80:8080' }, { name: 'db', base: 'busybox', port: '8081' }] },
+  });
+  assert.equal(privileged.status, 400, privileged.text);
+  assert.equal(privileged.json.code, 'MC_API_PORT_NOT_ALLOWED');
+  assert.deepEqual((privileged.json.issues as Array<{ path: string }>).map((i) => i.path), ['service[0].port']);
+  assert.match(privileged.json.message as string, /service\[0\]\.port: host port 80 may not be published over REST \(allowed: 1024-65535/);
+
+  // A registry on the cloud metadata address: refused before anything is queued (test/oci/registry-policy.test.ts covers DNS and redirects).
+  const metadata = await call('POST', '/up', { body: { service: [{ name: 'web', base: '169.254.169.254/latest/meta-data:x' }] } });
+  assert.equal(metadata.status, 400, metadata.text);
+  assert.equal(metadata.json.code, 'MC_OCI_REGISTRY_REFUSED');
+  assert.deepEqual((metadata.json.issues as Array<{ path: string }>).map((i) => i.path), ['service[0].base']);
+
   const up = await call('POST', '/up', {
     body: {
       service: [
