@@ -7,7 +7,7 @@
  */
 import { createServer } from 'node:http';
 import { join } from 'node:path';
-import { QueueEvents, Queue, Job } from 'bullmq';
+import { QueueEvents } from 'bullmq';
 import { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { JobIds, QUEUE_PREFIX, QueueNames, pullImage, MonocoreHome, closeDefaultRegistryClient } from '@monocore/engine';
@@ -27,9 +27,30 @@ const redis = new Redis(redisUrl, { maxRetriesPerRequest: null });
 // A real worker host (QEMU, with its puller): the accepted services boot, run `true` and stop.
 const worker = await startWorker({ redisUrl, hostId: 'h1', home: join(workDir, 'home'), cpus: 64, ramMib: 8192, logger: pino({ level: 'warn' }) });
 const api = await startApi({ redisUrl, host: '127.0.0.1', port: 0 });
-const queue = new Queue(QueueNames.pull('h1'), { connection: redis, prefix: QUEUE_PREFIX });
 const events = new QueueEvents(QueueNames.pull('h1'), { connection: redis.duplicate(), prefix: QUEUE_PREFIX });
 await events.waitUntilReady();
+// Pull jobs are created by the worker when it expands the deployment's flow, after /up has
+// answered: record how each one ends from the start, and wait on that record.
+const ended = new Map<string, { ok: boolean; reason?: string }>();
+const waiting = new Map<string, () => void>();
+const settle = (jobId: string, outcome: { ok: boolean; reason?: string }): void => {
+  ended.set(jobId, outcome);
+  waiting.get(jobId)?.();
+};
+events.on('completed', ({ jobId }) => settle(jobId, { ok: true }));
+events.on('failed', ({ jobId, failedReason }) => settle(jobId, { ok: false, reason: failedReason }));
+async function pullOutcome(jobId: string): Promise<{ ok: boolean; reason?: string }> {
+  if (!ended.has(jobId)) {
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`pull job ${jobId} did not finish in 120 s`)), 120_000);
+      waiting.set(jobId, () => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+  return ended.get(jobId)!;
+}
 
 interface UpOutcome {
   image: string;
@@ -55,14 +76,7 @@ async function up(image: string): Promise<UpOutcome> {
   if (json.message) out.message = json.message;
   if (json.issues) out.issues = json.issues;
   if (res.status === 202 && json.deploymentId) {
-    const job = await Job.fromId(queue, JobIds.pull(json.deploymentId, name));
-    if (!job) throw new Error(`no pull job for ${name}`);
-    try {
-      await job.waitUntilFinished(events, 120_000);
-      out.pull = { ok: true };
-    } catch (err) {
-      out.pull = { ok: false, reason: (err as Error).message };
-    }
+    out.pull = await pullOutcome(JobIds.pull(json.deploymentId, name));
   }
   return out;
 }
@@ -89,7 +103,6 @@ process.stdout.write(`${JSON.stringify(results)}\n`);
 await api.close();
 await worker.close({ handBack: false });
 await events.close();
-await queue.close();
 await closeDefaultRegistryClient();
 redirector.close();
 redis.disconnect();
