@@ -3,7 +3,7 @@
  * backend does (copy-on-write disk, 9p volumes, resources, watchdog).
  */
 import assert from 'node:assert/strict';
-import { existsSync, lstatSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { isMonocoreError } from '@monocore/engine';
@@ -108,6 +108,19 @@ test('qemu: as root, each VM\'s QEMU runs as a uid of its own with only its thre
     assert.match(status(ha.pid), /^CapEff:\s+000000000000000e$/m);
     assert.match(status(ha.pid), /^CapBnd:\s+000000000000000e$/m);
     assert.match(status(ha.pid), /^NoNewPrivs:\s+1$/m);
+    // QEMU's own seccomp sandbox (-sandbox on,…) is in force (mode 2 = filter) in every thread,
+    // vCPU and I/O threads included, and no thread kept a capability outside the three.
+    for (const vm of [ha, hb]) {
+      assert.match(status(vm.pid), /^Name:\s+qemu-system/m, 'the pid is QEMU itself, not a wrapper');
+      const tasks = readdirSync(`/proc/${vm.pid}/task`);
+      assert.ok(tasks.length > 1, `QEMU runs several threads (${tasks.length})`);
+      for (const t of tasks) {
+        const st = readFileSync(`/proc/${vm.pid}/task/${t}/status`, 'utf8');
+        assert.match(st, /^Seccomp:\s+2$/m, `thread ${t} of QEMU ${vm.pid} runs under a seccomp filter`);
+        assert.match(st, /^CapEff:\s+000000000000000e$/m, `thread ${t}: CapEff`);
+        assert.match(st, /^CapBnd:\s+000000000000000e$/m, `thread ${t}: CapBnd`);
+      }
+    }
   } finally {
     await Promise.all([ha.kill(), hb.kill()]);
     for (const s of [a, b]) rmSync(s.stateDir, { recursive: true, force: true });
