@@ -1,0 +1,156 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { kernelCmdline, launchArgv, qemuArgs, QEMU_CAPS, type QemuMachine } from './qemu-args.js';
+
+const machine = (over: Partial<QemuMachine> = {}): QemuMachine => ({
+  accel: 'tcg',
+  cpus: 2,
+  ramMib: 300,
+  kernel: '/k/vmlinux',
+  initrd: '/k/initramfs-abc.cpio',
+  tscKhz: 2899998,
+  consoleSocket: '/run/x/console.sock',
+  imageShare: '/images/busybox/rootfs',
+  disk: '/state/web/upper.ext4',
+  serialPorts: [
+    { id: 'ctl', name: 'monocore.control', socket: '/run/x/control.sock' },
+    { id: 'out', name: 'monocore.stdout', socket: '/run/x/stdout.sock' },
+    { id: 'err', name: 'monocore.stderr', socket: '/run/x/stderr.sock' },
+  ],
+  volumes: [],
+  nics: [],
+  ...over,
+});
+
+/** The value after each occurrence of `flag`. */
+function values(args: string[], flag: string): string[] {
+  return args.flatMap((a, i) => (a === flag ? [args[i + 1]!] : []));
+}
+
+/** The single value of `flag` (fails if it appears not exactly once). */
+function value(args: string[], flag: string): string {
+  const v = values(args, flag);
+  assert.equal(v.length, 1, `${flag} appears ${v.length} times in ${args.join(' ')}`);
+  return v[0]!;
+}
+
+test('qemuArgs: machine, accelerator, cpu, memory and the boot path', () => {
+  const tcg = qemuArgs(machine());
+  assert.equal(value(tcg, '-M'), 'microvm,x-option-roms=off,rtc=on,isa-serial=on');
+  assert.equal(value(tcg, '-accel'), 'tcg,thread=single');
+  assert.equal(value(tcg, '-cpu'), 'max');
+  assert.equal(value(tcg, '-m'), '300');
+  assert.equal(value(tcg, '-smp'), '2');
+  assert.equal(value(tcg, '-kernel'), '/k/vmlinux');
+  assert.equal(value(tcg, '-initrd'), '/k/initramfs-abc.cpio');
+  for (const flag of ['-nodefaults', '-no-user-config', '-no-reboot']) assert.ok(tcg.includes(flag), flag);
+  assert.equal(value(tcg, '-display'), 'none');
+  assert.equal(value(tcg, '-monitor'), 'none');
+  const kvm = qemuArgs(machine({ accel: 'kvm' }));
+  assert.equal(value(kvm, '-accel'), 'kvm');
+  assert.equal(value(kvm, '-cpu'), 'host');
+  assert.equal(value(qemuArgs(machine({ accel: 'hvf' })), '-accel'), 'hvf');
+});
+
+test('qemuArgs: QEMU runs under its seccomp sandbox', () => {
+  assert.equal(value(qemuArgs(machine()), '-sandbox'), 'on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny');
+});
+
+test('kernelCmdline: console, panic/reboot ends the VM, the TCG hang avoidances, tsc_early_khz only when known', () => {
+  const withTsc = kernelCmdline(2899998).split(' ');
+  assert.deepEqual(withTsc, ['console=ttyS0', 'panic=-1', 'reboot=t', 'quiet', 'no_timer_check', 'tsc_early_khz=2899998', 'rdinit=/init']);
+  assert.ok(!kernelCmdline(undefined).includes('tsc_early_khz'));
+  assert.equal(value(qemuArgs(machine({ tscKhz: 1234 })), '-append'), kernelCmdline(1234));
+});
+
+test('qemuArgs: the console is a socket chardev on ttyS0, never a file', () => {
+  const args = qemuArgs(machine());
+  assert.ok(values(args, '-chardev').includes('socket,id=con,path=/run/x/console.sock'));
+  assert.equal(value(args, '-serial'), 'chardev:con');
+});
+
+test('qemuArgs: the image is a read-only 9p share tagged rootfs with the real owners', () => {
+  const args = qemuArgs(machine());
+  const rootfs = values(args, '-fsdev').filter((f) => f.includes('id=rootfs'));
+  assert.deepEqual(rootfs, ['local,id=rootfs,path=/images/busybox/rootfs,security_model=none,readonly=on']);
+  assert.ok(values(args, '-device').includes('virtio-9p-device,fsdev=rootfs,mount_tag=rootfs'));
+});
+
+test('qemuArgs: the writable disk is a raw virtio-blk drive without cache=unsafe, absent for the probe', () => {
+  const args = qemuArgs(machine());
+  assert.equal(value(args, '-drive'), 'file=/state/web/upper.ext4,format=raw,if=none,id=upper,discard=unmap');
+  assert.ok(values(args, '-device').includes('virtio-blk-device,drive=upper'));
+  const probe = qemuArgs(machine({ disk: undefined }));
+  assert.deepEqual(values(probe, '-drive'), []);
+  assert.ok(!values(probe, '-device').some((d) => d.startsWith('virtio-blk-device')));
+});
+
+test('qemuArgs: each virtio-serial port is a socket chardev and a named virtserialport; max_ports leaves port 0 free', () => {
+  const args = qemuArgs(machine());
+  const devices = values(args, '-device');
+  const chardevs = values(args, '-chardev');
+  assert.ok(devices.includes('virtio-serial-device,max_ports=4'));
+  for (const [id, name, sock] of [
+    ['ctl', 'monocore.control', 'control'],
+    ['out', 'monocore.stdout', 'stdout'],
+    ['err', 'monocore.stderr', 'stderr'],
+  ]) {
+    assert.ok(chardevs.includes(`socket,id=${id},path=/run/x/${sock}.sock`), id);
+    assert.ok(devices.includes(`virtserialport,chardev=${id},name=${name}`), name);
+  }
+  // A fourth port needs max_ports=5 (QEMU reserves port 0 for a console).
+  const four = qemuArgs(machine({ serialPorts: [...machine().serialPorts, { id: 'agt', name: 'monocore.agent', socket: '/run/x/agent.sock' }] }));
+  assert.ok(values(four, '-device').includes('virtio-serial-device,max_ports=5'));
+  assert.ok(values(four, '-device').includes('virtserialport,chardev=agt,name=monocore.agent'));
+});
+
+test('qemuArgs: volumes are mapped-xattr 9p shares tagged volN, read-only when asked', () => {
+  const args = qemuArgs(machine({ volumes: [{ tag: 'vol0', host: '/data', readOnly: false }, { tag: 'vol1', host: '/conf', readOnly: true }] }));
+  const fsdevs = values(args, '-fsdev');
+  assert.ok(fsdevs.includes('local,id=vol0,path=/data,security_model=mapped-xattr'));
+  assert.ok(fsdevs.includes('local,id=vol1,path=/conf,security_model=mapped-xattr,readonly=on'));
+  const devices = values(args, '-device');
+  assert.ok(devices.includes('virtio-9p-device,fsdev=vol0,mount_tag=vol0'));
+  assert.ok(devices.includes('virtio-9p-device,fsdev=vol1,mount_tag=vol1'));
+});
+
+test('qemuArgs: each netdev kind — group and egress sockets on inherited fds, port-forward through restricted slirp', () => {
+  assert.deepEqual(values(qemuArgs(machine()), '-netdev'), [], 'no NIC: loopback only');
+  const args = qemuArgs(
+    machine({
+      nics: [
+        { kind: 'group', fd: 3, mac: '52:54:0a:58:00:02' },
+        { kind: 'egress', fd: 4, mac: '52:56:64:7f:00:02' },
+        { kind: 'port-forward', mac: '52:55:0a:00:02:0f', forwards: [{ bindAddress: '127.0.0.1', host: 8080, guest: 80 }, { bindAddress: '0.0.0.0', host: 8443, guest: 443 }] },
+      ],
+    }),
+  );
+  assert.deepEqual(values(args, '-netdev'), [
+    'socket,id=grp,fd=3',
+    'socket,id=egr,fd=4',
+    'user,id=pf,restrict=on,net=10.0.2.0/24,hostfwd=tcp:127.0.0.1:8080-:80,hostfwd=tcp:0.0.0.0:8443-:443',
+  ]);
+  const nets = values(args, '-device').filter((d) => d.startsWith('virtio-net-device'));
+  assert.deepEqual(nets, [
+    'virtio-net-device,netdev=grp,mac=52:54:0a:58:00:02',
+    'virtio-net-device,netdev=egr,mac=52:56:64:7f:00:02',
+    'virtio-net-device,netdev=pf,mac=52:55:0a:00:02:0f',
+  ]);
+});
+
+test('launchArgv: setpriv ties QEMU to its supervisor with three capabilities; as another uid they are its ambient ones', () => {
+  const args = ['-M', 'microvm'];
+  assert.deepEqual(launchArgv({ qemu: 'qemu-system-x86_64', args }), [
+    'setpriv', '--pdeathsig', 'KILL', '--no-new-privs', '--bounding-set', QEMU_CAPS, '--', 'qemu-system-x86_64', '-M', 'microvm',
+  ]);
+  assert.equal(QEMU_CAPS, '-all,+dac_override,+dac_read_search,+fowner');
+  const asUid = launchArgv({ prefix: ['ip', 'netns', 'exec', 'ns1'], qemu: 'qemu', uid: 0x70000005, args });
+  assert.deepEqual(asUid.slice(0, 4), ['ip', 'netns', 'exec', 'ns1']);
+  const setpriv = asUid.slice(4, asUid.indexOf('--'));
+  assert.equal(value(setpriv, '--reuid'), String(0x70000005));
+  assert.equal(value(setpriv, '--regid'), String(0x70000005));
+  assert.ok(setpriv.includes('--clear-groups'));
+  assert.equal(value(setpriv, '--inh-caps'), QEMU_CAPS);
+  assert.equal(value(setpriv, '--ambient-caps'), QEMU_CAPS);
+  assert.deepEqual(asUid.slice(asUid.indexOf('--') + 1), ['qemu', '-M', 'microvm']);
+});

@@ -1,0 +1,156 @@
+import type { Accel } from './acceleration.js';
+
+/**
+ * QEMU's command line as a pure function of a plain description of the VM: no
+ * files, sockets or processes are touched here, so every flag can be checked
+ * by a unit test (qemu-args.test.ts). What the paths and fds point at is
+ * allocated by the attach functions (qemu-devices.ts). Recipe and measurements:
+ * docs/VM.md and docs/PLATFORM.md.
+ */
+export interface QemuMachine {
+  accel: Accel;
+  cpus: number;
+  ramMib: number;
+  /** Uncompressed ELF kernel (vmlinux). */
+  kernel: string;
+  initrd: string;
+  /** Host TSC rate in kHz for tsc_early_khz, when /proc/cpuinfo gives one. */
+  tscKhz?: number;
+  /** Unix socket (we listen, QEMU connects) behind the serial console ttyS0. */
+  consoleSocket: string;
+  /** Host directory shared read-only as the 9p tag `rootfs`: the overlay's lower layer. */
+  imageShare: string;
+  /** The per-service writable layer (raw ext4 file), absent for the boot probe. */
+  disk?: string;
+  /** virtio-serial ports, in order: chardev id, the name the guest finds the port by, our socket. */
+  serialPorts: ReadonlyArray<{ id: string; name: string; socket: string }>;
+  /** Host directories shared over 9p; the guest mounts them by tag. */
+  volumes: ReadonlyArray<{ tag: string; host: string; readOnly: boolean }>;
+  nics: readonly QemuNic[];
+}
+
+/** One virtio-net device, by what it connects to (docs/NETWORK.md). */
+export type QemuNic =
+  /** The group's L2 segment: a socket to the in-process switch, inherited as fd `fd`. */
+  | { kind: 'group'; fd: number; mac: string }
+  /** Outbound access through passt: a socket inherited as fd `fd`. */
+  | { kind: 'egress'; fd: number; mac: string }
+  /** Host ports forwarded into the guest through slirp. */
+  | { kind: 'port-forward'; mac: string; forwards: ReadonlyArray<{ bindAddress: string; host: number; guest: number }> };
+
+/** Linux capabilities QEMU keeps (setpriv --bounding-set): read the image and write mapped-xattr volumes, nothing else. */
+export const QEMU_CAPS = '-all,+dac_override,+dac_read_search,+fowner';
+
+/** The guest kernel's command line. */
+export function kernelCmdline(tscKhz: number | undefined): string {
+  return [
+    'console=ttyS0', // kernel messages to the serial port = console.log, never to the service's stdout
+    'panic=-1', // a guest kernel panic ends the VM at once (with -no-reboot) instead of hanging
+    'reboot=t', // reboot via triple fault: with -no-reboot, QEMU exits
+    'quiet',
+    'no_timer_check', // skip the IO-APIC timer check that hangs ~1 in 3 TCG boots (PLATFORM.md)
+    ...(tscKhz ? [`tsc_early_khz=${tscKhz}`] : []), // skip TSC calibration: without it 1 boot in 4-8 hangs under TCG
+    'rdinit=/init',
+  ].join(' ');
+}
+
+/** qemu-system-x86_64's arguments (without the binary) for one `-M microvm` VM. */
+export function qemuArgs(m: QemuMachine): string[] {
+  const args = [
+    // microvm: no PCI/ACPI tables to probe; x-option-roms=off skips the option ROM scan;
+    // rtc=on and isa-serial=on: the RTC helped avoid timer hangs and ttyS0 is our console.
+    '-M', 'microvm,x-option-roms=off,rtc=on,isa-serial=on',
+    // TCG: thread=single was the verified-stable mode here; KVM/HVF when usable.
+    '-accel', m.accel === 'tcg' ? 'tcg,thread=single' : m.accel,
+    // -cpu host fails on this host's KVM ("failed to set MSR 0x10a"); max is right for TCG.
+    '-cpu', m.accel === 'tcg' ? 'max' : 'host',
+    '-m', String(m.ramMib),
+    '-smp', String(m.cpus),
+    '-nodefaults', '-no-user-config', // no default devices, no /etc/qemu config
+    '-display', 'none', '-monitor', 'none', // no stdio muxing: QEMU's own stderr stays for errors
+    '-no-reboot', // a guest reboot (or panic) ends the process
+    // seccomp filter on QEMU itself: no obsolete syscalls, no setuid/setgid, no fork/exec,
+    // no scheduler/affinity games — what a guest that escaped into QEMU could use next.
+    '-sandbox', 'on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny',
+    // The console goes through us (not `-serial file:`) so a guest flooding it cannot fill the
+    // host disk: console.log is capped (consoleLimitBytes), the last 64 KiB are kept in memory.
+    '-chardev', `socket,id=con,path=${m.consoleSocket}`,
+    '-serial', 'chardev:con',
+    '-kernel', m.kernel, // uncompressed ELF via PVH: bzImage decompression crawls under TCG
+    '-initrd', m.initrd,
+    '-append', kernelCmdline(m.tscKhz),
+    // Image rootfs: read-only share, the overlay's lower layer. security_model=none so the guest
+    // sees the image's real owners/modes; readonly=on so it can never write (no setuid planting).
+    '-fsdev', `local,id=rootfs,path=${m.imageShare},security_model=none,readonly=on`,
+    '-device', 'virtio-9p-device,fsdev=rootfs,mount_tag=rootfs',
+    // control / stdout / stderr (…): virtio-serial ports to our unix sockets (kept apart from the
+    // console). Port 0 of the bus is reserved for a console, so max_ports counts one more than
+    // the ports we add (QEMU refuses a 4th port with max_ports=4).
+    '-device', `virtio-serial-device,max_ports=${m.serialPorts.length + 1}`,
+  ];
+  for (const p of m.serialPorts) {
+    args.push('-chardev', `socket,id=${p.id},path=${p.socket}`);
+    args.push('-device', `virtserialport,chardev=${p.id},name=${p.name}`);
+  }
+  if (m.disk) {
+    // Per-service writable layer: sparse raw ext4 file; cache=unsafe is not used so a host
+    // crash cannot lose what the guest fsync()ed.
+    args.push('-drive', `file=${m.disk},format=raw,if=none,id=upper,discard=unmap`);
+    args.push('-device', 'virtio-blk-device,drive=upper');
+  }
+  for (const v of m.volumes) {
+    // Volumes: mapped-xattr, so guest-chosen owners/modes (setuid, devices) are stored as
+    // user.virtfs.* xattrs and the host only ever sees plain 0600 files (docs/THREATS.md).
+    args.push('-fsdev', `local,id=${v.tag},path=${v.host},security_model=mapped-xattr${v.readOnly ? ',readonly=on' : ''}`);
+    args.push('-device', `virtio-9p-device,fsdev=${v.tag},mount_tag=${v.tag}`);
+  }
+  for (const nic of m.nics) args.push(...nicArgs(nic));
+  return args;
+}
+
+function nicArgs(nic: QemuNic): string[] {
+  switch (nic.kind) {
+    case 'group':
+      // The group segment: a connected socket to our in-process switch, passed as an inherited
+      // fd. No host interface is attached to the segment, so nothing but the group's VMs is on it.
+      return ['-netdev', `socket,id=grp,fd=${nic.fd}`, '-device', `virtio-net-device,netdev=grp,mac=${nic.mac}`];
+    case 'egress':
+      // Outbound access: a NIC to passt in a namespace of its own, whose way out
+      // is filtered on the host so that it never leads back to it (egress-network.ts).
+      return ['-netdev', `socket,id=egr,fd=${nic.fd}`, '-device', `virtio-net-device,netdev=egr,mac=${nic.mac}`];
+    case 'port-forward': {
+      // Port forwarding through slirp with restrict=on: hostfwd still works,
+      // but the guest cannot open connections to the host (10.0.2.2 is the
+      // host's loopback!) or anywhere else, and gets no DNS. A separate NIC,
+      // so the group segment stays a pure L2 island.
+      const fwds = nic.forwards.map((f) => `hostfwd=tcp:${f.bindAddress}:${f.host}-:${f.guest}`).join(',');
+      return ['-netdev', `user,id=pf,restrict=on,net=10.0.2.0/24,${fwds}`, '-device', `virtio-net-device,netdev=pf,mac=${nic.mac}`];
+    }
+  }
+}
+
+/** How QEMU is launched: the optional prefix, then setpriv, then QEMU with `args`. */
+export interface QemuLaunch {
+  /** e.g. ['ip', 'netns', 'exec', 'ns1']; must exec (not fork) its argument. */
+  prefix?: readonly string[];
+  /** The QEMU binary. */
+  qemu: string;
+  /** The uid (and gid) QEMU runs as; undefined = the caller's own (when not root). */
+  uid?: number;
+  args: readonly string[];
+}
+
+/** The whole argv to spawn: `[...prefix, 'setpriv', …, '--', qemu, ...args]`. */
+export function launchArgv(l: QemuLaunch): string[] {
+  // setpriv: --pdeathsig KILL kills QEMU when its supervising process dies (no orphans);
+  // --bounding-set keeps only the capabilities QEMU needs for the shares; --no-new-privs.
+  return [
+    ...(l.prefix ?? []),
+    'setpriv', '--pdeathsig', 'KILL', '--no-new-privs', '--bounding-set', QEMU_CAPS,
+    // A uid of its own, keeping only those capabilities as ambient ones (see the caller).
+    ...(l.uid !== undefined
+      ? ['--reuid', String(l.uid), '--regid', String(l.uid), '--clear-groups', '--inh-caps', QEMU_CAPS, '--ambient-caps', QEMU_CAPS]
+      : []),
+    '--', l.qemu, ...l.args,
+  ];
+}
