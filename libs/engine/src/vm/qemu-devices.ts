@@ -1,0 +1,224 @@
+import { execFile } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { mkdtemp, rename, rm, truncate, writeFile } from 'node:fs/promises';
+import { createServer, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { promisify } from 'node:util';
+import { MonocoreError } from '../errors/index.js';
+import { OWNERSHIP_FILE, type OwnershipRecordFile } from '../rootfs/ownership-record.js';
+import type { CleanupStack } from './cleanup-stack.js';
+import { EgressNetwork } from './egress-network.js';
+import { groupMac } from './group-switch.js';
+import type { GroupSwitches } from './group-switches.js';
+import type { GuestSpec } from './guest-protocol.js';
+import { HostSlots } from './host-slots.js';
+import type { QemuNic } from './qemu-args.js';
+import type { VmNetwork, VmSpec } from './vm-spec.js';
+
+/*
+ * One attach function per device kind of a QEMU VM, as in Firecracker's
+ * builder.rs: each allocates what its device needs on the host, pushes the undo
+ * onto the VM's CleanupStack right after the allocation succeeds, and returns
+ * what it allocated with its part of the machine description (qemu-args.ts)
+ * and of the guest spec (guest-protocol.ts). QemuBackend.start orchestrates.
+ */
+
+const run = promisify(execFile);
+
+const PORT_FWD_MAC = '52:55:0a:00:02:0f';
+const EGRESS_MAC = '52:56:64:7f:00:02';
+/** QEMU runs as VM_UID_BASE + slot (root only): high, unnamed uids no account uses. */
+export const VM_UID_BASE = 0x70000000;
+const vmUids = new HostSlots('/run/monocore/vm-uids', 65536, 'per-VM uids');
+
+type GuestNic = GuestSpec['nics'][number];
+/** Passes a socket to QEMU as an inherited fd; returns the fd number QEMU sees. */
+export type InheritFd = (sock: Socket) => number;
+
+/** The image rootfs, shared read-only, and the file capabilities 9p cannot carry to the guest. */
+export function attachImageShare(spec: VmSpec, probe: boolean): { path: string; capabilities: NonNullable<GuestSpec['capabilities']> } {
+  // The boot probe mounts no image: its (empty) state dir stands in.
+  if (probe) return { path: spec.stateDir, capabilities: [] };
+  return { path: spec.rootfs, capabilities: imageCapabilities(spec.rootfs) };
+}
+
+/**
+ * File capabilities the unpacker recorded for this image (`<image dir>/ownership.json`,
+ * beside the rootfs): QEMU's 9p passes only user.* and ACL xattrs, so the guest
+ * init sets them on its overlay. A rootfs without a record has none.
+ */
+function imageCapabilities(rootfs: string): Array<{ path: string; value: Buffer }> {
+  try {
+    const rec = JSON.parse(readFileSync(join(dirname(rootfs), OWNERSHIP_FILE), 'utf8')) as OwnershipRecordFile;
+    return (rec.capabilities ?? []).map((c) => ({ path: c.path, value: Buffer.from(c.value, 'base64') }));
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * The per-service writable layer: a sparse ext4 file created once; later starts
+ * reuse it, so its writes persist across restarts. Nothing is pushed to undo:
+ * the disk lives as long as the service's state dir, not as long as the VM.
+ */
+export async function attachWritableDisk(stateDir: string, sizeMib: number): Promise<{ path: string }> {
+  const disk = join(stateDir, 'upper.ext4');
+  if (existsSync(disk)) return { path: disk };
+  const tmp = `${disk}.${process.pid}.tmp`;
+  try {
+    await writeFile(tmp, '');
+    await truncate(tmp, sizeMib * 1024 * 1024);
+    // -m 0: no root reserve; lazy init keeps mkfs O(1) in disk size.
+    await run('mkfs.ext4', ['-q', '-F', '-m', '0', '-E', 'lazy_itable_init=1,lazy_journal_init=1', tmp]);
+    await rename(tmp, disk);
+  } catch (e) {
+    await rm(tmp, { force: true });
+    const stderr = (e as { stderr?: string }).stderr;
+    throw new MonocoreError('MC_VM_DISK_PREPARE_FAILED', `cannot create ${disk}: ${stderr?.trim() || (e as Error).message}`, { path: disk }, { cause: e });
+  }
+  return { path: disk };
+}
+
+/** A unix socket we listen on before QEMU starts; QEMU connects as a client, so no byte is lost. */
+export interface HostSocket {
+  path: string;
+  /** QEMU's connection (the guest's end of the port). */
+  conn: Promise<Socket>;
+}
+
+/** The virtio-serial ports, in the order QEMU adds them: chardev id and the name the guest init opens. */
+const VIRTIO_PORTS = {
+  control: { id: 'ctl', name: 'monocore.control' },
+  stdout: { id: 'out', name: 'monocore.stdout' },
+  stderr: { id: 'err', name: 'monocore.stderr' },
+} as const;
+export type VirtioPortName = keyof typeof VIRTIO_PORTS;
+
+export interface SerialPorts {
+  /** Private directory of the VM's sockets; removed at the VM's end. */
+  runtimeDir: string;
+  /** The serial console (ttyS0). */
+  console: HostSocket;
+  /** The virtio-serial ports by role. */
+  ports: Record<VirtioPortName, HostSocket>;
+  /** The ports as qemuArgs takes them. */
+  qemu: Array<{ id: string; name: string; socket: string }>;
+}
+
+/** The console and the virtio-serial ports: one listening unix socket each. */
+export async function attachSerialPorts(cleanup: CleanupStack): Promise<SerialPorts> {
+  // Unix socket paths are limited to 108 bytes: keep them in a short private dir.
+  const runtimeDir = await mkdtemp(join(tmpdir(), 'mcvm-'));
+  cleanup.push(() => rm(runtimeDir, { recursive: true, force: true }));
+  const listen = async (name: string): Promise<HostSocket> => {
+    const path = join(runtimeDir, `${name}.sock`);
+    const server = createServer();
+    cleanup.push(() => server.close());
+    const conn = new Promise<Socket>((resolve) => server.once('connection', resolve));
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(path, () => resolve());
+    });
+    return { path, conn };
+  };
+  const con = await listen('console');
+  const ports = {} as Record<VirtioPortName, HostSocket>;
+  const qemu: SerialPorts['qemu'] = [];
+  for (const [role, port] of Object.entries(VIRTIO_PORTS) as Array<[VirtioPortName, (typeof VIRTIO_PORTS)[VirtioPortName]]>) {
+    ports[role] = await listen(role);
+    qemu.push({ id: port.id, name: port.name, socket: ports[role].path });
+  }
+  return { runtimeDir, console: con, ports, qemu };
+}
+
+type GroupNetwork = Extract<VmNetwork, { mode: 'group' }>;
+
+/** The group's segment: a port on the group's in-process switch, passed to QEMU as an fd. */
+export async function attachGroupNic(
+  net: GroupNetwork,
+  hostname: string,
+  switches: GroupSwitches,
+  inherit: InheritFd,
+  cleanup: CleanupStack,
+): Promise<{ nic: QemuNic; guest: GuestNic; hosts: string[] }> {
+  const sw = await switches.join(net.group);
+  cleanup.push(() => switches.leave(net.group));
+  const mac = groupMac(net.address);
+  const sock = await sw.connectPort(mac);
+  cleanup.push(() => sock.destroy());
+  const hosts = [`${net.address.split('/')[0]}\t${hostname}`];
+  for (const [name, addr] of Object.entries(net.peers)) hosts.push(`${addr.split('/')[0]}\t${name}`);
+  return { nic: { kind: 'group', fd: inherit(sock), mac }, guest: { mac, cidr: net.address }, hosts };
+}
+
+/** Outbound access: passt in a network namespace of its own (egress-network.ts). */
+export async function attachEgressNic(
+  id: string,
+  inherit: InheritFd,
+  cleanup: CleanupStack,
+): Promise<{ nic: QemuNic; guest: GuestNic; dns: string[] }> {
+  const egress = await EgressNetwork.open(id);
+  cleanup.push(() => egress.close());
+  return {
+    nic: { kind: 'egress', fd: inherit(egress.socket), mac: EGRESS_MAC },
+    guest: { mac: EGRESS_MAC, cidr: egress.guest.cidr, gateway: egress.guest.gateway },
+    dns: egress.guest.dns,
+  };
+}
+
+/** Host ports forwarded into the guest: slirp inside QEMU, nothing allocated here. */
+export function attachPortForwardNic(ports: VmSpec['ports']): { nic: QemuNic; guest: GuestNic } {
+  const forwards = ports.map((p) => ({ bindAddress: p.bindAddress ?? '127.0.0.1', host: p.host, guest: p.guest }));
+  return { nic: { kind: 'port-forward', mac: PORT_FWD_MAC, forwards }, guest: { mac: PORT_FWD_MAC, cidr: '10.0.2.15/24' } };
+}
+
+/**
+ * A taken host port would only surface as a QEMU start error: say which one up
+ * front, naming the field. Checked before anything is allocated.
+ */
+export async function checkForwardedPorts(spec: VmSpec): Promise<void> {
+  for (const [i, p] of spec.ports.entries()) {
+    const addr = p.bindAddress ?? '127.0.0.1';
+    const problem = await portProblem(addr, p.host);
+    if (problem) {
+      throw new MonocoreError('MC_VM_START_FAILED', `vm ${JSON.stringify(spec.id)}: ports[${i}]: cannot forward ${addr}:${p.host}: ${problem}`, { id: spec.id, field: `ports[${i}].host` });
+    }
+  }
+}
+
+/** Why a TCP port cannot be bound on the host (e.g. "already in use"), or undefined. */
+async function portProblem(host: string, port: number): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    const srv = createServer();
+    srv.once('error', (e: NodeJS.ErrnoException) => resolve(e.code === 'EADDRINUSE' ? 'the port is already in use' : (e.code ?? e.message)));
+    srv.listen({ host, port, exclusive: true }, () => srv.close(() => resolve(undefined)));
+  });
+}
+
+/** Host directories shared over 9p, tagged vol0, vol1, … in spec order. */
+export function attachVolumes(volumes: VmSpec['volumes']): {
+  qemu: Array<{ tag: string; host: string; readOnly: boolean }>;
+  guest: GuestSpec['volumes'];
+} {
+  const tagged = volumes.map((v, i) => ({ tag: `vol${i}`, host: v.host, guest: v.guest, readOnly: v.readOnly ?? false }));
+  return {
+    qemu: tagged.map(({ tag, host, readOnly }) => ({ tag, host, readOnly })),
+    guest: tagged.map(({ tag, guest, readOnly }) => ({ tag, guest, readOnly })),
+  };
+}
+
+/**
+ * As root, each VM's QEMU runs as a uid of its own (uidBase + a host-wide slot, no
+ * passwd entry), keeping only the capabilities it needs as ambient ones: after an
+ * escape it cannot signal or ptrace root's processes or other VMs, nor make a file
+ * setuid-root (docs/THREATS.md). Undefined when not root (QEMU keeps our uid). The
+ * slot is released by the VM's cleanup, which runs only once QEMU is gone: no two
+ * live VMs share a uid.
+ */
+export async function attachVmUid(uidBase: number, cleanup: CleanupStack): Promise<number | undefined> {
+  if (process.getuid?.() !== 0) return undefined;
+  const { slot, lock } = await vmUids.acquire();
+  cleanup.push(() => lock.release());
+  return uidBase + slot;
+}
