@@ -28,7 +28,10 @@ export class QueueDiscovery {
         const name = key.slice(QUEUE_PREFIX.length + 1, -':meta'.length);
         // Our own state keys share the prefix ({monocore}:service:<name>…): queue names never contain ':'.
         if (name.length === 0 || name.includes(':') || this.queues.has(name)) continue;
-        this.queues.set(name, new Queue(name, { prefix: QUEUE_PREFIX, connection: this.queueConnection }));
+        const queue = new Queue(name, { prefix: QUEUE_PREFIX, connection: this.queueConnection });
+        // Without a listener BullMQ prints every connection error while Redis is away; ioredis reconnects.
+        queue.on('error', () => undefined);
+        this.queues.set(name, queue);
       }
     } while (cursor !== '0');
     return [...this.queues.values()].sort((a, b) => a.name.localeCompare(b.name));

@@ -26,6 +26,7 @@ import { startPuller, type Puller } from '@monocore/puller';
 import { HostLiveness } from './host-liveness.js';
 import { QueueAdopter } from './queue-adopter.js';
 import { reclaimFenced, recoverAfterRestart } from './reboot-here.js';
+import { removeStrayServiceFiles } from './stray-service-files.js';
 import { VmUsageSampler } from './vm-usage-sampler.js';
 import { createAwaitProcessor } from './processors/await-dependency.js';
 import { createDeployProcessor } from './processors/deployment.js';
@@ -197,7 +198,8 @@ export async function startWorker(options: StartWorkerOptions): Promise<Monocore
   const puller = options.puller === false ? undefined : await startHostPuller(redis, hostId, home, state, logger);
   await Promise.all(workers.map((w) => w.waitUntilReady()));
 
-  // Housekeeping on the heartbeat's period: reap dead hosts (and adopt their queues), sample VM usage.
+  // Housekeeping on the heartbeat's period: reap dead hosts (and adopt their queues), delete the
+  // files of services that left this host, sample VM usage.
   const usage = new VmUsageSampler();
   let housekeeping = false;
   const housekeepingTimer = setInterval(() => {
@@ -208,6 +210,7 @@ export async function startWorker(options: StartWorkerOptions): Promise<Monocore
       for (const h of r.reaped) if (h !== hostId) adopter.adopt(h);
       if (r.lost.length || r.rescheduled.length) logger.warn(r, 'rescheduled services of lost hosts');
       await adopter.tick();
+      await removeStrayServiceFiles(ctx);
       const pids = supervisor.pids();
       usage.retain(new Set(pids.map((p) => p.pid)));
       for (const { name, pid } of pids) {
