@@ -13,7 +13,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
-import { LibkrunBackend, MonocoreHome, isMonocoreError, libkrunPaths, type VmSpec } from '@monocore/engine';
+import { LibkrunBackend, MonocoreHome, chooseBackend, isMonocoreError, libkrunPaths, type VmSpec } from '@monocore/engine';
 import { buildStubLibkrun, readStubRecord, cArray, cQuote } from './stub-libkrun.js';
 
 const work = mkdtempSync(join(tmpdir(), 'mc-libkrun-backend-'));
@@ -356,8 +356,39 @@ describe('LibkrunBackend.available()', () => {
     assert.match(await r(host({ files: ['/dev/kvm', '/usr/bin/unshare', '/sys/module/kvm_pvm'] })), /kvm_pvm.*use the qemu backend/);
     assert.match(await r(host({ root: false })), /needs root/);
     assert.match(await r(host({ platform: 'win32' })), /Linux \(KVM\) and macOS \(HVF\) only/);
-    const ok = await b(host()).available();
-    assert.deepEqual(ok, { available: true, accel: 'kvm', detail: `libkrun ${stubPath}` });
+  });
+
+  // libkrun is used only where it has booted a guest: available() ends with a real boot probe
+  // (a VM whose command does not exist; only a booted guest init can answer exit 127).
+  // The STUB stands in for the VMM here, so each verdict below is the stub's simulated one.
+  test('stub libkrun: available() only after a boot probe answers like a booted guest init; each failing probe says why', async () => {
+    const withEnter = (enter: string, extra: Partial<ConstructorParameters<typeof LibkrunBackend>[0]> = {}): LibkrunBackend =>
+      new LibkrunBackend({ home, libkrunPath: stubPath, host: host(), env: { ...process.env, STUB_LIBKRUN_ENTER: enter }, ...extra });
+    const ok = await withEnter('exit:127').available();
+    assert.ok(ok.available, ok.available ? '' : ok.reason);
+    assert.equal(ok.accel, 'kvm');
+    assert.match(ok.detail ?? '', new RegExp(`^libkrun ${stubPath.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}; boot probe ok: the guest init answered in \\d+ ms$`));
+
+    const reasons: string[] = [];
+    for (const b of [withEnter('exit:0'), withEnter('return:-22'), withEnter('pause', { probeTimeoutMs: 1500 })]) {
+      const a = await b.available();
+      assert.ok(!a.available, 'a failing probe makes libkrun unavailable');
+      assert.match(a.reason, /failed its boot probe: /);
+      reasons.push(a.reason);
+    }
+    assert.match(reasons[0]!, /expected the guest init's exit 127 for a missing command, got exited \(exit 0\)/);
+    assert.match(reasons[1]!, /got exited \(exit 120\)/, "krun_start_enter returned: the child reports its set-up failure code");
+    assert.match(reasons[2]!, /no answer from the guest within 1500 ms/);
+
+    // auto picks qemu over a libkrun whose probe failed, and says so; it would pick libkrun after a good probe.
+    const qemu = { name: 'qemu' as const, availability: { available: true as const, accel: 'tcg', detail: 'tcg: test' } };
+    const failed = await withEnter('exit:0').available();
+    const passed = await withEnter('exit:127').available();
+    const overFailed = chooseBackend([{ name: 'libkrun', availability: failed }, qemu], 'auto');
+    assert.equal(overFailed?.name, 'qemu');
+    assert.match(overFailed?.reason ?? '', /^qemu \(tcg\), auto; libkrun passed over: libkrun .* failed its boot probe: .*; qemu: tcg: test$/);
+    assert.equal(chooseBackend([{ name: 'libkrun', availability: passed }, qemu], 'auto')?.name, 'libkrun');
+    assert.equal(chooseBackend([{ name: 'libkrun', availability: failed }, qemu], 'libkrun'), undefined, 'an explicit libkrun is not replaced by qemu');
   });
 
   test('this host: the answer matches the host (kvm_pvm here means unavailable)', async () => {

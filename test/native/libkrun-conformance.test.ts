@@ -30,7 +30,13 @@ const rootfs = join(work, 'rootfs');
 mkdirSync(join(rootfs, 'bin'), { recursive: true });
 
 const simulatedKvmHost = { platform: 'linux' as const, exists: (p: string) => p === '/dev/kvm' || p === '/usr/bin/unshare', canOpenRw: () => true, isRoot: true };
-const backend = new LibkrunBackend({ home: new MonocoreHome(join(work, 'home')), libkrunPath: buildStubLibkrun().full, host: simulatedKvmHost });
+// available() boot-probes: the stub answers like a booted guest init whose command is missing (exit 127).
+const backend = new LibkrunBackend({
+  home: new MonocoreHome(join(work, 'home')),
+  libkrunPath: buildStubLibkrun().full,
+  host: simulatedKvmHost,
+  env: { ...process.env, STUB_LIBKRUN_ENTER: 'exit:127' },
+});
 
 function spec(id: string, over: Partial<VmSpec> = {}): VmSpec & { stdout: Collect; stderr: Collect } {
   return {

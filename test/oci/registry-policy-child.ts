@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { QueueEvents } from 'bullmq';
 import { Redis } from 'ioredis';
 import { pino } from 'pino';
-import { JobIds, QUEUE_PREFIX, QueueNames, pullImage, MonocoreHome, closeDefaultRegistryClient } from '@monocore/engine';
+import { HostRegistry, JobIds, QUEUE_PREFIX, QueueNames, pullImage, MonocoreHome, closeDefaultRegistryClient } from '@monocore/engine';
 import { startApi } from '@monocore/api';
 import { startWorker } from '@monocore/worker';
 
@@ -82,6 +82,8 @@ async function up(image: string): Promise<UpOutcome> {
 }
 
 const results: Record<string, unknown> = {};
+// (Also recorded: why this worker host runs the backend it does, for the host listing.)
+results.backendDetail = (await new HostRegistry(redis).list()).find((h) => h.id === 'h1')?.backendDetail;
 results.metadataLiteral = await up(`169.254.169.254:5000/${IMAGE_PATH}`);
 results.metadataByName = await up(`meta.test:5000/${IMAGE_PATH}`);
 results.privateLiteral = await up(`10.250.0.2:5000/${IMAGE_PATH}`);

@@ -167,6 +167,9 @@ test('REST image references: link-local and private registries refused before an
     assert.match(o.pull?.reason ?? '', target);
   }
 
+  // The worker host (started with defaults) records which backend it runs and why.
+  assert.match(String((r as unknown as { backendDetail?: string }).backendDetail), /^qemu \((kvm|hvf|tcg)\), worker hosts run qemu: .*kernel /);
+
   // Control: without the policy the redirect leads to a working registry, so only the policy stopped it.
   assert.equal(r.redirectUnchecked.ok, true, `control pull through the redirect: ${JSON.stringify(r.redirectUnchecked)}`);
 });

@@ -91,6 +91,10 @@ test('monocore doctor --json reports backends, acceleration, kernel, initramfs a
     assert.equal(by('initramfs')?.status, 'ok');
     assert.equal(by('redis')?.status, 'ok', by('redis')?.detail);
     assert.equal(by('outbound network')?.status, 'ok', by('outbound network')?.detail);
+    // Which backend each path actually uses, and why (libkrun is absent here).
+    assert.match(by('backend for run')?.detail ?? '', /^qemu \(tcg\), auto; libkrun passed over: libkrun not found/);
+    assert.match(by('backend for up')?.detail ?? '', /^worker hosts run qemu \(tcg\): /);
+    assert.equal((rep as unknown as { selected: { run: { name: string } } }).selected.run.name, 'qemu');
   } finally {
     rmSync(home, { recursive: true, force: true });
   }

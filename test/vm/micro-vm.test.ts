@@ -10,6 +10,7 @@ test('selectBackend picks qemu here (libkrun is not installed) and reports why l
   assert.equal(sel.availability.accel, 'tcg', 'kvm_pvm host: TCG, never KVM');
   const krun = sel.probed.find((p) => p.name === 'libkrun');
   assert.ok(krun && !krun.availability.available && krun.availability.reason.length > 0);
+  assert.match(sel.reason, /^qemu \(tcg\), auto; libkrun passed over: .+; qemu: /, 'the selection says which backend and why');
   await assert.rejects(selectBackend({ home: testHome(), kernelDir: kernelDir(), prefer: 'libkrun' }), (e: unknown) =>
     isMonocoreError(e, 'MC_VM_BACKEND_UNAVAILABLE') && /libkrun/.test(e.message),
   );

@@ -108,7 +108,7 @@ export async function startWorker(options: StartWorkerOptions): Promise<Monocore
   await Promise.all([home.runDir, home.logDir, home.servicesDir].map((d) => mkdir(d, { recursive: true })));
   const timing = leaseTiming(options.leaseMs);
   const tuning: JobTuning = { ...DEFAULT_JOB_TUNING, ...options.jobs };
-  const backend = await prepareBackend(options.backend, home, logger);
+  const { backend, detail: backendDetail } = await prepareBackend(options.backend, home, logger);
   const { redis, owned } = connect(options, logger);
   // Liveness has a connection of its own that fails fast while Redis is away (the fence
   // deadline, not a queue of retries, decides what happens then).
@@ -121,6 +121,7 @@ export async function startWorker(options: StartWorkerOptions): Promise<Monocore
     cpus: options.cpus ?? osCpus().length * CPU_OVERCOMMIT,
     ramMib: options.ramMib ?? Math.floor(totalmem() / 1024 / 1024),
     backends: [backend.name],
+    backendDetail,
   };
   const state = new StateStore(redis);
   const queues = queueCache(redis);
@@ -266,7 +267,8 @@ function connect(options: StartWorkerOptions, logger: Logger): { redis: Redis; o
 }
 
 /** The backend this host boots with, checked usable; VMs and egress namespaces a crashed predecessor left are removed. */
-async function prepareBackend(choice: StartWorkerOptions['backend'], home: MonocoreHome, logger: Logger): Promise<ServiceBackend> {
+/** The host's backend, ready, with why it is what it is (HostInfo.backendDetail: GET /hosts, status). */
+async function prepareBackend(choice: StartWorkerOptions['backend'], home: MonocoreHome, logger: Logger): Promise<{ backend: ServiceBackend; detail: string }> {
   const backend = choice === undefined || choice === 'qemu' ? new QemuBackend({ home }) : choice;
   const availability = await backend.available();
   if (!availability.available) {
@@ -280,7 +282,10 @@ async function prepareBackend(choice: StartWorkerOptions['backend'], home: Monoc
       if (stale.length > 0) logger.warn({ namespaces: stale }, 'removed egress namespaces left by a previous worker');
     }
   }
-  return backend;
+  const why = choice === undefined ? 'worker hosts run qemu' : choice === 'qemu' ? 'qemu requested' : 'backend injected by the caller';
+  const detail = `${backend.name} (${availability.accel}), ${why}${availability.detail ? `: ${availability.detail}` : ''}`;
+  logger.info({ backend: backend.name, detail }, 'hypervisor backend ready');
+  return { backend, detail };
 }
 
 /** start/stop/remove of the services placed on this host, one at a time per service (BullMQ is at-least-once). */

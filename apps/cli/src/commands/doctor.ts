@@ -3,7 +3,7 @@ import { connect } from 'node:net';
 import type { Command } from 'commander';
 import { isMonocoreError } from '@monocore/engine/errors';
 import { MonocoreHome } from '@monocore/engine/home';
-import { EGRESS_POOL, QemuBackend, detectAccel, egressUnavailable, findGuestKernel, probeBackends } from '@monocore/engine/vm';
+import { EGRESS_POOL, QemuBackend, chooseBackend, detectAccel, egressUnavailable, findGuestKernel, probeBackends, type BackendName } from '@monocore/engine/vm';
 
 interface Check {
   name: string;
@@ -75,6 +75,23 @@ export function registerDoctor(program: Command): void {
         const a = b.availability;
         checks.push({ name: `backend ${b.name}`, status: a.available ? 'ok' : b.name === 'libkrun' ? 'warn' : 'fail', detail: a.available ? `usable (${a.accel})${a.detail ? `: ${a.detail}` : ''}` : a.reason });
       }
+      // Which backend is actually used, and why: `monocore run` and the library choose
+      // (MONOCORE_BACKEND, default auto: libkrun only when its boot probe passed); worker
+      // hosts (serve, monocore-worker) always run QEMU (the only backend with group
+      // networks, volumes' mapped ownership and per-VM uids).
+      const prefer = (process.env.MONOCORE_BACKEND || 'auto') as BackendName | 'auto';
+      const choice = chooseBackend(backends, prefer);
+      checks.push({
+        name: 'backend for run',
+        status: choice ? 'ok' : 'fail',
+        detail: choice ? choice.reason : `none usable (${prefer === 'auto' ? 'auto' : `${prefer} requested by MONOCORE_BACKEND`})`,
+      });
+      const qemuReport = backends.find((b) => b.name === 'qemu');
+      checks.push({
+        name: 'backend for up',
+        status: qemuReport?.availability.available ? 'ok' : 'fail',
+        detail: `worker hosts run qemu${qemuReport?.availability.available ? ` (${qemuReport.availability.accel})${qemuReport.availability.detail ? `: ${qemuReport.availability.detail}` : ''}` : `, which is unusable here: ${qemuReport?.availability.available === false ? qemuReport.availability.reason : 'not probed'}`}`,
+      });
       const qemu = backends.find((b) => b.name === 'qemu')?.backend;
       if (qemu instanceof QemuBackend && backends.find((b) => b.name === 'qemu')?.availability.available) {
         checks.push({ name: 'qemu binary', status: 'ok', detail: qemu.version() });
@@ -105,7 +122,14 @@ export function registerDoctor(program: Command): void {
 
       const usable = backends.some((b) => b.availability.available);
       if (opts.json) {
-        process.stdout.write(`${JSON.stringify({ ok: usable && !checks.some((c) => c.status === 'fail'), checks, backends: backends.map((b) => ({ name: b.name, ...b.availability })) })}\n`);
+        process.stdout.write(
+          `${JSON.stringify({
+            ok: usable && !checks.some((c) => c.status === 'fail'),
+            checks,
+            backends: backends.map((b) => ({ name: b.name, ...b.availability })),
+            selected: { run: choice ?? null, up: { name: 'qemu' } },
+          })}\n`,
+        );
       } else {
         const mark = { ok: 'ok  ', warn: 'warn', fail: 'FAIL' } as const;
         for (const c of checks) process.stdout.write(`[${mark[c.status]}] ${c.name.padEnd(16)} ${c.detail}\n`);

@@ -7,6 +7,8 @@ export interface HostInfo {
   ramMib: number;
   /** Hypervisor backends usable on the host, e.g. ["qemu"]. */
   backends: string[];
+  /** Which backend the host runs and why, for people (`qemu (tcg): kvm_pvm loaded…; kernel 6.1…`). */
+  backendDetail?: string;
   startedAt?: string;
   pid?: number;
 }
@@ -37,6 +39,7 @@ export class HostRegistry {
         cpus: info.cpus,
         ram_mib: info.ramMib,
         backends: info.backends.join(','),
+        backend_detail: info.backendDetail ?? '',
         started_at: info.startedAt ?? new Date().toISOString(),
         pid: info.pid ?? process.pid,
       })
@@ -90,6 +93,7 @@ export class HostRegistry {
         cpus,
         ramMib,
         backends: h.backends ? h.backends.split(',') : [],
+        ...(h.backend_detail ? { backendDetail: h.backend_detail } : {}),
         startedAt: h.started_at,
         pid: h.pid ? Number(h.pid) : undefined,
         alive,

@@ -15,5 +15,5 @@ export { cleanupEgressOrphans, egressUnavailable, EGRESS_POOL } from './egress-n
 export { validateVmSpec } from './vm-spec-validation.js';
 export { GroupSwitch } from './group-switch.js';
 export { MicroVm, MicroVmBuilder } from './micro-vm.js';
-export { selectBackend, probeBackends, type BackendName, type BackendReport, type SelectBackendOptions, type SelectedBackend } from './select-backend.js';
+export { selectBackend, probeBackends, chooseBackend, type BackendName, type BackendReport, type SelectBackendOptions, type SelectedBackend } from './select-backend.js';
 export { LibkrunBackend, libkrunPaths, LIBKRUN_ALLOW_TSI_ENV, type LibkrunBackendOptions, type LibkrunVmHandle, type LibkrunHostFacts } from './libkrun-backend.js';

@@ -1,7 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { accessSync, constants, existsSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join, posix } from 'node:path';
 import type { Readable } from 'node:stream';
 import {
@@ -56,7 +57,18 @@ export interface LibkrunBackendOptions {
   bootTimeoutMs?: number;
   /** Host facts for available() (default: this host). */
   host?: LibkrunHostFacts;
+  /** How long available()'s boot probe may take before libkrun is declared unusable (default 20 s). */
+  probeTimeoutMs?: number;
 }
+
+/**
+ * The boot probe's command: a path no rootfs has. libkrun's guest init answers a
+ * missing command with exit code 127 (125: its environment set-up failed, 126:
+ * exec failed), and only a guest whose kernel booted and whose init ran can say
+ * so: the VMM failing, a KVM that crawls (kvm_pvm) or a broken libkrunfw cannot.
+ */
+export const LIBKRUN_PROBE_COMMAND = '/.monocore-boot-probe';
+export const LIBKRUN_PROBE_EXIT = 127;
 
 const thisHost = (): LibkrunHostFacts => ({
   platform: process.platform,
@@ -169,6 +181,7 @@ export class LibkrunBackend implements HypervisorBackend {
   private readonly home: MonocoreHome;
   private readonly env: NodeJS.ProcessEnv;
   private located?: { path: string };
+  private probed?: Promise<{ ok: boolean; ms: number; detail: string }>;
 
   constructor(private readonly opts: LibkrunBackendOptions = {}) {
     this.home = opts.home ?? new MonocoreHome();
@@ -217,7 +230,62 @@ export class LibkrunBackend implements HypervisorBackend {
     if (!host.isRoot) {
       return { available: false, reason: 'the libkrun backend mounts the per-service overlay root in a private mount namespace and needs root (CAP_SYS_ADMIN)' };
     }
-    return { available: true, accel: 'kvm', detail: `libkrun ${lib.path}` };
+    // Everything a static look can check is there; now prove it boots (as QemuBackend does for
+    // KVM): a libkrun that cannot boot a guest here must never be preferred over QEMU.
+    this.probed ??= this.probe(this.opts.probeTimeoutMs ?? 20_000);
+    const p = await this.probed;
+    if (!p.ok) return { available: false, reason: `libkrun ${lib.path} failed its boot probe: ${p.detail}` };
+    return { available: true, accel: 'kvm', detail: `libkrun ${lib.path}; boot probe ok: ${p.detail}` };
+  }
+
+  /**
+   * Boots one VM whose command does not exist and expects libkrun's guest init to
+   * report exit 127 (LIBKRUN_PROBE_EXIT) within `timeoutMs`: the whole path (library,
+   * KVM, libkrunfw's kernel, the guest init, our child process and mount namespace) works.
+   */
+  async probe(timeoutMs = 20_000): Promise<{ ok: boolean; ms: number; detail: string }> {
+    const t0 = Date.now();
+    const dir = await mkdtemp(join(tmpdir(), 'mc-krun-probe-'));
+    try {
+      const rootfs = join(dir, 'rootfs');
+      // The mount points libkrun's init expects in a root, and nothing else.
+      for (const d of ['proc', 'sys', 'dev', 'tmp', 'run', 'etc']) await mkdir(join(rootfs, d), { recursive: true });
+      const h = await this.start({
+        id: 'krun-probe',
+        rootfs,
+        command: LIBKRUN_PROBE_COMMAND,
+        args: [],
+        env: [],
+        cpus: 1,
+        ramMib: 128,
+        volumes: [],
+        ports: [],
+        stateDir: join(dir, 'state'),
+        network: { mode: 'none' },
+        bootTimeoutMs: timeoutMs,
+      });
+      let timedOut = false;
+      const timer = setTimeout(() => {
+        timedOut = true;
+        void h.kill();
+      }, timeoutMs);
+      const exit = await h.wait();
+      clearTimeout(timer);
+      const ms = Date.now() - t0;
+      if (exit.reason === 'exited' && exit.exitCode === LIBKRUN_PROBE_EXIT) {
+        return { ok: true, ms, detail: `the guest init answered in ${ms} ms` };
+      }
+      if (timedOut) return { ok: false, ms, detail: `no answer from the guest within ${timeoutMs} ms` };
+      return {
+        ok: false,
+        ms,
+        detail: `expected the guest init's exit ${LIBKRUN_PROBE_EXIT} for a missing command, got ${exit.reason}${exit.exitCode !== null ? ` (exit ${exit.exitCode})` : ''}${exit.detail ? `: ${exit.detail.split('\n')[0]}` : ''}`,
+      };
+    } catch (err) {
+      return { ok: false, ms: Date.now() - t0, detail: err instanceof Error ? err.message : String(err) };
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   }
 
   async start(spec: VmSpec): Promise<LibkrunVmHandle> {

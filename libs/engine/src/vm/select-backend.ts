@@ -7,7 +7,7 @@ export type BackendName = 'qemu' | 'libkrun';
 
 export interface SelectBackendOptions {
   home?: MonocoreHome;
-  /** 'auto' (default, or MONOCORE_BACKEND): libkrun when available, else qemu. */
+  /** 'auto' (default, or MONOCORE_BACKEND): libkrun when available (its boot probe passed), else qemu. */
   prefer?: BackendName | 'auto';
   /** Guest kernel dir for the qemu backend. */
   kernelDir?: string;
@@ -24,9 +24,37 @@ export interface SelectedBackend {
   availability: BackendAvailability & { available: true };
   /** Every backend probed, in order, with its verdict (for doctor and error messages). */
   probed: BackendReport[];
+  /** Why this backend, for people: `qemu (tcg): libkrun passed over: …; qemu: …`. */
+  reason: string;
 }
 
-/** Every backend's availability on this host (libkrun first: it is the faster path where KVM works). */
+/** A reason's first 160 characters: the full one is in `probed` and in doctor's per-backend line. */
+function brief(reason: string): string {
+  return reason.length <= 160 ? reason : `${reason.slice(0, 159)}…`;
+}
+
+/**
+ * The selection rule alone (selectBackend and `monocore doctor` share it): the
+ * preferred backend if usable, else in `auto` the first usable one in probe order
+ * (libkrun, whose availability includes a real boot probe, then qemu). Returns
+ * undefined when none is usable.
+ */
+export function chooseBackend(reports: readonly BackendReport[], prefer: BackendName | 'auto'): { name: BackendName; reason: string } | undefined {
+  const candidates = prefer === 'auto' ? reports : reports.filter((r) => r.name === prefer);
+  const chosen = candidates.find((r) => r.availability.available);
+  if (!chosen || !chosen.availability.available) return undefined;
+  const passedOver = candidates
+    .slice(0, candidates.indexOf(chosen))
+    .map((r) => `${r.name} passed over: ${r.availability.available ? 'usable' : brief(r.availability.reason)}`);
+  const why = prefer === 'auto' ? 'auto' : `${prefer} requested (MONOCORE_BACKEND)`;
+  const detail = chosen.availability.detail ? `: ${chosen.availability.detail}` : '';
+  return { name: chosen.name, reason: `${chosen.name} (${chosen.availability.accel}), ${why}${passedOver.length ? `; ${passedOver.join('; ')}` : ''}; ${chosen.name}${detail}` };
+}
+
+/**
+ * Every backend's availability on this host (libkrun first: it is the faster path where KVM
+ * works). libkrun counts as available only after a real boot probe succeeded here.
+ */
 export async function probeBackends(opts: SelectBackendOptions = {}): Promise<Array<BackendReport & { backend: HypervisorBackend }>> {
   const out: Array<BackendReport & { backend: HypervisorBackend }> = [];
   // Imported lazily: the libkrun binding loads a native library on first use.
@@ -41,7 +69,7 @@ export async function probeBackends(opts: SelectBackendOptions = {}): Promise<Ar
 /**
  * Picks the hypervisor backend: the preferred one if it is usable (an explicit
  * preference that is unusable is an error, not a silent fallback), otherwise
- * libkrun when available, else qemu. Throws MC_VM_BACKEND_UNAVAILABLE with
+ * libkrun when available (its boot probe passed), else qemu. Throws MC_VM_BACKEND_UNAVAILABLE with
  * every backend's reason when none can run.
  */
 export async function selectBackend(opts: SelectBackendOptions = {}): Promise<SelectedBackend> {
@@ -52,10 +80,10 @@ export async function selectBackend(opts: SelectBackendOptions = {}): Promise<Se
   }
   const reports = await probeBackends(opts);
   const probed = reports.map(({ name, availability }) => ({ name, availability }));
+  const choice = chooseBackend(probed, prefer);
+  const chosen = choice && reports.find((r) => r.name === choice.name);
+  if (choice && chosen?.availability.available) return { backend: chosen.backend, availability: chosen.availability, probed, reason: choice.reason };
   const candidates = prefer === 'auto' ? reports : reports.filter((r) => r.name === prefer);
-  for (const r of candidates) {
-    if (r.availability.available) return { backend: r.backend, availability: r.availability, probed };
-  }
   const why = candidates.map((r) => `${r.name}: ${r.availability.available ? 'ok' : r.availability.reason}`).join('; ');
   throw new MonocoreError('MC_VM_BACKEND_UNAVAILABLE', `no usable hypervisor backend${prefer === 'auto' ? '' : ` (${prefer} requested)`}: ${why}`, { probed });
 }
