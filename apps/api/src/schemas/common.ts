@@ -1,17 +1,8 @@
 import { z } from 'zod';
+import { ErrorBodySchema } from '@monocore/api-schemas';
 
-/** The error body every route answers with (see plugins/error-handler.ts). */
-export const ErrorBodySchema = z
-  .object({
-    code: z.string().describe('stable error code, documented in docs/ERRORS.md'),
-    message: z.string().describe('human-readable message naming the offending input'),
-    details: z.record(z.string(), z.unknown()),
-    issues: z
-      .array(z.object({ path: z.string(), message: z.string() }))
-      .optional()
-      .describe('one entry per problem, for validation errors'),
-  })
-  .meta({ id: 'Error' });
+/** The error body every route answers with (see plugins/error-handler.ts); its one home is @monocore/api-schemas. */
+export { ErrorBodySchema };
 
 /** `a,b` or repeated `?x=a&x=b` → ['a','b']. */
 export const NameList = z

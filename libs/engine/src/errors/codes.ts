@@ -106,8 +106,15 @@ export const ErrorCodes = {
   MC_ORCH_NO_IMAGE: code(400, false, 'a service has no base image and the worker backend needs one'),
   MC_ORCH_NO_COMMAND: code(400, false, 'a service has no command and its image has no Entrypoint/Cmd'),
   MC_ORCH_LEASE_EXPIRED: code(409, true, 'a host could not renew a service\'s lease in time and stopped its VM (fenced); it boots again once Redis confirms the service is still there'),
+  MC_ORCH_SERVICE_NOT_RUNNING: code(409, false, 'exec or files on a service that is not running (details.status)'),
   MC_STATE_INVALID_TRANSITION: code(409, false, 'a service state change not allowed by the state machine; names both states'),
   MC_STATE_FENCED: code(409, false, 'a host acted on a service it no longer owns (stale lease or epoch); the action was refused'),
+
+  // --- sandboxes and exec (MC_SANDBOX_*, MC_EXEC_*; docs/API.md "Sandboxes") ---
+  MC_SANDBOX_NOT_FOUND: code(404, false, 'no sandbox with this id (never created, or ended longer ago than the retention period)'),
+  MC_SANDBOX_NOT_RUNNING: code(409, false, 'exec or files on a sandbox that is still creating or has ended (details.status, details.reason)'),
+  MC_SANDBOX_LOST: code(410, false, 'the sandbox\'s VM or its worker host died (before or during the call): its state is gone and it is not recreated'),
+  MC_EXEC_HOST_LOST: code(503, true, 'the worker host running the service stopped answering during an exec or file call (the service is rescheduled elsewhere)'),
 } as const satisfies Record<string, CodeInfo>;
 
 export type ErrorCode = keyof typeof ErrorCodes;

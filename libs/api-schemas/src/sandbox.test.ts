@@ -1,0 +1,48 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  CreateSandboxRequestSchema,
+  ExecRequestSchema,
+  ExecSessionClientMessageSchema,
+  ExecStreamLineSchema,
+  FilesQuerySchema,
+  ListSandboxesQuerySchema,
+  SandboxIdSchema,
+} from './sandbox.js';
+
+const issuePaths = (r: { success: boolean; error?: { issues: Array<{ path: PropertyKey[] }> } }): string[] =>
+  (r.error?.issues ?? []).map((i) => i.path.map(String).join('.'));
+
+test('create: defaults are applied, unknown keys and bad values are named', () => {
+  const ok = CreateSandboxRequestSchema.parse({ image: 'busybox:1' });
+  assert.deepEqual(ok, { image: 'busybox:1', cpus: 1, ram: 512, timeout_s: 3600, network: 'none' });
+  const bad = CreateSandboxRequestSchema.safeParse({ image: 'x', ram: 'lots', workdir: 'rel', colour: 1, env: { 'A=B': 'x' } });
+  assert.equal(bad.success, false);
+  assert.deepEqual(issuePaths(bad).sort(), ['', 'env.A=B', 'ram', 'workdir'].sort());
+});
+
+test('exec: cmd needs a program, timeouts are bounded, encoding defaults to utf8', () => {
+  assert.equal(ExecRequestSchema.parse({ cmd: ['true'] }).encoding, 'utf8');
+  assert.deepEqual(issuePaths(ExecRequestSchema.safeParse({ cmd: [] })), ['cmd']);
+  assert.deepEqual(issuePaths(ExecRequestSchema.safeParse({ cmd: ['a\0b'] })), ['cmd.0']);
+  assert.deepEqual(issuePaths(ExecRequestSchema.safeParse({ cmd: ['sleep'], timeout_s: 0 })), ['timeout_s']);
+  assert.deepEqual(issuePaths(ExecRequestSchema.safeParse({ cmd: ['ls'], cwd: 'tmp' })), ['cwd']);
+});
+
+test('files: a relative path is refused; mode is octal', () => {
+  assert.deepEqual(issuePaths(FilesQuerySchema.safeParse({ path: 'etc/passwd' })), ['path']);
+  assert.deepEqual(issuePaths(FilesQuerySchema.safeParse({ path: '/x', mode: '999' })), ['mode']);
+  assert.equal(FilesQuerySchema.parse({ path: '/x', mode: '0755' }).mode, '0755');
+});
+
+test('ids, list filters, stream lines and session messages', () => {
+  assert.equal(SandboxIdSchema.safeParse('sb-0123456789ab').success, true);
+  assert.equal(SandboxIdSchema.safeParse('sb-../../etc').success, false);
+  assert.deepEqual(ListSandboxesQuerySchema.parse({ status: 'running,lost' }).status, ['running', 'lost']);
+  assert.equal(ListSandboxesQuerySchema.safeParse({ status: 'sleeping' }).success, false);
+  assert.equal(ExecStreamLineSchema.safeParse({ stream: 'stdout', data: 'hi' }).success, true);
+  assert.equal(ExecStreamLineSchema.safeParse({ exit_code: 0, signal: null, timed_out: false, duration_ms: 3 }).success, true);
+  assert.equal(ExecStreamLineSchema.safeParse({ error: { code: 'MC_SANDBOX_LOST', message: 'x' } }).success, true);
+  assert.deepEqual(ExecSessionClientMessageSchema.parse({ type: 'signal', signal: 'SIGINT' }), { type: 'signal', signal: 'SIGINT', target: 'process' });
+  assert.equal(ExecSessionClientMessageSchema.safeParse({ type: 'resize', cols: 0, rows: 10 }).success, false);
+});
