@@ -190,12 +190,18 @@ test('Bull Board is served behind the token (Bearer or Basic) and lists every qu
 
   const late = new Queue('pull-api-test-host', { prefix: QUEUE_PREFIX, connection: redis });
   await late.waitUntilReady();
-  await new Promise((r) => setTimeout(r, 2100)); // discovery runs at most every 2 s
   const basic = `Basic ${Buffer.from(`admin:${TOKEN}`).toString('base64')}`;
-  await (await fetch(`${api.url}/admin/queues/api/queues`, { headers: { authorization: basic } })).text(); // triggers discovery
-  const list = await fetch(`${api.url}/admin/queues/api/queues?activeQueue=api-test-probe&page=1`, { headers: { authorization: basic } });
-  assert.equal(list.status, 200);
-  const names = ((await list.json()) as { queues: Array<{ name: string }> }).queues.map((q) => q.name);
+  const listed = async (): Promise<string[]> => {
+    const list = await fetch(`${api.url}/admin/queues/api/queues?activeQueue=api-test-probe&page=1`, { headers: { authorization: basic } });
+    assert.equal(list.status, 200);
+    return ((await list.json()) as { queues: Array<{ name: string }> }).queues.map((q) => q.name);
+  };
+  // Each listing triggers discovery, which runs at most every 2 s: poll until the new queue shows.
+  let names: string[] = [];
+  for (let i = 0; i < 100 && !names.includes('pull-api-test-host'); i++) {
+    names = await listed();
+    if (!names.includes('pull-api-test-host')) await new Promise((r) => setTimeout(r, 100));
+  }
   assert.ok(names.includes('api-test-probe'), names.join());
   assert.ok(names.includes('pull-api-test-host'), names.join());
   await late.close();

@@ -8,7 +8,9 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { Orchestrator } from '@monocore/engine';
+import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
+import { JobIds, Orchestrator, QUEUE_PREFIX, QueueNames } from '@monocore/engine';
 import { allEvents, byName, freshDb, quiet, removeDir, sleep, svc, tempHome, until, vmCopies, vmEnv } from './support.js';
 
 vmEnv(); // MONOCORE_KERNEL_DIR for the spawned workers; loud failure when the test services are down
@@ -161,7 +163,12 @@ test('a host dies with its jobs still queued: the flow does not hang, the depend
     const up = await orch.up(config);
     const placed = Object.fromEntries(up.plan.map((p) => [p.name, p.host]));
     assert.deepEqual(placed, { dep: 'qA', mid: 'qB', top: 'qB' });
-    await sleep(500);
+    // The frozen host's queue holds dep's start job (the flow was expanded by qB's worker).
+    const conn = new Redis(url, { maxRetriesPerRequest: 1 });
+    const hostA = new Queue(QueueNames.host('qA'), { connection: conn, prefix: QUEUE_PREFIX });
+    await until('dep queued on the frozen host', async () => (await hostA.getJobState(JobIds.start(up.deploymentId, 'dep'))) === 'waiting', 30_000);
+    await hostA.close();
+    await conn.quit();
     const waiting = byName(await orch.status());
     assert.equal(waiting.dep?.status, 'pending', 'dep waits in the frozen host queue');
     // mid's image pull (on qB) may run; its boot waits for dep.

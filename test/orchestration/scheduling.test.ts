@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { allEvents, byName, harness, removeDir, sleep, svc, until, vmCopies, vmEnv, type Harness } from './support.js';
+import { allEvents, byName, harness, removeDir, svc, until, vmCopies, vmEnv, type Harness } from './support.js';
 
 const DB = 10;
 const env = vmEnv();
@@ -102,13 +102,14 @@ test('a chain and a diamond start in dependency order (recorded timestamps), the
   const { orch } = await h();
   const ac = new AbortController();
   const seen: Array<{ id: string; service?: string; to?: string; kind: string }> = [];
+  // Read from the stream's current end: every event of the up below is seen, however late the reader starts.
+  const since = await orch.state.lastEventId();
   const reader = (async () => {
-    for await (const ev of orch.events({ signal: ac.signal })) {
+    for await (const ev of orch.events({ since, signal: ac.signal })) {
       seen.push(ev);
       if (ev.service === 'top' && ev.to === 'running') ac.abort();
     }
   })();
-  await sleep(100); // the reader is blocked on XREAD
   const res = await orch.up(config('1'), { wait: true, timeoutMs: 120_000 });
   await reader;
   assert.deepEqual(Object.fromEntries(res.plan.map((p) => [p.name, p.level])), { base: 0, solo: 0, left: 1, right: 1, top: 2 });

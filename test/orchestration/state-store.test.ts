@@ -4,7 +4,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { Redis } from 'ioredis';
 import { HostRegistry, Keys, StateStore, isMonocoreError } from '@monocore/engine';
-import { freshDb, sleep } from './support.js';
+import { freshDb, until } from './support.js';
 
 const DB = 9;
 const url = await freshDb(DB);
@@ -57,7 +57,7 @@ test('leases: one holder at a time, renewed only by its holder, taken over only 
   const busy = await store.acquireLease('s3', 'b', 2, 300);
   assert.ok(typeof busy === 'object' && busy.holder === 'a:1' && busy.pttlMs > 0, 'b waits for a to expire');
   assert.equal(await store.renewLease('s3', 'b', 2, 300), false);
-  await sleep(350);
+  await until('a\'s lease expired', async () => (await redis.pttl(Keys.lease('s3'))) === -2, 5000, 20);
   assert.equal(await store.renewLease('s3', 'a', 1, 300), false, 'expired: a cannot renew');
   assert.equal(await store.acquireLease('s3', 'b', 2, 300), 'held');
   assert.equal(await store.releaseLease('s3', 'a', 1), false);
@@ -71,7 +71,7 @@ test('host registry: heartbeat TTL, capacity net of allocations', async () => {
   let [h] = await hosts.list();
   assert.ok(h);
   assert.deepEqual([h.alive, h.freeCpus, h.freeRamMib, h.backends], [true, 6, 3072, ['qemu']]);
-  await sleep(350);
+  await until('the heartbeat key expired', async () => (await redis.pttl(Keys.hostAlive('h9'))) === -2, 5000, 20);
   [h] = await hosts.list();
   assert.equal(h?.alive, false, 'the heartbeat key expired');
   assert.equal(await hosts.heartbeat('h9', 300), false, 'the host learns it had expired');

@@ -18,7 +18,7 @@ test('two holders in one process exclude each other; release hands over', async 
   assert.equal(await HostLock.tryAcquire(file), undefined);
   let waited = '';
   const second = HostLock.acquire(file, { pollMs: 10, onWait: (h) => (waited = h) });
-  await new Promise((r) => setTimeout(r, 50));
+  for (let i = 0; i < 500 && waited === ''; i++) await new Promise((r) => setTimeout(r, 10)); // until the second waits
   await first.release();
   const lock = await second;
   assert.match(waited, new RegExp(`^${process.pid} `), 'the waiter saw who held the lock');

@@ -311,13 +311,30 @@ test('layers given with `ready` promises unpack as they arrive; a failed downloa
   const order: string[] = [];
   let release!: () => void;
   const second = new Promise<void>((r) => (release = r));
+  // Learn when the unpacker waits for layer 2: `await` calls then() on the ready thenable.
+  let waiting!: () => void;
+  const unpackerWaits = new Promise<void>((r) => (waiting = r));
+  const secondReady = second.then(() => order.push('layer 2 ready'));
+  const ready = {
+    then: (ok: () => void, fail: (e: unknown) => void) => (waiting(), secondReady.then(ok, fail)),
+    catch: (fail: (e: unknown) => void) => secondReady.catch(fail),
+  } as unknown as Promise<void>;
+  let layer1Started!: () => void;
+  const layer1 = new Promise<void>((r) => (layer1Started = r));
   const p = ensureImageRootfs({
     home,
     imageId: IMAGE,
-    layers: [{ ...layers[0]!, ready: Promise.resolve() }, { ...layers[1]!, ready: second.then(() => order.push('layer 2 ready')) }],
-    onProgress: (e) => { if (e.bytes === 0) order.push(`layer ${e.layer} started`); },
+    layers: [{ ...layers[0]!, ready: Promise.resolve() }, { ...layers[1]!, ready }],
+    onProgress: (e) => {
+      if (e.bytes !== 0) return;
+      order.push(`layer ${e.layer} started`);
+      if (e.layer === 1) layer1Started();
+    },
   });
-  await new Promise((r) => setTimeout(r, 200));
+  await Promise.race([
+    Promise.all([layer1, unpackerWaits]),
+    p.then(() => assert.fail(`finished without waiting for layer 2's ready promise: ${order.join(', ')}`)),
+  ]);
   order.push('releasing');
   release();
   const r = await p;

@@ -29,7 +29,11 @@ function received(sock: Socket): { frames: string[] } {
   return out;
 }
 
-const tick = (ms = 100) => new Promise((r) => setTimeout(r, ms));
+/** Waits (polling) until `cond` holds: the switch forwards asynchronously. */
+async function eventually(what: string, cond: () => boolean): Promise<void> {
+  for (let i = 0; i < 1000 && !cond(); i++) await new Promise((r) => setTimeout(r, 5));
+  assert.ok(cond(), `timed out waiting for ${what}`);
+}
 
 test('GroupSwitch: floods broadcasts, learns unicast, drops spoofed sources, and two switches never mix', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'mc-sw-'));
@@ -41,16 +45,17 @@ test('GroupSwitch: floods broadcasts, learns unicast, drops spoofed sources, and
   assert.equal(A, '52:54:0a:58:00:02');
   const [a, b, c] = await Promise.all([g1.connectPort(A), g1.connectPort(B), g2.connectPort(C)]);
   const [ra, rb, rc] = [received(a), received(b), received(c)];
-  await tick();
+  await eventually('every port registered', () => g1.portCount === 2 && g2.portCount === 1);
   a.write(frame('ff:ff:ff:ff:ff:ff', A, 'hello-all'));
-  await tick();
+  await eventually('b receives the broadcast', () => rb.frames.length >= 1);
   assert.deepEqual(rb.frames, ['hello-all']);
-  assert.deepEqual(rc.frames, [], 'another group never sees it');
+  assert.deepEqual(rc.frames, [], 'another group never sees it (g1 wrote it to every port it has, at once)');
   b.write(frame(A, B, 'to-a'));
   b.write(frame('ff:ff:ff:ff:ff:ff', A, 'spoofed-as-a'));
   c.write(frame('ff:ff:ff:ff:ff:ff', C, 'from-g2'));
-  await tick();
-  assert.deepEqual(ra.frames, ['to-a']);
+  b.write(frame(A, B, 'sentinel')); // frames of one port are handled in order: once a has this, the spoof was judged
+  await eventually('a receives the sentinel', () => ra.frames.includes('sentinel'));
+  assert.deepEqual(ra.frames, ['to-a', 'sentinel'], 'the spoofed source was dropped');
   assert.deepEqual(rb.frames, ['hello-all']);
   for (const s of [a, b, c]) s.destroy();
   await g1.close();
