@@ -4,7 +4,7 @@ import { rm } from 'node:fs/promises';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { Writable } from 'node:stream';
 import { Option, type Command } from 'commander';
-import { ImageStore, formatPlatform, hostPlatform, imageRootfsTrusted, parseImageReference, type PulledImage } from '@monocore/engine/oci/local';
+import { ImageStore, formatPlatform, hostPlatform, imageProcess, imageRootfsTrusted, parseImageReference, type PulledImage } from '@monocore/engine/oci/local';
 import { MonocoreError, isMonocoreError } from '@monocore/engine/errors';
 import { MonocoreHome } from '@monocore/engine/home';
 import { selectBackend, type BackendName, type VmExit, type VmSpec } from '@monocore/engine/vm';
@@ -142,9 +142,16 @@ export function registerRun(program: Command): void {
       }
       const pullMs = Date.now() - t0;
 
-      // Docker semantics: CMD ARGS replace the image Cmd; the Entrypoint stays unless --entrypoint.
-      const entrypoint = opts.entrypoint !== undefined ? [opts.entrypoint] : pulled.config.entrypoint;
-      const argv = [...entrypoint, ...(command.length > 0 ? command : opts.entrypoint !== undefined ? [] : pulled.config.cmd)];
+      // Docker's rules, in their one home (services and sandboxes use the same): COMMAND replaces
+      // the image Cmd; --entrypoint replaces the Entrypoint (and drops the Cmd); -e wins per key.
+      const proc = imageProcess(pulled.config, {
+        ...(opts.entrypoint !== undefined ? { entrypoint: [opts.entrypoint] } : {}),
+        cmd: command,
+        env: envFlags,
+        ...(opts.workdir !== undefined ? { workdir: opts.workdir } : {}),
+        ...(opts.user !== undefined ? { user: opts.user } : {}),
+      });
+      const argv = proc.argv;
       if (argv.length === 0) throw usage(`${image} has no Entrypoint or Cmd: give a command after --`);
 
       const { backend } = await selectBackend({ home, ...(opts.backend && opts.backend !== 'auto' ? { prefer: opts.backend as BackendName } : {}) });
@@ -157,9 +164,9 @@ export function registerRun(program: Command): void {
         rootfs: pulled.rootfs,
         command: argv[0]!,
         args: argv.slice(1),
-        env: [...pulled.config.env, ...envFlags],
-        workdir: opts.workdir ?? pulled.config.workingDir ?? '/',
-        ...((opts.user ?? pulled.config.user) !== undefined ? { user: opts.user ?? pulled.config.user } : {}),
+        env: proc.env,
+        workdir: proc.workdir,
+        ...(proc.user !== undefined ? { user: proc.user } : {}),
         hostname: id,
         cpus,
         ramMib,

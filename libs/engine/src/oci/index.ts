@@ -9,6 +9,8 @@ export {
 export { MediaTypes, MANIFEST_ACCEPT, LAYER_TYPES } from './media-types.js';
 export { isDigest, sha256Digest, digestHex } from './digest.js';
 export { parseManifest, parseImageConfig, runtimeConfig } from './manifest.js';
+export { imageProcess } from './image-process.js';
+export type { ProcessOverrides, ImageProcess } from './image-process.js';
 export type { Descriptor, ImageManifest, ImageIndex, ImageConfig, RuntimeConfig, ParsedManifest } from './manifest.js';
 export { hostPlatform, parsePlatform, formatPlatform, platformMatches, selectPlatform } from './platform.js';
 export type { Platform } from './platform.js';

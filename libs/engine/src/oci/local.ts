@@ -6,4 +6,6 @@ export { hostPlatform, formatPlatform } from './platform.js';
 export { ImageStore } from './image-store.js';
 export type { ImageRecord } from './image-store.js';
 export type { PulledImage } from './pull-image.js';
+export { imageProcess } from './image-process.js';
+export type { ProcessOverrides, ImageProcess } from './image-process.js';
 export { commitTrusted as imageRootfsTrusted } from '../rootfs/commit-marker.js';

@@ -1,11 +1,13 @@
 import type { ResolvedService } from '../config/index.js';
 import { MonocoreError } from '../errors/index.js';
+import { imageProcess } from '../oci/image-process.js';
+import type { RuntimeConfig } from '../oci/manifest.js';
 import type { VmNetwork, VmSpec } from '../vm/vm-spec.js';
 
 /** The parts of an image the VM spec needs (ImageRecord.config of the oci domain). */
 export interface ImageRuntime {
   rootfs: string;
-  config: { env: string[]; entrypoint: string[]; cmd: string[]; workingDir?: string; user?: string };
+  config: RuntimeConfig;
 }
 
 export interface BuildVmSpecInput {
@@ -23,23 +25,20 @@ export interface BuildVmSpecInput {
 }
 
 /**
- * ResolvedService + pulled image + group network → VmSpec, with Docker's
- * rules for the command line:
- * - `command` set: run it with `args` (the image's Entrypoint/Cmd are ignored);
- * - else Entrypoint + (`args` if given, else Cmd).
- * Env: the image's Env, then the service's (a later key wins). Workdir: the
- * service's, else the image's WorkingDir, else "/".
+ * ResolvedService + pulled image + group network → VmSpec. The image-config
+ * rules are Docker's, in their one home (`imageProcess`): `command` replaces the
+ * image Entrypoint (and its Cmd), `args` replace the Cmd; the service's env wins
+ * over the image's per key; workdir and user fall back to the image's.
  */
 export function buildVmSpec(input: BuildVmSpecInput): VmSpec {
   const { service, image } = input;
-  let argv: string[];
-  if (service.command !== undefined) argv = [service.command, ...service.args];
-  else {
-    const ep = image?.config.entrypoint ?? [];
-    const cmd = service.args.length > 0 ? service.args : (image?.config.cmd ?? []);
-    argv = [...ep, ...cmd];
-  }
-  const [command, ...args] = argv;
+  const proc = imageProcess(image?.config, {
+    ...(service.command !== undefined ? { entrypoint: [service.command] } : {}),
+    cmd: service.args,
+    env: service.envs.map((e) => [e.key, e.value] as const),
+    ...(service.workdir !== undefined ? { workdir: service.workdir } : {}),
+  });
+  const [command, ...args] = proc.argv;
   if (command === undefined || command === '') {
     throw new MonocoreError(
       'MC_ORCH_NO_COMMAND',
@@ -47,21 +46,14 @@ export function buildVmSpec(input: BuildVmSpecInput): VmSpec {
       { service: service.name },
     );
   }
-  const env = new Map<string, string>();
-  const put = (kv: string): void => {
-    const i = kv.indexOf('=');
-    if (i > 0) env.set(kv.slice(0, i), kv.slice(i + 1));
-  };
-  for (const kv of image?.config.env ?? []) put(kv);
-  for (const e of service.envs) env.set(e.key, e.value);
   const spec: VmSpec = {
     id: input.id ?? service.name,
     rootfs: image?.rootfs ?? '',
     command,
     args,
-    env: [...env].map(([k, v]) => `${k}=${v}`),
-    workdir: service.workdir ?? image?.config.workingDir ?? '/',
-    ...(image?.config.user !== undefined ? { user: image.config.user } : {}),
+    env: proc.env,
+    workdir: proc.workdir,
+    ...(proc.user !== undefined ? { user: proc.user } : {}),
     hostname: service.name,
     cpus: service.cpus,
     ramMib: service.ram,
