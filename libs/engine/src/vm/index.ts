@@ -5,7 +5,8 @@ export type {
   GuestAgent, AgentInfo, DetachedExec, ExecRequest, BufferedExecOptions, ExecExit, ExecResult, GuestProcess,
   FileSource, WriteFileOptions, GuestFileInfo, GuestFileRead, GuestIdentity, RefreshResult,
 } from './guest-agent.js';
-export { QemuBackend, fileTail, type QemuBackendOptions, type QemuVmHandle, type BootTimings } from './qemu-backend.js';
+export { QemuBackend, type QemuBackendOptions, type QemuVmHandle, type BootTimings } from './qemu-backend.js';
+export { fileTail } from './file-tail.js';
 export { findGuestKernel, DEFAULT_KERNEL_DIR, type GuestKernel } from './guest-kernel.js';
 export { buildInitramfs, guestInitSourcePath, type Initramfs, type InitramfsOptions } from './initramfs-builder.js';
 export { resolveModuleOrder, GUEST_MODULES, type ModuleLoad } from './kernel-modules.js';

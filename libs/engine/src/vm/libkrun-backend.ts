@@ -20,7 +20,7 @@ import { MonocoreHome } from '../home/index.js';
 import type { BackendAvailability, HypervisorBackend, VmHandle } from './hypervisor-backend.js';
 import { ChildProcessWatch } from './child-process-watch.js';
 import { removePidRecord } from './orphans.js';
-import { fileTail } from './qemu-backend.js';
+import { fileTail } from './file-tail.js';
 import { validateVmSpec } from './vm-spec-validation.js';
 import type { VmExit, VmSpec } from './vm-spec.js';
 

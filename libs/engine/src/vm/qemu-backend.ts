@@ -1,10 +1,9 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { closeSync, openSync, readFileSync, readSync, fstatSync, statSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
-import { isAbsolute, join } from 'node:path';
+import { join } from 'node:path';
 import { MonocoreError } from '../errors/index.js';
 import { MonocoreHome } from '../home/index.js';
 import { detectAccel, hostTscKhz, type Accel, type AccelChoice } from './acceleration.js';
@@ -271,36 +270,4 @@ function spawnQemu(id: string, argv: string[], inherited: Socket[]): ChildProces
   } catch (e) {
     throw new MonocoreError('MC_VM_START_FAILED', `${id}: cannot spawn ${argv[0]}: ${(e as Error).message}`, { id }, { cause: e });
   }
-}
-
-/** Reads the last `bytes` of a file (the console tail for error messages). */
-export function fileTail(path: string, bytes = 4096): string {
-  try {
-    const fd = openSync(path, 'r');
-    try {
-      const size = fstatSync(fd).size;
-      const len = Math.min(bytes, size);
-      const buf = Buffer.alloc(len);
-      readSync(fd, buf, 0, len, size - len);
-      return buf.toString('utf8');
-    } finally {
-      closeSync(fd);
-    }
-  } catch {
-    return '';
-  }
-}
-
-/** True when `p` is an existing directory (used by spec validation). */
-export function isDirectory(p: string): boolean {
-  try {
-    return isAbsolute(p) && statSync(p).isDirectory();
-  } catch {
-    return false;
-  }
-}
-
-/** A random VM-unique suffix (for callers building ids). */
-export function randomVmSuffix(): string {
-  return randomBytes(4).toString('hex');
 }
