@@ -14,10 +14,9 @@ import { GroupSwitches } from './group-switches.js';
 import type { BackendAvailability, HypervisorBackend } from './hypervisor-backend.js';
 import { buildInitramfs, type Initramfs } from './initramfs-builder.js';
 import { findExecutable } from './find-executable.js';
-import { launchArgv, qemuArgs, type QemuNic } from './qemu-args.js';
+import { launchArgv, qemuArgs } from './qemu-args.js';
 import {
-  attachEgressNic, attachGroupNic, attachImageShare, attachPortForwardNic, attachSerialPorts, attachVmUid,
-  attachVolumes, attachWritableDisk, checkForwardedPorts, VM_UID_BASE,
+  attachImageShare, attachNics, attachSerialPorts, attachVmUid, attachVolumes, attachWritableDisk, checkForwardedPorts, VM_UID_BASE,
 } from './qemu-devices.js';
 import { QemuVm, type QemuVmHandle } from './qemu-vm.js';
 import { validateVmSpec } from './vm-spec-validation.js';
@@ -190,41 +189,9 @@ export class QemuBackend implements HypervisorBackend {
       const image = attachImageShare(spec, probe);
       const disk = probe ? undefined : await attachWritableDisk(spec.stateDir, this.opts.diskSizeMib ?? DEFAULT_DISK_MIB);
       const serial = await attachSerialPorts(cleanup);
-      const nics: QemuNic[] = [];
-      const guest: GuestSpec = {
-        argv: [spec.command, ...spec.args],
-        env: spec.env,
-        workdir: spec.workdir ?? '/',
-        ...(spec.user !== undefined ? { user: spec.user } : {}),
-        hostname: spec.hostname ?? spec.id,
-        disk: disk !== undefined,
-        volumes: [],
-        nics: [],
-        hosts: [],
-        rlimits: (spec.rlimits ?? []).map((r) => ({ resource: RLIMIT_NUMBERS[r.resource], soft: r.soft, hard: r.hard })),
-        capabilities: image.capabilities,
-        probe,
-      };
-      if (spec.network.mode === 'group') {
-        const group = await attachGroupNic(spec.network, guest.hostname, this.switches, inherit, cleanup);
-        nics.push(group.nic);
-        guest.nics.push(group.guest);
-        guest.hosts.push(...group.hosts);
-        if (!spec.network.localOnly) {
-          const egress = await attachEgressNic(spec.id, inherit, cleanup);
-          nics.push(egress.nic);
-          guest.nics.push(egress.guest);
-          guest.dns = egress.dns;
-        }
-      }
-      if (spec.ports.length > 0) {
-        const pf = attachPortForwardNic(spec.ports);
-        nics.push(pf.nic);
-        guest.nics.push(pf.guest);
-      }
+      const nets = await attachNics(spec, this.switches, inherit, cleanup);
       const volumes = attachVolumes(spec.volumes);
-      guest.volumes = volumes.guest;
-
+      const guest = guestSpec(spec, { probe, disk: disk !== undefined, capabilities: image.capabilities, nets, volumes: volumes.guest });
       const args = qemuArgs({
         accel: this.accel.accel,
         cpus: spec.cpus,
@@ -237,7 +204,7 @@ export class QemuBackend implements HypervisorBackend {
         disk: disk?.path,
         serialPorts: serial.qemu,
         volumes: volumes.qemu,
-        nics,
+        nics: nets.qemu,
       });
       const uid = await attachVmUid(this.opts.vmUidBase ?? VM_UID_BASE, cleanup);
       const argv = launchArgv({ prefix: this.opts.launchPrefix, qemu: this.qemu, uid, args });
@@ -258,6 +225,28 @@ export class QemuBackend implements HypervisorBackend {
     await handle.spawned;
     return handle;
   }
+}
+
+/** What the guest init is told (guest-protocol.ts), from the spec and what the attach functions returned. */
+function guestSpec(
+  spec: VmSpec,
+  a: { probe: boolean; disk: boolean; capabilities: GuestSpec['capabilities']; nets: { guest: GuestSpec['nics']; hosts: string[]; dns?: string[] }; volumes: GuestSpec['volumes'] },
+): GuestSpec {
+  return {
+    argv: [spec.command, ...spec.args],
+    env: spec.env,
+    workdir: spec.workdir ?? '/',
+    ...(spec.user !== undefined ? { user: spec.user } : {}),
+    hostname: spec.hostname ?? spec.id,
+    disk: a.disk,
+    volumes: a.volumes,
+    nics: a.nets.guest,
+    hosts: a.nets.hosts,
+    ...(a.nets.dns ? { dns: a.nets.dns } : {}),
+    rlimits: (spec.rlimits ?? []).map((r) => ({ resource: RLIMIT_NUMBERS[r.resource], soft: r.soft, hard: r.hard })),
+    capabilities: a.capabilities,
+    probe: a.probe,
+  };
 }
 
 /** Spawns QEMU with the NIC sockets as fd 3, 4, …; then closes our copies. */

@@ -173,6 +173,32 @@ export function attachPortForwardNic(ports: VmSpec['ports']): { nic: QemuNic; gu
   return { nic: { kind: 'port-forward', mac: PORT_FWD_MAC, forwards }, guest: { mac: PORT_FWD_MAC, cidr: '10.0.2.15/24' } };
 }
 
+/** The NICs the spec asks for, in QEMU's order: group segment, egress, port forwarding. */
+export async function attachNics(
+  spec: VmSpec,
+  switches: GroupSwitches,
+  inherit: InheritFd,
+  cleanup: CleanupStack,
+): Promise<{ qemu: QemuNic[]; guest: GuestNic[]; hosts: string[]; dns?: string[] }> {
+  const out: { qemu: QemuNic[]; guest: GuestNic[]; hosts: string[]; dns?: string[] } = { qemu: [], guest: [], hosts: [] };
+  const add = (n: { nic: QemuNic; guest: GuestNic }): void => {
+    out.qemu.push(n.nic);
+    out.guest.push(n.guest);
+  };
+  if (spec.network.mode === 'group') {
+    const group = await attachGroupNic(spec.network, spec.hostname ?? spec.id, switches, inherit, cleanup);
+    add(group);
+    out.hosts.push(...group.hosts);
+    if (!spec.network.localOnly) {
+      const egress = await attachEgressNic(spec.id, inherit, cleanup);
+      add(egress);
+      out.dns = egress.dns;
+    }
+  }
+  if (spec.ports.length > 0) add(attachPortForwardNic(spec.ports));
+  return out;
+}
+
 /**
  * A taken host port would only surface as a QEMU start error: say which one up
  * front, naming the field. Checked before anything is allocated.
