@@ -15,7 +15,9 @@ import { downRoutes } from './routes/down.js';
 import type { RouteDeps } from './routes/deps.js';
 import { eventsRoutes } from './routes/events.js';
 import { healthRoutes } from './routes/healthz.js';
+import { hostsRoutes } from './routes/hosts.js';
 import { logsRoutes } from './routes/logs.js';
+import { metricsRoutes } from './routes/metrics.js';
 import { removeRoutes } from './routes/remove.js';
 import { statusRoutes } from './routes/status.js';
 import { upRoutes } from './routes/up.js';
@@ -146,6 +148,8 @@ export async function buildApi(options: BuildApiOptions): Promise<FastifyInstanc
     await scope.register(logsRoutes, deps);
     await scope.register(eventsRoutes, deps);
     await scope.register(deploymentRoutes, deps);
+    await scope.register(hostsRoutes, deps);
+    await scope.register(metricsRoutes, deps);
     scope.get('/openapi.json', { schema: { hide: true, response: { 200: z.unknown() } } }, async () => app.swagger());
     await scope.register(fastifySwaggerUi, { routePrefix: '/docs' });
   });

@@ -1,12 +1,12 @@
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { QUEUE_PREFIX } from '@monocore/engine';
+import { QUEUE_PREFIX, findQueueNames } from '@monocore/engine';
 
 /**
- * Finds every BullMQ queue under monocore's prefix (a queue writes
- * `<prefix>:<name>:meta` as soon as anyone opens it), so Bull Board lists
- * per-host queues (`pull-<host>`, …) as hosts appear, and every queue of a
- * flow is registered (FLOWS.md: otherwise its tree does not show).
+ * Keeps a Queue handle for every BullMQ queue under monocore's prefix
+ * (findQueueNames), so Bull Board lists per-host queues (`pull-<host>`, …) as
+ * hosts appear, and every queue of a flow is registered (otherwise its tree
+ * does not show).
  */
 export class QueueDiscovery {
   private readonly queues = new Map<string, Queue>();
@@ -19,21 +19,13 @@ export class QueueDiscovery {
   ) {}
 
   async discover(): Promise<Queue[]> {
-    const pattern = `${QUEUE_PREFIX}:*:meta`;
-    let cursor = '0';
-    do {
-      const [next, keys] = await this.redis.scan(cursor, 'MATCH', pattern, 'COUNT', 500);
-      cursor = next;
-      for (const key of keys) {
-        const name = key.slice(QUEUE_PREFIX.length + 1, -':meta'.length);
-        // Our own state keys share the prefix ({monocore}:service:<name>…): queue names never contain ':'.
-        if (name.length === 0 || name.includes(':') || this.queues.has(name)) continue;
-        const queue = new Queue(name, { prefix: QUEUE_PREFIX, connection: this.queueConnection });
-        // Without a listener BullMQ prints every connection error while Redis is away; ioredis reconnects.
-        queue.on('error', () => undefined);
-        this.queues.set(name, queue);
-      }
-    } while (cursor !== '0');
+    for (const name of await findQueueNames(this.redis)) {
+      if (this.queues.has(name)) continue;
+      const queue = new Queue(name, { prefix: QUEUE_PREFIX, connection: this.queueConnection });
+      // Without a listener BullMQ prints every connection error while Redis is away; ioredis reconnects.
+      queue.on('error', () => undefined);
+      this.queues.set(name, queue);
+    }
     return [...this.queues.values()].sort((a, b) => a.name.localeCompare(b.name));
   }
 

@@ -1,7 +1,7 @@
 import { hostname } from 'node:os';
 import { Worker } from 'bullmq';
 import { Redis } from 'ioredis';
-import { MonocoreHome, QUEUE_PREFIX, QueueNames, type PullJobResult, type RegistryClient } from '@monocore/engine';
+import { MetricsRecorder, MonocoreHome, QUEUE_PREFIX, QueueNames, type PullJobResult, type RegistryClient } from '@monocore/engine';
 import { createPullProcessor } from './pull-processor.js';
 
 export { createPullProcessor } from './pull-processor.js';
@@ -18,6 +18,8 @@ export interface StartPullerOptions {
   /** Jobs processed at once (default 2); layer downloads inside one pull are bounded separately. */
   concurrency?: number;
   client?: RegistryClient;
+  /** Where pull and unpack durations go (default: Redis, labelled with hostId, for GET /metrics). */
+  metrics?: MetricsRecorder;
 }
 
 export interface Puller {
@@ -41,7 +43,11 @@ export async function startPuller(options: StartPullerOptions): Promise<Puller> 
   const queueName = QueueNames.pull(hostId);
   const worker = new Worker<unknown, PullJobResult>(
     queueName,
-    createPullProcessor({ home, ...(options.client ? { client: options.client } : {}) }),
+    createPullProcessor({
+      home,
+      metrics: options.metrics ?? new MetricsRecorder(connection, { labels: { host: hostId } }),
+      ...(options.client ? { client: options.client } : {}),
+    }),
     { connection, prefix: QUEUE_PREFIX, concurrency: options.concurrency ?? 2, autorun: true },
   );
   await worker.waitUntilReady();

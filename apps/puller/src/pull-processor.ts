@@ -1,9 +1,11 @@
+import { performance } from 'node:perf_hooks';
 import type { Job } from 'bullmq';
 import { UnrecoverableError } from 'bullmq';
 import {
   PullJobDataSchema,
   isMonocoreError,
   pullImage,
+  type MetricsRecorder,
   type MonocoreHome,
   type PullJobResult,
   type PullProgress,
@@ -23,6 +25,8 @@ export interface PullProcessorOptions {
   client?: RegistryClient;
   /** Minimum interval between job.updateProgress calls (default 250 ms). */
   progressIntervalMs?: number;
+  /** Where pull and unpack durations are recorded (GET /metrics). */
+  metrics?: MetricsRecorder;
 }
 
 /**
@@ -59,6 +63,7 @@ export function createPullProcessor(options: PullProcessorOptions): (job: Job) =
         if (next) await job.updateProgress(next as unknown as object).catch(() => undefined);
       });
     };
+    const started = performance.now();
     try {
       const pulled = await pullImage(data.image, {
         home: options.home,
@@ -76,6 +81,8 @@ export function createPullProcessor(options: PullProcessorOptions): (job: Job) =
         },
       });
       await updating;
+      void options.metrics?.observe('pull', (performance.now() - started) / 1000, { cache: pulled.cache ?? 'cold' });
+      if (pulled.unpackSeconds !== undefined) void options.metrics?.observe('unpack', pulled.unpackSeconds);
       return { reference: pulled.reference, manifestDigest: pulled.manifestDigest, rootfs: pulled.rootfs };
     } catch (err) {
       await updating;

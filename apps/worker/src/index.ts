@@ -9,12 +9,14 @@ import {
   HostRegistry,
   ImageStore,
   LogRetention,
+  MetricsRecorder,
   MonocoreError,
   MonocoreHome,
   QUEUE_PREFIX,
   QemuBackend,
   QueueNames,
   StateStore,
+  VERSION,
   cleanupEgressOrphans,
   cleanupOrphans,
   leaseTiming,
@@ -108,7 +110,7 @@ export async function startWorker(options: StartWorkerOptions): Promise<Monocore
   await Promise.all([home.runDir, home.logDir, home.servicesDir].map((d) => mkdir(d, { recursive: true })));
   const timing = leaseTiming(options.leaseMs);
   const tuning: JobTuning = { ...DEFAULT_JOB_TUNING, ...options.jobs };
-  const { backend, detail: backendDetail } = await prepareBackend(options.backend, home, logger);
+  const { backend, accel, detail: backendDetail } = await prepareBackend(options.backend, home, logger);
   const { redis, owned } = connect(options, logger);
   // Liveness has a connection of its own that fails fast while Redis is away (the fence
   // deadline, not a queue of retries, decides what happens then).
@@ -122,8 +124,12 @@ export async function startWorker(options: StartWorkerOptions): Promise<Monocore
     ramMib: options.ramMib ?? Math.floor(totalmem() / 1024 / 1024),
     backends: [backend.name],
     backendDetail,
+    // What the backend really uses after its boot probe (a KVM that failed the probe reports tcg).
+    accel,
+    version: VERSION,
   };
   const state = new StateStore(redis);
+  const metrics = new MetricsRecorder(redis, { labels: { host: hostId }, logger });
   const queues = queueCache(redis);
   const reaper = new HostReaper({
     redis,
@@ -159,6 +165,7 @@ export async function startWorker(options: StartWorkerOptions): Promise<Monocore
     stopTimeoutMs: options.stopTimeoutMs ?? 10_000,
     mayRun: (name, epoch) => liveness.holds(name, epoch),
     onRelease: (name, epoch) => liveness.release(name, epoch),
+    metrics,
   });
   const flows = new FlowProducer({ connection: redis, prefix: QUEUE_PREFIX });
   flows.on('error', (err: Error) => logger.debug({ err: err.message }, 'flow producer error'));
@@ -172,6 +179,7 @@ export async function startWorker(options: StartWorkerOptions): Promise<Monocore
     supervisor,
     liveness,
     logger,
+    metrics,
     timing,
     capacity: { cpus: info.cpus, ramMib: info.ramMib },
     tuning,
@@ -266,9 +274,12 @@ function connect(options: StartWorkerOptions, logger: Logger): { redis: Redis; o
   return { redis: owned, owned };
 }
 
-/** The backend this host boots with, checked usable; VMs and egress namespaces a crashed predecessor left are removed. */
-/** The host's backend, ready, with why it is what it is (HostInfo.backendDetail: GET /hosts, status). */
-async function prepareBackend(choice: StartWorkerOptions['backend'], home: MonocoreHome, logger: Logger): Promise<{ backend: ServiceBackend; detail: string }> {
+/** The host's backend, ready, with the acceleration it uses and why it is what it is (HostInfo: GET /hosts, status). */
+async function prepareBackend(
+  choice: StartWorkerOptions['backend'],
+  home: MonocoreHome,
+  logger: Logger,
+): Promise<{ backend: ServiceBackend; accel: string; detail: string }> {
   const backend = choice === undefined || choice === 'qemu' ? new QemuBackend({ home }) : choice;
   const availability = await backend.available();
   if (!availability.available) {
@@ -285,7 +296,7 @@ async function prepareBackend(choice: StartWorkerOptions['backend'], home: Monoc
   const why = choice === undefined ? 'worker hosts run qemu' : choice === 'qemu' ? 'qemu requested' : 'backend injected by the caller';
   const detail = `${backend.name} (${availability.accel}), ${why}${availability.detail ? `: ${availability.detail}` : ''}`;
   logger.info({ backend: backend.name, detail }, 'hypervisor backend ready');
-  return { backend, detail };
+  return { backend, accel: availability.accel, detail };
 }
 
 /** start/stop/remove of the services placed on this host, one at a time per service (BullMQ is at-least-once). */

@@ -10,6 +10,7 @@ import {
   type HypervisorBackend,
   type ImageRuntime,
   type LogRetentionPolicy,
+  type MetricsRecorder,
   type MonocoreHome,
   type ResolvedService,
   type StateStore,
@@ -67,6 +68,8 @@ export interface SupervisorOptions {
   mayRun: (name: string, epoch: number) => boolean;
   /** Called when a service leaves this host for good (exited, failed, stopped, killed) — not when fenced. */
   onRelease: (name: string, epoch: number) => Promise<void>;
+  /** Where boot durations and restarts are recorded (GET /metrics). */
+  metrics?: MetricsRecorder;
 }
 
 const TAIL_LINES = 20;
@@ -173,6 +176,7 @@ export class Supervisor {
       stderr: e.err,
       ...(this.options.bootTimeoutMs !== undefined ? { bootTimeoutMs: this.options.bootTimeoutMs } : {}),
     });
+    const booted = this.options.metrics?.startTimer('boot', { backend: this.options.backend.name });
     const handle = await this.options.backend.start(spec);
     if (e.phase !== booting) {
       // Stopped or fenced while the hypervisor was being set up: this VM must not live.
@@ -196,6 +200,7 @@ export class Supervisor {
       );
     }
     if (e.phase !== withHandle) throw this.#endedError(e); // whoever ended it killed the handle
+    void booted?.();
     transitionVm(e.name, e, { kind: 'running', handle, upSince: Date.now() });
     void handle.wait().then((exit) => this.#onExit(e, handle, exit));
     return handle;
@@ -246,6 +251,7 @@ export class Supervisor {
         return;
       }
       e.restarts++;
+      void this.options.metrics?.increment('restarts');
       const delay = Math.min(this.options.restartBackoffMs * 2 ** (e.restarts - 1), this.options.restartBackoffMaxMs);
       transitionVm(e.name, e, { kind: 'backoff', timer: setTimeout(() => void this.#restart(e), delay) });
       await state.transition(

@@ -8,6 +8,7 @@ import {
   type ImageStore,
   type JobTuning,
   type LeaseTiming,
+  type MetricsRecorder,
   type MonocoreHome,
   type StateStore,
 } from '@monocore/engine';
@@ -24,6 +25,8 @@ export interface WorkerContext {
   images: ImageStore;
   supervisor: Supervisor;
   logger: Logger;
+  /** Durations and counters of this host, recorded into Redis for GET /metrics (labelled with the host). */
+  metrics: MetricsRecorder;
   /** Lease, heartbeat and fence timings (one setting: leaseTiming()). */
   timing: LeaseTiming;
   /** This host's heartbeat and leases: take a lease right before booting. */

@@ -10,3 +10,4 @@ export * from './rootfs/index.js';
 export * from './vm/index.js';
 export * from './state/index.js';
 export * from './orchestration/index.js';
+export * from './observability/index.js';

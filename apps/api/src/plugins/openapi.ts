@@ -21,7 +21,8 @@ export async function registerOpenApi(app: FastifyInstance, withAuth: boolean): 
       },
       tags: [
         { name: 'services', description: 'deploy, stop, inspect services' },
-        { name: 'meta', description: 'health and documentation' },
+        { name: 'hosts', description: 'the worker hosts services run on' },
+        { name: 'meta', description: 'health, metrics and documentation' },
       ],
       components: {
         securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } },

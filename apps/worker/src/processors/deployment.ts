@@ -30,6 +30,7 @@ export function createDeployProcessor(ctx: WorkerContext) {
       finished_at: new Date().toISOString(),
       failed_jobs: failures,
     });
+    void ctx.metrics.increment('deploymentsFinished', { kind: data.kind, outcome: failures > 0 ? 'failed' : 'ok' });
     await ctx.state.emit({
       kind: 'deployment',
       deploymentId: data.deploymentId,

@@ -51,6 +51,14 @@ export interface PulledImage {
   /** Host path of the unpacked read-only rootfs. */
   rootfs: string;
   config: RuntimeConfig;
+  /**
+   * Set by pullImage: how this call got the image. warm: already unpacked here
+   * (one manifest HEAD); cold: this call downloaded and unpacked it; joined: it
+   * waited for the same pull already running in this process.
+   */
+  cache?: 'warm' | 'cold' | 'joined';
+  /** Cold pulls: seconds spent unpacking (ImageRootfs.unpackSeconds); absent otherwise. */
+  unpackSeconds?: number;
 }
 
 const sharedClients = new Map<string, RegistryClient>();
@@ -108,7 +116,8 @@ export async function pullImage(reference: string, options: PullImageOptions): P
     const l = options.onProgress;
     if (l) existing.listeners.add(l);
     try {
-      return await existing.promise;
+      // The unpack was the other caller's work: not reported twice.
+      return { ...(await existing.promise), cache: 'joined', unpackSeconds: undefined };
     } finally {
       if (l) existing.listeners.delete(l);
     }
@@ -164,7 +173,7 @@ async function doPull(ref: ImageReference, platform: Platform, options: PullImag
   // Warm only if the rootfs is there and trusted (not an unconfirmed tree from before a reboot).
   if (record && record.digest === topDigest && (await exists(record.rootfs)) && (await commitTrusted(dirname(record.rootfs)))) {
     emit(doneProgress(record));
-    return pulledFrom(record);
+    return { ...pulledFrom(record), cache: 'warm' };
   }
 
   // Cold (or changed) image: resolve the manifest for our platform.
@@ -262,7 +271,7 @@ async function doPull(ref: ImageReference, platform: Platform, options: PullImag
     if (firstError) throw firstError.err;
     if (dl.status === 'rejected') throw dl.reason;
     if (up.status === 'rejected') throw up.reason;
-    const { rootfs } = up.value;
+    const { rootfs, unpackSeconds } = up.value;
     const rec = newImageRecord({
       reference,
       platform: platformStr,
@@ -277,7 +286,7 @@ async function doPull(ref: ImageReference, platform: Platform, options: PullImag
     });
     await images.put(rec);
     emit(doneProgress(rec));
-    return pulledFrom(rec);
+    return { ...pulledFrom(rec), cache: 'cold', unpackSeconds };
   } finally {
     await lease.release();
   }

@@ -2,6 +2,7 @@
 export {
   QUEUE_PREFIX,
   QueueNames,
+  findQueueNames,
   JobIds,
   PullJobDataSchema,
   StartJobDataSchema,

@@ -1,9 +1,11 @@
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { RegistryPolicyData } from '../oci/registry-policy.js';
+import type { ClusterMetricsSnapshot } from '../observability/cluster-metrics.js';
+import type { HostCapacity } from '../state/host-registry.js';
 import type { ServiceStatus, StateEvent } from '../state/service-record.js';
 
-export type { ServiceStatus, StateEvent };
+export type { ServiceStatus, StateEvent, HostCapacity, ClusterMetricsSnapshot };
 
 /**
  * The typed contract between the REST layer (apps/api, the CLI's embedded mode)
@@ -125,5 +127,13 @@ export interface OrchestratorApi {
   events(options?: EventsOptions): AsyncIterable<StateEvent>;
   logs(service: string, options: LogsOptions): AsyncIterable<string>;
   waitFor(deploymentId: string, options?: { timeoutMs?: number; signal?: AbortSignal }): Promise<DeploymentOutcome>;
+  /**
+   * Every registered worker host: capacity and what is placed on it, backend and
+   * acceleration in use, monocore version, last heartbeat, alive or not (a dead
+   * host stays listed until the reaper removes it).
+   */
+  listHosts(): Promise<HostCapacity[]>;
+  /** The cluster's state for GET /metrics: services by state, hosts, queue depths, recorded durations and counters. */
+  metrics(): Promise<ClusterMetricsSnapshot>;
   close(): Promise<void>;
 }

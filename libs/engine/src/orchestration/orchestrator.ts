@@ -6,6 +6,8 @@ import { validateConfig, resolveService, type ResolvedService } from '../config/
 import { checkDeployable } from './check-deployable.js';
 import { MonocoreError } from '../errors/index.js';
 import type { RegistryPolicyData } from '../oci/registry-policy.js';
+import { ClusterMetrics, type ClusterMetricsSnapshot } from '../observability/cluster-metrics.js';
+import { MetricsRecorder } from '../observability/metrics-recorder.js';
 import { planServices } from '../plan/index.js';
 import { HostRegistry, type HostCapacity } from '../state/host-registry.js';
 import { Keys } from '../state/keys.js';
@@ -84,6 +86,8 @@ export class Orchestrator implements OrchestratorApi {
   readonly hosts: HostRegistry;
   readonly #ownsConnection: boolean;
   readonly #deployQueue: Queue;
+  readonly #metrics: MetricsRecorder;
+  #clusterMetrics?: ClusterMetrics;
   readonly #blocking = new Set<Redis>();
   #closed = false;
   readonly #closeController = new AbortController();
@@ -106,6 +110,7 @@ export class Orchestrator implements OrchestratorApi {
     this.hosts = new HostRegistry(this.redis);
     this.#deployQueue = new Queue(QueueNames.deploy, { connection: this.redis, prefix: QUEUE_PREFIX });
     this.#deployQueue.on('error', (err: Error) => this.logger.warn({ err: err.message }, 'deploy queue error'));
+    this.#metrics = new MetricsRecorder(this.redis, { logger: this.logger });
   }
 
   // --- up ----------------------------------------------------------------------
@@ -256,6 +261,7 @@ export class Orchestrator implements OrchestratorApi {
     const hostOf = new Map(planned.map((p) => [p.name, p.host]));
     const flow = this.upFlow(deploymentId, plan.order, resolved, hostOf, epochOf, options.registryPolicy);
     await this.enqueueFlow(deploymentId, flow);
+    void this.#metrics.increment('deployments', { kind: 'up' });
     const created = planned.filter((p) => p.action === 'start').length;
     await this.state.emit({
       kind: 'deployment',
@@ -451,6 +457,7 @@ export class Orchestrator implements OrchestratorApi {
         children: tops as FlowJob[],
       });
     }
+    void this.#metrics.increment('deployments', { kind });
     await this.state.emit({ kind: 'deployment', deploymentId, detail: `${kind} ${names.length} services` });
     const services = options.wait
       ? (await this.waitFor(deploymentId, { timeoutMs: options.timeoutMs })).services
@@ -464,6 +471,15 @@ export class Orchestrator implements OrchestratorApi {
 
   async status(selector: Selector = {}): Promise<ServiceStatus[]> {
     return (await this.select(selector)).map(toServiceStatus);
+  }
+
+  async listHosts(): Promise<HostCapacity[]> {
+    return this.hosts.list();
+  }
+
+  async metrics(): Promise<ClusterMetricsSnapshot> {
+    this.#clusterMetrics ??= new ClusterMetrics(this.redis, this.logger);
+    return this.#clusterMetrics.read();
   }
 
   async *events(options: EventsOptions = {}): AsyncIterable<StateEvent> {
@@ -607,6 +623,7 @@ export class Orchestrator implements OrchestratorApi {
     this.#closeController.abort();
     for (const c of this.#blocking) c.disconnect();
     await this.#deployQueue.close().catch(() => undefined);
+    await this.#clusterMetrics?.close();
     if (this.#ownsConnection) await this.redis.quit().catch(() => this.redis.disconnect());
   }
 }

@@ -1,3 +1,4 @@
+import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import { RegistryPolicyDataSchema } from '../oci/registry-policy.js';
 
@@ -18,6 +19,26 @@ export const QueueNames = {
   /** Request roots (one per up/down/remove) and stops of services whose host is gone — any worker. */
   deploy: 'deploy',
 } as const;
+
+/**
+ * Every BullMQ queue under monocore's prefix, per-host ones (`pull-<host>`,
+ * `host-<host>`) included: a queue writes `<prefix>:<name>:meta` as soon as
+ * anyone opens it. Sorted by name.
+ */
+export async function findQueueNames(redis: Redis): Promise<string[]> {
+  const names = new Set<string>();
+  let cursor = '0';
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', `${QUEUE_PREFIX}:*:meta`, 'COUNT', 500);
+    cursor = next;
+    for (const key of keys) {
+      const name = key.slice(QUEUE_PREFIX.length + 1, -':meta'.length);
+      // Our own state keys share the prefix ({monocore}:service:<name>…): queue names never contain ':'.
+      if (name.length > 0 && !name.includes(':')) names.add(name);
+    }
+  } while (cursor !== '0');
+  return [...names].sort();
+}
 
 /** Payload of a pull job; parsed again by the puller when it dequeues the job. */
 export const PullJobDataSchema = z.strictObject({

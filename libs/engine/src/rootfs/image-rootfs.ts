@@ -1,6 +1,7 @@
 import { chmod, lstat, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
 import type { Readable } from 'node:stream';
 import { MonocoreError } from '../errors/index.js';
 import type { MonocoreHome } from '../home/index.js';
@@ -67,6 +68,11 @@ export interface ImageRootfs {
   rootfs: string;
   /** True when uid/gid could not be applied (not root) and were recorded in ownership.json instead. */
   ownershipRecorded: boolean;
+  /**
+   * Seconds this call spent unpacking: applying layers and committing the tree,
+   * waits for layers still downloading excluded. Absent when the rootfs was complete already.
+   */
+  unpackSeconds?: number;
 }
 
 const DIGEST_RE = /^sha256:[a-f0-9]{64}$/;
@@ -217,9 +223,13 @@ async function ensure(opts: EnsureImageRootfsOptions, hex: string): Promise<Imag
         return src.tar;
       };
       let next: Promise<Readable> | undefined = n > 0 ? open(0) : undefined;
+      const started = performance.now();
+      let waited = 0;
       try {
         for (const [i, l] of layers.entries()) {
+          const waitFrom = performance.now();
           const tar = await (next as Promise<Readable>);
+          waited += performance.now() - waitFrom;
           next = i + 1 < n ? open(i + 1) : undefined;
           next?.catch(() => undefined); // surfaces when its turn comes
           current = i + 1;
@@ -251,7 +261,11 @@ async function ensure(opts: EnsureImageRootfsOptions, hex: string): Promise<Imag
         // marker holds this commit's nonce, complete() trusts the tree only within this boot.
         syncInBackground(finalDir, join(finalDir, SYNCED_MARKER), nonce);
       }
-      return { rootfs: join(finalDir, 'rootfs'), ownershipRecorded: record.ownershipRecorded };
+      return {
+        rootfs: join(finalDir, 'rootfs'),
+        ownershipRecorded: record.ownershipRecorded,
+        unpackSeconds: (performance.now() - started - waited) / 1000,
+      };
     } catch (err) {
       await removeTree(tmp).catch(() => undefined);
       throw err;

@@ -9,6 +9,10 @@ export interface HostInfo {
   backends: string[];
   /** Which backend the host runs and why, for people (`qemu (tcg): kvm_pvm loaded…; kernel 6.1…`). */
   backendDetail?: string;
+  /** The acceleration the backend really uses (kvm, hvf, tcg), as its available() reported it after any boot probe. */
+  accel?: string;
+  /** monocore release of the worker process. */
+  version?: string;
   startedAt?: string;
   pid?: number;
 }
@@ -21,6 +25,18 @@ export interface HostCapacity extends HostInfo {
   freeRamMib: number;
   /** service -> {cpus, ramMib} placed on the host. */
   allocations: Record<string, { cpus: number; ramMib: number }>;
+  /** When the host last registered or heartbeat (ISO time by the worker's clock). */
+  lastHeartbeatAt?: string;
+}
+
+/**
+ * Milliseconds since the host's last heartbeat, or undefined when it never
+ * reported one. Measured against the host's own clock (it writes the time), so
+ * clock skew between machines shows up here; `alive` is decided by Redis alone.
+ */
+export function heartbeatAgeMs(host: Pick<HostCapacity, 'lastHeartbeatAt'>, now = Date.now()): number | undefined {
+  const t = host.lastHeartbeatAt ? Date.parse(host.lastHeartbeatAt) : NaN;
+  return Number.isNaN(t) ? undefined : Math.max(0, now - t);
 }
 
 /**
@@ -40,8 +56,11 @@ export class HostRegistry {
         ram_mib: info.ramMib,
         backends: info.backends.join(','),
         backend_detail: info.backendDetail ?? '',
+        ...(info.accel !== undefined ? { accel: info.accel } : {}),
+        ...(info.version !== undefined ? { version: info.version } : {}),
         started_at: info.startedAt ?? new Date().toISOString(),
         pid: info.pid ?? process.pid,
+        heartbeat_at: new Date().toISOString(),
       })
       .sadd(Keys.hosts(), info.id)
       .set(Keys.hostAlive(info.id), String(Date.now()), 'PX', ttlMs)
@@ -52,7 +71,10 @@ export class HostRegistry {
   async heartbeat(id: string, ttlMs: number, usage?: { freeCpus: number; freeRamMib: number }): Promise<boolean> {
     const prev = await this.redis.set(Keys.hostAlive(id), String(Date.now()), 'PX', ttlMs, 'GET');
     const pipe = this.redis.pipeline().sadd(Keys.hosts(), id);
-    if (usage) pipe.hset(Keys.host(id), { free_cpus: usage.freeCpus, free_ram_mib: usage.freeRamMib });
+    pipe.hset(Keys.host(id), {
+      heartbeat_at: new Date().toISOString(),
+      ...(usage ? { free_cpus: usage.freeCpus, free_ram_mib: usage.freeRamMib } : {}),
+    });
     await pipe.exec();
     return prev !== null;
   }
@@ -94,6 +116,9 @@ export class HostRegistry {
         ramMib,
         backends: h.backends ? h.backends.split(',') : [],
         ...(h.backend_detail ? { backendDetail: h.backend_detail } : {}),
+        accel: h.accel || undefined,
+        version: h.version || undefined,
+        lastHeartbeatAt: h.heartbeat_at || undefined,
         startedAt: h.started_at,
         pid: h.pid ? Number(h.pid) : undefined,
         alive,

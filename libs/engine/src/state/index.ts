@@ -13,7 +13,7 @@ export type { ServiceStatusName, ServiceState } from './service-state.js';
 export { Keys, HASH_TAG, STREAM_CAPS } from './keys.js';
 export { StateStore } from './state-store.js';
 export type { TransitionOptions } from './state-store.js';
-export { HostRegistry } from './host-registry.js';
+export { HostRegistry, heartbeatAgeMs } from './host-registry.js';
 export type { HostInfo, HostCapacity } from './host-registry.js';
 export { parseServiceRecord, toServiceStatus, parseStateEvent } from './service-record.js';
 export type { ServiceRecord, ServiceStatus, StateEvent } from './service-record.js';

@@ -14,6 +14,9 @@
  *   {monocore}:deployment:<id>           hash: one up/down/remove request
  *   {monocore}:logs:<name>:<stream>      capped stream of a service's output lines
  *   {monocore}:lock:<name>               short mutual-exclusion locks (placement, reaping)
+ *   {monocore}:metrics                   set of the metric series recorded (observability/metrics-recorder.ts)
+ *   {monocore}:metric:<series>           hash: one series (kind, metric, labels JSON; histogram
+ *                                        buckets `le:<bound>`, `sum`, `count`; or a counter's `value`)
  */
 export const HASH_TAG = '{monocore}';
 
@@ -29,6 +32,8 @@ export const Keys = {
   deployment: (id: string): string => `${HASH_TAG}:deployment:${id}`,
   logs: (name: string, stream: 'stdout' | 'stderr'): string => `${HASH_TAG}:logs:${name}:${stream}`,
   lock: (name: string): string => `${HASH_TAG}:lock:${name}`,
+  metricSeriesIndex: (): string => `${HASH_TAG}:metrics`,
+  metricSeries: (series: string): string => `${HASH_TAG}:metric:${series}`,
 } as const;
 
 /** Approximate caps (XADD MAXLEN ~) of the capped streams. */

@@ -1,0 +1,24 @@
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { heartbeatAgeMs } from '@monocore/engine';
+import { errorResponses } from '../schemas/common.js';
+import { HostsResponseSchema } from '../schemas/host-status.js';
+import type { RouteDeps } from './deps.js';
+
+/** GET /hosts: every worker host with capacity, allocations, backend and acceleration, version, heartbeat. */
+export const hostsRoutes: FastifyPluginAsyncZod<RouteDeps> = async (app, deps) => {
+  app.get(
+    '/hosts',
+    {
+      schema: {
+        summary: 'Every worker host: capacity and free resources, backend and acceleration in use, version, last heartbeat, alive',
+        tags: ['hosts'],
+        response: { 200: HostsResponseSchema, ...errorResponses },
+      },
+    },
+    async () => {
+      const now = Date.now();
+      const hosts = await deps.orchestrator.listHosts();
+      return { hosts: hosts.map((h) => ({ ...h, heartbeatAgeMs: heartbeatAgeMs(h, now) })) };
+    },
+  );
+};
