@@ -18,12 +18,14 @@
 #   hyperfine                 bench/ scripts
 #   gcc libc6-dev             builds the labelled stub libkrun in tests
 #   passt nftables            outbound access for local_only = false groups (docs/NETWORK.md)
+#   prometheus                a real Prometheus scrapes GET /metrics in test/api/metrics.test.ts, and
+#                             promtool checks the exposition and deploy/prometheus/ (docs/METRICS.md)
 set -euo pipefail
 
 PACKAGES=(
   qemu-system-x86 busybox-static cpio xz-utils redis-server docker-registry
   umoci skopeo zstd iproute2 kmod curl jq e2fsprogs util-linux hyperfine
-  gcc libc6-dev passt nftables
+  gcc libc6-dev passt nftables prometheus
 )
 NODE_MIN=20.19.0
 
@@ -57,7 +59,9 @@ else
 fi
 
 # redis-server's Debian package starts a system instance on 6379; our tests never use it
-# (they run their own on 16379), so it is left as the distribution configured it.
+# (they run their own on 16379), so it is left as the distribution configured it. The same
+# goes for prometheus's system instance (9090, where the init system starts it): the metrics
+# test runs its own on a free loopback port.
 
 # Node.js >= 20.19 and npm (not installed from apt: Debian 12's nodejs is 18).
 command -v node >/dev/null 2>&1 || die "Node.js not found: install Node.js >= $NODE_MIN (e.g. from nodejs.org or NodeSource) and npm"

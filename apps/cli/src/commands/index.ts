@@ -12,6 +12,7 @@ const COMMANDS: Record<string, () => Promise<Register>> = {
   up: async () => (await import('./up.js')).registerUp,
   down: async () => (await import('./down.js')).registerDown,
   status: async () => (await import('./status.js')).registerStatus,
+  hosts: async () => (await import('./hosts.js')).registerHosts,
   remove: async () => (await import('./remove.js')).registerRemove,
   logs: async () => (await import('./logs.js')).registerLogs,
   serve: async () => (await import('./serve.js')).registerServe,

@@ -2,7 +2,7 @@ import { performance } from 'node:perf_hooks';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { Keys } from '../state/keys.js';
-import { durationBuckets, METRIC_SERIES_TTL_MS, type COUNTERS, type CounterKind, type DURATIONS, type DurationKind } from './recorded-metrics.js';
+import { COUNTERS, DURATIONS, durationBuckets, METRIC_SERIES_TTL_MS, type CounterKind, type DurationKind } from './recorded-metrics.js';
 
 /** Label values by label name. */
 export type MetricLabels = Readonly<Record<string, string>>;
@@ -31,7 +31,7 @@ export function bucketField(seconds: number, buckets: readonly number[]): string
 }
 
 export interface MetricsRecorderOptions {
-  /** Labels of every series this recorder writes (a worker's or puller's: `{ host }`). */
+  /** Labels of every series this recorder writes, where the metric declares them (a worker's or puller's: `{ host }`). */
   labels?: MetricLabels;
   /** Where a write that failed is reported (at debug level: metrics never fail the work they measure). */
   logger?: Logger;
@@ -64,7 +64,7 @@ export class MetricsRecorder {
       this.options.logger?.debug({ metric: kind, seconds }, 'metric observation dropped: not a duration');
       return Promise.resolve();
     }
-    const all = { ...this.#labels, ...(labels as MetricLabels) };
+    const all = this.#labelsFor(DURATIONS[kind].labels, labels);
     const id = seriesId(kind, all);
     const key = Keys.metricSeries(id);
     return this.#write(kind, () =>
@@ -88,7 +88,7 @@ export class MetricsRecorder {
 
   /** Adds `by` (default 1) to a counter. */
   increment<K extends CounterKind>(kind: K, labels: CounterLabels<K> = {}, by = 1): Promise<void> {
-    const all = { ...this.#labels, ...(labels as MetricLabels) };
+    const all = this.#labelsFor(COUNTERS[kind].labels, labels);
     const id = seriesId(kind, all);
     const key = Keys.metricSeries(id);
     return this.#write(kind, () =>
@@ -100,6 +100,21 @@ export class MetricsRecorder {
         .sadd(Keys.metricSeriesIndex(), id)
         .exec(),
     );
+  }
+
+  /**
+   * The recorder's labels and the call's, restricted to those the metric
+   * declares: a cluster-wide counter (deployments) recorded by several workers
+   * is one series, not one per host.
+   */
+  #labelsFor(declared: readonly string[], labels: object): Record<string, string> {
+    const merged: Record<string, string | undefined> = { ...this.#labels, ...(labels as MetricLabels) };
+    const out: Record<string, string> = {};
+    for (const name of declared) {
+      const v = merged[name];
+      if (v !== undefined) out[name] = v;
+    }
+    return out;
   }
 
   async #write(metric: string, send: () => Promise<unknown>): Promise<void> {

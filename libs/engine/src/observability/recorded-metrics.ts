@@ -8,10 +8,11 @@
  *
  *   exec: { name: 'monocore_exec_duration_seconds', help: 'A command run in a running microVM', labels: ['host'] },
  *
- * Every series carries the labels of the recorder that wrote it (workers and
- * pullers: `host`) plus the ones passed at the call; a label listed here but
- * not given is rendered as "" so that every series of a metric has the same
- * label names.
+ * A series carries the labels listed here, taken from the recorder that wrote
+ * it (workers and pullers: `host`) and from the call; others are dropped, so a
+ * cluster-wide counter recorded on several hosts stays one series. A label
+ * listed but not given is rendered as "" (every series of a metric has the
+ * same label names).
  */
 
 /**
