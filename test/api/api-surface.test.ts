@@ -228,6 +228,8 @@ test('the OpenAPI document lists every route with its schemas, and /docs serves 
     'GET /deployments/{id}/wait',
     'GET /events',
     'GET /healthz',
+    'GET /hosts',
+    'GET /metrics',
     'GET /services/{name}/logs',
     'GET /status',
     'POST /down',
