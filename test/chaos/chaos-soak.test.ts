@@ -3,9 +3,14 @@
 // Boots: 20 at first, then one per fault that takes VMs down (TCG).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { holdVmTestLock } from '../support/vm-test-lock.js';
+import { testEnv } from '../support/env.js';
 import { runSoak } from './soak.js';
 
-test('chaos soak (2 min): never two copies, recovery within the bound, no deployment stuck, nothing left after remove', async () => {
+// Alone among the VM tests: wait for those running, hold off the others (test/support/vm-test-lock.ts).
+holdVmTestLock(testEnv().stateDir, 'exclusive');
+
+test('chaos soak (2 min): never two copies, recovery within the bound, no deployment stuck, nothing left after remove', { timeout: 30 * 60_000 }, async () => {
   const seed = process.env.MONOCORE_CHAOS_SEED ? Number(process.env.MONOCORE_CHAOS_SEED) : undefined;
   const report = await runSoak({
     durationMs: Number(process.env.MONOCORE_CHAOS_MS ?? 120_000),

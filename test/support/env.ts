@@ -15,6 +15,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { holdVmTestLock } from './vm-test-lock.js';
 
 export interface TestEnv {
   /** redis://127.0.0.1:16379 — real redis-server (AOF on, noeviction). */
@@ -88,6 +89,8 @@ export function testEnvWithKernel(): TestEnvWithKernel {
   if (!existsSync(join(kernelDir, 'vmlinux'))) {
     throw new Error(`MONOCORE_TEST_KERNEL_DIR=${kernelDir} has no vmlinux; ${START_HINT}`);
   }
+  // Every file that boots VMs asks for the kernel: it runs beside other VM tests, never beside the chaos soak.
+  holdVmTestLock(env.stateDir, 'shared');
   return { ...env, kernelDir };
 }
 
