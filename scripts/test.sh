@@ -32,13 +32,6 @@ while IFS= read -r f; do
   else echo "test.sh: not running stale $f (no $src)" >&2; fi
 done < <(find libs/*/dist apps/*/dist dist/test -name '*.test.js' -not -path '*/node_modules/*' 2>/dev/null | sort)
 
-# The chaos soak (20 VMs, minutes of faults) goes last, so it overlaps as little as possible with
-# the other files (they run two at a time) and their VM boots.
-ordered=()
-for f in "${files[@]}"; do case "$f" in dist/test/chaos/*) ;; *) ordered+=("$f") ;; esac; done
-for f in "${files[@]}"; do case "$f" in dist/test/chaos/*) ordered+=("$f") ;; esac; done
-files=("${ordered[@]}")
-
 if [ ${#files[@]} -eq 0 ]; then
   echo "test.sh: no test files found (looked for libs/*/dist, apps/*/dist, dist/test **/*.test.js)" >&2
   exit 1
