@@ -1,7 +1,8 @@
 // The API over a Redis outage, with its own redis-server (AOF on) so the test
 // can stop and restart it: /healthz and the routes answer 503
-// MC_API_REDIS_UNAVAILABLE while Redis is down, the API reconnects by itself,
-// and the state written before the outage is all there afterwards.
+// MC_API_REDIS_UNAVAILABLE while Redis is down (/metrics still answers, with
+// monocore_cluster_up 0), the API reconnects by itself, and the state written
+// before the outage is all there afterwards.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -81,6 +82,15 @@ test('Redis goes away and comes back: 503 MC_API_REDIS_UNAVAILABLE meanwhile, th
   const body = (await status.json()) as { code: string; message: string };
   assert.equal(body.code, 'MC_API_REDIS_UNAVAILABLE');
   assert.doesNotMatch(body.message, /maxRetriesPerRequest|ioredis/);
+  const hosts = await fetch(`${api.url}/hosts`);
+  assert.equal(hosts.status, 503);
+  // A scrape still answers: the process's own metrics, and monocore_cluster_up 0 to alert on.
+  const scrape = await fetch(`${api.url}/metrics`);
+  assert.equal(scrape.status, 200);
+  const exposition = await scrape.text();
+  assert.match(exposition, /^monocore_cluster_up 0$/m);
+  assert.match(exposition, /^process_cpu_seconds_total \d/m);
+  assert.doesNotMatch(exposition, /^monocore_services\{/m, 'no cluster numbers it could not read');
 
   redis = startRedis(port);
   await waitFor(async () => (await fetch(`${api!.url}/healthz`)).status === 200, { what: 'the API to reconnect', timeoutMs: 30_000, intervalMs: 200 });
@@ -89,4 +99,10 @@ test('Redis goes away and comes back: 503 MC_API_REDIS_UNAVAILABLE meanwhile, th
     return r.status === 200 ? ((await r.json()) as { services: Array<{ name: string; desired: string }> }) : undefined;
   }, { what: '/status to answer again', timeoutMs: 30_000, intervalMs: 200 });
   assert.deepEqual(after.services.map((s) => [s.name, s.desired]), [['kept', 'running']]);
+  const again = await (await fetch(`${api.url}/metrics`)).text();
+  assert.match(again, /^monocore_cluster_up 1$/m);
+  assert.match(again, /^monocore_services\{state="pending"\} 1$/m);
+  assert.match(again, /^monocore_deployments_total\{kind="up"\} 1$/m, 'recorded before the outage, kept in Redis');
+  const listed = (await (await fetch(`${api.url}/hosts`)).json()) as { hosts: Array<{ id: string; alive: boolean }> };
+  assert.deepEqual(listed.hosts.map((h) => [h.id, h.alive]), [['outage-host', true]]);
 });
