@@ -323,9 +323,21 @@ test('/status shape, errors mapped from the engine, and REST volume roots', asyn
   assert.equal(logs.status, 404);
   assert.equal(logs.json.code, 'MC_ORCH_UNKNOWN_SERVICE');
 
+  // Concurrent identical requests share one read and one encoded body: same bytes, JSON.
+  const together = await Promise.all(Array.from({ length: 6 }, () => call('GET', '/status')));
+  for (const r of together) {
+    assert.equal(r.status, 200);
+    assert.match(String(r.headers.get('content-type')), /^application\/json/);
+    assert.equal(r.text, together[0]!.text);
+  }
+  assert.deepEqual(JSON.parse(together[0]!.text), status.json);
+
   const down = await call('POST', '/down', { body: { services: ['web'] } });
   assert.equal(down.status, 202, down.text);
   assert.deepEqual(down.json.order, ['web']);
+  // A read after a write sees it (shared reads never hand out one that started earlier: shared-reads.test.ts).
+  const afterDown = await call('GET', '/status');
+  assert.deepEqual((afterDown.json.services as Array<{ name: string; desired: string }>).map((x) => [x.name, x.desired]), [['db', 'running'], ['web', 'stopped']]);
 });
 
 test('an unexpected failure is 500 MC_INTERNAL without a stack trace', async () => {

@@ -16,6 +16,10 @@ async function seed(name: string, fields: Record<string, string | number> = {}):
   await redis.multi().hset(Keys.service(name), { name, status: 'pending', host: 'h1', epoch: 1, desired: 'running', ...fields }).sadd(Keys.services(), name).exec();
 }
 
+test('listSummary with no services recorded: an empty list (the script\'s JSON writes it as {})', async () => {
+  assert.deepEqual(await store.listSummary(), []);
+});
+
 test('a transition is checked by the state machine inside Redis and recorded in the events stream', async () => {
   await seed('s1');
   const before = await store.lastEventId();
@@ -79,3 +83,47 @@ test('host registry: heartbeat TTL, capacity net of allocations', async () => {
   await hosts.unregister('h9');
   assert.deepEqual(await hosts.list(), []);
 });
+
+test('listSummary: every service in one command on the wire, sorted by name, without config; a name whose hash is gone is left out', async () => {
+  // Its own connection, so MONITOR can tell its commands from everyone else's.
+  const reader = new Redis(url);
+  const monitor = new Redis(url);
+  try {
+    const readerStore = new StateStore(reader);
+    await seed('sum-b', { restarts: 2, group: 'g1', log_tail: 'ünïcode "quoted" \\ line\nnext', config: '{"big":true}' });
+    await seed('sum-a', { exit_code: 3, depends_on: '["sum-b"]' });
+    await seed('sum-c');
+    await redis.del(Keys.service('sum-c')); // removed between the set and the hash (as remove's MULTI never leaves it, but a reader must cope)
+    await readerStore.listSummary(); // loads the script once (SCRIPT LOAD + EVALSHA)
+
+    const readerAddr = String(await reader.client('INFO')).match(/addr=(\S+)/)![1]!;
+    const seen: string[] = [];
+    const mon = await monitor.monitor();
+    const pinged = new Promise<void>((resolve) =>
+      mon.on('monitor', (_time: string, args: string[], source: string) => {
+        if (!source.endsWith(readerAddr)) return;
+        seen.push(String(args[0]).toLowerCase());
+        if (seen.at(-1) === 'ping') resolve();
+      }),
+    );
+    const all = (await readerStore.listSummary()).filter((r) => r.name.startsWith('sum-'));
+    await reader.ping('end-of-read'); // MONITOR reports in order: once this shows, the read's commands have too
+    await pinged;
+    mon.disconnect();
+    assert.deepEqual(seen, ['evalsha', 'ping'], 'one command for the whole read');
+
+    assert.deepEqual(all.map((r) => r.name), ['sum-a', 'sum-b']);
+    const [a, b] = all;
+    assert.equal(a!.exitCode, 3);
+    assert.deepEqual(a!.dependsOn, ['sum-b']);
+    assert.equal(b!.restarts, 2);
+    assert.equal(b!.group, 'g1');
+    assert.equal(b!.logTail, 'ünïcode "quoted" \\ line\nnext');
+    assert.equal(b!.config, undefined, 'the config JSON is not read');
+    assert.deepEqual(all, [...(await readerStore.getSummary(['sum-a', 'sum-b'])).values()], 'the same records as the per-service read');
+  } finally {
+    reader.disconnect();
+    monitor.disconnect();
+  }
+});
+

@@ -23,6 +23,8 @@ export const HASH_TAG = '{monocore}';
 export const Keys = {
   services: (): string => `${HASH_TAG}:services`,
   service: (name: string): string => `${HASH_TAG}:service:${name}`,
+  /** What service(name) puts before the name, for Lua scripts that build the keys of names they read. */
+  servicePrefix: (): string => `${HASH_TAG}:service:`,
   events: (): string => `${HASH_TAG}:events`,
   lease: (name: string): string => `${HASH_TAG}:lease:${name}`,
   hosts: (): string => `${HASH_TAG}:hosts`,

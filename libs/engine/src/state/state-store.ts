@@ -94,11 +94,26 @@ export class StateStore {
     return this.getFields(names, SUMMARY_FIELDS);
   }
 
-  /** Like list(), without the config JSON: what /status reads. */
+  /**
+   * Like list(), without the config JSON: what /status reads. One round trip (a Lua script
+   * reads the set and every hash and answers in one JSON string), sorted by name.
+   */
   async listSummary(): Promise<ServiceRecord[]> {
-    const names = await this.names();
-    const m = await this.getSummary(names);
-    return names.map((n) => m.get(n)).filter((r): r is ServiceRecord => r !== undefined);
+    const json = (await this.run(LuaScripts.readAllServices, [Keys.services()], [Keys.servicePrefix(), ...SUMMARY_FIELDS])) as string;
+    const [names, rows] = JSON.parse(json) as [string[] | object, Array<Array<string | false>>];
+    const out: ServiceRecord[] = [];
+    if (!Array.isArray(names)) return out; // no services: cjson encodes the empty list as {}
+    names.forEach((name: string, i) => {
+      const values = rows[i] ?? [];
+      if (!values[0]) return; // no status: removed meanwhile
+      const h: Record<string, string> = {};
+      SUMMARY_FIELDS.forEach((f, j) => {
+        const v = values[j];
+        if (typeof v === 'string') h[f] = v;
+      });
+      out.push(parseServiceRecord(name, h));
+    });
+    return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   }
 
   async getFields(names: string[], fields: readonly string[]): Promise<Map<string, ServiceRecord>> {

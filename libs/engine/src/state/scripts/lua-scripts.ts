@@ -38,4 +38,5 @@ export const LuaScripts = {
   acquireLease: script('acquire-lease-2.lua'),
   renewLease: script('renew-lease-2.lua'),
   releaseLease: script('release-lease-1.lua'),
+  readAllServices: script('read-all-services-1.lua'),
 } as const;
