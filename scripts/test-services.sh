@@ -229,7 +229,7 @@ stop_registry() {
   rm -f "$REGISTRY_PID"
 }
 
-# ---------------------------------------------------------------- env.sh
+# ---------------------------------------------------------------- .monocore-test/env.sh
 write_env() {
   local kernel_dir="$1" f="$STATE/env.sh"
   {

@@ -5,8 +5,8 @@ import { QUEUE_PREFIX, findQueueNames } from '@monocore/engine';
 /**
  * Keeps a Queue handle for every BullMQ queue under monocore's prefix
  * (findQueueNames), so Bull Board lists per-host queues (`pull-<host>`, …) as
- * hosts appear, and every queue of a flow is registered (otherwise its tree
- * does not show).
+ * hosts appear, and every queue of a flow is registered (otherwise Bull Board draws no tree for
+ * it: docs/ORCHESTRATION.md).
  */
 export class QueueDiscovery {
   private readonly queues = new Map<string, Queue>();

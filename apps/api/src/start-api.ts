@@ -48,8 +48,8 @@ export function isLoopback(host: string): boolean {
 /**
  * Starts the API on its own: orchestrator over Redis, Bull Board with every
  * queue found under monocore's prefix, /healthz pinging Redis. Refuses to
- * listen beyond loopback without a token (ARCHITECTURE.md: "binds to loopback
- * by default and requires a token when exposed").
+ * listen beyond loopback without a token (README "REST API", docs/THREATS.md:
+ * the API is reachable by whoever can reach its address).
  */
 export async function startApi(options: StartApiOptions): Promise<RunningApi> {
   const host = options.host ?? DEFAULT_API_HOST;

@@ -15,8 +15,9 @@ export interface BullBoardControl {
 
 /**
  * Bull Board has no auth of its own: it lives in its own encapsulated plugin
- * whose onRequest hook checks the token (FLOWS.md; bull-board's
- * examples/with-fastify-auth), so nothing under /admin/queues is served without it.
+ * whose onRequest hook checks the token (docs/ORCHESTRATION.md, "Other BullMQ
+ * behaviour"; as in bull-board's with-fastify-auth example), so nothing under
+ * /admin/queues is served without it.
  */
 export async function registerBullBoard(
   app: FastifyInstance,

@@ -1,7 +1,8 @@
 /**
  * Every stable error code, with the HTTP status the API maps it to and whether
  * retrying the failed job can help. docs/ERRORS.md documents each one; a test
- * (errors.test.ts) fails when a code is missing there.
+ * (codes.test.ts) fails when a code is missing there, when the document names a
+ * code that is gone, or when a row's status or retryability differs from here.
  *
  * Each domain owns its own section; keep them sorted by domain prefix.
  */

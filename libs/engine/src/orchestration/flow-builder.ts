@@ -1,7 +1,8 @@
 /**
  * Maps a depends_on DAG onto BullMQ flows, whose jobs have exactly ONE parent
- * (FLOWS.md: a shared child silently deadlocks; unfolding duplicates
- * exponentially). Every edge still becomes a parent→child link:
+ * (docs/ORCHESTRATION.md, "One parent per job": a shared child silently
+ * deadlocks; unfolding duplicates exponentially). Every edge still becomes a
+ * parent→child link:
  *
  * - walking from the nodes nobody points at, the first parent to reach a node
  *   gets the node's real job as its child;

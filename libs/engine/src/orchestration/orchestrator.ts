@@ -54,7 +54,7 @@ export const DEFAULT_JOB_TUNING: JobTuning = {
   gatePollMs: 2000,
 };
 
-/** Jobs stay for the life of a request (FLOWS.md caveat), then age out. */
+/** Jobs stay for the life of a request (a removed job's id can be reused: docs/ORCHESTRATION.md), then age out. */
 const KEEP_COMPLETED = { age: 24 * 3600, count: 50_000 };
 const KEEP_FAILED = { age: 7 * 24 * 3600, count: 50_000 };
 

@@ -5,7 +5,7 @@ import { RegistryPolicyDataSchema } from '../oci/registry-policy.js';
 /**
  * BullMQ queue names and job payloads shared by the api, puller and worker.
  * Every queue uses one hash-tag prefix so a flow's keys live in one Redis
- * Cluster slot (FLOWS.md: otherwise CROSSSLOT).
+ * Cluster slot (otherwise CROSSSLOT: docs/ORCHESTRATION.md).
  */
 export const QUEUE_PREFIX = '{monocore}';
 
