@@ -8,6 +8,8 @@
 //   some file of that name must exist (a `.js` name counts for its `.ts` source).
 // Generated places (dist/, node_modules/, bench/out/, .monocore-test/), globs and templated
 // paths (`*`, `{a,b}`, `<name>`, `${x}`) are not references to a file and are skipped.
+// A document written before its code (a contract) lists the files still to come in one comment,
+// `<!-- planned: path path … -->`; they may be named until they exist, and then the entry must go.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -75,6 +77,17 @@ function check(file: string, text: string): Problem[] {
   const isDoc = file.endsWith('.md');
   const prose = isDoc ? text : commentsOf(file, text);
   const problems: Problem[] = [];
+  const planned = new Set<string>();
+  if (isDoc) {
+    for (const m of text.matchAll(/<!-- planned:([^>]*)-->/g)) {
+      for (const p of m[1]!.trim().split(/\s+/)) {
+        if (isRepoPath(p)) problems.push({ file, line: lineOf(text, m.index), ref: p, why: 'exists now: remove it from the planned list' });
+        else planned.add(normalize(p).replace(/\/$/, ''));
+      }
+    }
+  }
+  const plannedNames = new Set([...planned].map((p) => basename(p)));
+  const isPlanned = (p: string): boolean => planned.has(normalize(p).replace(/\/$/, ''));
   const seen = new Set<string>();
   const report = (index: number, ref: string, why: string): void => {
     const key = `${lineOf(text, index)}\0${basename(ref)}`; // a link target is also a bare name: once
@@ -88,7 +101,7 @@ function check(file: string, text: string): Problem[] {
       const target = m[1]!.split('#')[0]!;
       if (target === '' || /^[a-z][a-z0-9+.-]*:/i.test(target) || TEMPLATED.test(target)) continue;
       const resolved = target.startsWith('/') ? target.slice(1) : join(dirname(file), target);
-      if (!isRepoPath(resolved)) report(m.index, m[1]!, `link target ${resolved} is not in the repository`);
+      if (!isRepoPath(resolved) && !isPlanned(resolved)) report(m.index, m[1]!, `link target ${resolved} is not in the repository`);
     }
   }
 
@@ -97,7 +110,7 @@ function check(file: string, text: string): Problem[] {
   for (const m of text.matchAll(top)) {
     const ref = m[1]!.replace(/[.]+$/, '');
     if (GENERATED.test(ref) || TEMPLATED.test(text.slice(m.index, m.index + ref.length + 1))) continue;
-    if (!isRepoPath(ref)) report(m.index, ref, 'no such file or directory in the repository');
+    if (!isRepoPath(ref) && !isPlanned(ref)) report(m.index, ref, 'no such file or directory in the repository');
   }
 
   // Bare document names: beside the file, at the root, or in docs/.
@@ -109,11 +122,11 @@ function check(file: string, text: string): Problem[] {
   }
 
   // Bare source file names in documents and comments.
-  for (const m of prose.matchAll(/(?<![\w./@$-])([\w][\w.-]*\.(?:ts|mjs|js|sh|lua|c))\b(?![\w/-])/g)) {
+  for (const m of prose.matchAll(/(?<![\w./@$-])([\w][\w.-]*\.(?:ts|mjs|js|sh|lua|c))\b(?![\w/-])(?!\.\w)/g)) {
     const name = m[1]!;
     if (NOT_FILES.has(name)) continue;
     const candidates = [name, name.replace(/\.js$/, '.ts'), name.replace(/\.js$/, '.mjs')];
-    if (!candidates.some((c) => basenames.has(c))) report(m.index, name, 'no file of that name in the repository');
+    if (!candidates.some((c) => basenames.has(c) || plannedNames.has(c))) report(m.index, name, 'no file of that name in the repository');
   }
   return problems;
 }
@@ -133,11 +146,16 @@ test('the reference check itself finds each kind of stale reference, and skips w
   const doc = [
     'See [the VM notes](VM.md#boot), [gone](NOPE.md) and [a site](https://example.com/docs/NOPE.md).',
     'Run scripts/setup.sh, not scripts/nope.sh; built into dist/x.js and bench/out/x; all of test/*.ts.',
-    'Facts: NETWORK.md, GONE.md; code: qemu-backend.ts, main.js, gone-file.ts.',
+    'Facts: NETWORK.md, GONE.md; code: qemu-backend.ts, main.js, gone-file.ts. Not a file: ::ffff:a.b.c.d.',
   ].join('\n');
   assert.deepEqual(
     check('docs/sample.md', doc).map((p) => `${p.line}: ${p.ref}`),
     ['1: NOPE.md', '2: scripts/nope.sh', '3: GONE.md', '3: gone-file.ts'],
+  );
+  const contract = '<!-- planned: libs/engine/src/vm/later.ts docs/ERRORS.md -->\nThe client: libs/engine/src/vm/later.ts (later.ts), not libs/engine/src/vm/never.ts.';
+  assert.deepEqual(
+    check('docs/contract.md', contract).map((p) => `${p.line}: ${p.ref} (${p.why})`),
+    ['1: docs/ERRORS.md (exists now: remove it from the planned list)', '2: libs/engine/src/vm/never.ts (no such file or directory in the repository)'],
   );
   const code = [
     "import { x } from './gone.js'; // see docs/ERRORS.md and FLOWS.md",
