@@ -16,6 +16,7 @@ const COMMANDS: Record<string, () => Promise<Register>> = {
   remove: async () => (await import('./remove.js')).registerRemove,
   logs: async () => (await import('./logs.js')).registerLogs,
   serve: async () => (await import('./serve.js')).registerServe,
+  daemon: async () => (await import('./daemon.js')).registerDaemon,
   run: async () => (await import('./run.js')).registerRun,
   pull: async () => (await import('./pull.js')).registerPull,
   image: async () => (await import('./image.js')).registerImage,

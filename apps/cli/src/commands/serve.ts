@@ -5,12 +5,14 @@ import { dirname } from 'node:path';
 import { hostname } from 'node:os';
 import { MonocoreHome } from '@monocore/engine/home';
 import type { RunningApi } from '@monocore/api';
+import { defaultApiPort } from '../api/default-api-url.js';
+import { readDaemonRecord, removeDaemonRecord } from '../daemon/daemon-record.js';
 import { ExitCode } from '../exit-codes.js';
 import { startEmbeddedRedis, type EmbeddedRedis } from '../serve/embedded-redis.js';
 import { createServeLogger } from '../serve/serve-logger.js';
 
 interface ServeOptions {
-  port: string;
+  port?: string;
   host: string;
   redisUrl?: string;
   hostId?: string;
@@ -23,7 +25,7 @@ export function registerServe(program: Command): void {
   program
     .command('serve')
     .description('Run the API, puller and worker in one process (with an embedded Redis unless MONOCORE_REDIS_URL is set)')
-    .option('-p, --port <port>', 'API port (0 picks a free one)', '3456')
+    .option('-p, --port <port>', 'API port (0 picks a free one; default $MONOCORE_API_PORT or 3456)')
     .option('--host <address>', 'API address; anything but loopback requires MONOCORE_API_TOKEN', '127.0.0.1')
     .option('--redis-url <url>', 'use this Redis instead of an embedded one (default: $MONOCORE_REDIS_URL)')
     .option('--host-id <id>', 'this machine\'s host id for placement (default: $MONOCORE_HOST_ID or the hostname)')
@@ -35,6 +37,7 @@ export function registerServe(program: Command): void {
       `
 Environment:
   MONOCORE_HOME              state directory (default ~/.monocore); logs in $MONOCORE_HOME/log/serve.log
+  MONOCORE_API_PORT          default --port (3456); also where the CLI looks for, and starts, the local daemon
   MONOCORE_REDIS_URL         an existing Redis; without it serve runs redis-server (AOF on) under $MONOCORE_HOME/redis
   MONOCORE_API_TOKEN         bearer token required on every route but /healthz
   MONOCORE_API_VOLUME_ROOTS  host paths REST bodies may mount (":" separated; default none). The local CLI
@@ -46,7 +49,7 @@ Environment:
                              serve listens on loopback`,
     )
     .action(async (opts: ServeOptions) => {
-      const port = Number(opts.port);
+      const port = opts.port === undefined ? defaultApiPort() : Number(opts.port);
       if (!Number.isInteger(port) || port < 0 || port > 65535) {
         process.stderr.write(`error: --port must be a port number (0-65535), got "${opts.port}"\n`);
         process.exitCode = ExitCode.Usage;
@@ -114,6 +117,14 @@ Environment:
       });
 
       try {
+        // Run as the local daemon (apps/cli/src/daemon), its record goes with it once everything is stopped.
+        started.push({
+          name: 'daemon record',
+          close: async () => {
+            const record = await readDaemonRecord(home.daemonRecordPath);
+            if (record && 'pid' in record && record.pid === process.pid) await removeDaemonRecord(home.daemonRecordPath);
+          },
+        });
         let redisUrl = opts.redisUrl ?? (process.env.MONOCORE_REDIS_URL || undefined);
         let redis: EmbeddedRedis | undefined;
         if (!redisUrl) {

@@ -31,6 +31,10 @@ export const ErrorCodes = {
   MC_API_UNREACHABLE: code(503, true, 'the CLI cannot reach the monocore API (is `monocore serve` running?)'),
   MC_API_REDIS_UNAVAILABLE: code(503, true, 'Redis is not reachable from the API'),
 
+  // --- daemon (MC_DAEMON_*): the local daemon the CLI starts by itself ----------
+  MC_DAEMON_START_FAILED: code(503, true, 'the local daemon the CLI started did not come up (the message has the tail of its log)'),
+  MC_DAEMON_STOP_FAILED: code(500, false, 'the local daemon, or a process it left, could not be stopped'),
+
   // --- config (MC_CONFIG_*) ---------------------------------------------------
   MC_CONFIG_INVALID: code(400, false, 'the configuration has one or more problems (see details.issues)'),
   MC_CONFIG_FILE_NOT_FOUND: code(400, false, 'the configuration file does not exist or cannot be read'),

@@ -12,7 +12,8 @@ import { join, resolve } from 'node:path';
  *   oci/leases/<pid>-<id>.json      digests an in-flight pull needs (prune keeps them)
  *   rootfs/images/<digest-hex>/     unpacked read-only rootfs, one per image (by manifest digest)
  *   services/<name>/                per-service writable layer and VM files
- *   run/                            pid files, sockets of running VMs
+ *   run/                            pid files, sockets of running VMs; daemon.json + daemon.lock
+ *                                   (the local daemon the CLI starts, apps/cli/src/daemon)
  *   log/<name>.stdout.log …         service logs
  *   kernel/                         guest kernel and initramfs cache
  *   tmp/                            scratch space on the same filesystem (atomic renames)
@@ -48,4 +49,9 @@ export class MonocoreHome {
   get apiLocalTokenPath(): string { return join(this.root, 'run', 'api-local.token'); }
   /** Redis data of the Redis `monocore serve` embeds when no MONOCORE_REDIS_URL is given. */
   get embeddedRedisDir(): string { return join(this.root, 'redis'); }
+  /** The record (pid, URL) of the local daemon the CLI started, and the lock its starters take. */
+  get daemonRecordPath(): string { return join(this.root, 'run', 'daemon.json'); }
+  get daemonLockPath(): string { return join(this.root, 'run', 'daemon.lock'); }
+  /** The daemon's stdout and stderr (serve's human log lines, and anything it prints on a crash). */
+  get daemonLogPath(): string { return join(this.root, 'log', 'daemon.log'); }
 }

@@ -1,6 +1,6 @@
 import { open, type FileHandle } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { MonocoreError } from '../errors/index.js';
+import { MonocoreError, type ErrorCode } from '../errors/index.js';
 import { libc } from './libc.js';
 
 /**
@@ -26,6 +26,8 @@ export interface HostLockOptions {
   pollMs?: number;
   /** Called once when the lock is busy, e.g. to log that we wait. */
   onWait?: (holder: string) => void;
+  /** The code of the timeout error (default MC_ROOTFS_UNPACK_FAILED: the lock was born for unpacking). */
+  code?: ErrorCode;
 }
 
 export class HostLock {
@@ -67,7 +69,7 @@ export class HostLock {
       if (waited >= timeoutMs) {
         // The age in the message tells a stuck holder from plain contention.
         throw new MonocoreError(
-          'MC_ROOTFS_UNPACK_FAILED',
+          opts.code ?? 'MC_ROOTFS_UNPACK_FAILED',
           `lock ${path} still held after ${Math.round(waited / 1000)} s (holder: ${holder || 'unknown'})`,
           { path, holder, waitedMs: waited },
         );
