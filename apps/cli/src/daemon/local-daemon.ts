@@ -193,7 +193,8 @@ export class LocalDaemon {
     void how.exited?.then((why) => (ended = why));
     for (;;) {
       if (await answers(record.url)) return;
-      if (ended === undefined && !(await isRunning(record.pid, record.startTime))) ended = 'it exited';
+      // Our own child: its exit event says how (it follows the process's end at once).
+      if (ended === undefined && !(await isRunning(record.pid, record.startTime))) ended = how.exited ? await how.exited : 'it exited';
       if (ended !== undefined || Date.now() >= deadline) break;
       await sleep(100);
     }

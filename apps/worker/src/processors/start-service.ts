@@ -122,6 +122,8 @@ export function createStartProcessor(ctx: WorkerContext) {
         fields: { pid: handle.pid, started_at: new Date().toISOString(), running_hash: rec.configHash ?? '' },
         clear: ['exit_code', 'last_error'],
       });
+      // Info: what `monocore daemon logs` shows a person following the local daemon.
+      ctx.logger.info({ service: name, pid: handle.pid, deployment: data.deploymentId }, 'service running');
       // Not awaited: completing this job (which releases the owning parent) need not wait for the
       // gate promotions; a gate that misses one re-checks by itself.
       void settle();

@@ -38,6 +38,7 @@ export async function stopService(ctx: WorkerContext, data: StopJobData): Promis
   if (mine) {
     await state.tryTransition(name, { status: 'stopping' }, { host: hostId });
     await ctx.supervisor.stop(name);
+    ctx.logger.info({ service: name, deployment: data.deploymentId }, 'service stopped');
   }
   if (rec.status !== 'stopped') {
     await state.tryTransition(name, { status: 'stopped' }, { clear: ['pid'], detail: `deployment ${data.deploymentId}` });
