@@ -11,12 +11,13 @@
 # 2. fetches the guest kernel from the distribution (scripts/guest-kernel.sh);
 # 3. starts a registry on loopback holding a small busybox image (no internet needed), so
 #    the example runs anywhere — the same script the tests use (scripts/test-services.sh);
-# 4. runs the main job on the embedded default: `monocore serve` (API + puller + worker in
-#    one daemon, with its own local Redis, state in $MONOCORE_HOME, default ~/.monocore),
-#    then `monocore up -f examples/monocore.toml`, `monocore status` and the services' logs.
+# 4. runs the main job on the embedded default: the local daemon (`monocore daemon start`:
+#    `monocore serve`, API + puller + worker in one process with its own local Redis, detached,
+#    state in $MONOCORE_HOME, default ~/.monocore), then `monocore up -f examples/monocore.toml`,
+#    `monocore status` and the services' logs.
 #
 # Idempotent: re-running skips what is done and reuses a running daemon.
-# Stop everything: `monocore down && kill "$(cat ~/.monocore/run/serve.pid)"`.
+# Stop everything: `monocore down && monocore daemon stop`.
 set -euo pipefail
 here="${BASH_SOURCE[0]%/*}"
 [ "$here" = "${BASH_SOURCE[0]}" ] && here=.
@@ -63,23 +64,11 @@ echo "kernel: $kernel_dir"
 say "local registry with the example image (loopback only)"
 bash scripts/test-services.sh start
 
-say "monocore serve (embedded Redis, local daemon)"
+say "the local daemon: monocore serve, detached (embedded Redis, state in \$MONOCORE_HOME)"
 export MONOCORE_HOME="${MONOCORE_HOME:-$HOME/.monocore}"
-mkdir -p "$MONOCORE_HOME/run" "$MONOCORE_HOME/log"
-pidfile="$MONOCORE_HOME/run/serve.pid"
-if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
-  echo "already running (pid $(cat "$pidfile"))"
-else
-  setsid nohup "$MONOCORE" serve >"$MONOCORE_HOME/log/serve.out" 2>&1 </dev/null &
-  echo $! >"$pidfile"
-  echo "started (pid $!, log $MONOCORE_HOME/log/serve.log)"
-fi
-for _ in $(seq 1 120); do
-  curl -fsS http://127.0.0.1:3456/healthz >/dev/null 2>&1 && break
-  kill -0 "$(cat "$pidfile")" 2>/dev/null || { echo "monocore serve exited:"; tail -n 30 "$MONOCORE_HOME/log/serve.out"; exit 1; }
-  sleep 0.5
-done
-curl -fsS http://127.0.0.1:3456/healthz >/dev/null || { echo "monocore serve did not answer on 127.0.0.1:3456"; exit 1; }
+# `monocore up` would start it by itself; started here so a failure shows as its own step.
+"$MONOCORE" daemon start
+"$MONOCORE" daemon status || true   # exit 1 when the API answering is a `monocore serve` started by hand
 
 say "monocore up -f examples/monocore.toml"
 "$MONOCORE" validate -f examples/monocore.toml
@@ -98,5 +87,5 @@ cat <<MSG
 monocore is running: API on http://127.0.0.1:3456 (Bull Board: /admin/queues, OpenAPI: /docs).
   monocore status            # watch the services
   monocore down              # stop them
-  kill \$(cat $pidfile)   # stop the daemon
+  monocore daemon stop      # stop the daemon (and every VM it runs)
 MSG

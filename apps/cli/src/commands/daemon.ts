@@ -129,7 +129,9 @@ $MONOCORE_HOME/log/daemon.log; it keeps the environment of the command that star
     .action(async () => {
       const local = new LocalDaemon();
       const { url, started } = await local.ensure({ say: (line) => process.stderr.write(`${line}\n`) });
-      process.stdout.write(started ? `daemon running at ${url}\n` : `daemon already running at ${url}\n`);
+      if (started) process.stdout.write(`daemon running at ${url}\n`);
+      else if ((await local.inspect()).phase === 'absent') process.stdout.write(`an API started some other way (\`monocore serve\`?) answers at ${url}: no daemon started\n`);
+      else process.stdout.write(`daemon already running at ${url}\n`);
     });
 
   daemon
