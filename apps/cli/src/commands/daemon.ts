@@ -59,7 +59,7 @@ export function registerDaemon(program: Command): void {
     .addHelpText(
       'after',
       `
-Without --api or MONOCORE_API_URL, \`up\`, \`status\`, \`logs\`, \`down\` and \`remove\` start it by themselves
+Without --api or MONOCORE_API_URL, every command that talks to the API (\`up\`, \`status\`, \`logs\`, …) starts it
 when nothing answers at http://127.0.0.1:$MONOCORE_API_PORT (3456). It runs API, worker, puller and an
 embedded Redis in one process, in its own session, with its state under $MONOCORE_HOME and its output in
 $MONOCORE_HOME/log/daemon.log; it keeps the environment of the command that started it.`,
