@@ -324,3 +324,52 @@ test('a JSON body (REST API) validates with the same rules and paths, without li
   assert.deepEqual(cfg.group, []);
   assert.equal(cfg.service[0]?.ram, 1024);
 });
+
+test('group network: outbound with an allow-list resolves; local_only still works; network replaces it', () => {
+  const cfg = parseConfigToml(
+    '[[group]]\nname = "open"\nnetwork = { outbound = true, allow = ["pypi.org", "*.githubusercontent.com", "203.0.113.0/24", "198.51.100.7"] }\n' +
+      '[[group]]\nname = "wide"\nnetwork = { outbound = true }\n[[group]]\nname = "closed"\n[group.network]\noutbound = false\n' +
+      '[[group]]\nname = "legacy"\nlocal_only = false\n' +
+      svc('a', 'group = "open"') + svc('b', 'group = "wide"') + svc('c', 'group = "closed"') + svc('d', 'group = "legacy"') + svc('e'),
+  );
+  const [a, b, c, d, e] = resolveServices(cfg);
+  assert.equal(a?.localOnly, false);
+  assert.deepEqual(a?.egressAllow, ['pypi.org', '*.githubusercontent.com', '203.0.113.0/24', '198.51.100.7']);
+  assert.equal(b?.localOnly, false);
+  assert.equal(b?.egressAllow, undefined, 'no allow: any public address, as local_only = false');
+  assert.equal(c?.localOnly, true);
+  assert.equal(d?.localOnly, false, 'local_only = false keeps working');
+  assert.equal(d?.egressAllow, undefined);
+  assert.equal(e?.localOnly, true);
+});
+
+test('group network: contradictions, a bare allow, empty lists, duplicates and bad entries name their field and line', () => {
+  rejects(
+    '[[group]]\nname = "g"\nlocal_only = false\nnetwork = { outbound = true }\n' +
+      '[[group]]\nname = "h"\nnetwork = { outbound = false, allow = ["pypi.org"] }\n' +
+      '[[group]]\nname = "i"\nnetwork = { allow = ["pypi.org"] }\n' +
+      '[[group]]\nname = "j"\nnetwork = { outbound = true, allow = [] }\n' +
+      '[[group]]\nname = "k"\nnetwork = { outbound = true, allow = ["PyPI.org", "pypi.org.", "10.1.2.3", "169.254.169.254", "100.127.0.0/16", "2001:db8::1", "203.0.113.5/24", "pypi.org:443", "*", "*.com", "a.*.com", "x", "1.2.3", "bär.de", "-a.com"] }\n',
+    [
+      '3:1 group[0].local_only: set either local_only or network, not both: network replaces local_only (local_only = false is network = { outbound = true }, local_only = true is network = { outbound = false })',
+      '7:1 group[1].network.allow: allow needs outbound = true: with outbound = false the group has no way out to allow',
+      '10:1 group[2].network.outbound: is required',
+      '13:1 group[3].network.allow: an empty allow-list allows nothing: leave allow out for unrestricted outbound access, or turn outbound off',
+      '16:1 group[4].network.allow[2]: 10.1.2.3 lies in 10.0.0.0/8 (private): guests never reach private, loopback, link-local, CGNAT or multicast addresses (docs/NETWORK.md)',
+      '16:1 group[4].network.allow[3]: 169.254.169.254 lies in 169.254.0.0/16 (link-local, cloud metadata): guests never reach private, loopback, link-local, CGNAT or multicast addresses (docs/NETWORK.md)',
+      '16:1 group[4].network.allow[4]: 100.127.0.0/16 lies in 100.64.0.0/10 (CGNAT, and the egress pool): guests never reach private, loopback, link-local, CGNAT or multicast addresses (docs/NETWORK.md)',
+      '16:1 group[4].network.allow[5]: "2001:db8::1": IPv6 is not supported (the outbound path is IPv4 only)',
+      '16:1 group[4].network.allow[6]: "203.0.113.5/24" has host bits set (did you mean 203.0.113.0/24?)',
+      '16:1 group[4].network.allow[7]: "pypi.org:443": ports are not part of an entry (every port of an allowed destination is allowed)',
+      '16:1 group[4].network.allow[8]: "*" would allow every name: leave allow out for unrestricted outbound access',
+      '16:1 group[4].network.allow[9]: "*.com" covers a whole top-level domain; name at least two labels (*.example.com)',
+      '16:1 group[4].network.allow[10]: "a.*.com": "*" may only stand alone as the first label, as in *.example.com',
+      '16:1 group[4].network.allow[11]: "x" is a single-label name; allow fully qualified names (pypi.org)',
+      '16:1 group[4].network.allow[12]: "1.2.3" is not an IPv4 address',
+      '16:1 group[4].network.allow[13]: "bär.de": only ASCII is allowed (write internationalised names in punycode, xn--…)',
+      '16:1 group[4].network.allow[14]: "-a.com": label "-a" is not a DNS label (a-z, 0-9, "-", "_"; 1..63 characters; no "-" at either end)',
+      // The cross-field rules come after the schema's at the same spot.
+      '16:1 group[4].network.allow[1]: duplicate entry "pypi.org" (also group[4].network.allow[0])',
+    ],
+  );
+});

@@ -178,5 +178,5 @@ async function networkFor(ctx: WorkerContext, rec: ServiceRecord, resolved: Reso
   if (!resolved.group) return { mode: 'none' };
   const all = await ctx.state.listSummary();
   const members = all.filter((r) => r.group === resolved.group && r.desired === 'running').map((r) => r.name);
-  return groupNetwork(resolved.group, members, rec.name, resolved.localOnly);
+  return groupNetwork(resolved.group, members, rec.name, resolved.localOnly, resolved.egressAllow);
 }

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { isMonocoreError } from '../errors/index.js';
 import { parseImageReference } from '../oci/image-reference.js';
+import { checkEgressAllowEntry, EMPTY_ALLOW_LIST } from '../vm/egress-allow-list.js';
 import { tryParseEnvVar } from './env-var.js';
 import { showValue } from './config-issue.js';
 import { ConfigLimits } from './limits.js';
@@ -93,3 +94,15 @@ export const intInRange = (min: number, max: number) => {
 
 export const CommandSchema = boundedString().min(1, 'must not be empty');
 export const ArgSchema = boundedString();
+
+/** One egress allow-list entry: a DNS name, `*.suffix`, an IPv4 address or an IPv4 CIDR range. */
+export const EgressAllowEntrySchema = boundedString()
+  .superRefine(fromChecker(checkEgressAllowEntry))
+  .meta({ examples: ['pypi.org', '*.githubusercontent.com', '203.0.113.7', '203.0.113.0/24'] });
+
+/**
+ * A whole allow-list, for every boundary that takes one (a group's `network.allow`,
+ * a sandbox's REST body): at least one entry; duplicates are a cross-field rule
+ * (semantic-checks.ts for the config; EgressAllowList.parse for other callers).
+ */
+export const EgressAllowListSchema = boundedList(EgressAllowEntrySchema).min(1, EMPTY_ALLOW_LIST);

@@ -15,11 +15,14 @@ export {
   GroupSchema,
   GroupVolumeSchema,
   GroupEnvSchema,
+  GroupNetworkSchema,
   type Group,
+  type GroupNetwork,
   type GroupInput,
   type GroupVolume,
   type GroupEnv,
 } from './group-schema.js';
+export { EgressAllowEntrySchema, EgressAllowListSchema } from './field-schemas.js';
 export { ConfigLimits, RESTART_POLICIES, type RestartPolicy } from './limits.js';
 export { NAME_PATTERN, ENTRY_NAME_PATTERN, checkName } from './names.js';
 export { parsePortMapping, tryParsePortMapping, type PortMapping, type ParseResult } from './port-mapping.js';

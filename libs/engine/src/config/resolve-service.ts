@@ -19,8 +19,13 @@ export interface ResolvedService {
   /** The normalised image reference (`docker.io/library/alpine:latest`). */
   image?: string;
   group?: string;
-  /** The group's local_only (true when the service has no group: the safe default). */
+  /**
+   * No way out of the group network: the group's `network.outbound` negated, else its
+   * `local_only` (true when the service has no group: the safe default).
+   */
   localOnly: boolean;
+  /** With outbound access: only these destinations (the group's `network.allow`); absent = any public address. */
+  egressAllow?: string[];
   command?: string;
   args: string[];
   cpus: number;
@@ -96,7 +101,7 @@ export function resolveService(config: MonocoreConfig, name: string): ResolvedSe
 
   const resolved: ResolvedService = {
     name,
-    localOnly: group?.local_only ?? true,
+    localOnly: group?.network ? !group.network.outbound : (group?.local_only ?? true),
     args: [...service.args],
     cpus: service.cpus,
     ram: service.ram,
@@ -111,6 +116,7 @@ export function resolveService(config: MonocoreConfig, name: string): ResolvedSe
     resolved.image = parseImageReference(service.base).toString();
   }
   if (service.group !== undefined) resolved.group = service.group;
+  if (group?.network?.outbound && group.network.allow) resolved.egressAllow = [...group.network.allow];
   if (service.command !== undefined) resolved.command = service.command;
   if (service.workdir !== undefined) resolved.workdir = service.workdir;
   if (port) resolved.port = port;

@@ -2,6 +2,7 @@ import { closestMatch, formatPath, type ConfigIssue, type PathSegment } from './
 import { tryParseEnvVar } from './env-var.js';
 import { ConfigLimits } from './limits.js';
 import { tryParsePortMapping } from './port-mapping.js';
+import { egressAllowListProblems } from '../vm/egress-allow-list.js';
 import { isUnder, joinUnder, tryParseVolumeMapping } from './volume-mapping.js';
 
 /**
@@ -73,6 +74,7 @@ export function semanticIssues(input: unknown): ConfigIssue[] {
       else info.envs.add(ename);
       checkDuplicateEnvKeys(e.envs, ['group', index, 'env', ei, 'envs'], add);
     }
+    groupNetworkIssues(g, index, add);
     if (name === undefined) continue;
     const first = groupInfo.get(name);
     if (first) add(['group', index, 'name'], `duplicate group name "${name}" (first defined at group[${first.index}])`);
@@ -188,6 +190,33 @@ export function semanticIssues(input: unknown): ConfigIssue[] {
   dependencyGraphIssues(services, serviceIndex, add);
   return issues;
 }
+
+/**
+ * `network` is the one home of a group's way out: `local_only` beside it is
+ * refused (even when they agree), `allow` needs `outbound = true`, and an entry
+ * is listed once. (Each entry's syntax and the empty list are the schema's.)
+ */
+function groupNetworkIssues(g: Raw, index: number, add: (p: PathSegment[], m: string) => void): void {
+  if (g.network === undefined) return;
+  if (g.local_only !== undefined) {
+    add(
+      ['group', index, 'local_only'],
+      'set either local_only or network, not both: network replaces local_only (local_only = false is network = { outbound = true }, local_only = true is network = { outbound = false })',
+    );
+  }
+  if (!isObject(g.network)) return;
+  if (g.network.outbound === false && g.network.allow !== undefined) {
+    add(['group', index, 'network', 'allow'], 'allow needs outbound = true: with outbound = false the group has no way out to allow');
+  }
+  if (Array.isArray(g.network.allow) && !tooLongList(g.network.allow)) {
+    const at = (i: number): PathSegment[] => ['group', index, 'network', 'allow', i];
+    for (const p of egressAllowListProblems(g.network.allow, (i) => formatPath(at(i)))) {
+      if (p.kind === 'duplicate') add(at(p.index), p.message);
+    }
+  }
+}
+
+const tooLongList = (v: unknown[]): boolean => v.length > ConfigLimits.maxListLength;
 
 function checkDuplicateEnvKeys(envs: unknown, at: PathSegment[], add: (p: PathSegment[], m: string) => void): void {
   const keys = new Map<string, number>();

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { MonocoreError } from '../errors/index.js';
 import type { HostLock } from '../rootfs/host-lock.js';
+import { EGRESS_BLOCKED } from './egress-allow-list.js';
 import { findExecutable } from './find-executable.js';
 import { HostSlots } from './host-slots.js';
 
@@ -36,8 +37,6 @@ export const EGRESS_POOL = '100.127.0.0/16';
 const POOL_BASE = (100 << 24) | (127 << 16);
 const SLOTS = 16384;
 const TABLE = 'monocore_egress';
-/** Destinations a guest may never reach through the egress path (besides every host address). */
-export const EGRESS_BLOCKED = ['0.0.0.0/8', '10.0.0.0/8', '100.64.0.0/10', '127.0.0.0/8', '169.254.0.0/16', '172.16.0.0/12', '192.168.0.0/16', '224.0.0.0/3'];
 
 export interface EgressGuestConfig {
   /** The guest's address on its egress NIC, e.g. "100.127.0.6/30". */

@@ -13,6 +13,10 @@ export { resolveModuleOrder, GUEST_MODULES, type ModuleLoad } from './kernel-mod
 export { detectAccel, type Accel, type AccelChoice } from './acceleration.js';
 export { cleanupOrphans, type OrphanCleanup } from './orphans.js';
 export { cleanupEgressOrphans, egressUnavailable, EGRESS_POOL } from './egress-network.js';
+export {
+  EgressAllowList, parseEgressAllowEntry, checkEgressAllowEntry, egressAllowListProblems, egressBlockedRange,
+  EGRESS_BLOCKED, EGRESS_BLOCKED_RANGES, type EgressAllowEntry, type EgressAllowListProblem,
+} from './egress-allow-list.js';
 export { validateVmSpec } from './vm-spec-validation.js';
 export { GroupSwitch } from './group-switch.js';
 export { MicroVm, MicroVmBuilder } from './micro-vm.js';

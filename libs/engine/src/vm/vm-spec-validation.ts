@@ -1,6 +1,7 @@
 import { statSync } from 'node:fs';
 import { isAbsolute } from 'node:path';
 import { MonocoreError } from '../errors/index.js';
+import { EgressAllowList } from './egress-allow-list.js';
 import { RLIMIT_NUMBERS } from './guest-protocol.js';
 import type { VmSpec } from './vm-spec.js';
 
@@ -75,6 +76,10 @@ export function validateVmSpec(spec: VmSpec): void {
     // The switch is keyed by this string: callers scope it (e.g. "<deployment>/<group>") so two
     // deployments' groups of the same name never share a segment.
     if (!/^[a-zA-Z0-9_.:/-]{1,160}$/.test(net.group)) bad(spec, 'network.group', `${JSON.stringify(net.group)} is not a valid group key`);
+    if (net.allow !== undefined) {
+      if (net.localOnly) bad(spec, 'network.allow', 'needs localOnly false (an allow-list limits the way out; a local-only guest has none)');
+      EgressAllowList.parse(net.allow, 'network.allow'); // MC_VM_EGRESS_ALLOW_INVALID naming the entry
+    }
     for (const [name, addr] of Object.entries(net.peers)) {
       if (!/^[a-zA-Z0-9]([a-zA-Z0-9_.-]{0,62})$/.test(name)) bad(spec, `network.peers.${name}`, 'is not a valid host name');
       if (!validIpv4(IPV4_RE.exec(addr.split('/')[0] ?? ''))) bad(spec, `network.peers.${name}`, `${addr} is not an IPv4 address`);

@@ -70,6 +70,12 @@ export type VmNetwork =
       peers: Record<string, string>;
       /** When true the guest gets no route out of the segment. */
       localOnly: boolean;
+      /**
+       * With localOnly false: the only destinations the guest may reach — DNS names,
+       * `*.suffix` wildcards, IPv4 addresses, IPv4 CIDR ranges (egress-allow-list.ts).
+       * Names resolve only through monocore's resolver. Absent: any public address.
+       */
+      allow?: string[];
     };
 
 /** How a VM ended. */
