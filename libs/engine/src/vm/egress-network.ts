@@ -4,10 +4,16 @@ import { chown, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import type { Socket as UdpSocket } from 'node:dgram';
+import type { Server } from 'node:net';
+import { pino, type Logger } from 'pino';
 import { MonocoreError } from '../errors/index.js';
 import type { HostLock } from '../rootfs/host-lock.js';
-import { EGRESS_BLOCKED } from './egress-allow-list.js';
+import { EGRESS_BLOCKED, type EgressAllowList } from './egress-allow-list.js';
+import { NamespaceAllowFilter } from './egress-allow-filter.js';
+import { EgressResolver, type Upstream } from './egress-resolver.js';
 import { findExecutable } from './find-executable.js';
 import { HostSlots } from './host-slots.js';
 
@@ -32,6 +38,10 @@ const run = promisify(execFile);
  * Each VM holds one slot N (a /30 of 100.127.0.0/16; host-slots.ts) for its
  * whole life: a crashed owner's lock goes with it, and the next owner of the
  * slot (or cleanupEgressOrphans at worker start) removes the stale namespace.
+ *
+ * With an allow-list, the namespace also gets a filter of its own (egress-allow-filter.ts)
+ * and the guest's only nameserver is a resolver in this process (egress-resolver.ts),
+ * serving on sockets made inside the namespace: names turn into permissions there.
  */
 export const EGRESS_POOL = '100.127.0.0/16';
 const POOL_BASE = (100 << 24) | (127 << 16);
@@ -42,9 +52,24 @@ export interface EgressGuestConfig {
   /** The guest's address on its egress NIC, e.g. "100.127.0.6/30". */
   cidr: string;
   gateway: string;
-  /** IPv4 resolvers for the guest's /etc/resolv.conf (the host's upstream ones). */
+  /** IPv4 resolvers for the guest's /etc/resolv.conf: the host's upstream ones, or (with an allow-list) the gateway. */
   dns: string[];
 }
+
+export interface EgressOptions {
+  /** Only these destinations (docs/NETWORK.md, "Allow-lists"); absent: any public address. */
+  allow?: EgressAllowList;
+  /** Where the resolver logs refused queries (JSON lines; at most REFUSAL_LOG_LINES per VM start). */
+  logPath?: string;
+}
+
+interface RefusalLog {
+  logger: Logger;
+  end: () => void;
+}
+
+/** Refusals logged per VM start: a guest asking for names in a loop must not fill the disk. */
+export const REFUSAL_LOG_LINES = 1000;
 
 const ipString = (n: number): string => [24, 16, 8, 0].map((s) => (n >>> s) & 255).join('.');
 
@@ -56,6 +81,18 @@ export function egressUnavailable(env: NodeJS.ProcessEnv = process.env): string 
     if (!findExecutable(cmd, env)) return `${cmd} not found (apt-get install ${pkg})`;
   }
   return undefined;
+}
+
+/**
+ * The resolvers the allow-list resolver asks: /etc/resolv.conf's as this process
+ * sees them (it runs on the host, so a loopback stub such as systemd-resolved's is fine).
+ */
+export function upstreamResolvers(read: (p: string) => string | undefined = (p) => (existsSync(p) ? readFileSync(p, 'utf8') : undefined)): Upstream[] {
+  const servers = (read('/etc/resolv.conf') ?? '')
+    .split('\n')
+    .map((l) => /^\s*nameserver\s+([0-9a-fA-F.:]+)\s*$/.exec(l)?.[1])
+    .filter((x): x is string => x !== undefined);
+  return [...new Set(servers)].map((address) => ({ address }));
 }
 
 /** The host's upstream IPv4 resolvers (systemd-resolved's stub 127.0.0.53 replaced by its upstreams). */
@@ -124,13 +161,16 @@ export class EgressNetwork {
     private readonly passtPid: number | undefined,
     private readonly lock: HostLock,
     private readonly dir: string,
+    /** The allow-list resolver, if any. */
+    readonly resolver: EgressResolver | undefined,
+    private readonly log: RefusalLog | undefined,
   ) {}
 
   get namespace(): string {
     return `mcegress-${this.slot}`;
   }
 
-  static async open(id: string): Promise<EgressNetwork> {
+  static async open(id: string, opts: EgressOptions = {}): Promise<EgressNetwork> {
     const why = egressUnavailable();
     if (why) throw new MonocoreError('MC_VM_NETWORK_UNSUPPORTED', `${id}: local_only = false: ${why}`, { id, field: 'network.localOnly' });
     const resolvers = hostResolvers();
@@ -149,6 +189,8 @@ export class EgressNetwork {
     let dir: string | undefined;
     let passt: ChildProcess | undefined;
     let passtPid: number | undefined;
+    let resolver: EgressResolver | undefined;
+    let log: RefusalLog | undefined;
     try {
       await removeSlotNetwork(slot);
       for (const args of [
@@ -165,6 +207,8 @@ export class EgressNetwork {
           throw fail(`ip ${args.join(' ')}`, err);
         });
       }
+      // The filter is in place before passt starts: no guest packet ever leaves unfiltered.
+      if (opts.allow) ({ resolver, log } = await startAllowList(id, ns, hostIp, opts, fail));
       dir = await mkdtemp(join(tmpdir(), 'mcegr-'));
       // passt creates its socket after dropping to "nobody": the private dir must be theirs.
       await chown(dir, nobodyUid(), -1);
@@ -181,8 +225,11 @@ export class EgressNetwork {
       passt.stderr?.on('data', (d: Buffer) => { if (stderr.length < 4096) stderr += d.toString(); });
       const socket = await connectWhenReady(sock, passt, () => stderr);
       passtPid = await pidWithArg(sock);
-      return new EgressNetwork(slot, { cidr: `${guestIp}/30`, gateway: hostIp, dns: resolvers }, socket, passtPid, lock, dir);
+      const dns = opts.allow ? [hostIp] : resolvers;
+      return new EgressNetwork(slot, { cidr: `${guestIp}/30`, gateway: hostIp, dns }, socket, passtPid, lock, dir, resolver, log);
     } catch (err) {
+      resolver?.close();
+      log?.end();
       passt?.kill('SIGKILL');
       if (passtPid) killQuietly(passtPid);
       await removeSlotNetwork(slot).catch(() => undefined);
@@ -197,6 +244,9 @@ export class EgressNetwork {
     if (this.closed) return;
     this.closed = true;
     this.socket.destroy();
+    this.resolver?.close();
+    if (this.resolver) this.log?.logger.info({ ...this.resolver.stats }, 'resolver closed');
+    this.log?.end();
     // Normally gone already (--one-off, QEMU disconnected); make sure — but only if
     // that pid is still our passt, not a process that reused the number since.
     if (this.passtPid && (await pidWithArg(join(this.dir, 'passt.sock'), [this.passtPid])) === this.passtPid) killQuietly(this.passtPid);
@@ -204,6 +254,78 @@ export class EgressNetwork {
     await rm(this.dir, { recursive: true, force: true });
     await this.lock.release();
   }
+}
+
+/**
+ * The allow-list's half of the namespace: its filter, then the resolver on sockets
+ * bound inside it (by a short-lived helper that hands them over and exits).
+ */
+async function startAllowList(
+  id: string,
+  ns: string,
+  gateway: string,
+  opts: EgressOptions,
+  fail: (what: string, err: unknown) => MonocoreError,
+): Promise<{ resolver: EgressResolver; log: RefusalLog | undefined }> {
+  const allow = opts.allow!;
+  const filter = await NamespaceAllowFilter.install(ns, gateway, allow.ranges).catch((err) => {
+    throw fail('installing the allow-list filter', err);
+  });
+  const upstreams = upstreamResolvers();
+  if (upstreams.length === 0) throw fail('the allow-list resolver', new Error('no nameserver in /etc/resolv.conf to forward allowed names to'));
+  const { udp, tcp } = await namespaceDnsSockets(ns).catch((err) => {
+    throw fail('binding the allow-list resolver in the namespace', err);
+  });
+  const dest = opts.logPath ? pino.destination({ dest: opts.logPath, append: true, sync: true, mkdir: true }) : undefined;
+  const log = dest ? { logger: pino({ base: { vm: id } }, dest), end: () => dest.end() } : undefined;
+  let lines = 0;
+  const resolver = new EgressResolver({
+    allow,
+    upstreams,
+    admit: (a) => filter.admit(a),
+    onRefused: (name, reason) => {
+      if (!log || ++lines > REFUSAL_LOG_LINES) return;
+      if (lines === REFUSAL_LOG_LINES) log.logger.warn(`${REFUSAL_LOG_LINES} refusals logged; further ones are only counted`);
+      else log.logger.info({ name, reason }, 'refused');
+    },
+  });
+  resolver.serve(udp, tcp);
+  return { resolver, log };
+}
+
+const DNS_SOCKETS_HELPER = fileURLToPath(new URL('./egress-dns-sockets.js', import.meta.url));
+
+/** The resolver's UDP and TCP sockets on 127.0.0.1:53 inside `ns` (egress-dns-sockets.ts). */
+function namespaceDnsSockets(ns: string): Promise<{ udp: UdpSocket; tcp: Server }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('ip', ['netns', 'exec', ns, process.execPath, DNS_SOCKETS_HELPER], { stdio: ['ignore', 'ignore', 'pipe', 'ipc'] });
+    let stderr = '';
+    let udp: UdpSocket | undefined;
+    let tcp: Server | undefined;
+    const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
+    child.stderr?.on('data', (d: Buffer) => {
+      if (stderr.length < 4096) stderr += d.toString();
+    });
+    child.on('message', (m: unknown, handle: unknown) => {
+      if (m === 'udp') udp = handle as UdpSocket;
+      if (m === 'tcp') tcp = handle as Server;
+      if (udp && tcp) {
+        clearTimeout(timer);
+        resolve({ udp, tcp });
+      }
+    });
+    child.on('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+    child.on('exit', (code, signal) => {
+      clearTimeout(timer);
+      if (udp && tcp) return;
+      udp?.close();
+      tcp?.close();
+      reject(new Error(`helper exited (${code ?? signal}) before handing over its sockets: ${stderr.trim()}`));
+    });
+  });
 }
 
 /** Slot N = the /30 at 100.127.0.0 + 4N, interface mcegressN, namespace mcegress-N. */

@@ -8,6 +8,7 @@ import { promisify } from 'node:util';
 import { MonocoreError } from '../errors/index.js';
 import { OWNERSHIP_FILE, type OwnershipRecordFile } from '../rootfs/ownership-record.js';
 import type { CleanupStack } from './cleanup-stack.js';
+import { EgressAllowList } from './egress-allow-list.js';
 import { EgressNetwork } from './egress-network.js';
 import { groupMac } from './group-switch.js';
 import type { GroupSwitches } from './group-switches.js';
@@ -152,13 +153,15 @@ export async function attachGroupNic(
   return { nic: { kind: 'group', fd: inherit(sock), mac }, guest: { mac, cidr: net.address }, hosts };
 }
 
-/** Outbound access: passt in a network namespace of its own (egress-network.ts). */
+/** Outbound access: passt in a network namespace of its own (egress-network.ts), limited to `allow` when given. */
 export async function attachEgressNic(
   id: string,
+  opts: { allow?: readonly string[]; stateDir: string },
   inherit: InheritFd,
   cleanup: CleanupStack,
 ): Promise<{ nic: QemuNic; guest: GuestNic; dns: string[] }> {
-  const egress = await EgressNetwork.open(id);
+  const allow = opts.allow ? EgressAllowList.parse(opts.allow, 'network.allow') : undefined;
+  const egress = await EgressNetwork.open(id, { allow, logPath: allow ? join(opts.stateDir, 'egress-dns.log') : undefined });
   cleanup.push(() => egress.close());
   return {
     nic: { kind: 'egress', fd: inherit(egress.socket), mac: EGRESS_MAC },
@@ -190,7 +193,7 @@ export async function attachNics(
     add(group);
     out.hosts.push(...group.hosts);
     if (!spec.network.localOnly) {
-      const egress = await attachEgressNic(spec.id, inherit, cleanup);
+      const egress = await attachEgressNic(spec.id, { allow: spec.network.allow, stateDir: spec.stateDir }, inherit, cleanup);
       add(egress);
       out.dns = egress.dns;
     }
