@@ -251,4 +251,13 @@ test('egress: `monocore run --net outbound` reaches the outside; without it the 
   const none = run();
   assert.equal(none.status, 0, none.stderr);
   assert.equal(none.stdout, 'no-way-out\n');
+  // --allow is checked before anything is pulled or booted: it needs --net outbound, and each entry is named.
+  for (const [args, message] of [
+    [['--allow', 'pypi.org'], /--allow limits the way out: it needs --net outbound/],
+    [['--net', 'outbound', '--allow', 'pypi.org', '--allow', '10.0.0.0/8'], /--allow\[1\]: 10\.0\.0\.0\/8 lies in 10\.0\.0\.0\/8 \(private\)/],
+  ] as const) {
+    const bad = run(...args);
+    assert.equal(bad.status, 2, `usage error: ${bad.stderr}`);
+    assert.match(bad.stderr, message);
+  }
 });

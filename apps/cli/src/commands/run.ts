@@ -7,7 +7,7 @@ import { Option, type Command } from 'commander';
 import { ImageStore, formatPlatform, hostPlatform, imageProcess, imageRootfsTrusted, parseImageReference, type PulledImage } from '@monocore/engine/oci/local';
 import { MonocoreError, isMonocoreError } from '@monocore/engine/errors';
 import { MonocoreHome } from '@monocore/engine/home';
-import { selectBackend, type BackendName, type VmExit, type VmSpec } from '@monocore/engine/vm';
+import { EgressAllowList, outboundNetwork, selectBackend, type BackendName, type VmExit, type VmSpec } from '@monocore/engine/vm';
 import { progressReporter } from './pull-progress.js';
 
 interface RunOptions {
@@ -25,6 +25,7 @@ interface RunOptions {
   bootTimeout: string;
   pull: 'missing' | 'always';
   net: 'none' | 'outbound';
+  allow: string[];
 }
 
 const usage = (message: string, details: Record<string, unknown> = {}): MonocoreError => new MonocoreError('MC_USAGE', message, details);
@@ -97,6 +98,7 @@ export function registerRun(program: Command): void {
     .option('--boot-timeout <ms>', 'fail if the command has not started within this time', '60000')
     .addOption(new Option('--pull <when>', 'pull the image: "missing" (default: use a local copy without asking the registry) or "always"').choices(['missing', 'always']).default('missing'))
     .addOption(new Option('--net <mode>', '"none" (default): no network but the forwarded ports; "outbound": also the internet, never the host (root, passt, nftables)').choices(['none', 'outbound']).default('none'))
+    .option('--allow <ENTRY>', 'with --net outbound: reach only this DNS name, *.suffix, IPv4 address or CIDR range (repeatable; docs/NETWORK.md)', collect, [])
     .option('--json', 'capture output and print one JSON result on stdout')
     .option('-q, --quiet', 'no pull progress')
     .addHelpText(
@@ -104,7 +106,8 @@ export function registerRun(program: Command): void {
       '\nExamples:\n  monocore run alpine -- echo hello\n  monocore run -p 8080:80 -v ./site:/www busybox -- httpd -f -p 80 -h /www\n' +
         '\nThe command\'s stdout/stderr are streamed as they come; the exit code is the command\'s\n' +
         '(126 not executable, 127 not found, 128+N killed by signal N). Nothing is kept afterwards.\n' +
-        'The guest gets no network except the forwarded ports, unless --net outbound (docs/NETWORK.md).',
+        'The guest gets no network except the forwarded ports, unless --net outbound (docs/NETWORK.md),\n' +
+        'with --allow pypi.org --allow \'*.pythonhosted.org\' limited to those names and ranges.',
     )
     .action(async (image: string, command: string[], opts: RunOptions) => {
       try {
@@ -119,6 +122,13 @@ export function registerRun(program: Command): void {
       const volumes = opts.volume.map((v) => parseVolumeFlag(v));
       const ports = opts.publish.map((p) => parsePortFlag(p));
       if (opts.workdir !== undefined && !opts.workdir.startsWith('/')) throw usage(`-w ${JSON.stringify(opts.workdir)}: must be an absolute guest path`);
+      if (opts.allow.length > 0 && opts.net !== 'outbound') throw usage('--allow limits the way out: it needs --net outbound');
+      let allow: string[] | undefined;
+      try {
+        allow = opts.allow.length > 0 ? EgressAllowList.parse(opts.allow, '--allow').toStrings() : undefined;
+      } catch (err) {
+        throw isMonocoreError(err) ? usage(err.message, err.details) : err;
+      }
 
       const home = new MonocoreHome();
       const t0 = Date.now();
@@ -173,8 +183,8 @@ export function registerRun(program: Command): void {
         volumes,
         ports,
         stateDir,
-        // Outbound: a one-member group (its segment stays private) with local_only = false.
-        network: opts.net === 'outbound' ? { mode: 'group', group: id, address: '10.88.0.2/24', peers: {}, localOnly: false } : { mode: 'none' },
+        // Outbound: a one-member group (its segment stays private) with local_only = false, limited to --allow.
+        network: opts.net === 'outbound' ? outboundNetwork(id, allow) : { mode: 'none' },
         stdout: capOut ?? process.stdout,
         stderr: capErr ?? process.stderr,
         bootTimeoutMs,

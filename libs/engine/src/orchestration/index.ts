@@ -47,7 +47,7 @@ export type {
 export { LogRetention, RotatingLogWriter } from './log-retention.js';
 export type { LogRetentionPolicy, RotatingLogWriterOptions } from './log-retention.js';
 export { RedisLogSink } from './log-sink.js';
-export { buildVmSpec, groupNetwork, outboundNetwork } from './vm-spec-builder.js';
+export { buildVmSpec, groupNetwork } from './vm-spec-builder.js';
 export type { BuildVmSpecInput, ImageRuntime } from './vm-spec-builder.js';
 export { HostReaper, standaloneStartFlow } from './host-reaper.js';
 export { leaseTiming, DEFAULT_LEASE_MS, MIN_LEASE_MS } from './lease-timing.js';

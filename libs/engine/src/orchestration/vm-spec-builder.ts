@@ -2,7 +2,6 @@ import type { ResolvedService } from '../config/index.js';
 import { MonocoreError } from '../errors/index.js';
 import { imageProcess } from '../oci/image-process.js';
 import type { RuntimeConfig } from '../oci/manifest.js';
-import { EgressAllowList } from '../vm/egress-allow-list.js';
 import type { VmNetwork, VmSpec } from '../vm/vm-spec.js';
 
 /** The parts of an image the VM spec needs (ImageRecord.config of the oci domain). */
@@ -84,18 +83,5 @@ export function groupNetwork(group: string, members: readonly string[], self: st
   for (const m of sorted) if (m !== self) peers[m] = addr(m);
   const net: VmNetwork = { mode: 'group', group, address: `${addr(self)}/24`, peers, localOnly };
   if (!localOnly && allow) net.allow = [...allow];
-  return net;
-}
-
-/**
- * A network with outbound access for one VM on its own (a sandbox, `monocore run
- * --net outbound`): a one-member group whose segment stays private, plus the way
- * out, limited to `allow` when given (DNS names, *.suffix, IPv4, CIDR; docs/NETWORK.md).
- * Throws MC_VM_EGRESS_ALLOW_INVALID naming `<field>[i]` for a bad list, so a REST
- * handler can answer 400 before anything starts. The backend's start() does the rest.
- */
-export function outboundNetwork(key: string, allow?: readonly unknown[], field = 'network.allow'): VmNetwork {
-  const net: VmNetwork = { mode: 'group', group: key, address: '10.88.0.2/24', peers: {}, localOnly: false };
-  if (allow !== undefined) net.allow = EgressAllowList.parse(allow, field).toStrings();
   return net;
 }

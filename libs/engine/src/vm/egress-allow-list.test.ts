@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { outboundNetwork } from '../orchestration/vm-spec-builder.js';
 import { EgressAllowList, egressBlockedRange, parseEgressAllowEntry } from './egress-allow-list.js';
+import { outboundNetwork } from './outbound-network.js';
 
 test('entries: names (any case, trailing dot), *.suffix, IPv4, CIDR (/32 is an address)', () => {
   assert.deepEqual(parseEgressAllowEntry('PyPI.org.'), { ok: true, value: { kind: 'name', name: 'pypi.org' } });

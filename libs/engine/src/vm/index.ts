@@ -17,6 +17,7 @@ export {
   EgressAllowList, parseEgressAllowEntry, checkEgressAllowEntry, egressAllowListProblems, egressBlockedRange,
   EGRESS_BLOCKED, EGRESS_BLOCKED_RANGES, type EgressAllowEntry, type EgressAllowListProblem,
 } from './egress-allow-list.js';
+export { outboundNetwork } from './outbound-network.js';
 export { validateVmSpec } from './vm-spec-validation.js';
 export { GroupSwitch } from './group-switch.js';
 export { MicroVm, MicroVmBuilder } from './micro-vm.js';
