@@ -111,7 +111,18 @@ start_redis() {
     if [ -n "$pid" ] && [ "$pid" = "$ours" ]; then
       redis_ping || die "our redis (pid $pid, 127.0.0.1:$REDIS_PORT) does not answer PING (see $REDIS_LOG);" \
         "run: bash scripts/test-services.sh restart"
-      log "redis already running on 127.0.0.1:$REDIS_PORT (pid $pid)"
+      local dbs
+      dbs="$(timeout 5 redis-cli -h 127.0.0.1 -p "$REDIS_PORT" config get databases 2>/dev/null | sed -n 2p || true)"
+      if [ "${dbs:-0}" -ge 64 ]; then
+        log "redis already running on 127.0.0.1:$REDIS_PORT (pid $pid)"
+        return 0
+      fi
+      # Started by an older version of this script (16 databases): the tests now need 64.
+      log "restarting our redis (pid $pid): it has ${dbs:-?} databases, the tests need 64"
+      timeout 10 redis-cli -h 127.0.0.1 -p "$REDIS_PORT" shutdown >/dev/null 2>&1 || kill "$pid" 2>/dev/null || true
+      for _ in $(seq 1 100); do port_in_use "$REDIS_PORT" || break; sleep 0.1; done
+      port_in_use "$REDIS_PORT" && die "our old redis (pid $pid) did not stop"
+      start_redis
       return 0
     fi
     dir="$(timeout 5 redis-cli -h 127.0.0.1 -p "$REDIS_PORT" config get dir 2>/dev/null | sed -n 2p || true)"
@@ -134,7 +145,7 @@ start_redis() {
   redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --protected-mode yes \
     --daemonize yes --pidfile "$REDIS_PID" --logfile "$REDIS_LOG" \
     --dir "$REDIS_DIR" --appendonly yes --appendfsync everysec \
-    --maxmemory-policy noeviction --save "" 9>&- \
+    --maxmemory-policy noeviction --save "" --databases 64 9>&- \
     || die "redis-server failed to start (see $REDIS_LOG)"
   wait_for "redis (127.0.0.1:$REDIS_PORT)" "$REDIS_LOG" redis_ping
   log "redis up on 127.0.0.1:$REDIS_PORT (AOF in $REDIS_DIR)"

@@ -7,8 +7,9 @@ import { Redis } from 'ioredis';
 import { HostRegistry, RedisLogSink } from '@monocore/engine';
 import { startApi, type RunningApi } from '@monocore/api';
 import { apiTestRedisUrl, flushDb } from './api-test-env.js';
+import { TEST_REDIS_DBS } from '../support/env.js';
 
-const REDIS_URL = apiTestRedisUrl(13);
+const REDIS_URL = apiTestRedisUrl(TEST_REDIS_DBS['api/api-streams']);
 let api: RunningApi;
 let redis: Redis;
 

@@ -11,8 +11,9 @@ import { request as undiciRequest } from 'undici';
 import { HostRegistry, Orchestrator, QUEUE_PREFIX } from '@monocore/engine';
 import { buildApi, startApi, type RunningApi } from '@monocore/api';
 import { apiTestRedisUrl, flushDb, TOKEN } from './api-test-env.js';
+import { TEST_REDIS_DBS } from '../support/env.js';
 
-const REDIS_URL = apiTestRedisUrl(12);
+const REDIS_URL = apiTestRedisUrl(TEST_REDIS_DBS['api/api-surface']);
 let api: RunningApi;
 let redis: Redis;
 let probeQueue: Queue;

@@ -5,7 +5,7 @@ import { redisUrl } from '../support/env.js';
  * Redis for the API tests: the shared test Redis (scripts/test-services.sh),
  * on a database index of the API's own so that flushing it never touches
  * another suite's state (the orchestrator's keys have a fixed prefix).
- *   DB 4: metrics.test.ts   DB 7: cli-closed-output.test.ts   DB 12: api-surface.test.ts   DB 13: api-streams.test.ts
+ * (TEST_REDIS_DBS in test/support/env.ts).
  */
 export function apiTestRedisUrl(db: number): string {
   const u = new URL(redisUrl()); // throws loudly, naming the variable, when the services are not up

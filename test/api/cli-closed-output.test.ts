@@ -12,11 +12,11 @@ import { Socket } from 'node:net';
 import { join } from 'node:path';
 import { HostRegistry } from '@monocore/engine';
 import { startApi, type RunningApi } from '@monocore/api';
-import { repoRoot, tempDir } from '../support/env.js';
+import { TEST_REDIS_DBS, repoRoot, tempDir } from '../support/env.js';
 import { apiTestRedisUrl, flushDb, TOKEN } from './api-test-env.js';
 
 const CLI = join(repoRoot, 'apps', 'cli', 'dist', 'main.js');
-const REDIS_URL = apiTestRedisUrl(7);
+const REDIS_URL = apiTestRedisUrl(TEST_REDIS_DBS['api/cli-closed-output']);
 const SERVICES = 1000;
 let api: RunningApi;
 let dir: string;

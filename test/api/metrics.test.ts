@@ -18,10 +18,10 @@ import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { startApi, type RunningApi } from '@monocore/api';
 import { COUNTERS, DURATIONS } from '@monocore/engine';
 import { harness, svc, until, vmCopies, type Harness } from '../orchestration/support.js';
-import { repoRoot, tempDir } from '../support/env.js';
+import { TEST_REDIS_DBS, repoRoot, tempDir } from '../support/env.js';
 import { TOKEN } from './api-test-env.js';
 
-const DB = 4;
+const DB = TEST_REDIS_DBS['api/metrics'];
 const HOST = 'metrics-h1';
 const CLI = join(repoRoot, 'apps', 'cli', 'dist', 'main.js');
 const auth = { authorization: `Bearer ${TOKEN}` };

@@ -6,13 +6,13 @@ import assert from 'node:assert/strict';
 import { Redis } from 'ioredis';
 import { ClusterMetrics, DURATION_BUCKETS, Keys, MetricsRecorder, seriesId, type HistogramSeries } from '@monocore/engine';
 import { freshDb } from '../orchestration/support.js';
+import { TEST_REDIS_DBS } from '../support/env.js';
 
-// DB 5: this file only (see test/orchestration/support.ts for the others).
 let redis: Redis;
 let reader: ClusterMetrics;
 
 before(async () => {
-  redis = new Redis(await freshDb(5), { maxRetriesPerRequest: 1 });
+  redis = new Redis(await freshDb(TEST_REDIS_DBS['observability/cluster-metrics']), { maxRetriesPerRequest: 1 });
   reader = new ClusterMetrics(redis);
 });
 

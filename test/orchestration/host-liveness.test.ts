@@ -6,10 +6,11 @@ import assert from 'node:assert/strict';
 import { Redis } from 'ioredis';
 import { Keys, leaseTiming } from '@monocore/engine';
 import { HostLiveness } from '@monocore/worker';
+import { TEST_REDIS_DBS } from '../support/env.js';
 import { Partition } from '../support/partition.js';
 import { freshDb, quiet } from './support.js';
 
-const DB = 8;
+const DB = TEST_REDIS_DBS['orchestration/host-liveness'];
 const timing = leaseTiming(4000); // renew 1 s, fence after 3 s, margin 1 s
 const conns: Redis[] = [];
 after(async () => {

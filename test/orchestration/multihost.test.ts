@@ -11,10 +11,11 @@ import { fileURLToPath } from 'node:url';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { JobIds, Orchestrator, QUEUE_PREFIX, QueueNames } from '@monocore/engine';
+import { TEST_REDIS_DBS } from '../support/env.js';
 import { allEvents, byName, freshDb, quiet, removeDir, sleep, svc, tempHome, until, vmCopies, vmEnv } from './support.js';
 
 vmEnv(); // MONOCORE_KERNEL_DIR for the spawned workers; loud failure when the test services are down
-const DB = 11;
+const DB = TEST_REDIS_DBS['orchestration/multihost'];
 const workerMain = fileURLToPath(new URL('../../../apps/worker/dist/main.js', import.meta.url));
 // Leases are kept short, but not so short that a node event loop starved by TCG boots on 2 cores misses its
 // renewals (heartbeat every 1 s, fence after 3 s, lease TTL 4 s: leaseTiming()).
@@ -140,7 +141,7 @@ test('two hosts: spread by capacity; kill -9 one → its services lost, then run
 });
 
 test('a host dies with its jobs still queued: the flow does not hang, the dependency moves and its dependents follow', async () => {
-  const url = await freshDb(DB + 3);
+  const url = await freshDb(TEST_REDIS_DBS['orchestration/multihost:queued']);
   const orch = new Orchestrator({ redisUrl: url, logger: quiet, jobs: { startBackoffMs: 100, gatePollMs: 500 } });
   const first = children.length;
   try {
@@ -203,7 +204,7 @@ test('a host dies with its jobs still queued: the flow does not hang, the depend
 });
 
 test('a worker killed and restarted on the same host boots its services again there (old processes gone)', async () => {
-  const url = await freshDb(DB + 4);
+  const url = await freshDb(TEST_REDIS_DBS['orchestration/multihost:restart']);
   const orch = new Orchestrator({ redisUrl: url, logger: quiet, jobs: { startBackoffMs: 100, gatePollMs: 500 } });
   const first = children.length;
   try {

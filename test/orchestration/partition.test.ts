@@ -11,11 +11,12 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { Keys, Orchestrator, leaseTiming } from '@monocore/engine';
+import { TEST_REDIS_DBS } from '../support/env.js';
 import { Partition } from '../support/partition.js';
 import { CopyWatcher, allEvents, byName, freshDb, quiet, removeDir, sleep, svc, tempHome, until, vmEnv } from './support.js';
 
 vmEnv(); // MONOCORE_KERNEL_DIR for the spawned workers; loud failure when the test services are down
-const DB = 7;
+const DB = TEST_REDIS_DBS['orchestration/partition'];
 const LEASE_MS = 4000;
 const timing = leaseTiming(LEASE_MS);
 const workerMain = fileURLToPath(new URL('../../../apps/worker/dist/main.js', import.meta.url));

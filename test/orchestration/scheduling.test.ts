@@ -11,8 +11,9 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { allEvents, byName, harness, removeDir, svc, until, vmCopies, vmEnv, type Harness } from './support.js';
+import { TEST_REDIS_DBS } from '../support/env.js';
 
-const DB = 10;
+const DB = TEST_REDIS_DBS['orchestration/scheduling'];
 const env = vmEnv();
 const out = mkdtempSync(join(tmpdir(), 'mc-orch-sched-'));
 

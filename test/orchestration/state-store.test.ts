@@ -5,8 +5,9 @@ import assert from 'node:assert/strict';
 import { Redis } from 'ioredis';
 import { HostRegistry, Keys, StateStore, isMonocoreError } from '@monocore/engine';
 import { freshDb, until } from './support.js';
+import { TEST_REDIS_DBS } from '../support/env.js';
 
-const DB = 9;
+const DB = TEST_REDIS_DBS['orchestration/state-store'];
 const url = await freshDb(DB);
 const redis = new Redis(url);
 after(() => redis.quit());

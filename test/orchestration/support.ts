@@ -21,10 +21,9 @@ export function redisBaseUrl(): string {
 
 /**
  * A Redis URL on database `db` (each test file uses its own), flushed first.
- * Orchestration tests use DBs 6, 9, 10, 11, 14, 15: vm-e2e 6, state-store 9,
- * scheduling 10, multihost 11/14/15, redis-restart its own redis-server (the
- * API tests use 4 (api/metrics), 7, 12 and 13, observability/cluster-metrics 5,
- * the puller DB 0 with unique queue names).
+ * Each file has its own database: TEST_REDIS_DBS in test/support/env.ts (the
+ * puller tests use DB 0 with unique queue names; redis-restart and the chaos
+ * soak run Redis servers of their own).
  */
 export async function freshDb(db: number): Promise<string> {
   const url = `${redisBaseUrl()}/${db}`;

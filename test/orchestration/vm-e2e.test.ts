@@ -8,10 +8,10 @@ import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { MonocoreHome, Orchestrator, QemuBackend } from '@monocore/engine';
 import { startWorker, type MonocoreWorker } from '@monocore/worker';
-import { testEnvWithKernel } from '../support/env.js';
+import { TEST_REDIS_DBS, testEnvWithKernel } from '../support/env.js';
 import { byName, freshDb, quiet, until } from './support.js';
 
-const DB = 6;
+const DB = TEST_REDIS_DBS['orchestration/vm-e2e'];
 const env = testEnvWithKernel();
 // A persistent home: the initramfs cache and the pulled image are reused between runs.
 const home = new MonocoreHome(join(env.stateDir, 'orch-vm-home'));

@@ -94,6 +94,27 @@ export function testEnvWithKernel(): TestEnvWithKernel {
   return { ...env, kernelDir };
 }
 
+/**
+ * The database each test file uses on the shared test Redis (it flushes it
+ * first, so no two files may share one). A new file takes the next free index
+ * here; scripts/test-services.sh starts Redis with 64 databases.
+ */
+export const TEST_REDIS_DBS = {
+  'api/metrics': 4,
+  'observability/cluster-metrics': 5,
+  'orchestration/vm-e2e': 6,
+  'api/cli-closed-output': 7,
+  'orchestration/host-liveness': 8,
+  'orchestration/state-store': 9,
+  'orchestration/scheduling': 10,
+  'orchestration/multihost': 11,
+  'api/api-surface': 12,
+  'api/api-streams': 13,
+  'orchestration/multihost:queued': 14,
+  'orchestration/multihost:restart': 15,
+  'orchestration/partition': 16,
+} as const;
+
 /** The test Redis URL (redis://127.0.0.1:16379). */
 export function redisUrl(): string {
   return required('MONOCORE_TEST_REDIS_URL');
