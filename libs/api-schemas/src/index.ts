@@ -2,6 +2,7 @@
 // and its clients (types). zod only: importing this pulls in nothing else.
 export { ErrorBodySchema } from './error-body.js';
 export type { ErrorBody } from './error-body.js';
+export { NameList, QueryBool } from './query.js';
 export {
   SANDBOX_STATUSES,
   ENDED_SANDBOX_STATUSES,
@@ -53,3 +54,35 @@ export type {
   FilesQuery,
   FileWriteResult,
 } from './sandbox.js';
+export {
+  ServiceStatusSchema,
+  PlannedServiceSchema,
+  UpResultSchema,
+  DownResultSchema,
+  StatusResponseSchema,
+  StateEventSchema,
+  DeploymentOutcomeSchema,
+  UpQuerySchema,
+  UpEnvelopeSchema,
+  SelectionSchema,
+  StopQuerySchema,
+  StatusQuerySchema,
+  LogsParamsSchema,
+  LogsQuerySchema,
+  EventsQuerySchema,
+  DeploymentParamsSchema,
+  DeploymentWaitQuerySchema,
+} from './services.js';
+export type {
+  ServiceStatus,
+  PlannedService,
+  UpResult,
+  DownResult,
+  StatusResponse,
+  StateEvent,
+  DeploymentOutcome,
+  UpEnvelope,
+  Selection,
+} from './services.js';
+export { HostStatusSchema, HostsResponseSchema } from './hosts.js';
+export type { HostStatus, HostsResponse } from './hosts.js';

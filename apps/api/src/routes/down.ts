@@ -1,13 +1,7 @@
-import { z } from 'zod';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
-import { errorResponses, QueryBool, SelectionSchema } from '../schemas/common.js';
-import { DownResultSchema } from '../schemas/service-status.js';
+import { DownResultSchema, SelectionSchema, StopQuerySchema } from '@monocore/api-schemas';
+import { errorResponses } from '../schemas/common.js';
 import type { RouteDeps } from './deps.js';
-
-const WaitQuerySchema = z.strictObject({
-  wait: QueryBool.optional().describe('answer only when every selected service has stopped'),
-  timeout: z.coerce.number().int().min(1).max(3600).optional().describe('with wait=true: seconds to wait at most'),
-});
 
 /** POST /down and POST /remove (routes/remove.ts) share the selection body: `{}`, `{group}` or `{services}`. */
 export function stopRoute(action: 'down' | 'remove'): FastifyPluginAsyncZod<RouteDeps> {
@@ -21,7 +15,7 @@ export function stopRoute(action: 'down' | 'remove'): FastifyPluginAsyncZod<Rout
             'Body: {} or no body for every service, {"group": "name"} for one group, {"services": ["a", "b"]} for named services. ' +
             'Answers 202 with the stop order at once, or 200 once stopped with wait=true.',
           tags: ['services'],
-          querystring: WaitQuerySchema,
+          querystring: StopQuerySchema,
           body: SelectionSchema.nullish(),
           response: { 200: DownResultSchema, 202: DownResultSchema, ...errorResponses, 504: errorResponses[500] },
         },

@@ -1,18 +1,9 @@
 import { z } from 'zod';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
-import { errorResponses, NameList } from '../schemas/common.js';
+import { EventsQuerySchema } from '@monocore/api-schemas';
+import { errorResponses } from '../schemas/common.js';
 import { SseStream } from '../sse.js';
 import type { RouteDeps } from './deps.js';
-
-const EventsQuerySchema = z.strictObject({
-  since: z
-    .string()
-    .regex(/^(\d+-\d+|\d+|\$)$/, 'a Redis stream id such as 1700000000000-0, "0" for everything retained, or "$"')
-    .optional()
-    .describe('resume after this event id (also read from the Last-Event-ID header); default: only new events'),
-  services: NameList.optional().describe('only events of these services'),
-  deployment: z.string().min(1).max(128).optional().describe('only events of this deployment'),
-});
 
 /**
  * GET /events: Server-Sent Events, one `state` event per entry of the engine's

@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { HostsResponseSchema } from '@monocore/api-schemas';
 import { heartbeatAgeMs } from '@monocore/engine';
 import { errorResponses } from '../schemas/common.js';
-import { HostsResponseSchema } from '../schemas/host-status.js';
 import type { RouteDeps } from './deps.js';
 
 /** GET /hosts: every worker host with capacity, allocations, backend and acceleration, version, heartbeat. */

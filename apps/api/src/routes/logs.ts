@@ -1,18 +1,10 @@
 import { z } from 'zod';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { MonocoreError } from '@monocore/engine';
-import { errorResponses, QueryBool } from '../schemas/common.js';
+import { LogsParamsSchema, LogsQuerySchema } from '@monocore/api-schemas';
+import { errorResponses } from '../schemas/common.js';
 import { SseStream } from '../sse.js';
 import type { RouteDeps } from './deps.js';
-
-const LogsParamsSchema = z.strictObject({
-  name: z.string().regex(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/, 'a service name (lowercase letters, digits and "-")'),
-});
-const LogsQuerySchema = z.strictObject({
-  stream: z.enum(['stdout', 'stderr']).default('stdout'),
-  tail: z.coerce.number().int().min(0).max(100_000).optional().describe('last N lines (default 100)'),
-  follow: QueryBool.default(false).describe('keep the response open and stream new lines (chunked text, or SSE with Accept: text/event-stream)'),
-});
 
 const withNewline = (line: string): string => (line.endsWith('\n') ? line : `${line}\n`);
 

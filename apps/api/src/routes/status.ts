@@ -1,15 +1,8 @@
-import { z } from 'zod';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
-import { errorResponses, NameList } from '../schemas/common.js';
-import { StatusResponseSchema } from '../schemas/service-status.js';
+import { StatusQuerySchema, StatusResponseSchema } from '@monocore/api-schemas';
+import { errorResponses } from '../schemas/common.js';
 import { SharedReads } from '../shared-reads.js';
 import type { RouteDeps } from './deps.js';
-
-const StatusQuerySchema = z.strictObject({
-  group: z.string().min(1).max(63).optional().describe('only services of this group'),
-  services: NameList.optional(),
-  status: NameList.optional().describe('only services in one of these states, e.g. running,failed'),
-});
 
 export const statusRoutes: FastifyPluginAsyncZod<RouteDeps> = async (app, deps) => {
   // Dashboards and `status --watch` poll this. With 1,000 services one answer is one Redis

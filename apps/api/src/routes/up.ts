@@ -4,25 +4,9 @@ import { validatorCompiler } from 'fastify-type-provider-zod';
 import { MonocoreError } from '@monocore/engine';
 import type { FastifySchemaCompiler } from 'fastify';
 import { ConfigBodySchema } from '../schemas/config-body.js';
-import { errorResponses, NameList, QueryBool } from '../schemas/common.js';
-import { UpResultSchema } from '../schemas/service-status.js';
+import { UpEnvelopeSchema, UpQuerySchema, UpResultSchema } from '@monocore/api-schemas';
+import { errorResponses } from '../schemas/common.js';
 import type { RouteDeps } from './deps.js';
-
-const UpQuerySchema = z.strictObject({
-  group: z.string().min(1).max(63).optional().describe('start only this group'),
-  services: NameList.optional(),
-  wait: QueryBool.optional().describe('answer only when every service is running or has failed'),
-  timeout: z.coerce.number().int().min(1).max(3600).optional().describe('with wait=true: seconds to wait at most'),
-});
-
-/** The alternative body form that carries options beside the config. */
-const UpEnvelopeSchema = z.strictObject({
-  config: z.unknown(),
-  group: z.string().min(1).max(63).optional(),
-  services: z.array(z.string().min(1).max(63)).max(1024).optional(),
-  wait: z.boolean().optional(),
-  timeout: z.number().int().min(1).max(3600).optional().describe('seconds'),
-});
 
 const UpBodySchema = z
   .union([

@@ -22,5 +22,7 @@ export const HostStatusSchema = z
     heartbeatAgeMs: z.number().optional().describe('milliseconds since lastHeartbeatAt when the API answered'),
   })
   .meta({ id: 'HostStatus' });
+export type HostStatus = z.infer<typeof HostStatusSchema>;
 
 export const HostsResponseSchema = z.object({ hosts: z.array(HostStatusSchema) }).meta({ id: 'HostsResponse' });
+export type HostsResponse = z.infer<typeof HostsResponseSchema>;
