@@ -240,6 +240,8 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
       service: names.map((n, i) =>
         svc(n, {
           ram: 128,
+          // Small disks: the worker's disk budget admits a VM only if every running VM's disk could fill (disk-budget.ts).
+          disk: 256,
           restart: 'always',
           max_restarts: 100,
           envs: [`GEN=${i === nServices - 1 ? generation : 0}`],

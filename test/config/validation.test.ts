@@ -265,6 +265,17 @@ test('cpus, ram and restart settings within their documented ranges', () => {
   assert.equal(ok.service[0]?.cpus, 64);
 });
 
+test("disk: MiB in 64..1048576, unset by default (the backend's 4096), carried to the VM spec", () => {
+  rejects(svc('a', 'disk = 32') + svc('b', 'disk = 2097152') + svc('c', 'disk = "4G"'), [
+    '3:1 service[0].disk: must be an integer in 64..1048576, got 32',
+    '6:1 service[1].disk: must be an integer in 64..1048576, got 2097152',
+    '9:1 service[2].disk: must be an integer in 64..1048576, got "4G"',
+  ]);
+  const cfg = parseConfigToml(svc('a', 'disk = 1024') + svc('b'));
+  assert.equal(resolveService(cfg, 'a').disk, 1024);
+  assert.equal(resolveService(cfg, 'b').disk, undefined, 'unset: older configs keep their config hash');
+});
+
 test('base images must parse as image references', () => {
   rejects(svc('a', 'base = "Alpine:latest"') + svc('b', 'base = "localhost:99999/x"') + svc('c', 'base = "alpine@sha256:123"') + svc('d', 'base = "127.0.0.1:15000/a/b:c"'), [
     '3:1 service[0].base: invalid image reference "Alpine:latest": repository component "Alpine" must be lowercase',

@@ -272,6 +272,10 @@ setInterval(() => {}, 1000);
     assert.ok(lines.includes('krun_set_port_map(ctx_id=1, port_map=["18080:8080", "18443:443", NULL])'));
   });
 
+  test('stub libkrun: a bounded disk (diskMib) is refused: its writable layer is a host directory', async () => {
+    await assert.rejects(backend().start(spec({ diskMib: 256 })), (e: unknown) => isMonocoreError(e, 'MC_VM_LIBKRUN_UNSUPPORTED') && /diskMib: .*no size limit/.test(e.message));
+  });
+
   test('stub libkrun: a command the kernel command line cannot carry travels in /.krun_config.json, byte for byte', async () => {
     const args = ['say "hi"', '', 'line1\nline2', 'tab\there', 'ünïcödé ✓ 日本', "it's", '\\back'];
     const record = stubEnv({ STUB_LIBKRUN_GUEST_READ: '.krun_config.json', STUB_LIBKRUN_ENTER: 'exit:4' });

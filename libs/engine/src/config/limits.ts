@@ -15,6 +15,13 @@ export const ConfigLimits = {
   ramDefault: 1024,
   /** The seed's limit: the longest depends_on chain may hold 32 services. */
   maxDependencyChain: 32,
+  /**
+   * Size of a service's writable disk in MiB (sparse: blocks are used as the guest writes).
+   * Below 64 MiB ext4's journal and metadata leave too little room; 1 TiB is a typo.
+   */
+  diskMin: 64,
+  diskMax: 1_048_576,
+  diskDefault: 4096,
   /** Restart budget per service; beyond 100 a crash loop is just burning CPU. */
   maxRestartsMin: 0,
   maxRestartsMax: 100,

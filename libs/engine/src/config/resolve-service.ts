@@ -31,6 +31,8 @@ export interface ResolvedService {
   cpus: number;
   /** MiB. */
   ram: number;
+  /** Writable disk, MiB (unset: ConfigLimits.diskDefault; left out so older configs keep their hash). */
+  disk?: number;
   workdir?: string;
   port?: PortMapping;
   /** Group volumes (host side resolved under the group volume's base path), then the service's own. */
@@ -119,6 +121,7 @@ export function resolveService(config: MonocoreConfig, name: string): ResolvedSe
   if (group?.network?.outbound && group.network.allow) resolved.egressAllow = [...group.network.allow];
   if (service.command !== undefined) resolved.command = service.command;
   if (service.workdir !== undefined) resolved.workdir = service.workdir;
+  if (service.disk !== undefined) resolved.disk = service.disk;
   if (port) resolved.port = port;
   return resolved;
 }

@@ -40,6 +40,9 @@ export const ServiceSchema = z.strictObject({
   ram: intInRange(ConfigLimits.ramMin, ConfigLimits.ramMax)
     .default(ConfigLimits.ramDefault)
     .meta({ description: 'RAM in MiB.' }),
+  disk: intInRange(ConfigLimits.diskMin, ConfigLimits.diskMax)
+    .optional()
+    .meta({ description: `Writable disk in MiB (sparse; default ${ConfigLimits.diskDefault}): the guest gets ENOSPC when it is full, the host keeps the rest.` }),
   workdir: AbsolutePathSchema.optional().meta({ description: 'Absolute working directory in the guest.' }),
   port: PortSchema.optional().meta({
     description: '"PORT" or "HOST:GUEST", each 1..65535; a host port belongs to one service.',

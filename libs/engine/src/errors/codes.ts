@@ -77,6 +77,7 @@ export const ErrorCodes = {
   MC_VM_NETWORK_FAILED: code(500, true, 'setting up the guest network failed'),
   MC_VM_EGRESS_ALLOW_INVALID: code(400, false, 'an egress allow-list entry is not a DNS name, *.suffix, IPv4 address or IPv4 CIDR range, is a duplicate, lies in a range guests never reach, or the list is empty (details.field names it)'),
   MC_VM_DISK_PREPARE_FAILED: code(500, true, 'the per-service writable disk could not be created'),
+  MC_VM_DISK_RESERVE: code(507, true, "a VM was not started: its disk and the running VMs' disks could grow past the host's free disk minus its reserve"),
   MC_VM_START_FAILED: code(500, true, 'the hypervisor process could not be started or died during boot'),
   MC_VM_BOOT_TIMEOUT: code(504, true, 'the guest did not report its command started in time (details.consoleTail)'),
   MC_VM_LIBKRUN_NOT_FOUND: code(503, false, 'libkrun could not be loaded (install it or set MONOCORE_LIBKRUN_PATH)'),

@@ -44,6 +44,8 @@ test('env: the image first, the service wins per key; workdir, resources, volume
   assert.equal(buildVmSpec({ ...base, service: service({ workdir: '/srv' }), image }).workdir, '/srv');
   assert.equal(spec.cpus, 2);
   assert.equal(spec.ramMib, 256);
+  assert.equal(spec.diskMib, undefined, 'no disk in the config: the backend default');
+  assert.equal(buildVmSpec({ ...base, service: service({ disk: 1024 }), image }).diskMib, 1024);
   assert.equal(spec.rootfs, '/images/abc');
   assert.deepEqual(spec.volumes, [{ host: '/srv/data', guest: '/data' }]);
   assert.deepEqual(spec.ports, [{ host: 8080, guest: 80 }]);

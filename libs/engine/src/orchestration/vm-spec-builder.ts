@@ -65,6 +65,7 @@ export function buildVmSpec(input: BuildVmSpecInput): VmSpec {
   if (input.stdout) spec.stdout = input.stdout;
   if (input.stderr) spec.stderr = input.stderr;
   if (input.bootTimeoutMs !== undefined) spec.bootTimeoutMs = input.bootTimeoutMs;
+  if (service.disk !== undefined) spec.diskMib = service.disk;
   return spec;
 }
 

@@ -296,6 +296,9 @@ export class LibkrunBackend implements HypervisorBackend {
     if (spec.user !== undefined && !isRootUser(spec.user)) {
       throw unsupported(spec, 'user', `${JSON.stringify(spec.user)}: libkrun's guest init has no user switch in our transport, so the command would run as root; use the qemu backend (docs/LIBKRUN.md)`);
     }
+    if (spec.diskMib !== undefined) {
+      throw unsupported(spec, 'diskMib', "libkrun's writable layer is a host directory (an overlay upper) with no size limit; use the qemu backend for a bounded disk (docs/LIBKRUN.md)");
+    }
     if (spec.network.mode === 'group') {
       throw new MonocoreError(
         'MC_VM_NETWORK_UNSUPPORTED',

@@ -8,6 +8,7 @@ import { MonocoreError } from '../errors/index.js';
 import { MonocoreHome } from '../home/index.js';
 import { detectAccel, hostTscKhz, type Accel, type AccelChoice } from './acceleration.js';
 import { CleanupStack } from './cleanup-stack.js';
+import { DiskBudget, diskReserveFromEnv } from './disk-budget.js';
 import { findGuestKernel, type GuestKernel } from './guest-kernel.js';
 import { encodeGuestSpec, RLIMIT_NUMBERS, type GuestSpec } from './guest-protocol.js';
 import { GroupSwitches } from './group-switches.js';
@@ -17,6 +18,7 @@ import { findExecutable } from './find-executable.js';
 import { launchArgv, qemuArgs } from './qemu-args.js';
 import {
   attachImageShare, attachNics, attachSerialPorts, attachVmUid, attachVolumes, attachWritableDisk, checkForwardedPorts, VM_UID_BASE,
+  writableDiskPath,
 } from './qemu-devices.js';
 import { QemuVm, type QemuVmHandle } from './qemu-vm.js';
 import { validateVmSpec } from './vm-spec-validation.js';
@@ -41,8 +43,10 @@ export interface QemuBackendOptions {
    * to run it inside a network namespace. Must exec (not fork) its argument.
    */
   launchPrefix?: string[];
-  /** Size of the sparse per-service ext4 disk (default 4096 MiB; blocks are allocated on write). */
+  /** Size of the sparse per-service ext4 disk when the spec sets none (default 4096 MiB; blocks are allocated on write). */
   diskSizeMib?: number;
+  /** Free disk the host keeps whatever the VMs write (default MONOCORE_DISK_RESERVE_MIB, else 1024 MiB): disk-budget.ts. */
+  diskReserveMib?: number;
   /** Default boot watchdog when the spec sets none (default 60 s). */
   bootTimeoutMs?: number;
   /** Cap of <stateDir>/console.log per boot (default 1 MiB); later output is counted, not stored. */
@@ -66,10 +70,12 @@ export class QemuBackend implements HypervisorBackend {
   private filesPromise?: Promise<{ kernel: GuestKernel; initramfs: Initramfs }>;
   private accelChoice?: AccelChoice;
   private readonly switches = new GroupSwitches();
+  private readonly disks: DiskBudget;
 
   constructor(private readonly opts: QemuBackendOptions = {}) {
     this.home = opts.home ?? new MonocoreHome();
     this.qemu = opts.qemuBinary ?? 'qemu-system-x86_64';
+    this.disks = new DiskBudget(opts.diskReserveMib ?? diskReserveFromEnv());
   }
 
   get accel(): AccelChoice {
@@ -172,6 +178,13 @@ export class QemuBackend implements HypervisorBackend {
    * description they return (qemu-args.ts); spawn. A failure at any step runs
    * the stack; after the spawn the VM runs it once QEMU is gone (qemu-vm.ts).
    */
+  /** The writable disk, admitted by the host's disk budget first (released once QEMU is gone). */
+  private async attachBudgetedDisk(spec: VmSpec, cleanup: CleanupStack): Promise<{ path: string }> {
+    const sizeMib = spec.diskMib ?? this.opts.diskSizeMib ?? DEFAULT_DISK_MIB;
+    cleanup.push(this.disks.admit(spec.id, writableDiskPath(spec.stateDir), sizeMib));
+    return attachWritableDisk(spec.stateDir, sizeMib);
+  }
+
   private async startInternal(spec: VmSpec, probe: boolean, duringPrepare = false): Promise<QemuVmHandle> {
     if (!probe) validateVmSpec(spec);
     const { kernel, initramfs } = duringPrepare ? await this.prepareFiles() : await this.prepare();
@@ -187,7 +200,7 @@ export class QemuBackend implements HypervisorBackend {
     let handle: QemuVm;
     try {
       const image = attachImageShare(spec, probe);
-      const disk = probe ? undefined : await attachWritableDisk(spec.stateDir, this.opts.diskSizeMib ?? DEFAULT_DISK_MIB);
+      const disk = probe ? undefined : await this.attachBudgetedDisk(spec, cleanup);
       const serial = await attachSerialPorts(cleanup);
       const nets = await attachNics(spec, this.switches, inherit, cleanup);
       const volumes = attachVolumes(spec.volumes);

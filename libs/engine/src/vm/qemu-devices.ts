@@ -58,13 +58,18 @@ function imageCapabilities(rootfs: string): Array<{ path: string; value: Buffer 
   }
 }
 
+/** Where a service's writable disk lives. */
+export function writableDiskPath(stateDir: string): string {
+  return join(stateDir, 'upper.ext4');
+}
+
 /**
  * The per-service writable layer: a sparse ext4 file created once; later starts
  * reuse it, so its writes persist across restarts. Nothing is pushed to undo:
  * the disk lives as long as the service's state dir, not as long as the VM.
  */
 export async function attachWritableDisk(stateDir: string, sizeMib: number): Promise<{ path: string }> {
-  const disk = join(stateDir, 'upper.ext4');
+  const disk = writableDiskPath(stateDir);
   if (existsSync(disk)) return { path: disk };
   const tmp = `${disk}.${process.pid}.tmp`;
   try {

@@ -48,6 +48,9 @@ export function validateVmSpec(spec: VmSpec): void {
   if (spec.hostname !== undefined && !HOSTNAME_RE.test(spec.hostname)) bad(spec, 'hostname', `${JSON.stringify(spec.hostname)} is not a valid hostname`);
   if (!Number.isInteger(spec.cpus) || spec.cpus < 1 || spec.cpus > 64) bad(spec, 'cpus', `${spec.cpus} must be an integer in 1..64`);
   if (!Number.isInteger(spec.ramMib) || spec.ramMib < 64 || spec.ramMib > 1 << 20) bad(spec, 'ramMib', `${spec.ramMib} must be an integer >= 64`);
+  if (spec.diskMib !== undefined && (!Number.isInteger(spec.diskMib) || spec.diskMib < 64 || spec.diskMib > 1 << 20)) {
+    bad(spec, 'diskMib', `${spec.diskMib} must be an integer from 64 to 1048576`);
+  }
   const guestPaths = new Set<string>();
   spec.volumes.forEach((v, i) => {
     if (!isAbsolute(v.host) || !isDir(v.host)) bad(spec, `volumes[${i}].host`, `${v.host} is not an existing absolute directory`);

@@ -31,6 +31,11 @@ export interface VmSpec {
   cpus: number;
   /** Guest RAM in MiB. */
   ramMib: number;
+  /**
+   * Size of the per-service writable disk in MiB (sparse; backend default 4096). Fixed
+   * when the disk is created (first start); a full disk is ENOSPC inside the guest.
+   */
+  diskMib?: number;
   /** Host directories shared read-write into the guest. */
   volumes: Array<{ host: string; guest: string; readOnly?: boolean }>;
   /** TCP ports forwarded from the host's loopback (or bindAddress) into the guest. */
