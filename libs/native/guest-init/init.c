@@ -22,6 +22,12 @@
  *                   (the host's graceful stop sends "signal 15")
  * The command's stdout/stderr are the ports "monocore.stdout"/"monocore.stderr";
  * the kernel console and init diagnostics go to ttyS0 (the console log).
+ *
+ * With "agent=1" init also forks the guest agent (agent.c, docs/AGENT.md) on
+ * the port "monocore.agent" once the guest is set up, and respawns it if it
+ * dies. With "sandbox=1" there is no command: init reports "started" once the
+ * agent runs and keeps the VM up until "signal 15" (then SIGTERM to all, 2 s,
+ * SIGKILL, "exit 0", power off).
  */
 #define _GNU_SOURCE
 #include <ctype.h>
@@ -47,40 +53,17 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "guest-common.h"
+
 #define MAX_ITEMS 4096
 
 static int control_fd = -1;
 
-static double uptime(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_BOOTTIME, &ts);
-  return ts.tv_sec + ts.tv_nsec / 1e9;
-}
+#define uptime gc_uptime
+#define logmsg gc_log
+#define mkdir_p gc_mkdir_p
 
-static void logmsg(const char *fmt, ...) {
-  char buf[1024];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(buf, sizeof buf, fmt, ap);
-  va_end(ap);
-  int fd = open("/dev/console", O_WRONLY | O_NOCTTY | O_CLOEXEC);
-  if (fd >= 0) {
-    dprintf(fd, "monocore-init[%.3f]: %s\n", uptime(), buf);
-    close(fd);
-  }
-}
-
-static void write_all(int fd, const char *buf, size_t len) {
-  while (len > 0) {
-    ssize_t n = write(fd, buf, len);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return;
-    }
-    buf += n;
-    len -= (size_t)n;
-  }
-}
+static void write_all(int fd, const char *buf, size_t len) { (void)gc_write_all(fd, buf, len); }
 
 static void control(const char *fmt, ...) {
   char buf[1024];
@@ -114,21 +97,6 @@ static void fail(const char *fmt, ...) {
   power_off();
 }
 
-static int mkdir_p(const char *path, mode_t mode) {
-  char tmp[4096];
-  if (strlen(path) >= sizeof tmp) return -1;
-  strcpy(tmp, path);
-  for (char *p = tmp + 1; *p; p++) {
-    if (*p == '/') {
-      *p = 0;
-      if (mkdir(tmp, mode) < 0 && errno != EEXIST) return -1;
-      *p = '/';
-    }
-  }
-  if (mkdir(tmp, mode) < 0 && errno != EEXIST) return -1;
-  return 0;
-}
-
 static void must_mount(const char *src, const char *dst, const char *type, unsigned long flags, const char *data) {
   mkdir_p(dst, 0755);
   if (mount(src, dst, type, flags, data) < 0) fail("mount %s on %s (%s): %s", src, dst, type, strerror(errno));
@@ -155,39 +123,6 @@ static void load_modules(void) {
   fclose(f);
 }
 
-/* Find /dev/vportNpM whose sysfs name is `name`; waits up to ~5 s for it to appear. */
-static int open_port(const char *name, int flags) {
-  for (int attempt = 0; attempt < 500; attempt++) {
-    DIR *d = opendir("/sys/class/virtio-ports");
-    if (d) {
-      struct dirent *e;
-      while ((e = readdir(d))) {
-        if (e->d_name[0] == '.') continue;
-        char p[512], buf[128] = {0};
-        snprintf(p, sizeof p, "/sys/class/virtio-ports/%s/name", e->d_name);
-        int fd = open(p, O_RDONLY | O_CLOEXEC);
-        if (fd < 0) continue;
-        ssize_t n = read(fd, buf, sizeof buf - 1);
-        close(fd);
-        if (n <= 0) continue;
-        buf[strcspn(buf, "\n")] = 0;
-        if (strcmp(buf, name) == 0) {
-          char dev[512];
-          snprintf(dev, sizeof dev, "/dev/%s", e->d_name);
-          int pfd = open(dev, flags | O_CLOEXEC);
-          if (pfd >= 0) {
-            closedir(d);
-            return pfd;
-          }
-        }
-      }
-      closedir(d);
-    }
-    usleep(10000);
-  }
-  return -1;
-}
-
 static void wait_for_path(const char *path, int ms) {
   for (int i = 0; i < ms / 5; i++) {
     if (access(path, F_OK) == 0) return;
@@ -201,13 +136,15 @@ static void wait_for_path(const char *path, int ms) {
 static char *spec_buf;
 static char *argv_list[MAX_ITEMS + 1];
 static int argc_n;
-static char *env_list[MAX_ITEMS + 1];
+static char *env_list[MAX_ITEMS + 2]; /* + HOME added for the user + NULL */
 static int env_n;
 static const char *workdir = "/";
 static const char *user_spec; /* OCI config.User; NULL or "" = root */
 static const char *hostname = "monocore";
 static int has_disk;
 static int probe_only;
+static int sandbox_mode; /* no command: the VM serves the agent until stopped */
+static int agent_enabled;
 struct vol { char tag[64]; int ro; const char *path; };
 static struct vol vols[64];
 static int vol_n;
@@ -220,8 +157,7 @@ static char *dns_servers[8];
 static int dns_n;
 static char *caps[MAX_ITEMS]; /* "<hex value> <path>" */
 static int caps_n;
-struct rl { int res; rlim_t soft, hard; };
-static struct rl rlims[32];
+static struct gc_rlimit rlims[32];
 static int rlim_n;
 
 static void read_exact(int fd, char *buf, size_t len) {
@@ -274,6 +210,10 @@ static void read_spec(void) {
       hostname = val;
     } else if (strcmp(key, "probe") == 0) {
       probe_only = atoi(val);
+    } else if (strcmp(key, "sandbox") == 0) {
+      sandbox_mode = atoi(val);
+    } else if (strcmp(key, "agent") == 0) {
+      agent_enabled = atoi(val);
     } else if (strcmp(key, "disk") == 0) {
       has_disk = atoi(val);
     } else if (strcmp(key, "vol") == 0) { /* "<tag> <ro|rw> <guest path>" */
@@ -310,7 +250,9 @@ static void read_spec(void) {
       logmsg("ignoring unknown spec key %s", key);
     }
   }
-  if (argc_n == 0 && !probe_only) fail("spec has no command");
+  if (argc_n == 0 && !probe_only && !sandbox_mode) fail("spec has no command");
+  if (argc_n > 0 && sandbox_mode) fail("spec has both a command and sandbox=1");
+  if (sandbox_mode) agent_enabled = 1;
   argv_list[argc_n] = NULL;
   env_list[env_n] = NULL;
 }
@@ -348,16 +290,6 @@ static void setup_root(void) {
   }
 }
 
-static void write_file(const char *path, const char *content) {
-  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) {
-    logmsg("cannot write %s: %s", path, strerror(errno));
-    return;
-  }
-  write_all(fd, content, strlen(content));
-  close(fd);
-}
-
 /* File capabilities from the image: the 9p share cannot carry security.* xattrs,
  * so they are set here on the overlay (a copy-up of just those files). A path
  * that is gone or not a regular file is skipped: the image is the guest's own. */
@@ -385,27 +317,14 @@ static void apply_capabilities(void) {
 
 static void setup_identity(void) {
   if (sethostname(hostname, strlen(hostname)) < 0) logmsg("sethostname: %s", strerror(errno));
-  mkdir_p("/newroot/etc", 0755);
-  char buf[65536];
-  size_t off = (size_t)snprintf(buf, sizeof buf, "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t%s\n", hostname);
-  for (int i = 0; i < hosts_n && off < sizeof buf; i++) off += (size_t)snprintf(buf + off, sizeof buf - off, "%s\n", hosts_lines[i]);
-  write_file("/newroot/etc/hosts", buf);
-  snprintf(buf, sizeof buf, "%s\n", hostname);
-  write_file("/newroot/etc/hostname", buf);
-  if (dns_n > 0) {
-    /* A symlink here (e.g. to systemd-resolved's stub) would be followed: replace it. */
-    unlink("/newroot/etc/resolv.conf");
-    off = 0;
-    for (int i = 0; i < dns_n && off < sizeof buf; i++) off += (size_t)snprintf(buf + off, sizeof buf - off, "nameserver %s\n", dns_servers[i]);
-    write_file("/newroot/etc/resolv.conf", buf);
-  }
+  gc_write_identity("/newroot", hostname, hosts_lines, hosts_n, dns_servers, dns_n);
 }
 
 /* Runs /bin/busybox (from the initramfs) with the given args; fails on error. */
 static void busybox(const char *a0, ...) {
   const char *argv[16];
   int n = 0;
-  argv[n++] = "/bin/busybox";
+  argv[n++] = "busybox";
   argv[n++] = a0;
   va_list ap;
   va_start(ap, a0);
@@ -413,14 +332,7 @@ static void busybox(const char *a0, ...) {
   while (n < 15 && (a = va_arg(ap, const char *))) argv[n++] = a;
   va_end(ap);
   argv[n] = NULL;
-  pid_t pid = fork();
-  if (pid == 0) {
-    execv("/bin/busybox", (char *const *)argv);
-    _exit(127);
-  }
-  int st = 0;
-  while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {}
-  if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+  if (gc_busybox(-1, (char *const *)argv) != 0) {
     char cmd[512] = "";
     for (int i = 1; argv[i]; i++) {
       strncat(cmd, argv[i], sizeof cmd - strlen(cmd) - 2);
@@ -433,23 +345,8 @@ static void busybox(const char *a0, ...) {
 static void setup_network(void) {
   busybox("ip", "link", "set", "dev", "lo", "up", NULL);
   for (int i = 0; i < nic_n; i++) {
-    char ifname[256] = "";
-    DIR *d = opendir("/sys/class/net");
-    struct dirent *e;
-    while (d && (e = readdir(d))) {
-      if (e->d_name[0] == '.') continue;
-      char p[512], mac[64] = {0};
-      snprintf(p, sizeof p, "/sys/class/net/%s/address", e->d_name);
-      int fd = open(p, O_RDONLY | O_CLOEXEC);
-      if (fd < 0) continue;
-      ssize_t r = read(fd, mac, sizeof mac - 1);
-      close(fd);
-      if (r <= 0) continue;
-      mac[strcspn(mac, "\n")] = 0;
-      if (strcasecmp(mac, nics[i].mac) == 0) snprintf(ifname, sizeof ifname, "%s", e->d_name);
-    }
-    if (d) closedir(d);
-    if (!ifname[0]) fail("no network interface with MAC %s", nics[i].mac);
+    char ifname[256];
+    if (gc_iface_by_mac(nics[i].mac, ifname, sizeof ifname) < 0) fail("no network interface with MAC %s", nics[i].mac);
     busybox("ip", "addr", "add", nics[i].cidr, "dev", ifname, NULL);
     busybox("ip", "link", "set", "dev", ifname, "up", NULL);
     if (strcmp(nics[i].gw, "-") != 0) busybox("ip", "route", "add", "default", "via", nics[i].gw, "dev", ifname, NULL);
@@ -457,147 +354,6 @@ static void setup_network(void) {
 }
 
 /* ---- the command ----------------------------------------------------------- */
-
-static const char *env_get(const char *name) {
-  size_t len = strlen(name);
-  const char *found = NULL;
-  for (int i = 0; i < env_n; i++)
-    if (strncmp(env_list[i], name, len) == 0 && env_list[i][len] == '=') found = env_list[i] + len + 1;
-  return found;
-}
-
-/* execvpe-like lookup that uses the command's PATH (not init's), with the
- * OCI default when unset. Returns the errno that decides 126 vs 127. */
-static int exec_command(void) {
-  const char *cmd = argv_list[0];
-  if (strchr(cmd, '/')) {
-    execve(cmd, argv_list, env_list);
-    return errno;
-  }
-  if (!cmd[0]) return ENOENT;
-  const char *path = env_get("PATH");
-  if (!path) path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-  int saw_eacces = 0, last = ENOENT;
-  char *copy = strdup(path);
-  for (char *save = NULL, *dir = strtok_r(copy, ":", &save); dir; dir = strtok_r(NULL, ":", &save)) {
-    char full[4096];
-    snprintf(full, sizeof full, "%s/%s", dir[0] ? dir : ".", cmd);
-    execve(full, argv_list, env_list);
-    if (errno == EACCES) saw_eacces = 1;
-    else if (errno != ENOENT && errno != ENOTDIR) last = errno;
-  }
-  return saw_eacces ? EACCES : last;
-}
-
-/* ---- the command's user ------------------------------------------------------ */
-
-/* Parses a decimal id; returns 1 when s is all digits and fits in 32 bits. */
-static int parse_id(const char *s, unsigned long *out) {
-  if (!*s) return 0;
-  unsigned long v = 0;
-  for (const char *p = s; *p; p++) {
-    if (*p < '0' || *p > '9') return 0;
-    v = v * 10 + (unsigned long)(*p - '0');
-    if (v > 0xFFFFFFFEUL) return 0;
-  }
-  *out = v;
-  return 1;
-}
-
-/* Finds a passwd/group line (in the chrooted guest root) whose field 0 equals
- * name (by_name) or whose field 2 equals id; copies its fields into f.
- * Files are read by hand: a static glibc getpwnam would try to load NSS. */
-static int find_entry(const char *file, const char *name, unsigned long id, int by_name, char line[1024], char *f[8]) {
-  FILE *fp = fopen(file, "re");
-  if (!fp) return 0;
-  while (fgets(line, 1024, fp)) {
-    line[strcspn(line, "\n")] = 0;
-    int n = 0;
-    char *p = line;
-    for (; n < 8; n++) {
-      f[n] = p;
-      char *c = strchr(p, ':');
-      if (!c) { n++; break; }
-      *c = 0;
-      p = c + 1;
-    }
-    for (int i = n; i < 8; i++) f[i] = "";
-    if (n < 3) continue;
-    unsigned long v;
-    if (by_name ? strcmp(f[0], name) == 0 : (parse_id(f[2], &v) && v == id)) { fclose(fp); return 1; }
-  }
-  fclose(fp);
-  return 0;
-}
-
-/* In the forked child, after chroot: resolves user_spec ("name", "uid",
- * "name:group", "uid:gid", ...) against the guest's /etc/passwd and
- * /etc/group, sets supplementary groups (every /etc/group entry listing the
- * user by name, plus the primary gid), setgid, setuid, and HOME from passwd
- * when the env has none. Returns NULL or an error message. */
-static const char *switch_user(char *err, size_t errlen) {
-  if (!user_spec || !*user_spec) return NULL;
-  char spec[512];
-  if (strlen(user_spec) >= sizeof spec) { snprintf(err, errlen, "user \"%.64s...\": too long", user_spec); return err; }
-  strcpy(spec, user_spec);
-  char *grp = strchr(spec, ':');
-  if (grp) *grp++ = 0;
-  char pwline[1024], *pw[8];
-  unsigned long uid, gid = 0;
-  int have_pw;
-  const char *uname = NULL, *home = NULL;
-  if (parse_id(spec, &uid)) {
-    have_pw = find_entry("/etc/passwd", NULL, uid, 0, pwline, pw);
-  } else {
-    have_pw = find_entry("/etc/passwd", spec, 0, 1, pwline, pw);
-    if (!have_pw) { snprintf(err, errlen, "user \"%s\": no such user in /etc/passwd of the image", spec); return err; }
-    if (!parse_id(pw[2], &uid)) { snprintf(err, errlen, "user \"%s\": bad uid in /etc/passwd", spec); return err; }
-  }
-  if (have_pw) {
-    uname = pw[0];
-    home = pw[5];
-    if (!parse_id(pw[3], &gid)) gid = 0;
-  } else {
-    gid = 0; /* numeric uid without a passwd entry: gid 0, like runc */
-  }
-  if (grp) {
-    if (!parse_id(grp, &gid)) {
-      char grline[1024], *gr[8];
-      if (!find_entry("/etc/group", grp, 0, 1, grline, gr) || !parse_id(gr[2], &gid)) {
-        snprintf(err, errlen, "user \"%s\": no such group \"%s\" in /etc/group of the image", user_spec, grp);
-        return err;
-      }
-    }
-  }
-  gid_t groups[64];
-  int ng = 0;
-  groups[ng++] = (gid_t)gid;
-  if (uname && !grp) { /* initgroups-like: supplementary groups only when no group was given */
-    FILE *fp = fopen("/etc/group", "re");
-    char line[4096];
-    while (fp && ng < 64 && fgets(line, sizeof line, fp)) {
-      line[strcspn(line, "\n")] = 0;
-      char *f[4] = { line, NULL, NULL, NULL };
-      int n = 1;
-      for (char *p = line; n < 4 && (p = strchr(p, ':')); n++) { *p++ = 0; f[n] = p; }
-      unsigned long g;
-      if (n < 4 || !parse_id(f[2], &g) || g == gid) continue;
-      for (char *save = NULL, *m = strtok_r(f[3], ",", &save); m; m = strtok_r(NULL, ",", &save))
-        if (strcmp(m, uname) == 0) { groups[ng++] = (gid_t)g; break; }
-    }
-    if (fp) fclose(fp);
-  }
-  if (setgroups((size_t)ng, groups) < 0) { snprintf(err, errlen, "user \"%s\": setgroups: %s", user_spec, strerror(errno)); return err; }
-  if (setgid((gid_t)gid) < 0) { snprintf(err, errlen, "user \"%s\": setgid %lu: %s", user_spec, gid, strerror(errno)); return err; }
-  if (setuid((uid_t)uid) < 0) { snprintf(err, errlen, "user \"%s\": setuid %lu: %s", user_spec, uid, strerror(errno)); return err; }
-  if (!env_get("HOME") && env_n < MAX_ITEMS) {
-    static char homevar[1100];
-    snprintf(homevar, sizeof homevar, "HOME=%s", home && *home ? home : "/");
-    env_list[env_n++] = homevar;
-    env_list[env_n] = NULL;
-  }
-  return NULL;
-}
 
 static pid_t start_command(int out_fd, int err_fd, sigset_t *oldmask) {
   int errpipe[2];
@@ -630,7 +386,7 @@ static pid_t start_command(int out_fd, int err_fd, sigset_t *oldmask) {
     }
     {
       char uerr[700];
-      const char *msg = switch_user(uerr, sizeof uerr);
+      const char *msg = gc_switch_user(user_spec, env_list, &env_n, uerr, sizeof uerr);
       if (msg) {
         dprintf(2, "monocore-init: %s\n", msg);
         write_all(errpipe[1], "u", 1);
@@ -639,7 +395,7 @@ static pid_t start_command(int out_fd, int err_fd, sigset_t *oldmask) {
     }
     for (int s = 1; s < NSIG; s++) signal(s, SIG_DFL);
     sigprocmask(SIG_SETMASK, oldmask, NULL);
-    code = exec_command();
+    code = gc_exec_path(argv_list, env_list, env_n);
     dprintf(2, "monocore-init: exec %s: %s\n", argv_list[0], strerror(code));
     write_all(errpipe[1], "e", 1);
     _exit(code == ENOENT || code == ENOTDIR ? 127 : 126);
@@ -653,9 +409,55 @@ static pid_t start_command(int out_fd, int err_fd, sigset_t *oldmask) {
   return pid;
 }
 
-int main(void) {
+/* ---- the agent ---------------------------------------------------------------- */
+
+/* The agent's exit code when the host attached no agent port: do not respawn. */
+#define AGENT_NO_PORT 3
+static pid_t agent_pid;
+
+/* Forks the guest agent (agent.c): it opens the "monocore.agent" port, keeps an fd
+ * of our static busybox, chroots into the guest root and serves the host's execs
+ * and file transfers with the spec's env, workdir, user and rlimits as defaults. */
+static void start_agent(const sigset_t *oldmask, int sfd) {
+  pid_t pid = fork();
+  if (pid < 0) {
+    logmsg("fork agent: %s", strerror(errno));
+    return;
+  }
+  if (pid > 0) {
+    agent_pid = pid;
+    return;
+  }
+  close(sfd);
+  if (control_fd >= 0) close(control_fd);
+  for (int s = 1; s < NSIG; s++) signal(s, SIG_DFL);
+  sigprocmask(SIG_SETMASK, oldmask, NULL);
+  gc_log_name = "monocore-agent";
+  struct agent_config cfg;
+  memset(&cfg, 0, sizeof cfg);
+  cfg.port_fd = gc_open_port("monocore.agent", O_RDWR | O_NONBLOCK);
+  if (cfg.port_fd < 0) {
+    logmsg("port monocore.agent not found: no agent");
+    _exit(AGENT_NO_PORT);
+  }
+  cfg.busybox_fd = open("/bin/busybox", O_PATH | O_CLOEXEC);
+  cfg.root = "/newroot";
+  cfg.env = env_list;
+  cfg.env_n = env_n;
+  cfg.workdir = workdir;
+  cfg.user = user_spec;
+  cfg.rlimits = rlims;
+  cfg.rlimit_n = rlim_n;
+  cfg.hosts = hosts_lines;
+  cfg.hosts_n = hosts_n;
+  cfg.hostname = hostname;
+  _exit(agent_run(&cfg));
+}
+
+int main(int argc, char **argv) {
+  if (argc > 1 && strcmp(argv[1], "agent") == 0) return agent_cli(argc, argv);
   if (getpid() != 1) {
-    fprintf(stderr, "monocore-init must run as PID 1\n");
+    fprintf(stderr, "monocore-init must run as PID 1 (or as \"%s agent --connect SOCKET\")\n", argv[0]);
     return 2;
   }
   mount("proc", "/proc", "proc", 0, NULL);
@@ -681,7 +483,7 @@ int main(void) {
 
   load_modules();
   logmsg("modules loaded");
-  control_fd = open_port("monocore.control", O_RDWR);
+  control_fd = gc_open_port("monocore.control", O_RDWR);
   if (control_fd < 0) fail("control port monocore.control not found");
   control("boot %.3f\n", uptime());
   read_spec();
@@ -693,28 +495,61 @@ int main(void) {
   apply_capabilities();
   setup_identity();
   setup_network();
-  int out_fd = open_port("monocore.stdout", O_WRONLY);
-  int err_fd = open_port("monocore.stderr", O_WRONLY);
-  logmsg("exec");
+  if (agent_enabled) start_agent(&oldmask, sfd);
 
-  pid_t child = start_command(out_fd, err_fd, &oldmask);
-  if (out_fd >= 0) close(out_fd);
-  if (err_fd >= 0) close(err_fd);
+  pid_t child = -1;
+  if (sandbox_mode) {
+    /* No command: the VM is up once the agent is; it serves until stopped. */
+    control("started %.3f\n", uptime());
+  } else {
+    int out_fd = gc_open_port("monocore.stdout", O_WRONLY);
+    int err_fd = gc_open_port("monocore.stderr", O_WRONLY);
+    logmsg("exec");
+    child = start_command(out_fd, err_fd, &oldmask);
+    if (out_fd >= 0) close(out_fd);
+    if (err_fd >= 0) close(err_fd);
+  }
 
   int status = -1;
   char cbuf[256];
   size_t clen = 0;
+  double agent_restart_at = 0;
   struct pollfd pfd[2] = { { sfd, POLLIN, 0 }, { control_fd, POLLIN, 0 } };
   while (status < 0) {
-    if (poll(pfd, 2, -1) < 0) continue;
+    int timeout = -1;
+    if (agent_enabled && agent_pid <= 0) {
+      double wait_s = agent_restart_at - uptime();
+      if (wait_s <= 0) {
+        start_agent(&oldmask, sfd);
+        continue;
+      }
+      timeout = (int)(wait_s * 1000) + 1;
+    }
+    if (poll(pfd, 2, timeout) < 0) continue;
     if (pfd[0].revents & POLLIN) {
       struct signalfd_siginfo si;
-      if (read(sfd, &si, sizeof si) == sizeof si && si.ssi_signo != SIGCHLD) kill(child, (int)si.ssi_signo);
+      if (read(sfd, &si, sizeof si) == sizeof si && si.ssi_signo != SIGCHLD) {
+        if (sandbox_mode) {
+          if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT || si.ssi_signo == SIGPWR) status = 0;
+        } else {
+          kill(child, (int)si.ssi_signo);
+        }
+      }
       for (;;) { /* reap everything: orphans get re-parented to us */
         int st;
         pid_t p = waitpid(-1, &st, WNOHANG);
         if (p <= 0) break;
         if (p == child) status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+        if (p == agent_pid) {
+          agent_pid = 0;
+          if (WIFEXITED(st) && WEXITSTATUS(st) == AGENT_NO_PORT) {
+            agent_enabled = 0; /* nothing to serve: the host attached no agent port */
+          } else {
+            /* Respawn, 1 s apart so a crashing agent cannot spin; the host re-handshakes. */
+            logmsg("agent ended (%s %d); restarting it", WIFEXITED(st) ? "code" : "signal", WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
+            agent_restart_at = uptime() + 1.0;
+          }
+        }
       }
     }
     if (pfd[1].revents & POLLIN) {
@@ -726,7 +561,10 @@ int main(void) {
         while ((nl = strchr(cbuf, '\n'))) {
           *nl = 0;
           int sig;
-          if (sscanf(cbuf, "signal %d", &sig) == 1 && sig > 0 && sig < NSIG) kill(child, sig);
+          if (sscanf(cbuf, "signal %d", &sig) == 1 && sig > 0 && sig < NSIG) {
+            if (!sandbox_mode) kill(child, sig);
+            else if (sig == SIGTERM || sig == SIGINT || sig == SIGKILL) status = 0;
+          }
           memmove(cbuf, nl + 1, clen - (size_t)(nl + 1 - cbuf) + 1);
           clen -= (size_t)(nl + 1 - cbuf);
         }
@@ -734,6 +572,16 @@ int main(void) {
       } else if (n == 0) {
         pfd[1].fd = -1; /* host hung up: keep running, the host will kill us */
       }
+    }
+  }
+  if (sandbox_mode) {
+    /* A graceful stop: every process gets SIGTERM and 2 s to end before the SIGKILL below. */
+    kill(-1, SIGTERM);
+    double until = uptime() + 2.0;
+    while (uptime() < until) {
+      pid_t p = waitpid(-1, NULL, WNOHANG);
+      if (p < 0 && errno == ECHILD) break;
+      if (p <= 0) usleep(20000);
     }
   }
   /* The command is gone: end its leftovers, flush the writable layer, report. */

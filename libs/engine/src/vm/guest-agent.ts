@@ -22,7 +22,7 @@ export interface GuestAgent {
    * `truncated` says so). Spawn failures are exit codes (125 bad cwd/user,
    * 126 not executable, 127 not found), not rejections.
    */
-  exec(request: ExecRequest & BufferedExecOptions): Promise<ExecResult>;
+  exec(request: Omit<ExecRequest, 'stdin'> & BufferedExecOptions): Promise<ExecResult>;
 
   /**
    * Starts a command and returns once the guest reports it started (or failed
@@ -113,7 +113,7 @@ export interface ExecRequest {
   cwd?: string;
   /** OCI user string resolved against the guest's /etc/passwd (default: the VM's user). */
   user?: string;
-  /** spawn(): give the process a stdin pipe (GuestProcess.stdin); else /dev/null. */
+  /** spawn(): give the process a stdin pipe (GuestProcess.stdin); else /dev/null. Default: true with a pty. */
   stdin?: boolean;
   /** A pseudo-terminal of this size: stdin/stdout/stderr go through it, output arrives on stdout. */
   pty?: { cols: number; rows: number };
@@ -130,8 +130,8 @@ export interface ExecRequest {
 }
 
 export interface BufferedExecOptions {
-  /** Written to the process's stdin, which is then closed (implies a stdin pipe). */
-  stdin?: string | Uint8Array | boolean;
+  /** Written to the process's stdin, which is then closed (default: stdin is /dev/null). */
+  stdin?: string | Uint8Array;
   /** Cap per stream (default 16 MiB); beyond it output is read and dropped. */
   maxOutputBytes?: number;
 }
