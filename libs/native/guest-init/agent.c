@@ -1351,6 +1351,8 @@ int agent_run(struct agent_config *c) {
   int sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
   if (cfg->test_mode) {
     prctl(PR_SET_PDEATHSIG, SIGKILL);
+    /* On the host nobody may reap what an exec leaves behind: we do (in a VM, init does). */
+    prctl(PR_SET_CHILD_SUBREAPER, 1);
   } else {
     write_str("/proc/self/oom_score_adj", "-1000"); /* the guest's OOM killer must not take the agent */
   }

@@ -8,7 +8,11 @@ export type {
 export { QemuBackend, type QemuBackendOptions, type QemuVmHandle, type BootTimings } from './qemu-backend.js';
 export { fileTail } from './file-tail.js';
 export { findGuestKernel, DEFAULT_KERNEL_DIR, type GuestKernel } from './guest-kernel.js';
-export { buildInitramfs, guestInitSourcePath, type Initramfs, type InitramfsOptions } from './initramfs-builder.js';
+export { buildInitramfs, guestInitSourcePath, guestInitSources, guestInitCompileArgs, type Initramfs, type InitramfsOptions } from './initramfs-builder.js';
+export { AgentSession, type AgentSessionOptions } from './agent/agent-session.js';
+// The wire format, for peers that speak it (test guests, tools): docs/AGENT.md.
+export { encodeFrame as encodeAgentFrame, FrameDecoder as AgentFrameDecoder, FrameType as AgentFrameType, MAX_PAYLOAD as AGENT_MAX_PAYLOAD, type Frame as AgentFrame } from './agent/agent-frame.js';
+export { encodeRecords as encodeAgentRecords, parseRecords as parseAgentRecords } from './agent/agent-records.js';
 export { resolveModuleOrder, GUEST_MODULES, type ModuleLoad } from './kernel-modules.js';
 export { detectAccel, type Accel, type AccelChoice } from './acceleration.js';
 export { cleanupOrphans, type OrphanCleanup } from './orphans.js';

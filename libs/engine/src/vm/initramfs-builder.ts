@@ -12,7 +12,7 @@ import { GUEST_MODULES, resolveModuleOrder, type ModuleLoad } from './kernel-mod
 const run = promisify(execFile);
 
 /** Bump when the initramfs layout changes so old cache entries are not reused. */
-const LAYOUT_VERSION = '2';
+const LAYOUT_VERSION = '3';
 
 export interface InitramfsOptions {
   kernel: GuestKernel;
@@ -40,6 +40,22 @@ export function guestInitSourcePath(env: NodeJS.ProcessEnv = process.env): strin
   const require = createRequire(import.meta.url);
   const nativeEntry = require.resolve('@monocore/native'); // libs/native/dist/index.js
   return join(dirname(nativeEntry), '..', 'guest-init', 'init.c');
+}
+
+/**
+ * Every source of the guest's /init binary: init.c (PID 1) and, next to it, the
+ * agent and the code they share (docs/AGENT.md). All are hashed into the
+ * initramfs name; the .c files are compiled into one static binary.
+ */
+export function guestInitSources(initSource: string): { compile: string[]; all: string[] } {
+  const dir = dirname(initSource);
+  const compile = [initSource, join(dir, 'agent.c'), join(dir, 'guest-common.c')];
+  return { compile, all: [...compile, join(dir, 'guest-common.h')] };
+}
+
+/** The gcc arguments that build the guest init (+ agent) binary; `AGENT_BUILD` names the sources' hash. */
+export function guestInitCompileArgs(initSource: string, out: string, buildId: string, staticLink = true): string[] {
+  return [...(staticLink ? ['-static'] : []), '-O2', '-Wall', `-DAGENT_BUILD="${buildId}"`, '-o', out, ...guestInitSources(initSource).compile];
 }
 
 function fail(step: string, err: unknown, details: Record<string, unknown> = {}): never {
@@ -99,7 +115,8 @@ export async function buildInitramfs(opts: InitramfsOptions): Promise<Initramfs>
   // and hashing ~6 MB.
   const indexFiles = ['modules.dep', 'modules.softdep', 'modules.alias', 'modules.builtin'].map((f) => join(opts.kernel.modulesDir, f));
   const stampSrc = [`layout ${LAYOUT_VERSION}`, `kernel ${opts.kernel.version}`, `wanted ${GUEST_MODULES.join(',')}`];
-  for (const f of [initSource, busybox, ...indexFiles]) {
+  const sources = guestInitSources(initSource).all;
+  for (const f of [...sources, busybox, ...indexFiles]) {
     const st = await stat(f).catch(() => undefined);
     stampSrc.push(st ? `${f} ${st.size} ${st.mtimeMs} ${st.ino}` : `${f} -`);
   }
@@ -119,7 +136,13 @@ export async function buildInitramfs(opts: InitramfsOptions): Promise<Initramfs>
 
   const h = createHash('sha256');
   h.update(`layout ${LAYOUT_VERSION}\nkernel ${opts.kernel.version}\n`);
-  h.update(await readFile(initSource));
+  const srcHash = createHash('sha256');
+  for (const f of sources) {
+    srcHash.update(`${f.slice(f.lastIndexOf('/') + 1)}\n`);
+    srcHash.update(await readFile(f));
+  }
+  const buildId = srcHash.digest('hex').slice(0, 12);
+  h.update(buildId);
   h.update(await readFile(busybox));
   for (const m of modules) {
     h.update(`${m.optional ? '?' : ''}${m.path}\n`);
@@ -144,7 +167,7 @@ export async function buildInitramfs(opts: InitramfsOptions): Promise<Initramfs>
       await mkdir(join(stage, d), { recursive: true });
     }
     try {
-      await run(cc, ['-static', '-O2', '-Wall', '-o', join(stage, 'init'), initSource]);
+      await run(cc, guestInitCompileArgs(initSource, join(stage, 'init'), buildId));
     } catch (err) {
       fail(`compiling ${initSource} with ${cc} -static (needs gcc and libc6-dev)`, err);
     }

@@ -274,11 +274,17 @@ export class AgentSession implements GuestAgent {
     h.onFrame(frame);
   }
 
-  private terminate(err: MonocoreError): void {
+  private terminate(err: MonocoreError, graceful = false): void {
     if (this.ended) return;
     this.ended = err;
     clearInterval(this.liveness);
-    this.socket.destroy();
+    if (graceful) {
+      // A close by the host: what was written (a last SIGNAL, CANCEL) still reaches the guest.
+      this.socket.end();
+      setTimeout(() => this.socket.destroy(), 2000).unref();
+    } else {
+      this.socket.destroy();
+    }
     const handlers = [...this.channels.values()];
     this.channels.clear();
     for (const h of handlers) {
@@ -385,7 +391,7 @@ export class AgentSession implements GuestAgent {
   // ---- GuestAgent ------------------------------------------------------------------
 
   close(): void {
-    this.terminate(this.disconnected('closed by the host'));
+    this.terminate(this.disconnected('closed by the host'), true);
   }
 
   async ping(options: { timeoutMs?: number } = {}): Promise<number> {
@@ -411,7 +417,7 @@ export class AgentSession implements GuestAgent {
     this.write(FrameType.SIGNAL, 0, 0, encodeRecords([['sig', String(signalNumber(signal))], ['pid', String(pid)]]));
   }
 
-  spawn(req: ExecRequest): Promise<GuestProcess> {
+  async spawn(req: ExecRequest): Promise<GuestProcess> {
     const records = execRecords(req);
     const window = req.windowBytes ?? this.opts.windowBytes;
     if (!Number.isInteger(window) || window < MAX_PAYLOAD || window > MAX_WINDOW) throw invalid('windowBytes', `must be an integer in ${MAX_PAYLOAD}..${MAX_WINDOW}`);
@@ -419,7 +425,7 @@ export class AgentSession implements GuestAgent {
     const wantStdin = req.stdin ?? req.pty !== undefined;
     const { channel, payload } = this.request(records, 'argv');
     const signal = req.signal;
-    if (signal?.aborted) return Promise.reject(signal.reason as Error);
+    if (signal?.aborted) throw signal.reason as Error;
     return new Promise<GuestProcess>((resolve, reject) => {
       let proc: Process | undefined;
       const onAbort = (): void => this.write(FrameType.CANCEL, 0, channel, Buffer.alloc(0));
@@ -510,7 +516,7 @@ export class AgentSession implements GuestAgent {
     return { ...exit, stdout: out.data, stderr: err.data, truncated: { stdout: out.truncated, stderr: err.truncated }, durationMs: performance.now() - t0 };
   }
 
-  readFile(path: string, options: { signal?: AbortSignal } = {}): Promise<GuestFileRead> {
+  async readFile(path: string, options: { signal?: AbortSignal } = {}): Promise<GuestFileRead> {
     checkPath(path);
     const window = this.opts.windowBytes;
     const { channel, payload } = this.request([['path', path], ['window', String(window)]], 'path');
@@ -544,7 +550,7 @@ export class AgentSession implements GuestAgent {
             if (!body.accept(f.payload)) throw new Violation(`DATA beyond the window on read channel ${channel}`);
           } else if (f.type === FrameType.EOF && f.stream === 1) {
             done();
-            body.push(null);
+            body.finish();
           } else if (f.type === FrameType.ERROR) {
             const e = errorRecords(f.payload);
             done();
@@ -652,7 +658,7 @@ export class AgentSession implements GuestAgent {
     return { size };
   }
 
-  stat(path: string): Promise<GuestFileInfo | undefined> {
+  async stat(path: string): Promise<GuestFileInfo | undefined> {
     checkPath(path);
     const { channel, payload } = this.request([['path', path]], 'path');
     return new Promise((resolve, reject) => {
@@ -737,7 +743,7 @@ export class AgentSession implements GuestAgent {
     }
   }
 
-  refresh(identity: GuestIdentity = {}): Promise<RefreshResult> {
+  async refresh(identity: GuestIdentity = {}): Promise<RefreshResult> {
     const records: RecordList = [];
     const clock = identity.clock ?? new Date();
     if (!(clock instanceof Date) || Number.isNaN(clock.getTime()) || clock.getTime() < 0) throw invalid('clock', 'is not a valid date');
@@ -882,8 +888,8 @@ class Process implements GuestProcess {
 
   finish(exit: ExecExit): void {
     this.exited = true;
-    this.stdout.push(null);
-    this.stderr.push(null);
+    this.stdout.finish();
+    this.stderr.finish();
     // Writes after the exit go nowhere (like a closed pipe), quietly.
     this.stdinSender?.fail(new MonocoreError('MC_AGENT_DISCONNECTED', `exec ${this.pid} has exited; its stdin is closed`, {}));
     this.settle.resolve(exit);

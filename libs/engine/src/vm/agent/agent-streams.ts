@@ -3,20 +3,27 @@ import { MAX_PAYLOAD } from './agent-frame.js';
 
 /**
  * A guest→host byte stream (exec stdout/stderr, file data) with a window:
- * the guest may send at most `window` bytes that the consumer has not read
- * yet, so this stream (in flight + buffered) never holds more than that.
- * Credit goes back as the consumer reads (`_read`), in steps of a quarter
- * window so CREDIT frames stay few.
+ * what the guest has sent but the consumer has not taken yet (queued here or
+ * still in flight) never exceeds `window`. Chunks wait in our own queue and
+ * move into the Readable only when it asks (`_read`): that moment is what
+ * consumption means, and it is when credit goes back, in steps of a quarter
+ * window (or whatever is left when the queue runs dry) so CREDIT frames stay
+ * few. The Readable's own buffer adds at most its 64 KiB high-water mark.
  */
 export class GuestReadable extends Readable {
   private granted: number;
   private received = 0;
+  private readonly queue: Buffer[] = [];
+  private queued = 0;
+  private ungranted = 0;
+  private wanting = false;
+  private ending = false;
 
   constructor(
     private readonly window: number,
     private readonly sendCredit: (bytes: number) => void,
   ) {
-    super({ highWaterMark: window });
+    super({ highWaterMark: MAX_PAYLOAD });
     this.granted = window;
   }
 
@@ -25,19 +32,52 @@ export class GuestReadable extends Readable {
     return this.granted - this.received;
   }
 
+  /** Bytes received but not yet taken by the consumer (queued in this object). */
+  get held(): number {
+    return this.queued;
+  }
+
   /** Accepts a DATA payload; false when it exceeds the guest's credit (a protocol violation). */
   accept(data: Buffer): boolean {
     if (data.length > this.credit) return false;
     this.received += data.length;
-    if (!this.destroyed) this.push(data);
+    if (this.destroyed) return true;
+    this.queue.push(data);
+    this.queued += data.length;
+    if (this.wanting) this.drain();
     return true;
   }
 
+  /** No more data will come (after what is queued). */
+  finish(): void {
+    this.ending = true;
+    if (this.wanting) this.drain();
+  }
+
   override _read(): void {
-    const room = this.window - this.credit - this.readableLength;
-    if (room >= Math.min(this.window / 4, MAX_PAYLOAD) && !this.destroyed) {
-      this.granted += room;
-      this.sendCredit(room);
+    this.wanting = true;
+    this.drain();
+  }
+
+  private drain(): void {
+    while (this.queue.length > 0) {
+      const chunk = this.queue.shift()!;
+      this.queued -= chunk.length;
+      this.ungranted += chunk.length;
+      const more = this.push(chunk);
+      if (!more) {
+        this.wanting = false;
+        break;
+      }
+    }
+    if (this.ungranted > 0 && (this.ungranted >= Math.min(this.window / 4, MAX_PAYLOAD) || this.queued === 0) && !this.ending) {
+      this.granted += this.ungranted;
+      this.sendCredit(this.ungranted);
+      this.ungranted = 0;
+    }
+    if (this.ending && this.queue.length === 0 && this.wanting) {
+      this.wanting = false;
+      this.push(null);
     }
   }
 }
