@@ -80,6 +80,8 @@ export interface AgentInfo {
   agentVersion: string;
   /** The guest kernel's boot id: the same after a snapshot restore, new after a reboot. */
   bootId: string;
+  /** The agent's pid in the guest. */
+  pid: number;
   /** Guest uptime in seconds when it answered. */
   uptimeS: number;
   /** How many sessions this agent process has served, this one included (>1: restored or reconnected). */

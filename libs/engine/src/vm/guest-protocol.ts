@@ -27,6 +27,10 @@ export interface GuestSpec {
   rlimits?: Array<{ resource: number; soft: number; hard: number }>;
   /** Boot probe: init reports "exit 0" right after reading the spec. */
   probe?: boolean;
+  /** Start the guest agent on the "monocore.agent" port (docs/AGENT.md). */
+  agent?: boolean;
+  /** No command (argv empty): init runs only the agent until "signal 15". */
+  sandbox?: boolean;
 }
 
 /** Linux RLIMIT_* numbers (asm-generic/resource.h; x86_64 uses the generic values). */
@@ -42,6 +46,8 @@ export function encodeGuestSpec(spec: GuestSpec): Buffer {
     records.push(`${key}=${value}`);
   };
   if (spec.probe) add('probe', '1');
+  if (spec.sandbox) add('sandbox', '1');
+  if (spec.agent) add('agent', '1');
   for (const a of spec.argv) add('arg', a);
   for (const e of spec.env) add('env', e);
   add('workdir', spec.workdir);

@@ -1,3 +1,4 @@
+import type { GuestAgent } from './guest-agent.js';
 import type { VmExit, VmSpec } from './vm-spec.js';
 
 /** Result of probing a backend on this host: usable, or the reason it is not. */
@@ -18,6 +19,13 @@ export interface VmHandle {
   stop(options?: { timeoutMs?: number }): Promise<VmExit>;
   /** Immediate kill. Idempotent. */
   kill(): Promise<VmExit>;
+  /**
+   * The guest agent (docs/AGENT.md): exec, files, identity. One session per
+   * handle, opened on the first call once the guest has started; later calls
+   * return it, or reject with the reason it ended (MC_AGENT_*). A backend
+   * without an agent rejects with MC_VM_AGENT_UNSUPPORTED.
+   */
+  agent(): Promise<GuestAgent>;
 }
 
 /**

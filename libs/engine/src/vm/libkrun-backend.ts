@@ -17,6 +17,7 @@ import {
 } from '@monocore/native';
 import { ErrorCodes, MonocoreError, type ErrorCode } from '../errors/index.js';
 import { MonocoreHome } from '../home/index.js';
+import type { GuestAgent } from './guest-agent.js';
 import type { BackendAvailability, HypervisorBackend, VmHandle } from './hypervisor-backend.js';
 import { ChildProcessWatch } from './child-process-watch.js';
 import { removePidRecord } from './orphans.js';
@@ -586,5 +587,12 @@ class LibkrunVm implements LibkrunVmHandle {
     }
     return this.watch.exit;
   }
+  /** libkrun's guest is its own init (no monocore agent, no agent port): docs/LIBKRUN.md. */
+  agent(): Promise<GuestAgent> {
+    return Promise.reject(
+      new MonocoreError('MC_VM_AGENT_UNSUPPORTED', `vm ${JSON.stringify(this.id)}: the libkrun backend has no guest agent (no exec, files or identity refresh); use the qemu backend (MONOCORE_BACKEND=qemu)`, { id: this.id, backend: 'libkrun' }),
+    );
+  }
+
 }
 

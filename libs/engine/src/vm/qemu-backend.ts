@@ -226,7 +226,7 @@ export class QemuBackend implements HypervisorBackend {
       handle = new QemuVm({
         spec, child, t0, consoleLog, runtimeDir: serial.runtimeDir, guestSpec: encodeGuestSpec(guest),
         console: serial.console.conn, consoleLimitBytes: this.opts.consoleLimitBytes ?? 1 << 20,
-        ctl: serial.ports.control.conn, out: serial.ports.stdout.conn, err: serial.ports.stderr.conn,
+        ctl: serial.ports.control.conn, out: serial.ports.stdout.conn, err: serial.ports.stderr.conn, agent: serial.ports.agent.conn,
         bootTimeoutMs: spec.bootTimeoutMs ?? this.opts.bootTimeoutMs ?? 60_000,
         cleanup,
         home: this.home,
@@ -246,7 +246,9 @@ function guestSpec(
   a: { probe: boolean; disk: boolean; capabilities: GuestSpec['capabilities']; nets: { guest: GuestSpec['nics']; hosts: string[]; dns?: string[] }; volumes: GuestSpec['volumes'] },
 ): GuestSpec {
   return {
-    argv: [spec.command, ...spec.args],
+    argv: spec.sandbox ? [] : [spec.command, ...spec.args],
+    agent: !a.probe,
+    sandbox: spec.sandbox === true,
     env: spec.env,
     workdir: spec.workdir ?? '/',
     ...(spec.user !== undefined ? { user: spec.user } : {}),

@@ -98,6 +98,8 @@ const VIRTIO_PORTS = {
   control: { id: 'ctl', name: 'monocore.control' },
   stdout: { id: 'out', name: 'monocore.stdout' },
   stderr: { id: 'err', name: 'monocore.stderr' },
+  /** The guest agent's port (docs/AGENT.md). */
+  agent: { id: 'agt', name: 'monocore.agent' },
 } as const;
 export type VirtioPortName = keyof typeof VIRTIO_PORTS;
 

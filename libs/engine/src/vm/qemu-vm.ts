@@ -3,8 +3,10 @@ import { closeSync, openSync, writeSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { MonocoreError } from '../errors/index.js';
 import type { MonocoreHome } from '../home/index.js';
+import { AgentSession } from './agent/agent-session.js';
 import { ChildProcessWatch, type ChildGone } from './child-process-watch.js';
 import type { CleanupStack } from './cleanup-stack.js';
+import type { GuestAgent } from './guest-agent.js';
 import { parseGuestEvent } from './guest-protocol.js';
 import type { VmHandle } from './hypervisor-backend.js';
 import { removePidRecord } from './orphans.js';
@@ -90,6 +92,8 @@ export interface QemuVmInit {
   ctl: Promise<Socket>;
   out: Promise<Socket>;
   err: Promise<Socket>;
+  /** The guest agent's port (docs/AGENT.md). */
+  agent: Promise<Socket>;
   bootTimeoutMs: number;
   /** Everything the start allocated; run once QEMU is gone and the ports are drained. */
   cleanup: CleanupStack;
@@ -112,6 +116,8 @@ export class QemuVm implements QemuVmHandle {
   private qemuStderr = '';
   private consoleTail = Buffer.alloc(0);
   private consoleDropped = 0;
+  private agentSession?: Promise<GuestAgent>;
+  private agentEnded?: MonocoreError;
 
   constructor(private readonly s: QemuVmInit) {
     this.id = s.spec.id;
@@ -205,6 +211,7 @@ export class QemuVm implements QemuVmHandle {
     this.enter({ kind: 'exited' });
     await Promise.all(drains);
     this.ctlSock?.destroy();
+    void this.s.agent.then((sock) => sock.destroy());
     await this.s.cleanup.runAll();
     if (this.watch.pidFile) removePidRecord(this.watch.pidFile);
     const exit = this.describeExit(last, code, signal);
@@ -281,6 +288,29 @@ export class QemuVm implements QemuVmHandle {
 
   wait(): Promise<VmExit> {
     return this.watch.exit;
+  }
+
+  agent(): Promise<GuestAgent> {
+    if (this.agentEnded) return Promise.reject(this.agentEnded);
+    this.agentSession ??= this.openAgent();
+    return this.agentSession;
+  }
+
+  /** Once the guest has started (the agent is forked just before): handshake on the agent port. */
+  private async openAgent(): Promise<GuestAgent> {
+    const gone = this.watch.gone.then(() => undefined);
+    const ended = (): MonocoreError => new MonocoreError('MC_AGENT_DISCONNECTED', `vm ${JSON.stringify(this.id)} ended before its guest agent answered`, { id: this.id });
+    try {
+      await this.started; // rejects with the VM's start failure
+      const sock = await Promise.race([this.s.agent, gone]);
+      if (!sock) throw ended();
+      const session = await AgentSession.open(sock, { label: this.id, handshakeTimeoutMs: 30_000 });
+      void session.closed.then((err) => (this.agentEnded = err));
+      return session;
+    } catch (err) {
+      this.agentEnded = err instanceof MonocoreError ? err : ended();
+      throw this.agentEnded;
+    }
   }
 
   async stop(options: { timeoutMs?: number } = {}): Promise<VmExit> {

@@ -29,7 +29,11 @@ export function validateVmSpec(spec: VmSpec): void {
   if (typeof spec.id !== 'string' || !ID_RE.test(spec.id)) bad(spec, 'id', 'must match [a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}');
   if (!isAbsolute(spec.rootfs) || !isDir(spec.rootfs)) bad(spec, 'rootfs', `${spec.rootfs} is not an existing absolute directory`);
   if (!isAbsolute(spec.stateDir)) bad(spec, 'stateDir', `${spec.stateDir} is not an absolute path`);
-  if (typeof spec.command !== 'string' || spec.command.length === 0) bad(spec, 'command', 'must be a non-empty string');
+  if (spec.sandbox) {
+    if (spec.command !== '' || spec.args.length > 0) bad(spec, 'command', 'a sandbox runs no command: command must be "" and args []');
+  } else if (typeof spec.command !== 'string' || spec.command.length === 0) {
+    bad(spec, 'command', 'must be a non-empty string');
+  }
   if (spec.command.includes('\0')) bad(spec, 'command', 'contains a NUL byte');
   spec.args.forEach((a, i) => {
     if (typeof a !== 'string') bad(spec, `args[${i}]`, 'must be a string');

@@ -11,7 +11,7 @@ export interface VmSpec {
   id: string;
   /** Host directory of the image's unpacked root filesystem (read-only, shared by services). */
   rootfs: string;
-  /** Program to execute (absolute path in the guest, or a name looked up in PATH). */
+  /** Program to execute (absolute path in the guest, or a name looked up in PATH); "" with `sandbox`. */
   command: string;
   /** Arguments, passed exactly as given (no shell). */
   args: string[];
@@ -26,6 +26,12 @@ export interface VmSpec {
    * entry). Unset or "" = root. An unknown name makes the command exit 125.
    */
   user?: string;
+  /**
+   * A sandbox: no command (`command` "" and `args` []); the VM runs only the
+   * guest agent (docs/AGENT.md) until stop(). `started` resolves once the agent
+   * is up; stop() ends the VM with exit code 0.
+   */
+  sandbox?: boolean;
   /** Guest hostname (default: id). */
   hostname?: string;
   cpus: number;

@@ -202,6 +202,7 @@ export class AgentSession implements GuestAgent {
             protocol: version,
             agentVersion: (r.get('agent') ?? '').slice(0, 200),
             bootId: (r.get('boot_id') ?? '').slice(0, 64),
+            pid: r.requireInt('pid', MAX_PID),
             uptimeS: Number(r.get('uptime') ?? 'NaN'),
             sessions: r.requireInt('sessions'),
             cgroups: r.get('cgroup') === '1',

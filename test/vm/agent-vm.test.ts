@@ -1,0 +1,198 @@
+/**
+ * The guest agent in real VMs (QEMU under TCG, the busybox test image):
+ * sandbox mode, exec into a command-mode VM (a service), users from the
+ * image's passwd, cgroup tree kills, the identity refresh a snapshot restore
+ * needs, bounded host memory under a flood, and a hostile guest that takes the
+ * agent's port over and writes garbage.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { isMonocoreError, type GuestAgent, type QemuVmHandle } from '@monocore/engine';
+import { backend, spec } from './vm-fixtures.js';
+
+const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+
+async function alive(a: GuestAgent, pid: number): Promise<boolean> {
+  const r = await a.exec({ argv: ['cat', `/proc/${pid}/stat`] });
+  if (r.exitCode !== 0) return false;
+  const state = r.stdout.toString().replace(/^.*\) /s, '')[0];
+  return state !== 'Z' && state !== 'X';
+}
+
+async function gone(a: GuestAgent, pid: number): Promise<boolean> {
+  for (let i = 0; i < 100; i++) {
+    if (!(await alive(a, pid))) return true;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return false;
+}
+
+describe('guest agent in a sandbox VM (TCG)', () => {
+  let vm: QemuVmHandle;
+  let a: GuestAgent;
+  before(async () => {
+    vm = await backend().start(spec('agent-sbx', { sandbox: true, command: '', args: [], env: ['PATH=/bin', 'GREETING=hello'], workdir: '/tmp', ramMib: 256 }));
+    await vm.started;
+    a = await vm.agent();
+  });
+  after(async () => {
+    await vm?.kill();
+  });
+
+  test('the handshake: one session, cgroups, same agent object on every call', async () => {
+    assert.equal(a.info.sessions, 1);
+    assert.equal(a.info.cgroups, true);
+    assert.match(a.info.agentVersion, /^[0-9a-f]{12}$/);
+    assert.equal(await vm.agent(), a);
+    assert.ok((await a.ping()) >= 0);
+  });
+
+  test('exec: defaults from the spec, env/cwd/user per exec, exit codes, 127', async () => {
+    const d = await a.exec({ argv: ['sh', '-c', 'echo "$GREETING $(pwd) $(id -u)"'] });
+    assert.equal(d.stdout.toString(), 'hello /tmp 0\n');
+    const r = await a.exec({ argv: ['sh', '-c', 'cat; echo "$GREETING $HOME $(pwd) $(id -u):$(id -g)"; exit 4'], stdin: 'in:', env: { GREETING: 'hi' }, cwd: '/', user: 'nobody' });
+    assert.equal(r.exitCode, 4);
+    assert.equal(r.stdout.toString(), 'in:hi /nonexistent / 65534:65534\n');
+    const n = await a.exec({ argv: ['id', '-u'], user: '1234:5678' });
+    assert.equal(n.stdout.toString(), '1234\n');
+    const bad = await a.exec({ argv: ['true'], user: 'nosuchuser' });
+    assert.equal(bad.exitCode, 125);
+    assert.match(bad.spawnError ?? '', /no such user in \/etc\/passwd/);
+    assert.equal((await a.exec({ argv: ['nosuchcmd'] })).exitCode, 127);
+  });
+
+  test('5 concurrent execs, state kept between execs, signals', async () => {
+    await a.writeFile('/tmp/counter', '0');
+    const rs = await Promise.all([1, 2, 3, 4, 5].map((i) => a.exec({ argv: ['sh', '-c', `sleep 0.3; echo ${i} > /tmp/f${i}; echo done-${i}`] })));
+    rs.forEach((r, i) => assert.equal(r.stdout.toString(), `done-${i + 1}\n`));
+    const cat = await a.exec({ argv: ['sh', '-c', 'cat /tmp/f1 /tmp/f2 /tmp/f3 /tmp/f4 /tmp/f5'] });
+    assert.equal(cat.stdout.toString(), '1\n2\n3\n4\n5\n');
+    const p = await a.spawn({ argv: ['sleep', '100'] });
+    await p.signal('SIGINT');
+    assert.deepEqual(await p.exit, { exitCode: 130, signal: 2, timedOut: false });
+  });
+
+  test('background processes survive their exec; a timeout kills the whole tree through its cgroup', async () => {
+    const bg = await a.exec({ argv: ['sh', '-c', 'sleep 300 >/dev/null 2>&1 & echo $!'] });
+    const pid = Number(bg.stdout.toString().trim());
+    assert.equal(await alive(a, pid), true);
+    // setsid escapes a process group, not a cgroup
+    const t = await a.exec({ argv: ['sh', '-c', 'setsid sleep 300 & echo $! > /tmp/escaper; sleep 300'], timeoutMs: 500 });
+    assert.equal(t.timedOut, true);
+    assert.equal(t.exitCode, 137);
+    const escaper = Number((await a.exec({ argv: ['cat', '/tmp/escaper'] })).stdout.toString().trim());
+    assert.equal(await gone(a, escaper), true);
+    assert.equal(await alive(a, pid), true, 'another exec\'s background process is untouched');
+    await a.signalPid(pid, 'SIGKILL');
+  });
+
+  test('files: binary round trip with checksum, mode and owner from the image passwd; tar both ways', async () => {
+    const data = randomBytes(3 * 1024 * 1024 + 17);
+    await a.writeFile('/home/nobody/dir/blob', data, { mode: 0o640, owner: 'nobody' });
+    const ls = await a.exec({ argv: ['stat', '-c', '%a %u %g', '/home/nobody/dir/blob', '/home/nobody/dir'] });
+    assert.equal(ls.stdout.toString(), '640 65534 65534\n755 65534 65534\n');
+    assert.equal((await a.stat('/home/nobody/dir/blob'))?.size, data.length);
+    const f = await a.readFile('/home/nobody/dir/blob');
+    const back: Buffer[] = [];
+    for await (const c of f.body) back.push(c as Buffer);
+    assert.equal(sha(Buffer.concat(back)), sha(data));
+    const tar = await a.tarOut('/home/nobody');
+    await a.tarIn('/srv/copy', tar);
+    const cmp = await a.exec({ argv: ['cmp', '/home/nobody/dir/blob', '/srv/copy/dir/blob'] });
+    assert.equal(cmp.exitCode, 0);
+    await assert.rejects(a.readFile('/nope'), (e) => isMonocoreError(e, 'MC_AGENT_FILE_NOT_FOUND'));
+  });
+
+  test('a pty in the guest', async () => {
+    const p = await a.spawn({ argv: ['sh'], pty: { cols: 100, rows: 30 } });
+    let out = '';
+    p.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    p.stdin!.write('stty size; exit 3\n');
+    assert.equal((await p.exit).exitCode, 3);
+    assert.match(out, /30 100/);
+  });
+
+  test('a flood of output reaches the host complete, with bounded buffering', async () => {
+    const total = 32 * 1024 * 1024;
+    const p = await a.spawn({ argv: ['head', '-c', String(total), '/dev/zero'] });
+    let got = 0;
+    let maxHeld = 0;
+    const out = p.stdout as typeof p.stdout & { held: number };
+    p.stdout.on('data', (d: Buffer) => {
+      got += d.length;
+      maxHeld = Math.max(maxHeld, out.held + p.stdout.readableLength);
+    });
+    assert.equal((await p.exit).exitCode, 0);
+    await new Promise((r) => (p.stdout.readableEnded ? r(null) : p.stdout.once('end', r)));
+    assert.equal(got, total);
+    assert.ok(maxHeld <= 256 * 1024 + 65536, `${maxHeld} bytes held on the host`);
+  });
+
+  test('refresh: hostname, env, wall clock and a reseeded random pool', async () => {
+    const r = await a.refresh({ hostname: 'sbx-renamed', env: ['PATH=/bin', 'GREETING=renamed'], clock: new Date('2031-05-06T07:08:09Z') });
+    assert.equal(r.entropyBits, 512);
+    assert.ok(r.clockStepMs > 1e9, `clock step ${r.clockStepMs}`);
+    const e = await a.exec({ argv: ['sh', '-c', 'hostname; cat /etc/hostname; grep sbx-renamed /etc/hosts; echo $GREETING; date -u +%Y'] });
+    assert.equal(e.stdout.toString(), 'sbx-renamed\nsbx-renamed\n127.0.1.1\tsbx-renamed\nrenamed\n2031\n');
+    await a.refresh(); // the host's clock again
+    const y = await a.exec({ argv: ['date', '-u', '+%Y'] });
+    assert.equal(y.stdout.toString(), `${new Date().getUTCFullYear()}\n`);
+  });
+
+  test('stop() ends a sandbox cleanly: exit 0, reason stopped; the agent session ends', async () => {
+    const ended = a.closed;
+    const exit = await vm.stop({ timeoutMs: 20_000 });
+    assert.deepEqual(exit, { exitCode: 0, reason: 'stopped' });
+    assert.equal((await ended).code, 'MC_AGENT_DISCONNECTED');
+    await assert.rejects(vm.agent(), (e) => isMonocoreError(e, 'MC_AGENT_DISCONNECTED'));
+  });
+});
+
+describe('guest agent in a command-mode VM (a service)', () => {
+  test('exec into a running service: its env, workdir and user are the defaults; the service itself is unchanged', async () => {
+    const s = spec('agent-svc', { command: '/bin/sh', args: ['-c', 'echo started; sleep 300'], env: ['PATH=/bin', 'SVC=yes'], workdir: '/etc', user: 'nobody' });
+    const vm = await backend().start(s);
+    try {
+      await vm.started;
+      const a = await vm.agent();
+      const r = await a.exec({ argv: ['sh', '-c', 'echo "$SVC $(pwd) $(id -un)"'] });
+      assert.equal(r.stdout.toString(), 'yes /etc nobody\n');
+      const exit = await vm.stop({ timeoutMs: 20_000 });
+      assert.equal(exit.reason, 'stopped');
+      assert.equal(exit.exitCode, 143);
+      assert.equal(s.stdout.text, 'started\n');
+    } finally {
+      await vm.kill();
+    }
+  });
+});
+
+describe('a hostile guest on the agent port', () => {
+  test('garbage from the guest ends the session with MC_AGENT_PROTOCOL_ERROR; the host carries on and can still kill the VM', async () => {
+    const vm = await backend().start(spec('agent-hostile', { sandbox: true, command: '', args: [], env: ['PATH=/bin'] }));
+    try {
+      await vm.started;
+      const a = await vm.agent();
+      const victim = await a.spawn({ argv: ['sleep', '300'] });
+      // A root process in the guest kills the agent, takes its port and writes garbage
+      // (the agent's last frames may still precede it: the host must stop at the first bad byte).
+      const attack = [
+        'for p in /sys/class/virtio-ports/*; do [ "$(cat $p/name)" = monocore.agent ] && dev=/dev/${p##*/}; done',
+        `kill -9 ${a.info.pid}`,
+        'until exec 3>"$dev"; do :; done 2>/dev/null',
+        'head -c 1000000 /dev/urandom >&3',
+        'sleep 300',
+      ].join('\n');
+      void a.spawn({ argv: ['sh', '-c', attack] }).catch(() => undefined);
+      const reason = await a.closed;
+      assert.equal(reason.code, 'MC_AGENT_PROTOCOL_ERROR', reason.message);
+      await assert.rejects(victim.exit, (e) => isMonocoreError(e, 'MC_AGENT_PROTOCOL_ERROR'));
+      await assert.rejects(vm.agent(), (e) => isMonocoreError(e, 'MC_AGENT_PROTOCOL_ERROR'));
+      const exit = await vm.kill();
+      assert.equal(exit.reason, 'killed');
+    } finally {
+      await vm.kill();
+    }
+  });
+});
