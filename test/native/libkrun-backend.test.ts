@@ -112,6 +112,14 @@ describe('LibkrunBackend against the STUB libkrun', () => {
     assert.deepEqual(mountsUnder(work), [], 'no mount leaks into the host namespace');
   });
 
+  test('stub libkrun: no guest agent: agent() and sandbox specs say MC_VM_AGENT_UNSUPPORTED', async () => {
+    stubEnv({ STUB_LIBKRUN_ENTER: 'exit:0' });
+    const vm = await backend().start(spec());
+    await assert.rejects(vm.agent(), (e) => isMonocoreError(e, 'MC_VM_AGENT_UNSUPPORTED') && /no guest agent/.test(e.message));
+    await vm.wait();
+    await assert.rejects(backend().start(spec({ sandbox: true, command: '', args: [] })), (e) => isMonocoreError(e, 'MC_VM_AGENT_UNSUPPORTED') && e.details.field === 'sandbox');
+  });
+
   for (const code of [0, 1, 125, 126, 127]) {
     test(`stub libkrun: guest exit code ${code} propagates through the VM process`, async () => {
       stubEnv({ STUB_LIBKRUN_ENTER: `exit:${code}` });

@@ -1065,7 +1065,11 @@ static void handle_hello(char **keys, char **vals, int n) {
   }
   end_session();
   if (vmin > PROTOCOL_VERSION || vmax < PROTOCOL_VERSION) {
-    send_error(0, EPROTONOSUPPORT, "agent speaks protocol %d, host %lu..%lu", PROTOCOL_VERSION, vmin, vmax);
+    struct recs r = { .len = 0 };
+    rec_add(&r, "errno", "EPROTONOSUPPORT");
+    rec_add(&r, "message", "the agent speaks protocol %d, the host %lu..%lu", PROTOCOL_VERSION, vmin, vmax);
+    rec_add(&r, "nonce", "%s", nonce); /* so the host knows this answers its HELLO */
+    send_recs(T_ERROR, 0, &r);
     return;
   }
   session_active = 1;

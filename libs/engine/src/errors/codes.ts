@@ -92,7 +92,7 @@ export const ErrorCodes = {
   MC_AGENT_PROTOCOL_ERROR: code(502, false, 'the guest agent sent a malformed, oversized or unexpected frame (details.reason); the session was ended'),
   MC_AGENT_HANDSHAKE_FAILED: code(502, true, 'the guest agent did not answer the handshake in time (or the VM ended first)'),
   MC_AGENT_VERSION_MISMATCH: code(502, false, 'the guest agent speaks no protocol version the host speaks'),
-  MC_AGENT_UNRESPONSIVE: code(504, true, 'the guest agent stopped answering pings (or stopped reading); the session was ended'),
+  MC_AGENT_UNRESPONSIVE: code(504, true, 'the guest agent stopped answering pings; the session was ended'),
   MC_AGENT_DISCONNECTED: code(503, true, 'the agent session ended (VM stopped or restored, host closed it) before the call finished'),
   MC_AGENT_REQUEST_INVALID: code(400, false, 'an exec or file request is invalid (relative path, NUL byte, empty argv, too large); details.field names it'),
   MC_AGENT_TOO_MANY_CHANNELS: code(429, true, 'too many concurrent execs and file transfers on one agent session'),

@@ -43,3 +43,12 @@ test('encodeGuestSpec: no user record for root (unset or empty)', () => {
     assert.doesNotMatch(body, /user=/);
   }
 });
+
+test('encodeGuestSpec: agent=1 starts the guest agent; a sandbox has sandbox=1 and no arg= records', () => {
+  const base = { env: ['A=1'], workdir: '/', hostname: 'h', disk: false, volumes: [], nics: [], hosts: [] };
+  const records = (buf: Buffer): string[] => buf.subarray(buf.indexOf(0x0a) + 1).toString('utf8').split('\0').slice(0, -1);
+  assert.deepEqual(records(encodeGuestSpec({ ...base, argv: [], agent: true, sandbox: true })).slice(0, 3), ['sandbox=1', 'agent=1', 'env=A=1']);
+  const cmd = records(encodeGuestSpec({ ...base, argv: ['/bin/true'], agent: true }));
+  assert.ok(cmd.includes('agent=1') && !cmd.includes('sandbox=1'));
+  assert.ok(!records(encodeGuestSpec({ ...base, argv: ['/bin/true'] })).includes('agent=1'));
+});

@@ -294,6 +294,9 @@ export class LibkrunBackend implements HypervisorBackend {
     if (process.platform !== 'linux') {
       throw unsupported(spec, 'rootfs', 'the per-service copy-on-write root needs a Linux mount namespace (docs/LIBKRUN.md)');
     }
+    if (spec.sandbox) {
+      throw new MonocoreError('MC_VM_AGENT_UNSUPPORTED', `vm ${JSON.stringify(spec.id)}: sandbox: a sandbox is served by the guest agent, which the libkrun backend does not have; use the qemu backend (MONOCORE_BACKEND=qemu)`, { field: 'sandbox', id: spec.id });
+    }
     if (spec.user !== undefined && !isRootUser(spec.user)) {
       throw unsupported(spec, 'user', `${JSON.stringify(spec.user)}: libkrun's guest init has no user switch in our transport, so the command would run as root; use the qemu backend (docs/LIBKRUN.md)`);
     }
