@@ -18,6 +18,8 @@
 #   hyperfine                 bench/ scripts
 #   gcc libc6-dev             builds the labelled stub libkrun in tests
 #   passt nftables            outbound access for local_only = false groups (docs/NETWORK.md)
+#   chromium                  tests: Bull Board seen by a headless browser (playwright-core drives
+#                             this binary; it never downloads a browser of its own)
 #   prometheus                a real Prometheus scrapes GET /metrics in test/api/metrics.test.ts, and
 #                             promtool checks the exposition and deploy/prometheus/ (docs/METRICS.md)
 set -euo pipefail
@@ -25,7 +27,7 @@ set -euo pipefail
 PACKAGES=(
   qemu-system-x86 busybox-static cpio xz-utils redis-server docker-registry
   umoci skopeo zstd iproute2 kmod curl jq e2fsprogs util-linux hyperfine
-  gcc libc6-dev passt nftables prometheus
+  gcc libc6-dev passt nftables prometheus chromium
 )
 NODE_MIN=20.19.0
 

@@ -74,7 +74,9 @@ export function authHook(options: AuthOptions) {
     );
     await reply
       .code(err.httpStatus)
-      .header('www-authenticate', 'Bearer realm="monocore", Basic realm="monocore"')
+      // One challenge per header line: browsers (Chromium) read one scheme per line, and with
+      // "Bearer …, Basic …" on one line they see only Bearer and never prompt for credentials.
+      .header('www-authenticate', ['Bearer realm="monocore"', 'Basic realm="monocore"'])
       .type('application/json; charset=utf-8')
       .serializer(JSON.stringify)
       .send(err.toJSON());
