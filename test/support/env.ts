@@ -113,6 +113,10 @@ export const TEST_REDIS_DBS = {
   'orchestration/multihost:queued': 14,
   'orchestration/multihost:restart': 15,
   'orchestration/partition': 16,
+  'relay/relay': 20,
+  'relay/relay:killed': 21,
+  'sandbox/sandbox-e2e': 22,
+  'sandbox/sandbox-multihost': 23,
 } as const;
 
 /** The test Redis URL (redis://127.0.0.1:16379). */

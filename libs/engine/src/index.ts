@@ -11,3 +11,4 @@ export * from './vm/index.js';
 export * from './state/index.js';
 export * from './orchestration/index.js';
 export * from './observability/index.js';
+export * from './relay/index.js';

@@ -6,17 +6,22 @@
  *   {monocore}:services                  set of service names with state
  *   {monocore}:service:<name>            hash: desired + actual state of one service
  *   {monocore}:events                    capped stream of every state change
- *   {monocore}:lease:<name>              "<host>:<epoch>" with a TTL: who may run the service (fencing)
+ *   {monocore}:lease:<subject>           "<host>:<epoch>" with a TTL: who may run the service or sandbox (fencing);
+ *                                        a subject is a service name or `sandbox:<id>` (leaseRecordKey)
  *   {monocore}:hosts                     set of host ids ever registered (pruned when reaped)
  *   {monocore}:host:<id>                 hash: host info (cpus, ram, backends, free capacity)
  *   {monocore}:host:<id>:alive           heartbeat key with a TTL
- *   {monocore}:host:<id>:alloc           hash: service -> "cpus:ramMib" placed on the host
+ *   {monocore}:host:<id>:alloc           hash: service (or `sandbox:<id>`) -> "cpus:ramMib" placed on the host
  *   {monocore}:deployment:<id>           hash: one up/down/remove request
  *   {monocore}:logs:<name>:<stream>      capped stream of a service's output lines
  *   {monocore}:lock:<name>               short mutual-exclusion locks (placement, reaping)
  *   {monocore}:metrics                   set of the metric series recorded (observability/metrics-recorder.ts)
  *   {monocore}:metric:<series>           hash: one series (kind, metric, labels JSON; histogram
  *                                        buckets `le:<bound>`, `sum`, `count`; or a counter's `value`)
+ *   {monocore}:sandboxes                 sorted set: sandbox ids by creation time (ended ones leave with their record)
+ *   {monocore}:sandbox:<id>              hash: one sandbox; expires a retention period after it ended
+ *   {monocore}:inbox:host:<id>           stream: relay calls and their upstream data for one worker host (relay/)
+ *   {monocore}:inbox:api:<random>        stream: relay answers and downstream data for one API process
  */
 export const HASH_TAG = '{monocore}';
 
@@ -36,6 +41,10 @@ export const Keys = {
   lock: (name: string): string => `${HASH_TAG}:lock:${name}`,
   metricSeriesIndex: (): string => `${HASH_TAG}:metrics`,
   metricSeries: (series: string): string => `${HASH_TAG}:metric:${series}`,
+  sandboxes: (): string => `${HASH_TAG}:sandboxes`,
+  sandbox: (id: string): string => `${HASH_TAG}:sandbox:${id}`,
+  /** A relay reader's stream: `host:<id>` (a worker host) or `api:<random>` (an API process). */
+  inbox: (owner: string): string => `${HASH_TAG}:inbox:${owner}`,
 } as const;
 
 /** Approximate caps (XADD MAXLEN ~) of the capped streams. */
@@ -43,3 +52,16 @@ export const STREAM_CAPS = {
   events: 10_000,
   logLines: 5_000,
 } as const;
+
+/** The lease subject of a sandbox (services' subjects are their names, which never contain ":"). */
+export const sandboxSubject = (id: string): string => `sandbox:${id}`;
+
+/** A sandbox's id from its lease subject, or undefined for a service's. */
+export const sandboxOfSubject = (subject: string): string | undefined =>
+  subject.startsWith('sandbox:') ? subject.slice('sandbox:'.length) : undefined;
+
+/** The hash whose `host` and `epoch` a lease subject's lease is checked against (acquire/renew scripts). */
+export const leaseRecordKey = (subject: string): string => {
+  const sb = sandboxOfSubject(subject);
+  return sb === undefined ? Keys.service(subject) : Keys.sandbox(sb);
+};
