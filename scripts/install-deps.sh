@@ -22,12 +22,16 @@
 #                             this binary; it never downloads a browser of its own)
 #   prometheus                a real Prometheus scrapes GET /metrics in test/api/metrics.test.ts, and
 #                             promtool checks the exposition and deploy/prometheus/ (docs/METRICS.md)
+#   docker.io docker-compose  the compose deployment test (test/compose/) starts Debian's engine
+#                             (scripts/docker-engine.sh) and docker-compose 1.29 on it
+#   debootstrap               builds the local base image for it (scripts/docker-base-image.sh:
+#                             no image hub is reachable, so no node:20-bookworm-slim to pull)
 set -euo pipefail
 
 PACKAGES=(
   qemu-system-x86 busybox-static cpio xz-utils redis-server docker-registry
   umoci skopeo zstd iproute2 kmod curl jq e2fsprogs util-linux hyperfine
-  gcc libc6-dev passt nftables prometheus chromium
+  gcc libc6-dev passt nftables prometheus chromium docker.io docker-compose debootstrap
 )
 NODE_MIN=20.19.0
 
@@ -63,7 +67,8 @@ fi
 # redis-server's Debian package starts a system instance on 6379; our tests never use it
 # (they run their own on 16379), so it is left as the distribution configured it. The same
 # goes for prometheus's system instance (9090, where the init system starts it): the metrics
-# test runs its own on a free loopback port.
+# test runs its own on a free loopback port. docker.io's engine is not started here either (Debian
+# may start a system one, which scripts/docker-engine.sh then uses); the tests start their own.
 
 # Node.js >= 20.19 and npm (not installed from apt: Debian 12's nodejs is 18).
 command -v node >/dev/null 2>&1 || die "Node.js not found: install Node.js >= $NODE_MIN (e.g. from nodejs.org or NodeSource) and npm"
