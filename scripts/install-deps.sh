@@ -22,7 +22,7 @@
 #                             this binary; it never downloads a browser of its own)
 #   prometheus                a real Prometheus scrapes GET /metrics in test/api/metrics.test.ts, and
 #                             promtool checks the exposition and deploy/prometheus/ (docs/METRICS.md)
-#   docker.io docker-compose  the compose deployment test (test/compose/) starts Debian's engine
+#   docker.io docker-compose  the compose deployment test starts Debian's engine
 #                             (scripts/docker-engine.sh) and docker-compose 1.29 on it
 #   debootstrap               builds the local base image for it (scripts/docker-base-image.sh:
 #                             no image hub is reachable, so no node:20-bookworm-slim to pull)
