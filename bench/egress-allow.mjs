@@ -2,7 +2,7 @@
 // without one, and DNS answers through the allow-list resolver vs asking the upstream
 // directly. Runs as root, entirely inside a network namespace it creates (its nftables
 // table, ip_forward and egress namespaces live there, never on the host); the upstream
-// is test/vm/wan-dns-server.js on that namespace's loopback. No QEMU: the guest's side
+// is test/vm/wan-dns-server.ts (compiled to dist/) on that namespace's loopback. No QEMU: the guest's side
 // is a client in the egress namespace, where passt would make the guest's sockets.
 //
 //   npx tsc -b && node bench/egress-allow.mjs [rounds]
