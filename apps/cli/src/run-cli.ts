@@ -1,10 +1,12 @@
 import { CommanderError, type Command } from 'commander';
+import { MonocoreApiError } from '@monocore/client';
 import { isMonocoreError } from '@monocore/engine/errors';
 import { ExitCode } from './exit-codes.js';
 
 /**
  * Parses argv and maps failures to exit codes: commander usage errors → 2,
- * MonocoreError → its command's choice (default 1), anything else → 70.
+ * MonocoreError and the API's MonocoreApiError → 2 for MC_USAGE, else 1
+ * (a command may choose its own code first), anything else → 70.
  */
 export async function runCli(program: Command, argv: string[]): Promise<void> {
   // Subcommands copy settings when created, before this runs: override them too, or
@@ -22,7 +24,7 @@ export async function runCli(program: Command, argv: string[]): Promise<void> {
       process.exitCode = err.exitCode === 0 ? ExitCode.Ok : ExitCode.Usage;
       return;
     }
-    if (isMonocoreError(err)) {
+    if (isMonocoreError(err) || err instanceof MonocoreApiError) {
       process.stderr.write(`error: ${err.message}\n`);
       process.exitCode = err.code === 'MC_USAGE' ? ExitCode.Usage : ExitCode.Failure;
       return;

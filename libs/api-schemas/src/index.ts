@@ -3,6 +3,9 @@
 export { ErrorBodySchema } from './error-body.js';
 export type { ErrorBody } from './error-body.js';
 export { NameList, QueryBool } from './query.js';
+export { LOCAL_TOKEN_HEADER } from './local-token-header.js';
+export { HealthSchema } from './health.js';
+export type { Health } from './health.js';
 export {
   SANDBOX_STATUSES,
   ENDED_SANDBOX_STATUSES,

@@ -1,5 +1,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import { LOCAL_TOKEN_HEADER } from '@monocore/api-schemas';
 import { MonocoreError } from '@monocore/engine';
 
 /**
@@ -18,14 +19,8 @@ export interface AuthOptions {
   localToken?: string;
 }
 
-/**
- * Header carrying the local credential that `monocore serve` writes to
- * MONOCORE_HOME/run/api-local.token (0600). Only a process of the same user on
- * the same machine can read it, so a request bearing it comes from a config
- * author working locally: it is authenticated and trusted with host volumes,
- * like a local monocore.toml. REST clients without it get the volume policy.
- */
-export const LOCAL_TOKEN_HEADER = 'x-monocore-local-token';
+/** The local credential's header; its one home is @monocore/api-schemas (clients send it). */
+export { LOCAL_TOKEN_HEADER };
 
 /** True when the request carries the local credential. */
 export function isLocalRequest(localToken: string | undefined, request: FastifyRequest): boolean {

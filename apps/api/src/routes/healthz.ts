@@ -1,5 +1,5 @@
-import { z } from 'zod';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { HealthSchema } from '@monocore/api-schemas';
 import { MonocoreError } from '@monocore/engine';
 import { ErrorBodySchema } from '../schemas/common.js';
 
@@ -17,7 +17,7 @@ export const healthRoutes: FastifyPluginAsyncZod<HealthDeps> = async (app, deps)
         summary: 'Liveness and readiness: 200 when Redis answers, 503 otherwise (no auth required)',
         tags: ['meta'],
         security: [],
-        response: { 200: z.object({ status: z.literal('ok'), redis: z.literal('up') }), 503: ErrorBodySchema },
+        response: { 200: HealthSchema, 503: ErrorBodySchema },
       },
     },
     async () => {

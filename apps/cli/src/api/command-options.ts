@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
-import { ApiClient } from './api-client.js';
+import type { MonocoreClient } from '@monocore/client';
+import { cliClient } from './cli-client.js';
 import { daemonAutoStart } from './daemon-auto-start.js';
 
 /** Options every API-talking command accepts. */
@@ -16,7 +17,7 @@ export function withApiOption(cmd: Command): Command {
 }
 
 /** The command's API client; without --api or MONOCORE_API_URL it starts the local daemon when nothing answers. */
-export function clientFor(opts: ApiCommandOptions): ApiClient {
+export function clientFor(opts: ApiCommandOptions): MonocoreClient {
   const autoStart = daemonAutoStart(opts);
-  return new ApiClient({ ...(opts.api !== undefined ? { url: opts.api } : {}), ...(autoStart ? { onUnreachable: autoStart } : {}) });
+  return cliClient({ ...(opts.api !== undefined ? { url: opts.api } : {}), ...(autoStart ? { onUnreachable: autoStart } : {}) });
 }

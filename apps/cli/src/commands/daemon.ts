@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { open, stat } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ApiClient } from '../api/api-client.js';
+import { cliClient } from '../api/cli-client.js';
 import { LocalDaemon, logTail, type DaemonState } from '../daemon/local-daemon.js';
 import { ExitCode } from '../exit-codes.js';
 
@@ -27,9 +27,9 @@ const duration = (s: number): string =>
   s < 60 ? `${s}s` : s < 3600 ? `${Math.floor(s / 60)}m ${s % 60}s` : `${Math.floor(s / 3600)}h ${Math.floor((s % 3600) / 60)}m`;
 
 async function servicesByStatus(url: string): Promise<Record<string, number> | undefined> {
-  const client = new ApiClient({ url });
+  const client = cliClient({ url });
   try {
-    const { services } = await client.get<{ services: Array<{ status: string }> }>('/status');
+    const services = await client.status();
     const counts: Record<string, number> = {};
     for (const s of services) counts[s.status] = (counts[s.status] ?? 0) + 1;
     return counts;
@@ -41,9 +41,9 @@ async function servicesByStatus(url: string): Promise<Record<string, number> | u
 }
 
 async function otherApiAnswers(url: string): Promise<boolean> {
-  const client = new ApiClient({ url });
+  const client = cliClient({ url });
   try {
-    await client.get('/healthz');
+    await client.health();
     return true;
   } catch {
     return false;

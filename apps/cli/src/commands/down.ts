@@ -1,19 +1,13 @@
 import type { Command } from 'commander';
 import { clientFor, withApiOption, type ApiCommandOptions } from '../api/command-options.js';
 import { ExitCode } from '../exit-codes.js';
-import { renderStatusTable, statusLabel, type ServiceRow } from '../format/status-table.js';
+import { renderStatusTable, statusLabel } from '../format/status-table.js';
 
 interface StopOptions extends ApiCommandOptions {
   group?: string;
   wait: boolean;
   json?: boolean;
   timeout?: string;
-}
-
-interface DownResult {
-  deploymentId: string;
-  order: string[];
-  services: ServiceRow[];
 }
 
 /** Shared by `down` and `remove`: same selection, same output. */
@@ -36,11 +30,11 @@ export function registerStopCommand(program: Command, action: 'down' | 'remove',
     }
     const client = clientFor(opts);
     try {
-      const body = {
+      const selection = {
         ...(opts.group !== undefined ? { group: opts.group } : {}),
         ...(services.length > 0 ? { services } : {}),
       };
-      const result = await client.post<DownResult>(`/${action}`, body, opts.wait ? { wait: true, timeout } : undefined);
+      const result = await client[action]({ ...selection, ...(opts.wait ? { wait: true, timeout } : {}) });
       const verb = action === 'down' ? 'stopped' : 'removed';
       if (opts.json) {
         process.stdout.write(`${JSON.stringify({ ...result, waited: opts.wait })}\n`);

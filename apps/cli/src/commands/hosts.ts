@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { clientFor, withApiOption, type ApiCommandOptions } from '../api/command-options.js';
-import { renderHostsTable, type HostRow } from '../format/hosts-table.js';
+import { renderHostsTable } from '../format/hosts-table.js';
 
 interface HostsOptions extends ApiCommandOptions {
   json?: boolean;
@@ -15,7 +15,7 @@ export function registerHosts(program: Command): void {
   ).action(async (opts: HostsOptions) => {
     const client = clientFor(opts);
     try {
-      const { hosts } = await client.get<{ hosts: HostRow[] }>('/hosts');
+      const hosts = await client.hosts();
       process.stdout.write(opts.json ? `${JSON.stringify({ hosts })}\n` : renderHostsTable(hosts));
     } finally {
       await client.close();

@@ -32,16 +32,9 @@ export function registerLogs(program: Command): void {
     process.once('SIGINT', onSignal);
     process.once('SIGTERM', onSignal);
     try {
-      const body = await client.stream(
-        `/services/${encodeURIComponent(service)}/logs`,
-        { stream: opts.stderr ? 'stderr' : 'stdout', tail, follow: opts.follow === true },
-        'text/plain',
-        stop.signal,
-      );
       const stream = opts.stderr ? 'stderr' : 'stdout';
-      const decoder = new TextDecoder();
-      let partial = '';
-      const out = async (data: string | Uint8Array): Promise<void> => {
+      const lines = await client.logs(service, { stream, tail, follow: opts.follow === true, signal: stop.signal });
+      const out = async (data: string): Promise<void> => {
         if (stop.signal.aborted || process.stdout.write(data)) return;
         // A stdout closed by its reader never drains: 'close' ends the wait too.
         await new Promise<void>((resolve) => {
@@ -55,17 +48,7 @@ export function registerLogs(program: Command): void {
         });
       };
       try {
-        for await (const chunk of body) {
-          if (!opts.json) {
-            await out(chunk as Uint8Array);
-            continue;
-          }
-          partial += decoder.decode(chunk as Uint8Array, { stream: true });
-          const lines = partial.split('\n');
-          partial = lines.pop() ?? '';
-          if (lines.length > 0) await out(lines.map((line) => `${JSON.stringify({ service, stream, line })}\n`).join(''));
-        }
-        if (opts.json && partial !== '') await out(`${JSON.stringify({ service, stream, line: partial })}\n`);
+        for await (const line of lines) await out(opts.json ? `${JSON.stringify({ service, stream, line })}\n` : `${line}\n`);
       } catch (err) {
         if (!stop.signal.aborted) throw err;
       }

@@ -32,7 +32,7 @@ export function registerStatus(program: Command): void {
       ...(opts.group !== undefined ? { group: opts.group } : {}),
       ...(services.length > 0 ? { services } : {}),
     };
-    const fetchStatus = async (): Promise<ServiceRow[]> => (await client.get<{ services: ServiceRow[] }>('/status', query)).services;
+    const fetchStatus = async (): Promise<ServiceRow[]> => client.status(query);
     try {
       if (!opts.watch) {
         const rows = await fetchStatus();

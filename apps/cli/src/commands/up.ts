@@ -1,10 +1,10 @@
 import type { Command } from 'commander';
+import type { StateEvent, UpResult } from '@monocore/client';
 import { checkConfigToml, readConfigFile } from '@monocore/engine/config';
 import { isMonocoreError } from '@monocore/engine/errors';
 import { clientFor, withApiOption, type ApiCommandOptions } from '../api/command-options.js';
-import { readSse } from '../api/sse-reader.js';
 import { ExitCode } from '../exit-codes.js';
-import { renderStatusTable, statusLabel, type ServiceRow } from '../format/status-table.js';
+import { renderStatusTable, statusLabel } from '../format/status-table.js';
 import { formatIssueLine } from './validate.js';
 
 interface UpCommandOptions extends ApiCommandOptions {
@@ -15,40 +15,9 @@ interface UpCommandOptions extends ApiCommandOptions {
   timeout?: string;
 }
 
-interface PlannedService {
-  name: string;
-  group?: string;
-  host: string;
-  level: number;
-  dependsOn: string[];
-  action: 'start' | 'restart' | 'unchanged';
-}
-
-interface UpResult {
-  deploymentId: string;
-  plan: PlannedService[];
-  services: ServiceRow[];
-}
-
-interface Outcome {
-  deploymentId: string;
-  ok: boolean;
-  services: ServiceRow[];
-}
-
-interface StateEvent {
-  time?: string;
-  kind?: string;
-  service?: string;
-  from?: string;
-  to?: string;
-  host?: string;
-  detail?: string;
-}
-
 const time = (iso?: string): string => (iso ? new Date(iso) : new Date()).toISOString().slice(11, 19);
 
-export function printPlan(result: UpResult, out: NodeJS.WritableStream): void {
+export function printPlan(result: Pick<UpResult, 'deploymentId' | 'plan'>, out: NodeJS.WritableStream): void {
   const n = result.plan.length;
   out.write(`deployment ${result.deploymentId}: ${n} service${n === 1 ? '' : 's'} in dependency order\n`);
   const width = Math.max(7, ...result.plan.map((p) => p.name.length));
@@ -98,14 +67,12 @@ export function registerUp(program: Command): void {
     const events = new AbortController();
     try {
       // 2. Subscribe to events before enqueueing so no transition is missed.
-      const progress = opts.wait ? await client.stream('/events', undefined, 'text/event-stream', events.signal) : undefined;
+      const progress = opts.wait ? await client.events({ signal: events.signal }) : undefined;
 
-      const body = {
-        config: checked.config,
+      const result = await client.up(checked.config, {
         ...(opts.group !== undefined ? { group: opts.group } : {}),
         ...(services.length > 0 ? { services } : {}),
-      };
-      const result = await client.post<UpResult>('/up', body);
+      });
       if (!opts.json) printPlan(result, process.stdout);
       if (!opts.wait) {
         if (opts.json) process.stdout.write(`${JSON.stringify({ ...result, ok: true, waited: false })}\n`);
@@ -116,17 +83,16 @@ export function registerUp(program: Command): void {
       // 3. Live progress for the planned services until the engine says the deployment settled.
       const names = new Set(result.plan.map((p) => p.name));
       const width = Math.max(7, ...[...names].map((n) => n.length));
+      const show = (e: StateEvent): void => {
+        if (e.kind !== 'transition' || !e.service || !names.has(e.service)) return;
+        const change = e.to ? `${e.from ?? 'new'} → ${e.to}` : (e.detail ?? 'updated');
+        const detail = e.to && e.detail ? `  (${e.detail})` : '';
+        process.stderr.write(`  ${time(e.time)}  ${e.service.padEnd(width)}  ${change}${detail}\n`);
+      };
       const printer = (async () => {
         if (!progress) return;
         try {
-          for await (const ev of readSse(progress)) {
-            if (ev.event !== 'state') continue;
-            const e = JSON.parse(ev.data) as StateEvent;
-            if (e.kind !== 'transition' || !e.service || !names.has(e.service)) continue;
-            const change = e.to ? `${e.from ?? 'new'} → ${e.to}` : (e.detail ?? 'updated');
-            const detail = e.to && e.detail ? `  (${e.detail})` : '';
-            process.stderr.write(`  ${time(e.time)}  ${e.service.padEnd(width)}  ${change}${detail}\n`);
-          }
+          for await (const e of progress) show(e);
         } catch {
           // The stream ends when we abort it, or if the API goes away; the wait below decides.
         }
@@ -139,13 +105,12 @@ export function registerUp(program: Command): void {
         process.exit(130);
       };
       process.once('SIGINT', onInterrupt);
-      let outcome: Outcome;
+      let outcome;
       try {
-        outcome = await client.get<Outcome>(`/deployments/${encodeURIComponent(result.deploymentId)}/wait`, { timeout });
+        outcome = await client.waitFor(result.deploymentId, { timeout });
       } finally {
         process.off('SIGINT', onInterrupt);
         events.abort();
-        progress?.destroy();
         await printer;
       }
 
