@@ -28,7 +28,8 @@ export const ErrorCodes = {
   MC_API_BODY_TOO_LARGE: code(413, false, 'the request body is larger than the configured limit'),
   MC_API_VOLUME_NOT_ALLOWED: code(400, false, 'a host volume path in a REST body lies outside the allowed roots'),
   MC_API_PORT_NOT_ALLOWED: code(400, false, 'a host port in a REST body lies outside the ports REST callers may publish (MONOCORE_API_PORTS)'),
-  MC_API_UNREACHABLE: code(503, true, 'the CLI cannot reach the monocore API (is `monocore serve` running?)'),
+  MC_API_UNREACHABLE: code(503, true, 'a client (the CLI, the SDK) cannot reach the monocore API (is `monocore serve` running?), or the connection was cut mid-answer'),
+  MC_API_BAD_RESPONSE: code(502, false, "the API's answer does not match its schema (another monocore version, or a proxy in between); raised by the SDK"),
   MC_API_REDIS_UNAVAILABLE: code(503, true, 'Redis is not reachable from the API'),
 
   // --- daemon (MC_DAEMON_*): the local daemon the CLI starts by itself ----------
