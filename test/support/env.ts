@@ -113,6 +113,8 @@ export const TEST_REDIS_DBS = {
   'orchestration/multihost:queued': 14,
   'orchestration/multihost:restart': 15,
   'orchestration/partition': 16,
+  'orchestration/guest-limits:flood': 17,
+  'orchestration/guest-limits:capacity': 18,
   'relay/relay': 20,
   'relay/relay:killed': 21,
   'sandbox/sandbox-e2e': 22,

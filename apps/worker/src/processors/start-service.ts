@@ -87,6 +87,11 @@ export function createStartProcessor(ctx: WorkerContext) {
       const needRam = rec.ramMib;
       if (used.cpus - replaced.cpus + needCpus > ctx.capacity.cpus || used.ramMib - replaced.ramMib + needRam > ctx.capacity.ramMib) {
         ctx.logger.warn({ service: name, used, capacity: ctx.capacity }, 'service does not fit on this host right now; retrying later');
+        // Never silently: the service says what it waits for (once; the job retries every 2 s).
+        const why =
+          `waits for capacity on host "${hostId}": needs ${needCpus} cpus/${needRam} MiB, ` +
+          `${ctx.capacity.cpus - used.cpus + replaced.cpus} cpus/${ctx.capacity.ramMib - used.ramMib + replaced.ramMib} MiB free of ${ctx.capacity.cpus} cpus/${ctx.capacity.ramMib} MiB`;
+        if (rec.lastError !== why) await state.tryTransition(name, { status: 'pending' }, { ...fence, fields: { last_error: why } });
         await job.moveToDelayed(Date.now() + 2000, token);
         throw new DelayedError();
       }

@@ -5,13 +5,19 @@ import { Keys, STREAM_CAPS } from '../state/keys.js';
  * Tees a service's output lines into a capped Redis stream
  * (`{monocore}:logs:<service>:<stream>`), so the API can serve logs of a
  * service running on any host. Lines are batched (one pipeline per tick) and
- * dropped — never blocking the VM — while Redis is unreachable; the host's
- * rotating files keep everything.
+ * dropped — never blocking the VM — while Redis is unreachable or slower than
+ * the guest; the host's rotating files keep everything.
+ *
+ * Memory is bounded whatever the guest prints and however long Redis is away:
+ * at most one batch is in flight (a pipeline waiting for Redis holds it), and
+ * lines arriving meanwhile wait in a buffer of at most `maxBuffered` lines and
+ * `maxBufferedBytes`; beyond that they are counted in `dropped`.
  */
 export class RedisLogSink {
   #buffer: Array<{ stream: 'stdout' | 'stderr'; line: string }> = [];
+  #bytes = 0;
   #timer: NodeJS.Timeout | undefined;
-  #flushing: Promise<void> = Promise.resolve();
+  #inflight: Promise<void> | undefined;
   dropped = 0;
 
   constructor(
@@ -19,36 +25,52 @@ export class RedisLogSink {
     readonly service: string,
     readonly flushMs = 25,
     readonly maxBuffered = 10_000,
+    readonly maxBufferedBytes = 4 * 1024 * 1024,
   ) {}
 
   push(stream: 'stdout' | 'stderr', line: string): void {
-    if (this.#buffer.length >= this.maxBuffered) {
+    if (this.#buffer.length >= this.maxBuffered || this.#bytes + line.length > this.maxBufferedBytes) {
       this.dropped++;
       return;
     }
     this.#buffer.push({ stream, line });
-    this.#timer ??= setTimeout(() => {
+    this.#bytes += line.length;
+    this.#schedule();
+  }
+
+  #schedule(): void {
+    // While a batch is in flight, the next one waits for it (see flush's finally).
+    if (this.#timer || this.#inflight) return;
+    this.#timer = setTimeout(() => {
       this.#timer = undefined;
       void this.flush();
     }, this.flushMs);
   }
 
+  /** Sends what is buffered (after the batch in flight, if any, has been answered). */
   flush(): Promise<void> {
+    if (this.#inflight) return this.#inflight.then(() => this.flush());
     const batch = this.#buffer;
+    if (batch.length === 0) return Promise.resolve();
     this.#buffer = [];
-    if (batch.length === 0) return this.#flushing;
-    this.#flushing = this.#flushing.then(async () => {
-      const pipe = this.redis.pipeline();
-      for (const { stream, line } of batch) {
-        pipe.xadd(Keys.logs(this.service, stream), 'MAXLEN', '~', STREAM_CAPS.logLines, '*', 'line', line);
-      }
-      try {
-        await pipe.exec();
-      } catch {
-        this.dropped += batch.length;
-      }
-    });
-    return this.#flushing;
+    this.#bytes = 0;
+    const pipe = this.redis.pipeline();
+    for (const { stream, line } of batch) {
+      pipe.xadd(Keys.logs(this.service, stream), 'MAXLEN', '~', STREAM_CAPS.logLines, '*', 'line', line);
+    }
+    this.#inflight = pipe
+      .exec()
+      .then(
+        () => undefined,
+        () => {
+          this.dropped += batch.length;
+        },
+      )
+      .finally(() => {
+        this.#inflight = undefined;
+        if (this.#buffer.length > 0) this.#schedule();
+      });
+    return this.#inflight;
   }
 
   async close(): Promise<void> {
