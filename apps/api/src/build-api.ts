@@ -1,9 +1,10 @@
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import fastifySwaggerUi from '@fastify/swagger-ui';
+import fastifyWebsocket from '@fastify/websocket';
 import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { Queue } from 'bullmq';
-import { MonocoreError, RegistryPolicy } from '@monocore/engine';
+import { MonocoreError, RegistryPolicy, type SandboxApi } from '@monocore/engine';
 import type { OrchestratorApi } from './orchestrator-port.js';
 import { authHook, isLocalRequest } from './plugins/auth.js';
 import { browserGuardHook } from './plugins/browser-guard.js';
@@ -14,11 +15,15 @@ import { deploymentRoutes } from './routes/deployments.js';
 import { downRoutes } from './routes/down.js';
 import type { RouteDeps } from './routes/deps.js';
 import { eventsRoutes } from './routes/events.js';
+import { execRoutes } from './routes/exec.js';
+import { execWsRoutes } from './routes/exec-ws.js';
+import { filesRoutes } from './routes/files.js';
 import { healthRoutes } from './routes/healthz.js';
 import { hostsRoutes } from './routes/hosts.js';
 import { logsRoutes } from './routes/logs.js';
 import { metricsRoutes } from './routes/metrics.js';
 import { removeRoutes } from './routes/remove.js';
+import { sandboxRoutes } from './routes/sandboxes.js';
 import { statusRoutes } from './routes/status.js';
 import { upRoutes } from './routes/up.js';
 import { validateConfigBody } from './validate-config.js';
@@ -58,6 +63,10 @@ export interface BuildApiOptions {
   bodyLimit?: number;
   /** Upper bound for wait=true, ms. Default 10 minutes. */
   maxWaitMs?: number;
+  /** Sandboxes and exec/files (startApi passes a SandboxControl); without it those routes are not served. */
+  sandboxes?: SandboxApi;
+  /** Largest file or tar upload, bytes (MONOCORE_API_MAX_UPLOAD). Default 1 GiB. */
+  maxUploadBytes?: number;
   /**
    * The API listens on loopback only (startApi sets it): requests whose Host is not a
    * loopback name are refused (DNS rebinding). Default true; set false behind a proxy or on 0.0.0.0.
@@ -133,7 +142,11 @@ export async function buildApi(options: BuildApiOptions): Promise<FastifyInstanc
     validateConfig: validateConfigBody,
     maxWaitMs: options.maxWaitMs ?? 10 * 60_000,
     ...(options.lastEventId ? { lastEventId: options.lastEventId } : {}),
+    ...(options.sandboxes ? { sandboxes: options.sandboxes } : {}),
+    ...(options.maxUploadBytes !== undefined ? { maxUploadBytes: options.maxUploadBytes } : {}),
   };
+  // Interactive exec sessions; the upgrade request passes the same hooks (browser guard, token) as any route.
+  await app.register(fastifyWebsocket, { options: { maxPayload: 1 << 20 } });
 
   // Unauthenticated: health only.
   await app.register(healthRoutes, { healthCheck: options.healthCheck ?? (async () => undefined) });
@@ -150,6 +163,12 @@ export async function buildApi(options: BuildApiOptions): Promise<FastifyInstanc
     await scope.register(deploymentRoutes, deps);
     await scope.register(hostsRoutes, deps);
     await scope.register(metricsRoutes, deps);
+    if (deps.sandboxes) {
+      await scope.register(sandboxRoutes, deps);
+      await scope.register(execRoutes, deps);
+      await scope.register(async (ws) => execWsRoutes(ws, deps));
+      await scope.register(filesRoutes, deps);
+    }
     scope.get('/openapi.json', { schema: { hide: true, response: { 200: z.unknown() } } }, async () => app.swagger());
     await scope.register(fastifySwaggerUi, { routePrefix: '/docs' });
   });

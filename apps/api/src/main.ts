@@ -8,6 +8,7 @@
 //   MONOCORE_API_VOLUME_ROOTS  host paths REST bodies may mount (":" or "," separated; default none)
 //   MONOCORE_API_PORTS         host ports REST bodies may publish (e.g. 8000-9000,3000; default 1024-65535)
 //   MONOCORE_API_REGISTRIES    loopback/private registries REST bodies may pull from (host[:port] or CIDR, "," separated)
+//   MONOCORE_API_MAX_UPLOAD    largest file/tar upload to a sandbox or service, bytes (default 1 GiB)
 //   MONOCORE_LOG_LEVEL         pino level (default info), JSON to stdout
 import { pino } from 'pino';
 import { isMonocoreError } from '@monocore/engine';
@@ -28,7 +29,14 @@ async function main(): Promise<void> {
     process.stderr.write(`monocore-api: MONOCORE_API_PORT must be a port number, got "${env.MONOCORE_API_PORT}"\n`);
     process.exit(2);
   }
+  const maxUpload = env.MONOCORE_API_MAX_UPLOAD !== undefined ? Number(env.MONOCORE_API_MAX_UPLOAD) : undefined;
+  if (maxUpload !== undefined && (!Number.isSafeInteger(maxUpload) || maxUpload < 1)) {
+    process.stderr.write(`monocore-api: MONOCORE_API_MAX_UPLOAD must be a positive number of bytes, got "${env.MONOCORE_API_MAX_UPLOAD}"
+`);
+    process.exit(2);
+  }
   const api = await startApi({
+    ...(maxUpload !== undefined ? { maxUploadBytes: maxUpload } : {}),
     redisUrl,
     host: env.MONOCORE_API_HOST ?? DEFAULT_API_HOST,
     port,

@@ -1,7 +1,8 @@
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 import { Redis } from 'ioredis';
 import { isIP } from 'node:net';
-import { MonocoreError, Orchestrator, StateStore, type JobTuning } from '@monocore/engine';
+import { MonocoreError, Orchestrator, RelayClient, SandboxControl, StateStore, type JobTuning } from '@monocore/engine';
+import { pino } from 'pino';
 import type { Logger } from 'pino';
 import { buildApi, type BuildApiOptions } from './build-api.js';
 import { QueueDiscovery } from './queue-discovery.js';
@@ -25,6 +26,10 @@ export interface StartApiOptions {
   maxWaitMs?: number;
   /** Job tuning passed to the orchestrator (tests shorten backoffs). */
   jobs?: Partial<JobTuning>;
+  /** Largest file or tar upload, bytes (MONOCORE_API_MAX_UPLOAD). Default 1 GiB. */
+  maxUploadBytes?: number;
+  /** How long ended sandboxes stay readable, ms (default 1 hour). */
+  sandboxRetentionMs?: number;
 }
 
 export interface RunningApi {
@@ -76,9 +81,29 @@ export async function startApi(options: StartApiOptions): Promise<RunningApi> {
     ...(options.logger ? { logger: options.logger } : {}),
     ...(options.jobs ? { jobs: options.jobs } : {}),
   });
+  // Sandboxes and exec/files: a connection of their own (calls are latency-sensitive) and this process's relay inbox.
+  const sandboxConnection = new Redis(options.redisUrl, { maxRetriesPerRequest: 3 });
+  sandboxConnection.on('error', () => undefined); // reconnects; calls fail while Redis is away
+  const relayLogger = options.logger ?? pino({ level: 'silent' });
+  const relay = await RelayClient.open({ redis: sandboxConnection, logger: relayLogger });
+  const sandboxes = new SandboxControl({
+    redis: sandboxConnection,
+    relay,
+    logger: relayLogger,
+    ...(options.sandboxRetentionMs !== undefined ? { retentionMs: options.sandboxRetentionMs } : {}),
+    ...(options.jobs?.pullAttempts !== undefined ? { pullAttempts: options.jobs.pullAttempts } : {}),
+    ...(options.jobs?.pullBackoffMs !== undefined ? { pullBackoffMs: options.jobs.pullBackoffMs } : {}),
+  });
+  const closeSandboxes = async (): Promise<void> => {
+    await sandboxes.close();
+    await relay.close();
+    await sandboxConnection.quit().catch(() => sandboxConnection.disconnect());
+  };
   const discovery = new QueueDiscovery(probe, queueConnection);
   const buildOptions: BuildApiOptions = {
     orchestrator,
+    sandboxes,
+    ...(options.maxUploadBytes !== undefined ? { maxUploadBytes: options.maxUploadBytes } : {}),
     queues: await discovery.discover(),
     discoverQueues: () => discovery.discover(),
     loopbackOnly: isLoopback(host),
@@ -101,6 +126,7 @@ export async function startApi(options: StartApiOptions): Promise<RunningApi> {
     await app.listen({ host, port });
   } catch (err) {
     await discovery.close();
+    await closeSandboxes();
     await orchestrator.close();
     probe.disconnect();
     queueConnection.disconnect();
@@ -117,6 +143,7 @@ export async function startApi(options: StartApiOptions): Promise<RunningApi> {
       (closing ??= (async () => {
         await app.close();
         await discovery.close();
+        await closeSandboxes();
         await orchestrator.close();
         await probe.quit().catch(() => probe.disconnect());
         await queueConnection.quit().catch(() => queueConnection.disconnect());

@@ -15,11 +15,14 @@ import {
   QUEUE_PREFIX,
   QemuBackend,
   QueueNames,
+  RelayServer,
+  SandboxStore,
   StateStore,
   VERSION,
   cleanupEgressOrphans,
   cleanupOrphans,
   leaseTiming,
+  sandboxOfSubject,
   type HostInfo,
   type JobTuning,
   type LogRetentionPolicy,
@@ -35,6 +38,10 @@ import { createDeployProcessor } from './processors/deployment.js';
 import { createRemoveProcessor } from './processors/remove-service.js';
 import { createStartProcessor } from './processors/start-service.js';
 import { createStopProcessor } from './processors/stop-service.js';
+import { createSandboxExpireProcessor } from './processors/expire-sandbox.js';
+import { createSandboxStartProcessor } from './processors/start-sandbox.js';
+import { relayHost } from './relay-host.js';
+import { SandboxHost } from './sandbox-host.js';
 import { Supervisor, type ServiceBackend } from './supervisor.js';
 import { keyedMutex, promoteGates, queueCache, type WorkerContext } from './worker-context.js';
 
@@ -77,6 +84,8 @@ export interface StartWorkerOptions {
   restartResetMs?: number;
   bootTimeoutMs?: number;
   stopTimeoutMs?: number;
+  /** How long ended sandboxes stay readable (default 1 hour). */
+  sandboxRetentionMs?: number;
   /** Concurrent start/stop jobs on this host (default 4). */
   concurrency?: number;
   /** Run the puller for this host in this process (default true). */
@@ -88,6 +97,8 @@ export interface StartWorkerOptions {
 export interface MonocoreWorker {
   readonly hostId: string;
   readonly supervisor: Supervisor;
+  readonly sandboxes: SandboxHost;
+  readonly relay: RelayServer;
   readonly liveness: HostLiveness;
   /**
    * Graceful: stop taking jobs, let running jobs finish, stop every VM, and
@@ -127,7 +138,10 @@ export async function startWorker(options: StartWorkerOptions): Promise<Monocore
     // What the backend really uses after its boot probe (a KVM that failed the probe reports tcg).
     accel,
     version: VERSION,
+    // Fixed for this process: with the pid it names this worker's incarnation (relay callers notice a restart by it).
+    startedAt: new Date().toISOString(),
   };
+  const worker = `${process.pid}@${info.startedAt}`;
   const state = new StateStore(redis);
   const metrics = new MetricsRecorder(redis, { labels: { host: hostId }, logger });
   const queues = queueCache(redis);
@@ -144,11 +158,19 @@ export async function startWorker(options: StartWorkerOptions): Promise<Monocore
     timing,
     logger,
     usage: () => {
-      const used = supervisor.usage();
+      const used = usage();
       return { freeCpus: info.cpus - used.cpus, freeRamMib: info.ramMib - used.ramMib };
     },
-    fence: (name, epoch) => supervisor.fence(name, epoch),
-    reclaim: (name, epoch) => reclaimFenced(ctx, reaper, name, epoch),
+    // A lease subject is a service name or `sandbox:<id>`.
+    fence: (name, epoch) => {
+      const sb = sandboxOfSubject(name);
+      if (sb === undefined) supervisor.fence(name, epoch);
+      else sandboxes.fence(sb, epoch);
+    },
+    reclaim: (name, epoch) => {
+      const sb = sandboxOfSubject(name);
+      return sb === undefined ? reclaimFenced(ctx, reaper, name, epoch) : sandboxes.reclaimFenced(sb, epoch);
+    },
   });
   const supervisor: Supervisor = new Supervisor({
     hostId,
@@ -167,6 +189,23 @@ export async function startWorker(options: StartWorkerOptions): Promise<Monocore
     onRelease: (name, epoch) => liveness.release(name, epoch),
     metrics,
   });
+  const sandboxStore = new SandboxStore(redis, options.sandboxRetentionMs);
+  const sandboxes: SandboxHost = new SandboxHost({
+    hostId,
+    home,
+    backend,
+    store: sandboxStore,
+    logger,
+    queue: (name) => queues.get(name),
+    mayRun: (subject, epoch) => liveness.holds(subject, epoch),
+    release: (subject, epoch) => liveness.release(subject, epoch),
+    ...(options.bootTimeoutMs !== undefined ? { bootTimeoutMs: options.bootTimeoutMs } : {}),
+  });
+  const usage = (): { cpus: number; ramMib: number } => {
+    const a = supervisor.usage();
+    const b = sandboxes.usage();
+    return { cpus: a.cpus + b.cpus, ramMib: a.ramMib + b.ramMib };
+  };
   const flows = new FlowProducer({ connection: redis, prefix: QUEUE_PREFIX });
   flows.on('error', (err: Error) => logger.debug({ err: err.message }, 'flow producer error'));
   const ctx: WorkerContext = {
@@ -177,6 +216,11 @@ export async function startWorker(options: StartWorkerOptions): Promise<Monocore
     hosts: new HostRegistry(redis),
     images: new ImageStore(home),
     supervisor,
+    sandboxes,
+    sandboxStore,
+    relay: undefined as unknown as RelayServer, // set below, before any job runs
+    worker,
+    usage,
     liveness,
     logger,
     metrics,
@@ -191,6 +235,10 @@ export async function startWorker(options: StartWorkerOptions): Promise<Monocore
 
   await liveness.start();
   await recoverAfterRestart(ctx, reaper);
+  const lostSandboxes = await sandboxes.recoverAfterRestart(await sandboxStore.list());
+  if (lostSandboxes.length > 0) logger.warn({ sandboxes: lostSandboxes }, 'sandboxes of the previous worker process are lost');
+  const relay = await RelayServer.start({ redis, hostId, host: relayHost(ctx), logger });
+  ctx.relay = relay;
 
   const hostProcessor = hostJobProcessor(ctx);
   const adopter = new QueueAdopter(redis, ctx.hosts, hostProcessor, logger);
@@ -209,7 +257,7 @@ export async function startWorker(options: StartWorkerOptions): Promise<Monocore
 
   // Housekeeping on the heartbeat's period: reap dead hosts (and adopt their queues), delete the
   // files of services that left this host, sample VM usage.
-  const usage = new VmUsageSampler();
+  const sampler = new VmUsageSampler();
   let housekeeping = false;
   const housekeepingTimer = setInterval(() => {
     if (housekeeping) return;
@@ -221,9 +269,9 @@ export async function startWorker(options: StartWorkerOptions): Promise<Monocore
       await adopter.tick();
       await removeStrayServiceFiles(ctx);
       const pids = supervisor.pids();
-      usage.retain(new Set(pids.map((p) => p.pid)));
+      sampler.retain(new Set(pids.map((p) => p.pid)));
       for (const { name, pid } of pids) {
-        const m = usage.sample(pid);
+        const m = sampler.sample(pid);
         if (m) await state.update(name, { cpu_percent: m.cpuPercent, memory_bytes: m.memoryBytes });
       }
     })()
@@ -237,6 +285,8 @@ export async function startWorker(options: StartWorkerOptions): Promise<Monocore
   return {
     hostId,
     supervisor,
+    sandboxes,
+    relay,
     liveness,
     async close(closeOptions: { handBack?: boolean } = {}) {
       if (closed) return;
@@ -246,6 +296,8 @@ export async function startWorker(options: StartWorkerOptions): Promise<Monocore
       await Promise.all(workers.map((w) => w.close().catch(() => undefined)));
       await adopter.close();
       if (puller) await puller.close().catch(() => undefined);
+      await relay.close();
+      await sandboxes.stopAll();
       const held = await supervisor.stopAll();
       await liveness.stop();
       await ctx.hosts.unregister(hostId).catch(() => undefined);
@@ -304,7 +356,14 @@ function hostJobProcessor(ctx: WorkerContext): (job: Job, token?: string) => Pro
   const start = createStartProcessor(ctx);
   const stop = createStopProcessor(ctx);
   const remove = createRemoveProcessor(ctx);
+  const sandboxStart = createSandboxStartProcessor(ctx);
+  const sandboxExpire = createSandboxExpireProcessor(ctx);
   return async (job, token) => {
+    const sandbox = (job.data as { sandbox?: unknown }).sandbox;
+    if (typeof sandbox === 'string') {
+      if (job.name === 'sandbox-start') return ctx.serial(`sandbox:${sandbox}`, () => sandboxStart(job, token));
+      if (job.name === 'sandbox-expire') return ctx.serial(`sandbox:${sandbox}`, () => sandboxExpire(job, token));
+    }
     const service = (job.data as { service?: unknown }).service;
     const key = typeof service === 'string' ? service : `job:${job.id}`;
     if (job.name === 'start') return ctx.serial(key, () => start(job, token));

@@ -100,6 +100,12 @@ export class Supervisor {
     return [...this.#services.keys()];
   }
 
+  /** The VM of a service running here (exec and files go to its agent), or undefined. */
+  runningHandle(name: string): VmHandle | undefined {
+    const e = this.#services.get(name);
+    return e?.phase.kind === 'running' ? e.phase.handle : undefined;
+  }
+
   /** Live hypervisor pids per service (for usage sampling). */
   pids(): Array<{ name: string; pid: number }> {
     const out: Array<{ name: string; pid: number }> = [];

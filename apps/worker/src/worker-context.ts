@@ -10,9 +10,12 @@ import {
   type LeaseTiming,
   type MetricsRecorder,
   type MonocoreHome,
+  type RelayServer,
+  type SandboxStore,
   type StateStore,
 } from '@monocore/engine';
 import type { HostLiveness } from './host-liveness.js';
+import type { SandboxHost } from './sandbox-host.js';
 import type { Supervisor } from './supervisor.js';
 
 /** What every processor of this worker shares. */
@@ -24,6 +27,15 @@ export interface WorkerContext {
   hosts: HostRegistry;
   images: ImageStore;
   supervisor: Supervisor;
+  /** The sandbox VMs of this host. */
+  sandboxes: SandboxHost;
+  sandboxStore: SandboxStore;
+  /** Exec and file calls from API processes (docs/RELAY.md). */
+  relay: RelayServer;
+  /** `<pid>@<started_at>` of this worker process, as its host hash says (callers notice a restart by it). */
+  worker: string;
+  /** Cpus and RAM of every VM held here: services and sandboxes. */
+  usage(): { cpus: number; ramMib: number };
   logger: Logger;
   /** Durations and counters of this host, recorded into Redis for GET /metrics (labelled with the host). */
   metrics: MetricsRecorder;

@@ -98,8 +98,9 @@ export const StateEventSchema = z
   .object({
     id: z.string().describe('Redis stream id; resend as Last-Event-ID (or ?since=) to resume'),
     time: z.string(),
-    kind: z.enum(['transition', 'deployment', 'host']),
+    kind: z.enum(['transition', 'deployment', 'host', 'sandbox']).describe('sandbox: a sandbox changed status (sandbox, from, to, detail = the reason)'),
     service: z.string().optional(),
+    sandbox: z.string().optional().describe('kind sandbox: the sandbox id'),
     from: z.string().optional(),
     to: z.string().optional(),
     host: z.string().optional(),
@@ -172,6 +173,10 @@ export const EventsQuerySchema = z.strictObject({
     .optional()
     .describe('resume after this event id (also read from the Last-Event-ID header); default: only new events'),
   services: NameList.optional().describe('only events of these services'),
+  sandboxes: z
+    .preprocess((v) => (typeof v === 'string' ? v.split(',') : v), z.array(z.string().regex(/^sb-[a-z0-9]{12}$/)).max(1024))
+    .optional()
+    .describe('only events of these sandboxes (comma-separated ids)'),
   deployment: z.string().min(1).max(128).optional().describe('only events of this deployment'),
 });
 

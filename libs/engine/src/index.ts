@@ -12,3 +12,4 @@ export * from './state/index.js';
 export * from './orchestration/index.js';
 export * from './observability/index.js';
 export * from './relay/index.js';
+export * from './sandbox/index.js';

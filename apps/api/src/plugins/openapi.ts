@@ -20,7 +20,8 @@ export async function registerOpenApi(app: FastifyInstance, withAuth: boolean): 
         version: VERSION,
       },
       tags: [
-        { name: 'services', description: 'deploy, stop, inspect services' },
+        { name: 'services', description: 'deploy, stop, inspect services; exec and files in running services' },
+        { name: 'sandboxes', description: 'long-lived microVMs for interaction: create, exec, files, delete' },
         { name: 'hosts', description: 'the worker hosts services run on' },
         { name: 'meta', description: 'health, metrics and documentation' },
       ],

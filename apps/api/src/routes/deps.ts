@@ -1,6 +1,6 @@
 import type { OrchestratorApi } from '../orchestrator-port.js';
 import type { FastifyRequest } from 'fastify';
-import type { RegistryPolicy } from '@monocore/engine';
+import type { RegistryPolicy, SandboxApi } from '@monocore/engine';
 import type { PortPolicy } from '../port-policy.js';
 import type { VolumePolicy } from '../volume-policy.js';
 
@@ -23,4 +23,8 @@ export interface RouteDeps {
   lastEventId?: () => Promise<string>;
   /** Upper bound for wait=true (and the default when no timeout is given), ms. */
   maxWaitMs: number;
+  /** Sandboxes, and exec and files of sandboxes and services (routes registered only when given). */
+  sandboxes?: SandboxApi;
+  /** Largest file or tar upload, bytes (MONOCORE_API_MAX_UPLOAD, default 1 GiB). */
+  maxUploadBytes?: number;
 }

@@ -25,18 +25,20 @@ export const eventsRoutes: FastifyPluginAsyncZod<RouteDeps> = async (app, deps) 
       },
     },
     async (request, reply) => {
-      const { services, deployment } = request.query;
+      const { services, sandboxes, deployment } = request.query;
       const lastEventId = request.headers['last-event-id'];
       const since =
         request.query.since ??
         (typeof lastEventId === 'string' && /^\d+-\d+$/.test(lastEventId) ? lastEventId : undefined) ??
         (deps.lastEventId ? await deps.lastEventId() : undefined);
       const only = services ? new Set(services) : undefined;
+      const onlySandboxes = sandboxes ? new Set(sandboxes) : undefined;
       const sse = new SseStream(reply);
       try {
         for await (const event of deps.orchestrator.events({ signal: sse.signal, ...(since !== undefined ? { since } : {}) })) {
           if (sse.signal.aborted) break;
           if (only && (event.service === undefined || !only.has(event.service))) continue;
+          if (onlySandboxes && (event.sandbox === undefined || !onlySandboxes.has(event.sandbox))) continue;
           if (deployment !== undefined && event.deploymentId !== deployment) continue;
           await sse.send('state', event, event.id);
         }

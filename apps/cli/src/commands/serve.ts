@@ -46,7 +46,8 @@ Environment:
   MONOCORE_API_PORTS         host ports REST bodies may publish (e.g. 8000-9000,3000; default 1024-65535)
   MONOCORE_API_REGISTRIES    loopback/private registries REST bodies may pull from (host[:port] or CIDR,
                              "," separated); link-local (cloud metadata) never; loopback by default while
-                             serve listens on loopback`,
+                             serve listens on loopback
+  MONOCORE_API_MAX_UPLOAD    largest file/tar upload to a sandbox or service, bytes (default 1 GiB)`,
     )
     .action(async (opts: ServeOptions) => {
       const port = opts.port === undefined ? defaultApiPort() : Number(opts.port);
@@ -158,6 +159,7 @@ Environment:
           allowedVolumeRoots: volumeRoots,
           ...(process.env.MONOCORE_API_PORTS !== undefined ? { allowedPorts: process.env.MONOCORE_API_PORTS } : {}),
           ...(process.env.MONOCORE_API_REGISTRIES !== undefined ? { allowedRegistries: process.env.MONOCORE_API_REGISTRIES } : {}),
+          ...(process.env.MONOCORE_API_MAX_UPLOAD !== undefined ? { maxUploadBytes: Number(process.env.MONOCORE_API_MAX_UPLOAD) } : {}),
           logger: logger.child({ name: 'api' }),
         });
         started.push({ name: 'api', close: () => api.close() });

@@ -81,7 +81,7 @@ export function createStartProcessor(ctx: WorkerContext) {
 
     // Take only what fits: placement accounts for this, but the host checks what it really runs.
     {
-      const used = ctx.supervisor.usage();
+      const used = ctx.usage();
       const replaced = ctx.supervisor.usageOf(name);
       const needCpus = rec.cpus;
       const needRam = rec.ramMib;

@@ -12,6 +12,7 @@ import { join, resolve } from 'node:path';
  *   oci/leases/<pid>-<id>.json      digests an in-flight pull needs (prune keeps them)
  *   rootfs/images/<digest-hex>/     unpacked read-only rootfs, one per image (by manifest digest)
  *   services/<name>/                per-service writable layer and VM files
+ *   sandboxes/<id>/                 per-sandbox writable disk and VM files (deleted when it ends)
  *   run/                            pid files, sockets of running VMs; daemon.json + daemon.lock
  *                                   (the local daemon the CLI starts, apps/cli/src/daemon)
  *   log/<name>.stdout.log …         service logs
@@ -37,6 +38,7 @@ export class MonocoreHome {
   get leasesDir(): string { return join(this.root, 'oci', 'leases'); }
   get imageRootfsDir(): string { return join(this.root, 'rootfs', 'images'); }
   get servicesDir(): string { return join(this.root, 'services'); }
+  get sandboxesDir(): string { return join(this.root, 'sandboxes'); }
   get runDir(): string { return join(this.root, 'run'); }
   get logDir(): string { return join(this.root, 'log'); }
   get kernelDir(): string { return join(this.root, 'kernel'); }
@@ -45,6 +47,7 @@ export class MonocoreHome {
   get registriesFile(): string { return join(this.root, 'registries.toml'); }
 
   serviceDir(name: string): string { return join(this.servicesDir, name); }
+  sandboxDir(id: string): string { return join(this.sandboxesDir, id); }
   /** Written (0600) by `monocore serve`: the local CLI's credential, trusted like a local config file (apps/api). */
   get apiLocalTokenPath(): string { return join(this.root, 'run', 'api-local.token'); }
   /** Redis data of the Redis `monocore serve` embeds when no MONOCORE_REDIS_URL is given. */

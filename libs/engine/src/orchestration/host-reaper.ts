@@ -3,7 +3,8 @@ import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { MonocoreError } from '../errors/index.js';
 import { HostRegistry } from '../state/host-registry.js';
-import { Keys } from '../state/keys.js';
+import { SandboxStore } from '../sandbox/sandbox-store.js';
+import { Keys, sandboxOfSubject } from '../state/keys.js';
 import type { ServiceRecord } from '../state/service-record.js';
 import { StateStore } from '../state/state-store.js';
 import { placeServices, type PlacementRequest } from './placement.js';
@@ -25,6 +26,8 @@ export interface ReapResult {
   /** Hosts declared dead in this round (their queues may still hold jobs: see the worker's adopter). */
   reaped: string[];
   lost: string[];
+  /** Sandboxes of the reaped hosts, now `lost` (they are never rescheduled). */
+  lostSandboxes: string[];
   rescheduled: Array<{ service: string; host: string; epoch: number }>;
   unplaced: string[];
 }
@@ -43,12 +46,14 @@ export interface ReapResult {
 export class HostReaper {
   readonly state: StateStore;
   readonly hosts: HostRegistry;
+  readonly sandboxes: SandboxStore;
   readonly #missingSince = new Map<string, number>();
   readonly #flows: FlowProducer;
 
   constructor(readonly options: ReaperOptions) {
     this.state = new StateStore(options.redis);
     this.hosts = new HostRegistry(options.redis);
+    this.sandboxes = new SandboxStore(options.redis);
     this.#flows = new FlowProducer({ connection: options.redis, prefix: QUEUE_PREFIX });
     this.#flows.on('error', (err: Error) => options.logger.debug({ err: err.message }, 'reaper flow producer error'));
   }
@@ -64,7 +69,7 @@ export class HostReaper {
    * the host unregistered and stopped its VMs.
    */
   async handBack(host: string, names: readonly string[]): Promise<ReapResult> {
-    const result: ReapResult = { reaped: [], lost: [], rescheduled: [], unplaced: [] };
+    const result: ReapResult = { reaped: [], lost: [], lostSandboxes: [], rescheduled: [], unplaced: [] };
     const recs = await this.state.getSummary([...names]);
     const toPlace: ServiceRecord[] = [];
     for (const r of recs.values()) {
@@ -79,7 +84,7 @@ export class HostReaper {
   }
 
   async reapOnce(now = Date.now()): Promise<ReapResult> {
-    const result: ReapResult = { reaped: [], lost: [], rescheduled: [], unplaced: [] };
+    const result: ReapResult = { reaped: [], lost: [], lostSandboxes: [], rescheduled: [], unplaced: [] };
     const all = await this.hosts.list();
     const dead: string[] = [];
     for (const h of all) {
@@ -120,6 +125,18 @@ export class HostReaper {
           if (r.host === host && r.desired === 'stopped' && (LOSABLE.has(r.status) || r.status === 'stopping')) {
             await this.state.tryTransition(r.name, { status: 'stopped' }, { host, epoch: r.epoch, detail: `host ${host} lost`, clear: ['pid'] });
           }
+        }
+        // Sandboxes are never moved: their state died with the host.
+        const allocations = all.find((h) => h.id === host)?.allocations ?? {};
+        for (const key of Object.keys(allocations)) {
+          const sb = sandboxOfSubject(key);
+          if (sb === undefined) continue;
+          const ok = await this.sandboxes.tryTransition(sb, host, 'lost', {
+            host,
+            detail: `its worker host "${host}" stopped heartbeating`,
+            fields: { code: 'MC_SANDBOX_LOST' },
+          });
+          if (ok !== null) result.lostSandboxes.push(sb);
         }
         // Everything that was stopped or failed there just loses its host.
         await this.hosts.unregister(host);

@@ -10,6 +10,8 @@ export {
   GateJobDataSchema,
   DeployJobDataSchema,
   ExpandJobDataSchema,
+  SandboxStartJobDataSchema,
+  SandboxExpireJobDataSchema,
 } from './queues.js';
 export type {
   PullJobData,
@@ -20,6 +22,8 @@ export type {
   GateJobData,
   DeployJobData,
   ExpandJobData,
+  SandboxStartJobData,
+  SandboxExpireJobData,
 } from './queues.js';
 export { Orchestrator, DEFAULT_JOB_TUNING, newDeploymentId } from './orchestrator.js';
 export { shapeDag, buildFlowTree, countFlowJobs } from './flow-builder.js';

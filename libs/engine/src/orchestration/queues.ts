@@ -123,6 +123,26 @@ export const ExpandJobDataSchema = z.strictObject({
 });
 export type ExpandJobData = z.infer<typeof ExpandJobDataSchema>;
 
+/** `sandbox-start` (queue `host-<id>`): boot a sandbox placed on this host, after its pull child. */
+export const SandboxStartJobDataSchema = z.strictObject({
+  sandbox: z.string().regex(/^sb-[a-z0-9]{12}$/),
+  host: z.string().min(1),
+  epoch: z.number().int().nonnegative(),
+});
+export type SandboxStartJobData = z.infer<typeof SandboxStartJobDataSchema>;
+
+/**
+ * `sandbox-expire` (queue `host-<id>`, delayed): end the sandbox as expired.
+ * `timeout`: its maximum life; `idle`: no exec or file call for idle_timeout_s
+ * (the job re-delays itself when there was activity meanwhile).
+ */
+export const SandboxExpireJobDataSchema = z.strictObject({
+  sandbox: z.string().regex(/^sb-[a-z0-9]{12}$/),
+  host: z.string().min(1),
+  why: z.enum(['timeout', 'idle']),
+});
+export type SandboxExpireJobData = z.infer<typeof SandboxExpireJobDataSchema>;
+
 /** What a completed start job returns. */
 export interface StartJobResult {
   service: string;
@@ -139,4 +159,7 @@ export const JobIds = {
   gate: (deploymentId: string, parent: string, target: string): string => `${deploymentId}.gate.${parent}.${target}`,
   reschedule: (deploymentId: string, service: string, epoch: number): string =>
     `${deploymentId}.restart.${service}.e${epoch}`,
+  sandboxStart: (sandbox: string): string => `${sandbox}.start`,
+  sandboxPull: (sandbox: string): string => `${sandbox}.pull`,
+  sandboxExpire: (sandbox: string, why: 'timeout' | 'idle'): string => `${sandbox}.${why}`,
 } as const;

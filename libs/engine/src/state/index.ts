@@ -10,7 +10,7 @@ export {
   formatState,
 } from './service-state.js';
 export type { ServiceStatusName, ServiceState } from './service-state.js';
-export { Keys, HASH_TAG, STREAM_CAPS } from './keys.js';
+export { Keys, HASH_TAG, STREAM_CAPS, sandboxSubject, sandboxOfSubject, leaseRecordKey } from './keys.js';
 export { StateStore } from './state-store.js';
 export type { TransitionOptions } from './state-store.js';
 export { HostRegistry, heartbeatAgeMs } from './host-registry.js';

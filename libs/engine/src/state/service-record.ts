@@ -1,3 +1,4 @@
+import type { SandboxStatus } from '@monocore/api-schemas';
 import type { ServiceStatusName } from './service-state.js';
 
 /**
@@ -11,11 +12,16 @@ export interface StateEvent {
   /** Redis stream id; pass it back as `since` to resume. */
   id: string;
   time: string;
-  /** 'transition' for state changes; 'deployment' for request-level events; 'host' for host (un)registration. */
-  kind: 'transition' | 'deployment' | 'host';
+  /**
+   * 'transition' for service state changes; 'deployment' for request-level events; 'host' for host
+   * (un)registration; 'sandbox' for sandbox state changes (`sandbox`, `from`, `to`, `detail` = the reason).
+   */
+  kind: 'transition' | 'deployment' | 'host' | 'sandbox';
   service?: string;
-  from?: ServiceStatusName;
-  to?: ServiceStatusName;
+  sandbox?: string;
+  /** A service status, or a sandbox status for kind 'sandbox'. */
+  from?: ServiceStatusName | SandboxStatus;
+  to?: ServiceStatusName | SandboxStatus;
   host?: string;
   deploymentId?: string;
   detail?: string;
@@ -129,8 +135,9 @@ export function parseStateEvent(id: string, fields: string[]): StateEvent {
   for (let i = 0; i + 1 < fields.length; i += 2) f[fields[i]!] = fields[i + 1]!;
   const e: StateEvent = { id, time: f.time ?? '', kind: (f.kind as StateEvent['kind']) ?? 'transition' };
   if (f.service) e.service = f.service;
-  if (f.from) e.from = f.from as ServiceStatusName;
-  if (f.to) e.to = f.to as ServiceStatusName;
+  if (f.sandbox) e.sandbox = f.sandbox;
+  if (f.from) e.from = f.from as ServiceStatusName | SandboxStatus;
+  if (f.to) e.to = f.to as ServiceStatusName | SandboxStatus;
   if (f.host) e.host = f.host;
   if (f.deployment) e.deploymentId = f.deployment;
   if (f.detail) e.detail = f.detail;

@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
 import { MonocoreError } from '../errors/index.js';
-import { Keys, STREAM_CAPS } from './keys.js';
+import { Keys, STREAM_CAPS, leaseRecordKey } from './keys.js';
 import { LuaScripts, type LuaScript } from './scripts/lua-scripts.js';
 import { allowedSources, assertTransition, type ServiceState, type ServiceStatusName } from './service-state.js';
 import { parseServiceRecord, parseStateEvent, type ServiceRecord, type StateEvent } from './service-record.js';
@@ -256,6 +256,7 @@ export class StateStore {
   }
 
   // --- leases (fencing) ------------------------------------------------------
+  // `name` is a lease subject: a service name, or `sandbox:<id>` (keys.ts leaseRecordKey).
 
   /** 'held' | { holder, pttl } (someone else's lease is live) | 'stale' (the service was reassigned). */
   async acquireLease(
@@ -264,7 +265,7 @@ export class StateStore {
     epoch: number,
     ttlMs: number,
   ): Promise<'held' | 'stale' | { holder: string; pttlMs: number }> {
-    const res = (await this.run(LuaScripts.acquireLease, [Keys.lease(name), Keys.service(name)], [host, epoch, ttlMs])) as Array<
+    const res = (await this.run(LuaScripts.acquireLease, [Keys.lease(name), leaseRecordKey(name)], [host, epoch, ttlMs])) as Array<
       number | string
     >;
     const code = Number(res[0]);
@@ -274,7 +275,7 @@ export class StateStore {
   }
 
   async renewLease(name: string, host: string, epoch: number, ttlMs: number): Promise<boolean> {
-    return Number(await this.run(LuaScripts.renewLease, [Keys.lease(name), Keys.service(name)], [host, epoch, ttlMs])) === 1;
+    return Number(await this.run(LuaScripts.renewLease, [Keys.lease(name), leaseRecordKey(name)], [host, epoch, ttlMs])) === 1;
   }
 
   async releaseLease(name: string, host: string, epoch: number): Promise<boolean> {

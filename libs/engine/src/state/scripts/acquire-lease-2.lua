@@ -6,8 +6,9 @@
   service never runs on two hosts at once.
 
   Input:
-    KEYS[1] lease key           ({monocore}:lease:<name>)
-    KEYS[2] service hash        ({monocore}:service:<name>)
+    KEYS[1] lease key           ({monocore}:lease:<subject>)
+    KEYS[2] the subject's hash  ({monocore}:service:<name>, or {monocore}:sandbox:<id> for a
+                                sandbox: the same host and epoch fields)
 
     ARGV[1] host id
     ARGV[2] epoch

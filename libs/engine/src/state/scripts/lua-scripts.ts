@@ -39,4 +39,5 @@ export const LuaScripts = {
   renewLease: script('renew-lease-2.lua'),
   releaseLease: script('release-lease-1.lua'),
   readAllServices: script('read-all-services-1.lua'),
+  sandboxTransition: script('sandbox-transition-3.lua'),
 } as const;

@@ -4,8 +4,9 @@
   the lease of a service that was moved away (it would block the new owner).
 
   Input:
-    KEYS[1] lease key           ({monocore}:lease:<name>)
-    KEYS[2] service hash        ({monocore}:service:<name>)
+    KEYS[1] lease key           ({monocore}:lease:<subject>)
+    KEYS[2] the subject's hash  ({monocore}:service:<name>, or {monocore}:sandbox:<id> for a
+                                sandbox: the same host and epoch fields)
 
     ARGV[1] host id
     ARGV[2] epoch

@@ -1,0 +1,90 @@
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import {
+  CreateSandboxQuerySchema,
+  CreateSandboxRequestSchema,
+  ListSandboxesQuerySchema,
+  SandboxListSchema,
+  SandboxParamsSchema,
+  SandboxSchema,
+} from '@monocore/api-schemas';
+import { errorResponses } from '../schemas/common.js';
+import type { RouteDeps } from './deps.js';
+
+const sandboxErrors = { ...errorResponses, 409: errorResponses[400], 410: errorResponses[400], 503: errorResponses[500], 504: errorResponses[500] };
+
+/** POST/GET /sandboxes, GET/DELETE /sandboxes/:id (docs/API.md "Sandboxes"). */
+export const sandboxRoutes: FastifyPluginAsyncZod<RouteDeps> = async (app, deps) => {
+  const sandboxes = deps.sandboxes!;
+
+  app.post(
+    '/sandboxes',
+    {
+      schema: {
+        summary: 'Create a sandbox',
+        description:
+          'Places a microVM on a host with room, pulls the image there, boots it with the guest agent and answers 201 once ' +
+          'it accepts commands (202 at once with wait=false). A failed pull fails the call with the registry\'s reason and ' +
+          'code; images only from public registries or those in MONOCORE_API_REGISTRIES (400 MC_OCI_REGISTRY_REFUSED).',
+        tags: ['sandboxes'],
+        querystring: CreateSandboxQuerySchema,
+        body: CreateSandboxRequestSchema,
+        response: { 201: SandboxSchema, 202: SandboxSchema, ...sandboxErrors },
+      },
+    },
+    async (request, reply) => {
+      const body = request.body;
+      const local = deps.isLocal(request);
+      if (!local) await deps.registryPolicy.check([{ field: 'image', reference: body.image }]);
+      const wait = request.query.wait !== false;
+      const gone = new AbortController();
+      reply.raw.on('close', () => gone.abort());
+      const sandbox = await sandboxes.create(body, {
+        wait,
+        timeoutMs: deps.maxWaitMs,
+        signal: gone.signal,
+        ...(local ? {} : { registryPolicy: deps.registryPolicy.data }),
+      });
+      return reply.code(wait ? 201 : 202).send(sandbox);
+    },
+  );
+
+  app.get(
+    '/sandboxes',
+    {
+      schema: {
+        summary: 'Every sandbox (ended ones during the retention period), oldest first',
+        tags: ['sandboxes'],
+        querystring: ListSandboxesQuerySchema,
+        response: { 200: SandboxListSchema, ...errorResponses },
+      },
+    },
+    async (request) => ({ sandboxes: await sandboxes.list(request.query.status ? { status: request.query.status } : {}) }),
+  );
+
+  app.get(
+    '/sandboxes/:id',
+    {
+      schema: {
+        summary: 'One sandbox',
+        tags: ['sandboxes'],
+        params: SandboxParamsSchema,
+        response: { 200: SandboxSchema, ...errorResponses },
+      },
+    },
+    async (request) => sandboxes.get(request.params.id),
+  );
+
+  app.delete(
+    '/sandboxes/:id',
+    {
+      schema: {
+        summary: 'Delete a sandbox',
+        description: 'Kills its VM, deletes its disk and releases its lease and capacity; answers with the final record. Idempotent.',
+        tags: ['sandboxes'],
+        params: SandboxParamsSchema,
+        response: { 200: SandboxSchema, ...sandboxErrors },
+      },
+    },
+    async (request) => sandboxes.delete(request.params.id),
+  );
+};

@@ -1,0 +1,311 @@
+import { randomBytes } from 'node:crypto';
+import { FlowProducer, type FlowJob } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import type { CreateSandboxRequestSchema, Sandbox } from '@monocore/api-schemas';
+import type { z } from 'zod';
+import { ErrorCodes } from '../errors/codes.js';
+import { MonocoreError, isMonocoreError } from '../errors/index.js';
+import type { RegistryPolicyData } from '../oci/registry-policy.js';
+import { placeServices } from '../orchestration/placement.js';
+import {
+  JobIds,
+  QUEUE_PREFIX,
+  QueueNames,
+  type PullJobData,
+  type SandboxExpireJobData,
+  type SandboxStartJobData,
+} from '../orchestration/queues.js';
+import type { RelayCall, RelayClient } from '../relay/relay-client.js';
+import { describeTarget, type RelayOp, type RelayTarget } from '../relay/relay-protocol.js';
+import { HostRegistry } from '../state/host-registry.js';
+import { Keys } from '../state/keys.js';
+import { toSandbox, type SandboxRecord } from './sandbox-record.js';
+import { isEndedSandboxStatus, type SandboxStatus } from './sandbox-state.js';
+import { SandboxStore, notFound } from './sandbox-store.js';
+
+/** A create request after validation (defaults applied). */
+export type CreateSandboxInput = z.output<typeof CreateSandboxRequestSchema>;
+
+export interface SandboxControlOptions {
+  /** The API's shared connection. */
+  redis: Redis;
+  relay: RelayClient;
+  logger: Logger;
+  /** How long ended sandboxes stay readable (default 1 hour). */
+  retentionMs?: number;
+  /** Pull job attempts and backoff (tests shorten them). */
+  pullAttempts?: number;
+  pullBackoffMs?: number;
+}
+
+export interface CreateOptions {
+  /** A REST caller's registry policy: the puller checks every address it connects to. */
+  registryPolicy?: RegistryPolicyData;
+  /** Resolve once it runs (default true); false: right after it was recorded and queued. */
+  wait?: boolean;
+  timeoutMs?: number;
+  signal?: AbortSignal;
+}
+
+/** The sandbox operations the REST layer calls (apps/api routes/sandboxes.ts, exec.ts, files.ts). */
+export interface SandboxApi {
+  create(input: CreateSandboxInput, options?: CreateOptions): Promise<Sandbox>;
+  get(id: string): Promise<Sandbox>;
+  list(filter?: { status?: readonly SandboxStatus[] }): Promise<Sandbox[]>;
+  /** Kills the VM and deletes its disk; resolves with the final record. Idempotent. */
+  delete(id: string): Promise<Sandbox>;
+  /** Starts an exec or file call on a running sandbox or service (MC_SANDBOX_NOT_RUNNING, MC_ORCH_SERVICE_NOT_RUNNING…). */
+  call(target: RelayTarget, op: RelayOp): Promise<RelayCall>;
+}
+
+const ALPHABET = 'abcdefghijklmnopqrstuvwxyz0123456789';
+const KEEP = { age: 24 * 3600, count: 50_000 };
+const KEEP_FAILED = { age: 7 * 24 * 3600, count: 50_000 };
+
+export function newSandboxId(): string {
+  const bytes = randomBytes(12);
+  let s = 'sb-';
+  for (const b of bytes) s += ALPHABET[b % ALPHABET.length];
+  return s;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Sandboxes as the API sees them: placement (the same capacity-aware
+ * placement as services), the record, the BullMQ flow that pulls the image on
+ * the chosen host and boots the VM, the delayed expiry jobs, and calls to the
+ * VM through the relay. Holds no state of its own.
+ */
+export class SandboxControl implements SandboxApi {
+  readonly store: SandboxStore;
+  readonly hosts: HostRegistry;
+  readonly #o: SandboxControlOptions;
+  readonly #flows: FlowProducer;
+
+  constructor(options: SandboxControlOptions) {
+    this.#o = options;
+    this.store = new SandboxStore(options.redis, options.retentionMs);
+    this.hosts = new HostRegistry(options.redis);
+    this.#flows = new FlowProducer({ connection: options.redis, prefix: QUEUE_PREFIX });
+    this.#flows.on('error', (err: Error) => options.logger.warn({ err: err.message }, 'sandbox flow producer error'));
+  }
+
+  async create(input: CreateSandboxInput, options: CreateOptions = {}): Promise<Sandbox> {
+    const id = newSandboxId();
+    const now = Date.now();
+    const rec: SandboxRecord = {
+      id,
+      status: 'creating',
+      host: '',
+      epoch: 1,
+      image: input.image,
+      cpus: input.cpus,
+      ramMib: input.ram,
+      env: input.env ?? {},
+      network: input.network,
+      timeoutS: input.timeout_s,
+      createdAt: now,
+      lastActivityAt: now,
+    };
+    if (input.workdir !== undefined) rec.workdir = input.workdir;
+    if (input.user !== undefined) rec.user = input.user;
+    if (input.idle_timeout_s !== undefined) rec.idleTimeoutS = input.idle_timeout_s;
+
+    // Placed and recorded under the placement lock, so two creates (or an up) never count the same free RAM.
+    await this.hosts.withLock('placement', 10_000, async () => {
+      const alive = await this.hosts.alive();
+      const placement = placeServices([{ name: `sandbox:${id}`, cpus: rec.cpus, ramMib: rec.ramMib }], alive);
+      rec.host = placement.get(`sandbox:${id}`)!;
+      await this.store.create(rec);
+    });
+    await this.#flows.addBulk(this.#jobs(rec, options.registryPolicy));
+    this.#o.logger.info({ sandbox: id, host: rec.host, image: rec.image }, 'sandbox queued');
+    if (options.wait === false) return toSandbox(rec);
+    return this.#waitRunning(id, options.timeoutMs ?? 10 * 60_000, options.signal);
+  }
+
+  /** The start flow (its pull as child, on the same host) and the delayed expiry jobs, added atomically. */
+  #jobs(rec: SandboxRecord, registryPolicy?: RegistryPolicyData): FlowJob[] {
+    const host = rec.host;
+    const pull: PullJobData = { image: rec.image };
+    if (registryPolicy) pull.registryPolicy = registryPolicy;
+    const start: SandboxStartJobData = { sandbox: rec.id, host, epoch: rec.epoch };
+    const expire = (why: 'timeout' | 'idle', delayMs: number): FlowJob => ({
+      name: 'sandbox-expire',
+      queueName: QueueNames.host(host),
+      data: { sandbox: rec.id, host, why } satisfies SandboxExpireJobData,
+      opts: { jobId: JobIds.sandboxExpire(rec.id, why), delay: delayMs, attempts: 5, backoff: { type: 'exponential', delay: 1000 }, removeOnComplete: KEEP, removeOnFail: KEEP_FAILED },
+    });
+    const jobs: FlowJob[] = [
+      {
+        name: 'sandbox-start',
+        queueName: QueueNames.host(host),
+        data: start,
+        opts: {
+          jobId: JobIds.sandboxStart(rec.id),
+          attempts: 2,
+          backoff: { type: 'exponential', delay: 1000 },
+          ignoreDependencyOnFailure: true,
+          removeOnComplete: KEEP,
+          removeOnFail: KEEP_FAILED,
+        },
+        children: [
+          {
+            name: 'pull',
+            queueName: QueueNames.pull(host),
+            data: pull,
+            opts: {
+              jobId: JobIds.sandboxPull(rec.id),
+              attempts: this.#o.pullAttempts ?? 3,
+              backoff: { type: 'exponential', delay: this.#o.pullBackoffMs ?? 2000 },
+              ignoreDependencyOnFailure: true,
+              removeOnComplete: KEEP,
+              removeOnFail: KEEP_FAILED,
+            },
+          },
+        ],
+      },
+      // Max life counts from creation.
+      expire('timeout', Math.max(0, rec.createdAt + rec.timeoutS * 1000 - Date.now())),
+    ];
+    if (rec.idleTimeoutS !== undefined) jobs.push(expire('idle', rec.idleTimeoutS * 1000));
+    return jobs;
+  }
+
+  /** Until it runs (resolve) or ended without running (reject with why: the pull's code, lost…). */
+  async #waitRunning(id: string, timeoutMs: number, signal?: AbortSignal): Promise<Sandbox> {
+    const until = Date.now() + timeoutMs;
+    for (;;) {
+      const rec = await this.#read(id);
+      if (!rec) throw notFound(id);
+      if (rec.status === 'running') return toSandbox(rec);
+      if (rec.status !== 'creating') throw endedError(rec, 'before it was ready');
+      if (signal?.aborted) throw new MonocoreError('MC_ORCH_TIMEOUT', `stopped waiting for sandbox ${id}: the caller went away (it is still being created)`, { sandbox: id });
+      if (Date.now() > until) {
+        throw new MonocoreError('MC_ORCH_TIMEOUT', `sandbox ${id} was not ready within ${timeoutMs} ms (it is still being created; see GET /sandboxes/${id})`, { sandbox: id });
+      }
+      await sleep(50);
+    }
+  }
+
+  /**
+   * The record, with one check added: a live sandbox whose host stopped
+   * heartbeating is lost (its VM died with its worker, or is fenced); recorded
+   * here so a caller never sees it `running` on a dead host, even when no
+   * other worker is left to reap that host.
+   */
+  async #read(id: string): Promise<SandboxRecord | null> {
+    const rec = await this.store.get(id);
+    if (!rec || isEndedSandboxStatus(rec.status) || !rec.host) return rec;
+    if (await this.hosts.isAlive(rec.host)) return rec;
+    return this.#markLost(rec, `its worker host "${rec.host}" stopped heartbeating`);
+  }
+
+  async #markLost(rec: SandboxRecord, why: string): Promise<SandboxRecord> {
+    await this.store.tryTransition(rec.id, rec.host, 'lost', { host: rec.host, detail: why, fields: { code: 'MC_SANDBOX_LOST' } });
+    return (await this.store.get(rec.id)) ?? rec;
+  }
+
+  async get(id: string): Promise<Sandbox> {
+    const rec = await this.#read(id);
+    if (!rec) throw notFound(id);
+    return toSandbox(rec);
+  }
+
+  async list(filter: { status?: readonly SandboxStatus[] } = {}): Promise<Sandbox[]> {
+    let recs = await this.store.list();
+    const live = [...new Set(recs.filter((r) => !isEndedSandboxStatus(r.status) && r.host).map((r) => r.host))];
+    if (live.length > 0) {
+      const pipe = this.#o.redis.pipeline();
+      for (const h of live) pipe.exists(Keys.hostAlive(h));
+      const res = (await pipe.exec()) ?? [];
+      const dead = new Set(live.filter((_, i) => Number(res[i]?.[1] ?? 1) === 0));
+      if (dead.size > 0) {
+        recs = await Promise.all(recs.map((r) => (!isEndedSandboxStatus(r.status) && dead.has(r.host) ? this.#markLost(r, `its worker host "${r.host}" stopped heartbeating`) : r)));
+      }
+    }
+    const only = filter.status && filter.status.length > 0 ? new Set(filter.status) : undefined;
+    return recs.filter((r) => !only || only.has(r.status)).map(toSandbox);
+  }
+
+  async delete(id: string): Promise<Sandbox> {
+    const rec = await this.#read(id);
+    if (!rec) throw notFound(id);
+    if (isEndedSandboxStatus(rec.status)) return toSandbox(rec);
+    try {
+      const call = await this.#o.relay.call({
+        host: rec.host,
+        target: { kind: 'sandbox', id },
+        op: { op: 'delete' },
+        hostLost: (why) => new MonocoreError('MC_SANDBOX_LOST', `sandbox ${id}: ${why}`, { sandbox: id }),
+      });
+      await call.result;
+    } catch (err) {
+      if (!isMonocoreError(err, 'MC_SANDBOX_LOST')) throw err;
+      // Its worker is gone: nothing runs it any more (or its fence kills it: ending bumps the epoch).
+      await this.store.tryTransition(id, rec.host, 'deleted', { detail: `deleted (its worker host "${rec.host}" was unreachable)` });
+    }
+    const after = await this.store.get(id);
+    if (!after) throw notFound(id);
+    return toSandbox(after);
+  }
+
+  async call(target: RelayTarget, op: RelayOp): Promise<RelayCall> {
+    if (target.kind === 'sandbox') {
+      const id = target.id;
+      const [status, host, reason] = await this.#o.redis.hmget(Keys.sandbox(id), 'status', 'host', 'reason');
+      if (status === null || status === undefined) throw notFound(id);
+      if (status !== 'running' || !host) {
+        const rec = await this.#read(id);
+        if (!rec) throw notFound(id);
+        throw endedError(rec, '');
+      }
+      return this.#o.relay.call({
+        host,
+        target,
+        op,
+        hostLost: (why) => {
+          void this.store.tryTransition(id, host, 'lost', { host, detail: why, fields: { code: 'MC_SANDBOX_LOST' } }).catch(() => undefined);
+          return new MonocoreError('MC_SANDBOX_LOST', `sandbox ${id} is lost: ${why}; its state is gone (sandboxes are not recreated)`, { sandbox: id, host, reason: reason ?? why });
+        },
+      });
+    }
+    const name = target.name;
+    const [status, host] = await this.#o.redis.hmget(Keys.service(name), 'status', 'host');
+    if (status === null || status === undefined) throw new MonocoreError('MC_ORCH_UNKNOWN_SERVICE', `no service "${name}" is recorded`, { service: name });
+    if (status !== 'running' || !host) {
+      throw new MonocoreError('MC_ORCH_SERVICE_NOT_RUNNING', `service "${name}" is ${status}, not running: nothing to exec into`, { service: name, status });
+    }
+    return this.#o.relay.call({
+      host,
+      target,
+      op,
+      hostLost: (why) => new MonocoreError('MC_EXEC_HOST_LOST', `${describeTarget(target)}: ${why} (the service is rescheduled; retry)`, { service: name, host }),
+    });
+  }
+
+  async close(): Promise<void> {
+    await this.#flows.close().catch(() => undefined);
+  }
+}
+
+/** The error of a call on (or a create of) a sandbox that is not running. */
+function endedError(rec: SandboxRecord, when: string): MonocoreError {
+  const details = { sandbox: rec.id, status: rec.status, ...(rec.reason ? { reason: rec.reason } : {}) };
+  const why = rec.reason ? `: ${rec.reason}` : '';
+  if (rec.status === 'lost') {
+    return new MonocoreError('MC_SANDBOX_LOST', `sandbox ${rec.id} is lost${why}; its state is gone (sandboxes are not recreated)`, details);
+  }
+  if (rec.status === 'failed') {
+    const code = rec.code && isCode(rec.code) ? rec.code : 'MC_ORCH_BOOT_FAILED';
+    return new MonocoreError(code as never, `sandbox ${rec.id} could not be created${why}`, details);
+  }
+  if (rec.status === 'creating') return new MonocoreError('MC_SANDBOX_NOT_RUNNING', `sandbox ${rec.id} is still being created`, details);
+  return new MonocoreError('MC_SANDBOX_NOT_RUNNING', `sandbox ${rec.id} has ended (${rec.status})${when ? ` ${when}` : ''}${why}`, details);
+}
+
+function isCode(c: string): boolean {
+  return Object.hasOwn(ErrorCodes, c);
+}

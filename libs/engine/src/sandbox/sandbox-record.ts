@@ -1,0 +1,126 @@
+import type { Sandbox } from '@monocore/api-schemas';
+import { SANDBOX_STATUSES, type SandboxStatus } from './sandbox-state.js';
+
+/**
+ * The hash of one sandbox ({monocore}:sandbox:<id>), field by field. Times are
+ * ms since the epoch. Written by the API (creation) and the worker that runs it
+ * (status, pid, worker), always through SandboxStore.
+ */
+export interface SandboxRecord {
+  id: string;
+  status: SandboxStatus;
+  host: string;
+  /** Fencing epoch: bumped when it ends, so no host can renew or retake its lease. */
+  epoch: number;
+  image: string;
+  imageDigest?: string;
+  cpus: number;
+  ramMib: number;
+  env: Record<string, string>;
+  workdir?: string;
+  user?: string;
+  network: 'none' | 'outbound';
+  timeoutS: number;
+  idleTimeoutS?: number;
+  createdAt: number;
+  startedAt?: number;
+  endedAt?: number;
+  lastActivityAt: number;
+  reason?: string;
+  code?: string;
+  /** Host pid of its hypervisor. */
+  pid?: number;
+  /** `<pid>@<started_at>` of the worker process that runs it. */
+  worker?: string;
+}
+
+const num = (v: string | undefined): number | undefined => (v === undefined || v === '' ? undefined : Number(v));
+
+export function parseSandboxRecord(id: string, h: Record<string, string>): SandboxRecord {
+  const status = (SANDBOX_STATUSES as readonly string[]).includes(h.status ?? '') ? (h.status as SandboxStatus) : 'creating';
+  let env: Record<string, string> = {};
+  try {
+    env = h.env ? (JSON.parse(h.env) as Record<string, string>) : {};
+  } catch {
+    env = {};
+  }
+  const r: SandboxRecord = {
+    id,
+    status,
+    host: h.host ?? '',
+    epoch: num(h.epoch) ?? 1,
+    image: h.image ?? '',
+    cpus: num(h.cpus) ?? 1,
+    ramMib: num(h.ram_mib) ?? 0,
+    env,
+    network: h.network === 'outbound' ? 'outbound' : 'none',
+    timeoutS: num(h.timeout_s) ?? 0,
+    createdAt: num(h.created_at) ?? 0,
+    lastActivityAt: num(h.last_activity) ?? num(h.created_at) ?? 0,
+  };
+  const opt: Partial<SandboxRecord> = {
+    imageDigest: h.image_digest || undefined,
+    workdir: h.workdir || undefined,
+    user: h.user || undefined,
+    idleTimeoutS: num(h.idle_timeout_s),
+    startedAt: num(h.started_at),
+    endedAt: num(h.ended_at),
+    reason: h.reason || undefined,
+    code: h.code || undefined,
+    pid: num(h.pid),
+    worker: h.worker || undefined,
+  };
+  for (const [k, v] of Object.entries(opt)) if (v !== undefined) (r as unknown as Record<string, unknown>)[k] = v;
+  return r;
+}
+
+/** The hash fields of a new record. */
+export function sandboxRecordFields(r: SandboxRecord): Record<string, string | number> {
+  const f: Record<string, string | number> = {
+    id: r.id,
+    status: r.status,
+    host: r.host,
+    epoch: r.epoch,
+    image: r.image,
+    cpus: r.cpus,
+    ram_mib: r.ramMib,
+    env: JSON.stringify(r.env),
+    network: r.network,
+    timeout_s: r.timeoutS,
+    created_at: r.createdAt,
+    last_activity: r.lastActivityAt,
+  };
+  if (r.workdir !== undefined) f.workdir = r.workdir;
+  if (r.user !== undefined) f.user = r.user;
+  if (r.idleTimeoutS !== undefined) f.idle_timeout_s = r.idleTimeoutS;
+  return f;
+}
+
+const iso = (ms: number): string => new Date(ms).toISOString();
+
+/** The record as GET /sandboxes/:id shows it (@monocore/api-schemas SandboxSchema). */
+export function toSandbox(r: SandboxRecord): Sandbox {
+  const s: Sandbox = {
+    id: r.id,
+    status: r.status,
+    host: r.host || null,
+    image: r.image,
+    cpus: r.cpus,
+    ram: r.ramMib,
+    env: r.env,
+    network: r.network,
+    timeout_s: r.timeoutS,
+    idle_timeout_s: r.idleTimeoutS ?? null,
+    created_at: iso(r.createdAt),
+    expires_at: iso(r.createdAt + r.timeoutS * 1000),
+    last_activity_at: iso(r.lastActivityAt),
+  };
+  if (r.imageDigest) s.image_digest = r.imageDigest;
+  if (r.workdir) s.workdir = r.workdir;
+  if (r.user) s.user = r.user;
+  if (r.startedAt !== undefined) s.started_at = iso(r.startedAt);
+  if (r.endedAt !== undefined) s.ended_at = iso(r.endedAt);
+  if (r.reason) s.reason = r.reason;
+  if (r.code) s.code = r.code;
+  return s;
+}
