@@ -18,13 +18,26 @@
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync, readdirSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { Keys } from '@monocore/engine';
 import { Partition } from '../support/partition.js';
-import { CopyWatcher, removeDir, sleep, svc, tempHome, until, vmCopies, vmEnv } from '../orchestration/support.js';
+import {
+  CopyWatcher,
+  WORKER_MAIN,
+  freePort,
+  redisAnswers,
+  redisServerArgs,
+  removeDir,
+  sleep,
+  svc,
+  tempHome,
+  until,
+  vmCopies,
+  vmEnv,
+  workerProcessEnv,
+} from '../orchestration/support.js';
 
 export type FaultKind = 'kill-worker' | 'kill-qemu' | 'kill-api' | 'kill-redis' | 'partition' | 'deploy';
 
@@ -63,7 +76,6 @@ export interface SoakReport {
 }
 
 const repo = fileURLToPath(new URL('../../../', import.meta.url));
-const workerMain = join(repo, 'apps/worker/dist/main.js');
 const apiMain = join(repo, 'apps/api/dist/main.js');
 
 /** mulberry32: a small seeded generator, so a failing run can be replayed. */
@@ -76,16 +88,6 @@ function rng(seed: number): () => number {
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      s.close(() => (a && typeof a === 'object' ? resolve(a.port) : reject(new Error('no port'))));
-    });
-  });
 }
 
 /** A child process the soak kills and starts again with the same arguments. */
@@ -120,19 +122,6 @@ class Restartable {
   }
 }
 
-async function redisUp(url: string): Promise<boolean> {
-  const c = new Redis(url, { maxRetriesPerRequest: 0, lazyConnect: true, retryStrategy: () => null });
-  c.on('error', () => undefined);
-  try {
-    await c.connect();
-    return (await c.ping()) === 'PONG';
-  } catch {
-    return false;
-  } finally {
-    c.disconnect();
-  }
-}
-
 interface ServiceView {
   name: string;
   status: string;
@@ -162,13 +151,10 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
     cleanup.push(() => removeDir(redisDir));
     const redisPort = await freePort();
     const redisUrl = `redis://127.0.0.1:${redisPort}`;
-    const redis = new Restartable('redis', 'redis-server', [
-      '--port', String(redisPort), '--bind', '127.0.0.1', '--dir', redisDir,
-      '--appendonly', 'yes', '--appendfsync', 'everysec', '--save', '', '--maxmemory-policy', 'noeviction',
-    ]);
+    const redis = new Restartable('redis', 'redis-server', redisServerArgs(redisPort, redisDir, 'everysec'));
     cleanup.push(() => redis.kill());
     redis.start();
-    await until('redis up', () => redisUp(redisUrl), 10_000);
+    await until('redis up', () => redisAnswers(redisUrl), 10_000);
 
     // Workers, each behind its own forwarder (a partition freezes it).
     const homes: string[] = [];
@@ -181,14 +167,15 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
       const p = await Partition.start(`127.0.0.1:${redisPort}`);
       partitions.push(p);
       cleanup.push(() => p.close());
-      const w = new Restartable(`w${i}`, process.execPath, [workerMain], {
-        ...process.env,
-        MONOCORE_REDIS_URL: `redis://127.0.0.1:${p.port}`,
-        MONOCORE_HOST_ID: `w${i}`,
-        MONOCORE_HOME: home,
-        MONOCORE_WORKER_CPUS: '64',
-        MONOCORE_WORKER_RAM_MIB: String(nServices * 128 + 512),
-        MONOCORE_LEASE_MS: String(leaseMs),
+      const w = new Restartable(`w${i}`, process.execPath, [WORKER_MAIN], {
+        ...workerProcessEnv({
+          redisUrl: `redis://127.0.0.1:${p.port}`,
+          hostId: `w${i}`,
+          home,
+          cpus: 64,
+          ramMib: nServices * 128 + 512,
+          leaseMs,
+        }),
         MONOCORE_LOG_LEVEL: process.env.MONOCORE_TEST_LOG ?? 'fatal',
       });
       workers.push(w);

@@ -6,17 +6,15 @@
 // Boots: 10 + 3 + 4 (TCG, ~2 s each).
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
+import type { ChildProcess } from 'node:child_process';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { JobIds, Orchestrator, QUEUE_PREFIX, QueueNames } from '@monocore/engine';
 import { TEST_REDIS_DBS } from '../support/env.js';
-import { allEvents, byName, freshDb, quiet, removeDir, sleep, svc, tempHome, until, vmCopies, vmEnv } from './support.js';
+import { allEvents, byName, freshDb, quiet, removeDir, sleep, spawnWorkerProcess, svc, tempHome, until, vmCopies, vmEnv } from './support.js';
 
 vmEnv(); // MONOCORE_KERNEL_DIR for the spawned workers; loud failure when the test services are down
 const DB = TEST_REDIS_DBS['orchestration/multihost'];
-const workerMain = fileURLToPath(new URL('../../../apps/worker/dist/main.js', import.meta.url));
 // Leases are kept short, but not so short that a node event loop starved by TCG boots on 2 cores misses its
 // renewals (heartbeat every 1 s, fence after 3 s, lease TTL 4 s: leaseTiming()).
 const TTL_MS = 4000;
@@ -29,19 +27,7 @@ after(() => {
 });
 
 function spawnWorker(url: string, hostId: string, home: string, ramMib: number): ChildProcess {
-  const child = spawn(process.execPath, [workerMain], {
-    env: {
-      ...process.env,
-      MONOCORE_REDIS_URL: url,
-      MONOCORE_HOST_ID: hostId,
-      MONOCORE_HOME: home,
-      MONOCORE_WORKER_CPUS: '16',
-      MONOCORE_WORKER_RAM_MIB: String(ramMib),
-      MONOCORE_LEASE_MS: String(TTL_MS),
-      MONOCORE_LOG_LEVEL: process.env.MONOCORE_TEST_LOG ?? 'error',
-    },
-    stdio: ['ignore', 'inherit', 'inherit'],
-  });
+  const child = spawnWorkerProcess({ redisUrl: url, hostId, home, ramMib, leaseMs: TTL_MS });
   children.push(child);
   return child;
 }

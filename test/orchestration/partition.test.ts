@@ -7,41 +7,25 @@
 // Boots: 2 (hA, then hB after the failover).
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { Keys, Orchestrator, leaseTiming } from '@monocore/engine';
 import { TEST_REDIS_DBS } from '../support/env.js';
 import { Partition } from '../support/partition.js';
-import { CopyWatcher, allEvents, byName, freshDb, quiet, removeDir, sleep, svc, tempHome, until, vmEnv } from './support.js';
+import { CopyWatcher, allEvents, byName, freshDb, quiet, removeDir, sleep, spawnWorkerProcess, svc, tempHome, until, vmEnv } from './support.js';
 
 vmEnv(); // MONOCORE_KERNEL_DIR for the spawned workers; loud failure when the test services are down
 const DB = TEST_REDIS_DBS['orchestration/partition'];
 const LEASE_MS = 4000;
 const timing = leaseTiming(LEASE_MS);
-const workerMain = fileURLToPath(new URL('../../../apps/worker/dist/main.js', import.meta.url));
 
 const cleanup: Array<() => unknown> = [];
 after(async () => {
   for (const f of cleanup.reverse()) await f();
 });
 
-function spawnWorker(url: string, hostId: string, home: string, ramMib: number): ChildProcess {
-  const child = spawn(process.execPath, [workerMain], {
-    env: {
-      ...process.env,
-      MONOCORE_REDIS_URL: url,
-      MONOCORE_HOST_ID: hostId,
-      MONOCORE_HOME: home,
-      MONOCORE_WORKER_CPUS: '8',
-      MONOCORE_WORKER_RAM_MIB: String(ramMib),
-      MONOCORE_LEASE_MS: String(LEASE_MS),
-      MONOCORE_LOG_LEVEL: process.env.MONOCORE_TEST_LOG ?? 'error',
-    },
-    stdio: ['ignore', 'inherit', 'inherit'],
-  });
+function spawnWorker(url: string, hostId: string, home: string, ramMib: number): void {
+  const child = spawnWorkerProcess({ redisUrl: url, hostId, home, ramMib, cpus: 8, leaseMs: LEASE_MS });
   cleanup.push(() => child.exitCode === null && child.kill('SIGKILL'));
-  return child;
 }
 
 test('a worker partitioned from Redis kills its VM before its lease can expire; the other host takes over; never two copies, before or after the heal', async () => {

@@ -11,44 +11,24 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createServer } from 'node:net';
-import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { Keys, Orchestrator } from '@monocore/engine';
-import { CopyWatcher, byName, quiet, removeDir, sleep, svc, tempHome, until, vmCopies, vmEnv } from './support.js';
+import { CopyWatcher, byName, freePort, quiet, redisAnswers, redisServerArgs, removeDir, sleep, spawnWorkerProcess, svc, tempHome, until, vmCopies, vmEnv } from './support.js';
 
 vmEnv(); // MONOCORE_KERNEL_DIR for the spawned worker; loud failure when the test services are down
-const workerMain = fileURLToPath(new URL('../../../apps/worker/dist/main.js', import.meta.url));
 const cleanup: Array<() => void> = [];
 after(() => cleanup.reverse().forEach((f) => f()));
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      s.close(() => (a && typeof a === 'object' ? resolve(a.port) : reject(new Error('no port'))));
-    });
-  });
-}
-
 function startRedis(port: number, dir: string, fsync: 'always' | 'everysec' = 'always'): ChildProcess {
-  const r = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--appendonly', 'yes', '--appendfsync', fsync, '--save', '', '--maxmemory-policy', 'noeviction'], { stdio: 'ignore' });
+  const r = spawn('redis-server', redisServerArgs(port, dir, fsync), { stdio: 'ignore' });
   cleanup.push(() => r.exitCode === null && r.kill('SIGKILL'));
   return r;
 }
 
-async function ping(url: string): Promise<boolean> {
-  const c = new Redis(url, { maxRetriesPerRequest: 0, lazyConnect: true, retryStrategy: () => null });
-  c.on('error', () => undefined);
-  try {
-    await c.connect();
-    return (await c.ping()) === 'PONG';
-  } catch {
-    return false;
-  } finally {
-    c.disconnect();
-  }
+function startWorkerProcess(url: string, hostId: string, home: string): ChildProcess {
+  const worker = spawnWorkerProcess({ redisUrl: url, hostId, home, ramMib: 4096 });
+  cleanup.push(() => worker.exitCode === null && worker.kill('SIGKILL'));
+  return worker;
 }
 
 test('Redis restarts briefly (AOF) while services run: worker and API reconnect, nothing is lost or killed', async () => {
@@ -58,20 +38,9 @@ test('Redis restarts briefly (AOF) while services run: worker and API reconnect,
   cleanup.push(() => removeDir(dir), () => removeDir(home));
   const url = `redis://127.0.0.1:${port}`;
   let redis = startRedis(port, dir);
-  await until('redis up', () => ping(url), 10_000);
+  await until('redis up', () => redisAnswers(url), 10_000);
 
-  const worker = spawn(process.execPath, [workerMain], {
-    env: {
-      ...process.env,
-      MONOCORE_REDIS_URL: url,
-      MONOCORE_HOST_ID: 'hR',
-      MONOCORE_HOME: home,
-      MONOCORE_LEASE_MS: '4000',
-      MONOCORE_LOG_LEVEL: process.env.MONOCORE_TEST_LOG ?? 'fatal',
-    },
-    stdio: ['ignore', 'inherit', 'inherit'],
-  });
-  cleanup.push(() => worker.exitCode === null && worker.kill('SIGKILL'));
+  const worker = startWorkerProcess(url, 'hR', home);
   const orch = new Orchestrator({ redisUrl: url, logger: quiet, jobs: { startBackoffMs: 200, gatePollMs: 500 } });
   cleanup.push(() => void orch.close());
   await until('worker registered', async () => (await orch.hosts.alive()).length === 1, 60_000);
@@ -93,7 +62,7 @@ test('Redis restarts briefly (AOF) while services run: worker and API reconnect,
   await assert.rejects(orch.status(), 'the API reports Redis errors while it is down');
   await sleep(500); // the fault: Redis away for this long
   redis = startRedis(port, dir);
-  await until('redis back', () => ping(url), 10_000);
+  await until('redis back', () => redisAnswers(url), 10_000);
 
   // The API reconnects by itself; the worker keeps its services (same processes, same host).
   const after1 = await until('status after restart', async () => byName(await orch.status()), 15_000);
@@ -131,19 +100,8 @@ test('Redis SIGKILLed (AOF everysec) with a deployment in flight, down longer th
   cleanup.push(() => removeDir(dir), () => removeDir(home));
   const url = `redis://127.0.0.1:${port}`;
   let redis = startRedis(port, dir, 'everysec');
-  await until('redis up', () => ping(url), 10_000);
-  const worker = spawn(process.execPath, [workerMain], {
-    env: {
-      ...process.env,
-      MONOCORE_REDIS_URL: url,
-      MONOCORE_HOST_ID: 'hK',
-      MONOCORE_HOME: home,
-      MONOCORE_LEASE_MS: '4000',
-      MONOCORE_LOG_LEVEL: process.env.MONOCORE_TEST_LOG ?? 'fatal',
-    },
-    stdio: ['ignore', 'inherit', 'inherit'],
-  });
-  cleanup.push(() => worker.exitCode === null && worker.kill('SIGKILL'));
+  await until('redis up', () => redisAnswers(url), 10_000);
+  const worker = startWorkerProcess(url, 'hK', home);
   const orch = new Orchestrator({ redisUrl: url, logger: quiet, jobs: { startBackoffMs: 200, gatePollMs: 500 } });
   cleanup.push(() => void orch.close());
   await until('worker registered', async () => (await orch.hosts.alive()).length === 1, 60_000);
@@ -170,7 +128,7 @@ test('Redis SIGKILLed (AOF everysec) with a deployment in flight, down longer th
   await until('the worker fenced its running VMs', async () => vmCopies(['k1', 'k2'], [home]).get('k1')!.length === 0 && vmCopies(['k1', 'k2'], [home]).get('k2')!.length === 0, 30_000, 50);
   console.log(`# VMs fenced ${Date.now() - killedAt} ms after Redis died (fence time 3000 ms)`);
   redis = startRedis(port, dir, 'everysec');
-  await until('redis back', () => ping(url), 10_000);
+  await until('redis back', () => redisAnswers(url), 10_000);
 
   const outcome = await orch.waitFor(inFlight.deploymentId, { timeoutMs: 180_000 });
   const final = await until(

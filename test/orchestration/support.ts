@@ -5,9 +5,12 @@
  * MONOCORE_TEST_KERNEL_DIR, the busybox test image pulled by the worker's
  * puller), ways to see every live VM of a service in /proc, and waiting helpers.
  */
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { Orchestrator, type ServiceStatus, type StateEvent } from '@monocore/engine';
@@ -213,3 +216,70 @@ export class CopyWatcher {
     clearInterval(this.#timer);
   }
 }
+
+/** A TCP port free on 127.0.0.1 right now. */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const a = s.address();
+      s.close(() => (a && typeof a === 'object' ? resolve(a.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+/** Whether a Redis answers PING at `url` (one try, no retries). */
+export async function redisAnswers(url: string): Promise<boolean> {
+  const c = new Redis(url, { maxRetriesPerRequest: 0, lazyConnect: true, retryStrategy: () => null });
+  c.on('error', () => undefined);
+  try {
+    await c.connect();
+    return (await c.ping()) === 'PONG';
+  } catch {
+    return false;
+  } finally {
+    c.disconnect();
+  }
+}
+
+/** redis-server arguments for a private Redis with the persistence monocore expects (AOF, noeviction). */
+export function redisServerArgs(port: number, dir: string, fsync: 'always' | 'everysec'): string[] {
+  return [
+    '--port', String(port), '--bind', '127.0.0.1', '--dir', dir,
+    '--appendonly', 'yes', '--appendfsync', fsync, '--save', '', '--maxmemory-policy', 'noeviction',
+  ];
+}
+
+const workerMain = fileURLToPath(new URL('../../../apps/worker/dist/main.js', import.meta.url));
+
+export interface WorkerProcessOptions {
+  redisUrl: string;
+  hostId: string;
+  home: string;
+  ramMib: number;
+  cpus?: number;
+  /** MONOCORE_LEASE_MS (default 4000: renewals every 1 s, fence after 3 s). */
+  leaseMs?: number;
+}
+
+/** The environment of a worker process (`apps/worker/dist/main.js`) acting as one host. */
+export function workerProcessEnv(o: WorkerProcessOptions): NodeJS.ProcessEnv {
+  return {
+    ...process.env,
+    MONOCORE_REDIS_URL: o.redisUrl,
+    MONOCORE_HOST_ID: o.hostId,
+    MONOCORE_HOME: o.home,
+    MONOCORE_WORKER_CPUS: String(o.cpus ?? 16),
+    MONOCORE_WORKER_RAM_MIB: String(o.ramMib),
+    MONOCORE_LEASE_MS: String(o.leaseMs ?? 4000),
+    MONOCORE_LOG_LEVEL: process.env.MONOCORE_TEST_LOG ?? 'error',
+  };
+}
+
+/** A worker process acting as one host (the production entry point, not startWorker in-process). */
+export function spawnWorkerProcess(o: WorkerProcessOptions): ChildProcess {
+  return spawn(process.execPath, [workerMain], { env: workerProcessEnv(o), stdio: ['ignore', 'inherit', 'inherit'] });
+}
+
+/** The worker entry point, for tests that restart a worker with their own arguments. */
+export const WORKER_MAIN = workerMain;
