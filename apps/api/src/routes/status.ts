@@ -6,8 +6,8 @@ import type { RouteDeps } from './deps.js';
 
 export const statusRoutes: FastifyPluginAsyncZod<RouteDeps> = async (app, deps) => {
   // Dashboards and `status --watch` poll this. With 1,000 services one answer is one Redis
-  // read plus ~270 KB of JSON: concurrent identical requests share the read and the encoded
-  // body (bench/status.mjs), instead of queueing one behind another on the event loop.
+  // read plus ~270 KB of JSON: identical requests that arrive within a few milliseconds share
+  // the read and the encoded body (bench/status.mjs), instead of queueing one behind another.
   const shared = new SharedReads<Buffer>();
   app.get(
     '/status',
