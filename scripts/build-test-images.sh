@@ -10,6 +10,8 @@
 #   $REGISTRY/monocore-test/busybox-layered:latest  two layers:
 #       the base layer above + a layer that adds /etc/motd ("monocore layered test image")
 #       and deletes /etc/removed-in-layer2 (a real whiteout: etc/.wh.removed-in-layer2)
+#   $REGISTRY/monocore-test/python:latest           Debian bookworm minbase + python3-minimal
+#       (debootstrap, cached per machine; see "python" below)
 #
 # Both are OCI manifests (application/vnd.oci.image.manifest.v1+json), linux/amd64, gzip
 # layers. Idempotent: each image carries the label org.monocore.test.build-key = sha256 of
@@ -54,13 +56,13 @@ registry_key() {
     | jq -r --arg l "$LABEL" '.config.Labels[$l] // empty' || true
 }
 
-if [ "$FORCE" != "--force" ] \
-   && [ "$(registry_key monocore-test/busybox)" = "$KEY" ] \
-   && [ "$(registry_key monocore-test/busybox-layered)" = "$KEY" ]; then
-  log "test images up to date in $REGISTRY (key ${KEY:0:12})"
-  exit 0
-fi
+busybox_current() {
+  [ "$FORCE" != "--force" ] \
+    && [ "$(registry_key monocore-test/busybox)" = "$KEY" ] \
+    && [ "$(registry_key monocore-test/busybox-layered)" = "$KEY" ]
+}
 
+build_busybox_images() {
 log "building test images (busybox $("$BUSYBOX" 2>&1 | head -n1 | awk '{print $2}'), key ${KEY:0:12})"
 rm -rf "$WORK"
 mkdir -p "$WORK"
@@ -118,3 +120,71 @@ push() {
 push base busybox
 push layered busybox-layered
 rm -rf "$WORK/bundle" "$WORK/bundle2"
+}
+
+# ---------------------------------------------------------------- python
+# $REGISTRY/monocore-test/python:latest: Debian bookworm (debootstrap --variant=minbase from this
+# machine's apt mirror) with python3-minimal; docs, locales, man pages and apt caches removed
+# (~100 MB). config: Cmd ["python3"], Env PATH. For sandbox tests that need a real distribution
+# userland (glibc, dynamically linked programs). The debootstrap result is cached outside the
+# checkout ($MONOCORE_TEST_CACHE, default /var/cache/monocore/test-images), so a fresh clone on
+# the same machine (CI) pays the ~1-5 minute debootstrap once. Needs root (debootstrap).
+PY_KEY="$( { sed -n '/^# -* python$/,$p' "$0"; echo bookworm python3-minimal; } | sha256sum | cut -c1-12)"
+PY_CACHE="${MONOCORE_TEST_CACHE:-/var/cache/monocore/test-images}"
+
+debian_mirror() {
+  if [ -n "${MONOCORE_DEBIAN_MIRROR:-}" ]; then echo "$MONOCORE_DEBIAN_MIRROR"; return; fi
+  local m
+  m="$(cat /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '$1 == "URIs:" && $2 !~ /security/ { print $2; exit }')"
+  [ -n "$m" ] || m="$(cat /etc/apt/sources.list 2>/dev/null | awk '$1 == "deb" && $0 !~ /security/ { print ($2 ~ /^\[/) ? $3 : $2; exit }')"
+  echo "${m:-http://deb.debian.org/debian}"
+}
+
+build_python_image() {
+  if [ "$FORCE" != "--force" ] && [ "$(registry_key monocore-test/python)" = "$PY_KEY" ]; then
+    log "python test image up to date in $REGISTRY (key $PY_KEY)"
+    return 0
+  fi
+  command -v debootstrap >/dev/null 2>&1 || die "missing command 'debootstrap' — run: bash scripts/install-deps.sh"
+  mkdir -p "$PY_CACHE"
+  local tarball="$PY_CACHE/python-rootfs-$PY_KEY.tar" work="$WORK/python" t0=$SECONDS
+  exec 8>"$PY_CACHE/.python.lock"
+  flock -w 900 8 || die "timed out waiting for another build of the python rootfs ($PY_CACHE/.python.lock)"
+  if [ ! -f "$tarball" ]; then
+    [ "$(id -u)" -eq 0 ] || die "building the python test image needs root (debootstrap)"
+    local mirror tmp
+    mirror="$(debian_mirror)"
+    tmp="$(mktemp -d "$PY_CACHE/.python.XXXXXX")"
+    log "debootstrap --variant=minbase --include=python3-minimal bookworm from $mirror (a few minutes, once per machine)"
+    debootstrap --variant=minbase --include=python3-minimal bookworm "$tmp/root" "$mirror" >"$tmp/debootstrap.log" 2>&1 \
+      || { tail -n 30 "$tmp/debootstrap.log" >&2; rm -rf "$tmp"; die "debootstrap failed"; }
+    rm -rf "$tmp/root"/usr/share/{doc,locale,man,info}/* "$tmp/root"/var/cache/apt/* "$tmp/root"/var/lib/apt/lists/* "$tmp/root"/var/log/* "$tmp/root"/tmp/*
+    chroot "$tmp/root" /usr/bin/python3 -c 'print("ok")' >/dev/null || { rm -rf "$tmp"; die "python3 does not run in the new root"; }
+    tar -C "$tmp/root" --numeric-owner -cf "$tmp/rootfs.tar" .
+    mv "$tmp/rootfs.tar" "$tarball"
+    rm -rf "$tmp"
+    find "$PY_CACHE" -maxdepth 1 -name 'python-rootfs-*.tar' ! -name "python-rootfs-$PY_KEY.tar" -delete
+  fi
+  rm -rf "$work"
+  mkdir -p "$work"
+  umoci init --layout "$work/oci"
+  umoci new --image "$work/oci:python"
+  umoci unpack --image "$work/oci:python" "$work/bundle"
+  tar -C "$work/bundle/rootfs" --numeric-owner -xf "$tarball"
+  umoci repack --image "$work/oci:python" "$work/bundle"
+  umoci config --image "$work/oci:python" --os linux --architecture amd64 \
+    --config.cmd python3 --config.env "PATH=$PATH_ENV" --config.workingdir / \
+    --config.label "$LABEL=$PY_KEY" --config.label "org.opencontainers.image.title=monocore-test/python"
+  skopeo copy --quiet --insecure-policy --dest-tls-verify=false \
+    "oci:$work/oci:python" "docker://$REGISTRY/monocore-test/python:latest" \
+    || die "skopeo could not push python to $REGISTRY"
+  rm -rf "$work"
+  log "pushed $REGISTRY/monocore-test/python:latest ($((SECONDS - t0)) s)"
+}
+
+if busybox_current; then
+  log "test images up to date in $REGISTRY (key ${KEY:0:12})"
+else
+  build_busybox_images
+fi
+build_python_image

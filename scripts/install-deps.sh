@@ -25,7 +25,8 @@
 #   docker.io docker-compose  the compose deployment test starts Debian's engine
 #                             (scripts/docker-engine.sh) and docker-compose 1.29 on it
 #   debootstrap               builds the local base image for it (scripts/docker-base-image.sh:
-#                             no image hub is reachable, so no node:20-bookworm-slim to pull)
+#                             no image hub is reachable, so no node:20-bookworm-slim to pull),
+#                             and the python test image (scripts/build-test-images.sh)
 set -euo pipefail
 
 PACKAGES=(

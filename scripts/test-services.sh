@@ -11,7 +11,7 @@
 #   guest kernel       scripts/guest-kernel.sh (VM engineer's script), when present
 #
 # `start` writes .monocore-test/env.sh exporting MONOCORE_TEST_REDIS_URL,
-# MONOCORE_TEST_REGISTRY, MONOCORE_TEST_IMAGE, MONOCORE_TEST_IMAGE_LAYERED,
+# MONOCORE_TEST_REGISTRY, MONOCORE_TEST_IMAGE, MONOCORE_TEST_IMAGE_LAYERED, MONOCORE_TEST_IMAGE_PYTHON,
 # MONOCORE_TEST_KERNEL_DIR (when the kernel script exists) and MONOCORE_TEST_STATE_DIR.
 #
 # Ports: 16379 / 15000 by default; MONOCORE_TEST_REDIS_PORT / MONOCORE_TEST_REGISTRY_PORT
@@ -249,6 +249,7 @@ write_env() {
     echo "export MONOCORE_TEST_REGISTRY='$REGISTRY'"
     echo "export MONOCORE_TEST_IMAGE='$REGISTRY/monocore-test/busybox:latest'"
     echo "export MONOCORE_TEST_IMAGE_LAYERED='$REGISTRY/monocore-test/busybox-layered:latest'"
+    echo "export MONOCORE_TEST_IMAGE_PYTHON='$REGISTRY/monocore-test/python:latest'"
     echo "export MONOCORE_TEST_STATE_DIR='$STATE'"
     if [ -n "$kernel_dir" ]; then
       echo "export MONOCORE_TEST_KERNEL_DIR='$kernel_dir'"

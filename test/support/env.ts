@@ -26,6 +26,8 @@ export interface TestEnv {
   image: string;
   /** Two-layer image (adds /etc/motd, whiteouts /etc/removed-in-layer2). */
   imageLayered: string;
+  /** Debian bookworm minbase + python3-minimal: `${registry}/monocore-test/python:latest`. */
+  imagePython: string;
   /** `<repo>/.monocore-test` — state of the test services; tempDir() lives under it. */
   stateDir: string;
 }
@@ -78,6 +80,7 @@ export function testEnv(): TestEnv {
     registry: required('MONOCORE_TEST_REGISTRY'),
     image: required('MONOCORE_TEST_IMAGE'),
     imageLayered: required('MONOCORE_TEST_IMAGE_LAYERED'),
+    imagePython: required('MONOCORE_TEST_IMAGE_PYTHON'),
     stateDir: required('MONOCORE_TEST_STATE_DIR'),
   };
 }

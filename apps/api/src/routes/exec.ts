@@ -114,7 +114,17 @@ async function streamNdjson(call: RelayCall, raw: ServerResponse, encoding: 'utf
   raw.writeHead(200, { 'content-type': `${NDJSON}; charset=utf-8`, 'cache-control': 'no-cache', 'x-accel-buffering': 'no' });
   const write = async (obj: unknown): Promise<void> => {
     if (raw.destroyed) throw new Error('client gone');
-    if (!raw.write(`${JSON.stringify(obj)}\n`)) await new Promise<void>((r) => { raw.once('drain', r); raw.once('close', r); });
+    if (!raw.write(`${JSON.stringify(obj)}\n`)) {
+      await new Promise<void>((r) => {
+        const done = (): void => {
+          raw.off('drain', done);
+          raw.off('close', done);
+          r();
+        };
+        raw.on('drain', done);
+        raw.on('close', done);
+      });
+    }
   };
   // Text mode: a multi-byte character split across chunks is joined, never mangled.
   const dec = { stdout: new StringDecoder('utf8'), stderr: new StringDecoder('utf8') };
