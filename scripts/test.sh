@@ -38,6 +38,9 @@ if [ ${#files[@]} -eq 0 ]; then
 fi
 echo "test.sh: running ${#files[@]} test files" >&2
 # --test-timeout: a hung test (e.g. a VM that never boots) fails after 10 min instead of
-# eating the whole CI budget.
-exec node --test --test-concurrency="${MONOCORE_TEST_CONCURRENCY:-2}" \
+# eating the whole CI budget. --test-force-exit: the runner (and each file) exits once its
+# tests are done, even if a process a test left behind still holds one of its pipes — that
+# once kept the runner alive after its summary until CI's budget ran out (test helpers now
+# spawn such processes tied to the test: test/support/tied-child.ts).
+exec node --test --test-force-exit --test-concurrency="${MONOCORE_TEST_CONCURRENCY:-2}" \
   --test-timeout="${MONOCORE_TEST_TIMEOUT_MS:-600000}" "$@" "${files[@]}"

@@ -15,7 +15,7 @@
  * Used by test/chaos/chaos-soak.test.ts (2 minutes, in CI) and
  * bench/chaos.mjs (any length; results in bench/RESULTS.md).
  */
-import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { execFileSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -23,6 +23,7 @@ import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { Keys } from '@monocore/engine';
 import { Partition } from '../support/partition.js';
+import { spawnTied } from '../support/tied-child.js';
 import {
   CopyWatcher,
   WORKER_MAIN,
@@ -110,7 +111,7 @@ class Restartable {
 
   start(): void {
     if (this.running) return;
-    this.#child = spawn(this.cmd, this.args, { env: this.env, stdio: ['ignore', 'ignore', 'inherit'] });
+    this.#child = spawnTied(this.cmd, this.args, { env: this.env, stdout: 'ignore' });
   }
 
   async kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {

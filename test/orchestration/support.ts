@@ -5,7 +5,7 @@
  * MONOCORE_TEST_KERNEL_DIR, the busybox test image pulled by the worker's
  * puller), ways to see every live VM of a service in /proc, and waiting helpers.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -16,6 +16,7 @@ import { pino } from 'pino';
 import { Orchestrator, type ServiceStatus, type StateEvent } from '@monocore/engine';
 import { startWorker, type MonocoreWorker, type StartWorkerOptions } from '@monocore/worker';
 import { redisUrl, testEnvWithKernel, type TestEnvWithKernel } from '../support/env.js';
+import { spawnTied } from '../support/tied-child.js';
 
 /** The shared test Redis (throws loudly naming the variable when the services are not up). */
 export function redisBaseUrl(): string {
@@ -278,7 +279,7 @@ export function workerProcessEnv(o: WorkerProcessOptions): NodeJS.ProcessEnv {
 
 /** A worker process acting as one host (the production entry point, not startWorker in-process). */
 export function spawnWorkerProcess(o: WorkerProcessOptions): ChildProcess {
-  return spawn(process.execPath, [workerMain], { env: workerProcessEnv(o), stdio: ['ignore', 'inherit', 'inherit'] });
+  return spawnTied(process.execPath, [workerMain], { env: workerProcessEnv(o) });
 }
 
 /** The worker entry point, for tests that restart a worker with their own arguments. */

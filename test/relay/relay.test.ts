@@ -8,7 +8,7 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -26,6 +26,7 @@ import {
 } from '@monocore/engine';
 import { freshDb, quiet, sleep, until } from '../orchestration/support.js';
 import { TEST_REDIS_DBS } from '../support/env.js';
+import { spawnTied } from '../support/tied-child.js';
 import { startHostAgent, type HostAgent } from '../vm/agent-fixtures.js';
 
 const DB = TEST_REDIS_DBS['relay/relay'];
@@ -161,7 +162,7 @@ describe('a worker killed mid-call', () => {
     const url = await freshDb(TEST_REDIS_DBS['relay/relay:killed']);
     const redis = new Redis(url, { maxRetriesPerRequest: 3 });
     const childPath = fileURLToPath(new URL('./relay-worker-child.js', import.meta.url));
-    child = spawn(process.execPath, [childPath, url, 'relay-h2'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    child = spawnTied(process.execPath, [childPath, url, 'relay-h2'], { stdout: 'pipe' });
     let out = '';
     child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
     await until('the child worker to be ready', async () => out.includes('ready'), 30_000);

@@ -9,16 +9,14 @@
  */
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
+import { type ChildProcess } from 'node:child_process';
 import type { Sandbox } from '@monocore/api-schemas';
 import { startApi, type RunningApi } from '@monocore/api';
 import { startWorker, type MonocoreWorker } from '@monocore/worker';
 import { TEST_REDIS_DBS } from '../support/env.js';
-import { freshDb, quiet, removeDir, tempHome, until, vmEnv } from '../orchestration/support.js';
+import { freshDb, quiet, removeDir, spawnWorkerProcess, tempHome, until, vmEnv } from '../orchestration/support.js';
 import { call, createSandbox, exec, sandboxVms } from './sandbox-fixtures.js';
 
-const workerMain = fileURLToPath(new URL('../../../apps/worker/dist/main.js', import.meta.url));
 const LEASE_MS = 4000;
 
 const cleanup: Array<() => Promise<void> | void> = [];
@@ -34,19 +32,7 @@ test('exec routed through Redis to the host that runs the sandbox; its worker ki
   cleanup.push(() => removeDir(homeA), () => removeDir(homeB));
   const hostA: MonocoreWorker = await startWorker({ redisUrl, hostId: 'sbA', home: homeA, cpus: 8, ramMib: 512, leaseMs: LEASE_MS, logger: quiet });
   cleanup.push(() => hostA.close({ handBack: false }));
-  const b: ChildProcess = spawn(process.execPath, [workerMain], {
-    env: {
-      ...process.env,
-      MONOCORE_REDIS_URL: redisUrl,
-      MONOCORE_HOST_ID: 'sbB',
-      MONOCORE_HOME: homeB,
-      MONOCORE_WORKER_CPUS: '8',
-      MONOCORE_WORKER_RAM_MIB: '4096',
-      MONOCORE_LEASE_MS: String(LEASE_MS),
-      MONOCORE_LOG_LEVEL: process.env.MONOCORE_TEST_LOG ?? 'error',
-    },
-    stdio: ['ignore', 'inherit', 'inherit'],
-  });
+  const b: ChildProcess = spawnWorkerProcess({ redisUrl, hostId: 'sbB', home: homeB, cpus: 8, ramMib: 4096, leaseMs: LEASE_MS });
   cleanup.push(() => void (b.exitCode === null && b.kill('SIGKILL')));
   const api: RunningApi = await startApi({ redisUrl, port: 0, logger: quiet });
   cleanup.push(() => api.close());

@@ -1,6 +1,7 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
+import { spawnTied } from './tied-child.js';
 
 const proxyMain = fileURLToPath(new URL('./tcp-proxy.js', import.meta.url));
 
@@ -16,7 +17,7 @@ export class Partition {
   ) {}
 
   static async start(target: string): Promise<Partition> {
-    const child = spawn(process.execPath, [proxyMain, target], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawnTied(process.execPath, [proxyMain, target], { stdout: 'pipe' });
     let buf = '';
     child.stdout!.setEncoding('utf8');
     const port = await new Promise<number>((resolve, reject) => {
