@@ -13,6 +13,7 @@ FROM node:20-bookworm-slim AS build
 WORKDIR /src
 COPY package.json package-lock.json .npmrc tsconfig.json tsconfig.base.json ./
 COPY libs/api-schemas/package.json libs/api-schemas/
+COPY libs/client/package.json libs/client/
 COPY libs/engine/package.json libs/engine/
 COPY libs/native/package.json libs/native/
 COPY apps/api/package.json apps/api/
@@ -23,7 +24,7 @@ RUN npm ci --no-audit --no-fund
 COPY libs libs
 COPY apps apps
 # Only the shipped packages (the root tsconfig also references test/).
-RUN npx tsc -b libs/api-schemas libs/engine libs/native apps/puller apps/worker apps/api apps/cli \
+RUN npx tsc -b libs/api-schemas libs/client libs/engine libs/native apps/puller apps/worker apps/api apps/cli \
  && npm prune --omit=dev --no-audit --no-fund \
  && npm rebuild --ignore-scripts \
  && test -x node_modules/.bin/monocore-worker

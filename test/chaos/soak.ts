@@ -337,6 +337,14 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
       recoveryMs = Date.now() - lastFaultEnd;
     } catch (err) {
       log(`recovery: ${(err as Error).message}`);
+      // What is not running once, to tell a stuck service from a slow one.
+      const st = await status().catch(() => new Map<string, ServiceView>());
+      const copies = vmCopies(names, homes);
+      for (const n of names) {
+        const s = st.get(n);
+        const c = copies.get(n)!;
+        if (s?.status !== 'running' || c.length !== 1 || c[0] !== s.pid) log(`  ${n}: ${JSON.stringify(s)} live copies ${JSON.stringify(c)}`);
+      }
     }
     log(`recovered in ${recoveryMs} ms (last Redis kill ${redisKilledAt ? Date.now() - redisKilledAt : '-'} ms ago)`);
 

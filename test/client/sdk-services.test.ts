@@ -9,6 +9,7 @@ import { createServer } from 'node:http';
 import { MonocoreApiError, MonocoreClient, type StateEvent } from '@monocore/client';
 import { testEnvWithKernel } from '../support/env.js';
 import { startServe, type ServeProcess } from '../support/serve-process.js';
+import { until } from '../orchestration/support.js';
 
 const env = testEnvWithKernel();
 const TOKEN = 'sdk-services-token-0123456789';
@@ -70,8 +71,16 @@ test('services through the SDK: up (with events), status, logs, follow, waitFor,
     for await (const line of await client.logs('echoer', { stream, tail: 1000 })) out.push(line);
     return out;
   };
-  assert.equal((await tail('stdout'))[0], 'hello-from-echoer');
-  assert.deepEqual(await tail('stderr'), ['echoer-err']);
+  // Output reaches the log store in batches, a moment after the service is running.
+  const stdout = await until('the first line in the stdout log', async () => {
+    const lines = await tail('stdout');
+    return lines.length > 0 && lines;
+  });
+  assert.equal(stdout[0], 'hello-from-echoer');
+  assert.deepEqual(await until('the stderr line', async () => {
+    const lines = await tail('stderr');
+    return lines.length > 0 && lines;
+  }), ['echoer-err']);
   const follow = new AbortController();
   const followed: string[] = [];
   for await (const line of await client.logs('echoer', { follow: true, tail: 0, signal: follow.signal })) {

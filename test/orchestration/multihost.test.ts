@@ -26,8 +26,8 @@ after(() => {
   for (const h of homes) removeDir(h);
 });
 
-function spawnWorker(url: string, hostId: string, home: string, ramMib: number): ChildProcess {
-  const child = spawnWorkerProcess({ redisUrl: url, hostId, home, ramMib, leaseMs: TTL_MS });
+function spawnWorker(url: string, hostId: string, home: string, ramMib: number, leaseMs = TTL_MS): ChildProcess {
+  const child = spawnWorkerProcess({ redisUrl: url, hostId, home, ramMib, leaseMs });
   children.push(child);
   return child;
 }
@@ -134,7 +134,10 @@ test('a host dies with its jobs still queued: the flow does not hang, the depend
     const homeA = tempHome('qA');
     const homeB = tempHome('qB');
     homes.push(homeA, homeB);
-    const a = spawnWorker(url, 'qA', homeA, 1024);
+    // qA's longer lease keeps the frozen host "alive" (its heartbeat key) for 12 s: time enough
+    // to see dep queued there before the reaper declares qA lost and moves it.
+    const A_LEASE_MS = 12_000;
+    const a = spawnWorker(url, 'qA', homeA, 1024, A_LEASE_MS);
     spawnWorker(url, 'qB', homeB, 768);
     await until('both hosts registered', async () => (await orch.hosts.alive()).length === 2, 60_000);
     // Freeze A: it still looks alive (until its heartbeat TTL), so `dep` is placed there, but it takes no job.
@@ -150,10 +153,11 @@ test('a host dies with its jobs still queued: the flow does not hang, the depend
     const up = await orch.up(config);
     const placed = Object.fromEntries(up.plan.map((p) => [p.name, p.host]));
     assert.deepEqual(placed, { dep: 'qA', mid: 'qB', top: 'qB' });
-    // The frozen host's queue holds dep's start job (the flow was expanded by qB's worker).
+    // The frozen host's queue holds dep's start job (the flow was expanded by qB's worker), behind
+    // its pull job on qA's puller (waiting-children) — nothing runs it.
     const conn = new Redis(url, { maxRetriesPerRequest: 1 });
     const hostA = new Queue(QueueNames.host('qA'), { connection: conn, prefix: QUEUE_PREFIX });
-    await until('dep queued on the frozen host', async () => (await hostA.getJobState(JobIds.start(up.deploymentId, 'dep'))) === 'waiting', 30_000);
+    await until('dep queued on the frozen host', async () => ['waiting', 'waiting-children'].includes(await hostA.getJobState(JobIds.start(up.deploymentId, 'dep'))), 30_000);
     await hostA.close();
     await conn.quit();
     const waiting = byName(await orch.status());
@@ -169,7 +173,7 @@ test('a host dies with its jobs still queued: the flow does not hang, the depend
         const s = byName(await orch.status());
         return ['dep', 'mid', 'top'].every((n) => s[n]?.status === 'running' && s[n]?.host === 'qB') ? s : undefined;
       },
-      TTL_MS + 90_000,
+      A_LEASE_MS + 90_000,
       200,
     );
     const t = (n: string) => Date.parse(st[n]!.startedAt!);

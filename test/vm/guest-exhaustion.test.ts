@@ -89,18 +89,23 @@ test('a fork bomb and an out-of-memory guest end only themselves: the neighbour 
   const qemu = backend({ diskReserveMib: 0 });
   const neighbour = spec('neighbour', { command: '/bin/sh', args: ['-c', 'i=0; while true; do i=$((i+1)); echo "tick $i"; sleep 0.2; done'] });
   const n = await qemu.start(neighbour);
+  // Every VM this test starts ends with it, whatever fails: a fork bomb left running would hold
+  // this file open until the runner's timeout and slow every other test meanwhile.
+  const others: VmHandle[] = [];
   try {
     await waitForOutput(neighbour, /^tick 1$/m, 'neighbour');
     phase('neighbour ticking');
 
     // Fork bomb: the guest's process table fills; its QEMU is one process with a fixed RAM size.
-    // 3 s into the bomb a subshell reads the guest's process count from /proc/loadavg with
-    // shell builtins only (it cannot count on fork working by then): `read -t` on a FIFO is its clock.
-    const census = 'read -t 3 x <> /tmp/clock; read a b c d e < /proc/loadavg; echo "procs ${d#*/}"';
+    // Every second a subshell reads the guest's process count from /proc/loadavg with shell
+    // builtins only (it cannot count on fork working by then): `read -t` on a FIFO is its clock.
+    // It repeats because a starved guest may print late; any count over 100 shows the bomb went off.
+    const census = 'while :; do read -t 1 x <> /tmp/clock; read a b c d e < /proc/loadavg; echo "procs ${d#*/}"; done';
     const bomb = spec('forkbomb', { ramMib: 128, command: '/bin/sh', args: ['-c', `mkfifo /tmp/clock; (${census}) & echo armed; b() { b | b & }; b; sleep 1000`] });
     const hb = await qemu.start(bomb);
-    await waitForOutput(bomb, /^procs \d+$/m, 'fork bomb census');
-    const procs = Number(/^procs (\d+)$/m.exec(bomb.stdout.text)?.[1]);
+    others.push(hb);
+    await waitForOutput(bomb, /^procs \d{3,}$/m, 'fork bomb census', 120_000);
+    const procs = Number(/^procs (\d{3,})$/m.exec(bomb.stdout.text)?.[1]);
     assert.ok(procs > 100, `the fork bomb went off (an idle guest has about 5) (${procs} processes in the guest)`);
     phase(`fork bomb at ${procs} processes`);
     const ticksBefore = (neighbour.stdout.text.match(/^tick /gm) ?? []).length;
@@ -116,6 +121,7 @@ test('a fork bomb and an out-of-memory guest end only themselves: the neighbour 
     // tail keeps the last lines of /dev/zero, which has no newline: one line that grows without end.
     const hog = spec('oom', { ramMib: 128, command: '/bin/tail', args: ['/dev/zero'] });
     const hh = await qemu.start(hog);
+    others.push(hh);
     let hogRss = 0;
     const sample = (): void => {
       try {
@@ -139,6 +145,7 @@ test('a fork bomb and an out-of-memory guest end only themselves: the neighbour 
     const ticks = (neighbour.stdout.text.match(/^tick /gm) ?? []).length;
     await waitForOutput(neighbour, new RegExp(`^tick ${ticks + 3}$`, 'm'), 'neighbour after both');
   } finally {
+    await Promise.all(others.map((h) => h.kill()));
     const exit = await n.kill();
     assert.equal(exit.reason, 'killed');
   }
