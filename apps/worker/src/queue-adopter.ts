@@ -1,4 +1,4 @@
-import { Queue, Worker, type Job, type Processor } from 'bullmq';
+import { DelayedError, Queue, Worker, type Job, type Processor } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { QUEUE_PREFIX, QueueNames, type HostRegistry, type PullJobResult } from '@monocore/engine';
@@ -11,6 +11,13 @@ import { QUEUE_PREFIX, QueueNames, type HostRegistry, type PullJobResult } from 
  * a new epoch, or waits for capacity — either way not here), stops settle the
  * state (no VM is left), and pulls complete empty (their start job is moved).
  * Parents then run and check their dependencies' real state before booting.
+ *
+ * A host can come back (a worker restarted with the same id) before a tick sees
+ * it: from then on its queues hold its own new jobs — a reboot of its services, a
+ * service the reaper placed on it again. Every adopted job first checks that its
+ * host is still dead; if the host answers, the job goes back to its queue (delayed
+ * briefly) for the host itself. Completing it as `moved` would lose the start for
+ * good: the chaos soak found services left `pending` with no job that way.
  */
 export class QueueAdopter {
   readonly #adopted = new Map<string, { workers: Worker[]; queues: Queue[]; idleTicks: number }>();
@@ -25,12 +32,23 @@ export class QueueAdopter {
   adopt(host: string): void {
     if (this.#adopted.has(host)) return;
     const common = { connection: this.redis, prefix: QUEUE_PREFIX, autorun: true } as const;
-    const emptyPull = async (job: Job): Promise<PullJobResult> => {
+    const handBackIfAlive = async (job: Job, token: string | undefined): Promise<void> => {
+      if (!(await this.hosts.isAlive(host))) return;
+      this.logger.info({ job: job.id, host }, 'host is back: leaving its job to it');
+      await job.moveToDelayed(Date.now() + 500, token);
+      throw new DelayedError();
+    };
+    const orphanedJob: Processor = async (job, token) => {
+      await handBackIfAlive(job, token);
+      return this.hostProcessor(job, token);
+    };
+    const emptyPull = async (job: Job, token?: string): Promise<PullJobResult> => {
+      await handBackIfAlive(job, token);
       this.logger.info({ job: job.id, host }, 'completing a pull queued for a lost host');
       return { reference: '', manifestDigest: '', rootfs: '' };
     };
     const workers = [
-      new Worker(QueueNames.host(host), this.hostProcessor, { ...common, concurrency: 8 }),
+      new Worker(QueueNames.host(host), orphanedJob, { ...common, concurrency: 8 }),
       new Worker(QueueNames.pull(host), emptyPull, { ...common, concurrency: 8 }),
     ];
     for (const w of workers) w.on('error', (err) => this.logger.debug({ err: err.message, queue: w.name }, 'adopted queue error'));

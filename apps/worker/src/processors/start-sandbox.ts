@@ -91,9 +91,9 @@ export function createSandboxStartProcessor(ctx: WorkerContext) {
 async function imageFor(ctx: WorkerContext, job: Job, rec: SandboxRecord): Promise<ImageRuntime & { digest?: string }> {
   const values = (await job.getChildrenValues()) as Record<string, PullJobResult>;
   const pulled = Object.entries(values).find(([key]) => jobIdOfKey(key).endsWith('.pull'))?.[1];
-  const [record] = await ctx.images.get(pulled?.manifestDigest ?? rec.image);
+  const [record] = await ctx.images.get(pulled?.manifestDigest || rec.image);
   if (!record) {
     throw new MonocoreError('MC_OCI_IMAGE_NOT_FOUND', `image ${rec.image} is not present on host ${ctx.hostId}`, { image: rec.image, host: ctx.hostId });
   }
-  return { rootfs: pulled?.rootfs ?? record.rootfs, config: record.config, digest: record.manifestDigest };
+  return { rootfs: pulled?.rootfs || record.rootfs, config: record.config, digest: record.manifestDigest };
 }

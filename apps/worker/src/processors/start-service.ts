@@ -4,7 +4,9 @@ import {
   StartJobDataSchema,
   groupNetwork,
   isMonocoreError,
+  pullImage,
   type ImageRuntime,
+  type RegistryPolicyData,
   type PullJobResult,
   type ResolvedService,
   type ServiceRecord,
@@ -111,7 +113,7 @@ export function createStartProcessor(ctx: WorkerContext) {
 
     try {
       const resolved = JSON.parse(rec.config ?? '{}') as ResolvedService;
-      const image = await imageFor(ctx, job, rec, resolved);
+      const image = await imageFor(ctx, job, rec, resolved, data.registryPolicy);
       const network = await networkFor(ctx, rec, resolved);
       await state.transition(name, { status: 'starting' }, { ...fence, fields: { attempts: job.attemptsMade + 1 }, clear: ['pid'] });
       const handle = await ctx.supervisor.boot(name, {
@@ -160,23 +162,36 @@ export function createStartProcessor(ctx: WorkerContext) {
   };
 }
 
-async function imageFor(ctx: WorkerContext, job: Job, rec: ServiceRecord, resolved: ResolvedService): Promise<ImageRuntime | undefined> {
+async function imageFor(
+  ctx: WorkerContext,
+  job: Job,
+  rec: ServiceRecord,
+  resolved: ResolvedService,
+  policy: RegistryPolicyData | undefined,
+): Promise<ImageRuntime | undefined> {
   if (!resolved.image) {
     throw new MonocoreError('MC_ORCH_NO_IMAGE', `service "${rec.name}" has no base image`, { service: rec.name });
   }
   const values = (await job.getChildrenValues()) as Record<string, PullJobResult>;
   let pulled: PullJobResult | undefined;
   for (const [key, v] of Object.entries(values)) if (parseChildId(jobIdOfKey(key)).kind === 'pull') pulled = v;
-  const query = pulled?.manifestDigest ?? resolved.image;
+  // A pull completed by another host's adopter (its host was lost) is empty: look the image up by name.
+  const query = pulled?.manifestDigest || resolved.image;
   const [record] = await ctx.images.get(query);
-  if (!record) {
-    // A reschedule has no pull child: the image must be pulled on this host first.
-    throw new MonocoreError('MC_OCI_IMAGE_NOT_FOUND', `image ${resolved.image} is not present on host ${ctx.hostId}`, {
-      image: resolved.image,
-      host: ctx.hostId,
-    });
-  }
-  return { rootfs: pulled?.rootfs ?? record.rootfs, config: record.config };
+  if (!record) return pullHere(ctx, rec.name, resolved.image, policy);
+  return { rootfs: pulled?.rootfs || record.rootfs, config: record.config };
+}
+
+/**
+ * The pull child left no image on this host: it failed its attempts (this host was
+ * killed mid-pull more than BullMQ's stall limit allows; the child may fail and the
+ * start still runs) or the store was pruned since. Pull it here rather than fail the
+ * service for good: a retryable error retries this start with its backoff.
+ */
+export async function pullHere(ctx: WorkerContext, subject: string, image: string, policy: RegistryPolicyData | undefined): Promise<ImageRuntime> {
+  ctx.logger.info({ subject, image }, 'image not on this host: pulling it before the boot');
+  const pulled = await pullImage(image, { home: ctx.home, ...(policy ? { policy } : {}) });
+  return { rootfs: pulled.rootfs, config: pulled.config };
 }
 
 async function networkFor(ctx: WorkerContext, rec: ServiceRecord, resolved: ResolvedService): Promise<VmNetwork> {

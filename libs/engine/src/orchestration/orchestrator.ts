@@ -316,6 +316,7 @@ export class Orchestrator implements OrchestratorApi {
           epoch: epochOf.get(n) ?? 1,
           awaitedBy: (shape.awaitedBy.get(n) ?? []).map((p) => JobIds.gate(deploymentId, p, n)),
           pollDependencies: false,
+          ...(registryPolicy ? { registryPolicy } : {}),
         };
         return {
           name: 'start',

@@ -79,6 +79,8 @@ export const StartJobDataSchema = z.strictObject({
    * gate it, so it polls its dependencies' states itself.
    */
   pollDependencies: z.boolean().default(false),
+  /** The REST caller's registry policy, for a pull the start job must do itself (its pull child left no image). */
+  registryPolicy: RegistryPolicyDataSchema.optional(),
 });
 export type StartJobData = z.infer<typeof StartJobDataSchema>;
 
