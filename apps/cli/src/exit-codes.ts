@@ -7,6 +7,13 @@ export const ExitCode = {
   Usage: 2,
   /** The command exists but is not implemented in this build. */
   NotImplemented: 3,
+  /**
+   * `monocore exec` could not run the command or lost it (API error, unknown or
+   * stopped target, connection cut): 125, as `docker exec`, so it is never taken
+   * for the command's own exit code (126 and 127 come from the guest: not
+   * executable, not found).
+   */
+  ExecFailed: 125,
   /** A bug: an unexpected exception. */
   Internal: 70,
 } as const;

@@ -21,6 +21,7 @@ export { DEFAULT_API_PORT, defaultApiPort, defaultApiUrl } from './api-url.js';
 export { localCredentialPath } from './local-credential.js';
 export { readSse } from './sse-reader.js';
 export type { SseEvent } from './sse-reader.js';
+export { SANDBOX_ID_PATTERN } from '@monocore/api-schemas';
 export type {
   CreateSandboxRequest,
   Sandbox as SandboxRecord,

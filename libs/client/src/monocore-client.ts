@@ -14,6 +14,7 @@ import {
   type Health,
   type HostStatus,
   type SandboxStatus,
+  type Sandbox as SandboxRecord,
   type Selection,
   type ServiceStatus,
   type StateEvent,
@@ -246,6 +247,11 @@ export class MonocoreClient {
       ...(options.signal ? { signal: options.signal } : {}),
     });
     return sandboxes.map((info) => new Sandbox(this.http, info));
+  }
+
+  /** Deletes a sandbox by id (what `sandbox.kill()` does); idempotent; resolves with the final record. */
+  async deleteSandbox(id: string, options: { signal?: AbortSignal } = {}): Promise<SandboxRecord> {
+    return this.http.json(SandboxSchema, 'DELETE', `/sandboxes/${encodeURIComponent(id)}`, options.signal ? { signal: options.signal } : {});
   }
 
   private async stop(action: 'down' | 'remove', options: StopOptions): Promise<DownResult> {

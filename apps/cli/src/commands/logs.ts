@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { clientFor, withApiOption, type ApiCommandOptions } from '../api/command-options.js';
 import { ExitCode } from '../exit-codes.js';
+import { writeOut } from '../write-out.js';
 
 interface LogsOptions extends ApiCommandOptions {
   stderr?: boolean;
@@ -34,19 +35,7 @@ export function registerLogs(program: Command): void {
     try {
       const stream = opts.stderr ? 'stderr' : 'stdout';
       const lines = await client.logs(service, { stream, tail, follow: opts.follow === true, signal: stop.signal });
-      const out = async (data: string): Promise<void> => {
-        if (stop.signal.aborted || process.stdout.write(data)) return;
-        // A stdout closed by its reader never drains: 'close' ends the wait too.
-        await new Promise<void>((resolve) => {
-          const done = (): void => {
-            process.stdout.off('drain', done);
-            process.stdout.off('close', done);
-            resolve();
-          };
-          process.stdout.once('drain', done);
-          process.stdout.once('close', done);
-        });
-      };
+      const out = async (data: string): Promise<void> => (stop.signal.aborted ? undefined : writeOut(process.stdout, data));
       try {
         for await (const line of lines) await out(opts.json ? `${JSON.stringify({ service, stream, line })}\n` : `${line}\n`);
       } catch (err) {

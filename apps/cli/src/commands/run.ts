@@ -8,6 +8,8 @@ import { ImageStore, formatPlatform, hostPlatform, imageProcess, imageRootfsTrus
 import { MonocoreError, isMonocoreError } from '@monocore/engine/errors';
 import { MonocoreHome } from '@monocore/engine/home';
 import { EgressAllowList, outboundNetwork, selectBackend, type BackendName, type VmExit, type VmSpec } from '@monocore/engine/vm';
+import { parseEnvFlag } from '../flags/env-flag.js';
+import { intFlag } from '../flags/int-flag.js';
 import { progressReporter } from './pull-progress.js';
 
 interface RunOptions {
@@ -30,20 +32,6 @@ interface RunOptions {
 
 const usage = (message: string, details: Record<string, unknown> = {}): MonocoreError => new MonocoreError('MC_USAGE', message, details);
 const collect = (value: string, previous: string[]): string[] => [...previous, value];
-
-function positiveInt(flag: string, value: string, min: number, max: number): number {
-  if (!/^\d+$/.test(value) || Number(value) < min || Number(value) > max) throw usage(`${flag}: ${JSON.stringify(value)} must be an integer in ${min}..${max}`);
-  return Number(value);
-}
-
-/** -e K=V sets; -e K copies K from this environment (like docker). */
-export function parseEnvFlag(value: string, env: NodeJS.ProcessEnv = process.env): string | undefined {
-  const eq = value.indexOf('=');
-  const key = eq < 0 ? value : value.slice(0, eq);
-  if (!/^[^=\0]+$/.test(key) || value.includes('\0')) throw usage(`-e ${JSON.stringify(value)}: expected KEY=value (or KEY to copy it from this environment)`);
-  if (eq >= 0) return value;
-  return env[key] !== undefined ? `${key}=${env[key]}` : undefined;
-}
 
 /** -v HOST:GUEST[:ro|:rw]; HOST may be relative to the current directory and must exist. */
 export function parseVolumeFlag(value: string, cwd = process.cwd()): { host: string; guest: string; readOnly: boolean } {
@@ -115,9 +103,9 @@ export function registerRun(program: Command): void {
       } catch (err) {
         throw isMonocoreError(err) ? usage(err.message, err.details) : err;
       }
-      const cpus = positiveInt('--cpus', opts.cpus, 1, 64);
-      const ramMib = positiveInt('--ram', opts.ram, 64, 1 << 20);
-      const bootTimeoutMs = positiveInt('--boot-timeout', opts.bootTimeout, 1, 3_600_000);
+      const cpus = intFlag('--cpus', opts.cpus, 1, 64);
+      const ramMib = intFlag('--ram', opts.ram, 64, 1 << 20);
+      const bootTimeoutMs = intFlag('--boot-timeout', opts.bootTimeout, 1, 3_600_000);
       const envFlags = opts.env.map((e) => parseEnvFlag(e)).filter((e): e is string => e !== undefined);
       const volumes = opts.volume.map((v) => parseVolumeFlag(v));
       const ports = opts.publish.map((p) => parsePortFlag(p));
