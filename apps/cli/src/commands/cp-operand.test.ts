@@ -1,0 +1,24 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { isMonocoreError } from '@monocore/engine/errors';
+import { parseCpOperand } from './cp.js';
+import { createRequest } from './sandbox.js';
+
+test('cp operands: TARGET:/path for sandbox ids and service names, anything else is local', () => {
+  assert.deepEqual(parseCpOperand('sb-0123456789ab:/work/x'), { kind: 'remote', target: 'sb-0123456789ab', path: '/work/x' });
+  assert.deepEqual(parseCpOperand('web:/srv/'), { kind: 'remote', target: 'web', path: '/srv/' });
+  assert.deepEqual(parseCpOperand('./a:b'), { kind: 'local', path: './a:b' });
+  assert.deepEqual(parseCpOperand('/abs/a:b'), { kind: 'local', path: '/abs/a:b' });
+  assert.deepEqual(parseCpOperand('Upper:/x'), { kind: 'local', path: 'Upper:/x' }, 'not a service name');
+  assert.deepEqual(parseCpOperand('plain'), { kind: 'local', path: 'plain' });
+  assert.throws(() => parseCpOperand('web:relative'), (e: unknown) => isMonocoreError(e, 'MC_USAGE') && /must be absolute/.test(e.message));
+});
+
+test('sandbox create flags become the API request (only what was given)', () => {
+  assert.deepEqual(createRequest('busybox', { env: [], wait: true }), { image: 'busybox' });
+  assert.deepEqual(
+    createRequest('python:3.12', { env: ['A=1', 'HOME_COPY'], cpus: '2', ram: '1024', timeout: '30m', idleTimeout: '90s', net: 'outbound', wait: true, workdir: '/w', user: 'nobody' }, { HOME_COPY: 'h' }),
+    { image: 'python:3.12', cpus: 2, ram: 1024, env: { A: '1', HOME_COPY: 'h' }, timeout_s: 1800, idle_timeout_s: 90, network: 'outbound', workdir: '/w', user: 'nobody' },
+  );
+  assert.throws(() => createRequest('x', { env: [], ram: '32', wait: true }), (e: unknown) => isMonocoreError(e, 'MC_USAGE') && /--ram: "32"/.test(e.message));
+});
