@@ -122,6 +122,7 @@ export const TEST_REDIS_DBS = {
   'relay/relay:killed': 21,
   'sandbox/sandbox-e2e': 22,
   'sandbox/sandbox-multihost': 23,
+  'orchestration/queue-adopter': 30,
 } as const;
 
 /** The test Redis URL (redis://127.0.0.1:16379). */

@@ -47,6 +47,7 @@ import { keyedMutex, promoteGates, queueCache, type WorkerContext } from './work
 
 export { Supervisor, type ServiceBackend } from './supervisor.js';
 export { HostLiveness } from './host-liveness.js';
+export { QueueAdopter } from './queue-adopter.js';
 
 /**
  * vCPUs offered per host CPU by default. A vCPU is a host thread, so CPUs can

@@ -188,7 +188,7 @@ async function imageFor(
  * start still runs) or the store was pruned since. Pull it here rather than fail the
  * service for good: a retryable error retries this start with its backoff.
  */
-export async function pullHere(ctx: WorkerContext, subject: string, image: string, policy: RegistryPolicyData | undefined): Promise<ImageRuntime> {
+async function pullHere(ctx: WorkerContext, subject: string, image: string, policy: RegistryPolicyData | undefined): Promise<ImageRuntime> {
   ctx.logger.info({ subject, image }, 'image not on this host: pulling it before the boot');
   const pulled = await pullImage(image, { home: ctx.home, ...(policy ? { policy } : {}) });
   return { rootfs: pulled.rootfs, config: pulled.config };
