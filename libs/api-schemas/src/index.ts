@@ -21,6 +21,9 @@ export {
   ByteEncodingSchema,
   CreateSandboxRequestSchema,
   CreateSandboxQuerySchema,
+  SandboxNetworkModeSchema,
+  SandboxNetworkRequestSchema,
+  MAX_SANDBOX_ALLOW_ENTRIES,
   SandboxSchema,
   SandboxParamsSchema,
   ListSandboxesQuerySchema,
@@ -46,6 +49,7 @@ export {
 export type {
   SandboxStatus,
   CreateSandboxRequest,
+  SandboxNetworkRequest,
   Sandbox,
   SandboxList,
   ExecRequest,

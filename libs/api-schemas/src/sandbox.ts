@@ -68,6 +68,40 @@ export const SANDBOX_DEFAULTS = {
   network: 'none',
 } as const;
 
+/** Most entries of a sandbox's `network.allow` (the same bound as a monocore.toml list). */
+export const MAX_SANDBOX_ALLOW_ENTRIES = 1024;
+
+export const SandboxNetworkModeSchema = z
+  .enum(['none', 'outbound'])
+  .describe('none: loopback only; outbound: the internet, never the host nor other guests (docs/NETWORK.md)');
+
+/**
+ * `network` of POST /sandboxes: a mode, or the form a monocore.toml group writes
+ * (`{ "outbound": true, "allow": [...] }`). Only the shape is checked here: the
+ * entries' syntax has one home, the engine's EgressAllowList, which answers
+ * 400 MC_VM_EGRESS_ALLOW_INVALID naming `network.allow[i]`.
+ */
+export const SandboxNetworkRequestSchema = z
+  .union([
+    SandboxNetworkModeSchema,
+    z
+      .strictObject({
+        outbound: z.boolean().describe('true: the internet, never the host nor other guests; false: loopback only (the same as "none")'),
+        allow: z
+          .array(z.string().max(1024))
+          .max(MAX_SANDBOX_ALLOW_ENTRIES)
+          .optional()
+          .describe(
+            'with outbound: true, only these destinations: DNS names, *.suffix wildcards, IPv4 addresses, IPv4 CIDR ranges ' +
+              '(docs/NETWORK.md "Allow-lists"); names resolve only through monocore\'s resolver',
+          )
+          .meta({ examples: [['pypi.org', '*.githubusercontent.com', '203.0.113.0/24']] }),
+      })
+      .describe('the monocore.toml form, for an allow-list'),
+  ])
+  .describe('"none" (default), "outbound", or { "outbound": true, "allow": [...] } to reach only the listed destinations');
+export type SandboxNetworkRequest = z.input<typeof SandboxNetworkRequestSchema>;
+
 /** Upper bound of timeout_s and idle_timeout_s: 7 days. */
 export const MAX_SANDBOX_LIFETIME_S = 7 * 24 * 3600;
 
@@ -93,10 +127,7 @@ export const CreateSandboxRequestSchema = z
       .max(MAX_SANDBOX_LIFETIME_S)
       .optional()
       .describe('end as expired after this many seconds without an exec or file call (default: no idle limit)'),
-    network: z
-      .enum(['none', 'outbound'])
-      .default(SANDBOX_DEFAULTS.network)
-      .describe('none: loopback only; outbound: the internet, never the host nor other guests (docs/NETWORK.md)'),
+    network: SandboxNetworkRequestSchema.default(SANDBOX_DEFAULTS.network),
   })
   .meta({ id: 'CreateSandboxRequest' });
 export type CreateSandboxRequest = z.input<typeof CreateSandboxRequestSchema>;
@@ -123,7 +154,11 @@ export const SandboxSchema = z
     env: z.record(z.string(), z.string()),
     workdir: z.string().optional(),
     user: z.string().optional(),
-    network: z.enum(['none', 'outbound']),
+    network: SandboxNetworkModeSchema,
+    network_allow: z
+      .array(z.string())
+      .optional()
+      .describe('only with an allow-list: the destinations it may reach, in normal form (lowercase names)'),
     timeout_s: z.number().int(),
     idle_timeout_s: z.number().int().nullable(),
     created_at: z.string().describe('ISO-8601'),

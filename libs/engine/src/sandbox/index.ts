@@ -8,7 +8,9 @@ export {
   assertSandboxTransition,
 } from './sandbox-state.js';
 export type { SandboxStatus } from './sandbox-state.js';
-export { parseSandboxRecord, toSandbox } from './sandbox-record.js';
+export { parseSandboxRecord, sandboxRecordFields, toSandbox } from './sandbox-record.js';
+export { sandboxNetwork } from './sandbox-network.js';
+export type { SandboxNetwork } from './sandbox-network.js';
 export type { SandboxRecord } from './sandbox-record.js';
 export { SandboxStore, DEFAULT_SANDBOX_RETENTION_MS } from './sandbox-store.js';
 export type { SandboxTransitionOptions } from './sandbox-store.js';

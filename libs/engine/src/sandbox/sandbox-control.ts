@@ -20,6 +20,7 @@ import type { RelayCall, RelayClient } from '../relay/relay-client.js';
 import { describeTarget, type RelayOp, type RelayTarget } from '../relay/relay-protocol.js';
 import { HostRegistry } from '../state/host-registry.js';
 import { Keys } from '../state/keys.js';
+import { sandboxNetwork } from './sandbox-network.js';
 import { toSandbox, type SandboxRecord } from './sandbox-record.js';
 import { isEndedSandboxStatus, type SandboxStatus } from './sandbox-state.js';
 import { SandboxStore, notFound } from './sandbox-store.js';
@@ -93,6 +94,7 @@ export class SandboxControl implements SandboxApi {
   }
 
   async create(input: CreateSandboxInput, options: CreateOptions = {}): Promise<Sandbox> {
+    const net = sandboxNetwork(input.network); // a bad allow-list is a 400 before anything is placed or stored
     const id = newSandboxId();
     const now = Date.now();
     const rec: SandboxRecord = {
@@ -104,7 +106,8 @@ export class SandboxControl implements SandboxApi {
       cpus: input.cpus,
       ramMib: input.ram,
       env: input.env ?? {},
-      network: input.network,
+      network: net.network,
+      ...(net.allow !== undefined ? { allow: net.allow } : {}),
       timeoutS: input.timeout_s,
       createdAt: now,
       lastActivityAt: now,

@@ -20,6 +20,8 @@ export interface SandboxRecord {
   workdir?: string;
   user?: string;
   network: 'none' | 'outbound';
+  /** With outbound: only these destinations (normal form, EgressAllowList); absent = any public address. */
+  allow?: string[];
   timeoutS: number;
   idleTimeoutS?: number;
   createdAt: number;
@@ -35,6 +37,22 @@ export interface SandboxRecord {
 }
 
 const num = (v: string | undefined): number | undefined => (v === undefined || v === '' ? undefined : Number(v));
+
+/**
+ * The stored allow-list. Fails closed: a field that is not a JSON list of strings
+ * becomes an empty list, which the VM's start refuses (MC_VM_EGRESS_ALLOW_INVALID),
+ * rather than no list, which would open the way out to every address.
+ */
+function parseAllow(v: string | undefined): string[] | undefined {
+  if (v === undefined) return undefined;
+  try {
+    const list: unknown = JSON.parse(v);
+    if (Array.isArray(list) && list.every((e) => typeof e === 'string')) return list as string[];
+  } catch {
+    // fall through
+  }
+  return [];
+}
 
 export function parseSandboxRecord(id: string, h: Record<string, string>): SandboxRecord {
   const status = (SANDBOX_STATUSES as readonly string[]).includes(h.status ?? '') ? (h.status as SandboxStatus) : 'creating';
@@ -65,6 +83,7 @@ export function parseSandboxRecord(id: string, h: Record<string, string>): Sandb
     idleTimeoutS: num(h.idle_timeout_s),
     startedAt: num(h.started_at),
     endedAt: num(h.ended_at),
+    allow: parseAllow(h.network_allow),
     reason: h.reason || undefined,
     code: h.code || undefined,
     pid: num(h.pid),
@@ -93,6 +112,7 @@ export function sandboxRecordFields(r: SandboxRecord): Record<string, string | n
   if (r.workdir !== undefined) f.workdir = r.workdir;
   if (r.user !== undefined) f.user = r.user;
   if (r.idleTimeoutS !== undefined) f.idle_timeout_s = r.idleTimeoutS;
+  if (r.allow !== undefined) f.network_allow = JSON.stringify(r.allow);
   return f;
 }
 
@@ -109,6 +129,7 @@ export function toSandbox(r: SandboxRecord): Sandbox {
     ram: r.ramMib,
     env: r.env,
     network: r.network,
+    ...(r.allow !== undefined ? { network_allow: r.allow } : {}),
     timeout_s: r.timeoutS,
     idle_timeout_s: r.idleTimeoutS ?? null,
     created_at: iso(r.createdAt),

@@ -1,5 +1,6 @@
 import { imageProcess } from '../oci/image-process.js';
 import type { ImageRuntime } from '../orchestration/vm-spec-builder.js';
+import { outboundNetwork } from '../vm/outbound-network.js';
 import type { VmNetwork, VmSpec } from '../vm/vm-spec.js';
 import type { SandboxRecord } from './sandbox-record.js';
 
@@ -14,11 +15,8 @@ export function buildSandboxVmSpec(rec: SandboxRecord, image: ImageRuntime, stat
     ...(rec.workdir !== undefined ? { workdir: rec.workdir } : {}),
     ...(rec.user !== undefined ? { user: rec.user } : {}),
   });
-  const network: VmNetwork =
-    rec.network === 'outbound'
-      ? // A one-member group: its segment stays private, local_only = false gives it the internet (docs/NETWORK.md).
-        { mode: 'group', group: rec.id, address: '10.88.0.2/24', peers: {}, localOnly: false }
-      : { mode: 'none' };
+  // Outbound is the same one-member group as `monocore run --net outbound`, limited to the record's allow-list.
+  const network: VmNetwork = rec.network === 'outbound' ? outboundNetwork(rec.id, rec.allow) : { mode: 'none' };
   return {
     id: rec.id,
     rootfs: image.rootfs,
