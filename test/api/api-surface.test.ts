@@ -358,6 +358,45 @@ test('/status shape, errors mapped from the engine, and REST volume roots', asyn
   assert.deepEqual((afterDown.json.services as Array<{ name: string; desired: string }>).map((x) => [x.name, x.desired]), [['db', 'running'], ['web', 'stopped']]);
 });
 
+test('POST /sandboxes with network.allow: a bad entry is 400 naming network.allow[i] and stores nothing; a good list is kept and shown', async () => {
+  // A registered host that no worker serves: sandboxes are placed and recorded, then stay creating (wait=false).
+  await new HostRegistry(redis).register({ id: 'api-test-host', cpus: 8, ramMib: 16384, backends: ['qemu'] }, 60_000);
+  const before = (await call('GET', '/sandboxes')).json.sandboxes as unknown[];
+
+  const bad = await call('POST', '/sandboxes?wait=false', { body: { image: 'busybox', network: { outbound: true, allow: ['pypi.org', '169.254.169.254', 'pypi.org:443'] } } });
+  assert.equal(bad.status, 400, bad.text);
+  assert.deepEqual(Object.keys(bad.json).sort(), ['code', 'details', 'issues', 'message']);
+  assert.equal(bad.json.code, 'MC_VM_EGRESS_ALLOW_INVALID');
+  assert.match(bad.json.message as string, /^network\.allow\[1\]: 169\.254\.169\.254 lies in 169\.254\.0\.0\/16/);
+  assert.equal(bad.json.details.field, 'network.allow[1]');
+  assert.deepEqual((bad.json.issues as Array<{ path: string }>).map((i) => i.path), ['network.allow[1]', 'network.allow[2]'], 'every bad entry is named');
+
+  const noWayOut = await call('POST', '/sandboxes?wait=false', { body: { image: 'busybox', network: { outbound: false, allow: ['pypi.org'] } } });
+  assert.equal(noWayOut.status, 400, noWayOut.text);
+  assert.equal(noWayOut.json.code, 'MC_VM_EGRESS_ALLOW_INVALID');
+  const badShape = await call('POST', '/sandboxes?wait=false', { body: { image: 'busybox', network: { outbound: true, allow: 'pypi.org' } } });
+  assert.equal(badShape.status, 400, badShape.text);
+  assert.equal(badShape.json.code, 'MC_API_BAD_REQUEST');
+  assert.equal(badShape.json.issues[0].path, 'body.network');
+  assert.equal(((await call('GET', '/sandboxes')).json.sandboxes as unknown[]).length, before.length, 'a refused request stores nothing');
+
+  const good = await call('POST', '/sandboxes?wait=false', {
+    body: { image: 'busybox', network: { outbound: true, allow: ['PyPI.org', '*.githubusercontent.com', '203.0.113.0/24'] } },
+  });
+  assert.equal(good.status, 202, good.text);
+  assert.equal(good.json.network, 'outbound');
+  assert.deepEqual(good.json.network_allow, ['pypi.org', '*.githubusercontent.com', '203.0.113.0/24'], 'kept in normal form');
+  const read = await call('GET', `/sandboxes/${good.json.id as string}`);
+  assert.equal(read.status, 200, read.text);
+  assert.equal(read.json.network, 'outbound');
+  assert.deepEqual(read.json.network_allow, good.json.network_allow);
+
+  const open = await call('POST', '/sandboxes?wait=false', { body: { image: 'busybox', network: 'outbound' } });
+  assert.equal(open.status, 202, open.text);
+  assert.equal(open.json.network, 'outbound');
+  assert.equal('network_allow' in open.json, false, 'no list, no field');
+});
+
 test('an unexpected failure is 500 MC_INTERNAL without a stack trace', async () => {
   // A real orchestrator whose Redis connection is gone: ioredis throws a plain Error.
   const orchestrator = new Orchestrator({ redisUrl: REDIS_URL });

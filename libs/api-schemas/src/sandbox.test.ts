@@ -8,6 +8,7 @@ import {
   FilesQuerySchema,
   ListSandboxesQuerySchema,
   SandboxIdSchema,
+  SandboxSchema,
 } from './sandbox.js';
 
 const issuePaths = (r: { success: boolean; error?: { issues: Array<{ path: PropertyKey[] }> } }): string[] =>
@@ -19,6 +20,22 @@ test('create: defaults are applied, unknown keys and bad values are named', () =
   const bad = CreateSandboxRequestSchema.safeParse({ image: 'x', ram: 'lots', workdir: 'rel', colour: 1, env: { 'A=B': 'x' } });
   assert.equal(bad.success, false);
   assert.deepEqual(issuePaths(bad).sort(), ['', 'env.A=B', 'ram', 'workdir'].sort());
+});
+
+test('create: network is a mode or the monocore.toml form { outbound, allow } (entries are the engine\'s to check)', () => {
+  const allow = ['pypi.org', '*.githubusercontent.com', '203.0.113.0/24'];
+  assert.deepEqual(CreateSandboxRequestSchema.parse({ image: 'x', network: { outbound: true, allow } }).network, { outbound: true, allow });
+  assert.deepEqual(CreateSandboxRequestSchema.parse({ image: 'x', network: { outbound: true } }).network, { outbound: true });
+  assert.equal(CreateSandboxRequestSchema.parse({ image: 'x', network: 'outbound' }).network, 'outbound');
+  assert.deepEqual(issuePaths(CreateSandboxRequestSchema.safeParse({ image: 'x', network: 'internet' })), ['network']);
+  assert.deepEqual(issuePaths(CreateSandboxRequestSchema.safeParse({ image: 'x', network: { outbound: true, allow: 'pypi.org' } })), ['network']);
+  assert.deepEqual(issuePaths(CreateSandboxRequestSchema.safeParse({ image: 'x', network: { outbound: true, alow: [] } })), ['network']);
+  assert.equal(CreateSandboxRequestSchema.safeParse({ image: 'x', network: { allow } }).success, false, 'outbound is required');
+  const sandbox = SandboxSchema.parse({
+    id: 'sb-0123456789ab', status: 'running', host: 'h', image: 'x', cpus: 1, ram: 512, env: {}, network: 'outbound', network_allow: allow,
+    timeout_s: 60, idle_timeout_s: null, created_at: 't', expires_at: 't', last_activity_at: 't',
+  });
+  assert.deepEqual(sandbox.network_allow, allow);
 });
 
 test('exec: cmd needs a program, timeouts are bounded, encoding defaults to utf8', () => {
