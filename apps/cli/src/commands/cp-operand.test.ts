@@ -22,3 +22,21 @@ test('sandbox create flags become the API request (only what was given)', () => 
   );
   assert.throws(() => createRequest('x', { env: [], ram: '32', wait: true }), (e: unknown) => isMonocoreError(e, 'MC_USAGE') && /--ram: "32"/.test(e.message));
 });
+
+test('sandbox create --allow: the monocore.toml form of network; needs --net outbound; a bad entry is a usage error naming it', () => {
+  assert.deepEqual(createRequest('python:3.12', { env: [], net: 'outbound', allow: ['pypi.org', '*.pythonhosted.org', '203.0.113.0/24'], wait: true }), {
+    image: 'python:3.12',
+    network: { outbound: true, allow: ['pypi.org', '*.pythonhosted.org', '203.0.113.0/24'] },
+  });
+  assert.deepEqual(createRequest('python:3.12', { env: [], net: 'outbound', allow: [], wait: true }), { image: 'python:3.12', network: 'outbound' });
+  for (const net of [undefined, 'none'] as const) {
+    assert.throws(
+      () => createRequest('x', { env: [], ...(net ? { net } : {}), allow: ['pypi.org'], wait: true }),
+      (e: unknown) => isMonocoreError(e, 'MC_USAGE') && /--allow .*needs --net outbound/.test(e.message),
+    );
+  }
+  assert.throws(
+    () => createRequest('x', { env: [], net: 'outbound', allow: ['pypi.org', 'localhost'], wait: true }),
+    (e: unknown) => isMonocoreError(e, 'MC_USAGE') && /^--allow\[1\]: "localhost" is a single-label name/.test(e.message),
+  );
+});

@@ -1,6 +1,7 @@
 import { Option, type Command } from 'commander';
 import { MonocoreApiError, type CreateSandboxRequest, type SandboxRecord, type SandboxStatus } from '@monocore/client';
-import { MonocoreError } from '@monocore/engine/errors';
+import { EgressAllowList } from '@monocore/engine/egress-allow-list';
+import { MonocoreError, isMonocoreError } from '@monocore/engine/errors';
 import { clientFor, withApiOption, type ApiCommandOptions } from '../api/command-options.js';
 import { ExitCode } from '../exit-codes.js';
 import { durationFlag } from '../flags/duration-flag.js';
@@ -17,6 +18,7 @@ interface CreateOptions extends ApiCommandOptions {
   timeout?: string;
   idleTimeout?: string;
   net?: 'none' | 'outbound';
+  allow?: string[];
   wait: boolean;
   json?: boolean;
 }
@@ -28,6 +30,14 @@ const collect = (value: string, previous: string[]): string[] => [...previous, v
 /** The API's request from the flags (each checked here, so a mistake is a usage error naming the flag). */
 export function createRequest(image: string, opts: CreateOptions, env: NodeJS.ProcessEnv = process.env): CreateSandboxRequest {
   const vars = envFlagsToMap(opts.env, env);
+  const allow = opts.allow ?? [];
+  if (allow.length > 0 && opts.net !== 'outbound') throw new MonocoreError('MC_USAGE', '--allow limits the way out: it needs --net outbound');
+  try {
+    if (allow.length > 0) EgressAllowList.parse(allow, '--allow'); // the API's own check, here so a typo is a usage error naming --allow[i]
+  } catch (err) {
+    throw isMonocoreError(err) ? new MonocoreError('MC_USAGE', err.message, err.details) : err;
+  }
+  const network: CreateSandboxRequest['network'] = allow.length > 0 ? { outbound: true, allow } : opts.net;
   return {
     image,
     ...(opts.cpus !== undefined ? { cpus: intFlag('--cpus', opts.cpus, 1, 64) } : {}),
@@ -37,7 +47,7 @@ export function createRequest(image: string, opts: CreateOptions, env: NodeJS.Pr
     ...(opts.user !== undefined ? { user: opts.user } : {}),
     ...(opts.timeout !== undefined ? { timeout_s: durationFlag('--timeout', opts.timeout, 1, SEVEN_DAYS) } : {}),
     ...(opts.idleTimeout !== undefined ? { idle_timeout_s: durationFlag('--idle-timeout', opts.idleTimeout, 1, SEVEN_DAYS) } : {}),
-    ...(opts.net !== undefined ? { network: opts.net } : {}),
+    ...(network !== undefined ? { network } : {}),
   };
 }
 
@@ -59,11 +69,13 @@ export function registerSandbox(program: Command): void {
       .option('--timeout <duration>', 'maximum life: 600, 90s, 10m, 1h, 2d (default 1h); then it ends as expired')
       .option('--idle-timeout <duration>', 'end as expired after this long without an exec or file call (default: none)')
       .addOption(new Option('--net <mode>', '"none" (default): loopback only; "outbound": the internet, never the host').choices(['none', 'outbound']))
+      .option('--allow <ENTRY>', 'with --net outbound: reach only this DNS name, *.suffix, IPv4 address or CIDR range (repeatable; docs/NETWORK.md)', collect, [])
       .option('--no-wait', 'print the id at once, while the sandbox is still being created')
       .option('--json', 'print the sandbox as JSON (the API\'s Sandbox object)')
       .addHelpText(
         'after',
-        '\nExamples:\n  ID=$(monocore sandbox create python:3.12-slim --timeout 30m)\n  monocore exec $ID -- python -c "print(6 * 7)"\n  monocore sandbox rm $ID',
+        '\nExamples:\n  ID=$(monocore sandbox create python:3.12-slim --timeout 30m)\n  monocore exec $ID -- python -c "print(6 * 7)"\n  monocore sandbox rm $ID\n' +
+          '  monocore sandbox create python:3.12-slim --net outbound --allow pypi.org --allow \'*.pythonhosted.org\'',
       ),
   ).action(async (image: string, opts: CreateOptions) => {
     const request = createRequest(image, opts);

@@ -44,7 +44,7 @@ export function renderSandboxDetails(s: SandboxRecord, now = Date.now()): string
     ['host', s.host ?? undefined],
     ['cpus', String(s.cpus)],
     ['ram', `${s.ram} MiB`],
-    ['network', s.network],
+    ['network', s.network_allow ? `${s.network} (only ${s.network_allow.join(', ')})` : s.network],
     ['workdir', s.workdir],
     ['user', s.user],
     ['env', env.length > 0 ? env.map(([k, v]) => `${k}=${v}`).join(' ') : undefined],

@@ -7,8 +7,11 @@ import {
   EnvMapSchema,
   GuestPathSchema,
   MAX_EXEC_TIMEOUT_S,
+  MAX_SANDBOX_ALLOW_ENTRIES,
   SANDBOX_STATUSES,
   SandboxIdSchema,
+  SandboxNetworkModeSchema,
+  type CreateSandboxRequest,
 } from '@monocore/api-schemas';
 import { MonocoreApiError, type ExecResult, type MonocoreClient, type Sandbox, type SandboxRecord } from '@monocore/client';
 import { RUN_CODE_LANGUAGES, runCodePlan, type RunCodeLanguage } from './run-code-plan.js';
@@ -32,8 +35,28 @@ const createFields = {
   env: EnvMapSchema.optional().describe('environment variables of every command run in it'),
   timeout_s: CreateSandboxRequestSchema.shape.timeout_s.optional().describe('maximum life in seconds (default 3600); then it is destroyed'),
   idle_timeout_s: CreateSandboxRequestSchema.shape.idle_timeout_s,
-  network: CreateSandboxRequestSchema.shape.network.optional().describe('"none" (default): no network; "outbound": the internet, never the host'),
+  network: SandboxNetworkModeSchema.optional().describe('"none" (default): no network; "outbound": the internet, never the host'),
+  allow: z
+    .array(z.string())
+    .min(1)
+    .max(MAX_SANDBOX_ALLOW_ENTRIES)
+    .optional()
+    .describe(
+      'with network "outbound": reach only these destinations: DNS names (pypi.org), *.suffix wildcards (*.pythonhosted.org), ' +
+        'IPv4 addresses and CIDR ranges (203.0.113.0/24); every other name fails to resolve and every other address is unreachable',
+    ),
 };
+
+/**
+ * The API's CreateSandboxRequest from create_sandbox's arguments: `allow` becomes
+ * the `{ outbound, allow }` form, and the API checks it (a bad entry, or allow
+ * without network "outbound", comes back as a tool error naming network.allow).
+ */
+export function createSandboxRequest(args: z.infer<z.ZodObject<typeof createFields>>): CreateSandboxRequest {
+  const { allow, network, ...rest } = args;
+  if (allow === undefined) return { ...rest, ...(network !== undefined ? { network } : {}) };
+  return { ...rest, network: { outbound: network === 'outbound', allow } };
+}
 
 const commandSchema = z
   .union([z.string().min(1), z.array(z.string()).min(1)])
@@ -104,7 +127,7 @@ export function createMonocoreMcpServer(client: MonocoreClient, options: McpServ
     },
     async (args) =>
       tool(async () => {
-        const sandbox = await client.createSandbox(args);
+        const sandbox = await client.createSandbox(createSandboxRequest(args));
         const s = summary(sandbox.info);
         return { text: `created sandbox ${s.id} from ${s.image} (expires ${s.expires_at})`, structured: { sandbox: s } };
       }),

@@ -19,7 +19,7 @@ export function sandboxNetwork(requested: SandboxNetworkRequest | undefined): Sa
   if (requested === undefined || typeof requested === 'string') return { network: requested ?? 'none' };
   if (requested.allow === undefined) return { network: requested.outbound ? 'outbound' : 'none' };
   if (!requested.outbound) {
-    throw new MonocoreError('MC_VM_EGRESS_ALLOW_INVALID', 'network.allow: allow needs outbound: true (with outbound: false the sandbox has no way out to allow)', {
+    throw new MonocoreError('MC_VM_EGRESS_ALLOW_INVALID', 'network.allow: allow needs outbound: true (network "outbound"): without a way out there is nothing to allow', {
       field: 'network.allow',
       issues: [{ path: 'network.allow', message: 'allow needs outbound: true' }],
     });
