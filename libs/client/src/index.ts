@@ -24,6 +24,7 @@ export type { SseEvent } from './sse-reader.js';
 export { SANDBOX_ID_PATTERN } from '@monocore/api-schemas';
 export type {
   CreateSandboxRequest,
+  SandboxNetworkRequest,
   Sandbox as SandboxRecord,
   SandboxStatus,
   ExecRequest,

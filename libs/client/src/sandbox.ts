@@ -28,6 +28,9 @@ export interface CreateSandboxOptions extends SandboxCallOptions {
  * const sandbox = await Sandbox.create({ image: 'python:3.12-slim', timeout_s: 600 });
  * const r = await sandbox.exec(['python', '-c', 'print(6 * 7)']);
  * await sandbox.kill();
+ *
+ * // Outbound access limited to an allow-list (docs/NETWORK.md "Allow-lists"):
+ * await Sandbox.create({ image: 'python:3.12-slim', network: { outbound: true, allow: ['pypi.org', '*.pythonhosted.org'] } });
  * ```
  */
 export class Sandbox extends ExecTarget {

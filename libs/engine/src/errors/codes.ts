@@ -76,7 +76,7 @@ export const ErrorCodes = {
   MC_VM_SPEC_INVALID: code(400, false, 'a VM spec field is invalid (details.field names it)'),
   MC_VM_NETWORK_UNSUPPORTED: code(501, false, 'the requested guest network is not supported by this backend'),
   MC_VM_NETWORK_FAILED: code(500, true, 'setting up the guest network failed'),
-  MC_VM_EGRESS_ALLOW_INVALID: code(400, false, 'an egress allow-list entry is not a DNS name, *.suffix, IPv4 address or IPv4 CIDR range, is a duplicate, lies in a range guests never reach, or the list is empty (details.field names it)'),
+  MC_VM_EGRESS_ALLOW_INVALID: code(400, false, 'an egress allow-list entry is not a DNS name, *.suffix, IPv4 address or IPv4 CIDR range, is a duplicate, lies in a range guests never reach, or the list is empty or given without outbound access (details.field names it)'),
   MC_VM_DISK_PREPARE_FAILED: code(500, true, 'the per-service writable disk could not be created'),
   MC_VM_DISK_RESERVE: code(507, true, "a VM was not started: its disk and the running VMs' disks could grow past the host's free disk minus its reserve"),
   MC_VM_START_FAILED: code(500, true, 'the hypervisor process could not be started or died during boot'),
