@@ -8,6 +8,7 @@ test('the transition table allows the lifecycle and forbids skipping steps', () 
   assert.ok(canTransition('starting', 'running'));
   assert.ok(canTransition('running', 'restarting'));
   assert.ok(canTransition('restarting', 'starting'));
+  assert.ok(canTransition('starting', 'starting'), 'a boot attempted again after its worker died');
   assert.ok(canTransition('running', 'lost'));
   assert.ok(canTransition('lost', 'pending'));
   assert.ok(!canTransition('stopped', 'running'), 'a stopped service must boot (starting) before running');

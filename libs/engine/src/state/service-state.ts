@@ -49,6 +49,8 @@ export type ServiceState =
  * - pending: a new deployment asks for the service (from any settled state, and
  *   from stopping/stopped/lost when it is asked again).
  * - pulling/starting → pending: a failed attempt that BullMQ will retry.
+ * - starting → starting: the boot of a worker that died mid-boot, attempted again
+ *   (BullMQ is at-least-once; refusing it failed the service for good — chaos soak).
  * - running → starting: an `up` with a changed config restarts it in place.
  * - * → lost: the host's heartbeat expired; lost → pending when rescheduled.
  * - * → stopping: down/remove at any time; stopping → stopped/exited/failed.
@@ -56,7 +58,7 @@ export type ServiceState =
 const TABLE: Record<ServiceStatusName, readonly ServiceStatusName[]> = {
   pending: ['pending', 'pulling', 'starting', 'running', 'blocked', 'failed', 'stopping', 'stopped', 'lost'],
   pulling: ['pending', 'starting', 'blocked', 'failed', 'stopping', 'stopped', 'lost'],
-  starting: ['pending', 'running', 'restarting', 'exited', 'failed', 'blocked', 'stopping', 'stopped', 'lost'],
+  starting: ['pending', 'starting', 'running', 'restarting', 'exited', 'failed', 'blocked', 'stopping', 'stopped', 'lost'],
   running: ['pending', 'starting', 'restarting', 'exited', 'failed', 'stopping', 'stopped', 'lost'],
   restarting: ['pending', 'starting', 'failed', 'stopping', 'stopped', 'lost'],
   exited: ['pending', 'restarting', 'starting', 'failed', 'stopping', 'stopped', 'lost'],
