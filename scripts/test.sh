@@ -37,10 +37,12 @@ if [ ${#files[@]} -eq 0 ]; then
   exit 1
 fi
 echo "test.sh: running ${#files[@]} test files" >&2
-# --test-timeout: a hung test (e.g. a VM that never boots) fails after 10 min instead of
-# eating the whole CI budget. --test-force-exit: the runner (and each file) exits once its
+# --test-timeout: a hung test (e.g. a VM that never boots) fails after 15 min instead of
+# eating the whole CI budget. It also bounds each file as a whole, including the time a VM test
+# file waits for the chaos soak's exclusive lock (test/support/vm-test-lock.ts): 10 min was too
+# short for a file queued behind the soak. --test-force-exit: the runner (and each file) exits once its
 # tests are done, even if a process a test left behind still holds one of its pipes — that
 # once kept the runner alive after its summary until CI's budget ran out (test helpers now
 # spawn such processes tied to the test: test/support/tied-child.ts).
 exec node --test --test-force-exit --test-concurrency="${MONOCORE_TEST_CONCURRENCY:-2}" \
-  --test-timeout="${MONOCORE_TEST_TIMEOUT_MS:-600000}" "$@" "${files[@]}"
+  --test-timeout="${MONOCORE_TEST_TIMEOUT_MS:-900000}" "$@" "${files[@]}"

@@ -10,13 +10,33 @@
 //   MONOCORE_API_REGISTRIES    loopback/private registries REST bodies may pull from (host[:port] or CIDR, "," separated)
 //   MONOCORE_API_MAX_UPLOAD    largest file/tar upload to a sandbox or service, bytes (default 1 GiB)
 //   MONOCORE_LOG_LEVEL         pino level (default info), JSON to stdout
+// Redis not answering at start is waited for (retried with backoff, a warning each time), as a
+// restarted API must ride out a Redis restart; bad settings exit at once (2).
+import { setTimeout as sleep } from 'node:timers/promises';
 import { pino } from 'pino';
 import { isMonocoreError } from '@monocore/engine';
-import { startApi, DEFAULT_API_HOST, DEFAULT_API_PORT } from './start-api.js';
+import { startApi, DEFAULT_API_HOST, DEFAULT_API_PORT, type RunningApi, type StartApiOptions } from './start-api.js';
 import { VolumePolicy } from './volume-policy.js';
 
 const env = process.env;
 const logger = pino({ name: 'monocore-api', level: env.MONOCORE_LOG_LEVEL ?? 'info' });
+
+/**
+ * startApi, again and again while Redis does not answer (0.5 s doubling to 5 s). An API killed
+ * and started again while Redis was also down used to exit for good (found by the chaos soak);
+ * a supervisor may restart it, but the API should not need one for that.
+ */
+async function startWhenRedisAnswers(options: StartApiOptions): Promise<RunningApi> {
+  for (let delayMs = 500; ; delayMs = Math.min(delayMs * 2, 5000)) {
+    try {
+      return await startApi(options);
+    } catch (err) {
+      if (!isMonocoreError(err, 'MC_API_REDIS_UNAVAILABLE')) throw err;
+      logger.warn({ err: err.message, retryInMs: delayMs }, 'Redis does not answer yet; waiting for it');
+      await sleep(delayMs);
+    }
+  }
+}
 
 async function main(): Promise<void> {
   const redisUrl = env.MONOCORE_REDIS_URL;
@@ -35,7 +55,7 @@ async function main(): Promise<void> {
 `);
     process.exit(2);
   }
-  const api = await startApi({
+  const api = await startWhenRedisAnswers({
     ...(maxUpload !== undefined ? { maxUploadBytes: maxUpload } : {}),
     redisUrl,
     host: env.MONOCORE_API_HOST ?? DEFAULT_API_HOST,
