@@ -1,4 +1,5 @@
 import type { FastifyReply } from 'fastify';
+import { writeOrWait } from '@monocore/engine/write-or-wait';
 
 /**
  * A Server-Sent Events stream on a hijacked reply. Fastify no longer touches
@@ -42,17 +43,7 @@ export class SseStream {
   private async write(chunk: string): Promise<void> {
     const raw = this.reply.raw;
     if (raw.destroyed || raw.writableEnded) return;
-    if (!raw.write(chunk)) {
-      await new Promise<void>((resolve) => {
-        const done = (): void => {
-          raw.off('drain', done);
-          raw.off('close', done);
-          resolve();
-        };
-        raw.on('drain', done);
-        raw.on('close', done);
-      });
-    }
+    await writeOrWait(raw, chunk);
   }
 
   end(): void {

@@ -4,6 +4,7 @@ import { z } from 'zod';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { ExecRequestSchema, ExecResultSchema, NDJSON } from '@monocore/api-schemas';
 import { MonocoreError, type RelayCall, type RelayOp } from '@monocore/engine';
+import { writeOrWait } from '@monocore/engine/write-or-wait';
 import { errorResponses } from '../schemas/common.js';
 import type { RouteDeps } from './deps.js';
 import { EXEC_TARGETS, targetOf } from './exec-target.js';
@@ -114,17 +115,7 @@ async function streamNdjson(call: RelayCall, raw: ServerResponse, encoding: 'utf
   raw.writeHead(200, { 'content-type': `${NDJSON}; charset=utf-8`, 'cache-control': 'no-cache', 'x-accel-buffering': 'no' });
   const write = async (obj: unknown): Promise<void> => {
     if (raw.destroyed) throw new Error('client gone');
-    if (!raw.write(`${JSON.stringify(obj)}\n`)) {
-      await new Promise<void>((r) => {
-        const done = (): void => {
-          raw.off('drain', done);
-          raw.off('close', done);
-          r();
-        };
-        raw.on('drain', done);
-        raw.on('close', done);
-      });
-    }
+    await writeOrWait(raw, `${JSON.stringify(obj)}\n`);
   };
   // Text mode: a multi-byte character split across chunks is joined, never mangled.
   const dec = { stdout: new StringDecoder('utf8'), stderr: new StringDecoder('utf8') };

@@ -5,7 +5,7 @@ import { clientFor, withApiOption, type ApiCommandOptions } from '../api/command
 import { ExitCode } from '../exit-codes.js';
 import { durationFlag } from '../flags/duration-flag.js';
 import { envFlagsToMap } from '../flags/env-flag.js';
-import { writeOut } from '../write-out.js';
+import { writeOrWait } from '@monocore/engine/write-or-wait';
 
 interface ExecCommandOptions extends ApiCommandOptions {
   interactive?: boolean;
@@ -114,7 +114,7 @@ async function readAll(stream: NodeJS.ReadableStream): Promise<Buffer> {
 async function runBuffered(target: ExecTarget, command: string[], fields: Fields, interactive: boolean, signal: AbortSignal): Promise<ExecExit> {
   const stdin = interactive ? await readAll(process.stdin) : undefined;
   const result = await target.exec(command, { ...fields, ...(stdin ? { stdin } : {}), signal });
-  await writeOut(process.stdout, `${JSON.stringify(result)}\n`);
+  await writeOrWait(process.stdout, `${JSON.stringify(result)}\n`);
   return result;
 }
 
@@ -123,7 +123,7 @@ async function runStreamed(target: ExecTarget, command: string[], fields: Fields
   const stream = target.execStream(command, { ...fields, binary: true, signal, ...(interactive ? { stdin: process.stdin } : {}) });
   for await (const e of stream) {
     if ('exit_code' in e) return e;
-    await writeOut(e.stream === 'stdout' ? process.stdout : process.stderr, e.data);
+    await writeOrWait(e.stream === 'stdout' ? process.stdout : process.stderr, e.data);
   }
   throw new Error('the output ended without the exit');
 }
@@ -143,7 +143,7 @@ async function runTerminal(target: ExecTarget, command: string[], fields: Fields
     process.stdin.once('end', onEnd);
   }
   try {
-    for await (const c of session.output()) await writeOut(process.stdout, c.data);
+    for await (const c of session.output()) await writeOrWait(process.stdout, c.data);
     return await session.exit;
   } finally {
     process.off('SIGWINCH', onResize);

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { clientFor, withApiOption, type ApiCommandOptions } from '../api/command-options.js';
 import { ExitCode } from '../exit-codes.js';
-import { writeOut } from '../write-out.js';
+import { writeOrWait } from '@monocore/engine/write-or-wait';
 
 interface LogsOptions extends ApiCommandOptions {
   stderr?: boolean;
@@ -35,7 +35,7 @@ export function registerLogs(program: Command): void {
     try {
       const stream = opts.stderr ? 'stderr' : 'stdout';
       const lines = await client.logs(service, { stream, tail, follow: opts.follow === true, signal: stop.signal });
-      const out = async (data: string): Promise<void> => (stop.signal.aborted ? undefined : writeOut(process.stdout, data));
+      const out = async (data: string): Promise<void> => (stop.signal.aborted ? undefined : writeOrWait(process.stdout, data));
       try {
         for await (const line of lines) await out(opts.json ? `${JSON.stringify({ service, stream, line })}\n` : `${line}\n`);
       } catch (err) {
