@@ -130,6 +130,11 @@ interface ServiceView {
   pid?: number;
 }
 
+/** Running, and its recorded pid is its one live QEMU. */
+function runsOnce(s: ServiceView | undefined, livePids: number[]): boolean {
+  return s?.status === 'running' && livePids.length === 1 && livePids[0] === s.pid;
+}
+
 export async function runSoak(options: SoakOptions): Promise<SoakReport> {
   vmEnv(); // the kernel for the spawned workers; loud failure when the test services are down
   const log = options.log ?? (() => undefined);
@@ -247,7 +252,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
     const allRunningOnce = async (): Promise<boolean> => {
       const st = await status();
       const copies = vmCopies(names, homes);
-      return names.every((n) => st.get(n)?.status === 'running' && copies.get(n)!.length === 1 && copies.get(n)![0] === st.get(n)!.pid);
+      return names.every((n) => runsOnce(st.get(n), copies.get(n)!));
     };
     await until('all services running before the faults', allRunningOnce, 600_000, 500);
     log(`all ${nServices} services running; injecting faults`);
@@ -343,7 +348,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
       for (const n of names) {
         const s = st.get(n);
         const c = copies.get(n)!;
-        if (s?.status !== 'running' || c.length !== 1 || c[0] !== s.pid) log(`  ${n}: ${JSON.stringify(s)} live copies ${JSON.stringify(c)}`);
+        if (!runsOnce(s, c)) log(`  ${n}: ${JSON.stringify(s)} live copies ${JSON.stringify(c)}`);
       }
     }
     log(`recovered in ${recoveryMs} ms (last Redis kill ${redisKilledAt ? Date.now() - redisKilledAt : '-'} ms ago)`);
