@@ -4,7 +4,7 @@ import { ExecResultSchema, ExecStreamLineSchema, NDJSON, type ExecRequest, type 
 import { ExecSession, type SessionOptions } from './exec-session.js';
 import { ExecStream, type ExecEvent } from './exec-stream.js';
 import { GuestFiles } from './guest-files.js';
-import { parseAnswer, type HttpTransport } from './http-transport.js';
+import { closeBody, parseAnswer, type HttpTransport } from './http-transport.js';
 import { MonocoreApiError } from './monocore-api-error.js';
 import { readNdjson } from './ndjson-reader.js';
 
@@ -152,7 +152,7 @@ export abstract class ExecTarget {
       throw err;
     } finally {
       // Stopped early (break, abort, error): closing the answer kills the command.
-      if (!res.body.destroyed) res.body.destroy();
+      closeBody(res.body);
     }
   }
 

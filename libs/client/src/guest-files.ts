@@ -1,6 +1,6 @@
 import type { Readable } from 'node:stream';
 import { FILE_HEADERS, FileWriteResultSchema, TAR, type FileWriteResult } from '@monocore/api-schemas';
-import type { HttpTransport } from './http-transport.js';
+import { closeBody, type HttpTransport } from './http-transport.js';
 import { extractDirectory, packDirectory } from './local-tar.js';
 import { MonocoreApiError } from './monocore-api-error.js';
 
@@ -128,7 +128,7 @@ export class GuestFiles {
   async kind(path: string, options: { signal?: AbortSignal } = {}): Promise<GuestPathKind> {
     try {
       const { stream } = await this.readStream(path, options);
-      stream.destroy();
+      closeBody(stream);
       return 'file';
     } catch (err) {
       if (!(err instanceof MonocoreApiError)) throw err;

@@ -241,3 +241,14 @@ export function parseAnswer<S extends z.ZodType>(schema: S, value: unknown, cont
   const first = r.error.issues[0];
   throw badResponse(context, status, first ? `${first.path.map(String).join('.') || '(root)'}: ${first.message}` : 'invalid');
 }
+
+/**
+ * Stops reading an answer's body on purpose (a break, an abort, only the headers wanted).
+ * Destroying an unfinished body makes undici emit an AbortError on it; nobody reads it any
+ * more, so that error is expected and dropped instead of surfacing as an uncaught exception.
+ */
+export function closeBody(body: NodeJS.ReadableStream & { destroyed?: boolean; destroy(): void }): void {
+  if (body.destroyed) return;
+  body.on('error', () => undefined);
+  body.destroy();
+}

@@ -20,7 +20,7 @@ import {
   type StateEvent,
   type UpResult,
 } from '@monocore/api-schemas';
-import { HttpTransport, parseAnswer, type MonocoreClientOptions } from './http-transport.js';
+import { HttpTransport, closeBody, parseAnswer, type MonocoreClientOptions } from './http-transport.js';
 import { MonocoreApiError } from './monocore-api-error.js';
 import { Sandbox } from './sandbox.js';
 import { Service } from './service.js';
@@ -167,7 +167,7 @@ export class MonocoreClient {
       } catch (err) {
         if (!options.signal?.aborted) throw err;
       } finally {
-        if (!res.body.destroyed) res.body.destroy();
+        closeBody(res.body);
       }
     })();
   }
@@ -202,7 +202,7 @@ export class MonocoreClient {
       } catch (err) {
         if (!options.signal?.aborted) throw err;
       } finally {
-        if (!res.body.destroyed) res.body.destroy();
+        closeBody(res.body);
       }
     })();
   }
