@@ -371,9 +371,16 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
     await until('no VM left after remove', async () => [...vmCopies(names, homes).values()].every((p) => p.length === 0), 60_000, 200).catch(() =>
       leftovers.push(`live VMs: ${JSON.stringify([...vmCopies(names, homes)].filter(([, p]) => p.length > 0))}`),
     );
-    for (const home of homes) {
+    // The removed services' host deletes their files in the remove job; another host that ran
+    // them before a move deletes its stale copy on its next housekeeping pass (heartbeat period,
+    // apps/worker/src/stray-service-files.ts): wait for that, bounded.
+    const serviceDirs = (home: string): string[] => {
       const dir = join(home, 'services');
-      const left = existsSync(dir) ? readdirSync(dir) : [];
+      return existsSync(dir) ? readdirSync(dir) : [];
+    };
+    await until('no service files left after remove', async () => homes.every((h) => serviceDirs(h).length === 0), 30_000, 200).catch(() => undefined);
+    for (const home of homes) {
+      const left = serviceDirs(home);
       if (left.length > 0) leftovers.push(`${home}: service dirs ${left.join(', ')}`);
     }
     const c = new Redis(redisUrl, { maxRetriesPerRequest: 1 });
