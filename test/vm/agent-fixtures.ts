@@ -7,9 +7,10 @@
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createServer, type Server, type Socket } from 'node:net';
-import { AgentSession, guestInitCompileArgs, guestInitSourcePath, type AgentSessionOptions } from '@monocore/engine';
+import { AgentSession, AGENT_LANE_FILE_BYTES, guestInitCompileArgs, guestInitSourcePath, type AgentSessionOptions } from '@monocore/engine';
 import { tempDir } from './vm-fixtures.js';
 
 let built: string | undefined;
@@ -27,6 +28,8 @@ export interface HostAgent {
   proc: ChildProcess;
   server: Server;
   socketPath: string;
+  /** The bulk lane file both ends use, when started with `lane: true`. */
+  lanePath?: string;
   /** Agent stderr (its log), for assertions and failure messages. */
   log(): string;
   /** The next connection the agent makes (it reconnects after the host hangs up). */
@@ -36,7 +39,7 @@ export interface HostAgent {
   stop(): Promise<void>;
 }
 
-export async function startHostAgent(opts: { env?: string[]; workdir?: string; user?: string } = {}): Promise<HostAgent> {
+export async function startHostAgent(opts: { env?: string[]; workdir?: string; user?: string; lane?: boolean } = {}): Promise<HostAgent> {
   const dir = tempDir('agent-sock');
   const socketPath = join(dir, 'agent.sock');
   const server = createServer();
@@ -53,6 +56,14 @@ export async function startHostAgent(opts: { env?: string[]; workdir?: string; u
   for (const e of opts.env ?? ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin']) args.push('--env', e);
   if (opts.workdir) args.push('--workdir', opts.workdir);
   if (opts.user) args.push('--user', opts.user);
+  let lanePath: string | undefined;
+  if (opts.lane) {
+    // A plain file stands in for the VM's lane disk (the agent opens it without O_DIRECT when it must).
+    lanePath = join(dir, 'lane.img');
+    writeFileSync(lanePath, '');
+    truncateSync(lanePath, AGENT_LANE_FILE_BYTES);
+    args.push('--lane', lanePath);
+  }
   const proc = spawn(hostAgentBinary(), args, { stdio: ['ignore', 'ignore', 'pipe'] });
   let log = '';
   proc.stderr!.on('data', (d: Buffer) => {
@@ -73,9 +84,10 @@ export async function startHostAgent(opts: { env?: string[]; workdir?: string; u
     proc,
     server,
     socketPath,
+    ...(lanePath ? { lanePath } : {}),
     log: () => log,
     nextConnection,
-    session: async (o) => AgentSession.open(await nextConnection(), { label: 'host-agent', ...o }),
+    session: async (o) => AgentSession.open(await nextConnection(), { label: 'host-agent', ...(lanePath ? { lanePath } : {}), ...o }),
     stop: async () => {
       if (proc.exitCode === null && proc.signalCode === null) {
         proc.kill('SIGKILL');

@@ -11,9 +11,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { createServer, connect, type Socket } from 'node:net';
+import { truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  AGENT_MAX_PAYLOAD, AgentFrameType as T, AgentSession, encodeAgentFrame, encodeAgentRecords, isMonocoreError,
+  AGENT_LANE_FILE_BYTES, AGENT_LANE_SLOT_BYTES, AGENT_MAX_PAYLOAD, AgentFrameType as T, AgentSession, encodeAgentFrame, encodeAgentRecords, isMonocoreError,
   parseAgentRecords, type AgentFrame, type AgentSessionOptions,
 } from '@monocore/engine';
 import { tempDir } from './vm-fixtures.js';
@@ -313,4 +314,62 @@ test('a guest that never reads stalls the host\'s writer instead of growing its 
   assert.ok(written < 64 << 20, `${written} bytes accepted by the stream`);
   s.close();
   await assert.rejects(p.exit, (e) => isMonocoreError(e, 'MC_AGENT_DISCONNECTED'));
+});
+
+test('bulk lane: a guest naming slots it was not lent, or too many bytes, breaks the protocol; its geometry is capped by the host file', async () => {
+  const lanePath = join(tempDir('hostile-lane'), 'lane.img');
+  writeFileSync(lanePath, '');
+  truncateSync(lanePath, AGENT_LANE_FILE_BYTES);
+  const laneSession = async (lane: string): Promise<{ g: FakeGuest; s: AgentSession }> => {
+    const { guest, host } = await socketPair();
+    const g = new FakeGuest(guest);
+    const [s] = await Promise.all([AgentSession.open(host, { label: 'fake', lanePath }), g.handshake([['lane', lane]])]);
+    return { g, s };
+  };
+  // A guest claiming 64 slots gets the 16 the host's file holds.
+  {
+    const { g, s } = await laneSession(`64 ${AGENT_LANE_SLOT_BYTES}`);
+    assert.equal(s.laneSlotsFree, 16);
+    s.close();
+    g.sock.destroy();
+  }
+  // A download: the host grants slots; naming another one, or more than a slot, is a violation.
+  for (const [name, lane, re] of [
+    ['a slot not granted', (granted: number) => [['slot', String((granted + 5) % 16)], ['len', '10']], /not a slot lent to it/],
+    ['more bytes than a slot', (granted: number) => [['slot', String(granted)], ['len', String(AGENT_LANE_SLOT_BYTES + 1)]], /out of range|bad length/],
+  ] as const) {
+    const { g, s } = await laneSession(`16 ${AGENT_LANE_SLOT_BYTES}`);
+    const read = s.readFile('/x');
+    const req = await g.next(T.FILE_READ);
+    assert.equal(parseAgentRecords(req.payload).get('lane'), '1');
+    g.send(T.FILE_INFO, req.channel, [['type', 'file'], ['size', '10'], ['mode', '644'], ['uid', '0'], ['gid', '0'], ['mtime_ms', '0']]);
+    const f = await read;
+    const grant = await g.next(T.LANE_FREE);
+    const granted = Number(parseAgentRecords(grant.payload).get('slot'));
+    g.send(T.LANE, req.channel, lane(granted) as Array<[string, string]>, 1);
+    await assert.rejects((async () => {
+      for await (const _ of f.body) { /* drain */ }
+    })(), protocolError(re), name);
+    g.sock.destroy();
+  }
+  // An upload: returning a slot the host did not lend is a violation.
+  {
+    const { g, s } = await laneSession(`16 ${AGENT_LANE_SLOT_BYTES}`);
+    const write = s.writeFile('/y', Buffer.alloc(10));
+    const req = await g.next(T.FILE_WRITE);
+    g.send(T.FILE_READY, req.channel, [['window', '0']]);
+    const lent = await g.next(T.LANE);
+    const slot = Number(parseAgentRecords(lent.payload).get('slot'));
+    g.send(T.LANE_FREE, req.channel, [['slot', String((slot + 3) % 16)]]);
+    await assert.rejects(write, protocolError(/LANE_FREE \d+ on write channel \d+: not a slot lent to it/));
+    g.sock.destroy();
+  }
+  // A malformed lane record fails the handshake.
+  {
+    const { guest, host } = await socketPair();
+    const g = new FakeGuest(guest);
+    const [r] = await Promise.allSettled([AgentSession.open(host, { label: 'fake', lanePath }), g.handshake([['lane', 'lots']])]);
+    assert.ok(r.status === 'rejected' && isMonocoreError(r.reason, 'MC_AGENT_PROTOCOL_ERROR') && /lane=/.test(r.reason.message));
+    g.sock.destroy();
+  }
 });

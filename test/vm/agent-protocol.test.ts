@@ -306,6 +306,129 @@ describe('guest agent protocol (agent as a host process)', () => {
   });
 });
 
+describe('guest agent bulk lane (files through shared slots, agent as a host process)', () => {
+  let host: HostAgent;
+  let s: AgentSession;
+  before(async () => {
+    host = await startHostAgent({ lane: true });
+    s = await host.session();
+  });
+  after(async () => {
+    s?.close();
+    await host?.stop();
+  });
+
+  test('both ends have the lane: 16 slots of 1 MiB, all free', () => {
+    assert.deepEqual(s.info.lane, { slots: 16, slotBytes: 1024 * 1024 });
+    assert.equal(s.laneSlotsFree, 16);
+  });
+
+  test('round trip through the lane: odd sizes, checksums, mode and owner; the bytes really crossed the lane', async () => {
+    const dir = tempDir('lane-files');
+    for (const size of [1, 4095, 4097, 1024 * 1024, 1024 * 1024 + 1, 9 * 1024 * 1024 + 12_345]) {
+      const data = randomBytes(size);
+      const path = join(dir, `sub/${size}.bin`);
+      async function* chunks(): AsyncGenerator<Buffer> {
+        for (let off = 0; off < data.length; off += 131_071) yield data.subarray(off, off + 131_071);
+      }
+      assert.deepEqual(await s.writeFile(path, chunks(), { mode: 0o640, owner: '1234:2345' }), { size });
+      assert.equal(sha(readFileSync(path)), sha(data), `upload of ${size} bytes`);
+      assert.equal(statSync(path).mode & 0o7777, 0o640);
+      assert.equal(statSync(path).uid, 1234);
+      const f = await s.readFile(path);
+      assert.equal(f.info.size, size);
+      const back: Buffer[] = [];
+      for await (const c of f.body) back.push(c as Buffer);
+      assert.equal(sha(Buffer.concat(back)), sha(data), `download of ${size} bytes`);
+    }
+    // The last upload's final partial slot is in the lane file: the data did not go as DATA frames.
+    const tail = readFileSync(join(dir, `sub/${9 * 1024 * 1024 + 12_345}.bin`)).subarray(9 * 1024 * 1024);
+    assert.ok(readFileSync(host.lanePath!).includes(tail), 'the lane file holds the last slot of the upload');
+    assert.equal(s.laneSlotsFree, 16, 'every slot came back');
+  });
+
+  test('more transfers at once than the lane has slots: all complete, in order, and give every slot back', async () => {
+    const dir = tempDir('lane-many');
+    const blobs = Array.from({ length: 7 }, (_, i) => randomBytes(3 * 1024 * 1024 + i * 777));
+    await Promise.all(blobs.map((b, i) => s.writeFile(join(dir, `f${i}`), b)));
+    const reads = await Promise.all(blobs.map(async (_, i) => {
+      const f = await s.readFile(join(dir, `f${i}`));
+      const parts: Buffer[] = [];
+      for await (const c of f.body) parts.push(c as Buffer);
+      return Buffer.concat(parts);
+    }));
+    reads.forEach((r, i) => assert.equal(sha(r), sha(blobs[i]!), `file ${i}`));
+    assert.equal(s.laneSlotsFree, 16);
+  });
+
+  test('a reader that stops reading holds no slot; its data waits within the window', async () => {
+    const path = join(tempDir('lane-slow'), 'big');
+    const data = randomBytes(12 * 1024 * 1024);
+    await s.writeFile(path, data);
+    const f = await s.readFile(path);
+    const it = f.body[Symbol.asyncIterator]();
+    const first = await it.next();
+    await new Promise((r) => setTimeout(r, 300)); // the guest has every grant filled by now
+    assert.ok(s.laneSlotsFree! >= 16 - 4, `a stalled read holds at most its window of slots (free ${s.laneSlotsFree})`);
+    // Another transfer still gets through meanwhile.
+    await s.writeFile(path + '.other', randomBytes(2 * 1024 * 1024));
+    const parts: Buffer[] = [first.value as Buffer];
+    for (let r = await it.next(); !r.done; r = await it.next()) parts.push(r.value as Buffer);
+    assert.equal(sha(Buffer.concat(parts)), sha(data));
+    assert.equal(s.laneSlotsFree, 16);
+  });
+
+  test('failed and cancelled uploads leave nothing and give every slot back', async () => {
+    const dir = tempDir('lane-atomic');
+    const target = join(dir, 'keep.txt');
+    writeFileSync(target, 'old');
+    await assert.rejects(s.writeFile(target, Buffer.alloc(5 * 1024 * 1024, 7), { maxBytes: 3 * 1024 * 1024 }), (e) => isMonocoreError(e, 'MC_AGENT_FILE_TOO_LARGE'));
+    async function* failing(): AsyncGenerator<Buffer> {
+      yield Buffer.alloc(2_500_000, 1);
+      throw new Error('upload connection dropped');
+    }
+    await assert.rejects(s.writeFile(target, failing()), /upload connection dropped/);
+    const ac = new AbortController();
+    async function* slow(): AsyncGenerator<Buffer> {
+      yield Buffer.alloc(1_500_000, 2);
+      ac.abort(new Error('caller gave up'));
+      yield Buffer.alloc(100_000, 3);
+    }
+    await assert.rejects(s.writeFile(target, slow(), { signal: ac.signal }), /caller gave up/);
+    // A download cancelled half-way.
+    writeFileSync(join(dir, 'big'), randomBytes(8 * 1024 * 1024));
+    const ac2 = new AbortController();
+    const f = await s.readFile(join(dir, 'big'), { signal: ac2.signal });
+    ac2.abort();
+    await assert.rejects((async () => {
+      for await (const _ of f.body) { /* drain */ }
+    })());
+    assert.equal(readFileSync(target, 'utf8'), 'old');
+    assert.deepEqual(readdirSync(dir).sort(), ['big', 'keep.txt']);
+    for (let i = 0; i < 50 && s.laneSlotsFree !== 16; i++) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(s.laneSlotsFree, 16);
+  });
+
+  test('an agent started without a lane moves files through the port with the same results', async () => {
+    const plain = await startHostAgent();
+    const p = await plain.session({ lanePath: host.lanePath! }); // the host has one, the agent does not
+    try {
+      assert.equal(p.info.lane, undefined);
+      assert.equal(p.laneSlotsFree, undefined);
+      const path = join(tempDir('lane-none'), 'x');
+      const data = randomBytes(3 * 1024 * 1024 + 5);
+      await p.writeFile(path, data);
+      const f = await p.readFile(path);
+      const parts: Buffer[] = [];
+      for await (const c of f.body) parts.push(c as Buffer);
+      assert.equal(sha(Buffer.concat(parts)), sha(data));
+    } finally {
+      p.close();
+      await plain.stop();
+    }
+  });
+});
+
 describe('guest agent sessions: reset, resync, detached execs', () => {
   test('a new session after the host went away lists the execs left running, and never runs a torn request', async () => {
     const host = await startHostAgent();

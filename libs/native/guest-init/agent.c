@@ -18,6 +18,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <dirent.h>
+#include <linux/fs.h>
 #include <linux/random.h>
 #include <poll.h>
 #include <signal.h>
@@ -63,7 +65,7 @@ enum {
   T_EXEC = 0x10, T_STARTED = 0x11, T_DATA = 0x12, T_EOF = 0x13, T_CREDIT = 0x14,
   T_SIGNAL = 0x15, T_RESIZE = 0x16, T_EXIT = 0x17,
   T_FILE_READ = 0x20, T_FILE_WRITE = 0x21, T_FILE_INFO = 0x22, T_FILE_READY = 0x23,
-  T_FILE_DONE = 0x24, T_STAT = 0x25, T_CANCEL = 0x26,
+  T_FILE_DONE = 0x24, T_STAT = 0x25, T_CANCEL = 0x26, T_LANE = 0x27, T_LANE_FREE = 0x28,
   T_REFRESH = 0x30, T_REFRESHED = 0x31,
 };
 
@@ -73,7 +75,7 @@ static int known_type(int t) {
     case T_EXEC: case T_STARTED: case T_DATA: case T_EOF: case T_CREDIT:
     case T_SIGNAL: case T_RESIZE: case T_EXIT:
     case T_FILE_READ: case T_FILE_WRITE: case T_FILE_INFO: case T_FILE_READY:
-    case T_FILE_DONE: case T_STAT: case T_CANCEL: case T_REFRESH: case T_REFRESHED:
+    case T_FILE_DONE: case T_STAT: case T_CANCEL: case T_LANE: case T_LANE_FREE: case T_REFRESH: case T_REFRESHED:
       return 1;
   }
   return 0;
@@ -117,6 +119,12 @@ static char **def_env;            /* defaults for execs (the spec's, or the last
 static int def_env_n;
 static char *cur_hostname;
 
+/* The bulk lane: a block device (a file in host tests) cut into LANE_SLOT_BYTES slots that the
+ * host hands out; file data moves through it instead of DATA frames (docs/AGENT.md). */
+static int lane_fd = -1;
+static unsigned lane_slots;
+static uint8_t *lane_buf;         /* one slot, page-aligned for O_DIRECT */
+
 static uint8_t inbuf[IN_CAP];
 static size_t in_start, in_end;
 
@@ -155,6 +163,10 @@ struct chan {
   unsigned long long size;
   size_t unacked;
   long long fcredit;
+  /* a lane read: slots the host granted this channel to fill, in order */
+  int lane;
+  uint8_t granted[LANE_MAX_SLOTS];
+  int ngranted;
 };
 
 static struct chan *chans[MAX_TRACKED];
@@ -749,6 +761,75 @@ static void pump_in(struct chan *c) {
   }
 }
 
+/* ---- the bulk lane ------------------------------------------------------------------ */
+
+/* The lane device in a VM: the virtio-blk disk whose serial is LANE_SERIAL (its name, vdX,
+ * depends on probe order). Returns a path in /dev or NULL. */
+static const char *find_lane_device(void) {
+  static char dev[64];
+  DIR *d = opendir("/sys/block");
+  if (!d) return NULL;
+  struct dirent *e;
+  const char *found = NULL;
+  while (!found && (e = readdir(d))) {
+    if (strncmp(e->d_name, "vd", 2) != 0 || strlen(e->d_name) > 16) continue;
+    char p[128], serial[64] = "";
+    snprintf(p, sizeof p, "/sys/block/%s/serial", e->d_name);
+    int fd = open(p, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) continue;
+    ssize_t n = read(fd, serial, sizeof serial - 1);
+    close(fd);
+    serial[n > 0 ? n : 0] = 0;
+    serial[strcspn(serial, "\n")] = 0;
+    if (!strcmp(serial, LANE_SERIAL)) {
+      snprintf(dev, sizeof dev, "/dev/%s", e->d_name);
+      found = dev;
+    }
+  }
+  closedir(d);
+  return found;
+}
+
+/* Opens the lane, O_DIRECT so that no guest page cache ever holds a stale copy of a slot the
+ * host rewrote (a file on tmpfs in host tests cannot do O_DIRECT and needs no such care). */
+static void lane_open(void) {
+  const char *path = cfg->lane_path ? cfg->lane_path : find_lane_device();
+  if (!path) return;
+  int fd = open(path, O_RDWR | O_DIRECT | O_CLOEXEC);
+  if (fd < 0 && errno == EINVAL) fd = open(path, O_RDWR | O_CLOEXEC);
+  if (fd < 0) {
+    gc_log("lane %s: %s (files move through the port)", path, strerror(errno));
+    return;
+  }
+  unsigned long long size = 0;
+  struct stat st;
+  if (fstat(fd, &st) == 0 && S_ISBLK(st.st_mode)) {
+    if (ioctl(fd, BLKGETSIZE64, &size) < 0) size = 0;
+  } else if (fstat(fd, &st) == 0) {
+    size = (unsigned long long)st.st_size;
+  }
+  unsigned long long slots = size / LANE_SLOT_BYTES;
+  if (slots > LANE_MAX_SLOTS) slots = LANE_MAX_SLOTS;
+  if (slots == 0 || posix_memalign((void **)&lane_buf, 4096, LANE_SLOT_BYTES) != 0) {
+    gc_log("lane %s: %llu bytes is no slot (files move through the port)", path, size);
+    close(fd);
+    return;
+  }
+  lane_fd = fd;
+  lane_slots = (unsigned)slots;
+}
+
+/* O_DIRECT wants whole blocks: slot offsets are aligned, lengths are rounded up (the bytes past
+ * `len` are whatever the slot held; the reader ignores them). */
+static size_t lane_io_len(size_t len) { return (len + 4095) & ~(size_t)4095; }
+
+static int lane_slot(const char *v) {
+  if (!v || lane_fd < 0) return -1;
+  char *end;
+  unsigned long slot = strtoul(v, &end, 10);
+  return *end || slot >= lane_slots ? -1 : (int)slot;
+}
+
 /* ---- files ------------------------------------------------------------------------- */
 
 static int valid_path(uint32_t ch, const char *path) {
@@ -785,7 +866,7 @@ static void handle_stat(uint32_t ch, const char *path) {
   send_info(ch, &st);
 }
 
-static void handle_file_read(uint32_t ch, const char *path, long long window) {
+static void handle_file_read(uint32_t ch, const char *path, long long window, int lane) {
   if (find_chan(ch)) { send_error(ch, EEXIST, "channel %u is in use", ch); return; }
   if (attached_count() >= MAX_CHANNELS) { send_error(ch, EBUSY, "too many channels (%d)", MAX_CHANNELS); return; }
   if (!valid_path(ch, path)) return;
@@ -811,7 +892,43 @@ static void handle_file_read(uint32_t ch, const char *path, long long window) {
   if (!c) { close(fd); send_error(ch, EBUSY, "too many channels"); return; }
   c->fd = fd;
   c->fcredit = window > 0 ? (window > MAX_CREDIT ? MAX_CREDIT : window) : DEFAULT_CREDIT;
+  c->lane = lane && lane_fd >= 0;
   send_info(ch, &st);
+}
+
+/* One slot of a lane read, when the host has granted one: file → slot, then LANE. */
+static int pump_lane_read(struct chan *c) {
+  if (c->ngranted == 0 || outq_pending() >= OUTQ_SOFT) return 0;
+  size_t got = 0;
+  while (got < LANE_SLOT_BYTES) {
+    ssize_t n = read(c->fd, lane_buf + got, LANE_SLOT_BYTES - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      send_error(c->id, errno, "%s", strerror(errno));
+      free_chan(c);
+      return 1;
+    }
+    if (n == 0) break;
+    got += (size_t)n;
+  }
+  if (got == 0) {
+    send_frame(T_EOF, 1, c->id, NULL, 0);
+    free_chan(c);
+    return 1;
+  }
+  int slot = c->granted[0];
+  memmove(c->granted, c->granted + 1, (size_t)--c->ngranted);
+  size_t io = lane_io_len(got);
+  if (pwrite(lane_fd, lane_buf, io, (off_t)slot * LANE_SLOT_BYTES) != (ssize_t)io) {
+    send_error(c->id, EIO, "writing lane slot %d: %s", slot, strerror(errno));
+    free_chan(c);
+    return 1;
+  }
+  struct recs r = { .len = 0 };
+  rec_add(&r, "slot", "%d", slot);
+  rec_add(&r, "len", "%zu", got);
+  send_frame(T_LANE, 1, c->id, r.buf, r.len);
+  return 1;
 }
 
 /* One frame of a file read, when there is credit and room; 1 if it made progress. */
@@ -929,6 +1046,31 @@ static void file_write_data(struct chan *c, const uint8_t *p, size_t n) {
     send_credit(c->id, 0, c->unacked);
     c->unacked = 0;
   }
+}
+
+/* A slot of upload data: slot → file, then the slot goes back to the host. */
+static void file_write_lane(struct chan *c, int slot, const char *len_s) {
+  char *end;
+  unsigned long len = len_s ? strtoul(len_s, &end, 10) : 0;
+  if (slot < 0 || !len_s || *end || len == 0 || len > LANE_SLOT_BYTES) {
+    file_write_fail(c, EINVAL, "lane frame");
+    return;
+  }
+  size_t io = lane_io_len(len);
+  if (pread(lane_fd, lane_buf, io, (off_t)slot * LANE_SLOT_BYTES) < (ssize_t)len) {
+    file_write_fail(c, errno ? errno : EIO, "reading the lane");
+    return;
+  }
+  struct recs r = { .len = 0 };
+  rec_add(&r, "slot", "%d", slot);
+  if (gc_write_all(c->fd, lane_buf, len) < 0) {
+    int e = errno;
+    send_frame(T_LANE_FREE, 0, c->id, r.buf, r.len);
+    file_write_fail(c, e, "write");
+    return;
+  }
+  c->size += len;
+  send_frame(T_LANE_FREE, 0, c->id, r.buf, r.len);
 }
 
 static void file_write_end(struct chan *c) {
@@ -1091,6 +1233,7 @@ static void handle_hello(char **keys, char **vals, int n) {
   rec_add(&r, "sessions", "%u", sessions);
   rec_add(&r, "pid", "%d", (int)getpid());
   rec_add(&r, "cgroup", "%d", cgroups_ok);
+  if (lane_fd >= 0) rec_add(&r, "lane", "%u %d", lane_slots, LANE_SLOT_BYTES);
   for (int i = 0; i < nchans;) {
     struct chan *c = chans[i];
     if (c->kind != CH_EXEC || !c->detached) { i++; continue; }
@@ -1162,7 +1305,10 @@ static void handle_frame(int type, int stream, uint32_t ch, uint8_t *payload, ui
       return;
     }
     case T_FILE_READ:
-      if (ch) handle_file_read(ch, FIND("path"), (v = FIND("window")) ? atoll(v) : 0);
+      if (ch) {
+        const char *w = FIND("window"), *l = FIND("lane");
+        handle_file_read(ch, FIND("path"), w ? atoll(w) : 0, l ? atoi(l) : 0);
+      }
       return;
     case T_FILE_WRITE:
       if (ch) handle_file_write(ch, FIND("path"), FIND("mode"), FIND("owner"), (v = FIND("parents")) ? atoi(v) : 1);
@@ -1241,6 +1387,19 @@ static void handle_frame(int type, int stream, uint32_t ch, uint8_t *payload, ui
         c->in_len += len;
         pump_in(c);
       }
+      return;
+    }
+    case T_LANE: {
+      struct chan *c = find_chan(ch);
+      if (!c || c->kind != CH_FWRITE || stream != 0) return;
+      file_write_lane(c, lane_slot(FIND("slot")), FIND("len"));
+      return;
+    }
+    case T_LANE_FREE: {
+      struct chan *c = find_chan(ch);
+      int slot = lane_slot(FIND("slot"));
+      if (!c || c->kind != CH_FREAD || !c->lane || slot < 0 || c->ngranted >= (int)lane_slots) return;
+      c->granted[c->ngranted++] = (uint8_t)slot;
       return;
     }
     case T_EOF: {
@@ -1360,6 +1519,7 @@ int agent_run(struct agent_config *c) {
   } else {
     write_str("/proc/self/oom_score_adj", "-1000"); /* the guest's OOM killer must not take the agent */
   }
+  lane_open(); /* before the chroot: the lane is in init's /dev, not the guest's */
   if (cfg->root) {
     if (chroot(cfg->root) < 0 || chdir("/") < 0) {
       gc_log("chroot %s: %s", cfg->root, strerror(errno));
@@ -1380,7 +1540,7 @@ int agent_run(struct agent_config *c) {
     fcntl(port_fd, F_SETOWN, getpid());
     fcntl(port_fd, F_SETFL, fcntl(port_fd, F_GETFL) | O_ASYNC);
   }
-  gc_log("serving (build %s, cgroups %d)", AGENT_BUILD, cgroups_ok);
+  gc_log("serving (build %s, cgroups %d, lane slots %u)", AGENT_BUILD, cgroups_ok, lane_slots);
 
   static struct pollfd pfds[2 + MAX_TRACKED * 3 + MAX_DISCARD];
   static struct chan *pchan[2 + MAX_TRACKED * 3 + MAX_DISCARD];
@@ -1428,7 +1588,7 @@ int agent_run(struct agent_config *c) {
           if (t < 0) t = 0;
           if (timeout < 0 || t < timeout) timeout = (int)t;
         }
-      } else if (c->kind == CH_FREAD && c->fcredit > 0 && outq_pending() < OUTQ_SOFT) {
+      } else if (c->kind == CH_FREAD && (c->lane ? c->ngranted > 0 : c->fcredit > 0) && outq_pending() < OUTQ_SOFT) {
         timeout = 0;
       }
     }
@@ -1530,7 +1690,8 @@ int agent_run(struct agent_config *c) {
         }
         exec_maybe_finish(c);
       } else if (c->kind == CH_FREAD) {
-        pump_file_read(c);
+        if (c->lane) pump_lane_read(c);
+        else pump_file_read(c);
       }
       if (nchans == before && chans[i] == c) i++;
     }
@@ -1559,8 +1720,9 @@ int agent_cli(int argc, char **argv) {
     else if (!strcmp(a, "--env") && v) { if (c.env_n < 4096) env[c.env_n++] = (char *)v; i++; }
     else if (!strcmp(a, "--workdir") && v) { c.workdir = v; i++; }
     else if (!strcmp(a, "--user") && v) { c.user = v; i++; }
+    else if (!strcmp(a, "--lane") && v) { c.lane_path = v; i++; }
     else {
-      fprintf(stderr, "usage: %s agent --connect SOCKET [--busybox PATH] [--env K=V]... [--workdir DIR] [--user USER]\n", argv[0]);
+      fprintf(stderr, "usage: %s agent --connect SOCKET [--busybox PATH] [--env K=V]... [--workdir DIR] [--user USER] [--lane FILE]\n", argv[0]);
       return 2;
     }
   }

@@ -93,7 +93,14 @@ struct agent_config {
   const char *hostname;
   /* Host-process test mode: no cgroups, no clock/hostname/entropy/network changes. */
   int test_mode;
+  /* The bulk lane (docs/AGENT.md "Bulk lane"): a file standing in for the lane device (host
+   * tests); NULL in a VM, where the agent finds the virtio-blk disk whose serial is LANE_SERIAL. */
+  const char *lane_path;
 };
+
+#define LANE_SERIAL "monocore-lane"
+#define LANE_SLOT_BYTES (1024 * 1024)
+#define LANE_MAX_SLOTS 64
 
 /* Serves the agent protocol (docs/AGENT.md); returns only in test mode, when the host is gone. */
 int agent_run(struct agent_config *cfg);

@@ -90,6 +90,8 @@ export interface AgentInfo {
   cgroups: boolean;
   /** Execs left running (or exited unobserved) by the previous session, e.g. at a snapshot. */
   detached: DetachedExec[];
+  /** The agent's bulk lane (docs/AGENT.md "Bulk lane"), when it found one. */
+  lane?: { slots: number; slotBytes: number };
 }
 
 export interface DetachedExec {

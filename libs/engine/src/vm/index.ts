@@ -12,6 +12,7 @@ export { buildInitramfs, guestInitSourcePath, guestInitSources, guestInitCompile
 export { AgentSession, type AgentSessionOptions } from './agent/agent-session.js';
 // The wire format, for peers that speak it (test guests, tools): docs/AGENT.md.
 export { encodeFrame as encodeAgentFrame, FrameDecoder as AgentFrameDecoder, FrameType as AgentFrameType, MAX_PAYLOAD as AGENT_MAX_PAYLOAD, type Frame as AgentFrame } from './agent/agent-frame.js';
+export { LANE_FILE_BYTES as AGENT_LANE_FILE_BYTES, LANE_SLOT_BYTES as AGENT_LANE_SLOT_BYTES } from './agent/agent-lane.js';
 export { encodeRecords as encodeAgentRecords, parseRecords as parseAgentRecords } from './agent/agent-records.js';
 export { resolveModuleOrder, GUEST_MODULES, type ModuleLoad } from './kernel-modules.js';
 export { detectAccel, type Accel, type AccelChoice } from './acceleration.js';

@@ -85,6 +85,13 @@ test('qemuArgs: the writable disk is a raw virtio-blk drive without cache=unsafe
   assert.ok(!values(probe, '-device').some((d) => d.startsWith('virtio-blk-device')));
 });
 
+test('qemuArgs: the agent lane is a raw virtio-blk drive the guest finds by its serial; none for the probe', () => {
+  const args = qemuArgs(machine({ lane: '/run/vm/lane.img' }));
+  assert.ok(values(args, '-drive').includes('file=/run/vm/lane.img,format=raw,if=none,id=lane'));
+  assert.ok(values(args, '-device').includes('virtio-blk-device,drive=lane,serial=monocore-lane'));
+  assert.ok(!values(qemuArgs(machine({ disk: undefined })), '-drive').some((d) => d.includes('id=lane')));
+});
+
 test('qemuArgs: each virtio-serial port is a socket chardev and a named virtserialport; max_ports leaves port 0 free', () => {
   const args = qemuArgs(machine());
   const devices = values(args, '-device');

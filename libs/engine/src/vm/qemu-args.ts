@@ -22,6 +22,8 @@ export interface QemuMachine {
   imageShare: string;
   /** The per-service writable layer (raw ext4 file), absent for the boot probe. */
   disk?: string;
+  /** The guest agent's bulk lane (raw file, docs/AGENT.md), absent for the boot probe. */
+  lane?: string;
   /** virtio-serial ports, in order: chardev id, the name the guest finds the port by, our socket. */
   serialPorts: ReadonlyArray<{ id: string; name: string; socket: string }>;
   /** Host directories shared over 9p; the guest mounts them by tag. */
@@ -106,6 +108,11 @@ export function qemuArgs(m: QemuMachine): string[] {
     // crash cannot lose what the guest fsync()ed.
     args.push('-drive', `file=${m.disk},format=raw,if=none,id=upper,discard=unmap`);
     args.push('-device', 'virtio-blk-device,drive=upper');
+  }
+  if (m.lane) {
+    // The agent's bulk lane: found by its serial (device names follow probe order).
+    args.push('-drive', `file=${m.lane},format=raw,if=none,id=lane`);
+    args.push('-device', 'virtio-blk-device,drive=lane,serial=monocore-lane');
   }
   for (const v of m.volumes) {
     // Volumes: mapped-xattr, so guest-chosen owners/modes (setuid, devices) are stored as

@@ -17,7 +17,7 @@ import { buildInitramfs, type Initramfs } from './initramfs-builder.js';
 import { findExecutable } from './find-executable.js';
 import { launchArgv, qemuArgs } from './qemu-args.js';
 import {
-  attachImageShare, attachNics, attachSerialPorts, attachVmUid, attachVolumes, attachWritableDisk, checkForwardedPorts, VM_UID_BASE,
+  attachAgentLane, attachImageShare, attachNics, attachSerialPorts, attachVmUid, attachVolumes, attachWritableDisk, checkForwardedPorts, VM_UID_BASE,
   writableDiskPath,
 } from './qemu-devices.js';
 import { QemuVm, type QemuVmHandle } from './qemu-vm.js';
@@ -202,6 +202,7 @@ export class QemuBackend implements HypervisorBackend {
       const image = attachImageShare(spec, probe);
       const disk = probe ? undefined : await this.attachBudgetedDisk(spec, cleanup);
       const serial = await attachSerialPorts(cleanup);
+      const lane = probe ? undefined : await attachAgentLane(serial.runtimeDir);
       const nets = await attachNics(spec, this.switches, inherit, cleanup);
       const volumes = attachVolumes(spec.volumes);
       const guest = guestSpec(spec, { probe, disk: disk !== undefined, capabilities: image.capabilities, nets, volumes: volumes.guest });
@@ -215,6 +216,7 @@ export class QemuBackend implements HypervisorBackend {
         consoleSocket: serial.console.path,
         imageShare: image.path,
         disk: disk?.path,
+        lane: lane?.path,
         serialPorts: serial.qemu,
         volumes: volumes.qemu,
         nics: nets.qemu,
@@ -227,6 +229,7 @@ export class QemuBackend implements HypervisorBackend {
         spec, child, t0, consoleLog, runtimeDir: serial.runtimeDir, guestSpec: encodeGuestSpec(guest),
         console: serial.console.conn, consoleLimitBytes: this.opts.consoleLimitBytes ?? 1 << 20,
         ctl: serial.ports.control.conn, out: serial.ports.stdout.conn, err: serial.ports.stderr.conn, agent: serial.ports.agent.conn,
+        agentLane: lane?.path,
         bootTimeoutMs: spec.bootTimeoutMs ?? this.opts.bootTimeoutMs ?? 60_000,
         cleanup,
         home: this.home,

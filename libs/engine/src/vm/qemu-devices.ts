@@ -7,6 +7,7 @@ import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { MonocoreError } from '../errors/index.js';
 import { OWNERSHIP_FILE, type OwnershipRecordFile } from '../rootfs/ownership-record.js';
+import { LANE_FILE_BYTES } from './agent/agent-lane.js';
 import type { CleanupStack } from './cleanup-stack.js';
 import { EgressAllowList } from './egress-allow-list.js';
 import { EgressNetwork } from './egress-network.js';
@@ -138,6 +139,18 @@ export async function attachSerialPorts(cleanup: CleanupStack): Promise<SerialPo
     qemu.push({ id: port.id, name: port.name, socket: ports[role].path });
   }
   return { runtimeDir, console: con, ports, qemu };
+}
+
+/**
+ * The guest agent's bulk lane (docs/AGENT.md "Bulk lane"): a sparse file in the VM's private
+ * runtime dir (removed with it), seen by the guest as a virtio-blk disk with serial
+ * `monocore-lane`. File data moves through it instead of the agent's serial port.
+ */
+export async function attachAgentLane(runtimeDir: string): Promise<{ path: string }> {
+  const path = join(runtimeDir, 'lane.img');
+  await writeFile(path, '', { mode: 0o600 });
+  await truncate(path, LANE_FILE_BYTES);
+  return { path };
 }
 
 type GroupNetwork = Extract<VmNetwork, { mode: 'group' }>;

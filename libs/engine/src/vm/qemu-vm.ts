@@ -94,6 +94,8 @@ export interface QemuVmInit {
   err: Promise<Socket>;
   /** The guest agent's port (docs/AGENT.md). */
   agent: Promise<Socket>;
+  /** The host's end of the agent's bulk lane, when the VM has one. */
+  agentLane?: string;
   bootTimeoutMs: number;
   /** Everything the start allocated; run once QEMU is gone and the ports are drained. */
   cleanup: CleanupStack;
@@ -304,7 +306,7 @@ export class QemuVm implements QemuVmHandle {
       await this.started; // rejects with the VM's start failure
       const sock = await Promise.race([this.s.agent, gone]);
       if (!sock) throw ended();
-      const session = await AgentSession.open(sock, { label: this.id, handshakeTimeoutMs: 30_000 });
+      const session = await AgentSession.open(sock, { label: this.id, handshakeTimeoutMs: 30_000, ...(this.s.agentLane ? { lanePath: this.s.agentLane } : {}) });
       void session.closed.then((err) => (this.agentEnded = err));
       return session;
     } catch (err) {

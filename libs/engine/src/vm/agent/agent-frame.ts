@@ -34,6 +34,8 @@ export const FrameType = {
   FILE_DONE: 0x24,
   STAT: 0x25,
   CANCEL: 0x26,
+  LANE: 0x27,
+  LANE_FREE: 0x28,
   REFRESH: 0x30,
   REFRESHED: 0x31,
 } as const;
@@ -48,6 +50,7 @@ export function frameTypeName(type: number): string {
 const GUEST_TYPES: ReadonlySet<number> = new Set([
   FrameType.HELLO_ACK, FrameType.PONG, FrameType.ERROR, FrameType.STARTED, FrameType.DATA, FrameType.EOF,
   FrameType.CREDIT, FrameType.EXIT, FrameType.FILE_INFO, FrameType.FILE_READY, FrameType.FILE_DONE, FrameType.REFRESHED,
+  FrameType.LANE, FrameType.LANE_FREE,
 ]);
 
 export interface Frame {

@@ -12,6 +12,7 @@ import type {
 import {
   encodeFrame, FrameDecoder, FrameError, FrameType, frameTypeName, HandshakeScanner, MAX_PAYLOAD, PROTOCOL_VERSION, type Frame,
 } from './agent-frame.js';
+import { LaneReader, LanePool, LaneWriter, LANE_SLOTS_PER_TRANSFER, LANE_SLOT_BYTES } from './agent-lane.js';
 import { encodeRecords, parseRecords, RecordValueError, RecordsError, type RecordList } from './agent-records.js';
 import { CreditSender, GuestReadable, GuestWritable } from './agent-streams.js';
 
@@ -32,6 +33,8 @@ export interface AgentSessionOptions {
   windowBytes?: number;
   /** Data writers wait for the socket to drain above this (default 1 MiB). */
   writeHighWaterBytes?: number;
+  /** The host's end of the VM's bulk lane (agent-lane.ts): file data moves through it when the agent has it too. */
+  lanePath?: string;
   logger?: Logger;
 }
 
@@ -109,6 +112,17 @@ async function* chunksOf(data: FileSource): AsyncGenerator<Buffer> {
 }
 
 /** Streams must never crash the worker with an unhandled 'error': consumers see errors through reads/iteration. */
+/** The session's bulk lane, when both the host and the agent have one (else files move through the port). */
+async function openLane(opts: AgentSessionOptions, info: AgentInfo): Promise<LanePool | undefined> {
+  if (!opts.lanePath || !info.lane) return undefined;
+  try {
+    return await LanePool.open(opts.lanePath, info.lane.slots, info.lane.slotBytes);
+  } catch (err) {
+    opts.logger?.warn({ vm: opts.label, err: (err as Error).message }, 'cannot open the bulk lane; files move through the agent port');
+    return undefined;
+  }
+}
+
 function quiet<T extends NodeJS.EventEmitter>(s: T): T {
   s.on('error', () => {});
   return s;
@@ -135,6 +149,7 @@ export class AgentSession implements GuestAgent {
     readonly info: AgentInfo,
     leftover: Buffer,
     opts: AgentSessionOptions,
+    private readonly lane: LanePool | undefined,
   ) {
     this.opts = { ...DEFAULTS, ...opts };
     this.closed = new Promise((resolve) => (this.resolveClosed = resolve));
@@ -198,6 +213,9 @@ export class AgentSession implements GuestAgent {
             if (!m) throw new RecordsError(`detached=${JSON.stringify(d.slice(0, 40))}`);
             return { channel: Number(m[1]), pid: Number(m[2]), exitCode: m[3] === 'running' ? null : Number(m[3]) };
           });
+          const lane = r.get('lane');
+          const laneGeometry = lane === undefined ? undefined : /^(\d{1,3}) (\d{1,9})$/.exec(lane);
+          if (lane !== undefined && !laneGeometry) throw new RecordsError(`lane=${JSON.stringify(lane.slice(0, 40))}`);
           const info: AgentInfo = {
             protocol: version,
             agentVersion: (r.get('agent') ?? '').slice(0, 200),
@@ -207,9 +225,15 @@ export class AgentSession implements GuestAgent {
             sessions: r.requireInt('sessions'),
             cgroups: r.get('cgroup') === '1',
             detached,
+            ...(laneGeometry ? { lane: { slots: Number(laneGeometry[1]), slotBytes: Number(laneGeometry[2]) } } : {}),
           };
           finish();
-          resolve(new AgentSession(socket, info, found.rest, opts));
+          // Data that came after the answer waits in `rest` while the lane file opens.
+          socket.pause();
+          openLane(opts, info).then((pool) => {
+            resolve(new AgentSession(socket, info, found.rest, opts, pool));
+            socket.resume();
+          }, reject);
         } catch (err) {
           finish(new MonocoreError('MC_AGENT_PROTOCOL_ERROR', `${label}guest agent: malformed handshake answer: ${(err as Error).message}`, { reason: (err as Error).message }));
         }
@@ -279,6 +303,7 @@ export class AgentSession implements GuestAgent {
     if (this.ended) return;
     this.ended = err;
     clearInterval(this.liveness);
+    this.lane?.close(err);
     if (graceful) {
       // A close by the host: what was written (a last SIGNAL, CANCEL) still reaches the guest.
       this.socket.end();
@@ -387,6 +412,11 @@ export class AgentSession implements GuestAgent {
     if (fileOp) return new MonocoreError('MC_AGENT_FILE_ERROR', `${this.label}${message}`, details);
     if (errno === 'EINVAL' || errno === 'E2BIG') return new MonocoreError('MC_AGENT_REQUEST_INVALID', `${this.label}guest agent: ${message}`, details);
     return new MonocoreError('MC_AGENT_GUEST_ERROR', `${this.label}guest agent: ${message}`, details);
+  }
+
+  /** Free slots of the bulk lane (undefined without one): every transfer returns what it borrowed. */
+  get laneSlotsFree(): number | undefined {
+    return this.lane?.freeSlots;
   }
 
   // ---- GuestAgent ------------------------------------------------------------------
@@ -519,10 +549,12 @@ export class AgentSession implements GuestAgent {
 
   async readFile(path: string, options: { signal?: AbortSignal } = {}): Promise<GuestFileRead> {
     checkPath(path);
-    const window = this.opts.windowBytes;
-    const { channel, payload } = this.request([['path', path], ['window', String(window)]], 'path');
+    const lane = this.lane;
+    const window = lane ? LANE_SLOTS_PER_TRANSFER * LANE_SLOT_BYTES : this.opts.windowBytes;
+    const { channel, payload } = this.request([['path', path], ['window', String(window)], ...(lane ? [['lane', '1'] as [string, string]] : [])], 'path');
     return new Promise<GuestFileRead>((resolve, reject) => {
       let body: GuestReadable | undefined;
+      let reader: LaneReader | undefined;
       const signal = options.signal;
       const onAbort = (): void => this.write(FrameType.CANCEL, 0, channel, Buffer.alloc(0));
       signal?.addEventListener('abort', onAbort, { once: true });
@@ -530,12 +562,31 @@ export class AgentSession implements GuestAgent {
         signal?.removeEventListener('abort', onAbort);
         this.endChannel(channel);
       };
+      // With a lane, what ends the read waits until the slots named before it are copied out.
+      const ending = (fn: () => void): void => (reader ? reader.finish(fn) : fn());
       this.open(channel, FrameType.FILE_READ, payload, {
         onFrame: (f) => {
           if (!body) {
             if (f.type === FrameType.FILE_INFO) {
               const info = parseFileInfo(f.payload);
-              body = quiet(new GuestReadable(window, (b) => this.sendCredit(channel, 1, b)));
+              if (lane) {
+                const b = quiet(new GuestReadable(window, (n) => reader!.consumed(n)));
+                reader = new LaneReader(
+                  lane, window,
+                  (slot) => this.write(FrameType.LANE_FREE, 0, channel, encodeRecords([['slot', String(slot)]])),
+                  (data) => {
+                    if (!b.accept(data)) b.destroy(new MonocoreError('MC_AGENT_PROTOCOL_ERROR', `${this.label}lane data beyond the window on read channel ${channel}`, { path }));
+                  },
+                  (err) => {
+                    this.write(FrameType.CANCEL, 0, channel, Buffer.alloc(0));
+                    b.destroy(new MonocoreError('MC_AGENT_FILE_ERROR', `${this.label}reading ${path} through the lane: ${err.message}`, { path }));
+                  },
+                );
+                body = b;
+                reader.grant();
+              } else {
+                body = quiet(new GuestReadable(window, (b) => this.sendCredit(channel, 1, b)));
+              }
               resolve({ info, body });
               return;
             }
@@ -547,21 +598,28 @@ export class AgentSession implements GuestAgent {
             }
             throw new Violation(`${frameTypeName(f.type)} before FILE_INFO on read channel ${channel}`);
           }
-          if (f.type === FrameType.DATA && f.stream === 1) {
-            if (!body.accept(f.payload)) throw new Violation(`DATA beyond the window on read channel ${channel}`);
+          const b = body;
+          if (f.type === FrameType.DATA && f.stream === 1 && !reader) {
+            if (!b.accept(f.payload)) throw new Violation(`DATA beyond the window on read channel ${channel}`);
+          } else if (f.type === FrameType.LANE && f.stream === 1 && reader) {
+            const r = parseRecords(f.payload);
+            if (!reader.filled(r.requireInt('slot', LANE_SLOT_BYTES), r.requireInt('len', LANE_SLOT_BYTES))) {
+              throw new Violation(`LANE ${r.get('slot')}/${r.get('len')} on read channel ${channel}: not a slot lent to it, or a bad length`);
+            }
           } else if (f.type === FrameType.EOF && f.stream === 1) {
             done();
-            body.finish();
+            ending(() => b.finish());
           } else if (f.type === FrameType.ERROR) {
             const e = errorRecords(f.payload);
             done();
-            body.destroy(e.errno === 'ECANCELED' ? new MonocoreError('MC_AGENT_DISCONNECTED', `${this.label}reading ${path} was cancelled`, { path }) : this.guestError(e.errno, e.message, { path }, true));
+            ending(() => b.destroy(e.errno === 'ECANCELED' ? new MonocoreError('MC_AGENT_DISCONNECTED', `${this.label}reading ${path} was cancelled`, { path }) : this.guestError(e.errno, e.message, { path }, true)));
           } else {
             throw new Violation(`${frameTypeName(f.type)} on read channel ${channel}`);
           }
         },
         onClose: (err) => {
           signal?.removeEventListener('abort', onAbort);
+          reader?.end();
           if (body) body.destroy(err);
           else reject(err);
         },
@@ -575,6 +633,7 @@ export class AgentSession implements GuestAgent {
     if (!Number.isInteger(mode) || mode < 0 || mode > 0o7777) throw invalid('mode', `${mode} is not a permission mode (0..0o7777)`);
     const maxBytes = options.maxBytes ?? Number.POSITIVE_INFINITY;
     const records: RecordList = [['path', path], ['mode', mode.toString(8)], ['parents', options.parents === false ? '0' : '1']];
+    const lane = this.lane;
     if (options.owner !== undefined && options.owner !== '') records.push(['owner', options.owner]);
     const { channel, payload } = this.request(records, 'path');
 
@@ -584,13 +643,16 @@ export class AgentSession implements GuestAgent {
     let settleEnd!: (r: { size?: number; error?: MonocoreError; cancelled?: boolean }) => void;
     const ready = new Promise<MonocoreError | undefined>((resolve) => (settleReady = resolve));
     const end = new Promise<{ size?: number; error?: MonocoreError; cancelled?: boolean }>((resolve) => (settleEnd = resolve));
-    const sender = new CreditSender((d) => this.writeData(channel, d));
+    // Data goes through the lane when there is one (the guest then returns slots), else as DATA frames.
+    const sender = lane
+      ? new LaneWriter(lane, (slot, len) => this.write(FrameType.LANE, 0, channel, encodeRecords([['slot', String(slot)], ['len', String(len)]])))
+      : new CreditSender((d) => this.writeData(channel, d));
     this.open(channel, FrameType.FILE_WRITE, payload, {
       onFrame: (f) => {
         if (phase === 'ready') {
           if (f.type === FrameType.FILE_READY) {
             phase = 'data';
-            sender.addCredit(parseRecords(f.payload).requireInt('window', MAX_WINDOW));
+            if (sender instanceof CreditSender) sender.addCredit(parseRecords(f.payload).requireInt('window', MAX_WINDOW));
             settleReady();
             return;
           }
@@ -602,8 +664,11 @@ export class AgentSession implements GuestAgent {
           }
           throw new Violation(`${frameTypeName(f.type)} before FILE_READY on write channel ${channel}`);
         }
-        if (f.type === FrameType.CREDIT && f.stream === 0) {
+        if (f.type === FrameType.CREDIT && f.stream === 0 && sender instanceof CreditSender) {
           sender.addCredit(parseRecords(f.payload).requireInt('bytes', MAX_WINDOW));
+        } else if (f.type === FrameType.LANE_FREE && sender instanceof LaneWriter) {
+          const slot = parseRecords(f.payload).requireInt('slot', LANE_SLOT_BYTES);
+          if (!sender.returned(slot)) throw new Violation(`LANE_FREE ${slot} on write channel ${channel}: not a slot lent to it`);
         } else if (f.type === FrameType.FILE_DONE) {
           this.endChannel(channel);
           sender.fail(this.disconnected('the write ended'));
@@ -644,6 +709,7 @@ export class AgentSession implements GuestAgent {
         }
         await sender.write(chunk);
       }
+      if (sender instanceof LaneWriter) sender.flush();
     } catch (err) {
       const r = await Promise.race([end, Promise.resolve(undefined)]);
       if (r?.error) throw r.error; // the guest ended it first (disk full, session gone)
