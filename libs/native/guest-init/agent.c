@@ -167,6 +167,8 @@ struct chan {
   int lane;
   uint8_t granted[LANE_MAX_SLOTS];
   int ngranted;
+  /* a lane write: 1 while whole blocks go to the file O_DIRECT, -1 once that stopped */
+  int direct;
 };
 
 static struct chan *chans[MAX_TRACKED];
@@ -893,6 +895,10 @@ static void handle_file_read(uint32_t ch, const char *path, long long window, in
   c->fd = fd;
   c->fcredit = window > 0 ? (window > MAX_CREDIT ? MAX_CREDIT : window) : DEFAULT_CREDIT;
   c->lane = lane && lane_fd >= 0;
+  if (c->lane) { /* read O_DIRECT too: disk → slot buffer → lane, no page cache copy (see file_write_lane) */
+    int fl = fcntl(fd, F_GETFL);
+    c->direct = fl >= 0 && fcntl(fd, F_SETFL, fl | O_DIRECT) == 0 ? 1 : -1;
+  }
   send_info(ch, &st);
 }
 
@@ -903,6 +909,11 @@ static int pump_lane_read(struct chan *c) {
   while (got < LANE_SLOT_BYTES) {
     ssize_t n = read(c->fd, lane_buf + got, LANE_SLOT_BYTES - got);
     if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EINVAL && c->direct == 1) { /* an unaligned offset (after a short read): go on buffered */
+      int fl = fcntl(c->fd, F_GETFL);
+      c->direct = -1;
+      if (fl >= 0 && fcntl(c->fd, F_SETFL, fl & ~O_DIRECT) == 0) continue;
+    }
     if (n < 0) {
       send_error(c->id, errno, "%s", strerror(errno));
       free_chan(c);
@@ -910,6 +921,7 @@ static int pump_lane_read(struct chan *c) {
     }
     if (n == 0) break;
     got += (size_t)n;
+    if (c->direct == 1 && got % 4096) break; /* O_DIRECT needs an aligned buffer for the next read */
   }
   if (got == 0) {
     send_frame(T_EOF, 1, c->id, NULL, 0);
@@ -1063,6 +1075,20 @@ static void file_write_lane(struct chan *c, int slot, const char *len_s) {
   }
   struct recs r = { .len = 0 };
   rec_add(&r, "slot", "%d", slot);
+  /* Whole blocks go to the file O_DIRECT: straight from the slot buffer to the disk, no page
+   * to allocate and fill (a memcpy is slow under TCG). The first piece that is not whole
+   * blocks, or a filesystem that refuses O_DIRECT (tmpfs, 9p), switches to buffered writes. */
+  int fl = fcntl(c->fd, F_GETFL);
+  int aligned = len % 4096 == 0 && c->size % 4096 == 0;
+  if (c->direct == 0) c->direct = aligned && fl >= 0 && fcntl(c->fd, F_SETFL, fl | O_DIRECT) == 0 ? 1 : -1;
+  else if (c->direct == 1 && !aligned) {
+    c->direct = -1;
+    if (fl < 0 || fcntl(c->fd, F_SETFL, fl & ~O_DIRECT) < 0) {
+      send_frame(T_LANE_FREE, 0, c->id, r.buf, r.len);
+      file_write_fail(c, errno, "fcntl");
+      return;
+    }
+  }
   if (gc_write_all(c->fd, lane_buf, len) < 0) {
     int e = errno;
     send_frame(T_LANE_FREE, 0, c->id, r.buf, r.len);

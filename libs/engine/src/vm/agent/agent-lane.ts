@@ -164,15 +164,23 @@ export class LaneWriter {
     return true;
   }
 
-  /** The transfer ended (either side): writes fail, every slot goes back to the pool. */
+  /** Writing stops (the source failed, the caller gave up, the channel ended): later writes fail with err. */
   fail(err: Error): void {
     this.failed ??= err;
-    if (this.slot !== undefined) this.pool.release(this.slot);
+    if (this.slot !== undefined) this.pool.release(this.slot); // filled here, never named to the guest
     this.slot = undefined;
-    // The guest ended the channel, so it reads none of these any more.
+    this.wake();
+  }
+
+  /**
+   * The guest ended the channel (done, error, cancelled) or the session is over: the slots it
+   * was sent come back too, since it reads none of them any more. Not before: a slot named to
+   * the guest is the guest's until it returns it or ends the channel.
+   */
+  end(err: Error): void {
+    this.fail(err);
     for (const s of this.inFlight) this.pool.release(s);
     this.inFlight.clear();
-    this.wake();
   }
 
   private wake(): void {

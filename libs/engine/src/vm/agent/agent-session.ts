@@ -647,6 +647,8 @@ export class AgentSession implements GuestAgent {
     const sender = lane
       ? new LaneWriter(lane, (slot, len) => this.write(FrameType.LANE, 0, channel, encodeRecords([['slot', String(slot)], ['len', String(len)]])))
       : new CreditSender((d) => this.writeData(channel, d));
+    // The guest's end of the channel: a lane write gets back the slots it named to the guest.
+    const channelEnded = (err: Error): void => (sender instanceof LaneWriter ? sender.end(err) : sender.fail(err));
     this.open(channel, FrameType.FILE_WRITE, payload, {
       onFrame: (f) => {
         if (phase === 'ready') {
@@ -659,7 +661,9 @@ export class AgentSession implements GuestAgent {
           if (f.type === FrameType.ERROR) {
             const e = errorRecords(f.payload);
             this.endChannel(channel);
-            settleReady(this.guestError(e.errno, e.message, { path }, true));
+            const error = this.guestError(e.errno, e.message, { path }, true);
+            channelEnded(error);
+            settleReady(error);
             return;
           }
           throw new Violation(`${frameTypeName(f.type)} before FILE_READY on write channel ${channel}`);
@@ -671,20 +675,20 @@ export class AgentSession implements GuestAgent {
           if (!sender.returned(slot)) throw new Violation(`LANE_FREE ${slot} on write channel ${channel}: not a slot lent to it`);
         } else if (f.type === FrameType.FILE_DONE) {
           this.endChannel(channel);
-          sender.fail(this.disconnected('the write ended'));
+          channelEnded(this.disconnected('the write ended'));
           settleEnd({ size: parseRecords(f.payload).requireInt('size') });
         } else if (f.type === FrameType.ERROR) {
           const e = errorRecords(f.payload);
           this.endChannel(channel);
           const error = this.guestError(e.errno, e.message, { path }, true);
-          sender.fail(error);
+          channelEnded(error);
           settleEnd(e.errno === 'ECANCELED' ? { cancelled: true } : { error });
         } else {
           throw new Violation(`${frameTypeName(f.type)} on write channel ${channel}`);
         }
       },
       onClose: (err) => {
-        sender.fail(err);
+        channelEnded(err);
         settleReady(err);
         settleEnd({ error: err });
       },
