@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import { ErrorCodes } from '../errors/codes.js';
 import { MonocoreError } from '../errors/index.js';
 import { Keys } from '../state/keys.js';
+import { InFlight } from './in-flight.js';
 import { Inbox } from './inbox.js';
 import {
   CreditMetaSchema,
@@ -190,6 +191,7 @@ export class RelayCall {
   #sentUp = 0;
   #creditedUp = 0;
   #upWaiter?: () => void;
+  readonly #upInFlight = new InFlight();
 
   constructor(id: string, input: CallInput, redis: Redis, hostInbox: string, forget: () => void) {
     this.id = id;
@@ -326,12 +328,13 @@ export class RelayCall {
       }
       if (this.#final) throw this.#final.ok ? new MonocoreError('MC_INTERNAL', `call ${this.id} already ended`) : this.#final.error;
       this.#sentUp += part.byteLength;
-      await this.#send(UpKind.data, { data: part });
+      await this.#upInFlight.add(this.#send(UpKind.data, { data: part }));
     }
   }
 
   /** No more bytes up (stdin closed, upload complete). */
   async end(): Promise<void> {
+    await this.#upInFlight.settle();
     await this.#send(UpKind.eof);
   }
 

@@ -27,12 +27,16 @@ import { MonocoreError } from '../errors/index.js';
  * monocore processes, but a bug in one must not crash the other.
  */
 
-/** Bytes a sender may have outstanding (sent, not yet credited) per call and direction. */
-export const RELAY_WINDOW_BYTES = 1 << 20;
+/**
+ * Bytes a sender may have outstanding (sent, not yet credited) per call and direction: enough
+ * to keep a few entries in flight for bulk transfers (4 MiB carried 64 MiB files at ~10× the
+ * speed of 1 MiB; bench/RESULTS.md "sandboxes"), small enough to hold per call everywhere.
+ */
+export const RELAY_WINDOW_BYTES = 4 << 20;
 /** A receiver reports what it consumed once it consumed this much since its last report (or the call is idle). */
 export const RELAY_CREDIT_EVERY_BYTES = RELAY_WINDOW_BYTES / 4;
 /** Data entries carry at most this much (chunks from the guest are merged up to it). */
-export const RELAY_MAX_CHUNK_BYTES = 128 * 1024;
+export const RELAY_MAX_CHUNK_BYTES = 1 << 20;
 
 /** What a call acts on: a sandbox's VM or a service's VM, on the host that runs it. */
 export const RelayTargetSchema = z.discriminatedUnion('kind', [

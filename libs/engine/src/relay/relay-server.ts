@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import { MonocoreError, isMonocoreError } from '../errors/index.js';
 import { Keys } from '../state/keys.js';
 import type { GuestAgent, GuestProcess } from '../vm/guest-agent.js';
+import { InFlight } from './in-flight.js';
 import { Inbox } from './inbox.js';
 import {
   CallMetaSchema,
@@ -197,6 +198,7 @@ class ServerCall {
   #creditWaiter?: () => void;
   #upConsumed = 0;
   #upCredited = 0;
+  readonly #downInFlight = new InFlight();
   /** Control messages that came before the process existed. */
   readonly #early: RelayEntry[] = [];
 
@@ -341,12 +343,12 @@ class ServerCall {
         return;
       }
       const chunk = (r.read() as Buffer | null) ?? (await nextChunk(r));
-      if (chunk === null) return;
+      if (chunk === null) return this.#downInFlight.settle();
       for (let off = 0; off < chunk.length; off += RELAY_MAX_CHUNK_BYTES) {
         const part = chunk.subarray(off, Math.min(chunk.length, off + RELAY_MAX_CHUNK_BYTES));
         this.#downSent += part.length;
-        // Awaited: while one entry is on its way, more output gathers and goes as one entry.
-        await this.#send(kind, { data: part });
+        // A few entries in flight; while they are, more output gathers and goes as one entry.
+        await this.#downInFlight.add(this.#send(kind, { data: part }));
       }
     }
   }
