@@ -2,7 +2,8 @@ import { Readable } from 'node:stream';
 import { z } from 'zod';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { FILE_HEADERS, FileWriteResultSchema, FilesQuerySchema, TAR } from '@monocore/api-schemas';
-import { MonocoreError, type RelayOp } from '@monocore/engine';
+import { MonocoreError, RELAY_MAX_CHUNK_BYTES, type RelayOp } from '@monocore/engine';
+import { gather } from '@monocore/engine/gather';
 import { errorResponses } from '../schemas/common.js';
 import type { RouteDeps } from './deps.js';
 import { EXEC_TARGETS, targetOf } from './exec-target.js';
@@ -70,7 +71,8 @@ export const filesRoutes: FastifyPluginAsyncZod<RouteDeps> = async (app, deps) =
           let size = 0;
           let over = false;
           if (body) {
-            for await (const chunk of body as AsyncIterable<Buffer>) {
+            // Relay entries of 1 MiB, not one per 64 KiB HTTP chunk (the file is committed at the end anyway).
+            for await (const chunk of gather(body as AsyncIterable<Buffer>, RELAY_MAX_CHUNK_BYTES)) {
               size += chunk.length;
               // Passed on even past the limit: the agent then refuses the file itself and removes its temp file,
               // so the 413 below is answered only once nothing is left in the guest.
