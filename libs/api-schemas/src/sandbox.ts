@@ -64,6 +64,8 @@ export const ByteEncodingSchema = z.enum(['utf8', 'base64']);
 export const SANDBOX_DEFAULTS = {
   cpus: 1,
   ram: 512,
+  /** MiB: the same default as a service's writable disk (ConfigLimits.diskDefault). */
+  disk: 4096,
   timeout_s: 3600,
   network: 'none',
 } as const;
@@ -110,6 +112,13 @@ export const CreateSandboxRequestSchema = z
     image: z.string().min(1).max(1024).describe('OCI image reference (pulled on the chosen host first)'),
     cpus: z.number().int().min(1).max(64).default(SANDBOX_DEFAULTS.cpus).describe('virtual CPUs'),
     ram: z.number().int().min(64).max(1024 * 1024).default(SANDBOX_DEFAULTS.ram).describe('guest memory, MiB'),
+    disk: z
+      .number()
+      .int()
+      .min(64)
+      .max(1024 * 1024)
+      .default(SANDBOX_DEFAULTS.disk)
+      .describe('writable disk, MiB: sparse (blocks are used as the guest writes), but the host admits a sandbox only if this much would fit'),
     env: EnvMapSchema.optional().describe('environment of every exec (over the image Env; an exec may override)'),
     workdir: GuestPathSchema.optional().describe('default working directory of execs (default: the image WorkingDir, else /)'),
     user: GuestUserSchema.optional().describe('default user of execs (default: the image User, else root)'),
@@ -151,6 +160,7 @@ export const SandboxSchema = z
     image_digest: z.string().optional().describe('manifest digest of the pulled image'),
     cpus: z.number().int(),
     ram: z.number().int().describe('MiB'),
+    disk: z.number().int().describe('writable disk, MiB'),
     env: z.record(z.string(), z.string()),
     workdir: z.string().optional(),
     user: z.string().optional(),

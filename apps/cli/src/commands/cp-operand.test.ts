@@ -17,10 +17,11 @@ test('cp operands: TARGET:/path for sandbox ids and service names, anything else
 test('sandbox create flags become the API request (only what was given)', () => {
   assert.deepEqual(createRequest('busybox', { env: [], wait: true }), { image: 'busybox' });
   assert.deepEqual(
-    createRequest('python:3.12', { env: ['A=1', 'HOME_COPY'], cpus: '2', ram: '1024', timeout: '30m', idleTimeout: '90s', net: 'outbound', wait: true, workdir: '/w', user: 'nobody' }, { HOME_COPY: 'h' }),
-    { image: 'python:3.12', cpus: 2, ram: 1024, env: { A: '1', HOME_COPY: 'h' }, timeout_s: 1800, idle_timeout_s: 90, network: 'outbound', workdir: '/w', user: 'nobody' },
+    createRequest('python:3.12', { env: ['A=1', 'HOME_COPY'], cpus: '2', ram: '1024', disk: '2048', timeout: '30m', idleTimeout: '90s', net: 'outbound', wait: true, workdir: '/w', user: 'nobody' }, { HOME_COPY: 'h' }),
+    { image: 'python:3.12', cpus: 2, ram: 1024, disk: 2048, env: { A: '1', HOME_COPY: 'h' }, timeout_s: 1800, idle_timeout_s: 90, network: 'outbound', workdir: '/w', user: 'nobody' },
   );
   assert.throws(() => createRequest('x', { env: [], ram: '32', wait: true }), (e: unknown) => isMonocoreError(e, 'MC_USAGE') && /--ram: "32"/.test(e.message));
+  assert.throws(() => createRequest('x', { env: [], disk: '10', wait: true }), (e: unknown) => isMonocoreError(e, 'MC_USAGE') && /--disk: "10"/.test(e.message));
 });
 
 test('sandbox create --allow: the monocore.toml form of network; needs --net outbound; a bad entry is a usage error naming it', () => {

@@ -12,6 +12,7 @@ import { renderSandboxDetails, renderSandboxTable } from '../format/sandbox-tabl
 interface CreateOptions extends ApiCommandOptions {
   cpus?: string;
   ram?: string;
+  disk?: string;
   env: string[];
   workdir?: string;
   user?: string;
@@ -42,6 +43,7 @@ export function createRequest(image: string, opts: CreateOptions, env: NodeJS.Pr
     image,
     ...(opts.cpus !== undefined ? { cpus: intFlag('--cpus', opts.cpus, 1, 64) } : {}),
     ...(opts.ram !== undefined ? { ram: intFlag('--ram', opts.ram, 64, 1 << 20) } : {}),
+    ...(opts.disk !== undefined ? { disk: intFlag('--disk', opts.disk, 64, 1 << 20) } : {}),
     ...(Object.keys(vars).length > 0 ? { env: vars } : {}),
     ...(opts.workdir !== undefined ? { workdir: opts.workdir } : {}),
     ...(opts.user !== undefined ? { user: opts.user } : {}),
@@ -63,6 +65,7 @@ export function registerSandbox(program: Command): void {
       .argument('<image>', 'OCI image reference (pulled on the host the sandbox is placed on)')
       .option('--cpus <n>', 'virtual CPUs (default 1)')
       .option('--ram <MiB>', 'guest memory in MiB (default 512)')
+      .option('--disk <MiB>', 'writable disk in MiB (default 4096; sparse, but the host must have room for it)')
       .option('-e, --env <KEY=VALUE>', 'environment of every exec (repeatable; KEY alone copies it from here)', collect, [])
       .option('-w, --workdir <DIR>', 'default working directory of execs (default: the image WorkingDir, else /)')
       .option('-u, --user <USER>', 'default user of execs (default: the image User, else root)')

@@ -32,6 +32,7 @@ const createFields = {
   image: CreateSandboxRequestSchema.shape.image,
   cpus: CreateSandboxRequestSchema.shape.cpus.optional(),
   ram: CreateSandboxRequestSchema.shape.ram.optional(),
+  disk: CreateSandboxRequestSchema.shape.disk.optional(),
   env: EnvMapSchema.optional().describe('environment variables of every command run in it'),
   timeout_s: CreateSandboxRequestSchema.shape.timeout_s.optional().describe('maximum life in seconds (default 3600); then it is destroyed'),
   idle_timeout_s: CreateSandboxRequestSchema.shape.idle_timeout_s,

@@ -105,6 +105,7 @@ export class SandboxControl implements SandboxApi {
       image: input.image,
       cpus: input.cpus,
       ramMib: input.ram,
+      diskMib: input.disk,
       env: input.env ?? {},
       network: net.network,
       ...(net.allow !== undefined ? { allow: net.allow } : {}),

@@ -17,6 +17,7 @@ const record = (extra: Partial<SandboxRecord> = {}): SandboxRecord => ({
   image: 'python:3.12',
   cpus: 1,
   ramMib: 512,
+  diskMib: 1024,
   env: {},
   network: 'outbound',
   timeoutS: 600,
@@ -93,4 +94,13 @@ test('buildSandboxVmSpec: the allow-list reaches the VM network (outboundNetwork
     mode: 'group', group: 'sb-0123456789ab', address: '10.88.0.2/24', peers: {}, localOnly: false,
   });
   assert.deepEqual(buildSandboxVmSpec(record({ network: 'none' }), image, stateDir).network, { mode: 'none' });
+});
+
+test('the writable disk size: stored, shown, given to the VM; records from before it read as the default', () => {
+  const rec = record({ diskMib: 256 });
+  assert.equal(sandboxRecordFields(rec).disk_mib, 256);
+  assert.equal(toSandbox(rec).disk, 256);
+  assert.equal(buildSandboxVmSpec(rec, image, stateDir).diskMib, 256);
+  const { disk_mib: _, ...old } = stored(rec);
+  assert.equal(parseSandboxRecord(rec.id, old).diskMib, 4096);
 });

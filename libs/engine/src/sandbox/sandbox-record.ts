@@ -1,4 +1,4 @@
-import type { Sandbox } from '@monocore/api-schemas';
+import { SANDBOX_DEFAULTS, type Sandbox } from '@monocore/api-schemas';
 import { SANDBOX_STATUSES, type SandboxStatus } from './sandbox-state.js';
 
 /**
@@ -16,6 +16,8 @@ export interface SandboxRecord {
   imageDigest?: string;
   cpus: number;
   ramMib: number;
+  /** Writable disk (records made before sandboxes had one: SANDBOX_DEFAULTS.disk). */
+  diskMib: number;
   env: Record<string, string>;
   workdir?: string;
   user?: string;
@@ -70,6 +72,7 @@ export function parseSandboxRecord(id: string, h: Record<string, string>): Sandb
     image: h.image ?? '',
     cpus: num(h.cpus) ?? 1,
     ramMib: num(h.ram_mib) ?? 0,
+    diskMib: num(h.disk_mib) ?? SANDBOX_DEFAULTS.disk,
     env,
     network: h.network === 'outbound' ? 'outbound' : 'none',
     timeoutS: num(h.timeout_s) ?? 0,
@@ -103,6 +106,7 @@ export function sandboxRecordFields(r: SandboxRecord): Record<string, string | n
     image: r.image,
     cpus: r.cpus,
     ram_mib: r.ramMib,
+    disk_mib: r.diskMib,
     env: JSON.stringify(r.env),
     network: r.network,
     timeout_s: r.timeoutS,
@@ -127,6 +131,7 @@ export function toSandbox(r: SandboxRecord): Sandbox {
     image: r.image,
     cpus: r.cpus,
     ram: r.ramMib,
+    disk: r.diskMib,
     env: r.env,
     network: r.network,
     ...(r.allow !== undefined ? { network_allow: r.allow } : {}),

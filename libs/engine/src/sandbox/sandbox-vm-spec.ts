@@ -29,6 +29,7 @@ export function buildSandboxVmSpec(rec: SandboxRecord, image: ImageRuntime, stat
     hostname: rec.id,
     cpus: rec.cpus,
     ramMib: rec.ramMib,
+    diskMib: rec.diskMib,
     volumes: [],
     ports: [],
     stateDir,
