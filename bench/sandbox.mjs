@@ -13,9 +13,11 @@
 //   flood    a guest printing FLOOD_MB MB as fast as it can (`seq`) streamed as NDJSON; every
 //            byte checked in order (sha256 against the same sequence made here); the worker's
 //            and the API's peak RSS (VmHWM) before and after.
-//   idle     IDLE more sandboxes (256 MiB each) left idle: per sandbox, the host memory beyond
-//            its guest RAM = QEMU's resident memory outside the guest-RAM mapping (smaps) + its
-//            share of the worker's and API's RSS growth.
+//   idle     IDLE more sandboxes (256 MiB RAM, 256 MiB disk each) left idle: per sandbox, the host
+//            memory beyond its guest RAM = QEMU's proportional resident memory (PSS, so files
+//            shared by all QEMUs count once) outside the guest-RAM mapping (the one mapping of
+//            exactly the RAM size), with TCG's translated-code buffer (the rwx mapping) reported
+//            apart too, + its share of the worker's and API's RSS growth.
 // Env: MONOCORE_TEST_REDIS_URL, MONOCORE_TEST_IMAGE, MONOCORE_KERNEL_DIR (or MONOCORE_TEST_KERNEL_DIR), DOCKER_HOST.
 import { spawn, execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
@@ -234,7 +236,7 @@ try {
     const rss0 = { worker: status(worker.pid, 'VmRSS'), api: status(api.pid, 'VmRSS') };
     const ids = [];
     for (let i = 0; i < IDLE; i += 2) {
-      const batch = await Promise.all([0, 1].filter((k) => i + k < IDLE).map(() => json('POST', '/sandboxes', { image, ram: 256 })));
+      const batch = await Promise.all([0, 1].filter((k) => i + k < IDLE).map(() => json('POST', '/sandboxes', { image, ram: 256, disk: 256 })));
       ids.push(...batch.map((b) => b.id));
     }
     await new Promise((r) => setTimeout(r, 15_000)); // idle: boot work settles
@@ -248,17 +250,24 @@ try {
         continue;
       }
       if (!/qemu-system/.test(cmd) || !ids.some((id) => cmd.includes(`${home}/sandboxes/${id}/`))) continue;
-      // The guest's RAM is QEMU's one anonymous mapping of -m size; everything else is QEMU's own.
+      // The guest's RAM is QEMU's one anonymous mapping of exactly -m; TCG's translated code is
+      // its one rwx anonymous mapping (tb-size); everything else is QEMU's own too.
       const smaps = readFileSync(`/proc/${pid}/smaps`, 'utf8').split(/\n(?=[0-9a-f]+-[0-9a-f]+ )/);
       let guest = 0;
       let other = 0;
+      let code = 0;
       for (const m of smaps) {
+        const [range, perms, , , , file] = m.split('\n')[0].split(/\s+/);
         const sizeKb = Number(/^Size:\s+(\d+)/m.exec(m)?.[1] ?? 0);
         const pssKb = Number(/^Pss:\s+(\d+)/m.exec(m)?.[1] ?? 0);
-        if (sizeKb >= 256 * 1024) guest += pssKb;
-        else other += pssKb;
+        if (sizeKb === 256 * 1024 && !file && guest === 0) guest += pssKb;
+        else {
+          other += pssKb;
+          if (perms === 'rwxp' && !file) code += pssKb;
+        }
+        void range;
       }
-      per.push({ guestMib: guest / 1024, qemuMib: other / 1024 });
+      per.push({ guestMib: guest / 1024, qemuMib: other / 1024, codeMib: code / 1024 });
     }
     const workerShare = (rss1.worker - rss0.worker) / IDLE;
     const apiShare = (rss1.api - rss0.api) / IDLE;
@@ -269,6 +278,8 @@ try {
       guest_ram_mib: 256,
       guest_ram_resident_mib_median: round(median(per.map((p) => p.guestMib))),
       qemu_outside_guest_ram_pss_mib: { median: round(median(qemu)), max: round(Math.max(...qemu)) },
+      of_which_tcg_code_buffer_mib: round(median(per.map((p) => p.codeMib))),
+      tcg_code_mib_setting: env.MONOCORE_TCG_CODE_MIB ?? 'default',
       worker_rss_growth_per_sandbox_mib: round(workerShare),
       api_rss_growth_per_sandbox_mib: round(apiShare),
       host_memory_beyond_guest_ram_per_sandbox_mib: round(median(qemu) + workerShare + apiShare),

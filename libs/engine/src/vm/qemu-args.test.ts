@@ -85,6 +85,12 @@ test('qemuArgs: the writable disk is a raw virtio-blk drive without cache=unsafe
   assert.ok(!values(probe, '-device').some((d) => d.startsWith('virtio-blk-device')));
 });
 
+test('qemuArgs: under TCG the translated-code buffer is capped when asked; KVM has none', () => {
+  assert.equal(value(qemuArgs(machine({ tcgCodeMib: 64 })), '-accel'), 'tcg,thread=single,tb-size=64');
+  assert.equal(value(qemuArgs(machine()), '-accel'), 'tcg,thread=single');
+  assert.equal(value(qemuArgs(machine({ accel: 'kvm', tcgCodeMib: 64 })), '-accel'), 'kvm');
+});
+
 test('qemuArgs: the agent lane is a raw virtio-blk drive the guest finds by its serial; none for the probe', () => {
   const args = qemuArgs(machine({ lane: '/run/vm/lane.img' }));
   assert.ok(values(args, '-drive').includes('file=/run/vm/lane.img,format=raw,if=none,id=lane'));

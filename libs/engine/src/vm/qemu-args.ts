@@ -9,6 +9,8 @@ import type { Accel } from './acceleration.js';
  */
 export interface QemuMachine {
   accel: Accel;
+  /** Under TCG: the translated-code buffer, MiB (QEMU's default is 1 GiB, filled as the guest runs new code). */
+  tcgCodeMib?: number;
   cpus: number;
   ramMib: number;
   /** Uncompressed ELF kernel (vmlinux). */
@@ -73,7 +75,9 @@ export function qemuArgs(m: QemuMachine): string[] {
     // rtc=on and isa-serial=on: the RTC helped avoid timer hangs and ttyS0 is our console.
     '-M', 'microvm,x-option-roms=off,rtc=on,isa-serial=on',
     // TCG: thread=single was the verified-stable mode here; KVM/HVF when usable.
-    '-accel', m.accel === 'tcg' ? 'tcg,thread=single' : m.accel,
+    // tb-size caps the translated-code buffer: QEMU's 1 GiB default grows with every guest, and an
+    // idle one already holds tens of MiB of it (docs/PLATFORM.md "Host memory per VM under TCG").
+    '-accel', m.accel === 'tcg' ? `tcg,thread=single${m.tcgCodeMib ? `,tb-size=${m.tcgCodeMib}` : ''}` : m.accel,
     '-cpu', m.accel === 'tcg' ? TCG_CPU : 'host',
     '-m', String(m.ramMib),
     '-smp', String(m.cpus),

@@ -53,9 +53,23 @@ export interface QemuBackendOptions {
   consoleLimitBytes?: number;
   /** First uid of the per-VM uid range used when running as root (default 0x70000000; 65,536 uids). */
   vmUidBase?: number;
+  /** Under TCG: each VM's translated-code buffer, MiB (default MONOCORE_TCG_CODE_MIB, else DEFAULT_TCG_CODE_MIB). */
+  tcgCodeMib?: number;
 }
 
 const DEFAULT_DISK_MIB = 4096;
+/** Measured in docs/PLATFORM.md "Host memory per VM under TCG". */
+export const DEFAULT_TCG_CODE_MIB = 64;
+
+function tcgCodeMibFromEnv(env: NodeJS.ProcessEnv = process.env): number {
+  const v = env.MONOCORE_TCG_CODE_MIB;
+  if (v === undefined || v === '') return DEFAULT_TCG_CODE_MIB;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1 || n > 4096) {
+    throw new MonocoreError('MC_USAGE', `MONOCORE_TCG_CODE_MIB must be a whole number of MiB in 1..4096, got ${JSON.stringify(v)}`, { value: v });
+  }
+  return n;
+}
 
 /**
  * The QEMU `-M microvm` backend (x86_64). One qemu-system-x86_64 process per VM,
@@ -208,6 +222,7 @@ export class QemuBackend implements HypervisorBackend {
       const guest = guestSpec(spec, { probe, disk: disk !== undefined, capabilities: image.capabilities, nets, volumes: volumes.guest });
       const args = qemuArgs({
         accel: this.accel.accel,
+        tcgCodeMib: this.opts.tcgCodeMib ?? tcgCodeMibFromEnv(),
         cpus: spec.cpus,
         ramMib: spec.ramMib,
         kernel: kernel.vmlinux,
