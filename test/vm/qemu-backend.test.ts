@@ -1,9 +1,11 @@
 /**
  * Real QEMU boots under TCG: the conformance suite plus what only the qemu
- * backend does (copy-on-write disk, 9p volumes, resources, watchdog).
+ * backend does (block-device image root, copy-on-write disk, 9p volumes, resources,
+ * capabilities, watchdog).
  */
 import assert from 'node:assert/strict';
-import { existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { isMonocoreError } from '@monocore/engine';
@@ -91,10 +93,11 @@ test('qemu: an auto-detected KVM that fails its boot probe falls back to TCG and
   rmSync(s.stateDir, { recursive: true, force: true });
 });
 
-test('qemu: as root, each VM\'s QEMU runs as a uid of its own with only its three capabilities', async () => {
+test('qemu: as root, each VM\'s QEMU runs as a uid of its own: no capability without volumes, dac_override + fowner with one; files only through fds', async () => {
   assert.equal(process.getuid?.(), 0, 'run as root (as CI does): without root QEMU runs as the invoking user');
+  const vol = tempDir('capvol');
   const a = spec('uid-a', { command: '/bin/sleep', args: ['30'] });
-  const b = spec('uid-b', { command: '/bin/sleep', args: ['30'] });
+  const b = spec('uid-b', { command: '/bin/sleep', args: ['30'], volumes: [{ host: vol, guest: '/data' }] });
   const [ha, hb] = await Promise.all([qemu.start(a), qemu.start(b)]);
   try {
     await Promise.all([ha.started, hb.started]);
@@ -104,26 +107,32 @@ test('qemu: as root, each VM\'s QEMU runs as a uid of its own with only its thre
     assert.ok(ua.every((u) => u === ua[0]) && ub.every((u) => u === ub[0]), `real/effective/saved/fs uids agree: ${ua} ${ub}`);
     assert.ok(ua[0]! >= 0x70000000 && ub[0]! >= 0x70000000, `per-VM uids: ${ua[0]} ${ub[0]}`);
     assert.notEqual(ua[0], ub[0], 'no two running VMs share a uid');
-    // dac_override, dac_read_search, fowner: 0xe; nothing else, and no way to get more.
-    assert.match(status(ha.pid), /^CapEff:\s+000000000000000e$/m);
-    assert.match(status(ha.pid), /^CapBnd:\s+000000000000000e$/m);
-    assert.match(status(ha.pid), /^NoNewPrivs:\s+1$/m);
-    // QEMU's own seccomp sandbox (-sandbox on,…) is in force (mode 2 = filter) in every thread,
-    // vCPU and I/O threads included, and no thread kept a capability outside the three.
-    for (const vm of [ha, hb]) {
+    // Without volumes nothing at all (the image and the disk are fds we opened); with a
+    // volume dac_override (bit 1) + fowner (bit 3) = 0xa. No way to get more (bounding set,
+    // NoNewPrivs), in every thread, vCPU and I/O threads included, under QEMU's seccomp filter.
+    for (const [vm, caps] of [[ha, '0000000000000000'], [hb, '000000000000000a']] as const) {
       assert.match(status(vm.pid), /^Name:\s+qemu-system/m, 'the pid is QEMU itself, not a wrapper');
+      assert.match(status(vm.pid), /^NoNewPrivs:\s+1$/m);
       const tasks = readdirSync(`/proc/${vm.pid}/task`);
       assert.ok(tasks.length > 1, `QEMU runs several threads (${tasks.length})`);
       for (const t of tasks) {
         const st = readFileSync(`/proc/${vm.pid}/task/${t}/status`, 'utf8');
         assert.match(st, /^Seccomp:\s+2$/m, `thread ${t} of QEMU ${vm.pid} runs under a seccomp filter`);
-        assert.match(st, /^CapEff:\s+000000000000000e$/m, `thread ${t}: CapEff`);
-        assert.match(st, /^CapBnd:\s+000000000000000e$/m, `thread ${t}: CapBnd`);
+        for (const set of ['CapEff', 'CapPrm', 'CapBnd', 'CapAmb']) assert.match(st, new RegExp(`^${set}:\\s+${caps}$`, 'm'), `thread ${t}: ${set}`);
       }
     }
+    // The image reaches QEMU as an fd opened read-only; by its path QEMU's uid cannot open it.
+    const fds = readdirSync(`/proc/${ha.pid}/fd`).map((fd) => ({ fd, target: readlinkSync(`/proc/${ha.pid}/fd/${fd}`) }));
+    const image = fds.find((f) => f.target === join(a.stateDir, 'rootfs.erofs'));
+    assert.ok(image, `QEMU holds the block image: ${fds.map((f) => f.target).join(', ')}`);
+    const flags = Number.parseInt(/^flags:\s+(\d+)$/m.exec(readFileSync(`/proc/${ha.pid}/fdinfo/${image.fd}`, 'utf8'))?.[1] ?? '', 8);
+    assert.equal(flags & 3, 0, 'O_RDONLY');
+    const asQemu = spawnSync('setpriv', ['--reuid', String(ua[0]), '--regid', String(ua[0]), '--clear-groups', 'cat', image.target], { encoding: 'utf8' });
+    assert.notEqual(asQemu.status, 0);
+    assert.match(asQemu.stderr, /Permission denied/);
   } finally {
     await Promise.all([ha.kill(), hb.kill()]);
-    for (const s of [a, b]) rmSync(s.stateDir, { recursive: true, force: true });
+    for (const d of [a.stateDir, b.stateDir, vol]) rmSync(d, { recursive: true, force: true });
   }
 });
 

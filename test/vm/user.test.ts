@@ -3,14 +3,15 @@
  * boots: a numeric uid:gid without passwd entries, and an unknown name.
  */
 import assert from 'node:assert/strict';
-import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, cpSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { applyLayer, isMonocoreError, LibkrunBackend, OWNERSHIP_FILE, UnpackSession } from '@monocore/engine';
+import { applyLayer, isMonocoreError, LibkrunBackend, OWNERSHIP_FILE, UnpackSession, type OwnershipRecordFile } from '@monocore/engine';
 import { backend, spec, testRootfs } from './vm-fixtures.js';
 
 const qemu = backend();
+const CAP_NET_RAW_EP = Buffer.from([0x01, 0x00, 0x00, 0x02, 0x00, 0x20, 0x00, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
 
 test('qemu: spec.user "1234:5678" runs the command as that uid/gid with only that group; an unknown user name exits 125 naming it', async () => {
   const ok = spec('user-num', {
@@ -37,34 +38,48 @@ test('libkrun: a non-root spec.user is refused with MC_VM_LIBKRUN_UNSUPPORTED na
   await assert.rejects(new LibkrunBackend().start(s), (e: unknown) => isMonocoreError(e, 'MC_VM_LIBKRUN_UNSUPPORTED') && /user: "1000"/.test(e.message));
 });
 
-test('qemu: a file capability from an image layer takes effect in the guest for a non-root user', async () => {
+test('qemu: a file capability from an image layer takes effect in the guest for a non-root user (from the block image; from ownership.json when unpacked as non-root)', async () => {
   // An image = the test rootfs plus one layer adding /capbin/grep (busybox) with
-  // security.capability = cap_net_raw+ep, unpacked by the real unpacker. QEMU's 9p
-  // cannot carry security.* xattrs: the guest init applies what ownership.json records.
-  const imageDir = mkdtempSync(join(tmpdir(), 'mc-capimg-'));
-  const root = join(imageDir, 'rootfs');
-  cpSync(testRootfs(), root, { recursive: true, verbatimSymlinks: true });
-  const capNetRawEp = Buffer.from([0x01, 0x00, 0x00, 0x02, 0x00, 0x20, 0x00, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
-  const busybox = readFileSync(join(root, 'bin/busybox'));
-  const body = Buffer.concat([Buffer.from(' SCHILY.xattr.security.capability='), capNetRawEp, Buffer.from('\n')]);
-  let len = body.length + 2;
-  while (String(len).length + body.length !== len) len = String(len).length + body.length;
-  const layer = join(imageDir, 'layer.tar');
-  writeFileSync(layer, tarFrom([
-    { name: 'capbin/', type: '5', data: Buffer.alloc(0), mode: 0o755 },
-    { name: 'PaxHeader', type: 'x', data: Buffer.concat([Buffer.from(String(len)), body]), mode: 0o644 },
-    { name: 'capbin/grep', type: '0', data: busybox, mode: 0o755 },
-  ]));
-  const session = new UnpackSession(root);
-  await applyLayer(layer, root, { session, layer: 'caps' });
-  await session.finish();
-  writeFileSync(join(imageDir, OWNERSHIP_FILE), JSON.stringify(session.record('sha256:' + '0'.repeat(64))));
-  const s = spec('caps', { rootfs: root, user: '1000:1000', command: '/capbin/grep', args: ['-E', '^Cap(Prm|Eff)', '/proc/self/status'] });
-  const exit = await (await qemu.start(s)).wait();
-  assert.deepEqual(exit, { exitCode: 0, reason: 'exited' }, s.stderr.text);
-  assert.equal(s.stdout.text, 'CapPrm:\t0000000000002000\nCapEff:\t0000000000002000\n', 'CAP_NET_RAW (bit 13), and nothing else');
-  rmSync(s.stateDir, { recursive: true, force: true });
-  rmSync(imageDir, { recursive: true, force: true });
+  // security.capability = cap_net_raw+ep, unpacked by the real unpacker (as root: the
+  // xattr is on the host file, and mkfs.erofs carries it into the block image).
+  const capImage = async (): Promise<{ imageDir: string; root: string; record: OwnershipRecordFile }> => {
+    const imageDir = mkdtempSync(join(tmpdir(), 'mc-capimg-'));
+    const root = join(imageDir, 'rootfs');
+    cpSync(testRootfs(), root, { recursive: true, verbatimSymlinks: true });
+    const busybox = readFileSync(join(root, 'bin/busybox'));
+    const body = Buffer.concat([Buffer.from(' SCHILY.xattr.security.capability='), CAP_NET_RAW_EP, Buffer.from('\n')]);
+    let len = body.length + 2;
+    while (String(len).length + body.length !== len) len = String(len).length + body.length;
+    const layer = join(imageDir, 'layer.tar');
+    writeFileSync(layer, tarFrom([
+      { name: 'capbin/', type: '5', data: Buffer.alloc(0), mode: 0o755 },
+      { name: 'PaxHeader', type: 'x', data: Buffer.concat([Buffer.from(String(len)), body]), mode: 0o644 },
+      { name: 'capbin/grep', type: '0', data: busybox, mode: 0o755 },
+    ]));
+    const session = new UnpackSession(root);
+    await applyLayer(layer, root, { session, layer: 'caps' });
+    await session.finish();
+    return { imageDir, root, record: session.record('sha256:' + '0'.repeat(64)) };
+  };
+  const asRoot = await capImage();
+  writeFileSync(join(asRoot.imageDir, OWNERSHIP_FILE), JSON.stringify(asRoot.record));
+  // The non-root unpacker's result: no xattr on the host file (it cannot set one), the
+  // capability only in ownership.json (ownershipRecorded): the guest init applies it.
+  const nonRoot = await capImage();
+  const grep = join(nonRoot.root, 'capbin/grep');
+  copyFileSync(grep, `${grep}.plain`); // copyFile copies no xattrs
+  renameSync(`${grep}.plain`, grep);
+  assert.deepEqual(nonRoot.record.capabilities?.map((c) => c.path), ['capbin/grep']);
+  writeFileSync(join(nonRoot.imageDir, OWNERSHIP_FILE), JSON.stringify({ ...nonRoot.record, ownershipRecorded: true }));
+  const run = (id: string, rootfs: string) => spec(id, { rootfs, user: '1000:1000', command: '/capbin/grep', args: ['-E', '^Cap(Prm|Eff)', '/proc/self/status'] });
+  const specs = [run('caps', asRoot.root), run('caps-recorded', nonRoot.root)];
+  const exits = await Promise.all(specs.map(async (s) => (await qemu.start(s)).wait()));
+  for (const [i, s] of specs.entries()) {
+    assert.deepEqual(exits[i], { exitCode: 0, reason: 'exited' }, s.stderr.text);
+    assert.equal(s.stdout.text, 'CapPrm:\t0000000000002000\nCapEff:\t0000000000002000\n', `${s.id}: CAP_NET_RAW (bit 13), and nothing else`);
+    rmSync(s.stateDir, { recursive: true, force: true });
+  }
+  for (const d of [asRoot.imageDir, nonRoot.imageDir]) rmSync(d, { recursive: true, force: true });
 });
 
 /** A plain ustar archive (enough for this test's three entries). */

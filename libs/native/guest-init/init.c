@@ -142,6 +142,7 @@ static const char *workdir = "/";
 static const char *user_spec; /* OCI config.User; NULL or "" = root */
 static const char *hostname = "monocore";
 static int has_disk;
+static const char *image_fstype; /* "erofs" or "ext4": the read-only image device (serial "image") */
 static int probe_only;
 static int sandbox_mode; /* no command: the VM serves the agent until stopped */
 static int agent_enabled;
@@ -216,6 +217,9 @@ static void read_spec(void) {
       agent_enabled = atoi(val);
     } else if (strcmp(key, "disk") == 0) {
       has_disk = atoi(val);
+    } else if (strcmp(key, "image") == 0) { /* filesystem type of the image's block device */
+      if (strcmp(val, "erofs") != 0 && strcmp(val, "ext4") != 0) fail("bad image record \"%s\"", val);
+      image_fstype = val;
     } else if (strcmp(key, "vol") == 0) { /* "<tag> <ro|rw> <guest path>" */
       if (vol_n >= 64) fail("too many volumes");
       struct vol *v = &vols[vol_n++];
@@ -252,6 +256,7 @@ static void read_spec(void) {
   }
   if (argc_n == 0 && !probe_only && !sandbox_mode) fail("spec has no command");
   if (argc_n > 0 && sandbox_mode) fail("spec has both a command and sandbox=1");
+  if (!image_fstype && !probe_only) fail("spec has no image record");
   if (sandbox_mode) agent_enabled = 1;
   argv_list[argc_n] = NULL;
   env_list[env_n] = NULL;
@@ -259,15 +264,50 @@ static void read_spec(void) {
 
 /* ---- filesystems ---------------------------------------------------------- */
 
+/* The block device whose virtio-blk serial is `serial` ("image", "upper": set by the host with
+ * -device virtio-blk-device,serial=…), as /dev/vdX in buf. Found by serial, not by name: the
+ * vdX letters follow probe order, which the host does not promise (docs/VM.md "Devices"). */
+static void find_blockdev(const char *serial, char *buf, size_t len) {
+  for (int attempt = 0; attempt < 1000; attempt++) {
+    DIR *d = opendir("/sys/block");
+    if (d) {
+      struct dirent *e;
+      while ((e = readdir(d))) {
+        if (strncmp(e->d_name, "vd", 2) != 0) continue;
+        char p[512], got[64] = {0};
+        snprintf(p, sizeof p, "/sys/block/%s/serial", e->d_name);
+        int fd = open(p, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) continue;
+        ssize_t n = read(fd, got, sizeof got - 1);
+        close(fd);
+        if (n <= 0) continue;
+        got[strcspn(got, "\n")] = 0;
+        if (strcmp(got, serial) == 0) {
+          closedir(d);
+          snprintf(buf, len, "/dev/%s", e->d_name);
+          wait_for_path(buf, 5000); /* devtmpfs may add the node a moment after sysfs */
+          return;
+        }
+      }
+      closedir(d);
+    }
+    usleep(5000);
+  }
+  fail("no virtio-blk device with serial \"%s\" within 5 s", serial);
+}
+
 static void setup_root(void) {
-  /* Lower layer: the image rootfs, shared read-only by the host (readonly=on). */
-  must_mount("rootfs", "/lower", "9p", MS_RDONLY, "trans=virtio,version=9p2000.L,msize=262144,cache=loose");
+  char dev[64];
+  /* Lower layer: the image's read-only filesystem (erofs), one file shared by every VM of the
+   * image and attached read-only by the host (the device itself refuses writes). */
+  find_blockdev("image", dev, sizeof dev);
+  must_mount(dev, "/lower", image_fstype, MS_RDONLY, strcmp(image_fstype, "ext4") == 0 ? "noload" : NULL);
   if (has_disk) {
     /* Upper layer: the per-service ext4 disk; kept across restarts by the host. */
-    wait_for_path("/dev/vda", 5000);
+    find_blockdev("upper", dev, sizeof dev);
     /* noinit_itable: the disk is made with lazy_itable_init, and zeroing its inode tables
      * in the background (ext4lazyinit) would compete with the service for the vCPU. */
-    must_mount("/dev/vda", "/upper", "ext4", MS_NOATIME, "noinit_itable");
+    must_mount(dev, "/upper", "ext4", MS_NOATIME, "noinit_itable");
   } else {
     must_mount("tmpfs", "/upper", "tmpfs", 0, "mode=0755");
   }
@@ -290,9 +330,10 @@ static void setup_root(void) {
   }
 }
 
-/* File capabilities from the image: the 9p share cannot carry security.* xattrs,
- * so they are set here on the overlay (a copy-up of just those files). A path
- * that is gone or not a regular file is skipped: the image is the guest's own. */
+/* File capabilities the image's block filesystem could not carry (an image unpacked by a
+ * non-root user, whose host files have no security.capability): set here on the overlay
+ * (a copy-up of just those files). A path that is gone or not a regular file is skipped:
+ * the image is the guest's own. */
 static void apply_capabilities(void) {
   for (int i = 0; i < caps_n; i++) {
     char *sp = strchr(caps[i], ' ');

@@ -68,6 +68,7 @@ export const ErrorCodes = {
   MC_ROOTFS_LAYER_MISSING: code(500, true, 'a layer blob file to unpack does not exist or cannot be read'),
   MC_ROOTFS_INVALID_ARGUMENT: code(400, false, 'an invalid argument to the rootfs API (image id, layer list)'),
   MC_ROOTFS_UNPACK_FAILED: code(500, true, 'unpacking failed on the host side (disk full, permissions, I/O error, lock)'),
+  MC_ROOTFS_BLOCK_BUILD_FAILED: code(500, true, "building an image's read-only block filesystem (mkfs.erofs) failed: tool missing, disk full, I/O error"),
 
   // --- vm (MC_VM_*) -----------------------------------------------------------
   MC_VM_KERNEL_NOT_FOUND: code(503, false, 'no guest kernel found (run scripts/guest-kernel.sh or set MONOCORE_KERNEL_DIR)'),

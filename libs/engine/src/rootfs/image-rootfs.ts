@@ -103,7 +103,8 @@ export async function readOwnershipRecord(home: MonocoreHome, imageId: string): 
   }
 }
 
-async function complete(home: MonocoreHome, imageId: string): Promise<ImageRootfs | undefined> {
+/** The image's rootfs when it is unpacked and trusted (committed, and on disk or from this boot); else undefined. */
+export async function imageRootfsComplete(home: MonocoreHome, imageId: string): Promise<ImageRootfs | undefined> {
   const dir = imageRootfsDir(home, imageId);
   try {
     const st = await stat(join(dir, 'rootfs'));
@@ -160,7 +161,7 @@ async function ensure(opts: EnsureImageRootfsOptions, hex: string): Promise<Imag
   const { home, imageId, layers } = opts;
   // Mark every `ready` promise handled now: one may reject while an earlier layer unpacks.
   for (const l of layers ?? []) l?.ready?.catch(() => undefined);
-  const done = await complete(home, imageId);
+  const done = await imageRootfsComplete(home, imageId);
   if (done) return done;
   validateLayers(layers);
 
@@ -172,7 +173,7 @@ async function ensure(opts: EnsureImageRootfsOptions, hex: string): Promise<Imag
     ...(opts.onLockWait ? { onWait: opts.onLockWait } : {}),
   });
   try {
-    const again = await complete(home, imageId);
+    const again = await imageRootfsComplete(home, imageId);
     if (again) return again;
     await removeStaleTemps(base, hex);
     const finalDir = join(base, hex);

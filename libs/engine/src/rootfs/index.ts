@@ -13,6 +13,17 @@ export {
   type ImageRootfs,
 } from './image-rootfs.js';
 export { imageRootfsIdsInUse } from './rootfs-in-use.js';
+export {
+  ensureImageBlock,
+  buildBlockImage,
+  imageBlockPath,
+  storeImageOf,
+  BLOCK_IMAGE_FORMAT,
+  BLOCK_IMAGE_FSTYPE,
+  type ImageBlock,
+  type EnsureImageBlockOptions,
+  type BuildBlockImageOptions,
+} from './image-block.js';
 export { applyLayer, type ApplyLayerOptions, type ApplyLayerStats } from './apply-layer.js';
 export { UnpackSession, canChown } from './unpack-session.js';
 export { HostLock, type HostLockOptions } from './host-lock.js';

@@ -13,15 +13,17 @@ export interface GuestSpec {
   /** OCI User string ("uid:gid", "name", ...); omitted or "" = root. */
   user?: string;
   hostname: string;
-  /** Whether /dev/vda (the per-service ext4 disk) holds the writable layer. */
+  /** Whether the per-service ext4 disk (virtio-blk serial "upper") holds the writable layer; else a tmpfs. */
   disk: boolean;
+  /** Filesystem type of the image's read-only device (virtio-blk serial "image"); absent only for the probe. */
+  image?: 'erofs' | 'ext4';
   volumes: Array<{ tag: string; guest: string; readOnly: boolean }>;
   nics: Array<{ mac: string; cidr: string; gateway?: string }>;
   /** Extra /etc/hosts lines ("<ip> <name>"). */
   hosts: string[];
   /** Resolvers for /etc/resolv.conf (only with outbound access; else the file is left as the image has it). */
   dns?: string[];
-  /** File capabilities to set on the guest's root (the 9p share cannot carry security.* xattrs). */
+  /** File capabilities to set on the guest's root: those the block image could not carry (an image unpacked by a non-root user). */
   capabilities?: Array<{ path: string; value: Buffer }>;
   /** Linux RLIMIT_* numbers with soft/hard values (-1 = unlimited). */
   rlimits?: Array<{ resource: number; soft: number; hard: number }>;
@@ -54,6 +56,7 @@ export function encodeGuestSpec(spec: GuestSpec): Buffer {
   if (spec.user !== undefined && spec.user !== '') add('user', spec.user);
   add('hostname', spec.hostname);
   add('disk', spec.disk ? '1' : '0');
+  if (spec.image) add('image', spec.image);
   for (const v of spec.volumes) add('vol', `${v.tag} ${v.readOnly ? 'ro' : 'rw'} ${v.guest}`);
   for (const n of spec.nics) add('nic', `${n.mac} ${n.cidr} ${n.gateway ?? '-'}`);
   for (const h of spec.hosts) add('host', h);

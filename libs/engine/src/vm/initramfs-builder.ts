@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { copyFile, mkdir, mkdtemp, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, mkdtemp, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
@@ -198,6 +198,8 @@ export async function buildInitramfs(opts: InitramfsOptions): Promise<Initramfs>
     } catch (err) {
       fail('cpio (apt-get install cpio)', err);
     }
+    // QEMU, running as a uid of its own, reopens it through /proc/self/fd (attachBootFiles).
+    await chmod(tmpOut, 0o644);
     await rename(tmpOut, out);
     await writeStamp();
   } finally {

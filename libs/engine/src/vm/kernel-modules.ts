@@ -12,10 +12,11 @@ import { MonocoreError } from '../errors/index.js';
 export const GUEST_MODULES = [
   'virtio_mmio', // microvm's virtio transport
   'virtio_console', // virtio-serial ports: control, stdout, stderr
-  'virtio_blk', // the per-service writable disk
-  'ext4', // its filesystem (soft-depends on crc32c)
+  'virtio_blk', // the image's read-only device and the per-service writable disk
+  'erofs', // the image's filesystem (lz4 decompression is built into Debian's kernel)
+  'ext4', // the writable disk's filesystem (soft-depends on crc32c)
   'overlay', // image (lower) + service disk (upper)
-  '9pnet_virtio', // 9p transport: image rootfs and volumes
+  '9pnet_virtio', // 9p transport: host volumes only
   '9p',
   'virtio_net', // group segment and port-forward NICs
 ] as const;

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { kernelCmdline, launchArgv, qemuArgs, QEMU_CAPS, type QemuMachine } from './qemu-args.js';
+import { kernelCmdline, launchArgv, qemuArgs, qemuCaps, qemuOptValue, type QemuMachine } from './qemu-args.js';
 
 const machine = (over: Partial<QemuMachine> = {}): QemuMachine => ({
   accel: 'tcg',
@@ -10,8 +10,8 @@ const machine = (over: Partial<QemuMachine> = {}): QemuMachine => ({
   initrd: '/k/initramfs-abc.cpio',
   tscKhz: 2899998,
   consoleSocket: '/run/x/console.sock',
-  imageShare: '/images/busybox/rootfs',
-  disk: '/state/web/upper.ext4',
+  image: { fds: [3], path: '/images/abc/block-erofs-1/rootfs.erofs' },
+  disk: { fds: [4, 5], path: '/state/web/upper.ext4' },
   serialPorts: [
     { id: 'ctl', name: 'monocore.control', socket: '/run/x/control.sock' },
     { id: 'out', name: 'monocore.stdout', socket: '/run/x/stdout.sock' },
@@ -69,19 +69,29 @@ test('qemuArgs: the console is a socket chardev on ttyS0, never a file', () => {
   assert.equal(value(args, '-serial'), 'chardev:con');
 });
 
-test('qemuArgs: the image is a read-only 9p share tagged rootfs with the real owners', () => {
+test('qemuArgs: the image is a read-only virtio-blk drive on an inherited fd, found by its serial; no 9p share but volumes', () => {
   const args = qemuArgs(machine());
-  const rootfs = values(args, '-fsdev').filter((f) => f.includes('id=rootfs'));
-  assert.deepEqual(rootfs, ['local,id=rootfs,path=/images/busybox/rootfs,security_model=none,readonly=on']);
-  assert.ok(values(args, '-device').includes('virtio-9p-device,fsdev=rootfs,mount_tag=rootfs'));
+  assert.deepEqual(values(args, '-add-fd'), [
+    'fd=3,set=1,opaque=/images/abc/block-erofs-1/rootfs.erofs',
+    'fd=4,set=2,opaque=/state/web/upper.ext4',
+    'fd=5,set=2,opaque=/state/web/upper.ext4',
+  ]);
+  assert.equal(values(args, '-drive')[0], 'file=/dev/fdset/1,format=raw,if=none,id=image,read-only=on');
+  assert.ok(values(args, '-device').includes('virtio-blk-device,drive=image,serial=image'));
+  assert.deepEqual(values(args, '-fsdev'), [], 'no 9p share without volumes');
+  assert.ok(!values(args, '-device').some((d) => d.startsWith('virtio-9p')));
+  // A comma in a path cannot end QEMU's option: it is doubled.
+  assert.equal(qemuOptValue('/a,b/c'), '/a,,b/c');
+  assert.equal(values(qemuArgs(machine({ image: { fds: [5], path: '/h,x/rootfs.erofs' } })), '-add-fd')[0], 'fd=5,set=1,opaque=/h,,x/rootfs.erofs');
 });
 
-test('qemuArgs: the writable disk is a raw virtio-blk drive without cache=unsafe, absent for the probe', () => {
+test('qemuArgs: the writable disk is a raw virtio-blk drive on an inherited fd without cache=unsafe; the probe has no drives', () => {
   const args = qemuArgs(machine());
-  assert.equal(value(args, '-drive'), 'file=/state/web/upper.ext4,format=raw,if=none,id=upper,discard=unmap');
-  assert.ok(values(args, '-device').includes('virtio-blk-device,drive=upper'));
-  const probe = qemuArgs(machine({ disk: undefined }));
+  assert.equal(values(args, '-drive')[1], 'file=/dev/fdset/2,format=raw,if=none,id=upper,discard=unmap');
+  assert.ok(values(args, '-device').includes('virtio-blk-device,drive=upper,serial=upper'));
+  const probe = qemuArgs(machine({ image: undefined, disk: undefined }));
   assert.deepEqual(values(probe, '-drive'), []);
+  assert.deepEqual(values(probe, '-add-fd'), []);
   assert.ok(!values(probe, '-device').some((d) => d.startsWith('virtio-blk-device')));
 });
 
@@ -91,11 +101,30 @@ test('qemuArgs: under TCG the translated-code buffer is capped when asked; KVM h
   assert.equal(value(qemuArgs(machine({ accel: 'kvm', tcgCodeMib: 64 })), '-accel'), 'kvm');
 });
 
-test('qemuArgs: the agent lane is a raw virtio-blk drive the guest finds by its serial; none for the probe', () => {
-  const args = qemuArgs(machine({ lane: '/run/vm/lane.img' }));
-  assert.ok(values(args, '-drive').includes('file=/run/vm/lane.img,format=raw,if=none,id=lane'));
+test('qemuArgs: the agent lane is a raw virtio-blk drive on an inherited fd the guest finds by its serial; none for the probe', () => {
+  const args = qemuArgs(machine({ lane: { fds: [6, 7], path: '/run/vm/lane.img' } }));
+  assert.deepEqual(values(args, '-add-fd').slice(-2), ['fd=6,set=3,opaque=/run/vm/lane.img', 'fd=7,set=3,opaque=/run/vm/lane.img']);
+  assert.ok(values(args, '-drive').includes('file=/dev/fdset/3,format=raw,if=none,id=lane'));
   assert.ok(values(args, '-device').includes('virtio-blk-device,drive=lane,serial=monocore-lane'));
-  assert.ok(!values(qemuArgs(machine({ disk: undefined })), '-drive').some((d) => d.includes('id=lane')));
+  assert.ok(!values(qemuArgs(machine({ image: undefined, disk: undefined })), '-drive').some((d) => d.includes('id=lane')));
+});
+
+test('qemuArgs: device order is fixed (image, upper, lane, serial ports, volumes, NICs): a snapshot restores only into the same layout', () => {
+  const args = qemuArgs(machine({
+    lane: { fds: [6, 7], path: '/run/vm/lane.img' },
+    serialPorts: [{ id: 'ctl', name: 'monocore.control', socket: '/run/x/control.sock' }],
+    volumes: [{ tag: 'vol0', host: '/data', readOnly: false }],
+    nics: [{ kind: 'group', fd: 5, mac: '52:54:0a:58:00:02' }],
+  }));
+  assert.deepEqual(values(args, '-device'), [
+    'virtio-blk-device,drive=image,serial=image',
+    'virtio-blk-device,drive=upper,serial=upper',
+    'virtio-blk-device,drive=lane,serial=monocore-lane',
+    'virtio-serial-device,max_ports=2',
+    'virtserialport,chardev=ctl,name=monocore.control',
+    'virtio-9p-device,fsdev=vol0,mount_tag=vol0',
+    'virtio-net-device,netdev=grp,mac=52:54:0a:58:00:02',
+  ]);
 });
 
 test('qemuArgs: each virtio-serial port is a socket chardev and a named virtserialport; max_ports leaves port 0 free', () => {
@@ -121,6 +150,7 @@ test('qemuArgs: volumes are mapped-xattr 9p shares tagged volN, read-only when a
   const args = qemuArgs(machine({ volumes: [{ tag: 'vol0', host: '/data', readOnly: false }, { tag: 'vol1', host: '/conf', readOnly: true }] }));
   const fsdevs = values(args, '-fsdev');
   assert.ok(fsdevs.includes('local,id=vol0,path=/data,security_model=mapped-xattr'));
+  assert.equal(values(qemuArgs(machine({ volumes: [{ tag: 'vol0', host: '/a,b', readOnly: false }] })), '-fsdev')[0], 'local,id=vol0,path=/a,,b,security_model=mapped-xattr');
   assert.ok(fsdevs.includes('local,id=vol1,path=/conf,security_model=mapped-xattr,readonly=on'));
   const devices = values(args, '-device');
   assert.ok(devices.includes('virtio-9p-device,fsdev=vol0,mount_tag=vol0'));
@@ -151,19 +181,29 @@ test('qemuArgs: each netdev kind — group and egress sockets on inherited fds, 
   ]);
 });
 
-test('launchArgv: setpriv ties QEMU to its supervisor with three capabilities; as another uid they are its ambient ones', () => {
+test('qemuCaps: no capability without volumes; with volumes only dac_override and fowner', () => {
+  assert.equal(qemuCaps(false), '-all');
+  assert.equal(qemuCaps(true), '-all,+dac_override,+fowner');
+});
+
+test('launchArgv: setpriv ties QEMU to its supervisor with the given capabilities; as another uid they are its ambient ones', () => {
   const args = ['-M', 'microvm'];
-  assert.deepEqual(launchArgv({ qemu: 'qemu-system-x86_64', args }), [
-    'setpriv', '--pdeathsig', 'KILL', '--no-new-privs', '--bounding-set', QEMU_CAPS, '--', 'qemu-system-x86_64', '-M', 'microvm',
+  assert.deepEqual(launchArgv({ qemu: 'qemu-system-x86_64', caps: '-all', args }), [
+    'setpriv', '--pdeathsig', 'KILL', '--no-new-privs', '--bounding-set', '-all', '--', 'qemu-system-x86_64', '-M', 'microvm',
   ]);
-  assert.equal(QEMU_CAPS, '-all,+dac_override,+dac_read_search,+fowner');
-  const asUid = launchArgv({ prefix: ['ip', 'netns', 'exec', 'ns1'], qemu: 'qemu', uid: 0x70000005, args });
+  const caps = qemuCaps(true);
+  const asUid = launchArgv({ prefix: ['ip', 'netns', 'exec', 'ns1'], qemu: 'qemu', uid: 0x70000005, caps, args });
   assert.deepEqual(asUid.slice(0, 4), ['ip', 'netns', 'exec', 'ns1']);
   const setpriv = asUid.slice(4, asUid.indexOf('--'));
   assert.equal(value(setpriv, '--reuid'), String(0x70000005));
   assert.equal(value(setpriv, '--regid'), String(0x70000005));
   assert.ok(setpriv.includes('--clear-groups'));
-  assert.equal(value(setpriv, '--inh-caps'), QEMU_CAPS);
-  assert.equal(value(setpriv, '--ambient-caps'), QEMU_CAPS);
+  assert.equal(value(setpriv, '--bounding-set'), caps);
+  assert.equal(value(setpriv, '--inh-caps'), caps);
+  assert.equal(value(setpriv, '--ambient-caps'), caps);
   assert.deepEqual(asUid.slice(asUid.indexOf('--') + 1), ['qemu', '-M', 'microvm']);
+  // Under KVM it keeps /dev/kvm's group instead of none.
+  const kvm = launchArgv({ qemu: 'qemu', uid: 0x70000005, groups: [108], caps: '-all', args });
+  assert.equal(value(kvm, '--groups'), '108');
+  assert.ok(!kvm.includes('--clear-groups'));
 });

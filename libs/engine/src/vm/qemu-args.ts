@@ -13,25 +13,54 @@ export interface QemuMachine {
   tcgCodeMib?: number;
   cpus: number;
   ramMib: number;
-  /** Uncompressed ELF kernel (vmlinux). */
+  /**
+   * Uncompressed ELF kernel (vmlinux) and the initramfs, as paths QEMU opens itself
+   * (the caller passes `/proc/self/fd/N` of files it opened: see QemuBackend).
+   */
   kernel: string;
   initrd: string;
   /** Host TSC rate in kHz for tsc_early_khz, when /proc/cpuinfo gives one. */
   tscKhz?: number;
   /** Unix socket (we listen, QEMU connects) behind the serial console ttyS0. */
   consoleSocket: string;
-  /** Host directory shared read-only as the 9p tag `rootfs`: the overlay's lower layer. */
-  imageShare: string;
+  /** The image's read-only filesystem (erofs): the overlay's lower layer; absent for the boot probe. */
+  image?: QemuFile;
   /** The per-service writable layer (raw ext4 file), absent for the boot probe. */
-  disk?: string;
+  disk?: QemuFile;
   /** The guest agent's bulk lane (raw file, docs/AGENT.md), absent for the boot probe. */
-  lane?: string;
+  lane?: QemuFile;
   /** virtio-serial ports, in order: chardev id, the name the guest finds the port by, our socket. */
   serialPorts: ReadonlyArray<{ id: string; name: string; socket: string }>;
   /** Host directories shared over 9p; the guest mounts them by tag. */
   volumes: ReadonlyArray<{ tag: string; host: string; readOnly: boolean }>;
   nics: readonly QemuNic[];
 }
+
+/**
+ * A file QEMU gets as an inherited fd, opened by us before QEMU drops its privileges, so
+ * QEMU needs no permission on the file or its directories (docs/THREATS.md "Guests").
+ */
+export interface QemuFile {
+  /**
+   * The fd numbers in QEMU's process, one per access mode QEMU may ask for (an fdset hands out
+   * the one whose mode matches): a writable drive needs a read-only fd too, since QEMU opens
+   * it read-only first.
+   */
+  fds: readonly number[];
+  /** The file's path: only shown in QEMU's command line (fdset `opaque`), for people and rootfs-in-use.ts. */
+  path: string;
+}
+
+/**
+ * Block devices and their fdsets, in the order QEMU creates them (docs/VM.md "Devices"; a
+ * snapshot restores only into the same device layout). The guest finds each by its serial.
+ */
+export const QEMU_BLOCK_DEVICES = {
+  image: { id: 'image', serial: 'image', fdset: 1 },
+  upper: { id: 'upper', serial: 'upper', fdset: 2 },
+  /** The guest agent's bulk lane (docs/AGENT.md); the agent looks for this serial. */
+  lane: { id: 'lane', serial: 'monocore-lane', fdset: 3 },
+} as const;
 
 /** One virtio-net device, by what it connects to (docs/NETWORK.md). */
 export type QemuNic =
@@ -42,8 +71,16 @@ export type QemuNic =
   /** Host ports forwarded into the guest through slirp. */
   | { kind: 'port-forward'; mac: string; forwards: ReadonlyArray<{ bindAddress: string; host: number; guest: number }> };
 
-/** Linux capabilities QEMU keeps (setpriv --bounding-set): read the image and write mapped-xattr volumes, nothing else. */
-export const QEMU_CAPS = '-all,+dac_override,+dac_read_search,+fowner';
+/**
+ * Linux capabilities QEMU keeps (setpriv --bounding-set, and as ambient ones when it runs as a
+ * uid of its own). Without volumes: none — every file it needs is an fd we opened. With
+ * volumes: what a mapped-xattr 9p share of a host directory needs, since the files in it
+ * belong to other uids (the host's, earlier VMs'): dac_override to read and write them and
+ * their directories, fowner to set their xattrs and times (docs/THREATS.md "Guests").
+ */
+export function qemuCaps(hasVolumes: boolean): string {
+  return hasVolumes ? '-all,+dac_override,+fowner' : '-all';
+}
 
 /**
  * The CPU model under TCG: every feature of `max` except ERMS. With ERMS the guest kernel copies
@@ -94,10 +131,8 @@ export function qemuArgs(m: QemuMachine): string[] {
     '-kernel', m.kernel, // uncompressed ELF via PVH: bzImage decompression crawls under TCG
     '-initrd', m.initrd,
     '-append', kernelCmdline(m.tscKhz),
-    // Image rootfs: read-only share, the overlay's lower layer. security_model=none so the guest
-    // sees the image's real owners/modes; readonly=on so it can never write (no setuid planting).
-    '-fsdev', `local,id=rootfs,path=${m.imageShare},security_model=none,readonly=on`,
-    '-device', 'virtio-9p-device,fsdev=rootfs,mount_tag=rootfs',
+    // Block devices first, in a fixed order (QEMU_BLOCK_DEVICES; snapshots depend on it).
+    ...blockArgs(m),
     // control / stdout / stderr (…): virtio-serial ports to our unix sockets (kept apart from the
     // console). Port 0 of the bus is reserved for a console, so max_ports counts one more than
     // the ports we add (QEMU refuses a 4th port with max_ports=4).
@@ -107,25 +142,39 @@ export function qemuArgs(m: QemuMachine): string[] {
     args.push('-chardev', `socket,id=${p.id},path=${p.socket}`);
     args.push('-device', `virtserialport,chardev=${p.id},name=${p.name}`);
   }
-  if (m.disk) {
-    // Per-service writable layer: sparse raw ext4 file; cache=unsafe is not used so a host
-    // crash cannot lose what the guest fsync()ed.
-    args.push('-drive', `file=${m.disk},format=raw,if=none,id=upper,discard=unmap`);
-    args.push('-device', 'virtio-blk-device,drive=upper');
-  }
-  if (m.lane) {
-    // The agent's bulk lane: found by its serial (device names follow probe order).
-    args.push('-drive', `file=${m.lane},format=raw,if=none,id=lane`);
-    args.push('-device', 'virtio-blk-device,drive=lane,serial=monocore-lane');
-  }
   for (const v of m.volumes) {
     // Volumes: mapped-xattr, so guest-chosen owners/modes (setuid, devices) are stored as
     // user.virtfs.* xattrs and the host only ever sees plain 0600 files (docs/THREATS.md).
-    args.push('-fsdev', `local,id=${v.tag},path=${v.host},security_model=mapped-xattr${v.readOnly ? ',readonly=on' : ''}`);
+    args.push('-fsdev', `local,id=${v.tag},path=${qemuOptValue(v.host)},security_model=mapped-xattr${v.readOnly ? ',readonly=on' : ''}`);
     args.push('-device', `virtio-9p-device,fsdev=${v.tag},mount_tag=${v.tag}`);
   }
   for (const nic of m.nics) args.push(...nicArgs(nic));
   return args;
+}
+
+function blockArgs(m: QemuMachine): string[] {
+  const args: string[] = [];
+  const drive = (dev: (typeof QEMU_BLOCK_DEVICES)[keyof typeof QEMU_BLOCK_DEVICES], file: QemuFile, opts = ''): void => {
+    // -add-fd: QEMU takes the fd we opened (an fdset dups it with the access mode the drive asks
+    // for), so it needs no access to the path; opaque shows which file it is in `ps`.
+    for (const fd of file.fds) args.push('-add-fd', `fd=${fd},set=${dev.fdset},opaque=${qemuOptValue(file.path)}`);
+    args.push('-drive', `file=/dev/fdset/${dev.fdset},format=raw,if=none,id=${dev.id}${opts ? `,${opts}` : ''}`);
+    args.push('-device', `virtio-blk-device,drive=${dev.id},serial=${dev.serial}`);
+  };
+  // The image: read-only at the device (the guest kernel cannot write it even as root), one
+  // file shared by every VM of the image.
+  if (m.image) drive(QEMU_BLOCK_DEVICES.image, m.image, 'read-only=on');
+  // Per-service writable layer: sparse raw ext4 file; cache=unsafe is not used so a host
+  // crash cannot lose what the guest fsync()ed.
+  if (m.disk) drive(QEMU_BLOCK_DEVICES.upper, m.disk, 'discard=unmap');
+  // The agent's bulk lane: a scratch file both ends read and write (docs/AGENT.md "Bulk lane").
+  if (m.lane) drive(QEMU_BLOCK_DEVICES.lane, m.lane);
+  return args;
+}
+
+/** A value inside a QEMU -option list: a comma is written twice. */
+export function qemuOptValue(v: string): string {
+  return v.replace(/,/g, ',,');
 }
 
 function nicArgs(nic: QemuNic): string[] {
@@ -157,19 +206,24 @@ export interface QemuLaunch {
   qemu: string;
   /** The uid (and gid) QEMU runs as; undefined = the caller's own (when not root). */
   uid?: number;
+  /** Supplementary groups QEMU keeps with `uid` (e.g. /dev/kvm's group); none by default. */
+  groups?: readonly number[];
+  /** qemuCaps(...): the capabilities it keeps. */
+  caps: string;
   args: readonly string[];
 }
 
 /** The whole argv to spawn: `[...prefix, 'setpriv', …, '--', qemu, ...args]`. */
 export function launchArgv(l: QemuLaunch): string[] {
   // setpriv: --pdeathsig KILL kills QEMU when its supervising process dies (no orphans);
-  // --bounding-set keeps only the capabilities QEMU needs for the shares; --no-new-privs.
+  // --bounding-set keeps at most `caps`; --no-new-privs.
+  const groups = l.groups && l.groups.length > 0 ? ['--groups', l.groups.join(',')] : ['--clear-groups'];
   return [
     ...(l.prefix ?? []),
-    'setpriv', '--pdeathsig', 'KILL', '--no-new-privs', '--bounding-set', QEMU_CAPS,
+    'setpriv', '--pdeathsig', 'KILL', '--no-new-privs', '--bounding-set', l.caps,
     // A uid of its own, keeping only those capabilities as ambient ones (see the caller).
     ...(l.uid !== undefined
-      ? ['--reuid', String(l.uid), '--regid', String(l.uid), '--clear-groups', '--inh-caps', QEMU_CAPS, '--ambient-caps', QEMU_CAPS]
+      ? ['--reuid', String(l.uid), '--regid', String(l.uid), ...groups, '--inh-caps', l.caps, '--ambient-caps', l.caps]
       : []),
     '--', l.qemu, ...l.args,
   ];

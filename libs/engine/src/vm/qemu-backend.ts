@@ -15,10 +15,10 @@ import { GroupSwitches } from './group-switches.js';
 import type { BackendAvailability, HypervisorBackend } from './hypervisor-backend.js';
 import { buildInitramfs, type Initramfs } from './initramfs-builder.js';
 import { findExecutable } from './find-executable.js';
-import { launchArgv, qemuArgs } from './qemu-args.js';
+import { launchArgv, qemuArgs, qemuCaps, type QemuFile } from './qemu-args.js';
 import {
-  attachAgentLane, attachImageShare, attachNics, attachSerialPorts, attachVmUid, attachVolumes, attachWritableDisk, checkForwardedPorts, VM_UID_BASE,
-  writableDiskPath,
+  accelGroups, attachAgentLane, attachBootFiles, attachImageBlock, attachNics, attachSerialPorts, attachVmUid, attachVolumes, attachWritableDisk,
+  checkForwardedPorts, VM_UID_BASE, writableDiskPath, type InheritFd,
 } from './qemu-devices.js';
 import { QemuVm, type QemuVmHandle } from './qemu-vm.js';
 import { validateVmSpec } from './vm-spec-validation.js';
@@ -105,6 +105,7 @@ export class QemuBackend implements HypervisorBackend {
     if (!findExecutable(this.qemu)) return { available: false, reason: `${this.qemu} not found in PATH (apt-get install qemu-system-x86)` };
     if (!findExecutable('setpriv')) return { available: false, reason: 'setpriv (util-linux) not found: needed to tie QEMU to its supervisor' };
     if (!findExecutable('mkfs.ext4')) return { available: false, reason: 'mkfs.ext4 not found (apt-get install e2fsprogs)' };
+    if (!findExecutable('mkfs.erofs')) return { available: false, reason: "mkfs.erofs not found (apt-get install erofs-utils): it builds each image's read-only root device" };
     try {
       const { initramfs, kernel } = await this.prepare();
       return { available: true, accel: this.accel.accel, detail: `${this.accel.reason}; kernel ${kernel.version}; initramfs ${initramfs.path}` };
@@ -193,10 +194,10 @@ export class QemuBackend implements HypervisorBackend {
    * the stack; after the spawn the VM runs it once QEMU is gone (qemu-vm.ts).
    */
   /** The writable disk, admitted by the host's disk budget first (released once QEMU is gone). */
-  private async attachBudgetedDisk(spec: VmSpec, cleanup: CleanupStack): Promise<{ path: string }> {
+  private async attachBudgetedDisk(spec: VmSpec, inherit: InheritFd, cleanup: CleanupStack): Promise<QemuFile> {
     const sizeMib = spec.diskMib ?? this.opts.diskSizeMib ?? DEFAULT_DISK_MIB;
     cleanup.push(this.disks.admit(spec.id, writableDiskPath(spec.stateDir), sizeMib));
-    return attachWritableDisk(spec.stateDir, sizeMib);
+    return attachWritableDisk(spec.stateDir, sizeMib, inherit, cleanup);
   }
 
   private async startInternal(spec: VmSpec, probe: boolean, duringPrepare = false): Promise<QemuVmHandle> {
@@ -208,36 +209,45 @@ export class QemuBackend implements HypervisorBackend {
     const consoleLog = join(spec.stateDir, 'console.log');
     await writeFile(consoleLog, '');
     const cleanup = new CleanupStack();
-    /** Sockets QEMU inherits as fd 3, 4, …: `-netdev socket,fd=N`. */
-    const inherited: Socket[] = [];
-    const inherit = (sock: Socket): number => 2 + inherited.push(sock);
+    /** Sockets and files QEMU inherits as fd 3, 4, …: `-netdev socket,fd=N`, `-add-fd fd=N`. */
+    const inherited: Array<Socket | number> = [];
+    const inherit: InheritFd = (io) => 2 + inherited.push(io);
     let handle: QemuVm;
     try {
-      const image = attachImageShare(spec, probe);
-      const disk = probe ? undefined : await this.attachBudgetedDisk(spec, cleanup);
-      const serial = await attachSerialPorts(cleanup);
-      const lane = probe ? undefined : await attachAgentLane(serial.runtimeDir);
+      // First, so that what QEMU reaches by path (its sockets) can be given to its uid.
+      const uid = await attachVmUid(this.opts.vmUidBase ?? VM_UID_BASE, cleanup);
+      const boot = await attachBootFiles(kernel.vmlinux, initramfs.path, inherit, cleanup);
+      const image = probe ? undefined : await attachImageBlock(spec, this.home, inherit, cleanup);
+      const disk = probe ? undefined : await this.attachBudgetedDisk(spec, inherit, cleanup);
+      const serial = await attachSerialPorts(cleanup, uid);
+      const lane = probe ? undefined : await attachAgentLane(serial.runtimeDir, inherit, cleanup);
       const nets = await attachNics(spec, this.switches, inherit, cleanup);
       const volumes = attachVolumes(spec.volumes);
-      const guest = guestSpec(spec, { probe, disk: disk !== undefined, capabilities: image.capabilities, nets, volumes: volumes.guest });
+      const guest = guestSpec(spec, { probe, disk: disk !== undefined, image: image?.fsType, capabilities: image?.capabilities ?? [], nets, volumes: volumes.guest });
       const args = qemuArgs({
         accel: this.accel.accel,
         tcgCodeMib: this.opts.tcgCodeMib ?? tcgCodeMibFromEnv(),
         cpus: spec.cpus,
         ramMib: spec.ramMib,
-        kernel: kernel.vmlinux,
-        initrd: initramfs.path,
+        kernel: boot.kernel,
+        initrd: boot.initrd,
         tscKhz: hostTscKhz(readFileSync('/proc/cpuinfo', 'utf8')),
         consoleSocket: serial.console.path,
-        imageShare: image.path,
-        disk: disk?.path,
-        lane: lane?.path,
+        image: image?.file,
+        disk,
+        lane,
         serialPorts: serial.qemu,
         volumes: volumes.qemu,
         nics: nets.qemu,
       });
-      const uid = await attachVmUid(this.opts.vmUidBase ?? VM_UID_BASE, cleanup);
-      const argv = launchArgv({ prefix: this.opts.launchPrefix, qemu: this.qemu, uid, args });
+      const argv = launchArgv({
+        prefix: this.opts.launchPrefix,
+        qemu: this.qemu,
+        uid,
+        groups: accelGroups(this.accel.accel),
+        caps: qemuCaps(volumes.qemu.length > 0),
+        args,
+      });
       const t0 = Date.now();
       const child = spawnQemu(spec.id, argv, inherited);
       handle = new QemuVm({
@@ -261,7 +271,7 @@ export class QemuBackend implements HypervisorBackend {
 /** What the guest init is told (guest-protocol.ts), from the spec and what the attach functions returned. */
 function guestSpec(
   spec: VmSpec,
-  a: { probe: boolean; disk: boolean; capabilities: GuestSpec['capabilities']; nets: { guest: GuestSpec['nics']; hosts: string[]; dns?: string[] }; volumes: GuestSpec['volumes'] },
+  a: { probe: boolean; disk: boolean; image?: GuestSpec['image']; capabilities: GuestSpec['capabilities']; nets: { guest: GuestSpec['nics']; hosts: string[]; dns?: string[] }; volumes: GuestSpec['volumes'] },
 ): GuestSpec {
   return {
     argv: spec.sandbox ? [] : [spec.command, ...spec.args],
@@ -272,6 +282,7 @@ function guestSpec(
     ...(spec.user !== undefined ? { user: spec.user } : {}),
     hostname: spec.hostname ?? spec.id,
     disk: a.disk,
+    ...(a.image ? { image: a.image } : {}),
     volumes: a.volumes,
     nics: a.nets.guest,
     hosts: a.nets.hosts,
@@ -282,12 +293,13 @@ function guestSpec(
   };
 }
 
-/** Spawns QEMU with the NIC sockets as fd 3, 4, …; then closes our copies. */
-function spawnQemu(id: string, argv: string[], inherited: Socket[]): ChildProcess {
+/** Spawns QEMU with the NIC sockets and files as fd 3, 4, …; then closes our copies of the sockets. */
+function spawnQemu(id: string, argv: string[], inherited: Array<Socket | number>): ChildProcess {
   try {
     const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe', ...inherited] });
     // QEMU holds its own copies of the NIC sockets now; ours must never read from them.
-    for (const s of inherited) s.destroy();
+    // (Files stay open until the VM's cleanup: closing a number here could close a reused fd later.)
+    for (const s of inherited) if (typeof s !== 'number') s.destroy();
     return child;
   } catch (e) {
     throw new MonocoreError('MC_VM_START_FAILED', `${id}: cannot spawn ${argv[0]}: ${(e as Error).message}`, { id }, { cause: e });

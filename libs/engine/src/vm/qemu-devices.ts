@@ -1,11 +1,13 @@
 import { execFile } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
-import { mkdtemp, rename, rm, truncate, writeFile } from 'node:fs/promises';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { chown, mkdtemp, open, rename, rm, truncate, writeFile } from 'node:fs/promises';
 import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { MonocoreError } from '../errors/index.js';
+import type { MonocoreHome } from '../home/index.js';
+import { BLOCK_IMAGE_FSTYPE, buildBlockImage, ensureImageBlock, storeImageOf } from '../rootfs/image-block.js';
 import { OWNERSHIP_FILE, type OwnershipRecordFile } from '../rootfs/ownership-record.js';
 import { LANE_FILE_BYTES } from './agent/agent-lane.js';
 import type { CleanupStack } from './cleanup-stack.js';
@@ -15,7 +17,7 @@ import { groupMac } from './group-switch.js';
 import type { GroupSwitches } from './group-switches.js';
 import type { GuestSpec } from './guest-protocol.js';
 import { HostSlots } from './host-slots.js';
-import type { QemuNic } from './qemu-args.js';
+import type { QemuFile, QemuNic } from './qemu-args.js';
 import type { VmNetwork, VmSpec } from './vm-spec.js';
 
 /*
@@ -35,28 +37,93 @@ export const VM_UID_BASE = 0x70000000;
 const vmUids = new HostSlots('/run/monocore/vm-uids', 65536, 'per-VM uids');
 
 type GuestNic = GuestSpec['nics'][number];
-/** Passes a socket to QEMU as an inherited fd; returns the fd number QEMU sees. */
-export type InheritFd = (sock: Socket) => number;
+/** Passes a socket or an open file to QEMU as an inherited fd; returns the fd number QEMU sees. */
+export type InheritFd = (io: Socket | number) => number;
 
-/** The image rootfs, shared read-only, and the file capabilities 9p cannot carry to the guest. */
-export function attachImageShare(spec: VmSpec, probe: boolean): { path: string; capabilities: NonNullable<GuestSpec['capabilities']> } {
-  // The boot probe mounts no image: its (empty) state dir stands in.
-  if (probe) return { path: spec.stateDir, capabilities: [] };
-  return { path: spec.rootfs, capabilities: imageCapabilities(spec.rootfs) };
+/**
+ * Opens `path` for QEMU (we open it, QEMU inherits the fd: it needs no access to the
+ * file or its directories). The fd is closed once the VM has ended.
+ */
+async function inheritFile(path: string, modes: ReadonlyArray<'r' | 'r+'>, inherit: InheritFd, cleanup: CleanupStack): Promise<QemuFile> {
+  const fds: number[] = [];
+  for (const mode of modes) {
+    const fh = await open(path, mode);
+    cleanup.push(() => fh.close());
+    fds.push(inherit(fh.fd));
+  }
+  return { fds, path };
 }
 
 /**
- * File capabilities the unpacker recorded for this image (`<image dir>/ownership.json`,
- * beside the rootfs): QEMU's 9p passes only user.* and ACL xattrs, so the guest
- * init sets them on its overlay. A rootfs without a record has none.
+ * The kernel and the initramfs, as `/proc/self/fd/N` of fds we opened. QEMU's loader
+ * opens a path (no fdset there); through its own fd table it reaches the file without
+ * search permission on the directories above (MONOCORE_HOME is often under a 0700
+ * home), but reopening still checks the file's own mode: both must be readable by
+ * others (the initramfs is written 0644; guest-kernel.sh's vmlinux is 0644).
  */
-function imageCapabilities(rootfs: string): Array<{ path: string; value: Buffer }> {
-  try {
-    const rec = JSON.parse(readFileSync(join(dirname(rootfs), OWNERSHIP_FILE), 'utf8')) as OwnershipRecordFile;
-    return (rec.capabilities ?? []).map((c) => ({ path: c.path, value: Buffer.from(c.value, 'base64') }));
-  } catch {
-    return [];
+export async function attachBootFiles(kernel: string, initrd: string, inherit: InheritFd, cleanup: CleanupStack): Promise<{ kernel: string; initrd: string }> {
+  const reopenable = async (path: string): Promise<string> => {
+    const f = await inheritFile(path, ['r'], inherit, cleanup);
+    if (process.getuid?.() === 0 && (statSync(path).mode & 0o004) === 0) {
+      throw new MonocoreError('MC_VM_START_FAILED', `${path} is not readable by other users (mode ${(statSync(path).mode & 0o777).toString(8)}): QEMU runs as a uid of its own and reopens it (chmod o+r)`, { path });
+    }
+    return `/proc/self/fd/${f.fds[0]!}`;
+  };
+  return { kernel: await reopenable(kernel), initrd: await reopenable(initrd) };
+}
+
+/**
+ * The image's root filesystem as a read-only block device (erofs), and the file
+ * capabilities the guest init must still set itself. For an image of this host's
+ * store the block image is built once and shared by every VM of the image
+ * (rootfs/image-block.ts); any other directory (MicroVm.builder().rootPath(dir))
+ * gets one built for this VM in its state dir, removed when the VM ends. Absent for
+ * the boot probe (it mounts no root).
+ */
+export async function attachImageBlock(
+  spec: VmSpec,
+  home: MonocoreHome,
+  inherit: InheritFd,
+  cleanup: CleanupStack,
+): Promise<{ file: QemuFile; fsType: typeof BLOCK_IMAGE_FSTYPE; capabilities: NonNullable<GuestSpec['capabilities']> }> {
+  const record = ownershipRecord(spec.rootfs);
+  const imageId = await storeImageOf(home, spec.rootfs);
+  let path: string;
+  if (imageId) {
+    path = (await ensureImageBlock({ home, imageId })).path;
+  } else {
+    path = join(spec.stateDir, 'rootfs.erofs');
+    const tmp = `${path}.${process.pid}.tmp`;
+    cleanup.push(() => rm(path, { force: true }));
+    try {
+      await buildBlockImage(spec.rootfs, tmp, { allRoot: record?.ownershipRecorded === true });
+      await rename(tmp, path);
+    } finally {
+      await rm(tmp, { force: true });
+    }
   }
+  const file = await inheritFile(path, ['r'], inherit, cleanup);
+  return { file, fsType: BLOCK_IMAGE_FSTYPE, capabilities: recordedCapabilities(record) };
+}
+
+/** `<image dir>/ownership.json` beside the rootfs (the unpacker's record), if any. */
+function ownershipRecord(rootfs: string): OwnershipRecordFile | undefined {
+  try {
+    return JSON.parse(readFileSync(join(dirname(rootfs), OWNERSHIP_FILE), 'utf8')) as OwnershipRecordFile;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * File capabilities the block image cannot carry: when the unpacker was not root
+ * (ownershipRecorded), the host files have no security.capability xattr (setting it
+ * needs CAP_SETFCAP), so mkfs.erofs had none to copy and the guest init sets them on
+ * its overlay. Unpacked as root, they are on the host files and in the block image.
+ */
+function recordedCapabilities(rec: OwnershipRecordFile | undefined): Array<{ path: string; value: Buffer }> {
+  if (rec?.ownershipRecorded !== true) return [];
+  return (rec.capabilities ?? []).map((c) => ({ path: c.path, value: Buffer.from(c.value, 'base64') }));
 }
 
 /** Where a service's writable disk lives. */
@@ -69,9 +136,14 @@ export function writableDiskPath(stateDir: string): string {
  * reuse it, so its writes persist across restarts. Nothing is pushed to undo:
  * the disk lives as long as the service's state dir, not as long as the VM.
  */
-export async function attachWritableDisk(stateDir: string, sizeMib: number): Promise<{ path: string }> {
+export async function attachWritableDisk(stateDir: string, sizeMib: number, inherit: InheritFd, cleanup: CleanupStack): Promise<QemuFile> {
   const disk = writableDiskPath(stateDir);
-  if (existsSync(disk)) return { path: disk };
+  if (!existsSync(disk)) await createWritableDisk(disk, sizeMib);
+  // QEMU opens a writable drive read-only first, then read-write: an fd for each.
+  return inheritFile(disk, ['r', 'r+'], inherit, cleanup);
+}
+
+async function createWritableDisk(disk: string, sizeMib: number): Promise<void> {
   const tmp = `${disk}.${process.pid}.tmp`;
   try {
     await writeFile(tmp, '');
@@ -84,7 +156,6 @@ export async function attachWritableDisk(stateDir: string, sizeMib: number): Pro
     const stderr = (e as { stderr?: string }).stderr;
     throw new MonocoreError('MC_VM_DISK_PREPARE_FAILED', `cannot create ${disk}: ${stderr?.trim() || (e as Error).message}`, { path: disk }, { cause: e });
   }
-  return { path: disk };
 }
 
 /** A unix socket we listen on before QEMU starts; QEMU connects as a client, so no byte is lost. */
@@ -115,11 +186,16 @@ export interface SerialPorts {
   qemu: Array<{ id: string; name: string; socket: string }>;
 }
 
-/** The console and the virtio-serial ports: one listening unix socket each. */
-export async function attachSerialPorts(cleanup: CleanupStack): Promise<SerialPorts> {
+/**
+ * The console and the virtio-serial ports: one listening unix socket each. With
+ * `uid` (QEMU's own), the private dir and its sockets belong to that uid: QEMU
+ * connects to them with no capability to override permissions.
+ */
+export async function attachSerialPorts(cleanup: CleanupStack, uid?: number): Promise<SerialPorts> {
   // Unix socket paths are limited to 108 bytes: keep them in a short private dir.
   const runtimeDir = await mkdtemp(join(tmpdir(), 'mcvm-'));
   cleanup.push(() => rm(runtimeDir, { recursive: true, force: true }));
+  if (uid !== undefined) await chown(runtimeDir, uid, uid);
   const listen = async (name: string): Promise<HostSocket> => {
     const path = join(runtimeDir, `${name}.sock`);
     const server = createServer();
@@ -129,6 +205,8 @@ export async function attachSerialPorts(cleanup: CleanupStack): Promise<SerialPo
       server.once('error', reject);
       server.listen(path, () => resolve());
     });
+    // connect(2) needs write permission on the socket file.
+    if (uid !== undefined) await chown(path, uid, uid);
     return { path, conn };
   };
   const con = await listen('console');
@@ -146,11 +224,12 @@ export async function attachSerialPorts(cleanup: CleanupStack): Promise<SerialPo
  * runtime dir (removed with it), seen by the guest as a virtio-blk disk with serial
  * `monocore-lane`. File data moves through it instead of the agent's serial port.
  */
-export async function attachAgentLane(runtimeDir: string): Promise<{ path: string }> {
+export async function attachAgentLane(runtimeDir: string, inherit: InheritFd, cleanup: CleanupStack): Promise<QemuFile> {
   const path = join(runtimeDir, 'lane.img');
   await writeFile(path, '', { mode: 0o600 });
   await truncate(path, LANE_FILE_BYTES);
-  return { path };
+  // Passed as fds like the other disks: QEMU (no capability) cannot open our 0600 file by path.
+  return inheritFile(path, ['r', 'r+'], inherit, cleanup);
 }
 
 type GroupNetwork = Extract<VmNetwork, { mode: 'group' }>;
@@ -270,4 +349,18 @@ export async function attachVmUid(uidBase: number, cleanup: CleanupStack): Promi
   const { slot, lock } = await vmUids.acquire();
   cleanup.push(() => lock.release());
   return uidBase + slot;
+}
+
+/**
+ * Supplementary groups QEMU keeps when it runs as a uid of its own: /dev/kvm's group
+ * under KVM (QEMU opens /dev/kvm itself and holds no capability to override its
+ * 0660 root:kvm mode); none otherwise.
+ */
+export function accelGroups(accel: string): number[] {
+  if (accel !== 'kvm') return [];
+  try {
+    return [statSync('/dev/kvm').gid];
+  } catch {
+    return [];
+  }
 }
