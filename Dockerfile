@@ -35,7 +35,7 @@ ENV DEBIAN_FRONTEND=noninteractive
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       qemu-system-x86 busybox-static cpio xz-utils zstd iproute2 kmod util-linux \
-      e2fsprogs gcc libc6-dev ca-certificates \
+      e2fsprogs erofs-utils gcc libc6-dev ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 # The guest kernel (Debian's generic linux-image, uncompressed vmlinux + modules),
 # fetched with apt-get download and unpacked — nothing installed on the image's own system.

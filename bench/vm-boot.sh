@@ -19,11 +19,12 @@ MC="node apps/cli/dist/main.js"
 mkdir -p bench/out
 $MC run -q "$IMAGE" -- /bin/true   # warm: pull + initramfs build
 ROOTFS="$($MC pull -q --json "$IMAGE" | jq -r .rootfs)"
+BLOCK="$(dirname "$ROOTFS")/block-erofs-1/rootfs.erofs"   # the image's root device (docs/OCI.md "Block images")
 INITRD="$(ls -t "$MONOCORE_HOME"/kernel/initramfs-*.cpio | head -n1)"
 KHZ="$(awk -F: '/cpu MHz/{printf "%d", $2*1000; exit}' /proc/cpuinfo)"
 W="$(mktemp -d /tmp/vmbench.XXXXXX)"; trap 'rm -rf "$W"' EXIT
 truncate -s 4G "$W/upper.ext4" && mkfs.ext4 -q -F -m 0 "$W/upper.ext4"
-body="$(printf 'arg=/bin/true\0env=PATH=/bin\0workdir=/\0hostname=bare\0disk=1\0' | base64 -w0)"
+body="$(printf 'arg=/bin/true\0env=PATH=/bin\0workdir=/\0hostname=bare\0disk=1\0image=erofs\0' | base64 -w0)"
 len="$(printf '%s' "$body" | base64 -d | wc -c)"
 bare() {
   rm -f "$W/ctl.in" "$W/ctl.out"; mkfifo "$W/ctl.in" "$W/ctl.out"
@@ -33,12 +34,12 @@ bare() {
     -m 256 -smp 1 -nodefaults -no-user-config -display none -monitor none -no-reboot \
     -serial "file:$W/console.log" -kernel "$MONOCORE_KERNEL_DIR/vmlinux" -initrd "$INITRD" \
     -append "console=ttyS0 panic=-1 reboot=t quiet no_timer_check tsc_early_khz=$KHZ rdinit=/init" \
-    -fsdev "local,id=rootfs,path=$ROOTFS,security_model=none,readonly=on" -device virtio-9p-device,fsdev=rootfs,mount_tag=rootfs \
+    -drive "file=$BLOCK,format=raw,if=none,id=image,read-only=on" -device virtio-blk-device,drive=image,serial=image \
     -device virtio-serial-device,max_ports=4 \
     -chardev "pipe,id=ctl,path=$W/ctl" -device virtserialport,chardev=ctl,name=monocore.control \
     -chardev null,id=out -device virtserialport,chardev=out,name=monocore.stdout \
     -chardev null,id=err -device virtserialport,chardev=err,name=monocore.stderr \
-    -drive "file=$W/upper.ext4,format=raw,if=none,id=upper" -device virtio-blk-device,drive=upper
+    -drive "file=$W/upper.ext4,format=raw,if=none,id=upper" -device virtio-blk-device,drive=upper,serial=upper
   wait
 }
 ms() { date +%s%3N; }

@@ -15,6 +15,8 @@
 #   iproute2 kmod util-linux  network namespaces (ip netns), modinfo/modules, setsid/flock/unshare
 #   curl jq                   service health checks and registry queries in scripts
 #   e2fsprogs                 mkfs.ext4 for per-service copy-on-write disks
+#   erofs-utils               mkfs.erofs: each image's read-only root filesystem file, the block
+#                             device QEMU VMs boot from (docs/OCI.md "Block images")
 #   hyperfine                 bench/ scripts
 #   gcc libc6-dev             builds the labelled stub libkrun in tests
 #   passt nftables            outbound access for local_only = false groups (docs/NETWORK.md)
@@ -31,7 +33,7 @@ set -euo pipefail
 
 PACKAGES=(
   qemu-system-x86 busybox-static cpio xz-utils redis-server docker-registry
-  umoci skopeo zstd iproute2 kmod curl jq e2fsprogs util-linux hyperfine
+  umoci skopeo zstd iproute2 kmod curl jq e2fsprogs erofs-utils util-linux hyperfine
   gcc libc6-dev passt nftables prometheus chromium docker.io docker-compose debootstrap
 )
 NODE_MIN=20.19.0

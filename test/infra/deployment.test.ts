@@ -93,7 +93,7 @@ test('the Dockerfile installs every workspace and builds every shipped package',
     assert.ok(dockerfile.includes(`COPY ${ws}/package.json ${ws}/`), `Dockerfile does not copy ${ws}/package.json before npm ci`);
     assert.match(dockerfile, new RegExp(`tsc -b[^\\n]*\\s${ws.replace('/', '\\/')}(\\s|$)`, 'm'), `Dockerfile does not build ${ws}`);
   }
-  for (const pkg of ['qemu-system-x86', 'busybox-static', 'e2fsprogs', 'zstd', 'gcc', 'libc6-dev']) {
+  for (const pkg of ['qemu-system-x86', 'busybox-static', 'e2fsprogs', 'erofs-utils', 'zstd', 'gcc', 'libc6-dev']) {
     assert.match(dockerfile, new RegExp(`\\b${pkg}\\b`), `runtime image lacks ${pkg}`);
   }
   assert.match(dockerfile, /guest-kernel\.sh/);

@@ -150,9 +150,12 @@ describe('monocore pull / image (CLI processes)', () => {
       for (const l of inspect.layers) assert.ok(await store.info(l.digest), 'layers still used by local/app:dev are kept');
       assert.deepEqual(prune.removedRootfs, [], 'the shared rootfs is still referenced');
       assert.equal((await mc(home.root, ['image', 'rm', 'local/app:dev'])).code, 0);
-      // A running VM names its rootfs on its command line (QEMU: -fsdev …,path=<rootfs>,…):
-      // prune keeps that rootfs, however unreferenced, until the process is gone.
-      const vm = spawn('sh', ['-c', 'sleep 60', 'qemu-system-x86_64', '-fsdev', `local,id=rootfs,path=${pulled.rootfs},security_model=none,readonly=on`], { stdio: 'ignore' });
+      // A running VM names its image on its command line (QEMU: -add-fd …,opaque=<block image>,
+      // the erofs beside the rootfs that `pull` built): prune keeps that image's dir, however
+      // unreferenced, until the process is gone.
+      const block = join(pulled.rootfs, '..', 'block-erofs-1', 'rootfs.erofs');
+      await stat(block);
+      const vm = spawn('sh', ['-c', 'sleep 60', 'qemu-system-x86_64', '-add-fd', `fd=3,set=1,opaque=${block}`], { stdio: 'ignore' });
       try {
         const busy = JSON.parse((await mc(home.root, ['image', 'prune', '--json'])).stdout) as { removedBlobs: string[]; removedRootfs: string[]; keptInUse: string[] };
         assert.ok(busy.removedBlobs.length >= 4, `manifest, config and layers removed: ${busy.removedBlobs.length}`);
@@ -169,6 +172,7 @@ describe('monocore pull / image (CLI processes)', () => {
       assert.deepEqual(prune2.removedRootfs, [pulled.manifestDigest]);
       assert.deepEqual(await store.list(), []);
       await assert.rejects(stat(pulled.rootfs));
+      await assert.rejects(stat(block), 'the block image went with it');
     } finally {
       await cleanup();
     }

@@ -1,11 +1,11 @@
 // Child process for cross-process rootfs tests (not a test file itself):
-//   node unpack-child.js '<json {action, home, imageId, layers}>'
+//   node unpack-child.js '<json {action: ensure|remove|block, home, imageId, layers}>'
 // Prints one JSON line per progress event ({"progress":…}) and a final
 // {"result":…} or {"error":…} line.
-import { ensureImageRootfs, removeImageRootfs, MonocoreHome, type ImageLayerInput } from '@monocore/engine';
+import { ensureImageBlock, ensureImageRootfs, removeImageRootfs, MonocoreHome, type ImageLayerInput } from '@monocore/engine';
 
 interface Args {
-  action: 'ensure' | 'remove';
+  action: 'ensure' | 'remove' | 'block';
   home: string;
   imageId: string;
   layers: ImageLayerInput[];
@@ -14,7 +14,10 @@ interface Args {
 const args = JSON.parse(process.argv[2] ?? '{}') as Args;
 const home = new MonocoreHome(args.home);
 try {
-  if (args.action === 'remove') {
+  if (args.action === 'block') {
+    const r = await ensureImageBlock({ home, imageId: args.imageId, onLockWait: (holder) => console.log(JSON.stringify({ waiting: holder })) });
+    console.log(JSON.stringify({ result: r }));
+  } else if (args.action === 'remove') {
     const removed = await removeImageRootfs(home, args.imageId);
     console.log(JSON.stringify({ result: { removed } }));
   } else {

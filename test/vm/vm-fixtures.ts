@@ -71,12 +71,20 @@ export function backend(extra: ConstructorParameters<typeof QemuBackend>[0] = {}
 /** A writable stream collecting everything into a string. */
 export class Collect extends Writable {
   chunks: Buffer[] = [];
+  private waiters: Array<{ re: RegExp; resolve: () => void }> = [];
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: () => void): void {
     this.chunks.push(Buffer.from(chunk));
+    const text = this.text;
+    this.waiters = this.waiters.filter((w) => (w.re.test(text) ? (w.resolve(), false) : true));
     cb();
   }
   get text(): string {
     return Buffer.concat(this.chunks).toString('utf8');
+  }
+  /** Resolves once everything written so far matches `re` (the guest printed it). */
+  until(re: RegExp): Promise<void> {
+    if (re.test(this.text)) return Promise.resolve();
+    return new Promise((resolve) => this.waiters.push({ re, resolve }));
   }
 }
 

@@ -2,7 +2,7 @@ import { stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { MonocoreError, isMonocoreError } from '../errors/index.js';
 import type { MonocoreHome } from '../home/index.js';
-import { ensureImageRootfs } from '../rootfs/index.js';
+import { blockImageToolAvailable, ensureImageBlock, ensureImageRootfs } from '../rootfs/index.js';
 import { commitTrusted } from '../rootfs/commit-marker.js';
 import { parseImageReference, type ImageReference } from './image-reference.js';
 import { ImageStore, newImageRecord, type ImageRecord } from './image-store.js';
@@ -16,9 +16,11 @@ import { RegistryPolicy, type RegistryPolicyData } from './registry-policy.js';
 /**
  * Snapshot of a pull's progress. Bytes are compressed layer bytes: downloaded while
  * `downloading`, read by the unpacker while `unpacking` (each phase counts from 0 to total).
+ * `building`: the image's read-only block filesystem is being made from the rootfs
+ * (rootfs/image-block.ts; bytes stay at total).
  */
 export interface PullProgress {
-  phase: 'resolving' | 'downloading' | 'unpacking' | 'done';
+  phase: 'resolving' | 'downloading' | 'unpacking' | 'building' | 'done';
   layers: Array<{ digest: string; done: number; total: number }>;
   done: number;
   total: number;
@@ -59,6 +61,22 @@ export interface PulledImage {
   cache?: 'warm' | 'cold' | 'joined';
   /** Cold pulls: seconds spent unpacking (ImageRootfs.unpackSeconds); absent otherwise. */
   unpackSeconds?: number;
+  /** Seconds spent building the block image (ImageBlock.buildSeconds); absent when it was there or not built. */
+  blockSeconds?: number;
+}
+
+/**
+ * After the unpack: the image's read-only block filesystem, which the qemu backend
+ * boots from. Built here, where the pull already shows progress, so the first VM
+ * does not wait for it; skipped where mkfs.erofs is absent (a host that runs no
+ * QEMU; the qemu backend reports the tool missing itself).
+ */
+export async function buildPulledBlock(home: MonocoreHome, imageId: string, layers: Descriptor[], emit: (p: PullProgress) => void): Promise<number | undefined> {
+  if (!blockImageToolAvailable()) return undefined;
+  const ls = layers.map((l) => ({ digest: l.digest, done: l.size, total: l.size }));
+  const total = ls.reduce((a, l) => a + l.total, 0);
+  emit({ phase: 'building', layers: ls, done: total, total });
+  return (await ensureImageBlock({ home, imageId })).buildSeconds;
 }
 
 const sharedClients = new Map<string, RegistryClient>();
@@ -117,7 +135,7 @@ export async function pullImage(reference: string, options: PullImageOptions): P
     if (l) existing.listeners.add(l);
     try {
       // The unpack was the other caller's work: not reported twice.
-      return { ...(await existing.promise), cache: 'joined', unpackSeconds: undefined };
+      return { ...(await existing.promise), cache: 'joined', unpackSeconds: undefined, blockSeconds: undefined };
     } finally {
       if (l) existing.listeners.delete(l);
     }
@@ -272,6 +290,7 @@ async function doPull(ref: ImageReference, platform: Platform, options: PullImag
     if (dl.status === 'rejected') throw dl.reason;
     if (up.status === 'rejected') throw up.reason;
     const { rootfs, unpackSeconds } = up.value;
+    const blockSeconds = await buildPulledBlock(home, manifestDigest, manifest.layers, emit);
     const rec = newImageRecord({
       reference,
       platform: platformStr,
@@ -286,7 +305,7 @@ async function doPull(ref: ImageReference, platform: Platform, options: PullImag
     });
     await images.put(rec);
     emit(doneProgress(rec));
-    return { ...pulledFrom(rec), cache: 'cold', unpackSeconds };
+    return { ...pulledFrom(rec), cache: 'cold', unpackSeconds, blockSeconds };
   } finally {
     await lease.release();
   }

@@ -1,4 +1,4 @@
-import { execFile } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmod, lstat, mkdir, readdir, readFile, realpath, rename, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
@@ -162,6 +162,13 @@ async function readRecord(imageDir: string): Promise<OwnershipRecordFile | undef
   } catch {
     return undefined;
   }
+}
+
+let toolAvailable: boolean | undefined;
+/** Whether mkfs.erofs runs here (cached): pulls build the block image only where it can be built. */
+export function blockImageToolAvailable(): boolean {
+  toolAvailable ??= spawnSync('mkfs.erofs', ['--help'], { stdio: 'ignore' }).status === 0;
+  return toolAvailable;
 }
 
 export interface BuildBlockImageOptions {

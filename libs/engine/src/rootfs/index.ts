@@ -16,6 +16,7 @@ export { imageRootfsIdsInUse } from './rootfs-in-use.js';
 export {
   ensureImageBlock,
   buildBlockImage,
+  blockImageToolAvailable,
   imageBlockPath,
   storeImageOf,
   BLOCK_IMAGE_FORMAT,

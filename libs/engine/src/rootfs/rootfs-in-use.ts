@@ -3,8 +3,8 @@ import type { MonocoreHome } from '../home/index.js';
 
 /**
  * Image ids whose rootfs a live process on this host names on its command line:
- * the hypervisors (QEMU's `-fsdev …,path=<rootfs>`, the libkrun child's root
- * argument). Asking the kernel instead of keeping our own "in use" records means
+ * the hypervisors (QEMU's `-add-fd …,opaque=<image dir>/block-…/rootfs.erofs`, the
+ * block image it holds as an fd; the libkrun child's root argument). Asking the kernel instead of keeping our own "in use" records means
  * a crashed worker leaves nothing stale behind, and a VM started by any process
  * (worker, `monocore run`) counts. Linux only; elsewhere nothing is reported.
  */

@@ -1,0 +1,167 @@
+// ensureImageBlock: the image's read-only erofs built once beside its rootfs, with
+// what the guest must see (owners, setuid, file capabilities, mtimes, links), one
+// build for concurrent processes, nothing half-built ever used, removed with the image.
+// The image is checked through the host kernel's own erofs driver (a loop mount, as root).
+import { after, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import {
+  BLOCK_IMAGE_FORMAT, ensureImageBlock, ensureImageRootfs, HostLock, imageBlockPath, isMonocoreError, MonocoreHome, removeImageRootfs, storeImageOf,
+  type ImageLayerInput,
+} from '@monocore/engine';
+import { gzip, tarArchive, type TarEntry } from './tar-writer.js';
+import { describeTree, removeTempDirs, tempDir } from './tree.js';
+
+after(removeTempDirs);
+
+const CHILD = fileURLToPath(new URL('./unpack-child.js', import.meta.url));
+const IMAGE = 'sha256:' + 'b'.repeat(64);
+// security.capability = cap_net_raw+ep (VFS_CAP_REVISION_2).
+const CAP_NET_RAW_EP = Buffer.from([0x01, 0x00, 0x00, 0x02, 0x00, 0x20, 0x00, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+
+function layer(dir: string, name: string, entries: TarEntry[]): ImageLayerInput {
+  const data = gzip(tarArchive(entries));
+  const path = join(dir, name);
+  writeFileSync(path, data);
+  chmodSync(path, 0o644);
+  return { digest: 'sha256:' + Buffer.from(name).toString('hex').padEnd(64, '0').slice(0, 64), mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', size: data.length, path };
+}
+
+function image(dir: string): ImageLayerInput[] {
+  return [
+    layer(dir, 'base', [
+      { name: './', type: 'dir', mode: 0o755, mtime: 1_700_000_000 },
+      { name: 'bin/', type: 'dir', mode: 0o555 },
+      { name: 'bin/su', data: 'su', mode: 0o4755, uid: 0 },
+      { name: 'bin/ping', data: 'ping', mode: 0o755, pax: { 'SCHILY.xattr.security.capability': CAP_NET_RAW_EP } },
+      { name: 'bin/sh-link', type: 'symlink', linkname: '/bin/su' },
+      { name: 'bin/su-hard', type: 'hardlink', linkname: 'bin/su' },
+      { name: 'home/app/', type: 'dir', uid: 1000, gid: 1001, mode: 0o700 },
+      { name: 'home/app/notes', data: 'n', uid: 1000, gid: 1001, mtime: 1_234_567_890 },
+      { name: 'tmp/', type: 'dir', mode: 0o1777 },
+      { name: 'old', data: 'old' },
+    ]),
+    layer(dir, 'top', [{ name: '.wh.old', data: '' }, { name: 'new', data: 'new', uid: 33, gid: 33 }]),
+  ];
+}
+
+/** Mounts an erofs image read-only through a loop device; returns the mount point and an unmount. */
+function mountErofs(file: string): { dir: string; umount: () => void } {
+  const dir = mkdtempSync(join(tempDir('mnt'), 'm-'));
+  const r = spawnSync('mount', ['-t', 'erofs', '-o', 'loop,ro', file, dir], { encoding: 'utf8' });
+  assert.equal(r.status, 0, `mount -t erofs (as root, with loop devices): ${r.stderr}`);
+  return { dir, umount: () => void spawnSync('umount', [dir]) };
+}
+
+function getcap(path: string): Buffer | undefined {
+  // getfattr (attr) is not a dependency: read the raw value with Python's os.getxattr.
+  const r = spawnSync('python3', ['-c', 'import os,sys; sys.stdout.buffer.write(os.getxattr(sys.argv[1], "security.capability", follow_symlinks=False))', path]);
+  return r.status === 0 ? r.stdout : undefined;
+}
+
+test('ensureImageBlock builds an erofs of the rootfs once: owners, setuid, capabilities, mtimes and links as unpacked', async () => {
+  assert.equal(process.getuid?.(), 0, 'run as root (as CI does): the test loop-mounts the image');
+  const dir = tempDir('block');
+  const home = new MonocoreHome(join(dir, 'home'));
+  const { rootfs } = await ensureImageRootfs({ home, imageId: IMAGE, layers: image(dir) });
+  assert.equal(await storeImageOf(home, rootfs), IMAGE);
+  assert.equal(await storeImageOf(home, dir), undefined, 'a directory outside the store is not an image');
+
+  const first = await ensureImageBlock({ home, imageId: IMAGE });
+  assert.equal(first.path, imageBlockPath(home, IMAGE));
+  assert.match(first.path, new RegExp(`/${IMAGE.slice(7)}/block-${BLOCK_IMAGE_FORMAT}/rootfs\\.erofs$`));
+  assert.equal(first.fsType, 'erofs');
+  assert.ok(typeof first.buildSeconds === 'number', 'the first call built it');
+  assert.equal(statSync(first.path).mode & 0o777, 0o644);
+  const again = await ensureImageBlock({ home, imageId: IMAGE });
+  assert.deepEqual(again, { path: first.path, fsType: 'erofs' }, 'the second call finds it built');
+
+  const m = mountErofs(first.path);
+  try {
+    const want = describeTree(rootfs);
+    const got = describeTree(m.dir);
+    assert.deepEqual(got, want, 'same tree: types, modes (setuid, sticky), owners, mtimes, contents, symlink targets');
+    assert.equal(statSync(join(m.dir, 'bin/su')).ino, statSync(join(m.dir, 'bin/su-hard')).ino, 'a hardlink stays one inode');
+    assert.deepEqual(getcap(join(m.dir, 'bin/ping')), CAP_NET_RAW_EP, 'the file capability is in the image');
+    assert.equal(getcap(join(m.dir, 'bin/su')), undefined);
+  } finally {
+    m.umount();
+  }
+
+  // Removed with the image.
+  assert.equal(await removeImageRootfs(home, IMAGE), true);
+  assert.equal(existsSync(first.path), false);
+  await assert.rejects(ensureImageBlock({ home, imageId: IMAGE }), (e) => isMonocoreError(e, 'MC_ROOTFS_INVALID_ARGUMENT') && /no unpacked rootfs/.test(e.message));
+  await assert.rejects(ensureImageBlock({ home, imageId: 'latest' }), (e) => isMonocoreError(e, 'MC_ROOTFS_INVALID_ARGUMENT'));
+});
+
+test('a block image from a killed build, or committed in an earlier boot and never confirmed on disk, is built again; a confirmed one is kept', async () => {
+  const dir = tempDir('block-crash');
+  const home = new MonocoreHome(join(dir, 'home'));
+  await ensureImageRootfs({ home, imageId: IMAGE, layers: image(dir) });
+  const imageDir = join(home.imageRootfsDir, IMAGE.slice(7));
+  // What a SIGKILLed build leaves: a temp dir with a half-written image, and one of another format.
+  mkdirSync(join(imageDir, '.tmp-block-999-dead'));
+  writeFileSync(join(imageDir, '.tmp-block-999-dead', 'rootfs.erofs'), Buffer.alloc(4096));
+  mkdirSync(join(imageDir, 'block-erofs-0'));
+  const first = await ensureImageBlock({ home, imageId: IMAGE });
+  assert.deepEqual(readdirSync(imageDir).filter((n) => n.includes('block')), [`block-${BLOCK_IMAGE_FORMAT}`], 'leftovers removed');
+
+  const blockDir = join(imageDir, `block-${BLOCK_IMAGE_FORMAT}`);
+  const [bootId, nonce] = readFileSync(join(blockDir, 'boot-id'), 'utf8').trim().split(' ');
+  assert.equal(bootId, readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim());
+  const marker = (): string => readFileSync(join(blockDir, 'synced'), 'utf8');
+  for (let i = 0; i < 200 && marker() === ''; i++) await new Promise((r) => setTimeout(r, 50));
+  assert.equal(marker(), nonce, 'the background sync confirmed this commit');
+
+  // Committed in another boot, confirmed synced: kept.
+  writeFileSync(join(blockDir, 'boot-id'), `an-earlier-boot ${nonce}\n`);
+  assert.equal((await ensureImageBlock({ home, imageId: IMAGE })).buildSeconds, undefined);
+  assert.equal(readFileSync(join(blockDir, 'boot-id'), 'utf8'), `an-earlier-boot ${nonce}\n`, 'the same commit');
+  // Never confirmed: the file may hold zeros where the crash lost data; built afresh.
+  writeFileSync(join(blockDir, 'synced'), '');
+  const rebuilt = await ensureImageBlock({ home, imageId: IMAGE });
+  assert.ok(typeof rebuilt.buildSeconds === 'number', 'built again');
+  assert.equal(rebuilt.path, first.path);
+  assert.notEqual(readFileSync(join(blockDir, 'boot-id'), 'utf8').trim().split(' ')[1], nonce, 'a new commit');
+});
+
+test('processes ensuring the same block image at once: one builds, the others wait on the image lock and use it', async () => {
+  const dir = tempDir('block-concurrent');
+  const home = new MonocoreHome(join(dir, 'home'));
+  await ensureImageRootfs({ home, imageId: IMAGE, layers: image(dir) });
+  // Hold the image's lock until every child waits: the contention is certain, not timing.
+  const held = await HostLock.acquire(join(home.imageRootfsDir, '.locks', `${IMAGE.slice(7)}.lock`));
+  let waiting = 0;
+  let allWaiting!: () => void;
+  const everyoneWaits = new Promise<void>((r) => (allWaiting = r));
+  const results = Array.from({ length: 3 }, () => new Promise<{ path: string; buildSeconds?: number }>((resolve, reject) => {
+    const child = spawn(process.execPath, [CHILD, JSON.stringify({ action: 'block', home: home.root, imageId: IMAGE, layers: [] })], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let result: { path: string; buildSeconds?: number } | undefined;
+    createInterface({ input: child.stdout }).on('line', (l) => {
+      const msg = JSON.parse(l) as { waiting?: string; result?: { path: string; buildSeconds?: number }; error?: unknown };
+      if (msg.waiting && ++waiting === 3) allWaiting();
+      if (msg.result) result = msg.result;
+      if (msg.error) reject(new Error(JSON.stringify(msg.error)));
+    });
+    child.on('close', () => (result ? resolve(result) : reject(new Error('no result'))));
+  }));
+  await everyoneWaits;
+  await held.release();
+  const rs = await Promise.all(results);
+  assert.equal(rs.filter((r) => r.buildSeconds !== undefined).length, 1, 'exactly one process built it');
+  assert.ok(rs.every((r) => r.path === imageBlockPath(home, IMAGE)));
+});
+
+test('in one process, concurrent callers share one build', async () => {
+  const dir = tempDir('block-inproc');
+  const home = new MonocoreHome(join(dir, 'home'));
+  await ensureImageRootfs({ home, imageId: IMAGE, layers: image(dir) });
+  const rs = await Promise.all([1, 2, 3].map(() => ensureImageBlock({ home, imageId: IMAGE })));
+  assert.ok(rs.every((r) => r === rs[0]), 'the same result object: one build');
+  rmSync(dir, { recursive: true, force: true });
+});
