@@ -4,10 +4,10 @@
 # device (this checkout), alternating, N rounds each, medians and ratio. Each variant has its own
 # MONOCORE_HOME with the image pulled and the initramfs built before timing (warm).
 #
-#   bash bench/block-root-boot.sh [N=10] [BASE=c6f9464]     (needs scripts/test-services.sh start)
+#   bash bench/block-root-boot.sh [N=10] [BASE=62eb9e2]     (needs scripts/test-services.sh start)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-N="${1:-10}"; BASE="${2:-c6f9464}"
+N="${1:-10}"; BASE="${2:-62eb9e2}"
 # shellcheck disable=SC1091
 . .monocore-test/env.sh
 export MONOCORE_KERNEL_DIR="${MONOCORE_KERNEL_DIR:-$(bash scripts/guest-kernel.sh | tail -n1)}"

@@ -221,10 +221,13 @@ describe('warm pulls', () => {
       assert.ok(proxy.requests.some((r) => r.path.includes('/blobs/')), 'the cold pull downloaded blobs');
       proxy.requests.length = 0;
       const warm = await pullImage(ref, { home, client });
-      const { cache: coldCache, unpackSeconds: _cold, ...coldImage } = cold;
-      const { cache: warmCache, unpackSeconds: _warm, ...warmImage } = warm;
+      const { cache: coldCache, unpackSeconds: _cold, blockSeconds: coldBlock, ...coldImage } = cold;
+      const { cache: warmCache, unpackSeconds: _warm, blockSeconds: warmBlock, ...warmImage } = warm;
       assert.deepEqual(warmImage, coldImage);
       assert.deepEqual([coldCache, warmCache], ['cold', 'warm']);
+      // The cold pull built the image's block filesystem; the warm one found it.
+      assert.equal(typeof coldBlock, 'number');
+      assert.equal(warmBlock, undefined);
       assert.deepEqual(
         proxy.requests.map((r) => `${r.method} ${r.path}`),
         [`HEAD /v2/${repos.index}/manifests/v1`],

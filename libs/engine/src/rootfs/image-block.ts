@@ -185,8 +185,8 @@ export interface BuildBlockImageOptions {
  * build into a temp name). Owners, modes (setuid/setgid/sticky), mtimes, symlinks,
  * hardlinks and xattrs (security.capability included) come from the tree as they
  * are; mkfs.erofs never follows a symlink. Uncompressed: the guest reads it at
- * block-device speed with no decompression on its (emulated) CPU
- * (bench/RESULTS.md, "block root").
+ * block-device speed with no decompression on its (emulated) CPU (docs/OCI.md
+ * "Block images"; bench/block-root.mjs compares the alternatives).
  */
 export async function buildBlockImage(rootfs: string, out: string, opts: BuildBlockImageOptions = {}): Promise<void> {
   // erofs-utils 1.5 (Debian 12): --quiet (-q is not an option there).

@@ -24,9 +24,10 @@
  *   created on the host (a layer could otherwise plant /dev/sda or /dev/kmem).
  *   `type` is "char", "block" or "fifo"; `mode` holds the permission bits.
  * - `capabilities` (only when the image has any) lists file capabilities: the
- *   `security.capability` xattr value, base64. They are also set on the host
- *   files when unpacking as root, but QEMU's 9p share passes only user.* and
- *   ACL xattrs, so the guest init re-applies them on its overlay.
+ *   `security.capability` xattr value, base64. Unpacking as root sets them on
+ *   the host files too, and the image's block filesystem carries them from
+ *   there; a non-root unpacker cannot set them, so for its images the guest
+ *   init applies them on its overlay from this record (rootfs/image-block.ts).
  */
 export interface OwnershipRecordFile {
   version: 1;

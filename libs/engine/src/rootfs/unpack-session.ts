@@ -27,7 +27,7 @@ export class UnpackSession {
   private readonly dirs = new Map<string, DirMeta>();
   private readonly owners = new Map<string, { uid: number; gid: number }>();
   private readonly devices = new Map<string, DeviceEntry>();
-  /** File capabilities (security.capability, base64) by path: the qemu guest cannot read them through 9p. */
+  /** File capabilities (security.capability, base64) by path: recorded for the guest when the host files cannot carry them (non-root unpack). */
   private readonly capabilities = new Map<string, string>();
 
   /** Permission bits open(2) strips from new files (read once: process.umask() is per process). */
