@@ -48,7 +48,7 @@ test('qemu: a pulled image boots from its block image, shared by two VMs, read-o
   try {
     await Promise.all([a.stdout.until(/ready\n/), b.stdout.until(/ready\n/)]);
     for (const s of [a, b]) {
-      assert.equal(s.stdout.text, 'overlay overlay\ndev image ro=1\ndev upper ro=0\nimage-write-refused\nready\n', `${s.id}: ${s.stderr.text}`);
+      assert.equal(s.stdout.text, 'overlay overlay\ndev image ro=1\ndev upper ro=0\ndev monocore-lane ro=0\nimage-write-refused\nready\n', `${s.id}: ${s.stderr.text}`);
     }
     // Both QEMUs hold the one block image of the store, read-only, through an fd.
     for (const vm of [ha, hb]) {
