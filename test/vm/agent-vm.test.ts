@@ -195,11 +195,13 @@ describe('a hostile guest on the agent port', () => {
       // A root process in the guest kills the agent, takes its port and writes garbage
       // (the agent's last frames may still precede it: the host must stop at the first bad byte).
       // Init respawns the agent a second later; on a loaded machine the respawned agent can get
-      // the port first, so whoever holds the port is killed until the attacker has it.
+      // the port first, so every agent (a fork of /init: comm "init", any pid but 1) is killed
+      // until the attacker has the port — with shell builtins only: forks crawl under TCG.
       const attack = [
         'for p in /sys/class/virtio-ports/*; do [ "$(cat $p/name)" = monocore.agent ] && dev=/dev/${p##*/}; done',
+        'agents() { for p in /proc/[0-9]*; do read -r c < "$p/comm" && [ "$c" = init ] && [ "${p#/proc/}" != 1 ] && kill -9 "${p#/proc/}"; done 2>/dev/null; }',
         `kill -9 ${a.info.pid}`,
-        'until exec 3>"$dev"; do for f in /proc/[0-9]*/fd/*; do [ "$(readlink $f)" = "$dev" ] && kill -9 "$(echo $f | cut -d/ -f3)"; done; done 2>/dev/null',
+        'until exec 3>"$dev"; do agents; done 2>/dev/null',
         'head -c 1000000 /dev/urandom >&3',
         'sleep 300',
       ].join('\n');
