@@ -111,7 +111,6 @@ async function* chunksOf(data: FileSource): AsyncGenerator<Buffer> {
   else for await (const c of data as AsyncIterable<Uint8Array | string>) yield typeof c === 'string' ? Buffer.from(c) : Buffer.from(c.buffer, c.byteOffset, c.byteLength);
 }
 
-/** Streams must never crash the worker with an unhandled 'error': consumers see errors through reads/iteration. */
 /** The session's bulk lane, when both the host and the agent have one (else files move through the port). */
 async function openLane(opts: AgentSessionOptions, info: AgentInfo): Promise<LanePool | undefined> {
   if (!opts.lanePath || !info.lane) return undefined;
@@ -123,6 +122,7 @@ async function openLane(opts: AgentSessionOptions, info: AgentInfo): Promise<Lan
   }
 }
 
+/** Streams must never crash the worker with an unhandled 'error': consumers see errors through reads/iteration. */
 function quiet<T extends NodeJS.EventEmitter>(s: T): T {
   s.on('error', () => {});
   return s;
