@@ -16,6 +16,17 @@ export function freshFsFactory(out) {
   const sh = (cmd, args) => execFileSync(cmd, args, { stdio: ['ignore', 'ignore', 'inherit'] });
   const canMount = !process.env.BENCH_SHARED_DIR && !process.env.OCI_BENCH_SHARED_DIR && process.getuid?.() === 0 &&
     spawnSync('sh', ['-c', `mkdir -p ${mnt} && truncate -s 1M ${img} && mkfs.ext4 -q -F ${img} && mount -o loop ${img} ${mnt} && umount ${mnt}`], { stdio: 'ignore' }).status === 0;
+  // The previous variant's filesystem must be gone before the next is made: monocore's
+  // detached `sync -f` (rootfs/sync-filesystem.ts) can hold it busy for a moment after
+  // the CLI exits, and a failed umount would leave the next mount stacked over it.
+  const unmount = () => {
+    const deadline = Date.now() + 60_000;
+    while (spawnSync('mountpoint', ['-q', mnt]).status === 0) {
+      if (spawnSync('umount', [mnt], { stdio: 'ignore' }).status === 0) continue;
+      if (Date.now() > deadline) throw new Error(`cannot unmount ${mnt} (still busy after 60 s)`);
+      spawnSync('sleep', ['0.2']);
+    }
+  };
   return {
     canMount,
     /** Unmounts the previous one and returns the mount point of a new, empty filesystem. */
@@ -25,7 +36,7 @@ export function freshFsFactory(out) {
         mkdirSync(shared, { recursive: true });
         return shared;
       }
-      spawnSync('umount', [mnt], { stdio: 'ignore' });
+      unmount();
       rmSync(img, { force: true });
       sh('truncate', ['-s', '8G', img]);
       // No lazy init: no background zeroing thread competing with the variant.
@@ -35,7 +46,7 @@ export function freshFsFactory(out) {
       return mnt;
     },
     drop() {
-      if (canMount) spawnSync('umount', [mnt], { stdio: 'ignore' });
+      if (canMount) unmount();
       rmSync(canMount ? img : shared, { recursive: true, force: true });
     },
   };
