@@ -10,10 +10,13 @@
 # /etc/apt/sources.list.d/debian.sources so `apt-get install` in a Dockerfile works), this
 # machine's Node.js and npm in /usr/local (node, npm, npx on PATH), a `node` user (uid/gid 1000),
 # ca-certificates. Nothing else: a Dockerfile installs what it needs on top, as it would on the
-# official image.
+# official image. One addition, as a site's own base image would carry it: the certificate
+# authorities this machine adds to its trust store (/usr/local/share/ca-certificates/*.crt, e.g.
+# a TLS-inspecting proxy's), installed with update-ca-certificates, and then
+# NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt so npm and Node trust them too.
 #
 # Reference: local/node-bookworm-slim:<node version>-<hash>, where the hash covers this script,
-# the mirror and the Node.js/npm binaries. Cached and idempotent:
+# the mirror, the Node.js/npm binaries and those certificates. Cached and idempotent:
 #   1. the engine already has that tag                    -> nothing to do (~0.1 s)
 #   2. $CACHE/node-bookworm-slim-<hash>.tar exists         -> docker import (~10 s)
 #   3. otherwise debootstrap into a temporary dir, tar it into the cache, import (~1 min)
@@ -64,6 +67,7 @@ HASH="$({
   echo "$MIRROR $SECURITY"
   sha256sum "$NODE_BIN"
   cat "$NPM_DIR/package.json"
+  cat /usr/local/share/ca-certificates/*.crt 2>/dev/null || true
 } | sha256sum | cut -c1-12)"
 REF="local/node-bookworm-slim:$NODE_VERSION-$HASH"
 TAR="$CACHE/node-bookworm-slim-$HASH.tar"
@@ -109,6 +113,10 @@ EOF
   cp -a "$NPM_DIR" "$rootfs/usr/local/lib/node_modules/npm"
   ln -sf ../lib/node_modules/npm/bin/npm-cli.js "$rootfs/usr/local/bin/npm"
   ln -sf ../lib/node_modules/npm/bin/npx-cli.js "$rootfs/usr/local/bin/npx"
+  if compgen -G '/usr/local/share/ca-certificates/*.crt' >/dev/null; then
+    cp /usr/local/share/ca-certificates/*.crt "$rootfs/usr/local/share/ca-certificates/"
+    chroot "$rootfs" /usr/sbin/update-ca-certificates >&2
+  fi
   chroot "$rootfs" /usr/sbin/groupadd --gid 1000 node
   chroot "$rootfs" /usr/sbin/useradd --uid 1000 --gid node --shell /bin/bash --create-home node
   chroot "$rootfs" /usr/local/bin/node -e 'process.exit(0)' || die "node does not run inside the new root"
@@ -122,10 +130,13 @@ fi
 # Older bases of this script are dropped from the cache (each is ~200 MB).
 find "$CACHE" -maxdepth 1 -name 'node-bookworm-slim-*.tar' ! -name "$(basename "$TAR")" -mmin +60 -delete 2>/dev/null || true
 
+changes=(--change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
+         --change "ENV NODE_VERSION=$NODE_VERSION")
+if compgen -G '/usr/local/share/ca-certificates/*.crt' >/dev/null; then
+  changes+=(--change 'ENV NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt')
+fi
 log "docker import $TAR -> $REF"
-"$DOCKER" import \
-  --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
-  --change "ENV NODE_VERSION=$NODE_VERSION" \
+"$DOCKER" import "${changes[@]}" \
   --change 'CMD ["node"]' \
   "$TAR" "$REF" >/dev/null
 echo "$REF"

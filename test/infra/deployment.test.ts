@@ -1,6 +1,6 @@
 // The reference deployment (docker-compose.yml + Dockerfile) stays consistent with the
-// code: no Docker engine runs here, so these checks read the files and compare them with
-// the apps' package.json bins and the environment variables the code actually reads.
+// code: these checks read the files and compare them with the apps' package.json bins and the
+// environment variables the code actually reads. test/compose/compose.test.ts starts it for real.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, readdirSync, statSync } from 'node:fs';
@@ -10,14 +10,23 @@ import { repoRoot } from '../support/env.js';
 
 interface ComposeService {
   image?: string;
-  build?: string;
+  build?: { context: string; args?: Record<string, string> };
   command?: string[];
+  user?: string;
+  init?: boolean;
+  privileged?: boolean;
+  cap_drop?: string[];
+  cap_add?: string[];
+  healthcheck?: { test: string[] };
+  stop_grace_period?: string;
   environment?: Record<string, string>;
   volumes?: string[];
   devices?: string[];
   depends_on?: Record<string, { condition: string }>;
 }
 interface Compose {
+  version?: unknown;
+  name?: unknown;
   services: Record<string, ComposeService>;
   volumes?: Record<string, unknown>;
 }
@@ -44,7 +53,7 @@ function sources(dir: string): string {
 }
 
 test('compose runs each app through the bin its package.json declares', () => {
-  for (const [svc, app] of [['api', 'api'], ['puller', 'puller'], ['worker', 'worker']] as const) {
+  for (const [svc, app] of [['api', 'api'], ['worker', 'worker']] as const) {
     const pkg = JSON.parse(readFileSync(join(repoRoot, 'apps', app, 'package.json'), 'utf8')) as { bin: Record<string, string> };
     const command = service(svc).command;
     assert.ok(command?.[0], `${svc}: no command`);
@@ -58,24 +67,43 @@ test('redis persists (AOF) and never evicts; every app reaches it by service nam
   const redis = service('redis').command?.join(' ') ?? '';
   assert.match(redis, /--appendonly yes/);
   assert.match(redis, /--maxmemory-policy noeviction/);
-  for (const svc of ['api', 'puller', 'worker']) {
+  for (const svc of ['api', 'worker']) {
     assert.equal(service(svc).environment?.MONOCORE_REDIS_URL, 'redis://redis:6379', svc);
     assert.equal(service(svc).depends_on?.redis?.condition, 'service_healthy', svc);
   }
 });
 
-test('puller and worker of one host share MONOCORE_HOME (one named volume) and the host id; the worker gets /dev/kvm', () => {
-  const puller = service('puller');
+test('valid for docker-compose 1.29 and Compose v2: no version key, no top-level name', () => {
+  assert.equal(compose.version, undefined);
+  assert.equal(compose.name, undefined);
+});
+
+test('each worker replica is a host of its own: no fixed host id, MONOCORE_HOME in a volume per container', () => {
   const worker = service('worker');
-  const home = puller.environment?.MONOCORE_HOME;
+  assert.equal(worker.environment?.MONOCORE_HOST_ID, undefined, 'the hostname (the container id) is the host id');
+  const home = worker.environment?.MONOCORE_HOME;
   assert.ok(home);
-  assert.equal(worker.environment?.MONOCORE_HOME, home);
-  assert.equal(worker.environment?.MONOCORE_HOST_ID, puller.environment?.MONOCORE_HOST_ID);
-  const mount = (s: ComposeService): string | undefined => s.volumes?.find((v) => v.endsWith(`:${home}`));
-  assert.ok(mount(puller) && mount(puller) === mount(worker), 'same volume mounted at MONOCORE_HOME');
-  const volumeName = mount(worker)!.split(':')[0]!;
-  assert.ok(compose.volumes && volumeName in compose.volumes, `volume ${volumeName} is declared`);
-  assert.ok(worker.devices?.some((d) => d.startsWith('/dev/kvm')), 'worker has /dev/kvm');
+  assert.ok(worker.volumes?.includes(home), `an anonymous volume at ${home} (one per replica), not a named one they would share`);
+  assert.equal(worker.devices, undefined, '/dev/kvm only through deploy/compose/kvm.yml (a missing device fails the start)');
+  const kvm = parse(readFileSync(join(repoRoot, 'deploy/compose/kvm.yml'), 'utf8')) as Compose;
+  assert.deepEqual(kvm.services.worker?.devices, ['/dev/kvm:/dev/kvm']);
+});
+
+test('privileges are explicit: no privileged, every default capability dropped, the worker\'s few added back; API and Redis not root', () => {
+  for (const [name, svc] of Object.entries(compose.services)) assert.notEqual(svc.privileged, true, name);
+  assert.deepEqual(service('api').cap_drop, ['ALL']);
+  assert.equal(service('api').user, 'node');
+  assert.equal(service('redis').user, 'redis');
+  const worker = service('worker');
+  assert.deepEqual(worker.cap_drop, ['ALL']);
+  assert.ok(worker.cap_add?.includes('DAC_READ_SEARCH'), 'QEMU keeps dac_read_search (setpriv raises it)');
+  for (const cap of worker.cap_add ?? []) assert.doesNotMatch(cap, /^(SYS_ADMIN|NET_ADMIN|SYS_MODULE|SYS_PTRACE|ALL)$/, cap);
+  for (const svc of ['api', 'worker']) {
+    assert.equal(service(svc).init, true, `${svc}: an init reaps children and forwards signals`);
+    assert.ok(service(svc).healthcheck?.test.length, `${svc}: a health check`);
+    assert.ok(service(svc).stop_grace_period, `${svc}: an explicit stop grace period`);
+  }
+  assert.equal(service('api').build?.args?.BASE_IMAGE, '${MONOCORE_BASE_IMAGE:-node:20-bookworm-slim}');
 });
 
 test('every MONOCORE_* variable compose sets is one the code reads', () => {
@@ -97,4 +125,6 @@ test('the Dockerfile installs every workspace and builds every shipped package',
     assert.match(dockerfile, new RegExp(`\\b${pkg}\\b`), `runtime image lacks ${pkg}`);
   }
   assert.match(dockerfile, /guest-kernel\.sh/);
+  assert.match(dockerfile, /^ARG BASE_IMAGE=node:20-bookworm-slim$/m, 'users get the official Node.js image by default');
+  assert.equal(dockerfile.match(/^FROM \$\{BASE_IMAGE\}/gm)?.length, 2, 'both stages on BASE_IMAGE');
 });

@@ -4,10 +4,10 @@
 // MONOCORE_WORKER_CPUS / MONOCORE_WORKER_RAM_MIB (capacity offered), MONOCORE_WORKER_BACKEND
 // (qemu, the only one; the guest kernel from MONOCORE_KERNEL_DIR), MONOCORE_LEASE_MS (the one liveness setting: heartbeat,
 // fence and failover times derive from it; docs/ORCHESTRATION.md "Fencing"), MONOCORE_RESTART_BACKOFF_MS, MONOCORE_WORKER_CONCURRENCY (start/stop jobs at once).
-import { hostname } from 'node:os';
 import { pino } from 'pino';
 import { MonocoreHome } from '@monocore/engine';
 import { startWorker } from './index.js';
+import { workerHostId } from './host-id.js';
 
 const env = process.env;
 const num = (name: string): number | undefined => {
@@ -31,7 +31,7 @@ if (backendName !== 'qemu') {
   console.error(`monocore-worker: MONOCORE_WORKER_BACKEND must be qemu, got "${backendName}"`);
   process.exit(2);
 }
-const hostId = env.MONOCORE_HOST_ID || hostname().replace(/[^A-Za-z0-9_-]/g, '-');
+const hostId = workerHostId(env);
 const logger = pino({ level: env.MONOCORE_LOG_LEVEL ?? 'info' }).child({ host: hostId });
 
 const cpus = num('MONOCORE_WORKER_CPUS');
