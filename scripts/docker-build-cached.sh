@@ -73,7 +73,7 @@ if [ -n "$prev" ]; then
 fi
 
 t0=$SECONDS
-build=("$DOCKER" build --network host --build-arg "BASE_IMAGE=$BASE" -f "$DOCKERFILE" "${cache_from[@]}")
+build=("$DOCKER" build --force-rm --network host --build-arg "BASE_IMAGE=$BASE" -f "$DOCKERFILE" "${cache_from[@]}")
 saved=("$REF")
 for s in "${STAGES[@]}"; do
   log "building stage $s of $DOCKERFILE -> $NAME-$s:$HASH"

@@ -4,7 +4,8 @@
 // over — and 1 otherwise, naming why. Same environment as the worker (MONOCORE_REDIS_URL,
 // MONOCORE_HOST_ID or the hostname).
 import { Redis } from 'ioredis';
-import { HostRegistry, heartbeatAgeMs } from '@monocore/engine';
+// The state domain alone: the whole engine takes seconds to load on a busy host.
+import { HostRegistry, heartbeatAgeMs } from '@monocore/engine/state';
 import { workerHostId } from './host-id.js';
 
 const url = process.env.MONOCORE_REDIS_URL;
