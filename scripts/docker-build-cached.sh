@@ -17,8 +17,9 @@
 # Cache, for a fresh engine (a clean clone in CI, another checkout): each image is also saved to
 # $MONOCORE_DOCKER_CACHE (default /var/cache/monocore/docker)/NAME-<hash>.tar with the stages
 # named by --stage (e.g. the npm ci layers of a multi-stage build). An image whose tar exists is
-# loaded instead of built; otherwise the newest tar of NAME is loaded and given to the build as
-# --cache-from, so only the layers whose inputs changed are built again. One tar per NAME is kept.
+# loaded instead of built; otherwise the newest tar of NAME is loaded, and it and every other
+# NAME image in the engine are given to the build as --cache-from, so only the layers whose
+# inputs changed are built again. One tar per NAME is kept.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -62,15 +63,19 @@ if [ -f "$TAR" ]; then
   log "$REF loaded from $TAR ($((SECONDS - t0)) s)"; echo "$REF"; exit 0
 fi
 
-cache_from=()
-prev="$(ls -t "$FILE"-*.tar 2>/dev/null | head -n1 || true)"
+prev="$(ls -t "$FILE"-????????????.tar 2>/dev/null | head -n1 || true)"
 if [ -n "$prev" ]; then
   t0=$SECONDS
-  while IFS= read -r line; do
-    case "$line" in "Loaded image: "*) cache_from+=(--cache-from "${line#Loaded image: }") ;; esac
-  done < <("$DOCKER" load -i "$prev" 2>/dev/null || true)
+  "$DOCKER" load -q -i "$prev" >/dev/null 2>&1 || log "could not load $prev (ignored: a cold build)"
   log "layers of $(basename "$prev") loaded for --cache-from ($((SECONDS - t0)) s)"
 fi
+# The classic builder given --cache-from uses those images only (not its local cache): every
+# earlier build of NAME and of its stages in this engine is a candidate.
+cache_from=()
+for repo in "$NAME" "${STAGES[@]/#/$NAME-}"; do
+  while IFS= read -r ref; do cache_from+=(--cache-from "$ref"); done \
+    < <("$DOCKER" images --format '{{.Repository}}:{{.Tag}}' "$repo" | grep -v '<none>' || true)
+done
 
 t0=$SECONDS
 build=("$DOCKER" build --force-rm --network host --build-arg "BASE_IMAGE=$BASE" -f "$DOCKERFILE" "${cache_from[@]}")
@@ -85,5 +90,9 @@ log "building $DOCKERFILE -> $REF (base $BASE)"
 "${build[@]}" -t "$REF" . >&2 || die "docker build failed"
 log "built $REF in $((SECONDS - t0)) s; saving it to $TAR"
 "$DOCKER" save -o "$TAR.tmp" "${saved[@]}" && mv "$TAR.tmp" "$TAR" || { rm -f "$TAR.tmp"; die "docker save failed"; }
-for old in "$FILE"-*.tar; do [ "$old" = "$TAR" ] || rm -f "$old"; done
+for old in "$FILE"-????????????.tar; do [ "$old" = "$TAR" ] || rm -f "$old"; done
+# Earlier builds of NAME leave the engine (their shared layers stay with the new one).
+for ref in "${cache_from[@]}"; do
+  case "$ref" in --cache-from) ;; *) "$DOCKER" rmi "$ref" >/dev/null 2>&1 || true ;; esac
+done
 echo "$REF"

@@ -12,6 +12,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { request } from 'node:http';
 import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -64,20 +65,35 @@ const lastLine = (s: string): string => s.trim().split('\n').pop()!.trim();
 const compose = (...args: string[]): Promise<string> =>
   must('docker-compose', ['-p', project, '-f', 'docker-compose.yml', '-f', 'test/compose/docker-compose.test.yml', ...args]);
 
-async function api<T>(path: string, init: RequestInit = {}): Promise<{ status: number; body: T }> {
-  const res = await fetch(`${apiUrl}${path}`, {
-    ...init,
-    headers: { authorization: `Bearer ${token}`, ...(init.headers ?? {}) },
-    signal: AbortSignal.timeout(15_000),
+/**
+ * One HTTP request to the published API. node:http, not fetch: Node 20's fetch never settles —
+ * and holds nothing that keeps the event loop alive — when the peer closes the connection at
+ * once, which docker-proxy does while the API inside the container is not listening yet.
+ */
+function http(path: string, opts: { token?: boolean } = {}): Promise<{ status: number; text: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request(`${apiUrl}${path}`, { headers: opts.token === false ? {} : { authorization: `Bearer ${token}` }, timeout: 15_000 }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => (text += d));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error(`GET ${path}: no answer within 15 s`)));
+    req.on('error', reject);
+    req.end();
   });
-  const text = await res.text();
+}
+
+async function api<T>(path: string): Promise<{ status: number; body: T }> {
+  const { status, text } = await http(path);
   let body: unknown = text;
   try {
     body = JSON.parse(text);
   } catch {
     /* text answer (logs) */
   }
-  return { status: res.status, body: body as T };
+  return { status, body: body as T };
 }
 
 interface HostView { id: string; alive: boolean }
@@ -145,9 +161,9 @@ test('compose: redis + api + 2 workers; a service placed, its logs, failover to 
     const port = lastLine(await compose('port', 'api', '3456'));
     assert.match(port, /^127\.0\.0\.1:\d+$/, `the API is published on the host's loopback only (${port})`);
     apiUrl = `http://${port}`;
-    await waitFor(async () => (await fetch(`${apiUrl}/healthz`)).ok, { what: 'the API to answer /healthz', timeoutMs: 120_000, intervalMs: 500 });
+    await waitFor(async () => (await http('/healthz', { token: false })).status === 200, { what: 'the API to answer /healthz', timeoutMs: 120_000, intervalMs: 500 });
 
-    const unauthenticated = await fetch(`${apiUrl}/status`);
+    const unauthenticated = await http('/status', { token: false });
     assert.equal(unauthenticated.status, 401, 'the API bound to 0.0.0.0 in its container requires the token');
 
     const ids = (await workerContainers()).map((id) => id.slice(0, 12));
@@ -205,6 +221,21 @@ test('compose: redis + api + 2 workers; a service placed, its logs, failover to 
     const ids = (await workerContainers()).map((id) => id.slice(0, 12));
     assert.ok(svc.host && ids.includes(svc.host), `placed on a replica (${svc.host} in ${ids.join(', ')})`);
     firstHost = svc.host;
+
+    // Inside the container QEMU is confined as on a bare host (docs/THREATS.md): a uid of its own,
+    // no groups, only dac_override/dac_read_search/fowner — as its bounding set too, which
+    // setpriv can cut only with SETPCAP (without it the bounding set silently stays the
+    // container's) — no-new-privs and its seccomp filter.
+    const status = await must(docker, ['exec', firstHost, 'sh', '-c',
+      'for p in /proc/[0-9]*; do grep -q "^qemu-system" "$p/comm" 2>/dev/null && cat "$p/status"; done; true']);
+    const field = (name: string): string | undefined => new RegExp(`^${name}:[ \\t]*(.*)$`, 'm').exec(status)?.[1]?.trim();
+    const uid = Number(field('Uid')?.split(/\s+/)[0]);
+    assert.ok(uid >= 0x70000000, `QEMU runs as a per-VM uid, not root (Uid: ${field('Uid')})`);
+    assert.equal(field('Groups'), '');
+    for (const set of ['CapPrm', 'CapEff', 'CapBnd', 'CapAmb']) assert.equal(field(set), '000000000000000e', `QEMU ${set}`);
+    assert.equal(field('NoNewPrivs'), '1');
+    assert.equal(field('Seccomp'), '2');
+
     await waitFor(async () => {
       const logs = await api<string>(`/services/${service}/logs`);
       return logs.status === 200 && String(logs.body).includes(marker);
