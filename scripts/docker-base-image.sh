@@ -18,10 +18,16 @@
 # Reference: local/node-bookworm-slim:<node version>-<hash>, where the hash covers this script,
 # the mirror, the Node.js/npm binaries and those certificates. Cached and idempotent:
 #   1. the engine already has that tag                    -> nothing to do (~0.1 s)
-#   2. $CACHE/node-bookworm-slim-<hash>.tar exists         -> docker import (~10 s)
-#   3. otherwise debootstrap into a temporary dir, tar it into the cache, import (~1 min)
+#   2. $CACHE/node-bookworm-slim-<hash>.tar exists         -> docker load (~5 s)
+#   3. otherwise debootstrap into a temporary dir, docker import, and docker save of the
+#      imported image into the cache (~1 min)
 # CACHE is $MONOCORE_DOCKER_CACHE or /var/cache/monocore/docker: outside any checkout, so a fresh
-# clone (CI) or another checkout's engine on the same machine reuses the root filesystem.
+# clone (CI) or another checkout's engine on the same machine reuses the base.
+# The cache holds the imported image (docker save), not its root filesystem: each `docker import`
+# of the same files makes an image with another id (its creation time is part of it), while the
+# images built on the base are cached under a hash of that id and reuse earlier builds' layers
+# only on the very same base (scripts/docker-build-cached.sh). Loaded, the base keeps its id in
+# every engine, so a fresh engine loads monocore's cached image instead of building it again.
 # Uses the engine from scripts/docker-engine.sh (started when none answers). Needs root.
 set -euo pipefail
 
@@ -74,6 +80,12 @@ TAR="$CACHE/node-bookworm-slim-$HASH.tar"
 
 if "$DOCKER" image inspect "$REF" >/dev/null 2>&1; then
   log "$REF present"
+  # The cache lost it (cleaned, another machine's): this engine's copy goes back, so that the
+  # next fresh engine loads this very image and the images cached on it stay valid.
+  if [ ! -f "$TAR" ]; then
+    mkdir -p "$CACHE"
+    "$DOCKER" save -o "$TAR.tmp.$$" "$REF" && mv "$TAR.tmp.$$" "$TAR" || { rm -f "$TAR.tmp.$$"; log "could not save $REF to $TAR (ignored)"; }
+  fi
   echo "$REF"
   exit 0
 fi
@@ -82,11 +94,17 @@ mkdir -p "$CACHE"
 exec 7>"$CACHE/.base.lock"
 flock -w 900 7 || die "timed out waiting for another build of the base ($CACHE/.base.lock)"
 
+changes=(--change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
+         --change "ENV NODE_VERSION=$NODE_VERSION")
+if compgen -G '/usr/local/share/ca-certificates/*.crt' >/dev/null; then
+  changes+=(--change 'ENV NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt')
+fi
+
 if [ ! -f "$TAR" ]; then
   t0=$SECONDS
   work="$(mktemp -d "$CACHE/.base.XXXXXX")"
   trap 'rm -rf "$work"' EXIT
-  rootfs="$work/rootfs"
+  rootfs="${work:?}/rootfs"
   log "debootstrap --variant=minbase $SUITE from $MIRROR (progress: $work/debootstrap.log)"
   debootstrap --variant=minbase --include=ca-certificates "$SUITE" "$rootfs" "$MIRROR" >"$work/debootstrap.log" 2>&1 \
     || { tail -n 30 "$work/debootstrap.log" >&2; die "debootstrap failed"; }
@@ -106,7 +124,7 @@ Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 EOF
   printf 'APT::Install-Recommends "false";\nAPT::Install-Suggests "false";\n' >"$rootfs/etc/apt/apt.conf.d/90monocore-no-recommends"
-  rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/log/* "$rootfs"/tmp/*
+  rm -rf "${rootfs:?}"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/log/* "$rootfs"/tmp/*
   # Node.js and npm where the official image has them.
   install -D -m 0755 "$NODE_BIN" "$rootfs/usr/local/bin/node"
   mkdir -p "$rootfs/usr/local/lib/node_modules"
@@ -120,23 +138,23 @@ EOF
   chroot "$rootfs" /usr/sbin/groupadd --gid 1000 node
   chroot "$rootfs" /usr/sbin/useradd --uid 1000 --gid node --shell /bin/bash --create-home node
   chroot "$rootfs" /usr/local/bin/node -e 'process.exit(0)' || die "node does not run inside the new root"
-  tar -C "$rootfs" --numeric-owner -cf "$work/rootfs.tar" .
-  mv "$work/rootfs.tar" "$TAR"
+  log "root filesystem ready ($((SECONDS - t0)) s); docker import -> $REF"
+  tar -C "$rootfs" --numeric-owner -c . \
+    | "$DOCKER" import "${changes[@]}" --change 'CMD ["node"]' - "$REF" >/dev/null \
+    || die "docker import failed"
+  "$DOCKER" save -o "$work/image.tar" "$REF" || die "docker save $REF failed"
+  mv "$work/image.tar" "$TAR"
   rm -rf "$work"
   trap - EXIT
-  log "root filesystem ready: $TAR ($(du -h "$TAR" | cut -f1), $((SECONDS - t0)) s)"
+  log "$REF saved to $TAR ($(du -h "$TAR" | cut -f1), $((SECONDS - t0)) s in all)"
+else
+  # Made by another engine (or by this one before its data was deleted).
+  t0=$SECONDS
+  "$DOCKER" load -q -i "$TAR" >&2 || die "docker load $TAR failed (delete it and run again to build the base anew)"
+  "$DOCKER" image inspect "$REF" >/dev/null 2>&1 || die "$TAR does not hold $REF (delete it and run again to build the base anew)"
+  log "$REF loaded from $TAR ($((SECONDS - t0)) s)"
 fi
 
-# Older bases of this script are dropped from the cache (each is ~200 MB).
+# Older bases of this script are dropped from the cache (each is ~240 MB).
 find "$CACHE" -maxdepth 1 -name 'node-bookworm-slim-*.tar' ! -name "$(basename "$TAR")" -mmin +60 -delete 2>/dev/null || true
-
-changes=(--change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
-         --change "ENV NODE_VERSION=$NODE_VERSION")
-if compgen -G '/usr/local/share/ca-certificates/*.crt' >/dev/null; then
-  changes+=(--change 'ENV NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt')
-fi
-log "docker import $TAR -> $REF"
-"$DOCKER" import "${changes[@]}" \
-  --change 'CMD ["node"]' \
-  "$TAR" "$REF" >/dev/null
 echo "$REF"
