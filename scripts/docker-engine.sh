@@ -25,7 +25,8 @@
 # CAP_SYS_RESOURCE, so a privileged container cannot start here).
 #
 # Prints `export DOCKER_HOST=unix://…` on the last line of stdout (progress on stderr);
-# `env` prints it without starting anything. `stop` only stops an engine this checkout started.
+# `env` prints it without starting anything. `stop` only stops an engine this checkout started
+# (and unmounts what it leaves in its data and exec roots).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -96,10 +97,17 @@ cmd_start() {
   rm -f "$SOCK" "$PIDFILE"
   log "starting dockerd (data $DATA, exec $run, log $LOG)"
   # setsid: its own session, so it outlives the test run that started it (like the test Redis).
-  setsid dockerd \
-    --host "unix://$SOCK" --pidfile "$PIDFILE" --data-root "$DATA" --exec-root "$run" \
-    --storage-driver overlay2 --bridge none --iptables=false --ip-forward=false --ip-masq=false \
-    --log-level warn >>"$LOG" 2>&1 </dev/null 8>&- 9>&- &
+  # No descriptor but /dev/null and its log: it and its containerd run on after the test run, and
+  # a pipe they inherited (the test runner's, a CI harness's, this script's caller's) would stay
+  # open as long as they run, and whoever reads it would wait for its end.
+  (
+    me=$BASHPID
+    for fd in $(ls "/proc/$me/fd"); do [ "$fd" -gt 2 ] && eval "exec $fd>&-"; done
+    exec setsid dockerd \
+      --host "unix://$SOCK" --pidfile "$PIDFILE" --data-root "$DATA" --exec-root "$run" \
+      --storage-driver overlay2 --bridge none --iptables=false --ip-forward=false --ip-masq=false \
+      --log-level warn
+  ) >>"$LOG" 2>&1 </dev/null &
   for i in $(seq 1 300); do
     answers "unix://$SOCK" && break
     if [ "$i" -gt 5 ] && ! pid_alive "$(pidfile_pid)" && ! pid_alive "$!"; then break; fi
@@ -114,14 +122,25 @@ cmd_start() {
 }
 
 cmd_stop() {
-  local pid i
+  local pid i m
   pid="$(pidfile_pid)"
-  if ! pid_alive "$pid"; then log "no engine of this checkout runs"; return 0; fi
-  kill "$pid"
-  # dockerd stops its containers (their own stop timeouts) and its containerd first.
-  for i in $(seq 1 600); do pid_alive "$pid" || break; sleep 0.1; done
-  pid_alive "$pid" && die "dockerd (pid $pid) did not stop within 60 s"
-  log "dockerd (pid $pid) stopped"
+  if pid_alive "$pid"; then
+    kill "$pid"
+    # dockerd stops its containers (their own stop timeouts) and its containerd first.
+    for i in $(seq 1 600); do pid_alive "$pid" || break; sleep 0.1; done
+    pid_alive "$pid" && die "dockerd (pid $pid) did not stop within 60 s"
+    log "dockerd (pid $pid) stopped"
+  else
+    log "no engine of this checkout runs"
+  fi
+  # What a stopped dockerd leaves mounted (its netns/default; the data-root after a crash): a
+  # checkout with a mount inside cannot be deleted. Deepest first; never under an engine that runs.
+  if [ -S "$SOCK" ] && answers "unix://$SOCK"; then
+    log "an engine without our pidfile answers on $SOCK: its mounts are left alone"; return 0
+  fi
+  while read -r m; do
+    umount "$m" 2>/dev/null && log "unmounted $m" || log "could not unmount $m"
+  done < <(awk -v s="$STATE/" -v r="$(exec_root)/" 'index($5, s) == 1 || index($5, r) == 1 { print $5 }' /proc/self/mountinfo | sort -r)
 }
 
 cmd_status() {

@@ -27,7 +27,8 @@
 #     from the checkout path (16380.. / 15001..), says so, and remembers it. With an
 #     explicitly forced port it fails instead;
 #   - by anything else -> loud failure naming the port and the process.
-# `stop` only ever stops the services this checkout started (pidfiles).
+# `stop` only ever stops the services this checkout started (pidfiles), and with them the Docker
+# engine test/compose/compose.test.ts started for this checkout (scripts/docker-engine.sh), if any.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -293,6 +294,9 @@ cmd_stop() {
   flock -w 600 9 || die "timed out waiting for the lock $STATE/.lock"
   stop_registry
   stop_redis
+  # The Docker engine the compose test started for this checkout, if it did (never another's or
+  # the system's: scripts/docker-engine.sh stops only the one its pidfile names).
+  bash "$ROOT/scripts/docker-engine.sh" stop
   # Tests then fail with "run: bash scripts/test-services.sh start", not a refused connection.
   rm -f "$STATE/env.sh"
 }
