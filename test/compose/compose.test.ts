@@ -121,11 +121,49 @@ const timed = async <T>(what: string, f: () => Promise<T>): Promise<T> => {
 
 let volumes: string[] = [];
 
+/**
+ * Projects of earlier runs of this test whose process is gone (killed by a file timeout before
+ * its after() could run `down -v`): removed, or their workers' VMs would run on for good.
+ * Plain docker, since compose needs the settings of the run that started them.
+ */
+async function removeStaleProjects(): Promise<void> {
+  const labels = await must(docker, ['ps', '-a', '--filter', 'label=com.docker.compose.project', '--format', '{{.Label "com.docker.compose.project"}}']);
+  const stale = [...new Set(labels.split('\n').map((l) => l.trim()))].filter((name) => {
+    const pid = /^mccompose(\d+)$/.exec(name)?.[1];
+    if (!pid || Number(pid) === process.pid) return false;
+    try {
+      process.kill(Number(pid), 0);
+      return false; // that run is still going
+    } catch (e) {
+      return (e as NodeJS.ErrnoException).code === 'ESRCH';
+    }
+  });
+  for (const name of stale) {
+    process.stderr.write(`compose test: removing project ${name} left by a run that did not finish\n`);
+    const label = `label=com.docker.compose.project=${name}`;
+    const ids = (what: string[]): Promise<string[]> => must(docker, what).then((o) => o.split('\n').map((x) => x.trim()).filter(Boolean));
+    const containers = await ids(['ps', '-aq', '--filter', label]);
+    if (containers.length) await must(docker, ['rm', '-f', '-v', ...containers]); // -v: their anonymous volumes too
+    const networks = await ids(['network', 'ls', '-q', '--filter', label]);
+    if (networks.length) await must(docker, ['network', 'rm', ...networks]);
+    const vols = await ids(['volume', 'ls', '-q', '--filter', label]);
+    if (vols.length) await must(docker, ['volume', 'rm', ...vols]);
+  }
+}
+
+// Cold (no engine data, no cached image tars: a fresh CI machine) about 6 minutes on two busy
+// cores, nearly all of it monocore's image (docs/DEPLOY.md "The compose test"); with the images
+// present, a few seconds. The file as a whole is bounded by scripts/test.sh's --test-timeout.
 before(async () => {
+  // No engine, or no docker.io to start one: scripts/docker-engine.sh runs scripts/install-deps.sh,
+  // then fails naming what is missing (and so does this test: nothing here is skipped).
   const engine = lastLine(await must('bash', ['scripts/docker-engine.sh', 'start']));
   const m = /^export DOCKER_HOST=(\S+)$/.exec(engine);
   assert.ok(m, `scripts/docker-engine.sh start printed no DOCKER_HOST: ${engine}`);
   dockerEnv.DOCKER_HOST = m[1];
+  const composeVersion = await run('docker-compose', ['version', '--short']).catch((e: Error) => ({ code: -1, stdout: '', stderr: e.message }));
+  assert.equal(composeVersion.code, 0, `docker-compose does not run (scripts/install-deps.sh installs Debian's docker-compose): ${composeVersion.stderr.trim()}`);
+  await removeStaleProjects();
   const base = await timed('base image', async () => lastLine(await must('bash', ['scripts/docker-base-image.sh'], { echo: true })));
   const image = await timed('monocore image', async () =>
     lastLine(await must('bash', ['scripts/docker-build-cached.sh', 'monocore', 'Dockerfile', base, '--stage', 'build',
@@ -142,7 +180,7 @@ before(async () => {
     MONOCORE_TEST_REGISTRY_DIR: join(env.stateDir, 'registry'),
     MONOCORE_LOG_LEVEL: 'info',
   });
-}, { timeout: 40 * 60_000 });
+}, { timeout: 14 * 60_000 });
 
 after(async () => {
   // After a failure: what the workers said, then nothing left behind.
@@ -155,7 +193,7 @@ after(async () => {
   process.stderr.write(`compose test timings: ${timings.join('; ')}\n`);
 });
 
-test('compose: redis + api + 2 workers; a service placed, its logs, failover to the other replica, down -v leaves nothing', { timeout: 20 * 60_000 }, async (t) => {
+test('compose: redis + api + 2 workers; a service placed, its logs, failover to the other replica, down -v leaves nothing', { timeout: 10 * 60_000 }, async (t) => {
   await t.test('up --scale worker=2: every process healthy, each replica a host of its own', async () => {
     await timed('compose up', () => compose('up', '-d', '--no-build', '--scale', 'worker=2'));
     const port = lastLine(await compose('port', 'api', '3456'));
