@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command (README: `npm test`; .ci/run calls it too).
 # Builds, starts the real services the tests talk to (Redis, an OCI registry on
-# loopback, test images, the guest kernel — scripts/test-services.sh), then runs every
+# loopback, test images, the guest kernel — scripts/test-services.sh; the Docker engine and
+# images of the compose test — scripts/compose-images.sh), then runs every
 # compiled *.test.js with Node's own test runner, whose closing summary CI reads.
 #
 #   npm test                                   # everything
@@ -16,6 +17,11 @@ npx tsc -b
 bash scripts/test-services.sh start
 # shellcheck disable=SC1091
 source .monocore-test/env.sh
+# The compose test's engine and images are prepared here, not in the test: building them
+# reaches package mirrors (as installing does); tests talk only to this machine.
+bash scripts/compose-images.sh
+# shellcheck disable=SC1091
+source .monocore-test/compose-images.env
 
 # dist/<path>.test.js -> its source .ts (packages: <pkg>/dist -> <pkg>/src; root tests: dist/test -> test)
 source_of() {
