@@ -16,10 +16,10 @@ const issuePaths = (r: { success: boolean; error?: { issues: Array<{ path: Prope
 
 test('create: defaults are applied, unknown keys and bad values are named', () => {
   const ok = CreateSandboxRequestSchema.parse({ image: 'busybox:1' });
-  assert.deepEqual(ok, { image: 'busybox:1', cpus: 1, ram: 512, timeout_s: 3600, network: 'none' });
-  const bad = CreateSandboxRequestSchema.safeParse({ image: 'x', ram: 'lots', workdir: 'rel', colour: 1, env: { 'A=B': 'x' } });
+  assert.deepEqual(ok, { image: 'busybox:1', cpus: 1, ram: 512, disk: 4096, timeout_s: 3600, network: 'none' });
+  const bad = CreateSandboxRequestSchema.safeParse({ image: 'x', ram: 'lots', disk: 10, workdir: 'rel', colour: 1, env: { 'A=B': 'x' } });
   assert.equal(bad.success, false);
-  assert.deepEqual(issuePaths(bad).sort(), ['', 'env.A=B', 'ram', 'workdir'].sort());
+  assert.deepEqual(issuePaths(bad).sort(), ['', 'disk', 'env.A=B', 'ram', 'workdir'].sort());
 });
 
 test('create: network is a mode or the monocore.toml form { outbound, allow } (entries are the engine\'s to check)', () => {
@@ -32,7 +32,7 @@ test('create: network is a mode or the monocore.toml form { outbound, allow } (e
   assert.deepEqual(issuePaths(CreateSandboxRequestSchema.safeParse({ image: 'x', network: { outbound: true, alow: [] } })), ['network']);
   assert.equal(CreateSandboxRequestSchema.safeParse({ image: 'x', network: { allow } }).success, false, 'outbound is required');
   const sandbox = SandboxSchema.parse({
-    id: 'sb-0123456789ab', status: 'running', host: 'h', image: 'x', cpus: 1, ram: 512, env: {}, network: 'outbound', network_allow: allow,
+    id: 'sb-0123456789ab', status: 'running', host: 'h', image: 'x', cpus: 1, ram: 512, disk: 4096, env: {}, network: 'outbound', network_allow: allow,
     timeout_s: 60, idle_timeout_s: null, created_at: 't', expires_at: 't', last_activity_at: 't',
   });
   assert.deepEqual(sandbox.network_allow, allow);
