@@ -273,7 +273,7 @@ static void find_blockdev(const char *serial, char *buf, size_t len) {
     if (d) {
       struct dirent *e;
       while ((e = readdir(d))) {
-        if (strncmp(e->d_name, "vd", 2) != 0) continue;
+        if (strncmp(e->d_name, "vd", 2) != 0 || strlen(e->d_name) > 16) continue; /* vda..vdzz */
         char p[512], got[64] = {0};
         snprintf(p, sizeof p, "/sys/block/%s/serial", e->d_name);
         int fd = open(p, O_RDONLY | O_CLOEXEC);
