@@ -8,6 +8,7 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { truncateSync, writeFileSync } from 'node:fs';
+import { open, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createServer, type Server, type Socket } from 'node:net';
 import { AgentSession, AGENT_LANE_FILE_BYTES, guestInitCompileArgs, guestInitSourcePath, type AgentSessionOptions } from '@monocore/engine';
@@ -28,8 +29,9 @@ export interface HostAgent {
   proc: ChildProcess;
   server: Server;
   socketPath: string;
-  /** The bulk lane file both ends use, when started with `lane: true`. */
+  /** The bulk lane file both ends use, when started with `lane: true`, and the host's handle on it. */
   lanePath?: string;
+  laneFile?: FileHandle;
   /** Agent stderr (its log), for assertions and failure messages. */
   log(): string;
   /** The next connection the agent makes (it reconnects after the host hangs up). */
@@ -57,12 +59,14 @@ export async function startHostAgent(opts: { env?: string[]; workdir?: string; u
   if (opts.workdir) args.push('--workdir', opts.workdir);
   if (opts.user) args.push('--user', opts.user);
   let lanePath: string | undefined;
+  let laneFile: FileHandle | undefined;
   if (opts.lane) {
     // A plain file stands in for the VM's lane disk (the agent opens it without O_DIRECT when it must).
     lanePath = join(dir, 'lane.img');
     writeFileSync(lanePath, '');
     truncateSync(lanePath, AGENT_LANE_FILE_BYTES);
     args.push('--lane', lanePath);
+    laneFile = await open(lanePath, 'r+');
   }
   const proc = spawn(hostAgentBinary(), args, { stdio: ['ignore', 'ignore', 'pipe'] });
   let log = '';
@@ -84,16 +88,17 @@ export async function startHostAgent(opts: { env?: string[]; workdir?: string; u
     proc,
     server,
     socketPath,
-    ...(lanePath ? { lanePath } : {}),
+    ...(lanePath ? { lanePath, laneFile } : {}),
     log: () => log,
     nextConnection,
-    session: async (o) => AgentSession.open(await nextConnection(), { label: 'host-agent', ...(lanePath ? { lanePath } : {}), ...o }),
+    session: async (o) => AgentSession.open(await nextConnection(), { label: 'host-agent', ...(laneFile ? { lane: laneFile } : {}), ...o }),
     stop: async () => {
       if (proc.exitCode === null && proc.signalCode === null) {
         proc.kill('SIGKILL');
         await once(proc, 'exit');
       }
       server.close();
+      await laneFile?.close();
     },
   };
 }

@@ -12,6 +12,7 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { createServer, connect, type Socket } from 'node:net';
 import { truncateSync, writeFileSync } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   AGENT_LANE_FILE_BYTES, AGENT_LANE_SLOT_BYTES, AGENT_MAX_PAYLOAD, AgentFrameType as T, AgentSession, encodeAgentFrame, encodeAgentRecords, isMonocoreError,
@@ -320,10 +321,11 @@ test('bulk lane: a guest naming slots it was not lent, or too many bytes, breaks
   const lanePath = join(tempDir('hostile-lane'), 'lane.img');
   writeFileSync(lanePath, '');
   truncateSync(lanePath, AGENT_LANE_FILE_BYTES);
-  const laneSession = async (lane: string): Promise<{ g: FakeGuest; s: AgentSession }> => {
+  const lane = await open(lanePath, 'r+');
+  const laneSession = async (geometry: string): Promise<{ g: FakeGuest; s: AgentSession }> => {
     const { guest, host } = await socketPair();
     const g = new FakeGuest(guest);
-    const [s] = await Promise.all([AgentSession.open(host, { label: 'fake', lanePath }), g.handshake([['lane', lane]])]);
+    const [s] = await Promise.all([AgentSession.open(host, { label: 'fake', lane }), g.handshake([['lane', geometry]])]);
     return { g, s };
   };
   // A guest claiming 64 slots gets the 16 the host's file holds.
@@ -368,8 +370,9 @@ test('bulk lane: a guest naming slots it was not lent, or too many bytes, breaks
   {
     const { guest, host } = await socketPair();
     const g = new FakeGuest(guest);
-    const [r] = await Promise.allSettled([AgentSession.open(host, { label: 'fake', lanePath }), g.handshake([['lane', 'lots']])]);
+    const [r] = await Promise.allSettled([AgentSession.open(host, { label: 'fake', lane }), g.handshake([['lane', 'lots']])]);
     assert.ok(r.status === 'rejected' && isMonocoreError(r.reason, 'MC_AGENT_PROTOCOL_ERROR') && /lane=/.test(r.reason.message));
     g.sock.destroy();
   }
+  await lane.close();
 });

@@ -411,7 +411,7 @@ describe('guest agent bulk lane (files through shared slots, agent as a host pro
 
   test('an agent started without a lane moves files through the port with the same results', async () => {
     const plain = await startHostAgent();
-    const p = await plain.session({ lanePath: host.lanePath! }); // the host has one, the agent does not
+    const p = await plain.session({ lane: host.laneFile! }); // the host has one, the agent does not
     try {
       assert.equal(p.info.lane, undefined);
       assert.equal(p.laneSlotsFree, undefined);

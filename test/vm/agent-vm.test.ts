@@ -8,8 +8,10 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
+import { readdirSync, readFileSync, readlinkSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { isMonocoreError, type GuestAgent, type QemuVmHandle } from '@monocore/engine';
-import { backend, spec } from './vm-fixtures.js';
+import { backend, spec, tempDir } from './vm-fixtures.js';
 
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 
@@ -119,6 +121,34 @@ describe('guest agent in a sandbox VM (TCG)', () => {
     }
     assert.equal((a as { laneSlotsFree?: number }).laneSlotsFree, 16, 'every lane slot came back');
     await assert.rejects(a.readFile('/nope'), (e) => isMonocoreError(e, 'MC_AGENT_FILE_NOT_FOUND'));
+  });
+
+  test('the lane file is never reopened by path: swapped for a symlink before the handshake (its directory is QEMU\'s uid\'s), it reaches no host file', async () => {
+    const vm2 = await backend().start(spec('agent-lane-swap', { sandbox: true, command: '', args: [], env: ['PATH=/bin'], ramMib: 256 }));
+    try {
+      // Find the lane file through QEMU's open fds, as a QEMU taken over by its guest could, and
+      // point its name at a host file big enough to pass for a lane.
+      const fds = readdirSync(`/proc/${vm2.pid}/fd`).map((fd) => { try { return readlinkSync(`/proc/${vm2.pid}/fd/${fd}`); } catch { return ''; } });
+      const lanePath = fds.find((l) => l.endsWith('/lane.img'));
+      assert.ok(lanePath, `QEMU holds the lane file (${fds.join(', ')})`);
+      const canary = join(tempDir('lane-canary'), 'host-file');
+      const original = Buffer.alloc(16 * 1024 * 1024, 0x5a);
+      writeFileSync(canary, original);
+      renameSync(lanePath, `${lanePath}.moved`);
+      symlinkSync(canary, lanePath);
+      await vm2.started;
+      const a2 = await vm2.agent();
+      assert.deepEqual(a2.info.lane, { slots: 16, slotBytes: 1024 * 1024 });
+      const data = randomBytes(3 * 1024 * 1024 + 5);
+      await a2.writeFile('/srv/after-swap', data);
+      const f = await a2.readFile('/srv/after-swap');
+      const parts: Buffer[] = [];
+      for await (const c of f.body) parts.push(c as Buffer);
+      assert.equal(sha(Buffer.concat(parts)), sha(data), 'transfers go through the file the worker opened before QEMU ran');
+      assert.equal(sha(readFileSync(canary)), sha(original), 'the symlink target was never written');
+    } finally {
+      await vm2.kill();
+    }
   });
 
   test('a pty in the guest', async () => {

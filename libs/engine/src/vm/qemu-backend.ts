@@ -254,7 +254,7 @@ export class QemuBackend implements HypervisorBackend {
         spec, child, t0, consoleLog, runtimeDir: serial.runtimeDir, guestSpec: encodeGuestSpec(guest),
         console: serial.console.conn, consoleLimitBytes: this.opts.consoleLimitBytes ?? 1 << 20,
         ctl: serial.ports.control.conn, out: serial.ports.stdout.conn, err: serial.ports.stderr.conn, agent: serial.ports.agent.conn,
-        agentLane: lane?.path,
+        agentLane: lane?.host,
         bootTimeoutMs: spec.bootTimeoutMs ?? this.opts.bootTimeoutMs ?? 60_000,
         cleanup,
         home: this.home,

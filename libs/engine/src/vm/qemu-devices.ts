@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { existsSync, readFileSync, statSync } from 'node:fs';
-import { chown, mkdtemp, open, rename, rm, truncate, writeFile } from 'node:fs/promises';
+import { chown, mkdtemp, open, rename, rm, truncate, writeFile, type FileHandle } from 'node:fs/promises';
 import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -224,12 +224,17 @@ export async function attachSerialPorts(cleanup: CleanupStack, uid?: number): Pr
  * runtime dir (removed with it), seen by the guest as a virtio-blk disk with serial
  * `monocore-lane`. File data moves through it instead of the agent's serial port.
  */
-export async function attachAgentLane(runtimeDir: string, inherit: InheritFd, cleanup: CleanupStack): Promise<QemuFile> {
+export async function attachAgentLane(runtimeDir: string, inherit: InheritFd, cleanup: CleanupStack): Promise<QemuFile & { host: FileHandle }> {
   const path = join(runtimeDir, 'lane.img');
-  await writeFile(path, '', { mode: 0o600 });
+  await writeFile(path, '', { mode: 0o600, flag: 'wx' });
   await truncate(path, LANE_FILE_BYTES);
+  // The host's own handle is opened now, before QEMU runs: the runtime dir belongs to QEMU's uid,
+  // so a QEMU a guest took over could swap `lane.img` for a symlink to any host file by the time
+  // the agent answers. The worker never opens the path again.
+  const host = await open(path, 'r+');
+  cleanup.push(() => host.close());
   // Passed as fds like the other disks: QEMU (no capability) cannot open our 0600 file by path.
-  return inheritFile(path, ['r', 'r+'], inherit, cleanup);
+  return { ...(await inheritFile(path, ['r', 'r+'], inherit, cleanup)), host };
 }
 
 type GroupNetwork = Extract<VmNetwork, { mode: 'group' }>;

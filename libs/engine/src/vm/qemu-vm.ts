@@ -1,5 +1,6 @@
 import type { ChildProcess } from 'node:child_process';
 import { closeSync, openSync, writeSync } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
 import type { Socket } from 'node:net';
 import { MonocoreError } from '../errors/index.js';
 import type { MonocoreHome } from '../home/index.js';
@@ -94,8 +95,8 @@ export interface QemuVmInit {
   err: Promise<Socket>;
   /** The guest agent's port (docs/AGENT.md). */
   agent: Promise<Socket>;
-  /** The host's end of the agent's bulk lane, when the VM has one. */
-  agentLane?: string;
+  /** The host's handle on the agent's bulk lane (opened before QEMU ran; closed by `cleanup`), when the VM has one. */
+  agentLane?: FileHandle;
   bootTimeoutMs: number;
   /** Everything the start allocated; run once QEMU is gone and the ports are drained. */
   cleanup: CleanupStack;
@@ -306,7 +307,7 @@ export class QemuVm implements QemuVmHandle {
       await this.started; // rejects with the VM's start failure
       const sock = await Promise.race([this.s.agent, gone]);
       if (!sock) throw ended();
-      const session = await AgentSession.open(sock, { label: this.id, handshakeTimeoutMs: 30_000, ...(this.s.agentLane ? { lanePath: this.s.agentLane } : {}) });
+      const session = await AgentSession.open(sock, { label: this.id, handshakeTimeoutMs: 30_000, ...(this.s.agentLane ? { lane: this.s.agentLane } : {}) });
       void session.closed.then((err) => (this.agentEnded = err));
       return session;
     } catch (err) {

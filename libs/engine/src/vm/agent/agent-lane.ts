@@ -1,4 +1,4 @@
-import { open, type FileHandle } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
 
 /**
  * The bulk lane (docs/AGENT.md "Bulk lane"): a small disk shared with the guest
@@ -39,20 +39,16 @@ export class LanePool {
   }
 
   /**
-   * Opens the host side of a lane the guest reported as `slots` slots of
-   * `slotBytes`: undefined when the geometry does not match the file (then the
-   * session moves files through the port).
+   * The host side of a lane the guest reported as `slots` slots of `slotBytes`, over the host's
+   * handle on the lane file (not closed here: the VM owns it, and a new session reuses it):
+   * undefined when the geometry does not match the file (then the session moves files through
+   * the port).
    */
-  static async open(path: string, slots: number, slotBytes: number): Promise<LanePool | undefined> {
+  static async open(file: FileHandle, slots: number, slotBytes: number): Promise<LanePool | undefined> {
     if (slotBytes !== LANE_SLOT_BYTES || slots < 1) return undefined;
-    const file = await open(path, 'r+');
     const { size } = await file.stat();
     const usable = Math.min(slots, LANE_MAX_SLOTS, Math.floor(size / LANE_SLOT_BYTES));
-    if (usable < 1) {
-      await file.close();
-      return undefined;
-    }
-    return new LanePool(file, usable);
+    return usable < 1 ? undefined : new LanePool(file, usable);
   }
 
   get freeSlots(): number {
@@ -98,12 +94,11 @@ export class LanePool {
     return buf;
   }
 
-  /** The session ended: waiters fail, the file is closed. */
+  /** The session ended: waiters fail (the file stays open: it is the VM's). */
   close(err: Error): void {
     if (this.failed) return;
     this.failed = err;
     for (const w of this.waiters.splice(0)) w.reject(err);
-    void this.file.close().catch(() => {});
   }
 }
 

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import type { FileHandle } from 'node:fs/promises';
 import type { Socket } from 'node:net';
 import { constants as osConstants } from 'node:os';
 import { performance } from 'node:perf_hooks';
@@ -33,8 +34,12 @@ export interface AgentSessionOptions {
   windowBytes?: number;
   /** Data writers wait for the socket to drain above this (default 1 MiB). */
   writeHighWaterBytes?: number;
-  /** The host's end of the VM's bulk lane (agent-lane.ts): file data moves through it when the agent has it too. */
-  lanePath?: string;
+  /**
+   * The host's end of the VM's bulk lane (agent-lane.ts), opened by whoever made the file (never
+   * reopened by path: the VM's uid owns the directory); file data moves through it when the agent
+   * has a lane too. The session does not close it.
+   */
+  lane?: FileHandle;
   logger?: Logger;
 }
 
@@ -113,9 +118,9 @@ async function* chunksOf(data: FileSource): AsyncGenerator<Buffer> {
 
 /** The session's bulk lane, when both the host and the agent have one (else files move through the port). */
 async function openLane(opts: AgentSessionOptions, info: AgentInfo): Promise<LanePool | undefined> {
-  if (!opts.lanePath || !info.lane) return undefined;
+  if (!opts.lane || !info.lane) return undefined;
   try {
-    return await LanePool.open(opts.lanePath, info.lane.slots, info.lane.slotBytes);
+    return await LanePool.open(opts.lane, info.lane.slots, info.lane.slotBytes);
   } catch (err) {
     opts.logger?.warn({ vm: opts.label, err: (err as Error).message }, 'cannot open the bulk lane; files move through the agent port');
     return undefined;
