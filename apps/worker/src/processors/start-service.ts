@@ -136,7 +136,10 @@ export function createStartProcessor(ctx: WorkerContext) {
       void settle();
       return { service: name, action: 'started', pid: handle.pid };
     } catch (err) {
-      if (isMonocoreError(err, 'MC_STATE_FENCED')) {
+      // Fenced, or marked lost while it booted (this host's heartbeat lapsed, e.g. Redis was down,
+      // and a reaper rescheduled it): the copy here must not run, and the service is not failed.
+      const reaped = isMonocoreError(err, 'MC_STATE_INVALID_TRANSITION') && err.details.from === 'lost';
+      if (isMonocoreError(err, 'MC_STATE_FENCED') || reaped) {
         await ctx.supervisor.kill(name);
         return { service: name, action: 'moved' };
       }
