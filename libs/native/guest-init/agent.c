@@ -18,7 +18,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <dirent.h>
 #include <linux/fs.h>
 #include <linux/random.h>
 #include <poll.h>
@@ -765,37 +764,12 @@ static void pump_in(struct chan *c) {
 
 /* ---- the bulk lane ------------------------------------------------------------------ */
 
-/* The lane device in a VM: the virtio-blk disk whose serial is LANE_SERIAL (its name, vdX,
- * depends on probe order). Returns a path in /dev or NULL. */
-static const char *find_lane_device(void) {
-  static char dev[64];
-  DIR *d = opendir("/sys/block");
-  if (!d) return NULL;
-  struct dirent *e;
-  const char *found = NULL;
-  while (!found && (e = readdir(d))) {
-    if (strncmp(e->d_name, "vd", 2) != 0 || strlen(e->d_name) > 16) continue;
-    char p[128], serial[64] = "";
-    snprintf(p, sizeof p, "/sys/block/%s/serial", e->d_name);
-    int fd = open(p, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) continue;
-    ssize_t n = read(fd, serial, sizeof serial - 1);
-    close(fd);
-    serial[n > 0 ? n : 0] = 0;
-    serial[strcspn(serial, "\n")] = 0;
-    if (!strcmp(serial, LANE_SERIAL)) {
-      snprintf(dev, sizeof dev, "/dev/%s", e->d_name);
-      found = dev;
-    }
-  }
-  closedir(d);
-  return found;
-}
-
 /* Opens the lane, O_DIRECT so that no guest page cache ever holds a stale copy of a slot the
  * host rewrote (a file on tmpfs in host tests cannot do O_DIRECT and needs no such care). */
 static void lane_open(void) {
-  const char *path = cfg->lane_path ? cfg->lane_path : find_lane_device();
+  /* In a VM the lane is the disk whose serial is LANE_SERIAL (names follow probe order). */
+  char dev[64];
+  const char *path = cfg->lane_path ? cfg->lane_path : gc_blockdev_by_serial(LANE_SERIAL, dev, sizeof dev) == 0 ? dev : NULL;
   if (!path) return;
   int fd = open(path, O_RDWR | O_DIRECT | O_CLOEXEC);
   if (fd < 0 && errno == EINVAL) fd = open(path, O_RDWR | O_CLOEXEC);

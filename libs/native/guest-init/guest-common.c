@@ -216,6 +216,30 @@ int gc_exec_path(char *const *argv, char *const *env, int env_n) {
   return saw_eacces ? EACCES : last;
 }
 
+int gc_blockdev_by_serial(const char *serial, char *buf, size_t len) {
+  DIR *d = opendir("/sys/block");
+  if (!d) return -1;
+  struct dirent *e;
+  int found = -1;
+  while (found < 0 && (e = readdir(d))) {
+    if (strncmp(e->d_name, "vd", 2) != 0 || strlen(e->d_name) > 16) continue; /* vda..vdzz */
+    char p[512], got[64] = {0};
+    snprintf(p, sizeof p, "/sys/block/%s/serial", e->d_name);
+    int fd = open(p, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) continue;
+    ssize_t n = read(fd, got, sizeof got - 1);
+    close(fd);
+    if (n <= 0) continue;
+    got[strcspn(got, "\n")] = 0;
+    if (strcmp(got, serial) == 0) {
+      snprintf(buf, len, "/dev/%s", e->d_name);
+      found = 0;
+    }
+  }
+  closedir(d);
+  return found;
+}
+
 int gc_open_port(const char *name, int flags) {
   for (int attempt = 0; attempt < 500; attempt++) {
     DIR *d = opendir("/sys/class/virtio-ports");

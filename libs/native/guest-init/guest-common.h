@@ -53,6 +53,9 @@ int gc_exec_path(char *const *argv, char *const *env, int env_n);
 
 /* Opens /dev/vportNpM whose virtio name is `name`; waits up to ~5 s. -1 if absent. */
 int gc_open_port(const char *name, int flags);
+/* One look through /sys/block for the virtio-blk disk whose serial is `serial` (set by the host:
+ * -device virtio-blk-device,serial=…); its /dev/vdX into buf. 0 when found, -1 otherwise. */
+int gc_blockdev_by_serial(const char *serial, char *buf, size_t len);
 
 /* Writes <prefix>/etc/hosts (localhost, 127.0.1.1 hostname, then the extra lines),
  * <prefix>/etc/hostname and, when dns_n > 0, <prefix>/etc/resolv.conf. */

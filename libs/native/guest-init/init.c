@@ -269,27 +269,9 @@ static void read_spec(void) {
  * vdX letters follow probe order, which the host does not promise (docs/VM.md "Devices"). */
 static void find_blockdev(const char *serial, char *buf, size_t len) {
   for (int attempt = 0; attempt < 1000; attempt++) {
-    DIR *d = opendir("/sys/block");
-    if (d) {
-      struct dirent *e;
-      while ((e = readdir(d))) {
-        if (strncmp(e->d_name, "vd", 2) != 0 || strlen(e->d_name) > 16) continue; /* vda..vdzz */
-        char p[512], got[64] = {0};
-        snprintf(p, sizeof p, "/sys/block/%s/serial", e->d_name);
-        int fd = open(p, O_RDONLY | O_CLOEXEC);
-        if (fd < 0) continue;
-        ssize_t n = read(fd, got, sizeof got - 1);
-        close(fd);
-        if (n <= 0) continue;
-        got[strcspn(got, "\n")] = 0;
-        if (strcmp(got, serial) == 0) {
-          closedir(d);
-          snprintf(buf, len, "/dev/%s", e->d_name);
-          wait_for_path(buf, 5000); /* devtmpfs may add the node a moment after sysfs */
-          return;
-        }
-      }
-      closedir(d);
+    if (gc_blockdev_by_serial(serial, buf, len) == 0) {
+      wait_for_path(buf, 5000); /* devtmpfs may add the node a moment after sysfs */
+      return;
     }
     usleep(5000);
   }
