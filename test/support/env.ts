@@ -123,6 +123,7 @@ export const TEST_REDIS_DBS = {
   'sandbox/sandbox-e2e': 22,
   'sandbox/sandbox-multihost': 23,
   'orchestration/queue-adopter': 30,
+  'orchestration/host-reaper': 31,
 } as const;
 
 /** The test Redis URL (redis://127.0.0.1:16379). */

@@ -48,6 +48,8 @@ export class HostReaper {
   readonly hosts: HostRegistry;
   readonly sandboxes: SandboxStore;
   readonly #missingSince = new Map<string, number>();
+  /** `name@epoch` of lost services → when this reaper first saw them lost (see #stranded). */
+  readonly #lostSince = new Map<string, number>();
   readonly #flows: FlowProducer;
 
   constructor(readonly options: ReaperOptions) {
@@ -96,11 +98,8 @@ export class HostReaper {
       this.#missingSince.set(h.id, since);
       if (now - since >= this.options.graceMs) dead.push(h.id);
     }
-    // Lost services whose host was already unregistered, still waiting for capacity.
     const records = await this.state.listSummary();
-    const stranded = records.filter(
-      (r) => r.status === 'lost' && r.desired === 'running' && (!r.host || !all.some((h) => h.id === r.host)),
-    );
+    const stranded = this.#stranded(records, all, now);
     if (dead.length === 0 && stranded.length === 0) return result;
     const release = await this.hosts.lock('reap', 30_000);
     if (!release) return result;
@@ -118,7 +117,7 @@ export class HostReaper {
             if (ok === null) continue;
             result.lost.push(r.name);
           }
-          toPlace.push({ ...r, status: 'lost' });
+          if (!toPlace.some((t) => t.name === r.name)) toPlace.push({ ...r, status: 'lost' });
         }
         // A stop in flight there: no VM is left, so the service is stopped.
         for (const r of records) {
@@ -150,6 +149,30 @@ export class HostReaper {
       await release();
     }
     return result;
+  }
+
+  /**
+   * Lost services nobody is moving: their host was already unregistered (they waited for
+   * capacity), or they have stayed `lost` at one epoch for a whole grace period. `lost` is
+   * only ever set by a reaper that reschedules right after; when that round ended early
+   * (no capacity, Redis gone mid-way, the reaper's worker killed) and the host then came back
+   * under the same id, no later round would touch them (chaos soak seed 339019956: two
+   * services `lost` on a live host for minutes, with no job anywhere).
+   */
+  #stranded(records: readonly ServiceRecord[], hosts: ReadonlyArray<{ id: string }>, now: number): ServiceRecord[] {
+    const stranded: ServiceRecord[] = [];
+    const seen = new Set<string>();
+    for (const r of records) {
+      if (r.status !== 'lost' || r.desired !== 'running') continue;
+      const key = `${r.name}@${r.epoch}`;
+      seen.add(key);
+      const since = this.#lostSince.get(key) ?? now;
+      this.#lostSince.set(key, since);
+      const hostGone = !r.host || !hosts.some((h) => h.id === r.host);
+      if (hostGone || now - since >= this.options.graceMs) stranded.push(r);
+    }
+    for (const key of this.#lostSince.keys()) if (!seen.has(key)) this.#lostSince.delete(key);
+    return stranded;
   }
 
   async #reschedule(services: ServiceRecord[], result: ReapResult): Promise<void> {
@@ -195,6 +218,8 @@ export class HostReaper {
         String(epoch),
       );
       if (Number(moved) !== 1) continue;
+      // A stranded service's old host may be alive again: its slot there is free now.
+      if (s.host && s.host !== host) await this.hosts.release(s.host, s.name);
       await this.hosts.allocate(host, s.name, s.cpus, s.ramMib);
       await this.state.tryTransition(s.name, { status: 'pending' }, { epoch, detail: `rescheduled on ${host}` });
       await this.#flows.add(standaloneStartFlow(s, host, epoch, `e${epoch}`, this.options));
