@@ -70,3 +70,33 @@ test('a service lost on a host that is unregistered is rescheduled in the next r
   const r = await reaper.reapOnce();
   assert.deepEqual(r.rescheduled, [{ service: 's1', host: 'w1', epoch: 3 }]);
 });
+
+test('a service coming up with no start job left on its live host is started again; one with a job is left alone', async () => {
+  const url = await freshDb(TEST_REDIS_DBS['orchestration/host-reaper']);
+  const redis = new Redis(url, { maxRetriesPerRequest: null });
+  cleanup.push(() => redis.quit());
+  const hosts = new HostRegistry(redis);
+  const state = new StateStore(redis);
+  const reaper = new HostReaper({ redis, logger: quiet, graceMs: 5_000, joblessMs: 30_000, startAttempts: 3, startBackoffMs: 1000 });
+  cleanup.push(() => reaper.close());
+  await hosts.register({ id: 'w1', ...HOST }, 60_000);
+  for (const [name, status] of [['orphan', 'pending'], ['waiting', 'pulling']] as const) {
+    await redis.multi()
+      .hset(Keys.service(name), { name, status, host: 'w1', epoch: 2, desired: 'running', cpus: 1, ram_mib: 256 })
+      .sadd(Keys.services(), name)
+      .exec();
+  }
+  // `waiting` has its start job (waiting for its pull); `orphan` lost its job (e.g. with a Redis that restarted from an older write).
+  const queue = new Queue(QueueNames.host('w1'), { connection: redis, prefix: QUEUE_PREFIX });
+  cleanup.push(() => queue.close());
+  await queue.add('start', { service: 'waiting', host: 'w1', epoch: 2 }, { jobId: 'waiting-start', delay: 600_000 });
+
+  const t0 = Date.now();
+  assert.deepEqual((await reaper.reapOnce(t0)).rescheduled, [], 'not before joblessMs');
+  const later = await reaper.reapOnce(t0 + 30_000);
+  assert.deepEqual(later.rescheduled, [{ service: 'orphan', host: 'w1', epoch: 3 }]);
+  assert.equal((await state.require('orphan')).status, 'pending');
+  assert.equal((await state.require('waiting')).epoch, 2, 'the service with a job is untouched');
+  const starts = (await queue.getJobs(['waiting-children', 'waiting', 'delayed'])).filter((j) => j.data.service === 'orphan');
+  assert.deepEqual(starts.map((j) => j.data.epoch), [3]);
+});

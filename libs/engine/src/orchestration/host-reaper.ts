@@ -1,4 +1,4 @@
-import { FlowProducer, type FlowJob } from 'bullmq';
+import { FlowProducer, Queue, type FlowJob } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { MonocoreError } from '../errors/index.js';
@@ -12,6 +12,8 @@ import { QUEUE_PREFIX, QueueNames, type PullJobData, type StartJobData } from '.
 
 /** Statuses of a service that was (or was about to be) on a host that died. */
 const LOSABLE = new Set(['pending', 'pulling', 'starting', 'running', 'restarting', 'exited', 'blocked', 'lost']);
+/** Statuses of a service a start job is moving towards running. */
+const COMING_UP = new Set(['pending', 'pulling', 'starting']);
 
 export interface ReaperOptions {
   redis: Redis;
@@ -20,6 +22,11 @@ export interface ReaperOptions {
   graceMs: number;
   startAttempts: number;
   startBackoffMs: number;
+  /**
+   * A service coming up on a live host (pending, pulling, starting) with no start job for it in
+   * that host's queue for this long is started again elsewhere (default 60 s; see #jobless).
+   */
+  joblessMs?: number;
 }
 
 export interface ReapResult {
@@ -50,6 +57,8 @@ export class HostReaper {
   readonly #missingSince = new Map<string, number>();
   /** `name@epoch` of lost services → when this reaper first saw them lost (see #stranded). */
   readonly #lostSince = new Map<string, number>();
+  /** `name@epoch@status` of services coming up → when this reaper first saw them so (see #jobless). */
+  readonly #comingUpSince = new Map<string, number>();
   readonly #flows: FlowProducer;
 
   constructor(readonly options: ReaperOptions) {
@@ -99,7 +108,7 @@ export class HostReaper {
       if (now - since >= this.options.graceMs) dead.push(h.id);
     }
     const records = await this.state.listSummary();
-    const stranded = this.#stranded(records, all, now);
+    const stranded = [...this.#stranded(records, all, now), ...(await this.#jobless(records, all, now))];
     if (dead.length === 0 && stranded.length === 0) return result;
     const release = await this.hosts.lock('reap', 30_000);
     if (!release) return result;
@@ -173,6 +182,44 @@ export class HostReaper {
     }
     for (const key of this.#lostSince.keys()) if (!seen.has(key)) this.#lostSince.delete(key);
     return stranded;
+  }
+
+  /**
+   * Services that should be coming up on a live host but have had no start job there for
+   * `joblessMs`: the job that would have moved them on is gone (a Redis killed and restarted
+   * from its append-only file loses its last second of writes; chaos soak: services `pending`
+   * for minutes with nothing queued). A service with any job left (waiting for its pull or
+   * dependencies, delayed for a retry, running) is never touched.
+   */
+  async #jobless(records: readonly ServiceRecord[], hosts: ReadonlyArray<{ id: string; alive: boolean }>, now: number): Promise<ServiceRecord[]> {
+    const seen = new Set<string>();
+    const overdue: ServiceRecord[] = [];
+    for (const r of records) {
+      if (r.desired !== 'running' || !COMING_UP.has(r.status) || !r.host || !hosts.some((h) => h.id === r.host && h.alive)) continue;
+      const key = `${r.name}@${r.epoch}@${r.status}`;
+      seen.add(key);
+      const since = this.#comingUpSince.get(key) ?? now;
+      this.#comingUpSince.set(key, since);
+      if (now - since >= (this.options.joblessMs ?? 60_000)) overdue.push(r);
+    }
+    for (const key of this.#comingUpSince.keys()) if (!seen.has(key)) this.#comingUpSince.delete(key);
+    if (overdue.length === 0) return [];
+    const jobless: ServiceRecord[] = [];
+    for (const host of new Set(overdue.map((r) => r.host!))) {
+      const queue = new Queue(QueueNames.host(host), { connection: this.options.redis, prefix: QUEUE_PREFIX });
+      try {
+        const jobs = await queue.getJobs(['active', 'waiting', 'waiting-children', 'delayed', 'prioritized']);
+        const queued = new Set(jobs.map((j) => (j?.data as Partial<StartJobData> | undefined)?.service));
+        for (const r of overdue) {
+          if (r.host !== host || queued.has(r.name)) continue;
+          this.options.logger.warn({ service: r.name, host, status: r.status, epoch: r.epoch }, 'no start job left for a service coming up: starting it again');
+          jobless.push(r);
+        }
+      } finally {
+        await queue.close().catch(() => undefined);
+      }
+    }
+    return jobless;
   }
 
   async #reschedule(services: ServiceRecord[], result: ReapResult): Promise<void> {
