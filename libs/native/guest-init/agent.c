@@ -1094,7 +1094,7 @@ static int hexval(int ch) {
 }
 
 struct refresh_req {
-  const char *time_ns, *entropy, *hostname;
+  const char *time_ns, *entropy, *hostname, *workdir, *user;
   char *env[4096];
   int env_n, env_set;
   char *nics[16];
@@ -1162,6 +1162,12 @@ static void handle_refresh(uint32_t ch, struct refresh_req *q) {
   }
   if (q->hostname || q->hosts_set || q->dns_n)
     gc_write_identity("", cur_hostname ? cur_hostname : "monocore", cfg->hosts, cfg->hosts_n, q->dns, q->dns_n);
+  /* Defaults of later execs, like env: a VM restored from a template booted with neutral ones. */
+  if (q->workdir) {
+    if (q->workdir[0] != '/') { send_error(ch, EINVAL, "workdir %s: not absolute", q->workdir); return; }
+    cfg->workdir = strdup(q->workdir); /* the previous one is leaked on purpose: it may be the spec's memory */
+  }
+  if (q->user) cfg->user = q->user[0] ? strdup(q->user) : NULL;
   if (q->env_set) {
     char **e = calloc((size_t)q->env_n + 1, sizeof *e);
     if (!e) { send_error(ch, ENOMEM, "env"); return; }
@@ -1323,6 +1329,8 @@ static void handle_frame(int type, int stream, uint32_t ch, uint8_t *payload, ui
         if (!strcmp(keys[i], "time_ns")) q.time_ns = vals[i];
         else if (!strcmp(keys[i], "entropy")) q.entropy = vals[i];
         else if (!strcmp(keys[i], "hostname")) q.hostname = vals[i];
+        else if (!strcmp(keys[i], "workdir")) q.workdir = vals[i];
+        else if (!strcmp(keys[i], "user")) q.user = vals[i];
         else if (!strcmp(keys[i], "env")) { q.env_set = 1; if (q.env_n < 4096) q.env[q.env_n++] = vals[i]; }
         else if (!strcmp(keys[i], "env_clear")) q.env_set = 1;
         else if (!strcmp(keys[i], "nic")) { if (q.nic_n < 16) q.nics[q.nic_n++] = vals[i]; }

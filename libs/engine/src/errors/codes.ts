@@ -88,6 +88,7 @@ export const ErrorCodes = {
   MC_VM_LIBKRUN_INVALID_ARGUMENT: code(400, false, 'a value cannot be passed to libkrun (NUL byte, out-of-range integer)'),
   MC_VM_LIBKRUN_SETUP_FAILED: code(500, true, 'the libkrun VM process failed before the guest started (mounts, config)'),
   MC_VM_LIBKRUN_UNSUPPORTED: code(501, false, 'the VM spec asks for something the libkrun backend cannot do safely or faithfully'),
+  MC_VM_SNAPSHOT_FAILED: code(500, true, 'saving or restoring a VM state failed (QMP, migration, a snapshot file that does not check out); details say which step'),
   MC_VM_AGENT_UNSUPPORTED: code(501, false, 'this backend has no guest agent (libkrun): no exec, files or identity refresh in its VMs'),
 
   // --- guest agent (MC_AGENT_*, docs/AGENT.md) ----------------------------------

@@ -211,6 +211,10 @@ export interface GuestIdentity {
   hostname?: string;
   /** Replaces the default env of later execs (KEY=value). */
   env?: string[];
+  /** Replaces the default working directory of later execs (absolute). */
+  workdir?: string;
+  /** Replaces the default user of later execs (OCI user string; "" = root). */
+  user?: string;
   /** Wall clock to set (default: the host's now at send time). */
   clock?: Date;
   /** Entropy to mix in (default: 64 fresh bytes from the host's CSPRNG). */

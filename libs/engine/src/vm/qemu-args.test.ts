@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { kernelCmdline, launchArgv, qemuArgs, qemuCaps, qemuOptValue, type QemuMachine } from './qemu-args.js';
+import { kernelCmdline, launchArgv, machineShape, qemuArgs, qemuCaps, qemuOptValue, type QemuMachine } from './qemu-args.js';
 
 const machine = (over: Partial<QemuMachine> = {}): QemuMachine => ({
   accel: 'tcg',
@@ -87,7 +87,7 @@ test('qemuArgs: the image is a read-only virtio-blk drive on an inherited fd, fo
 
 test('qemuArgs: the writable disk is a raw virtio-blk drive on an inherited fd without cache=unsafe; the probe has no drives', () => {
   const args = qemuArgs(machine());
-  assert.equal(values(args, '-drive')[1], 'file=/dev/fdset/2,format=raw,if=none,id=upper,discard=unmap');
+  assert.equal(values(args, '-drive')[1], 'file=/dev/fdset/2,format=raw,if=none,id=upper,discard=unmap,file.locking=off');
   assert.ok(values(args, '-device').includes('virtio-blk-device,drive=upper,serial=upper'));
   const probe = qemuArgs(machine({ image: undefined, disk: undefined }));
   assert.deepEqual(values(probe, '-drive'), []);
@@ -104,7 +104,7 @@ test('qemuArgs: under TCG the translated-code buffer is capped when asked; KVM h
 test('qemuArgs: the agent lane is a raw virtio-blk drive on an inherited fd the guest finds by its serial; none for the probe', () => {
   const args = qemuArgs(machine({ lane: { fds: [6, 7], path: '/run/vm/lane.img' } }));
   assert.deepEqual(values(args, '-add-fd').slice(-2), ['fd=6,set=3,opaque=/run/vm/lane.img', 'fd=7,set=3,opaque=/run/vm/lane.img']);
-  assert.ok(values(args, '-drive').includes('file=/dev/fdset/3,format=raw,if=none,id=lane'));
+  assert.ok(values(args, '-drive').includes('file=/dev/fdset/3,format=raw,if=none,id=lane,file.locking=off'));
   assert.ok(values(args, '-device').includes('virtio-blk-device,drive=lane,serial=monocore-lane'));
   assert.ok(!values(qemuArgs(machine({ image: undefined, disk: undefined })), '-drive').some((d) => d.includes('id=lane')));
 });
@@ -206,4 +206,24 @@ test('launchArgv: setpriv ties QEMU to its supervisor with the given capabilitie
   const kvm = launchArgv({ qemu: 'qemu', uid: 0x70000005, groups: [108], caps: '-all', args });
   assert.equal(value(kvm, '--groups'), '108');
   assert.ok(!kvm.includes('--clear-groups'));
+});
+
+test('qemuArgs: the QMP monitor and a restore (-S -incoming fd:N) come last; machineShape leaves out what differs between two starts of one shape', () => {
+  const base = machine({ kernel: '/proc/self/fd/4' });
+  const args = qemuArgs({ ...base, qmpSocket: '/run/x/qmp.sock', incomingFd: 9 });
+  assert.deepEqual(args.slice(-7), ['-chardev', 'socket,id=qmp,path=/run/x/qmp.sock', '-mon', 'chardev=qmp,mode=control', '-S', '-incoming', 'fd:9']);
+  // Other fds, paths, sockets: the same shape.
+  const other = {
+    ...base,
+    kernel: '/proc/self/fd/17',
+    consoleSocket: '/tmp/other/console.sock',
+    serialPorts: base.serialPorts.map((p) => ({ ...p, socket: `/tmp/other/${p.id}.sock` })),
+    qmpSocket: '/tmp/other/qmp.sock',
+  };
+  assert.deepEqual(machineShape(other), machineShape(base));
+  assert.ok(!machineShape(other).some((a) => a.includes('qmp') || a.includes('incoming')));
+  // Anything the guest sees: another shape.
+  assert.notDeepEqual(machineShape({ ...base, ramMib: base.ramMib + 64 }), machineShape(base));
+  assert.notDeepEqual(machineShape({ ...base, cpus: base.cpus + 1 }), machineShape(base));
+  assert.notDeepEqual(machineShape({ ...base, nics: [] }), machineShape({ ...base, nics: [{ kind: 'egress', fd: 3, mac: '52:56:64:7f:00:02' }] }));
 });

@@ -34,6 +34,10 @@ export interface QemuMachine {
   /** Host directories shared over 9p; the guest mounts them by tag. */
   volumes: ReadonlyArray<{ tag: string; host: string; readOnly: boolean }>;
   nics: readonly QemuNic[];
+  /** Unix socket (we listen, QEMU connects) of the VM's QMP monitor: snapshots, pause, fork (docs/SNAPSHOTS.md). */
+  qmpSocket?: string;
+  /** Restore: QEMU loads the saved state from this inherited fd and stays paused (-S) until QMP `cont`. */
+  incomingFd?: number;
 }
 
 /**
@@ -149,7 +153,27 @@ export function qemuArgs(m: QemuMachine): string[] {
     args.push('-device', `virtio-9p-device,fsdev=${v.tag},mount_tag=${v.tag}`);
   }
   for (const nic of m.nics) args.push(...nicArgs(nic));
+  // Not devices: neither is part of what a saved VM must match (machineShape() leaves them out).
+  if (m.qmpSocket) args.push('-chardev', `socket,id=qmp,path=${m.qmpSocket}`, '-mon', 'chardev=qmp,mode=control');
+  if (m.incomingFd !== undefined) args.push('-S', '-incoming', `fd:${m.incomingFd}`);
   return args;
+}
+
+/**
+ * QEMU's argv with what differs between two starts of the same VM shape normalised away
+ * (inherited fd numbers, socket and file paths, the QMP monitor, the incoming state): two
+ * VMs whose normalised argv is equal have the same machine and devices, in the same order,
+ * so one's saved state restores into the other. Hashed into a template's key.
+ */
+export function machineShape(m: QemuMachine): string[] {
+  const { qmpSocket: _q, incomingFd: _i, ...rest } = m;
+  return qemuArgs(rest).map((a) =>
+    a
+      .replace(/\/proc\/self\/fd\/\d+/g, '/proc/self/fd/N')
+      .replace(/\bfd=\d+/g, 'fd=N')
+      .replace(/\bopaque=(?:[^,]|,,)*/g, 'opaque=')
+      .replace(/\bpath=(?:[^,]|,,)*/g, 'path='),
+  );
 }
 
 function blockArgs(m: QemuMachine): string[] {
@@ -166,9 +190,12 @@ function blockArgs(m: QemuMachine): string[] {
   if (m.image) drive(QEMU_BLOCK_DEVICES.image, m.image, 'read-only=on');
   // Per-service writable layer: sparse raw ext4 file; cache=unsafe is not used so a host
   // crash cannot lose what the guest fsync()ed.
-  if (m.disk) drive(QEMU_BLOCK_DEVICES.upper, m.disk, 'discard=unmap');
+  // No image locking on the VM's own writable files (nobody else opens them): when a VM runs
+  // again after its state was saved (`cont`), QEMU re-takes its locks and failed to get the
+  // "write" lock of its own fdset files.
+  if (m.disk) drive(QEMU_BLOCK_DEVICES.upper, m.disk, 'discard=unmap,file.locking=off');
   // The agent's bulk lane: a scratch file both ends read and write (docs/AGENT.md "Bulk lane").
-  if (m.lane) drive(QEMU_BLOCK_DEVICES.lane, m.lane);
+  if (m.lane) drive(QEMU_BLOCK_DEVICES.lane, m.lane, 'file.locking=off');
   return args;
 }
 

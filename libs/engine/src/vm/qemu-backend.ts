@@ -1,6 +1,6 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, rm, writeFile } from 'node:fs/promises';
 import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,12 +15,16 @@ import { GroupSwitches } from './group-switches.js';
 import type { BackendAvailability, HypervisorBackend } from './hypervisor-backend.js';
 import { buildInitramfs, type Initramfs } from './initramfs-builder.js';
 import { findExecutable } from './find-executable.js';
-import { launchArgv, qemuArgs, qemuCaps, type QemuFile } from './qemu-args.js';
+import { launchArgv, machineShape, qemuArgs, qemuCaps, type QemuFile, type QemuMachine } from './qemu-args.js';
 import {
   accelGroups, attachAgentLane, attachBootFiles, attachImageBlock, attachNics, attachSerialPorts, attachVmUid, attachVolumes, attachWritableDisk,
   checkForwardedPorts, VM_UID_BASE, writableDiskPath, type InheritFd,
 } from './qemu-devices.js';
-import { QemuVm, type QemuVmHandle } from './qemu-vm.js';
+import { QemuVm, type QemuVmHandle, type VmBootSource } from './qemu-vm.js';
+import type { Template, TemplateShape } from './snapshot/template-store.js';
+import { TemplateStore } from './snapshot/template-store.js';
+import { captureTemplate, finishRestore, neutralGuestSpec, templateIdentity, templateIneligibility, templateShape } from './snapshot/vm-templates.js';
+import { imageBlockPath } from '../rootfs/image-block.js';
 import { validateVmSpec } from './vm-spec-validation.js';
 import type { VmSpec } from './vm-spec.js';
 
@@ -55,6 +59,10 @@ export interface QemuBackendOptions {
   vmUidBase?: number;
   /** Under TCG: each VM's translated-code buffer, MiB (default MONOCORE_TCG_CODE_MIB, else DEFAULT_TCG_CODE_MIB). */
   tcgCodeMib?: number;
+  /** Start eligible VMs from templates (docs/SNAPSHOTS.md); default true unless MONOCORE_TEMPLATES=0. */
+  templates?: boolean;
+  /** Where the reasons go when a VM boots cold instead of from a template (pino-like; debug level). */
+  logger?: { debug(obj: object, msg: string): void };
 }
 
 const DEFAULT_DISK_MIB = 4096;
@@ -85,11 +93,19 @@ export class QemuBackend implements HypervisorBackend {
   private accelChoice?: AccelChoice;
   private readonly switches = new GroupSwitches();
   private readonly disks: DiskBudget;
+  /** The host's VM templates (docs/SNAPSHOTS.md). */
+  readonly templates: TemplateStore;
+  private qemuVersion?: string;
 
   constructor(private readonly opts: QemuBackendOptions = {}) {
     this.home = opts.home ?? new MonocoreHome();
     this.qemu = opts.qemuBinary ?? 'qemu-system-x86_64';
     this.disks = new DiskBudget(opts.diskReserveMib ?? diskReserveFromEnv());
+    this.templates = new TemplateStore(this.home);
+  }
+
+  private get templatesEnabled(): boolean {
+    return this.opts.templates ?? process.env.MONOCORE_TEMPLATES !== '0';
   }
 
   get accel(): AccelChoice {
@@ -183,8 +199,28 @@ export class QemuBackend implements HypervisorBackend {
     }
   }
 
+  /**
+   * Starts a VM: restored from its template when one applies, else booted cold (saving the
+   * template on the way when this VM may build it). A restore that fails for any reason
+   * (a state file that does not check out, QEMU refusing it) deletes the template and boots
+   * cold instead; the reason is in `handle.boot` and the debug log.
+   */
   async start(spec: VmSpec): Promise<QemuVmHandle> {
-    return this.startInternal(spec, false);
+    if (!this.templatesEnabled) return this.startInternal(spec, false, false, { kind: 'cold', reason: 'templates are off (MONOCORE_TEMPLATES=0)' });
+    try {
+      return await this.startInternal(spec, false, false, { kind: 'auto' });
+    } catch (err) {
+      if (!(err instanceof RestoreFailed)) throw err;
+      await this.templates.remove(err.template).catch(() => undefined);
+      const reason = `restoring template ${err.template.key} failed, template deleted: ${err.cause instanceof Error ? err.cause.message : String(err.cause)}`;
+      this.opts.logger?.debug({ vm: spec.id, reason }, 'booting cold');
+      return this.startInternal(spec, false, false, { kind: 'auto', afterFailedRestore: reason });
+    }
+  }
+
+  private qemuVersionLine(): string {
+    this.qemuVersion ??= this.version();
+    return this.qemuVersion;
   }
 
   /**
@@ -194,13 +230,13 @@ export class QemuBackend implements HypervisorBackend {
    * the stack; after the spawn the VM runs it once QEMU is gone (qemu-vm.ts).
    */
   /** The writable disk, admitted by the host's disk budget first (released once QEMU is gone). */
-  private async attachBudgetedDisk(spec: VmSpec, inherit: InheritFd, cleanup: CleanupStack): Promise<QemuFile> {
+  private async attachBudgetedDisk(spec: VmSpec, inherit: InheritFd, cleanup: CleanupStack, seed?: string): Promise<QemuFile> {
     const sizeMib = spec.diskMib ?? this.opts.diskSizeMib ?? DEFAULT_DISK_MIB;
     cleanup.push(this.disks.admit(spec.id, writableDiskPath(spec.stateDir), sizeMib));
-    return attachWritableDisk(spec.stateDir, sizeMib, inherit, cleanup);
+    return attachWritableDisk(spec.stateDir, sizeMib, inherit, cleanup, seed);
   }
 
-  private async startInternal(spec: VmSpec, probe: boolean, duringPrepare = false): Promise<QemuVmHandle> {
+  private async startInternal(spec: VmSpec, probe: boolean, duringPrepare = false, mode: StartMode = { kind: 'cold', reason: 'boot probe' }): Promise<QemuVmHandle> {
     if (!probe) validateVmSpec(spec);
     const { kernel, initramfs } = duringPrepare ? await this.prepareFiles() : await this.prepare();
     // (Skipped with a launchPrefix: the VM may live in another network namespace.)
@@ -213,18 +249,18 @@ export class QemuBackend implements HypervisorBackend {
     const inherited: Array<Socket | number> = [];
     const inherit: InheritFd = (io) => 2 + inherited.push(io);
     let handle: QemuVm;
+    let plan: StartPlan;
     try {
       // First, so that what QEMU reaches by path (its sockets) can be given to its uid.
       const uid = await attachVmUid(this.opts.vmUidBase ?? VM_UID_BASE, cleanup);
       const boot = await attachBootFiles(kernel.vmlinux, initramfs.path, inherit, cleanup);
       const image = probe ? undefined : await attachImageBlock(spec, this.home, inherit, cleanup);
-      const disk = probe ? undefined : await this.attachBudgetedDisk(spec, inherit, cleanup);
       const serial = await attachSerialPorts(cleanup, uid);
       const lane = probe ? undefined : await attachAgentLane(serial.runtimeDir, inherit, cleanup);
       const nets = await attachNics(spec, this.switches, inherit, cleanup);
       const volumes = attachVolumes(spec.volumes);
-      const guest = guestSpec(spec, { probe, disk: disk !== undefined, image: image?.fsType, capabilities: image?.capabilities ?? [], nets, volumes: volumes.guest });
-      const args = qemuArgs({
+      const guest = guestSpec(spec, { probe, disk: !probe, image: image?.fsType, capabilities: image?.capabilities ?? [], nets, volumes: volumes.guest });
+      const machine: QemuMachine = {
         accel: this.accel.accel,
         tcgCodeMib: this.opts.tcgCodeMib ?? tcgCodeMibFromEnv(),
         cpus: spec.cpus,
@@ -234,12 +270,18 @@ export class QemuBackend implements HypervisorBackend {
         tscKhz: hostTscKhz(readFileSync('/proc/cpuinfo', 'utf8')),
         consoleSocket: serial.console.path,
         image: image?.file,
-        disk,
         lane,
         serialPorts: serial.qemu,
         volumes: volumes.qemu,
         nics: nets.qemu,
-      });
+        qmpSocket: serial.qmp.path,
+      };
+      plan = await this.planStart(spec, mode, { probe, imageId: image?.imageId, guest, machine, cleanup });
+      // The writable disk last: a restore starts from the template's copy of it.
+      const disk = probe ? undefined : await this.attachBudgetedDisk(spec, inherit, cleanup, plan.kind === 'restore' ? plan.template.upperPath : undefined);
+      if (disk) machine.disk = disk;
+      if (plan.kind === 'restore') machine.incomingFd = inherit((await inheritReadOnly(plan.template.statePath, cleanup)));
+      const args = qemuArgs(machine);
       const argv = launchArgv({
         prefix: this.opts.launchPrefix,
         qemu: this.qemu,
@@ -250,8 +292,15 @@ export class QemuBackend implements HypervisorBackend {
       });
       const t0 = Date.now();
       const child = spawnQemu(spec.id, argv, inherited);
+      const neutral = plan.kind !== 'cold';
+      const capture = plan.kind === 'capture' ? plan : undefined;
       handle = new QemuVm({
-        spec, child, t0, consoleLog, runtimeDir: serial.runtimeDir, guestSpec: encodeGuestSpec(guest),
+        spec, child, t0, consoleLog, runtimeDir: serial.runtimeDir,
+        ...(plan.kind === 'restore' ? {} : { guestSpec: encodeGuestSpec(neutral ? neutralGuestSpec(guest) : guest) }),
+        qmp: serial.qmp.conn,
+        ...(neutral ? { identity: templateIdentity(guest) } : {}),
+        ...(capture ? { beforeIdentity: (vm: QemuVm) => this.capture(vm, spec, capture, uid) } : {}),
+        boot: plan.boot,
         console: serial.console.conn, consoleLimitBytes: this.opts.consoleLimitBytes ?? 1 << 20,
         ctl: serial.ports.control.conn, out: serial.ports.stdout.conn, err: serial.ports.stderr.conn, agent: serial.ports.agent.conn,
         agentLane: lane?.host,
@@ -264,8 +313,87 @@ export class QemuBackend implements HypervisorBackend {
       throw e;
     }
     await handle.spawned;
+    if (plan.kind === 'restore') {
+      try {
+        await finishRestore(handle, plan.template);
+      } catch (err) {
+        await handle.kill();
+        throw new RestoreFailed(plan.template, err);
+      }
+    }
     return handle;
   }
+
+  /** Restore, capture or plain cold boot, and why (docs/SNAPSHOTS.md). */
+  private async planStart(
+    spec: VmSpec,
+    mode: StartMode,
+    o: { probe: boolean; imageId: string | undefined; guest: GuestSpec; machine: QemuMachine; cleanup: CleanupStack },
+  ): Promise<StartPlan> {
+    if (mode.kind === 'cold') return { kind: 'cold', boot: { from: 'cold', reason: mode.reason } };
+    const why = o.probe ? 'boot probe' : templateIneligibility(spec, o.imageId);
+    if (why !== undefined) return { kind: 'cold', boot: { from: 'cold', reason: why } };
+    const { kernel, initramfs } = await this.prepareFiles();
+    const shape = templateShape({
+      qemuVersion: this.qemuVersionLine(),
+      kernelPath: kernel.vmlinux,
+      initramfsHash: initramfs.hash,
+      imageId: o.imageId!,
+      imageBlockPath: imageBlockPath(this.home, o.imageId!),
+      machine: machineShape({ ...o.machine, disk: { fds: [0, 0], path: '' } }),
+      accel: this.accel.accel,
+      guest: o.guest,
+      diskMib: spec.diskMib ?? this.opts.diskSizeMib ?? DEFAULT_DISK_MIB,
+    });
+    const found = mode.afterFailedRestore ? { reason: mode.afterFailedRestore } : await this.templates.lookup(shape);
+    if (found.template) return { kind: 'restore', template: found.template, boot: { from: 'template', reason: `template ${found.template.key}` } };
+    const lock = await this.templates.claim(shape);
+    if (!lock) return { kind: 'cold', boot: { from: 'cold', reason: `${found.reason}; another VM is building it now` } };
+    let released = false;
+    const release = async (): Promise<void> => {
+      if (released) return;
+      released = true;
+      await lock.release();
+    };
+    o.cleanup.push(release);
+    return { kind: 'capture', shape, release, boot: { from: 'cold', reason: `${found.reason}; this boot saves it` } };
+  }
+
+  /** Saves the template from a VM that booted neutral; a failure only costs the template. */
+  private async capture(vm: QemuVm, spec: VmSpec, plan: Extract<StartPlan, { kind: 'capture' }>, uid: number | undefined): Promise<void> {
+    try {
+      const t = await captureTemplate(vm, { store: this.templates, shape: plan.shape, stateDir: spec.stateDir, ...(uid !== undefined ? { uid } : {}) });
+      vm.boot.reason = `${vm.boot.reason}; saved template ${t.key} (${t.meta.state.bytes} bytes, ${t.meta.saveMs} ms)`;
+    } catch (err) {
+      const reason = `saving the template failed: ${(err as Error).message}`;
+      vm.boot.reason = `${vm.boot.reason}; ${reason}`;
+      this.opts.logger?.debug({ vm: spec.id, reason }, 'template not saved');
+    } finally {
+      await plan.release();
+    }
+  }
+}
+
+/** What start() asks of startInternal. */
+type StartMode = { kind: 'cold'; reason: string } | { kind: 'auto'; afterFailedRestore?: string };
+
+/** How one VM starts (planStart). */
+type StartPlan =
+  | { kind: 'cold'; boot: VmBootSource }
+  | { kind: 'restore'; template: Template; boot: VmBootSource }
+  | { kind: 'capture'; shape: TemplateShape; release: () => Promise<void>; boot: VmBootSource };
+
+/** A restore that did not work out: start() deletes the template and boots cold. */
+class RestoreFailed extends Error {
+  constructor(readonly template: Template, cause: unknown) {
+    super(`restore of template ${template.key} failed`, { cause });
+  }
+}
+
+async function inheritReadOnly(path: string, cleanup: CleanupStack): Promise<number> {
+  const fh = await open(path, 'r');
+  cleanup.push(() => fh.close());
+  return fh.fd;
 }
 
 /** What the guest init is told (guest-protocol.ts), from the spec and what the attach functions returned. */

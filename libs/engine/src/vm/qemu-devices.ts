@@ -85,7 +85,7 @@ export async function attachImageBlock(
   home: MonocoreHome,
   inherit: InheritFd,
   cleanup: CleanupStack,
-): Promise<{ file: QemuFile; fsType: typeof BLOCK_IMAGE_FSTYPE; capabilities: NonNullable<GuestSpec['capabilities']> }> {
+): Promise<{ file: QemuFile; fsType: typeof BLOCK_IMAGE_FSTYPE; capabilities: NonNullable<GuestSpec['capabilities']>; imageId?: string }> {
   const record = ownershipRecord(spec.rootfs);
   const imageId = await storeImageOf(home, spec.rootfs);
   let path: string;
@@ -103,7 +103,7 @@ export async function attachImageBlock(
     }
   }
   const file = await inheritFile(path, ['r'], inherit, cleanup);
-  return { file, fsType: BLOCK_IMAGE_FSTYPE, capabilities: recordedCapabilities(record) };
+  return { file, fsType: BLOCK_IMAGE_FSTYPE, capabilities: recordedCapabilities(record), ...(imageId ? { imageId } : {}) };
 }
 
 /** `<image dir>/ownership.json` beside the rootfs (the unpacker's record), if any. */
@@ -136,11 +136,29 @@ export function writableDiskPath(stateDir: string): string {
  * reuse it, so its writes persist across restarts. Nothing is pushed to undo:
  * the disk lives as long as the service's state dir, not as long as the VM.
  */
-export async function attachWritableDisk(stateDir: string, sizeMib: number, inherit: InheritFd, cleanup: CleanupStack): Promise<QemuFile> {
+export async function attachWritableDisk(stateDir: string, sizeMib: number, inherit: InheritFd, cleanup: CleanupStack, seed?: string): Promise<QemuFile> {
   const disk = writableDiskPath(stateDir);
-  if (!existsSync(disk)) await createWritableDisk(disk, sizeMib);
+  // A restore: the disk as it was when the template was saved (the guest's memory has it mounted).
+  if (seed) await copySparse(seed, disk);
+  else if (!existsSync(disk)) await createWritableDisk(disk, sizeMib);
   // QEMU opens a writable drive read-only first, then read-write: an fd for each.
   return inheritFile(disk, ['r', 'r+'], inherit, cleanup);
+}
+
+/**
+ * Copies a sparse disk file keeping its holes (a 4 GiB ext4 disk with a few MB written copies
+ * those MB), sharing blocks where the filesystem can (reflink). Written to a temp name first.
+ */
+export async function copySparse(from: string, to: string): Promise<void> {
+  const tmp = `${to}.${process.pid}.tmp`;
+  try {
+    await run('cp', ['--sparse=always', '--reflink=auto', '--', from, tmp]);
+    await rename(tmp, to);
+  } catch (e) {
+    await rm(tmp, { force: true });
+    const stderr = (e as { stderr?: string }).stderr;
+    throw new MonocoreError('MC_VM_DISK_PREPARE_FAILED', `cannot copy ${from} to ${to}: ${stderr?.trim() || (e as Error).message}`, { path: to }, { cause: e });
+  }
 }
 
 async function createWritableDisk(disk: string, sizeMib: number): Promise<void> {
@@ -180,6 +198,8 @@ export interface SerialPorts {
   runtimeDir: string;
   /** The serial console (ttyS0). */
   console: HostSocket;
+  /** QEMU's QMP monitor (not a guest device): snapshots, pause, fork. */
+  qmp: HostSocket;
   /** The virtio-serial ports by role. */
   ports: Record<VirtioPortName, HostSocket>;
   /** The ports as qemuArgs takes them. */
@@ -210,13 +230,14 @@ export async function attachSerialPorts(cleanup: CleanupStack, uid?: number): Pr
     return { path, conn };
   };
   const con = await listen('console');
+  const qmp = await listen('qmp');
   const ports = {} as Record<VirtioPortName, HostSocket>;
   const qemu: SerialPorts['qemu'] = [];
   for (const [role, port] of Object.entries(VIRTIO_PORTS) as Array<[VirtioPortName, (typeof VIRTIO_PORTS)[VirtioPortName]]>) {
     ports[role] = await listen(role);
     qemu.push({ id: port.id, name: port.name, socket: ports[role].path });
   }
-  return { runtimeDir, console: con, ports, qemu };
+  return { runtimeDir, console: con, qmp, ports, qemu };
 }
 
 /**

@@ -7,10 +7,11 @@ import type { MonocoreHome } from '../home/index.js';
 import { AgentSession } from './agent/agent-session.js';
 import { ChildProcessWatch, type ChildGone } from './child-process-watch.js';
 import type { CleanupStack } from './cleanup-stack.js';
-import type { GuestAgent } from './guest-agent.js';
+import type { GuestAgent, GuestIdentity } from './guest-agent.js';
 import { parseGuestEvent } from './guest-protocol.js';
 import type { VmHandle } from './hypervisor-backend.js';
 import { removePidRecord } from './orphans.js';
+import { QmpClient } from './snapshot/qmp-client.js';
 import type { VmExit, VmSpec } from './vm-spec.js';
 
 /** Where the boot time went, from host and guest timestamps (ms since spawn). */
@@ -23,11 +24,22 @@ export interface BootTimings {
   guestExitUptime?: number;
   startedMs?: number;
   exitMs?: number;
+  /** Restored from a template: the saved state loaded and checked, the guest running again. */
+  restoredMs?: number;
+  /** The agent answered and (template or restore) its identity was applied. */
+  agentReadyMs?: number;
+}
+
+/** Whether a VM was restored from a template or booted its kernel, and why (docs/SNAPSHOTS.md). */
+export interface VmBootSource {
+  from: 'template' | 'cold';
+  reason: string;
 }
 
 export interface QemuVmHandle extends VmHandle {
   readonly timings: BootTimings;
   readonly consoleLog: string;
+  readonly boot: VmBootSource;
 }
 
 /**
@@ -89,7 +101,18 @@ export interface QemuVmInit {
   console: Promise<Socket>;
   consoleLimitBytes: number;
   runtimeDir: string;
-  guestSpec: Buffer;
+  /** The spec init reads at boot; absent for a VM restored from a template (its init read one long ago). */
+  guestSpec?: Buffer;
+  /** QEMU's QMP monitor connection (docs/SNAPSHOTS.md). */
+  qmp: Promise<Socket>;
+  /**
+   * This VM's identity, applied through the agent's REFRESH before agent() resolves: set when
+   * the guest booted with a neutral one (a template is saved from it) or was restored.
+   */
+  identity?: GuestIdentity;
+  /** Runs once the agent answered, before `identity` is applied: saving a template of the still neutral guest. */
+  beforeIdentity?: (vm: QemuVm) => Promise<void>;
+  boot: VmBootSource;
   ctl: Promise<Socket>;
   out: Promise<Socket>;
   err: Promise<Socket>;
@@ -111,6 +134,7 @@ export class QemuVm implements QemuVmHandle {
   readonly timings: BootTimings = {};
   readonly consoleLog: string;
   readonly spawned: Promise<void>;
+  readonly boot: VmBootSource;
 
   private phase: QemuVmPhase;
   private readonly watch: ChildProcessWatch;
@@ -121,11 +145,13 @@ export class QemuVm implements QemuVmHandle {
   private consoleDropped = 0;
   private agentSession?: Promise<GuestAgent>;
   private agentEnded?: MonocoreError;
+  private qmpClient?: Promise<QmpClient>;
 
   constructor(private readonly s: QemuVmInit) {
     this.id = s.spec.id;
     this.pid = s.child.pid ?? -1;
     this.consoleLog = s.consoleLog;
+    this.boot = { ...s.boot };
     const child = s.child;
     const watchdog = setTimeout(() => {
       if (this.phase.kind !== 'booting') return;
@@ -192,7 +218,7 @@ export class QemuVm implements QemuVmHandle {
     void s.ctl.then((sock) => {
       this.ctlSock = sock;
       sock.on('error', () => {});
-      sock.write(s.guestSpec);
+      if (s.guestSpec) sock.write(s.guestSpec);
       let buf = '';
       sock.on('data', (d: Buffer) => {
         buf += d.toString('utf8');
@@ -215,6 +241,7 @@ export class QemuVm implements QemuVmHandle {
     await Promise.all(drains);
     this.ctlSock?.destroy();
     void this.s.agent.then((sock) => sock.destroy());
+    void this.s.qmp.then((sock) => sock.destroy());
     await this.s.cleanup.runAll();
     if (this.watch.pidFile) removePidRecord(this.watch.pidFile);
     const exit = this.describeExit(last, code, signal);
@@ -289,6 +316,32 @@ export class QemuVm implements QemuVmHandle {
     return { exitCode: null, reason: 'hypervisor-error', detail: `${why}\nconsole tail:\n${tail()}` };
   }
 
+  /**
+   * A VM restored from a template: its saved state is loaded and checked and the guest runs
+   * again (QMP `cont` done). Counts as the command having started (`started` resolves).
+   */
+  markRestored(): void {
+    if (this.phase.kind !== 'booting') return;
+    this.timings.restoredMs = Date.now() - this.s.t0;
+    this.enter({ kind: 'running' });
+    this.watch.resolveStarted();
+  }
+
+  /** The VM's QMP monitor (opened on first use; closed when QEMU exits). */
+  qmp(): Promise<QmpClient> {
+    this.qmpClient ??= (async () => {
+      const gone = this.watch.gone.then(() => undefined);
+      const sock = await Promise.race([this.s.qmp, gone]);
+      if (!sock) throw new MonocoreError('MC_VM_SNAPSHOT_FAILED', `vm ${JSON.stringify(this.id)} ended before its QMP monitor connected`, { id: this.id });
+      return QmpClient.open(sock, this.id);
+    })();
+    return this.qmpClient;
+  }
+
+  get runtimeDir(): string {
+    return this.s.runtimeDir;
+  }
+
   wait(): Promise<VmExit> {
     return this.watch.exit;
   }
@@ -309,6 +362,9 @@ export class QemuVm implements QemuVmHandle {
       if (!sock) throw ended();
       const session = await AgentSession.open(sock, { label: this.id, handshakeTimeoutMs: 30_000, ...(this.s.agentLane ? { lane: this.s.agentLane } : {}) });
       void session.closed.then((err) => (this.agentEnded = err));
+      await this.s.beforeIdentity?.(this);
+      if (this.s.identity) await session.refresh(this.s.identity);
+      this.timings.agentReadyMs = Date.now() - this.s.t0;
       return session;
     } catch (err) {
       this.agentEnded = err instanceof MonocoreError ? err : ended();

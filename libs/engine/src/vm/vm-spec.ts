@@ -32,6 +32,11 @@ export interface VmSpec {
    * is up; stop() ends the VM with exit code 0.
    */
   sandbox?: boolean;
+  /**
+   * Boot the kernel even when a template of this VM's shape could be restored (`--cold`;
+   * docs/SNAPSHOTS.md). Templates apply to sandboxes without volumes or forwarded ports.
+   */
+  coldBoot?: boolean;
   /** Guest hostname (default: id). */
   hostname?: string;
   cpus: number;

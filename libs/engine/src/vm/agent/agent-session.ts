@@ -831,6 +831,14 @@ export class AgentSession implements GuestAgent {
       if (!/^[A-Za-z0-9]([A-Za-z0-9.-]{0,62})$/.test(identity.hostname)) throw invalid('hostname', `${JSON.stringify(identity.hostname)} is not a hostname`);
       records.push(['hostname', identity.hostname]);
     }
+    if (identity.workdir !== undefined) {
+      if (!identity.workdir.startsWith('/') || identity.workdir.includes('\0')) throw invalid('workdir', `${JSON.stringify(identity.workdir)} is not an absolute path`);
+      records.push(['workdir', identity.workdir]);
+    }
+    if (identity.user !== undefined) {
+      if (identity.user.includes('\0')) throw invalid('user', 'contains a NUL byte');
+      records.push(['user', identity.user]);
+    }
     if (identity.env !== undefined) {
       records.push(['env_clear', '1']);
       identity.env.forEach((e, i) => {

@@ -1,0 +1,146 @@
+import { createHash } from 'node:crypto';
+import { readFileSync, statSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { VERSION } from '../../version.js';
+import type { GuestIdentity } from '../guest-agent.js';
+import type { GuestSpec } from '../guest-protocol.js';
+import { copySparse, writableDiskPath } from '../qemu-devices.js';
+import type { QemuVm } from '../qemu-vm.js';
+import type { VmSpec } from '../vm-spec.js';
+import { TEMPLATE_FORMAT, type Template, type TemplateShape, type TemplateStore } from './template-store.js';
+import { checkVmStateHash, saveVmState } from './vm-state-file.js';
+
+/**
+ * How QemuBackend starts a VM from a template, or makes one (docs/SNAPSHOTS.md):
+ *
+ *   eligible? ─no──▶ cold boot, its own identity in the boot spec
+ *      │yes
+ *   template of this shape? ─yes──▶ restore: QEMU loads the state (-incoming, paused) while we
+ *      │no                          hash the file; cont; REFRESH gives the VM its identity
+ *   claim the build ─taken──▶ cold boot (someone else is building it)
+ *      │got it
+ *   cold boot with a neutral identity ─agent answers──▶ stop, save state + disk, cont ─▶ REFRESH
+ */
+
+/** Why a VM cannot start from a template, or undefined when it can. */
+export function templateIneligibility(spec: VmSpec, imageId: string | undefined): string | undefined {
+  if (!spec.sandbox) return 'only sandboxes start from templates so far';
+  if (spec.volumes.length > 0) return 'it has host volumes (QEMU cannot save a VM with a 9p share)';
+  if (spec.ports.length > 0) return 'it forwards host ports';
+  if (!imageId) return 'its root is not an image of this host\'s store';
+  if (spec.coldBoot) return 'a cold boot was asked for';
+  return undefined;
+}
+
+/** The identity a template is booted with: nothing of the first caller's (env, hostname, workdir, user) is saved in it. */
+export function neutralGuestSpec(guest: GuestSpec): GuestSpec {
+  const { user: _u, ...rest } = guest;
+  return { ...rest, env: [], hostname: 'monocore', workdir: '/', hosts: [] };
+}
+
+/** What a VM started from a template is told through REFRESH: everything `neutralGuestSpec` left out. */
+export function templateIdentity(guest: GuestSpec): GuestIdentity {
+  const id: GuestIdentity = { hostname: guest.hostname, env: guest.env, workdir: guest.workdir, user: guest.user ?? '' };
+  if (guest.nics.length > 0 || guest.hosts.length > 0) {
+    id.network = {
+      interfaces: guest.nics.map((n) => ({ mac: n.mac, cidr: n.cidr, ...(n.gateway ? { gateway: n.gateway } : {}) })),
+      hosts: guest.hosts,
+      ...(guest.dns ? { dns: guest.dns } : {}),
+    };
+  }
+  return id;
+}
+
+const sha = (v: unknown): string => createHash('sha256').update(typeof v === 'string' ? v : JSON.stringify(v)).digest('hex');
+
+function fileStamp(path: string): string {
+  const st = statSync(path);
+  return `${path}:${st.size}:${Math.round(st.mtimeMs)}`;
+}
+
+let hostCpuFlags: string | undefined;
+/** The host CPU's feature flags (KVM/HVF templates use them); "" under TCG. */
+function hostCpu(accel: string): string {
+  if (accel === 'tcg') return '';
+  hostCpuFlags ??= sha(/^flags\s*:.*$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[0] ?? '');
+  return hostCpuFlags;
+}
+
+export function templateShape(o: {
+  qemuVersion: string;
+  kernelPath: string;
+  initramfsHash: string;
+  imageId: string;
+  imageBlockPath: string;
+  machine: readonly string[];
+  accel: string;
+  guest: GuestSpec;
+  diskMib: number;
+}): TemplateShape {
+  // The guest spec as the template booted with it, less what REFRESH changes (NIC addresses).
+  const neutral = neutralGuestSpec(o.guest);
+  const { nics, dns: _d, ...guestRest } = neutral;
+  return {
+    format: TEMPLATE_FORMAT,
+    monocore: VERSION,
+    qemu: o.qemuVersion,
+    kernel: fileStamp(o.kernelPath),
+    initramfs: o.initramfsHash,
+    imageId: o.imageId,
+    imageBlock: fileStamp(o.imageBlockPath),
+    machine: sha(o.machine.join('\0')),
+    hostCpu: hostCpu(o.accel),
+    guest: sha({ ...guestRest, nics: nics.map((n) => n.mac), capabilities: (guestRest.capabilities ?? []).map((c) => [c.path, c.value.toString('hex')]) }),
+    diskMib: o.diskMib,
+  };
+}
+
+/**
+ * Restores a template into a QEMU started with `-incoming fd:N -S`: waits for QEMU to load
+ * the state while the file is hashed, and only then lets the guest run. A file that does not
+ * check out never runs (the caller kills QEMU and boots cold).
+ */
+export async function finishRestore(vm: QemuVm, template: Template): Promise<void> {
+  const qmp = await vm.qmp();
+  const hashed = checkVmStateHash(template.statePath, template.meta.state);
+  hashed.catch(() => undefined);
+  try {
+    await qmp.migrationDone(5);
+  } catch (err) {
+    await hashed; // a file that does not check out is the better reason (QEMU may have choked on it)
+    throw err;
+  }
+  await hashed;
+  await qmp.execute('cont');
+  vm.markRestored();
+}
+
+/**
+ * Saves the template of a VM that booted with the neutral identity and whose agent just
+ * answered: pause, save the state and copy the writable disk as they are at that instant,
+ * run again. A failure leaves no template (logged by the caller) and the VM running.
+ */
+export async function captureTemplate(
+  vm: QemuVm,
+  o: { store: TemplateStore; shape: TemplateShape; stateDir: string; uid?: number },
+): Promise<Template> {
+  const staged = await o.store.stage(o.shape);
+  try {
+    const qmp = await vm.qmp();
+    const t0 = Date.now();
+    await qmp.execute('stop');
+    let state;
+    try {
+      state = await saveVmState(qmp, { runtimeDir: vm.runtimeDir, ...(o.uid !== undefined ? { uid: o.uid } : {}), dest: join(staged, 'state.bin') });
+      // QEMU flushed the disk when the migration completed; the guest is still paused.
+      await copySparse(writableDiskPath(o.stateDir), join(staged, 'upper.ext4'));
+    } finally {
+      await qmp.execute('cont');
+    }
+    return await o.store.commit(o.shape, staged, { state, createdAt: new Date().toISOString(), saveMs: Date.now() - t0 });
+  } catch (err) {
+    await rm(staged, { recursive: true, force: true });
+    throw err;
+  }
+}

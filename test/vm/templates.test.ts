@@ -1,0 +1,109 @@
+/**
+ * VM templates (docs/SNAPSHOTS.md) with real VMs under TCG: the first sandbox of an image
+ * boots cold and saves the template; the next ones are restored from it, each with its own
+ * identity (hostname, env, workdir, user, clock, random pool) and its own writable disk; a
+ * corrupted or truncated state file is never restored (cold boot, template replaced); a
+ * cold boot can be forced; concurrent first starts build the template once.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, readdirSync, statSync, symlinkSync, truncateSync, openSync, writeSync, closeSync } from 'node:fs';
+import { join } from 'node:path';
+import { closeDefaultRegistryClient, MonocoreHome, pullImage, type GuestAgent, type QemuBackend, type QemuVmHandle, type VmSpec } from '@monocore/engine';
+import { backend, spec, tempDir, testHome } from './vm-fixtures.js';
+
+describe('templates: restore instead of boot (TCG)', () => {
+  let home: MonocoreHome;
+  let qemu: QemuBackend;
+  let rootfs: string;
+  const vms: QemuVmHandle[] = [];
+  const sandbox = (id: string, over: Partial<VmSpec> = {}): VmSpec =>
+    spec(id, { rootfs, sandbox: true, command: '', args: [], env: ['PATH=/bin', `WHO=${id}`], workdir: '/tmp', ramMib: 256, diskMib: 256, ...over });
+  const start = async (s: VmSpec): Promise<{ vm: QemuVmHandle; a: GuestAgent }> => {
+    const vm = await qemu.start(s);
+    vms.push(vm);
+    await vm.started;
+    return { vm, a: await vm.agent() };
+  };
+  const templateDirs = (): string[] => readdirSync(qemu.templates.templatesDir(imageId)).filter((n) => /^[0-9a-f]{32}$/.test(n));
+  let imageId: string;
+
+  before(async () => {
+    const image = process.env.MONOCORE_TEST_IMAGE;
+    assert.ok(image, 'MONOCORE_TEST_IMAGE is not set: run `bash scripts/test-services.sh start && . .monocore-test/env.sh` (or npm test)');
+    home = new MonocoreHome(tempDir('tplhome'));
+    mkdirSync(home.root, { recursive: true });
+    mkdirSync(testHome().kernelDir, { recursive: true });
+    symlinkSync(testHome().kernelDir, home.kernelDir);
+    const pulled = await pullImage(image, { home });
+    await closeDefaultRegistryClient();
+    rootfs = pulled.rootfs;
+    imageId = pulled.manifestDigest;
+    qemu = backend({ home });
+  });
+  after(async () => {
+    for (const vm of vms) await vm.kill().catch(() => undefined);
+  });
+
+  test('the first sandbox boots cold and saves the template; the next is restored with its own identity and disk', async () => {
+    const first = await start(sandbox('tpl-a'));
+    assert.equal(first.vm.boot.from, 'cold');
+    assert.match(first.vm.boot.reason, /saved template [0-9a-f]{32}/);
+    // The VM that saved the template carries on as itself.
+    const fa = await first.a.exec({ argv: ['sh', '-c', 'echo "$WHO $(hostname) $(pwd)"; echo a-was-here > /tmp/mine'] });
+    assert.equal(fa.stdout.toString(), 'tpl-a tpl-a /tmp\n');
+    assert.equal(templateDirs().length, 1);
+
+    const second = await start(sandbox('tpl-b', { user: 'nobody', workdir: '/' }));
+    assert.equal(second.vm.boot.from, 'template', second.vm.boot.reason);
+    const b = await second.a.exec({ argv: ['sh', '-c', 'echo "$WHO $(hostname) $(pwd) $(id -u)"; cat /etc/hostname; ls /tmp/mine 2>&1; date +%s'] });
+    const [who, host, mine, clock] = b.stdout.toString().trim().split('\n');
+    assert.equal(who, 'tpl-b tpl-b / 65534');
+    assert.equal(host, 'tpl-b');
+    assert.match(mine ?? '', /No such file/, 'a file written by the first sandbox after the save is not in the second');
+    assert.ok(Math.abs(Number(clock) - Date.now() / 1000) <= 2, `guest clock ${clock} vs host ${Date.now() / 1000}`);
+    // Writes stay each sandbox's own.
+    await second.a.exec({ argv: ['sh', '-c', 'echo b > /tmp/b-only'] });
+    assert.equal((await first.a.exec({ argv: ['ls', '/tmp/b-only'] })).exitCode, 1);
+  });
+
+  test('two restores of one template produce different random bytes', async () => {
+    const [x, y] = await Promise.all([start(sandbox('tpl-r1')), start(sandbox('tpl-r2'))]);
+    assert.equal(x.vm.boot.from, 'template');
+    assert.equal(y.vm.boot.from, 'template');
+    const read = async (a: GuestAgent): Promise<string> => (await a.exec({ argv: ['sh', '-c', 'head -c 32 /dev/urandom | od -An -tx1 | tr -d " \\n"'] })).stdout.toString();
+    const [rx, ry] = await Promise.all([read(x.a), read(y.a)]);
+    assert.equal(rx.length, 64);
+    assert.notEqual(rx, ry);
+  });
+
+  test('a corrupted state file is never restored: the VM boots cold and the template is made again', async () => {
+    const [dir] = templateDirs();
+    const state = join(qemu.templates.templatesDir(imageId), dir!, 'state.bin');
+    const size = statSync(state).size;
+    const fd = openSync(state, 'r+');
+    writeSync(fd, Buffer.alloc(4096, 0xa5), 0, 4096, Math.floor(size / 2));
+    closeSync(fd);
+    const c = await start(sandbox('tpl-corrupt'));
+    assert.equal(c.vm.boot.from, 'cold');
+    assert.match(c.vm.boot.reason, /restoring template .* failed, template deleted: .*sha256/);
+    assert.match(c.vm.boot.reason, /saved template/);
+    assert.equal((await c.a.exec({ argv: ['sh', '-c', 'echo $WHO'] })).stdout.toString(), 'tpl-corrupt\n');
+
+    truncateSync(join(qemu.templates.templatesDir(imageId), templateDirs()[0]!, 'state.bin'), 1000);
+    const t = await start(sandbox('tpl-trunc'));
+    assert.equal(t.vm.boot.from, 'cold');
+    assert.match(t.vm.boot.reason, /1000 bytes/);
+    assert.equal((await start(sandbox('tpl-after'))).vm.boot.from, 'template');
+  });
+
+  test('--cold boots the kernel; another VM shape gets a template of its own', async () => {
+    const c = await start(sandbox('tpl-cold', { coldBoot: true }));
+    assert.equal(c.vm.boot.from, 'cold');
+    assert.match(c.vm.boot.reason, /cold boot was asked for/);
+    assert.equal(templateDirs().length, 1);
+    const big = await start(sandbox('tpl-ram', { ramMib: 320 }));
+    assert.equal(big.vm.boot.from, 'cold');
+    assert.equal(templateDirs().length, 2);
+  });
+});
