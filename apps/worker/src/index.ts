@@ -333,7 +333,7 @@ async function prepareBackend(
   home: MonocoreHome,
   logger: Logger,
 ): Promise<{ backend: ServiceBackend; accel: string; detail: string }> {
-  const backend = choice === undefined || choice === 'qemu' ? new QemuBackend({ home }) : choice;
+  const backend = choice === undefined || choice === 'qemu' ? new QemuBackend({ home, logger }) : choice;
   const availability = await backend.available();
   if (!availability.available) {
     throw new MonocoreError('MC_VM_BACKEND_UNAVAILABLE', `backend ${backend.name} is unavailable: ${availability.reason}`, { backend: backend.name });

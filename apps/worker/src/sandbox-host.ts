@@ -108,7 +108,7 @@ export class SandboxHost {
    * it accepts commands. The caller holds the lease. Throws when it ended
    * meanwhile (deleted or expired while booting) or could not boot.
    */
-  async boot(rec: SandboxRecord, image: ImageRuntime): Promise<{ pid: number }> {
+  async boot(rec: SandboxRecord, image: ImageRuntime): Promise<{ pid: number; boot: { from: 'template' | 'cold'; reason: string } }> {
     const { home, backend, logger } = this.options;
     if (!this.options.mayRun(sandboxSubject(rec.id), rec.epoch)) throw leaseLost(rec.id);
     const prev = this.#entries.get(rec.id);
@@ -163,7 +163,7 @@ export class SandboxHost {
         void this.end(e.id, 'lost', `its guest agent stopped answering (${reason.code}: ${reason.message})`, 'MC_SANDBOX_LOST');
       }
     });
-    return { pid: handle.pid };
+    return { pid: handle.pid, boot: handle.boot ?? { from: 'cold', reason: `the ${backend.name} backend boots cold` } };
   }
 
   #endedWhileBooting(e: Entry): MonocoreError {

@@ -137,6 +137,10 @@ export const CreateSandboxRequestSchema = z
       .optional()
       .describe('end as expired after this many seconds without an exec or file call (default: no idle limit)'),
     network: SandboxNetworkRequestSchema.default(SANDBOX_DEFAULTS.network),
+    cold: z
+      .boolean()
+      .default(false)
+      .describe('boot the guest kernel even when the image has a template to restore from (docs/SNAPSHOTS.md); default false'),
   })
   .meta({ id: 'CreateSandboxRequest' });
 export type CreateSandboxRequest = z.input<typeof CreateSandboxRequestSchema>;
@@ -176,6 +180,13 @@ export const SandboxSchema = z
     ended_at: z.string().optional(),
     expires_at: z.string().describe('created_at + timeout_s'),
     last_activity_at: z.string().describe('the last exec or file call (idle_timeout_s counts from here)'),
+    boot: z
+      .object({
+        from: z.enum(['template', 'cold']).describe('template: restored from the image\'s saved VM; cold: the guest kernel booted'),
+        reason: z.string().describe('why (e.g. no template yet, one was saved, a cold boot was asked for)'),
+      })
+      .optional()
+      .describe('how its VM started (docs/SNAPSHOTS.md), once running'),
     reason: z.string().optional().describe('why it ended (expired, deleted, lost, failed)'),
     code: z.string().optional().describe('error code of a failed or lost sandbox (docs/ERRORS.md), e.g. the pull failure'),
   })

@@ -20,6 +20,7 @@ interface CreateOptions extends ApiCommandOptions {
   idleTimeout?: string;
   net?: 'none' | 'outbound';
   allow?: string[];
+  cold?: boolean;
   wait: boolean;
   json?: boolean;
 }
@@ -50,6 +51,7 @@ export function createRequest(image: string, opts: CreateOptions, env: NodeJS.Pr
     ...(opts.timeout !== undefined ? { timeout_s: durationFlag('--timeout', opts.timeout, 1, SEVEN_DAYS) } : {}),
     ...(opts.idleTimeout !== undefined ? { idle_timeout_s: durationFlag('--idle-timeout', opts.idleTimeout, 1, SEVEN_DAYS) } : {}),
     ...(network !== undefined ? { network } : {}),
+    ...(opts.cold ? { cold: true } : {}),
   };
 }
 
@@ -73,6 +75,7 @@ export function registerSandbox(program: Command): void {
       .option('--idle-timeout <duration>', 'end as expired after this long without an exec or file call (default: none)')
       .addOption(new Option('--net <mode>', '"none" (default): loopback only; "outbound": the internet, never the host').choices(['none', 'outbound']))
       .option('--allow <ENTRY>', 'with --net outbound: reach only this DNS name, *.suffix, IPv4 address or CIDR range (repeatable; docs/NETWORK.md)', collect, [])
+      .option('--cold', 'boot the guest kernel even when the image has a template to restore from (docs/SNAPSHOTS.md)')
       .option('--no-wait', 'print the id at once, while the sandbox is still being created')
       .option('--json', 'print the sandbox as JSON (the API\'s Sandbox object)')
       .addHelpText(

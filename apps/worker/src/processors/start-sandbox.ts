@@ -58,12 +58,12 @@ export function createSandboxStartProcessor(ctx: WorkerContext) {
     }
     try {
       const image = await imageFor(ctx, job, rec);
-      const { pid } = await ctx.sandboxes.boot(rec, image);
+      const { pid, boot } = await ctx.sandboxes.boot(rec, image);
       await store.transition(id, hostId, 'running', {
         host: hostId,
         epoch,
         detail: `running on ${hostId}`,
-        fields: { pid, started_at: Date.now(), last_activity: Date.now(), worker: ctx.worker, image_digest: image.digest ?? '' },
+        fields: { pid, started_at: Date.now(), last_activity: Date.now(), worker: ctx.worker, image_digest: image.digest ?? '', boot_from: boot.from, boot_reason: boot.reason },
       });
       return { sandbox: id, action: 'started', pid };
     } catch (err) {

@@ -116,6 +116,7 @@ export class SandboxControl implements SandboxApi {
     if (input.workdir !== undefined) rec.workdir = input.workdir;
     if (input.user !== undefined) rec.user = input.user;
     if (input.idle_timeout_s !== undefined) rec.idleTimeoutS = input.idle_timeout_s;
+    if (input.cold) rec.cold = true;
 
     // Placed and recorded under the placement lock, so two creates (or an up) never count the same free RAM.
     await this.hosts.withLock('placement', 10_000, async () => {

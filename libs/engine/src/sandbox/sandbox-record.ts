@@ -32,6 +32,10 @@ export interface SandboxRecord {
   lastActivityAt: number;
   reason?: string;
   code?: string;
+  /** Boot the kernel even when a template could be restored (docs/SNAPSHOTS.md). */
+  cold?: boolean;
+  /** How its VM started, once running. */
+  boot?: { from: 'template' | 'cold'; reason: string };
   /** Host pid of its hypervisor. */
   pid?: number;
   /** `<pid>@<started_at>` of the worker process that runs it. */
@@ -91,6 +95,8 @@ export function parseSandboxRecord(id: string, h: Record<string, string>): Sandb
     code: h.code || undefined,
     pid: num(h.pid),
     worker: h.worker || undefined,
+    cold: h.cold === '1' ? true : undefined,
+    boot: h.boot_from === 'template' || h.boot_from === 'cold' ? { from: h.boot_from, reason: h.boot_reason ?? '' } : undefined,
   };
   for (const [k, v] of Object.entries(opt)) if (v !== undefined) (r as unknown as Record<string, unknown>)[k] = v;
   return r;
@@ -117,6 +123,7 @@ export function sandboxRecordFields(r: SandboxRecord): Record<string, string | n
   if (r.user !== undefined) f.user = r.user;
   if (r.idleTimeoutS !== undefined) f.idle_timeout_s = r.idleTimeoutS;
   if (r.allow !== undefined) f.network_allow = JSON.stringify(r.allow);
+  if (r.cold) f.cold = '1';
   return f;
 }
 
@@ -148,5 +155,6 @@ export function toSandbox(r: SandboxRecord): Sandbox {
   if (r.endedAt !== undefined) s.ended_at = iso(r.endedAt);
   if (r.reason) s.reason = r.reason;
   if (r.code) s.code = r.code;
+  if (r.boot) s.boot = r.boot;
   return s;
 }

@@ -34,5 +34,6 @@ export function buildSandboxVmSpec(rec: SandboxRecord, image: ImageRuntime, stat
     ports: [],
     stateDir,
     network,
+    ...(rec.cold ? { coldBoot: true } : {}),
   };
 }

@@ -13,6 +13,8 @@ export interface VmHandle {
   readonly pid: number;
   /** Resolves when the guest reports its command has started; rejects if it ends first. */
   readonly started: Promise<void>;
+  /** Restored from a template or booted cold, and why (qemu; docs/SNAPSHOTS.md). Absent: booted cold. */
+  readonly boot?: { from: 'template' | 'cold'; reason: string };
   /** Resolves exactly once, when the VM is gone (never rejects). */
   wait(): Promise<VmExit>;
   /** Graceful stop (SIGTERM to the guest command), then kill after timeoutMs. Idempotent. */
