@@ -32,6 +32,8 @@ export interface TemplateShape {
   /** sha256 of the neutral guest spec the template booted with (disk, image, capabilities, rlimits, NIC count). */
   guest: string;
   diskMib: number;
+  /** Guest RAM (also in `machine`; here for people reading meta.json). */
+  ramMib: number;
 }
 
 export interface TemplateMeta {
