@@ -97,6 +97,35 @@ describe('templates: restore instead of boot (TCG)', () => {
     assert.equal((await start(sandbox('tpl-after'))).vm.boot.from, 'template');
   });
 
+  test('pause saves the VM and ends QEMU; resume (by another backend, as after a worker restart) continues its processes, files and clock', async () => {
+    const spec0 = sandbox('tpl-pause');
+    const { vm, a } = await start(spec0);
+    // A background counter, left running after its exec returns.
+    await a.exec({ argv: ['sh', '-c', 'echo keep > /tmp/kept; (i=0; while true; do i=$((i+1)); echo $i > /tmp/count; sleep 0.2; done) >/dev/null 2>&1 &'] });
+    await new Promise((r) => setTimeout(r, 1500));
+    const before = Number((await a.exec({ argv: ['cat', '/tmp/count'] })).stdout.toString());
+    assert.ok(before >= 1, `counter ${before}`);
+    const paused = await qemu.pause(vm);
+    assert.ok(paused.state.bytes > 0);
+    const exit = await vm.wait();
+    assert.equal(exit.reason, 'killed');
+    assert.throws(() => process.kill(vm.pid, 0), /ESRCH/, 'no QEMU process while paused');
+    await new Promise((r) => setTimeout(r, 3000)); // paused for a while: the guest clock must not lag after
+    const again = backend({ home }); // a new backend (a restarted worker) resumes it
+    const resumed = await again.resume({ ...spec0 });
+    vms.push(resumed);
+    assert.equal(resumed.boot.from, 'paused');
+    const b = await resumed.agent();
+    await new Promise((r) => setTimeout(r, 1000));
+    const r = await b.exec({ argv: ['sh', '-c', 'cat /tmp/count /tmp/kept; date +%s'] });
+    const [count, kept, clock] = r.stdout.toString().trim().split('\n');
+    assert.ok(Number(count) > before, `the counter went on: ${before} → ${count}`);
+    assert.equal(kept, 'keep');
+    assert.ok(Math.abs(Number(clock) - Date.now() / 1000) <= 2, `guest clock ${clock} vs host ${Date.now() / 1000}`);
+    assert.equal(b.info.sessions, 2, 'the same agent process, a new session');
+    await assert.rejects(again.resume({ ...spec0 }), (e: unknown) => e instanceof Error && /no paused VM/.test(e.message), 'the paused state is spent');
+  });
+
   test('--cold boots the kernel; another VM shape gets a template of its own', async () => {
     const c = await start(sandbox('tpl-cold', { coldBoot: true }));
     assert.equal(c.vm.boot.from, 'cold');

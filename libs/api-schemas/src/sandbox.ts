@@ -182,11 +182,13 @@ export const SandboxSchema = z
     last_activity_at: z.string().describe('the last exec or file call (idle_timeout_s counts from here)'),
     boot: z
       .object({
-        from: z.enum(['template', 'cold']).describe('template: restored from the image\'s saved VM; cold: the guest kernel booted'),
+        from: z
+          .enum(['template', 'cold', 'paused'])
+          .describe('template: restored from the image\'s saved VM; cold: the guest kernel booted; paused: resumed from its own pause'),
         reason: z.string().describe('why (e.g. no template yet, one was saved, a cold boot was asked for)'),
       })
       .optional()
-      .describe('how its VM started (docs/SNAPSHOTS.md), once running'),
+      .describe('how its VM last started (docs/SNAPSHOTS.md), once running'),
     reason: z.string().optional().describe('why it ended (expired, deleted, lost, failed)'),
     code: z.string().optional().describe('error code of a failed or lost sandbox (docs/ERRORS.md), e.g. the pull failure'),
   })

@@ -35,7 +35,7 @@ export interface SandboxRecord {
   /** Boot the kernel even when a template could be restored (docs/SNAPSHOTS.md). */
   cold?: boolean;
   /** How its VM started, once running. */
-  boot?: { from: 'template' | 'cold'; reason: string };
+  boot?: { from: 'template' | 'cold' | 'paused'; reason: string };
   /** Host pid of its hypervisor. */
   pid?: number;
   /** `<pid>@<started_at>` of the worker process that runs it. */
@@ -96,7 +96,7 @@ export function parseSandboxRecord(id: string, h: Record<string, string>): Sandb
     pid: num(h.pid),
     worker: h.worker || undefined,
     cold: h.cold === '1' ? true : undefined,
-    boot: h.boot_from === 'template' || h.boot_from === 'cold' ? { from: h.boot_from, reason: h.boot_reason ?? '' } : undefined,
+    boot: h.boot_from === 'template' || h.boot_from === 'cold' || h.boot_from === 'paused' ? { from: h.boot_from, reason: h.boot_reason ?? '' } : undefined,
   };
   for (const [k, v] of Object.entries(opt)) if (v !== undefined) (r as unknown as Record<string, unknown>)[k] = v;
   return r;

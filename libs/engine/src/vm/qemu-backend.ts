@@ -1,4 +1,5 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, open, rm, writeFile } from 'node:fs/promises';
 import type { Socket } from 'node:net';
@@ -24,6 +25,8 @@ import {
 import { QemuVm, type QemuVmHandle, type VmBootSource } from './qemu-vm.js';
 import type { Template, TemplateShape } from './snapshot/template-store.js';
 import { TemplateStore } from './snapshot/template-store.js';
+import { pausedStatePath, readPausedMeta, removePaused, writePausedMeta, type PausedVmMeta } from './snapshot/paused-vm.js';
+import { saveVmState, type VmStateDigest } from './snapshot/vm-state-file.js';
 import { captureTemplate, finishRestore, neutralGuestSpec, templateIdentity, templateIneligibility, templateShape } from './snapshot/vm-templates.js';
 import { imageBlockPath } from '../rootfs/image-block.js';
 import { validateVmSpec } from './vm-spec-validation.js';
@@ -211,12 +214,62 @@ export class QemuBackend implements HypervisorBackend {
     try {
       return await this.startInternal(spec, false, false, { kind: 'auto' });
     } catch (err) {
-      if (!(err instanceof RestoreFailed)) throw err;
+      if (!(err instanceof RestoreFailed) || !err.template) throw err;
       await this.templates.remove(err.template).catch(() => undefined);
       const reason = `restoring template ${err.template.key} failed, template deleted: ${err.cause instanceof Error ? err.cause.message : String(err.cause)}`;
       this.opts.logger?.debug({ vm: spec.id, reason }, 'booting cold');
       return this.startInternal(spec, false, false, { kind: 'auto', afterFailedRestore: reason });
     }
+  }
+
+  /**
+   * Pause (docs/SNAPSHOTS.md "Pause and resume"): saves the running VM's state next to its
+   * writable disk in its state dir, then ends its QEMU; the VM then uses no host memory.
+   * `resume()` continues it. The handle ends like a killed VM.
+   */
+  async pause(handle: QemuVmHandle): Promise<PausedVmMeta> {
+    if (!(handle instanceof QemuVm)) throw new MonocoreError('MC_USAGE', 'pause() takes a VM started by this backend', {});
+    const vm = handle;
+    const qmp = await vm.qmp();
+    const t0 = Date.now();
+    await qmp.execute('stop');
+    try {
+      const state = await saveVmState(qmp, { runtimeDir: vm.runtimeDir, ...(vm.uid !== undefined ? { uid: vm.uid } : {}), dest: pausedStatePath(vm.spec.stateDir) });
+      const meta: PausedVmMeta = { format: 1, machine: vm.machine, qemu: this.qemuVersionLine(), state, pausedAt: new Date().toISOString(), saveMs: Date.now() - t0 };
+      await writePausedMeta(vm.spec.stateDir, meta);
+      await vm.kill();
+      return meta;
+    } catch (err) {
+      await removePaused(vm.spec.stateDir);
+      await qmp.execute('cont').catch(() => undefined); // not paused: it runs on as before
+      throw err;
+    }
+  }
+
+  /**
+   * Resume a VM paused by pause(): the same spec (its state dir holds the paused state and
+   * the disk), restored into a QEMU of the same machine shape, given its identity again with a
+   * fresh clock and random pool. The paused files are removed once it runs. Throws
+   * MC_VM_SNAPSHOT_FAILED when it cannot be resumed (no paused state, another machine shape or
+   * QEMU, a state file that does not check out); the paused files are then kept.
+   */
+  async resume(spec: VmSpec): Promise<QemuVmHandle> {
+    const meta = await readPausedMeta(spec.stateDir);
+    if (meta.qemu !== this.qemuVersionLine()) {
+      throw new MonocoreError('MC_VM_SNAPSHOT_FAILED', `${spec.id}: paused by ${meta.qemu}, this host runs ${this.qemuVersionLine()}`, { id: spec.id });
+    }
+    let handle: QemuVmHandle;
+    try {
+      handle = await this.startInternal(spec, false, false, { kind: 'resume', meta });
+    } catch (err) {
+      if (err instanceof RestoreFailed) {
+        const cause = err.cause instanceof Error ? err.cause.message : String(err.cause);
+        throw new MonocoreError('MC_VM_SNAPSHOT_FAILED', `${spec.id}: resume failed: ${cause}`, { id: spec.id }, { cause: err.cause });
+      }
+      throw err;
+    }
+    await removePaused(spec.stateDir);
+    return handle;
   }
 
   private qemuVersionLine(): string {
@@ -277,11 +330,12 @@ export class QemuBackend implements HypervisorBackend {
         nics: nets.qemu,
         qmpSocket: serial.qmp.path,
       };
-      plan = await this.planStart(spec, mode, { probe, imageId: image?.imageId, guest, machine, cleanup });
-      // The writable disk last: a restore starts from the template's copy of it.
-      const disk = probe ? undefined : await this.attachBudgetedDisk(spec, inherit, cleanup, plan.kind === 'restore' ? plan.template.upperPath : undefined);
+      const machineHash = sha256(machineShape({ ...machine, disk: { fds: [0, 0], path: '' } }).join('\0'));
+      plan = await this.planStart(spec, mode, { probe, imageId: image?.imageId, guest, machine, machineHash, cleanup });
+      // The writable disk last: a template restore starts from the template's copy of it.
+      const disk = probe ? undefined : await this.attachBudgetedDisk(spec, inherit, cleanup, plan.kind === 'restore' ? plan.source.upperPath : undefined);
       if (disk) machine.disk = disk;
-      if (plan.kind === 'restore') machine.incomingFd = inherit((await inheritReadOnly(plan.template.statePath, cleanup)));
+      if (plan.kind === 'restore') machine.incomingFd = inherit((await inheritReadOnly(plan.source.statePath, cleanup)));
       const args = qemuArgs(machine);
       const argv = launchArgv({
         prefix: this.opts.launchPrefix,
@@ -302,6 +356,8 @@ export class QemuBackend implements HypervisorBackend {
         ...(neutral ? { identity: templateIdentity(guest) } : {}),
         ...(capture ? { beforeIdentity: (vm: QemuVm, agent: GuestAgent) => this.capture(vm, agent, spec, capture, uid) } : {}),
         boot: plan.boot,
+        machine: machineHash,
+        ...(uid !== undefined ? { uid } : {}),
         console: serial.console.conn, consoleLimitBytes: this.opts.consoleLimitBytes ?? 1 << 20,
         ctl: serial.ports.control.conn, out: serial.ports.stdout.conn, err: serial.ports.stderr.conn, agent: serial.ports.agent.conn,
         agentLane: lane?.host,
@@ -316,7 +372,7 @@ export class QemuBackend implements HypervisorBackend {
     await handle.spawned;
     if (plan.kind === 'restore') {
       try {
-        await finishRestore(handle, plan.template);
+        await finishRestore(handle, plan.source);
       } catch (err) {
         await handle.kill();
         throw new RestoreFailed(plan.template, err);
@@ -329,9 +385,19 @@ export class QemuBackend implements HypervisorBackend {
   private async planStart(
     spec: VmSpec,
     mode: StartMode,
-    o: { probe: boolean; imageId: string | undefined; guest: GuestSpec; machine: QemuMachine; cleanup: CleanupStack },
+    o: { probe: boolean; imageId: string | undefined; guest: GuestSpec; machine: QemuMachine; machineHash: string; cleanup: CleanupStack },
   ): Promise<StartPlan> {
     if (mode.kind === 'cold') return { kind: 'cold', boot: { from: 'cold', reason: mode.reason } };
+    if (mode.kind === 'resume') {
+      if (mode.meta.machine !== o.machineHash) {
+        throw new MonocoreError('MC_VM_SNAPSHOT_FAILED', `${spec.id}: paused on another machine shape (RAM, vCPUs, devices, kernel command line or monocore changed); it cannot be resumed`, { id: spec.id });
+      }
+      return {
+        kind: 'restore',
+        source: { statePath: pausedStatePath(spec.stateDir), state: mode.meta.state },
+        boot: { from: 'paused', reason: `resumed (paused at ${mode.meta.pausedAt})` },
+      };
+    }
     const why = o.probe ? 'boot probe' : templateIneligibility(spec, o.imageId);
     if (why !== undefined) return { kind: 'cold', boot: { from: 'cold', reason: why } };
     const { kernel, initramfs } = await this.prepareFiles();
@@ -341,14 +407,17 @@ export class QemuBackend implements HypervisorBackend {
       initramfsHash: initramfs.hash,
       imageId: o.imageId!,
       imageBlockPath: imageBlockPath(this.home, o.imageId!),
-      machine: machineShape({ ...o.machine, disk: { fds: [0, 0], path: '' } }),
+      machine: o.machineHash,
       accel: this.accel.accel,
       guest: o.guest,
       diskMib: spec.diskMib ?? this.opts.diskSizeMib ?? DEFAULT_DISK_MIB,
       ramMib: spec.ramMib,
     });
     const found = mode.afterFailedRestore ? { reason: mode.afterFailedRestore } : await this.templates.lookup(shape);
-    if (found.template) return { kind: 'restore', template: found.template, boot: { from: 'template', reason: `template ${found.template.key}` } };
+    if (found.template) {
+      const t = found.template;
+      return { kind: 'restore', template: t, source: { statePath: t.statePath, state: t.meta.state, upperPath: t.upperPath }, boot: { from: 'template', reason: `template ${t.key}` } };
+    }
     const lock = await this.templates.claim(shape);
     if (!lock) return { kind: 'cold', boot: { from: 'cold', reason: `${found.reason}; another VM is building it now` } };
     let released = false;
@@ -376,21 +445,30 @@ export class QemuBackend implements HypervisorBackend {
   }
 }
 
-/** What start() asks of startInternal. */
-type StartMode = { kind: 'cold'; reason: string } | { kind: 'auto'; afterFailedRestore?: string };
+/** What start() and resume() ask of startInternal. */
+type StartMode = { kind: 'cold'; reason: string } | { kind: 'auto'; afterFailedRestore?: string } | { kind: 'resume'; meta: PausedVmMeta };
+
+/** A saved VM state to restore: the file, what it must hash to, and the writable disk to start from (absent: the VM's own). */
+interface RestoreSource {
+  statePath: string;
+  state: VmStateDigest;
+  upperPath?: string;
+}
 
 /** How one VM starts (planStart). */
 type StartPlan =
   | { kind: 'cold'; boot: VmBootSource }
-  | { kind: 'restore'; template: Template; boot: VmBootSource }
+  | { kind: 'restore'; source: RestoreSource; template?: Template; boot: VmBootSource }
   | { kind: 'capture'; shape: TemplateShape; release: () => Promise<void>; boot: VmBootSource };
 
 /** A restore that did not work out: start() deletes the template and boots cold. */
 class RestoreFailed extends Error {
-  constructor(readonly template: Template, cause: unknown) {
-    super(`restore of template ${template.key} failed`, { cause });
+  constructor(readonly template: Template | undefined, cause: unknown) {
+    super(`restore failed`, { cause });
   }
 }
+
+const sha256 = (s: string): string => createHash('sha256').update(s).digest('hex');
 
 async function inheritReadOnly(path: string, cleanup: CleanupStack): Promise<number> {
   const fh = await open(path, 'r');

@@ -32,7 +32,7 @@ export interface BootTimings {
 
 /** Whether a VM was restored from a template or booted its kernel, and why (docs/SNAPSHOTS.md). */
 export interface VmBootSource {
-  from: 'template' | 'cold';
+  from: 'template' | 'cold' | 'paused';
   reason: string;
 }
 
@@ -113,6 +113,10 @@ export interface QemuVmInit {
   /** Runs once the agent answered, before `identity` is applied: saving a template of the still neutral guest. */
   beforeIdentity?: (vm: QemuVm, agent: GuestAgent) => Promise<void>;
   boot: VmBootSource;
+  /** sha256 of its normalised QEMU argv (qemu-args.ts machineShape): what a saved state of it restores into. */
+  machine: string;
+  /** QEMU's uid (root only): sockets QEMU connects to are given to it. */
+  uid?: number;
   ctl: Promise<Socket>;
   out: Promise<Socket>;
   err: Promise<Socket>;
@@ -340,6 +344,18 @@ export class QemuVm implements QemuVmHandle {
 
   get runtimeDir(): string {
     return this.s.runtimeDir;
+  }
+
+  get spec(): VmSpec {
+    return this.s.spec;
+  }
+
+  get machine(): string {
+    return this.s.machine;
+  }
+
+  get uid(): number | undefined {
+    return this.s.uid;
   }
 
   wait(): Promise<VmExit> {

@@ -9,7 +9,7 @@ import { copySparse, writableDiskPath } from '../qemu-devices.js';
 import type { QemuVm } from '../qemu-vm.js';
 import type { VmSpec } from '../vm-spec.js';
 import { TEMPLATE_FORMAT, type Template, type TemplateShape, type TemplateStore } from './template-store.js';
-import { checkVmStateHash, saveVmState } from './vm-state-file.js';
+import { checkVmStateHash, saveVmState, type VmStateDigest } from './vm-state-file.js';
 
 /**
  * How QemuBackend starts a VM from a template, or makes one (docs/SNAPSHOTS.md):
@@ -73,7 +73,8 @@ export function templateShape(o: {
   initramfsHash: string;
   imageId: string;
   imageBlockPath: string;
-  machine: readonly string[];
+  /** sha256 of qemu-args.ts machineShape(). */
+  machine: string;
   accel: string;
   guest: GuestSpec;
   diskMib: number;
@@ -90,7 +91,7 @@ export function templateShape(o: {
     initramfs: o.initramfsHash,
     imageId: o.imageId,
     imageBlock: fileStamp(o.imageBlockPath),
-    machine: sha(o.machine.join('\0')),
+    machine: o.machine,
     hostCpu: hostCpu(o.accel),
     guest: sha({ ...guestRest, nics: nics.map((n) => n.mac), capabilities: (guestRest.capabilities ?? []).map((c) => [c.path, c.value.toString('hex')]) }),
     diskMib: o.diskMib,
@@ -103,9 +104,9 @@ export function templateShape(o: {
  * the state while the file is hashed, and only then lets the guest run. A file that does not
  * check out never runs (the caller kills QEMU and boots cold).
  */
-export async function finishRestore(vm: QemuVm, template: Template): Promise<void> {
+export async function finishRestore(vm: QemuVm, source: { statePath: string; state: VmStateDigest }): Promise<void> {
   const qmp = await vm.qmp();
-  const hashed = checkVmStateHash(template.statePath, template.meta.state);
+  const hashed = checkVmStateHash(source.statePath, source.state);
   hashed.catch(() => undefined);
   try {
     await qmp.migrationDone(5);
