@@ -1,5 +1,6 @@
 import { CommanderError, type Command } from 'commander';
-import { MonocoreApiError } from '@monocore/client';
+// The error class alone: the client's index loads undici, zod and every API schema (~0.3 s of start-up).
+import { MonocoreApiError } from '@monocore/client/errors';
 import { isMonocoreError } from '@monocore/engine/errors';
 import { ExitCode } from './exit-codes.js';
 
