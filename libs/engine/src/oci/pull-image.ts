@@ -2,7 +2,7 @@ import { stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { MonocoreError, isMonocoreError } from '../errors/index.js';
 import type { MonocoreHome } from '../home/index.js';
-import { blockImageToolAvailable, ensureImageBlock, ensureImageRootfs } from '../rootfs/index.js';
+import { blockImageToolAvailable, ensureImageBlock, ensureImageRootfs, imageBlockReady } from '../rootfs/index.js';
 import { commitTrusted } from '../rootfs/commit-marker.js';
 import { parseImageReference, type ImageReference } from './image-reference.js';
 import { ImageStore, newImageRecord, type ImageRecord } from './image-store.js';
@@ -17,7 +17,8 @@ import { RegistryPolicy, type RegistryPolicyData } from './registry-policy.js';
  * Snapshot of a pull's progress. Bytes are compressed layer bytes: downloaded while
  * `downloading`, read by the unpacker while `unpacking` (each phase counts from 0 to total).
  * `building`: the image's read-only block filesystem is being made from the rootfs
- * (rootfs/image-block.ts; bytes stay at total).
+ * (rootfs/image-block.ts; bytes stay at total). A cold pull writes it during the unpack
+ * (erofs-writer.ts), so it reports this phase only when the block image is built after.
  */
 export interface PullProgress {
   phase: 'resolving' | 'downloading' | 'unpacking' | 'building' | 'done';
@@ -67,16 +68,23 @@ export interface PulledImage {
 
 /**
  * After the unpack: the image's read-only block filesystem, which the qemu backend
- * boots from. Built here, where the pull already shows progress, so the first VM
- * does not wait for it; skipped where mkfs.erofs is absent (a host that runs no
- * QEMU; the qemu backend reports the tool missing itself).
+ * boots from. A cold unpack writes it in the same pass (`wantsBlockImage`); this builds
+ * it where that did not happen (an image unpacked before), so the first VM does not wait
+ * for it. Skipped where mkfs.erofs is absent (a host that runs no QEMU; the qemu backend
+ * reports the tool missing itself).
  */
 export async function buildPulledBlock(home: MonocoreHome, imageId: string, layers: Descriptor[], emit: (p: PullProgress) => void): Promise<number | undefined> {
   if (!blockImageToolAvailable()) return undefined;
+  if (await imageBlockReady(home, imageId)) return undefined;
   const ls = layers.map((l) => ({ digest: l.digest, done: l.size, total: l.size }));
   const total = ls.reduce((a, l) => a + l.total, 0);
   emit({ phase: 'building', layers: ls, done: total, total });
   return (await ensureImageBlock({ home, imageId })).buildSeconds;
+}
+
+/** Whether an unpack should write the image's block image as it goes: where block images are built at all. */
+export function wantsBlockImage(): boolean {
+  return blockImageToolAvailable();
 }
 
 const sharedClients = new Map<string, RegistryClient>();
@@ -280,6 +288,7 @@ async function doPull(ref: ImageReference, platform: Platform, options: PullImag
       })),
       onProgress: unpackReporter(manifest.layers, emitUnpack),
       signal: both,
+      blockImage: wantsBlockImage(),
     }).catch((err: unknown) => {
       fail(err);
       throw err;
@@ -290,7 +299,7 @@ async function doPull(ref: ImageReference, platform: Platform, options: PullImag
     if (dl.status === 'rejected') throw dl.reason;
     if (up.status === 'rejected') throw up.reason;
     const { rootfs, unpackSeconds } = up.value;
-    const blockSeconds = await buildPulledBlock(home, manifestDigest, manifest.layers, emit);
+    const blockSeconds = up.value.blockSeconds ?? (await buildPulledBlock(home, manifestDigest, manifest.layers, emit));
     const rec = newImageRecord({
       reference,
       platform: platformStr,

@@ -5,6 +5,7 @@ import { resolve as resolvePath } from 'node:path';
 import type { Readable } from 'node:stream';
 import { Parser, type ReadEntry } from 'tar';
 import { MonocoreError } from '../errors/index.js';
+import type { ErofsWriter } from './erofs-writer.js';
 import { decompress, openLayerFile } from './layer-source.js';
 import type { LayerCompression } from './layer-compression.js';
 import { RootResolveError, RootResolver } from './root-resolver.js';
@@ -31,6 +32,8 @@ export interface ApplyLayerOptions {
   zstdImpl?: 'cli' | 'fzstd';
   /** Stops the unpack (in-flight writes finish first); rejects with the signal's reason. */
   signal?: AbortSignal;
+  /** Also write every file body into this block image, as it is written to the tree (erofs-writer.ts). */
+  blockImage?: ErofsWriter;
 }
 
 export interface ApplyLayerStats {
@@ -98,7 +101,7 @@ export async function applyLayer(source: string | Readable, targetDir: string, o
     tar = c === 'none' ? source : decompress(source, c, layer, options.zstdImpl);
   }
   const session = options.session ?? new UnpackSession(root, options.chown !== undefined ? { chown: options.chown } : {});
-  const applier = new LayerApplier(root, layer, session, options.concurrency ?? 16);
+  const applier = new LayerApplier(root, layer, session, options.concurrency ?? 16, options.blockImage);
   await applier.run(tar, options.signal);
   if (!options.session) await session.finish();
   return applier.stats;
@@ -161,8 +164,10 @@ class LayerApplier {
     private readonly layer: string,
     private readonly session: UnpackSession,
     concurrency: number,
+    private readonly block?: ErofsWriter,
   ) {
     this.resolver = new RootResolver(root, (rel) => {
+      this.block?.created(rel);
       this.markCreated(rel);
       this.session.setImplicitDir(rel);
     });
@@ -429,6 +434,7 @@ class LayerApplier {
       }
       this.fileCreated(key, uid, gid, size);
       finishFdSync(fd, chunks, meta);
+      this.block?.fileData(key, chunks, size);
       // After the data and the chown: writing or chowning a file clears its security.capability.
       if (xattrs) this.setXattrs(e.path, key, abs, xattrs);
       return;
@@ -449,8 +455,9 @@ class LayerApplier {
     }
     this.fileCreated(key, uid, gid, size);
     const done = (): void => this.slots.release();
+    const toBlock = this.block?.bigFile(key, size);
     try {
-      await this.streamBody(e, fd);
+      await this.streamBody(e, fd, toBlock);
     } catch (err) {
       fsc.close(fd, done);
       throw err;
@@ -508,7 +515,7 @@ class LayerApplier {
    * while a write is in flight). Settles only once no write is in flight, so the
    * caller can close `fd` without a queued write landing in a reused descriptor.
    */
-  private streamBody(e: ReadEntry, fd: number): Promise<void> {
+  private streamBody(e: ReadEntry, fd: number, toBlock?: (chunk: Buffer, offset: number) => Promise<void>): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       const signal = this.abortCtl.signal;
       let pending: Promise<void> = Promise.resolve();
@@ -526,10 +533,13 @@ class LayerApplier {
       };
       if (signal.aborted) return settle();
       signal.addEventListener('abort', settle, { once: true });
+      let offset = 0;
       e.on('data', (c: Buffer) => {
         e.pause();
+        const at = offset;
+        offset += c.length;
         pending = pending
-          .then(() => (writeErr || signal.aborted ? undefined : writeAll(fd, [c])))
+          .then(() => (writeErr || signal.aborted ? undefined : toBlock ? Promise.all([writeAll(fd, [c]), toBlock(c, at)]).then(() => undefined) : writeAll(fd, [c])))
           .then(
             () => { if (!writeErr && !signal.aborted) e.resume(); },
             (err) => { writeErr ??= err; settle(); },
@@ -550,9 +560,13 @@ class LayerApplier {
       try {
         // 0700 while filling; the entry's own mode is applied at the end (session.finish).
         fsc.mkdirSync(abs, { mode: 0o700 });
+        this.block?.created(rel.join('/'));
       } catch (err) {
         if (errnoOf(err) !== 'EEXIST') throw err;
-        if (await this.removeExisting(rel, true)) fsc.mkdirSync(abs, { mode: 0o700 });
+        if (await this.removeExisting(rel, true)) {
+          fsc.mkdirSync(abs, { mode: 0o700 });
+          this.block?.created(rel.join('/'));
+        }
       }
     }
     const key = rel.join('/');
@@ -587,6 +601,7 @@ class LayerApplier {
       if (!set) return;
       if (set(abs, name, value, value.length, 0) === 0) {
         this.stats.xattrs++;
+        this.block?.xattr(key, name, value);
         continue;
       }
       const errno = libc().errno();
@@ -610,6 +625,7 @@ class LayerApplier {
       fsc.symlinkSync(target, abs);
     }
     this.markCreated(key);
+    this.block?.created(key);
     this.session.forget(key, false);
     if (this.session.chown) fsc.lchownSync(abs, uid, gid);
     this.session.setOwner(key, uid, gid);
@@ -641,6 +657,7 @@ class LayerApplier {
       await this.removeExisting(rel);
       fsc.linkSync(targetAbs, abs);
     }
+    this.block?.link(key, targetRel.join('/'));
     this.markCreated(key);
     this.session.forget(key, false);
     const { uid, gid } = this.ids(e);

@@ -6,6 +6,7 @@ import { performance } from 'node:perf_hooks';
 import { MonocoreError } from '../errors/index.js';
 import type { MonocoreHome } from '../home/index.js';
 import { BOOT_ID_FILE, SYNCED_MARKER, commitTrusted, currentBootId } from './commit-marker.js';
+import { BLOCK_DIR, BLOCK_FILE, BLOCK_IMAGE_FSTYPE } from './block-format.js';
 import { HostLock } from './host-lock.js';
 import { imageRootfsComplete, imageRootfsDir, removeTree } from './image-rootfs.js';
 import { OWNERSHIP_FILE, type OwnershipRecordFile } from './ownership-record.js';
@@ -28,11 +29,7 @@ import { syncFilesystem, syncInBackground } from './sync-filesystem.js';
  * rootfs's rule (commit-marker.ts): committed in this boot, or known to be on disk.
  * `image rm` + `image prune` remove it with the rootfs (the whole `<hex>/` goes).
  */
-export const BLOCK_IMAGE_FORMAT = 'erofs-1';
-/** The guest's filesystem type for the block image. */
-export const BLOCK_IMAGE_FSTYPE = 'erofs';
-const BLOCK_DIR = `block-${BLOCK_IMAGE_FORMAT}`;
-const BLOCK_FILE = 'rootfs.erofs';
+export { BLOCK_IMAGE_FORMAT, BLOCK_IMAGE_FSTYPE } from './block-format.js';
 
 export interface ImageBlock {
   /** The filesystem image file (read-only; open it, never write it). */
@@ -79,6 +76,11 @@ async function committed(home: MonocoreHome, imageId: string): Promise<string | 
   // where a crash lost its data. Not complete: build again.
   if (!(await commitTrusted(dirname(file)))) return undefined;
   return file;
+}
+
+/** Whether the image's block image is built and trusted (no lock taken, nothing built). */
+export async function imageBlockReady(home: MonocoreHome, imageId: string): Promise<boolean> {
+  return (await committed(home, imageId)) !== undefined;
 }
 
 const inProcess = new Map<string, Promise<ImageBlock>>();

@@ -6,6 +6,8 @@ import type { Readable } from 'node:stream';
 import { MonocoreError } from '../errors/index.js';
 import type { MonocoreHome } from '../home/index.js';
 import { applyLayer } from './apply-layer.js';
+import { ErofsWriter } from './erofs-writer.js';
+import { BLOCK_DIR, BLOCK_FILE } from './block-format.js';
 import { BOOT_ID_FILE, SYNCED_MARKER, commitTrusted, currentBootId } from './commit-marker.js';
 import { openLayerFile } from './layer-source.js';
 import { syncFilesystem, syncInBackground } from './sync-filesystem.js';
@@ -62,6 +64,12 @@ export interface EnsureImageRootfsOptions {
   signal?: AbortSignal;
   /** Called once if another process is unpacking this image and we wait for it (holder: "pid iso-date"). */
   onLockWait?: (holder: string) => void;
+  /**
+   * Also build the image's block image (image-block.ts) in the same pass: file bodies go
+   * into the erofs as they are unpacked, and it is committed with the rootfs, by the same
+   * rename (docs/OCI.md "Block images").
+   */
+  blockImage?: boolean;
 }
 
 export interface ImageRootfs {
@@ -73,6 +81,8 @@ export interface ImageRootfs {
    * waits for layers still downloading excluded. Absent when the rootfs was complete already.
    */
   unpackSeconds?: number;
+  /** Seconds spent finishing the block image (walk + metadata) after the last layer; absent when none was built. */
+  blockSeconds?: number;
 }
 
 const DIGEST_RE = /^sha256:[a-f0-9]{64}$/;
@@ -189,9 +199,14 @@ async function ensure(opts: EnsureImageRootfsOptions, hex: string): Promise<Imag
     await chmod(tmp, 0o700);
     // mkdir/mkdtemp give 0700; an image without a "./" entry still needs a usable root.
     await chmod(rootfs, 0o755);
+    let block: ErofsWriter | undefined;
     try {
       // chmod cleared any setgid inherited from above: new files get our euid/egid.
       const session = new UnpackSession(rootfs, { freshTree: true });
+      if (opts.blockImage) {
+        await mkdir(join(tmp, BLOCK_DIR), { mode: 0o755 });
+        block = new ErofsWriter(join(tmp, BLOCK_DIR, BLOCK_FILE));
+      }
       const n = layers.length;
       let current = 0;
       const progress = opts.onProgress;
@@ -235,7 +250,7 @@ async function ensure(opts: EnsureImageRootfsOptions, hex: string): Promise<Imag
           next?.catch(() => undefined); // surfaces when its turn comes
           current = i + 1;
           progress?.({ layer: i + 1, layers: n, digest: l.digest, bytes: 0 });
-          await applyLayer(tar, rootfs, { layer: l.digest, compression: 'none', session, ...(opts.signal ? { signal: opts.signal } : {}) });
+          await applyLayer(tar, rootfs, { layer: l.digest, compression: 'none', session, ...(opts.signal ? { signal: opts.signal } : {}), ...(block ? { blockImage: block } : {}) });
           progress?.({ layer: i + 1, layers: n, digest: l.digest, bytes: l.size });
         }
       } finally {
@@ -244,6 +259,13 @@ async function ensure(opts: EnsureImageRootfsOptions, hex: string): Promise<Imag
       }
       await session.finish();
       const record = session.record(imageId);
+      let blockSeconds: number | undefined;
+      if (block) {
+        // After session.finish: directories have their modes and times.
+        const t0 = performance.now();
+        await block.finish(rootfs, { allRoot: record.ownershipRecorded });
+        blockSeconds = (performance.now() - t0) / 1000;
+      }
       await writeFile(join(tmp, OWNERSHIP_FILE), JSON.stringify(record) + '\n', { mode: 0o644 });
       const bootId = currentBootId();
       // The nonce ties the `synced` marker to this commit, not to an earlier tree at the same path.
@@ -251,6 +273,11 @@ async function ensure(opts: EnsureImageRootfsOptions, hex: string): Promise<Imag
       if (bootId) {
         await writeFile(join(tmp, BOOT_ID_FILE), `${bootId} ${nonce}\n`, { mode: 0o644 });
         await writeFile(join(tmp, SYNCED_MARKER), '', { mode: 0o644 }); // filled once synced
+        if (block) {
+          // The block dir carries its own markers (image-block.ts reads them there).
+          await writeFile(join(tmp, BLOCK_DIR, BOOT_ID_FILE), `${bootId} ${nonce}\n`, { mode: 0o644 });
+          await writeFile(join(tmp, BLOCK_DIR, SYNCED_MARKER), '', { mode: 0o644 });
+        }
       } else {
         // Without a boot id to tell a reboot apart, the data goes to disk before the commit.
         await syncFilesystem(tmp);
@@ -260,14 +287,16 @@ async function ensure(opts: EnsureImageRootfsOptions, hex: string): Promise<Imag
       if (bootId) {
         // Usable at once (the page cache has it); on disk a little later. Until the
         // marker holds this commit's nonce, complete() trusts the tree only within this boot.
-        syncInBackground(finalDir, join(finalDir, SYNCED_MARKER), nonce);
+        syncInBackground(finalDir, join(finalDir, SYNCED_MARKER), nonce, block ? [join(finalDir, BLOCK_DIR, SYNCED_MARKER)] : []);
       }
       return {
         rootfs: join(finalDir, 'rootfs'),
         ownershipRecorded: record.ownershipRecorded,
-        unpackSeconds: (performance.now() - started - waited) / 1000,
+        unpackSeconds: (performance.now() - started - waited) / 1000 - (blockSeconds ?? 0),
+        ...(blockSeconds !== undefined ? { blockSeconds } : {}),
       };
     } catch (err) {
+      await block?.abandon().catch(() => undefined);
       await removeTree(tmp).catch(() => undefined);
       throw err;
     }

@@ -15,6 +15,7 @@ export {
 export { imageRootfsIdsInUse } from './rootfs-in-use.js';
 export {
   ensureImageBlock,
+  imageBlockReady,
   buildBlockImage,
   blockImageToolAvailable,
   imageBlockPath,

@@ -35,10 +35,11 @@ export async function syncFilesystem(path: string): Promise<void> {
  * deleter's feet. Nothing waits for it: a CLI can exit at once (a syncfs in one
  * of our own threads would hold the process until it returns).
  */
-export function syncInBackground(dir: string, marker: string, content: string): void {
+export function syncInBackground(dir: string, marker: string, content: string, moreMarkers: string[] = []): void {
   try {
-    const script = 'sync -f "$1" && printf %s "$3" | dd of="$2" conv=notrunc,nocreat status=none';
-    const child = spawn('sh', ['-c', script, 'sh', dir, marker, content], { detached: true, stdio: 'ignore' });
+    // Markers from $4 on get the same content after the same flush.
+    const script = 'sync -f "$1" && c="$3" && m="$2" && shift 3 && for f in "$m" "$@"; do printf %s "$c" | dd of="$f" conv=notrunc,nocreat status=none; done';
+    const child = spawn('sh', ['-c', script, 'sh', dir, marker, content, ...moreMarkers], { detached: true, stdio: 'ignore' });
     child.on('error', () => undefined);
     child.unref();
   } catch {
