@@ -10,7 +10,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import {
-  BLOCK_IMAGE_FORMAT, ensureImageBlock, ensureImageRootfs, HostLock, imageBlockPath, isMonocoreError, MonocoreHome, removeImageRootfs, storeImageOf,
+  applyLayer, BLOCK_IMAGE_FORMAT, ErofsWriter, UnpackSession, ensureImageBlock, ensureImageRootfs, HostLock, imageBlockPath, isMonocoreError, MonocoreHome, removeImageRootfs, storeImageOf,
   type ImageLayerInput,
 } from '@monocore/engine';
 import { gzip, tarArchive, type TarEntry } from './tar-writer.js';
@@ -164,4 +164,111 @@ test('in one process, concurrent callers share one build', async () => {
   const rs = await Promise.all([1, 2, 3].map(() => ensureImageBlock({ home, imageId: IMAGE })));
   assert.ok(rs.every((r) => r === rs[0]), 'the same result object: one build');
   rmSync(dir, { recursive: true, force: true });
+});
+
+test('a cold unpack with blockImage writes the erofs in the same pass: whiteouts, opaque dirs, overwrites, hardlinks, big files, xattrs as the tree has them', async () => {
+  assert.equal(process.getuid?.(), 0, 'run as root (as CI does): the test loop-mounts the image');
+  const dir = tempDir('block-pass');
+  const home = new MonocoreHome(join(dir, 'home'));
+  const big = Buffer.alloc(3 * 1024 * 1024 + 123);
+  for (let i = 0; i < big.length; i++) big[i] = (i * 7 + (i >> 12)) & 0xff;
+  const many = Array.from({ length: 400 }, (_, i) => ({ name: `many/${'n'.repeat(40)}-${String(i).padStart(4, '0')}`, data: `f${i}` }));
+  const layers = [
+    ...image(dir),
+    layer(dir, 'third', [
+      { name: 'etc/', type: 'dir', mode: 0o755, pax: { 'SCHILY.xattr.user.dir': 'd' } },
+      { name: 'etc/passwd', data: 'root:x:0:0::/root:/bin/sh\n', pax: { 'SCHILY.xattr.user.note': 'hello' } },
+      { name: 'etc/gone', data: 'x' },
+      { name: 'opaque/', type: 'dir' },
+      { name: 'opaque/lower', data: 'lower' },
+      { name: 'replaced-by-dir', data: 'file' },
+      { name: 'dir-replaced', type: 'dir' },
+      { name: 'dir-replaced/inner', data: 'inner' },
+      { name: 'link-to-etc', type: 'symlink', linkname: '/etc' },
+      { name: 'big.bin', data: big, mode: 0o600, uid: 7, gid: 8 },
+      { name: 'empty', data: '' },
+      { name: 'hard-old', data: 'old body' },
+      { name: 'hard-old-2', type: 'hardlink', linkname: 'hard-old' },
+      ...many,
+    ]),
+    layer(dir, 'fourth', [
+      { name: 'etc/.wh.gone', data: '' },
+      { name: 'opaque/.wh..wh..opq', data: '' },
+      { name: 'opaque/upper', data: 'upper' },
+      { name: 'replaced-by-dir/', type: 'dir', mode: 0o750 },
+      { name: 'replaced-by-dir/x', data: 'x' },
+      { name: 'dir-replaced', data: 'now a file' },
+      { name: 'link-to-etc/hosts', data: '127.0.0.1 localhost\n' },
+      { name: 'hard-old', data: 'new body, longer' },
+      { name: 'big-hard', type: 'hardlink', linkname: 'big.bin' },
+      { name: 'many/.wh.' + 'n'.repeat(40) + '-0007', data: '' },
+    ]),
+  ];
+  const { rootfs, blockSeconds } = await ensureImageRootfs({ home, imageId: IMAGE, layers, blockImage: true });
+  assert.ok(typeof blockSeconds === 'number', 'the block image was written with the unpack');
+  const imageDir = join(rootfs, '..');
+  assert.deepEqual(readdirSync(join(imageDir, `block-${BLOCK_IMAGE_FORMAT}`)).sort(), ['boot-id', 'rootfs.erofs', 'synced']);
+  const block = await ensureImageBlock({ home, imageId: IMAGE });
+  assert.deepEqual(block, { path: imageBlockPath(home, IMAGE), fsType: 'erofs' }, 'ensureImageBlock finds it built, builds nothing');
+  assert.equal(statSync(block.path).mode & 0o777, 0o644);
+  assert.equal(spawnSync('fsck.erofs', [block.path]).status, 0, 'fsck.erofs accepts it');
+
+  const m = mountErofs(block.path);
+  try {
+    const want = describeTree(rootfs);
+    assert.ok(want['opaque/upper'] && !want['opaque/lower'] && !want['etc/gone'] && want['etc/hosts'] && want['replaced-by-dir/x'] && want['dir-replaced']?.type === 'file');
+    assert.equal(want['many/' + 'n'.repeat(40) + '-0007'], undefined);
+    assert.deepEqual(describeTree(m.dir), want, 'same tree: types, modes, owners, mtimes, contents, symlink targets');
+    const ino = (p: string): number => statSync(join(m.dir, p)).ino;
+    assert.equal(ino('bin/su'), ino('bin/su-hard'), 'a hardlink stays one inode');
+    assert.equal(ino('big.bin'), ino('big-hard'), 'a hardlink made in a later layer too');
+    assert.equal(statSync(join(m.dir, 'big.bin')).nlink, 2);
+    assert.notEqual(ino('hard-old'), ino('hard-old-2'), 'an overwritten file is a new inode; its old link keeps the old body');
+    assert.equal(readFileSync(join(m.dir, 'hard-old-2'), 'utf8'), 'old body');
+    assert.equal(readFileSync(join(m.dir, 'hard-old'), 'utf8'), 'new body, longer');
+    assert.deepEqual(readFileSync(join(m.dir, 'big.bin')), big);
+    assert.deepEqual(getcap(join(m.dir, 'bin/ping')), CAP_NET_RAW_EP, 'the file capability is in the image');
+    assert.equal(getcap(join(m.dir, 'bin/su')), undefined);
+    assert.equal(getxattr(join(m.dir, 'etc/passwd'), 'user.note'), 'hello');
+    assert.equal(getxattr(join(m.dir, 'etc'), 'user.dir'), 'd');
+    assert.equal(readdirSync(join(m.dir, 'many')).length, 399, 'a directory over several blocks');
+  } finally {
+    m.umount();
+  }
+});
+
+test('a failed unpack with blockImage leaves no rootfs, no block image and no temp dir', async () => {
+  const dir = tempDir('block-fail');
+  const home = new MonocoreHome(join(dir, 'home'));
+  const layers = [...image(dir), layer(dir, 'bad', [{ name: 'ok', data: 'fine' }, { name: '../escape', data: 'x' }])];
+  await assert.rejects(ensureImageRootfs({ home, imageId: IMAGE, layers, blockImage: true }), (e) => isMonocoreError(e, 'MC_ROOTFS_PATH_ESCAPE') && /"\.\.\/escape"/.test(e.message));
+  assert.deepEqual(readdirSync(home.imageRootfsDir).filter((n) => n !== '.locks'), []);
+});
+
+function getxattr(path: string, name: string): string | undefined {
+  const r = spawnSync('python3', ['-c', 'import os,sys; sys.stdout.buffer.write(os.getxattr(sys.argv[1], sys.argv[2], follow_symlinks=False))', path, name]);
+  return r.status === 0 ? r.stdout.toString() : undefined;
+}
+
+test('the erofs writer takes every body from the unpack (none read back from the tree), and one that was not recorded is copied from the tree', async () => {
+  const dir = tempDir('block-writer');
+  const root = join(dir, 'root');
+  mkdirSync(root);
+  const session = new UnpackSession(root, { freshTree: true });
+  const writer = new ErofsWriter(join(dir, 'a.erofs'));
+  for (const l of image(dir)) await applyLayer(l.path, root, { session, blockImage: writer });
+  await session.finish();
+  const stats = await writer.finish(root);
+  assert.equal(stats.copiedFiles, 0);
+  // A file the writer never saw (written behind its back) is read from the tree.
+  writeFileSync(join(root, 'late'), 'late body');
+  const again = new ErofsWriter(join(dir, 'b.erofs'));
+  assert.equal((await again.finish(root)).copiedFiles, 5, 'every regular inode copied (su + su-hard is one)');
+  if (process.getuid?.() !== 0) return;
+  const m = mountErofs(join(dir, 'b.erofs'));
+  try {
+    assert.deepEqual(describeTree(m.dir), describeTree(root));
+  } finally {
+    m.umount();
+  }
 });

@@ -28,6 +28,7 @@ export {
 } from './image-block.js';
 export { applyLayer, type ApplyLayerOptions, type ApplyLayerStats } from './apply-layer.js';
 export { UnpackSession, canChown } from './unpack-session.js';
+export { ErofsWriter, type ErofsStats, type ErofsFinishOptions } from './erofs-writer.js';
 export { HostLock, type HostLockOptions } from './host-lock.js';
 export { layerCompression, sniffCompression, SUPPORTED_LAYER_MEDIA_TYPES, type LayerCompression } from './layer-compression.js';
 export { zstdCliAvailable } from './layer-source.js';
