@@ -12,7 +12,7 @@ import { ImageStore, newImageRecord } from './image-store.js';
 import { LocalContentStore } from './local-content-store.js';
 import { parseImageConfig, parseManifest, type Descriptor, type ImageManifest } from './manifest.js';
 import { formatPlatform, platformMatches, selectPlatform, type Platform } from './platform.js';
-import { buildPulledBlock, resolvePlatform, unpackReporter, wantsBlockImage, type PulledImage, type PullProgress } from './pull-image.js';
+import { buildPulledBlock, buildingProgress, resolvePlatform, unpackReporter, wantsBlockImage, type PulledImage, type PullProgress } from './pull-image.js';
 
 const REF_NAME = 'org.opencontainers.image.ref.name';
 const CONTAINERD_NAME = 'io.containerd.image.name';
@@ -204,6 +204,7 @@ async function importEntry(
       layers: manifest.layers.map((l) => ({ digest: l.digest, mediaType: l.mediaType, size: l.size, path: store.path(l.digest) })),
       onProgress: unpackReporter(manifest.layers, (p) => options.onProgress?.(p)),
       blockImage: wantsBlockImage(),
+      onBlockFinish: () => options.onProgress?.(buildingProgress(manifest.layers)),
     });
     await buildPulledBlock(options.home, manifestDigest, manifest.layers, (p) => options.onProgress?.(p));
     const rec = newImageRecord({

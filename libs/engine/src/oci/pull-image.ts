@@ -76,10 +76,15 @@ export interface PulledImage {
 export async function buildPulledBlock(home: MonocoreHome, imageId: string, layers: Descriptor[], emit: (p: PullProgress) => void): Promise<number | undefined> {
   if (!blockImageToolAvailable()) return undefined;
   if (await imageBlockReady(home, imageId)) return undefined;
+  emit(buildingProgress(layers));
+  return (await ensureImageBlock({ home, imageId })).buildSeconds;
+}
+
+/** The `building` phase's progress event (every layer done). */
+export function buildingProgress(layers: Descriptor[]): PullProgress {
   const ls = layers.map((l) => ({ digest: l.digest, done: l.size, total: l.size }));
   const total = ls.reduce((a, l) => a + l.total, 0);
-  emit({ phase: 'building', layers: ls, done: total, total });
-  return (await ensureImageBlock({ home, imageId })).buildSeconds;
+  return { phase: 'building', layers: ls, done: total, total };
 }
 
 /** Whether an unpack should write the image's block image as it goes: where block images are built at all. */
@@ -289,6 +294,7 @@ async function doPull(ref: ImageReference, platform: Platform, options: PullImag
       onProgress: unpackReporter(manifest.layers, emitUnpack),
       signal: both,
       blockImage: wantsBlockImage(),
+      onBlockFinish: () => emitUnpack(buildingProgress(manifest.layers)),
     }).catch((err: unknown) => {
       fail(err);
       throw err;

@@ -70,6 +70,8 @@ export interface EnsureImageRootfsOptions {
    * rename (docs/OCI.md "Block images").
    */
   blockImage?: boolean;
+  /** Called when the last layer is applied and the block image's metadata is being written (blockImage). */
+  onBlockFinish?: () => void;
 }
 
 export interface ImageRootfs {
@@ -263,6 +265,7 @@ async function ensure(opts: EnsureImageRootfsOptions, hex: string): Promise<Imag
       if (block) {
         // After session.finish: directories have their modes and times.
         const t0 = performance.now();
+        opts.onBlockFinish?.();
         await block.finish(rootfs, { allRoot: record.ownershipRecorded });
         blockSeconds = (performance.now() - t0) / 1000;
       }
