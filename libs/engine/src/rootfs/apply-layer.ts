@@ -5,7 +5,7 @@ import { resolve as resolvePath } from 'node:path';
 import type { Readable } from 'node:stream';
 import { Parser, type ReadEntry } from 'tar';
 import { MonocoreError } from '../errors/index.js';
-import type { ErofsWriter } from './erofs-writer.js';
+import type { EntryMeta, ErofsWriter } from './erofs-writer.js';
 import { decompress, openLayerFile } from './layer-source.js';
 import type { LayerCompression } from './layer-compression.js';
 import { RootResolveError, RootResolver } from './root-resolver.js';
@@ -434,7 +434,7 @@ class LayerApplier {
       }
       this.fileCreated(key, uid, gid, size);
       finishFdSync(fd, chunks, meta);
-      this.block?.fileData(key, chunks, size);
+      this.block?.fileData(key, chunks, size, blockMeta(mode, uid, gid, t));
       // After the data and the chown: writing or chowning a file clears its security.capability.
       if (xattrs) this.setXattrs(e.path, key, abs, xattrs);
       return;
@@ -455,7 +455,7 @@ class LayerApplier {
     }
     this.fileCreated(key, uid, gid, size);
     const done = (): void => this.slots.release();
-    const toBlock = this.block?.bigFile(key, size);
+    const toBlock = this.block?.bigFile(key, size, blockMeta(mode, uid, gid, t));
     try {
       await this.streamBody(e, fd, toBlock);
     } catch (err) {
@@ -601,7 +601,7 @@ class LayerApplier {
       if (!set) return;
       if (set(abs, name, value, value.length, 0) === 0) {
         this.stats.xattrs++;
-        this.block?.xattr(key, name, value);
+        this.block?.xattr(key, name, value, isDir);
         continue;
       }
       const errno = libc().errno();
@@ -625,11 +625,11 @@ class LayerApplier {
       fsc.symlinkSync(target, abs);
     }
     this.markCreated(key);
-    this.block?.created(key);
     this.session.forget(key, false);
     if (this.session.chown) fsc.lchownSync(abs, uid, gid);
     this.session.setOwner(key, uid, gid);
     const t = this.times(e);
+    this.block?.symlink(key, target, { uid, gid, mtimeMs: t ? t.mtime.getTime() : Date.now() });
     if (t) fsc.lutimesSync(abs, t.atime, t.mtime);
     this.stats.symlinks++;
   }
@@ -723,6 +723,11 @@ class LayerApplier {
       }
     }
   }
+}
+
+/** What the block image records for a new file: what the tree gets (mtime now when the entry has none). */
+function blockMeta(mode: number, uid: number, gid: number, t: { mtime: Date } | undefined): EntryMeta {
+  return { mode, uid, gid, mtimeMs: t ? t.mtime.getTime() : Date.now() };
 }
 
 /*

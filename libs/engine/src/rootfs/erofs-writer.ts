@@ -41,19 +41,44 @@ const BUF_SIZE = 4 << 20;
 /** erofs xattr name indexes (EROFS_XATTR_INDEX_*) for the prefixes the unpacker sets. */
 const XATTR_PREFIXES: [string, number][] = [['user.', 1], ['trusted.', 4], ['security.', 6]];
 
-interface Extent {
+/** What the unpacker told us about a file or symlink it made (one object per inode: hardlinks share it). */
+interface Inode {
+  kind: 'reg' | 'lnk';
   blk: number;
   size: number;
+  /** Permission bits (with setuid/setgid/sticky). */
+  mode: number;
+  uid: number;
+  gid: number;
+  mtimeMs: number;
+  target?: Buffer;
+  xattrs?: Map<string, Buffer>;
+}
+
+/** Owner, permission bits and mtime the unpacker gave an entry. */
+export interface EntryMeta {
+  mode: number;
+  uid: number;
+  gid: number;
+  mtimeMs: number;
 }
 
 interface Node {
   key: string;
   abs: string;
   kind: 'dir' | 'reg' | 'lnk';
-  st: fsc.Stats;
+  /** S_IFMT | permission bits. */
+  mode: number;
+  uid: number;
+  gid: number;
+  mtimeMs: number;
+  /** Exact mtime when known (directories). */
+  mtimeNs?: bigint;
   nid: number;
   ino: number;
   xattr?: Buffer;
+  /** What the unpacker reported (files and symlinks), if it did. */
+  inode?: Inode;
   /** Regular files and directories: first data block. */
   blk: number;
   size: number;
@@ -101,6 +126,20 @@ function writeAllAtSync(fd: number, buf: Buffer, pos: number): void {
   }
 }
 
+/** Little-endian u64 of a safe integer. */
+function writeU64(b: Buffer, v: number, off: number): void {
+  b.writeUInt32LE(v % 0x1_0000_0000, off);
+  b.writeUInt32LE(Math.floor(v / 0x1_0000_0000), off + 4);
+}
+
+/** Milliseconds since the epoch (possibly fractional) as [seconds, nanoseconds]. */
+function splitMs(ms: number): [number, number] {
+  const sec = Math.floor(ms / 1000);
+  return [sec, Math.min(999_999_999, Math.max(0, Math.round((ms - sec * 1000) * 1e6)))];
+}
+
+const pick = (m: EntryMeta): EntryMeta => ({ mode: m.mode, uid: m.uid, gid: m.gid, mtimeMs: m.mtimeMs });
+
 const blocksOf = (size: number): number => Math.ceil(size / BLK);
 
 export class ErofsWriter {
@@ -112,8 +151,10 @@ export class ErofsWriter {
   private readonly pending = new Set<Promise<void>>();
   private failure: unknown;
   private closed = false;
-  private readonly extents = new Map<string, Extent>();
-  private readonly xattrs = new Map<string, Map<string, Buffer>>();
+  /** Files and symlinks by path inside the root. */
+  private readonly inodes = new Map<string, Inode>();
+  /** Directories' xattrs by path. */
+  private readonly dirXattrs = new Map<string, Map<string, Buffer>>();
 
   constructor(readonly path: string) {
     this.fd = fsc.openSync(path, fsc.constants.O_RDWR | fsc.constants.O_CREAT | fsc.constants.O_EXCL | fsc.constants.O_NOFOLLOW, 0o644);
@@ -140,16 +181,15 @@ export class ErofsWriter {
   }
 
   /** A regular file was created at `key` with this body (all of it, in memory). */
-  fileData(key: string, chunks: Buffer[], size: number): void {
+  fileData(key: string, chunks: Buffer[], size: number, meta: EntryMeta): void {
     this.check();
-    this.xattrs.delete(key);
     const n = blocksOf(size);
     if (n === 0) {
-      this.extents.set(key, { blk: 0, size: 0 });
+      this.inodes.set(key, { ...pick(meta), kind: 'reg', blk: 0, size: 0 });
       return;
     }
     if (n * BLK > BUF_SIZE) {
-      const w = this.bigFile(key, size);
+      const w = this.bigFile(key, size, meta);
       let pos = 0;
       for (const c of chunks) {
         this.track(w(c, pos));
@@ -161,7 +201,7 @@ export class ErofsWriter {
     let off = this.bufLen;
     for (const c of chunks) off += c.copy(this.buf, off);
     this.buf.fill(0, off, this.bufLen + n * BLK);
-    this.extents.set(key, { blk: this.nextBlk, size });
+    this.inodes.set(key, { ...pick(meta), kind: 'reg', blk: this.nextBlk, size });
     this.bufLen += n * BLK;
     this.nextBlk += n;
   }
@@ -170,36 +210,45 @@ export class ErofsWriter {
    * A regular file was created at `key` whose body streams in: reserves its blocks and
    * returns a function writing a chunk at a byte offset of the body.
    */
-  bigFile(key: string, size: number): (chunk: Buffer, offset: number) => Promise<void> {
+  bigFile(key: string, size: number, meta: EntryMeta): (chunk: Buffer, offset: number) => Promise<void> {
     this.check();
-    this.xattrs.delete(key);
     this.flush();
     const blk = this.nextBlk;
     this.nextBlk += blocksOf(size);
-    this.extents.set(key, { blk, size });
+    this.inodes.set(key, { ...pick(meta), kind: 'reg', blk, size });
     return (chunk, offset) => writeAllAt(this.fd, chunk, blk * BLK + offset);
   }
 
-  /** A new directory or symlink at `key`: forgets what an earlier entry there had. */
+  /** A symlink was created at `key`. */
+  symlink(key: string, target: string, meta: Omit<EntryMeta, 'mode'>): void {
+    const t = Buffer.from(target);
+    this.inodes.set(key, { uid: meta.uid, gid: meta.gid, mtimeMs: meta.mtimeMs, mode: 0o777, kind: 'lnk', blk: 0, size: t.length, target: t });
+  }
+
+  /** A new directory at `key`: forgets the xattrs an earlier one there had. */
   created(key: string): void {
-    this.xattrs.delete(key);
-    this.extents.delete(key);
+    this.dirXattrs.delete(key);
+    this.inodes.delete(key);
   }
 
-  /** A hardlink at `key` to the file at `target`: the same body and xattrs. */
+  /** A hardlink at `key` to the entry at `target`: the same inode. */
   link(key: string, target: string): void {
-    const e = this.extents.get(target);
-    if (e) this.extents.set(key, e);
-    else this.extents.delete(key);
-    const x = this.xattrs.get(target);
-    if (x) this.xattrs.set(key, x);
-    else this.xattrs.delete(key);
+    const i = this.inodes.get(target);
+    if (i) this.inodes.set(key, i);
+    else this.inodes.delete(key);
   }
 
-  /** An extended attribute the unpacker set on the entry at `key`. */
-  xattr(key: string, name: string, value: Buffer): void {
-    let m = this.xattrs.get(key);
-    if (!m) this.xattrs.set(key, (m = new Map()));
+  /** An extended attribute the unpacker set on the entry at `key` (after creating it). */
+  xattr(key: string, name: string, value: Buffer, isDir: boolean): void {
+    let m: Map<string, Buffer> | undefined;
+    if (isDir) {
+      m = this.dirXattrs.get(key);
+      if (!m) this.dirXattrs.set(key, (m = new Map()));
+    } else {
+      const i = this.inodes.get(key);
+      if (!i) return;
+      m = i.xattrs ??= new Map();
+    }
     m.set(name, value);
   }
 
@@ -221,45 +270,76 @@ export class ErofsWriter {
   }
 
   private async finishImpl(root: string, opts: ErofsFinishOptions): Promise<ErofsStats> {
+    const T0 = performance.now();
+    let TL = T0;
+    const tmark = (what: string): void => {
+      if (process.env.MONOCORE_EROFS_TIMING) process.stderr.write(`erofs ${what} ${(performance.now() - TL).toFixed(0)} ms\n`);
+      TL = performance.now();
+    };
     this.flush();
     await Promise.all([...this.pending]);
+    tmark('pending');
     this.check();
     let copiedFiles = 0;
     const byIno = new Map<number, Node>();
+    const byInode = new Map<Inode, Node>();
     const order: Node[] = [];
     const dirs: Node[] = [];
-    const mk = (key: string, abs: string, st: fsc.Stats, kind: Node['kind'], parent?: Node): Node => {
-      const n: Node = { key, abs, kind, st, nid: 0, ino: order.length + 1, blk: 0, size: 0, subdirs: 0, nlink: 1, ...(parent ? { parent } : {}) };
+    const mk = (key: string, abs: string, kind: Node['kind'], m: { mode: number; uid: number; gid: number; mtimeMs: number }, parent?: Node): Node => {
+      const n: Node = { key, abs, kind, mode: m.mode, uid: m.uid, gid: m.gid, mtimeMs: m.mtimeMs, nid: 0, ino: order.length + 1, blk: 0, size: 0, subdirs: 0, nlink: 1, ...(parent ? { parent } : {}) };
       order.push(n);
       return n;
     };
-    const rootSt = fsc.lstatSync(root);
-    const rootNode = mk('', root, rootSt, 'dir');
+    const S_IFREG = fsc.constants.S_IFREG;
+    const S_IFLNK = fsc.constants.S_IFLNK;
+    const rootNode = mk('', root, 'dir', fsc.lstatSync(root));
+    rootNode.mtimeNs = fsc.lstatSync(root, { bigint: true }).mtimeNs;
+    rootNode.xattr = encodeXattrs('/', this.dirXattrs.get(''));
     rootNode.parent = rootNode;
-    // Depth-first, children in name order: the inodes of a directory's files end up close together.
+    // Directories are read with their entries' types; only directories (their modes and
+    // times were applied at the end of the unpack) and entries the unpacker did not
+    // report are lstat'ed. Children of a directory get consecutive inodes.
     const walk = (dir: Node): void => {
       dirs.push(dir);
-      const names = fsc.readdirSync(dir.abs);
+      const dirents = fsc.readdirSync(dir.abs, { withFileTypes: true });
       const entries: { name: Buffer; node: Node }[] = [];
-      for (const name of names) {
+      for (const de of dirents) {
+        const name = de.name;
         const key = dir.key === '' ? name : `${dir.key}/${name}`;
         const abs = join(dir.abs, name);
-        const st = fsc.lstatSync(abs);
         let node: Node;
-        if (st.isDirectory()) {
-          node = mk(key, abs, st, 'dir', dir);
-          dir.subdirs++;
-        } else if (st.isFile() || st.isSymbolicLink()) {
-          const known = st.nlink > 1 ? byIno.get(st.ino) : undefined;
-          if (known) {
-            known.nlink++;
-            entries.push({ name: Buffer.from(name), node: known });
+        const known = de.isFile() || de.isSymbolicLink() ? this.inodes.get(key) : undefined;
+        if (known && (known.kind === 'reg') === de.isFile()) {
+          const seen = byInode.get(known);
+          if (seen) {
+            seen.nlink++;
+            entries.push({ name: Buffer.from(name), node: seen });
             continue;
           }
-          node = mk(key, abs, st, st.isFile() ? 'reg' : 'lnk', dir);
-          if (st.nlink > 1) byIno.set(st.ino, node);
+          node = mk(key, abs, known.kind, { ...known, mode: known.mode | (known.kind === 'reg' ? S_IFREG : S_IFLNK) }, dir);
+          node.inode = known;
+          byInode.set(known, node);
         } else {
-          throw new MonocoreError('MC_ROOTFS_BLOCK_BUILD_FAILED', `cannot put ${key} in the block image: not a file, directory or symlink`, { entry: key });
+          const st = fsc.lstatSync(abs);
+          if (st.isDirectory()) {
+            node = mk(key, abs, 'dir', st, dir);
+            // Exact: a directory's time is often "now" (made by the unpack), with nanoseconds.
+            node.mtimeNs = fsc.lstatSync(abs, { bigint: true }).mtimeNs;
+            node.xattr = encodeXattrs(key, this.dirXattrs.get(key));
+            dir.subdirs++;
+          } else if (st.isFile() || st.isSymbolicLink()) {
+            const seen = st.nlink > 1 ? byIno.get(st.ino) : undefined;
+            if (seen) {
+              seen.nlink++;
+              entries.push({ name: Buffer.from(name), node: seen });
+              continue;
+            }
+            node = mk(key, abs, st.isFile() ? 'reg' : 'lnk', st, dir);
+            node.size = st.size;
+            if (st.nlink > 1) byIno.set(st.ino, node);
+          } else {
+            throw new MonocoreError('MC_ROOTFS_BLOCK_BUILD_FAILED', `cannot put ${key} in the block image: not a file, directory or symlink`, { entry: key });
+          }
         }
         entries.push({ name: Buffer.from(name), node });
       }
@@ -267,27 +347,28 @@ export class ErofsWriter {
       for (const e of entries) if (e.node.kind === 'dir' && e.node.parent === dir && e.node.blocks === undefined) walk(e.node);
     };
     walk(rootNode);
+    tmark('walk');
 
     // Data: file bodies (recorded, or copied now), then directory blocks.
     for (const n of order) {
-      n.xattr = encodeXattrs(n.key, this.xattrs.get(n.key));
-      if (n.kind === 'reg') {
-        n.size = n.st.size;
-        const e = this.extents.get(n.key);
-        if (e && e.size === n.size) {
-          n.blk = e.blk;
-          continue;
-        }
+      const known = n.inode;
+      if (known) {
+        n.xattr = encodeXattrs(n.key, known.xattrs);
+        n.size = known.size;
+        n.blk = known.blk;
+        if (known.target) n.target = known.target;
+      } else if (n.kind === 'reg') {
         copiedFiles++;
         const data = fsc.readFileSync(n.abs);
         if (data.length !== n.size) throw new MonocoreError('MC_ROOTFS_BLOCK_BUILD_FAILED', `${n.key} changed while the block image was built`, { entry: n.key });
-        this.fileData(n.key, [data], data.length);
-        n.blk = (this.extents.get(n.key) as Extent).blk;
+        this.fileData(n.key, [data], data.length, { mode: n.mode, uid: n.uid, gid: n.gid, mtimeMs: n.mtimeMs });
+        n.blk = (this.inodes.get(n.key) as Inode).blk;
       } else if (n.kind === 'lnk') {
         n.target = fsc.readlinkSync(n.abs, { encoding: 'buffer' });
         n.size = n.target.length;
       }
     }
+    tmark('data');
     for (const d of dirs) {
       const all = (d.blocks as { name: Buffer; node: Node }[][])[0] as { name: Buffer; node: Node }[];
       const blocks: { name: Buffer; node: Node }[][] = [];
@@ -314,6 +395,7 @@ export class ErofsWriter {
       this.nextBlk += (d.blocks as unknown[]).length;
     }
 
+    tmark('dirs');
     // Metadata: inodes after the data, the root first.
     const metaBlk = this.nextBlk;
     let cursor = 0;
@@ -337,21 +419,21 @@ export class ErofsWriter {
       meta.writeUInt16LE(1 | (layout << 1), off);
       const xlen = n.xattr?.length ?? 0;
       meta.writeUInt16LE(xlen === 0 ? 0 : (xlen - 12) / 4 + 1, off + 2);
-      meta.writeUInt16LE(n.st.mode & 0xffff, off + 4);
-      meta.writeBigUInt64LE(BigInt(n.size), off + 8);
+      meta.writeUInt16LE(n.mode & 0xffff, off + 4);
+      writeU64(meta, n.size, off + 8);
       meta.writeUInt32LE(n.kind === 'lnk' ? 0 : n.blk, off + 16);
       meta.writeUInt32LE(n.ino, off + 20);
-      meta.writeUInt32LE(opts.allRoot ? 0 : n.st.uid, off + 24);
-      meta.writeUInt32LE(opts.allRoot ? 0 : n.st.gid, off + 28);
-      const ms = n.st.mtimeMs;
-      const sec = Math.floor(ms / 1000);
-      meta.writeBigInt64LE(BigInt(sec), off + 32);
-      meta.writeUInt32LE(Math.min(999_999_999, Math.max(0, Math.round((ms - sec * 1000) * 1e6))), off + 40);
+      meta.writeUInt32LE(opts.allRoot ? 0 : n.uid, off + 24);
+      meta.writeUInt32LE(opts.allRoot ? 0 : n.gid, off + 28);
+      const [sec, nsec] = n.mtimeNs !== undefined ? [Number(n.mtimeNs / 1_000_000_000n), Number(n.mtimeNs % 1_000_000_000n)] : splitMs(n.mtimeMs);
+      writeU64(meta, Math.max(0, sec), off + 32);
+      meta.writeUInt32LE(nsec, off + 40);
       meta.writeUInt32LE(n.nlink, off + 44);
       if (n.xattr) n.xattr.copy(meta, off + INODE_SIZE);
       if (n.target) n.target.copy(meta, off + INODE_SIZE + xlen);
     }
 
+    tmark('inodes');
     // Directory blocks, now that every nid is known.
     const dirData = Buffer.alloc(dirs.reduce((a, d) => a + (d.blocks as unknown[]).length, 0) * BLK);
     const dirStart = (dirs[0] as Node).blk;
@@ -361,7 +443,7 @@ export class ErofsWriter {
         let nameoff = entries.length * DIRENT;
         entries.forEach((e, j) => {
           const o = base + j * DIRENT;
-          dirData.writeBigUInt64LE(BigInt(e.node.nid), o);
+          writeU64(dirData, e.node.nid, o);
           dirData.writeUInt16LE(nameoff, o + 8);
           dirData.writeUInt8(e.node.kind === 'dir' ? FT_DIR : e.node.kind === 'reg' ? FT_REG : FT_SYMLINK, o + 10);
           e.name.copy(dirData, base + nameoff);
@@ -370,6 +452,7 @@ export class ErofsWriter {
       });
     }
 
+    tmark('dirblocks');
     const totalBlocks = metaBlk + meta.length / BLK;
     const sb = Buffer.alloc(128);
     sb.writeUInt32LE(EROFS_MAGIC, 0);
@@ -384,6 +467,7 @@ export class ErofsWriter {
     this.check();
     writeAllAtSync(this.fd, sb, SUPER_OFFSET);
     fsc.ftruncateSync(this.fd, totalBlocks * BLK);
+    tmark('write');
     return { inodes: order.length, blocks: totalBlocks, copiedFiles };
   }
 }
