@@ -36,8 +36,15 @@ const FT_REG = 1;
 const FT_DIR = 2;
 const FT_SYMLINK = 7;
 const DIRENT = 12;
-/** Small bodies are packed into this buffer and written with one write each time it fills. */
+/**
+ * Small bodies are queued (the unpacker's own buffers, not copied: copying them cost the
+ * main thread ~0.3 s per 200 MB image) and written with one writev in the thread pool
+ * once this many bytes or buffers are queued.
+ */
 const BUF_SIZE = 4 << 20;
+const MAX_IOV = 512;
+/** Zeros that pad a body to its last block. */
+const ZEROS = Buffer.alloc(BLK);
 /** erofs xattr name indexes (EROFS_XATTR_INDEX_*) for the prefixes the unpacker sets. */
 const XATTR_PREFIXES: [string, number][] = [['user.', 1], ['trusted.', 4], ['security.', 6]];
 
@@ -73,20 +80,20 @@ interface Node {
   gid: number;
   mtimeMs: number;
   /** Exact mtime when known (directories). */
-  mtimeNs?: bigint;
+  mtimeNs: bigint | undefined;
   nid: number;
   ino: number;
-  xattr?: Buffer;
+  xattr: Buffer | undefined;
   /** What the unpacker reported (files and symlinks), if it did. */
-  inode?: Inode;
+  inode: Inode | undefined;
   /** Regular files and directories: first data block. */
   blk: number;
   size: number;
   /** Symlink target (inline after the inode). */
-  target?: Buffer;
+  target: Buffer | undefined;
   /** Directories: entries sorted by name bytes, "." and ".." included; packed per block. */
-  blocks?: { name: Buffer; node: Node }[][];
-  parent?: Node;
+  blocks: { name: Buffer; node: Node }[][] | undefined;
+  parent: Node | undefined;
   subdirs: number;
   nlink: number;
 }
@@ -114,6 +121,29 @@ function writeAllAt(fd: number, buf: Buffer, pos: number): Promise<void> {
       });
     };
     step(0);
+  });
+}
+
+function writevAllAt(fd: number, bufs: Buffer[], pos: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const step = (rest: Buffer[], at: number): void => {
+      if (rest.length === 0) return resolve();
+      fsc.writev(fd, rest, at, (err, n) => {
+        if (err) return reject(err);
+        if (n === 0) return reject(new Error('write returned 0 bytes'));
+        let left = n;
+        const next: Buffer[] = [];
+        for (const b of rest) {
+          if (left >= b.length) left -= b.length;
+          else {
+            next.push(left > 0 ? b.subarray(left) : b);
+            left = 0;
+          }
+        }
+        step(next, at + n);
+      });
+    };
+    step(bufs, pos);
   });
 }
 
@@ -146,7 +176,8 @@ export class ErofsWriter {
   private readonly fd: number;
   /** Next free block of the data area (block 0 holds the superblock). */
   private nextBlk = 1;
-  private buf = Buffer.allocUnsafe(BUF_SIZE);
+  private iov: Buffer[] = [];
+  /** Bytes (whole blocks) queued in `iov`. */
   private bufLen = 0;
   private readonly pending = new Set<Promise<void>>();
   private failure: unknown;
@@ -175,8 +206,8 @@ export class ErofsWriter {
   private flush(): void {
     if (this.bufLen === 0) return;
     const start = this.nextBlk - this.bufLen / BLK;
-    this.track(writeAllAt(this.fd, this.buf.subarray(0, this.bufLen), start * BLK));
-    this.buf = Buffer.allocUnsafe(BUF_SIZE);
+    this.track(writevAllAt(this.fd, this.iov, start * BLK));
+    this.iov = [];
     this.bufLen = 0;
   }
 
@@ -197,10 +228,9 @@ export class ErofsWriter {
       }
       return;
     }
-    if (this.bufLen + n * BLK > BUF_SIZE) this.flush();
-    let off = this.bufLen;
-    for (const c of chunks) off += c.copy(this.buf, off);
-    this.buf.fill(0, off, this.bufLen + n * BLK);
+    if (this.bufLen + n * BLK > BUF_SIZE || this.iov.length + chunks.length + 1 > MAX_IOV) this.flush();
+    for (const c of chunks) if (c.length > 0) this.iov.push(c);
+    if (size % BLK !== 0) this.iov.push(ZEROS.subarray(0, BLK - (size % BLK)));
     this.inodes.set(key, { ...pick(meta), kind: 'reg', blk: this.nextBlk, size });
     this.bufLen += n * BLK;
     this.nextBlk += n;
@@ -285,14 +315,19 @@ export class ErofsWriter {
     const byInode = new Map<Inode, Node>();
     const order: Node[] = [];
     const dirs: Node[] = [];
-    const mk = (key: string, abs: string, kind: Node['kind'], m: { mode: number; uid: number; gid: number; mtimeMs: number }, parent?: Node): Node => {
-      const n: Node = { key, abs, kind, mode: m.mode, uid: m.uid, gid: m.gid, mtimeMs: m.mtimeMs, nid: 0, ino: order.length + 1, blk: 0, size: 0, subdirs: 0, nlink: 1, ...(parent ? { parent } : {}) };
+    // One object shape for every node (no optional spreads): 14,000 of them per 200 MB image.
+    const mk = (key: string, abs: string, kind: Node['kind'], mode: number, m: { uid: number; gid: number; mtimeMs: number }, parent: Node | undefined): Node => {
+      const n: Node = {
+        key, abs, kind, mode, uid: m.uid, gid: m.gid, mtimeMs: m.mtimeMs, mtimeNs: undefined, nid: 0, ino: order.length + 1,
+        xattr: undefined, inode: undefined, blk: 0, size: 0, target: undefined, blocks: undefined, parent, subdirs: 0, nlink: 1,
+      };
       order.push(n);
       return n;
     };
     const S_IFREG = fsc.constants.S_IFREG;
     const S_IFLNK = fsc.constants.S_IFLNK;
-    const rootNode = mk('', root, 'dir', fsc.lstatSync(root));
+    const rootSt = fsc.lstatSync(root);
+    const rootNode = mk('', root, 'dir', rootSt.mode, rootSt, undefined);
     rootNode.mtimeNs = fsc.lstatSync(root, { bigint: true }).mtimeNs;
     rootNode.xattr = encodeXattrs('/', this.dirXattrs.get(''));
     rootNode.parent = rootNode;
@@ -306,7 +341,7 @@ export class ErofsWriter {
       for (const de of dirents) {
         const name = de.name;
         const key = dir.key === '' ? name : `${dir.key}/${name}`;
-        const abs = join(dir.abs, name);
+        const abs = `${dir.abs}/${name}`;
         let node: Node;
         const known = de.isFile() || de.isSymbolicLink() ? this.inodes.get(key) : undefined;
         if (known && (known.kind === 'reg') === de.isFile()) {
@@ -316,13 +351,13 @@ export class ErofsWriter {
             entries.push({ name: Buffer.from(name), node: seen });
             continue;
           }
-          node = mk(key, abs, known.kind, { ...known, mode: known.mode | (known.kind === 'reg' ? S_IFREG : S_IFLNK) }, dir);
+          node = mk(key, abs, known.kind, known.mode | (known.kind === 'reg' ? S_IFREG : S_IFLNK), known, dir);
           node.inode = known;
           byInode.set(known, node);
         } else {
           const st = fsc.lstatSync(abs);
           if (st.isDirectory()) {
-            node = mk(key, abs, 'dir', st, dir);
+            node = mk(key, abs, 'dir', st.mode, st, dir);
             // Exact: a directory's time is often "now" (made by the unpack), with nanoseconds.
             node.mtimeNs = fsc.lstatSync(abs, { bigint: true }).mtimeNs;
             node.xattr = encodeXattrs(key, this.dirXattrs.get(key));
@@ -334,7 +369,7 @@ export class ErofsWriter {
               entries.push({ name: Buffer.from(name), node: seen });
               continue;
             }
-            node = mk(key, abs, st.isFile() ? 'reg' : 'lnk', st, dir);
+            node = mk(key, abs, st.isFile() ? 'reg' : 'lnk', st.mode, st, dir);
             node.size = st.size;
             if (st.nlink > 1) byIno.set(st.ino, node);
           } else {
