@@ -1,5 +1,4 @@
 import * as fsc from 'node:fs';
-import { join } from 'node:path';
 import { MonocoreError } from '../errors/index.js';
 
 /**
