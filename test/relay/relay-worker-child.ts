@@ -32,6 +32,8 @@ await RelayServer.start({
     onActivity: () => undefined,
     restarted: () => new MonocoreError('MC_EXEC_HOST_LOST', 'restarted'),
     deleteSandbox: async () => undefined,
+    pauseSandbox: async () => undefined,
+    resumeSandbox: async () => undefined,
   },
 });
 process.stdout.write('ready\n');

@@ -64,6 +64,8 @@ describe('relay through Redis to a real agent', () => {
       onActivity: () => undefined,
       restarted: (t) => lost(`restarted ${t.kind}`),
       deleteSandbox: async () => undefined,
+    pauseSandbox: async () => undefined,
+    resumeSandbox: async () => undefined,
     };
     server = await RelayServer.start({ redis, hostId: HOST, host, logger: quiet });
     clientConn = redis.duplicate();

@@ -200,6 +200,12 @@ export async function startWorker(options: StartWorkerOptions): Promise<Monocore
     queue: (name) => queues.get(name),
     mayRun: (subject, epoch) => liveness.holds(subject, epoch),
     release: (subject, epoch) => liveness.release(subject, epoch),
+    acquire: (subject, epoch) => liveness.acquire(subject, epoch),
+    imageOf: async (rec) => {
+      const [record] = await new ImageStore(home).get(rec.imageDigest || rec.image);
+      if (!record) throw new MonocoreError('MC_OCI_IMAGE_NOT_FOUND', `image ${rec.image} is not present on host ${hostId}`, { image: rec.image, host: hostId });
+      return { rootfs: record.rootfs, config: record.config };
+    },
     ...(options.bootTimeoutMs !== undefined ? { bootTimeoutMs: options.bootTimeoutMs } : {}),
   });
   const usage = (): { cpus: number; ramMib: number } => {

@@ -35,5 +35,11 @@ export function relayHost(ctx: WorkerContext): RelayHost {
     async deleteSandbox(id: string): Promise<void> {
       await ctx.sandboxes.end(id, 'deleted', 'deleted (DELETE /sandboxes/:id)');
     },
+    async pauseSandbox(id: string): Promise<void> {
+      await ctx.sandboxes.pause(id, 'paused (POST /sandboxes/:id/pause)');
+    },
+    async resumeSandbox(id: string): Promise<void> {
+      await ctx.sandboxes.resume(id);
+    },
   };
 }

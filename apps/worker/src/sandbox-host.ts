@@ -26,15 +26,19 @@ import type { ServiceBackend } from './supervisor.js';
  *
  *   booting ──▶ running ──▶ ended
  *      └──────────────────▶ ended     (deleted, expired, lost, failed, fenced)
+ *   running ──▶ pausing ──▶ (no entry: paused on disk)   pausing ──▶ running (the save failed) | ended
+ *   (paused on disk) ──resume──▶ booting ──▶ running
  */
 type SandboxPhase =
   | { kind: 'booting'; handle?: VmHandle }
   | { kind: 'running'; handle: VmHandle; agent: GuestAgent }
+  | { kind: 'pausing'; handle: VmHandle; agent: GuestAgent }
   | { kind: 'ended'; status: SandboxStatus | 'fenced'; reason: string };
 
 const NEXT: Record<SandboxPhase['kind'], readonly SandboxPhase['kind'][]> = {
   booting: ['booting', 'running', 'ended'], // booting → booting: the hypervisor process now exists
-  running: ['ended'],
+  running: ['pausing', 'ended'],
+  pausing: ['running', 'ended'],
   ended: [],
 };
 
@@ -51,7 +55,7 @@ function move(e: Entry, to: SandboxPhase): void {
   e.phase = to;
 }
 
-const handleOf = (p: SandboxPhase): VmHandle | undefined => (p.kind === 'booting' || p.kind === 'running' ? p.handle : undefined);
+const handleOf = (p: SandboxPhase): VmHandle | undefined => (p.kind === 'booting' || p.kind === 'running' || p.kind === 'pausing' ? p.handle : undefined);
 
 export interface SandboxHostOptions {
   hostId: string;
@@ -65,6 +69,10 @@ export interface SandboxHostOptions {
   mayRun(subject: string, epoch: number): boolean;
   /** The sandbox left this host for good: drop its lease. */
   release(subject: string, epoch: number): Promise<void>;
+  /** Take the lease of a sandbox resumed here (HostLiveness.acquire). */
+  acquire(subject: string, epoch: number): Promise<'held' | 'stale' | { pttlMs: number }>;
+  /** The image a sandbox record names, as present on this host. */
+  imageOf(rec: SandboxRecord): Promise<ImageRuntime>;
   bootTimeoutMs?: number;
 }
 
@@ -109,7 +117,7 @@ export class SandboxHost {
    * meanwhile (deleted or expired while booting) or could not boot.
    */
   async boot(rec: SandboxRecord, image: ImageRuntime): Promise<{ pid: number; boot: { from: 'template' | 'cold' | 'paused'; reason: string } }> {
-    const { home, backend, logger } = this.options;
+    const { home, backend } = this.options;
     if (!this.options.mayRun(sandboxSubject(rec.id), rec.epoch)) throw leaseLost(rec.id);
     const prev = this.#entries.get(rec.id);
     if (prev) {
@@ -150,6 +158,13 @@ export class SandboxHost {
     }
     if (e.phase !== withHandle) throw this.#endedWhileBooting(e); // whoever ended it killed the handle
     move(e, { kind: 'running', handle, agent });
+    this.#watch(e, handle, agent);
+    return { pid: handle.pid, boot: handle.boot ?? { from: 'cold', reason: `the ${backend.name} backend boots cold` } };
+  }
+
+  /** A running sandbox whose VM dies, or whose agent stops answering, is lost. */
+  #watch(e: Entry, handle: VmHandle, agent: GuestAgent): void {
+    const { logger } = this.options;
     void handle.wait().then((exit) => {
       if (e.phase.kind === 'running' && e.phase.handle === handle) {
         const why = `its VM exited unexpectedly (${exit.reason}${exit.exitCode !== null ? `, code ${exit.exitCode}` : ''}${exit.detail ? `: ${exit.detail.slice(-300)}` : ''})`;
@@ -163,7 +178,83 @@ export class SandboxHost {
         void this.end(e.id, 'lost', `its guest agent stopped answering (${reason.code}: ${reason.message})`, 'MC_SANDBOX_LOST');
       }
     });
-    return { pid: handle.pid, boot: handle.boot ?? { from: 'cold', reason: `the ${backend.name} backend boots cold` } };
+  }
+
+  /**
+   * Pause (docs/SNAPSHOTS.md): the VM is saved next to its disk and its QEMU ends; the sandbox
+   * is recorded `paused` (its capacity released) and its lease dropped. Nothing of it stays in
+   * this process: a restarted worker resumes it just the same.
+   */
+  async pause(id: string, reason: string): Promise<void> {
+    const { backend, store, hostId } = this.options;
+    const e = this.#entries.get(id);
+    if (!e || e.phase.kind !== 'running') throw await this.notRunning(id);
+    if (!backend.pause) throw new MonocoreError('MC_VM_SNAPSHOT_UNSUPPORTED', `the ${backend.name} backend cannot pause VMs`, { sandbox: id, backend: backend.name });
+    const { handle, agent } = e.phase;
+    move(e, { kind: 'pausing', handle, agent });
+    const pausing = e.phase;
+    try {
+      await backend.pause(handle);
+    } catch (err) {
+      if (e.phase === pausing) move(e, { kind: 'running', handle, agent });
+      throw err;
+    }
+    agent.close();
+    if (e.phase !== pausing) throw await this.notRunning(id); // deleted or expired meanwhile: end() removed it
+    this.#entries.delete(id);
+    await store.transition(id, hostId, 'paused', { host: hostId, epoch: e.epoch, detail: reason, fields: { paused_at: Date.now() } });
+    await this.options.release(sandboxSubject(id), e.epoch).catch(() => undefined);
+    this.options.logger.info({ sandbox: id }, 'sandbox paused');
+  }
+
+  /**
+   * Resume a sandbox paused on this host: restored from its saved state with its processes
+   * and disk, given a fresh clock and random pool, recorded `running`. A saved state that
+   * cannot be restored (corrupted, another QEMU or machine shape) loses the sandbox; anything
+   * else (no lease yet, no disk room) leaves it paused for a later try.
+   */
+  async resume(id: string): Promise<{ pid: number }> {
+    const { backend, store, hostId, home, logger } = this.options;
+    const rec = await store.get(id);
+    if (!rec) throw new MonocoreError('MC_SANDBOX_NOT_FOUND', `no sandbox ${id}`, { sandbox: id });
+    if (rec.status !== 'paused' || rec.host !== hostId) {
+      throw new MonocoreError('MC_SANDBOX_NOT_PAUSED', `sandbox ${id} is ${rec.status}${rec.host !== hostId ? ` on host "${rec.host}"` : ''}, not paused here`, { sandbox: id, status: rec.status });
+    }
+    if (!backend.resume) throw new MonocoreError('MC_VM_SNAPSHOT_UNSUPPORTED', `the ${backend.name} backend cannot resume VMs`, { sandbox: id, backend: backend.name });
+    if (this.#entries.has(id)) throw new MonocoreError('MC_SANDBOX_NOT_PAUSED', `sandbox ${id} is already being resumed`, { sandbox: id, status: rec.status });
+    const lease = await this.options.acquire(sandboxSubject(id), rec.epoch);
+    if (lease !== 'held') throw leaseLost(id);
+    const e: Entry = { id, epoch: rec.epoch, cpus: rec.cpus, ramMib: rec.ramMib, phase: { kind: 'booting' } };
+    this.#entries.set(id, e);
+    let handle: VmHandle | undefined;
+    try {
+      const spec = buildSandboxVmSpec(rec, await this.options.imageOf(rec), home.sandboxDir(id));
+      if (this.options.bootTimeoutMs !== undefined) spec.bootTimeoutMs = this.options.bootTimeoutMs;
+      handle = await backend.resume(spec);
+      move(e, { kind: 'booting', handle });
+      const agent = await openAgent(handle);
+      move(e, { kind: 'running', handle, agent });
+      this.#watch(e, handle, agent);
+    } catch (err) {
+      await handle?.kill().catch(() => undefined);
+      this.#forget(e);
+      if (isMonocoreError(err, 'MC_VM_SNAPSHOT_FAILED')) {
+        logger.warn({ sandbox: id, err: err.message }, 'paused sandbox could not be resumed: lost');
+        await this.end(id, 'lost', `its paused state could not be restored: ${err.message}`, 'MC_SANDBOX_LOST');
+        throw new MonocoreError('MC_SANDBOX_LOST', `sandbox ${id} is lost: its paused state could not be restored (${err.message})`, { sandbox: id });
+      }
+      await this.options.release(sandboxSubject(id), rec.epoch).catch(() => undefined);
+      throw err;
+    }
+    const boot = handle.boot ?? { from: 'paused' as const, reason: 'resumed' };
+    await store.transition(id, hostId, 'running', {
+      host: hostId,
+      epoch: rec.epoch,
+      detail: `resumed on ${hostId}`,
+      fields: { pid: handle.pid, last_activity: Date.now(), boot_from: boot.from, boot_reason: boot.reason },
+    });
+    logger.info({ sandbox: id }, 'sandbox resumed');
+    return { pid: handle.pid };
   }
 
   #endedWhileBooting(e: Entry): MonocoreError {
@@ -289,7 +380,8 @@ export class SandboxHost {
       });
       if (ok !== null) lost.push(r.id);
     }
-    const keep = new Set(mine.filter((r) => r.status === 'creating').map((r) => r.id));
+    // Paused sandboxes live on in their dirs (their saved VM and disk): they resume like before.
+    const keep = new Set(mine.filter((r) => r.status === 'creating' || r.status === 'paused').map((r) => r.id));
     const dirs = await readdir(this.options.home.sandboxesDir).catch(() => [] as string[]);
     await Promise.all(dirs.filter((d) => !keep.has(d)).map((d) => rm(this.options.home.sandboxDir(d), { recursive: true, force: true }).catch(() => undefined)));
     return lost;

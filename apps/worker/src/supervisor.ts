@@ -17,6 +17,7 @@ import {
   type VmExit,
   type VmHandle,
   type VmNetwork,
+  type VmSpec,
 } from '@monocore/engine';
 import { handleOf, transitionVm, type VmPhase } from './vm-phase.js';
 
@@ -25,6 +26,9 @@ export interface ServiceBackend {
   readonly name: string;
   available: HypervisorBackend['available'];
   start: HypervisorBackend['start'];
+  /** Save a VM to its state dir and end it; continue it (qemu; docs/SNAPSHOTS.md). */
+  pause?(handle: VmHandle): Promise<unknown>;
+  resume?(spec: VmSpec): Promise<VmHandle>;
 }
 
 export interface BootInput {

@@ -13,11 +13,12 @@ import { z } from 'zod';
 // --- building blocks ---------------------------------------------------------
 
 /** Lifecycle of a sandbox: creating → running → one of the ended statuses (kept for the retention period). */
-export const SANDBOX_STATUSES = ['creating', 'running', 'expired', 'deleted', 'lost', 'failed'] as const;
+export const SANDBOX_STATUSES = ['creating', 'running', 'paused', 'expired', 'deleted', 'lost', 'failed'] as const;
 export const SandboxStatusSchema = z
   .enum(SANDBOX_STATUSES)
   .describe(
     'creating (placed, image pulling, VM booting), running (accepts exec and files), ' +
+      'paused (its VM saved to its host\'s disk, no QEMU process, no host memory: POST …/resume continues it), ' +
       'expired (timeout_s or idle_timeout_s passed), deleted (DELETE), lost (its VM or its worker host died: ' +
       'its state is gone, it is not recreated), failed (it could not be created: see reason and code)',
   );
@@ -135,7 +136,11 @@ export const CreateSandboxRequestSchema = z
       .min(1)
       .max(MAX_SANDBOX_LIFETIME_S)
       .optional()
-      .describe('end as expired after this many seconds without an exec or file call (default: no idle limit)'),
+      .describe('end as expired after this many seconds without an exec or file call (default: no idle limit); see on_idle'),
+    on_idle: z
+      .enum(['expire', 'pause'])
+      .default('expire')
+      .describe('what idle_timeout_s does: expire (end it, its disk deleted) or pause (save it to disk; resume continues it)'),
     network: SandboxNetworkRequestSchema.default(SANDBOX_DEFAULTS.network),
     cold: z
       .boolean()
@@ -175,6 +180,8 @@ export const SandboxSchema = z
       .describe('only with an allow-list: the destinations it may reach, in normal form (lowercase names)'),
     timeout_s: z.number().int(),
     idle_timeout_s: z.number().int().nullable(),
+    on_idle: z.enum(['expire', 'pause']).describe('what idle_timeout_s does'),
+    paused_at: z.string().optional().describe('when it was paused (while paused)'),
     created_at: z.string().describe('ISO-8601'),
     started_at: z.string().optional().describe('when it began accepting commands'),
     ended_at: z.string().optional(),

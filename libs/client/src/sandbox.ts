@@ -81,6 +81,21 @@ export class Sandbox extends ExecTarget {
     return this.info;
   }
 
+  /**
+   * Pauses the sandbox: its VM is saved to its host's disk and its QEMU ends (no host memory
+   * used) until `resume()`. Exec and files fail with 409 meanwhile. Idempotent.
+   */
+  async pause(options: { signal?: AbortSignal } = {}): Promise<SandboxRecord> {
+    this.info = await this.http.json(SandboxSchema, 'POST', `${this.base}/pause`, options.signal ? { signal: options.signal } : {});
+    return this.info;
+  }
+
+  /** Resumes a paused sandbox on its host: its processes go on where they were. Idempotent. */
+  async resume(options: { signal?: AbortSignal } = {}): Promise<SandboxRecord> {
+    this.info = await this.http.json(SandboxSchema, 'POST', `${this.base}/resume`, options.signal ? { signal: options.signal } : {});
+    return this.info;
+  }
+
   protected async probe(): Promise<void> {
     await this.refresh();
   }

@@ -10,9 +10,9 @@ import {
 import { errorResponses } from '../schemas/common.js';
 import type { RouteDeps } from './deps.js';
 
-const sandboxErrors = { ...errorResponses, 409: errorResponses[400], 410: errorResponses[400], 503: errorResponses[500], 504: errorResponses[500] };
+const sandboxErrors = { ...errorResponses, 409: errorResponses[400], 410: errorResponses[400], 503: errorResponses[500], 501: errorResponses[500], 504: errorResponses[500] };
 
-/** POST/GET /sandboxes, GET/DELETE /sandboxes/:id (docs/API.md "Sandboxes"). */
+/** POST/GET /sandboxes, GET/DELETE /sandboxes/:id, POST /sandboxes/:id/pause|resume (docs/API.md "Sandboxes"). */
 export const sandboxRoutes: FastifyPluginAsyncZod<RouteDeps> = async (app, deps) => {
   const sandboxes = deps.sandboxes!;
 
@@ -86,5 +86,37 @@ export const sandboxRoutes: FastifyPluginAsyncZod<RouteDeps> = async (app, deps)
       },
     },
     async (request) => sandboxes.delete(request.params.id),
+  );
+
+  app.post(
+    '/sandboxes/:id/pause',
+    {
+      schema: {
+        summary: 'Pause a sandbox',
+        description:
+          'Saves its VM (memory, processes) next to its disk on its host and ends its QEMU process: a paused sandbox uses no host memory ' +
+          'and no host capacity. Exec and files answer 409 until it is resumed. timeout_s still counts. Idempotent (docs/SNAPSHOTS.md).',
+        tags: ['sandboxes'],
+        params: SandboxParamsSchema,
+        response: { 200: SandboxSchema, ...sandboxErrors },
+      },
+    },
+    async (request) => sandboxes.pause(request.params.id),
+  );
+
+  app.post(
+    '/sandboxes/:id/resume',
+    {
+      schema: {
+        summary: 'Resume a paused sandbox',
+        description:
+          'Restores it on the host it was paused on, with its processes still running, its files, a wall clock set from the host and a ' +
+          'reseeded random pool. That host must be up and have room for it (503 MC_ORCH_NO_CAPACITY otherwise). Idempotent.',
+        tags: ['sandboxes'],
+        params: SandboxParamsSchema,
+        response: { 200: SandboxSchema, ...sandboxErrors },
+      },
+    },
+    async (request) => sandboxes.resume(request.params.id),
   );
 };

@@ -21,12 +21,13 @@ interface CreateOptions extends ApiCommandOptions {
   net?: 'none' | 'outbound';
   allow?: string[];
   cold?: boolean;
+  onIdle?: 'expire' | 'pause';
   wait: boolean;
   json?: boolean;
 }
 
 const SEVEN_DAYS = 7 * 24 * 3600;
-const STATUSES: readonly SandboxStatus[] = ['creating', 'running', 'expired', 'deleted', 'lost', 'failed'];
+const STATUSES: readonly SandboxStatus[] = ['creating', 'running', 'paused', 'expired', 'deleted', 'lost', 'failed'];
 const collect = (value: string, previous: string[]): string[] => [...previous, value];
 
 /** The API's request from the flags (each checked here, so a mistake is a usage error naming the flag). */
@@ -52,13 +53,14 @@ export function createRequest(image: string, opts: CreateOptions, env: NodeJS.Pr
     ...(opts.idleTimeout !== undefined ? { idle_timeout_s: durationFlag('--idle-timeout', opts.idleTimeout, 1, SEVEN_DAYS) } : {}),
     ...(network !== undefined ? { network } : {}),
     ...(opts.cold ? { cold: true } : {}),
+    ...(opts.onIdle ? { on_idle: opts.onIdle } : {}),
   };
 }
 
 export function registerSandbox(program: Command): void {
   const sandbox = program
     .command('sandbox')
-    .description('Sandboxes: long-lived microVMs to run commands in (create, ls, inspect, rm; then `monocore exec` and `monocore cp`)');
+    .description('Sandboxes: long-lived microVMs to run commands in (create, ls, inspect, pause, resume, rm; then `monocore exec` and `monocore cp`)');
 
   withApiOption(
     sandbox
@@ -73,6 +75,7 @@ export function registerSandbox(program: Command): void {
       .option('-u, --user <USER>', 'default user of execs (default: the image User, else root)')
       .option('--timeout <duration>', 'maximum life: 600, 90s, 10m, 1h, 2d (default 1h); then it ends as expired')
       .option('--idle-timeout <duration>', 'end as expired after this long without an exec or file call (default: none)')
+      .addOption(new Option('--on-idle <action>', 'what --idle-timeout does: expire (default) or pause (resume continues it)').choices(['expire', 'pause']))
       .addOption(new Option('--net <mode>', '"none" (default): loopback only; "outbound": the internet, never the host').choices(['none', 'outbound']))
       .option('--allow <ENTRY>', 'with --net outbound: reach only this DNS name, *.suffix, IPv4 address or CIDR range (repeatable; docs/NETWORK.md)', collect, [])
       .option('--cold', 'boot the guest kernel even when the image has a template to restore from (docs/SNAPSHOTS.md)')
@@ -163,4 +166,26 @@ export function registerSandbox(program: Command): void {
       await client.close();
     }
   });
+
+  for (const [verb, description] of [
+    ['pause', 'Pause a sandbox: save its VM to its host\'s disk and end its QEMU (no host memory used) until `sandbox resume`'],
+    ['resume', 'Resume a paused sandbox on its host: its processes go on where they were'],
+  ] as const) {
+    withApiOption(
+      sandbox
+        .command(verb)
+        .description(description)
+        .argument('<id>', 'sandbox id (sb-…)')
+        .option('--json', "print the API's Sandbox object"),
+    ).action(async (id: string, opts: ApiCommandOptions & { json?: boolean }) => {
+      const client = clientFor(opts);
+      try {
+        const sb = await client.getSandbox(id);
+        const after = verb === 'pause' ? await sb.pause() : await sb.resume();
+        process.stdout.write(opts.json ? `${JSON.stringify(after)}\n` : `${id} ${after.status}\n`);
+      } finally {
+        await client.close();
+      }
+    });
+  }
 }

@@ -89,6 +89,7 @@ export const ErrorCodes = {
   MC_VM_LIBKRUN_SETUP_FAILED: code(500, true, 'the libkrun VM process failed before the guest started (mounts, config)'),
   MC_VM_LIBKRUN_UNSUPPORTED: code(501, false, 'the VM spec asks for something the libkrun backend cannot do safely or faithfully'),
   MC_VM_SNAPSHOT_FAILED: code(500, true, 'saving or restoring a VM state failed (QMP, migration, a snapshot file that does not check out); details say which step'),
+  MC_VM_SNAPSHOT_UNSUPPORTED: code(501, false, 'this backend cannot save, pause or resume VMs (libkrun)'),
   MC_VM_AGENT_UNSUPPORTED: code(501, false, 'this backend has no guest agent (libkrun): no exec, files or identity refresh in its VMs'),
 
   // --- guest agent (MC_AGENT_*, docs/AGENT.md) ----------------------------------
@@ -123,6 +124,7 @@ export const ErrorCodes = {
   // --- sandboxes and exec (MC_SANDBOX_*, MC_EXEC_*; docs/API.md "Sandboxes") ---
   MC_SANDBOX_NOT_FOUND: code(404, false, 'no sandbox with this id (never created, or ended longer ago than the retention period)'),
   MC_SANDBOX_NOT_RUNNING: code(409, false, 'exec or files on a sandbox that is still creating or has ended (details.status, details.reason)'),
+  MC_SANDBOX_NOT_PAUSED: code(409, false, 'resume of a sandbox that is not paused (details.status)'),
   MC_SANDBOX_LOST: code(410, false, 'the sandbox\'s VM or its worker host died (before or during the call): its state is gone and it is not recreated'),
   MC_EXEC_HOST_LOST: code(503, true, 'the worker host running the service stopped answering during an exec or file call (the service is rescheduled elsewhere)'),
 } as const satisfies Record<string, CodeInfo>;

@@ -75,6 +75,9 @@ export const RelayOpSchema = z.discriminatedUnion('op', [
   z.strictObject({ op: z.literal('tar-in'), path: z.string(), maxBytes: z.number().int().positive() }),
   /** Not an agent call: the worker kills the sandbox's VM, deletes its disk and records it deleted. */
   z.strictObject({ op: z.literal('delete') }),
+  /** Not agent calls either: the worker saves the sandbox's VM to its disk and ends QEMU, or restores it (docs/SNAPSHOTS.md). */
+  z.strictObject({ op: z.literal('pause') }),
+  z.strictObject({ op: z.literal('resume') }),
 ]);
 export type RelayOp = z.infer<typeof RelayOpSchema>;
 

@@ -44,6 +44,9 @@ export interface RelayHost {
   restarted(target: RelayTarget): MonocoreError;
   /** Delete a sandbox running here: kill its VM, delete its disk, record it `deleted`. */
   deleteSandbox(id: string): Promise<void>;
+  /** Pause a sandbox running here (record it `paused`), or resume one paused here (record it `running`). */
+  pauseSandbox(id: string): Promise<void>;
+  resumeSandbox(id: string): Promise<void>;
 }
 
 export interface RelayServerOptions {
@@ -217,10 +220,13 @@ class ServerCall {
     host.onActivity(t);
     try {
       let end: EndMeta;
-      if (this.meta.op.op === 'delete') {
-        if (t.kind !== 'sandbox') throw new MonocoreError('MC_API_BAD_REQUEST', `${describeTarget(t)}: only a sandbox can be deleted this way`);
+      const op = this.meta.op.op;
+      if (op === 'delete' || op === 'pause' || op === 'resume') {
+        if (t.kind !== 'sandbox') throw new MonocoreError('MC_API_BAD_REQUEST', `${describeTarget(t)}: only a sandbox can be ${op}d this way`);
         await this.#send(DownKind.open, { json: { worker: host.worker } satisfies OpenMeta });
-        await host.deleteSandbox(t.id);
+        if (op === 'delete') await host.deleteSandbox(t.id);
+        else if (op === 'pause') await host.pauseSandbox(t.id);
+        else await host.resumeSandbox(t.id);
         end = {};
       } else {
         end = await this.#op(await host.agentOf(t));
@@ -299,7 +305,9 @@ class ServerCall {
         return { size: this.#upConsumed };
       }
       case 'delete':
-        throw new MonocoreError('MC_INTERNAL', 'delete is not an agent call');
+      case 'pause':
+      case 'resume':
+        throw new MonocoreError('MC_INTERNAL', `${op.op} is not an agent call`);
     }
   }
 

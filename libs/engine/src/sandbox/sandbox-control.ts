@@ -56,6 +56,10 @@ export interface SandboxApi {
   list(filter?: { status?: readonly SandboxStatus[] }): Promise<Sandbox[]>;
   /** Kills the VM and deletes its disk; resolves with the final record. Idempotent. */
   delete(id: string): Promise<Sandbox>;
+  /** Saves a running sandbox's VM to its host's disk and ends its QEMU (status paused). Idempotent. */
+  pause(id: string): Promise<Sandbox>;
+  /** Continues a paused sandbox on its host (status running). Idempotent. */
+  resume(id: string): Promise<Sandbox>;
   /** Starts an exec or file call on a running sandbox or service (MC_SANDBOX_NOT_RUNNING, MC_ORCH_SERVICE_NOT_RUNNING…). */
   call(target: RelayTarget, op: RelayOp): Promise<RelayCall>;
 }
@@ -117,6 +121,7 @@ export class SandboxControl implements SandboxApi {
     if (input.user !== undefined) rec.user = input.user;
     if (input.idle_timeout_s !== undefined) rec.idleTimeoutS = input.idle_timeout_s;
     if (input.cold) rec.cold = true;
+    if (input.on_idle === 'pause') rec.onIdle = 'pause';
 
     // Placed and recorded under the placement lock, so two creates (or an up) never count the same free RAM.
     await this.hosts.withLock('placement', 10_000, async () => {
@@ -257,6 +262,58 @@ export class SandboxControl implements SandboxApi {
     return toSandbox(after);
   }
 
+  async pause(id: string): Promise<Sandbox> {
+    const rec = await this.#read(id);
+    if (!rec) throw notFound(id);
+    if (rec.status === 'paused') return toSandbox(rec);
+    if (rec.status !== 'running') throw endedError(rec, '');
+    await this.#hostCall(rec, 'pause');
+    return this.get(id);
+  }
+
+  /**
+   * Resume runs on the host that holds the paused VM, so that host must be up and have room
+   * for it again (its capacity was released while paused): claimed under the placement lock
+   * before the worker restores it, given back if the resume fails.
+   */
+  async resume(id: string): Promise<Sandbox> {
+    const rec = await this.#read(id);
+    if (!rec) throw notFound(id);
+    if (rec.status === 'running') return toSandbox(rec);
+    if (rec.status !== 'paused') {
+      if (isEndedSandboxStatus(rec.status)) throw endedError(rec, '');
+      throw new MonocoreError('MC_SANDBOX_NOT_PAUSED', `sandbox ${id} is ${rec.status}, not paused`, { sandbox: id, status: rec.status });
+    }
+    const subject = `sandbox:${id}`;
+    await this.hosts.withLock('placement', 10_000, async () => {
+      const host = (await this.hosts.alive()).find((h) => h.id === rec.host);
+      if (!host) {
+        throw new MonocoreError('MC_ORCH_NO_CAPACITY', `sandbox ${id} is paused on host "${rec.host}", which is not running now; resume it once that host is back`, { sandbox: id, host: rec.host });
+      }
+      placeServices([{ name: subject, cpus: rec.cpus, ramMib: rec.ramMib }], [host]); // throws MC_ORCH_NO_CAPACITY naming what is missing
+      await this.hosts.allocate(rec.host, subject, rec.cpus, rec.ramMib);
+    });
+    try {
+      await this.#hostCall(rec, 'resume');
+    } catch (err) {
+      const now = await this.store.get(id);
+      if (now?.status !== 'running') await this.hosts.release(rec.host, subject);
+      throw err;
+    }
+    return this.get(id);
+  }
+
+  /** A host-level relay call (pause, resume) to the worker that holds the sandbox. */
+  async #hostCall(rec: SandboxRecord, op: 'pause' | 'resume'): Promise<void> {
+    const call = await this.#o.relay.call({
+      host: rec.host,
+      target: { kind: 'sandbox', id: rec.id },
+      op: { op },
+      hostLost: (why) => new MonocoreError('MC_SANDBOX_LOST', `sandbox ${rec.id}: ${why}`, { sandbox: rec.id }),
+    });
+    await call.result;
+  }
+
   async call(target: RelayTarget, op: RelayOp): Promise<RelayCall> {
     if (target.kind === 'sandbox') {
       const id = target.id;
@@ -308,6 +365,7 @@ function endedError(rec: SandboxRecord, when: string): MonocoreError {
     return new MonocoreError(code as never, `sandbox ${rec.id} could not be created${why}`, details);
   }
   if (rec.status === 'creating') return new MonocoreError('MC_SANDBOX_NOT_RUNNING', `sandbox ${rec.id} is still being created`, details);
+  if (rec.status === 'paused') return new MonocoreError('MC_SANDBOX_NOT_RUNNING', `sandbox ${rec.id} is paused: resume it first (POST /sandboxes/${rec.id}/resume)`, details);
   return new MonocoreError('MC_SANDBOX_NOT_RUNNING', `sandbox ${rec.id} has ended (${rec.status})${when ? ` ${when}` : ''}${why}`, details);
 }
 

@@ -32,6 +32,9 @@ export interface SandboxRecord {
   lastActivityAt: number;
   reason?: string;
   code?: string;
+  /** What idle_timeout_s does (default expire). */
+  onIdle?: 'expire' | 'pause';
+  pausedAt?: number;
   /** Boot the kernel even when a template could be restored (docs/SNAPSHOTS.md). */
   cold?: boolean;
   /** How its VM started, once running. */
@@ -96,6 +99,8 @@ export function parseSandboxRecord(id: string, h: Record<string, string>): Sandb
     pid: num(h.pid),
     worker: h.worker || undefined,
     cold: h.cold === '1' ? true : undefined,
+    onIdle: h.on_idle === 'pause' ? 'pause' : undefined,
+    pausedAt: num(h.paused_at),
     boot: h.boot_from === 'template' || h.boot_from === 'cold' || h.boot_from === 'paused' ? { from: h.boot_from, reason: h.boot_reason ?? '' } : undefined,
   };
   for (const [k, v] of Object.entries(opt)) if (v !== undefined) (r as unknown as Record<string, unknown>)[k] = v;
@@ -124,6 +129,7 @@ export function sandboxRecordFields(r: SandboxRecord): Record<string, string | n
   if (r.idleTimeoutS !== undefined) f.idle_timeout_s = r.idleTimeoutS;
   if (r.allow !== undefined) f.network_allow = JSON.stringify(r.allow);
   if (r.cold) f.cold = '1';
+  if (r.onIdle === 'pause') f.on_idle = 'pause';
   return f;
 }
 
@@ -144,6 +150,7 @@ export function toSandbox(r: SandboxRecord): Sandbox {
     ...(r.allow !== undefined ? { network_allow: r.allow } : {}),
     timeout_s: r.timeoutS,
     idle_timeout_s: r.idleTimeoutS ?? null,
+    on_idle: r.onIdle ?? 'expire',
     created_at: iso(r.createdAt),
     expires_at: iso(r.createdAt + r.timeoutS * 1000),
     last_activity_at: iso(r.lastActivityAt),
@@ -156,5 +163,6 @@ export function toSandbox(r: SandboxRecord): Sandbox {
   if (r.reason) s.reason = r.reason;
   if (r.code) s.code = r.code;
   if (r.boot) s.boot = r.boot;
+  if (r.status === 'paused' && r.pausedAt !== undefined) s.paused_at = iso(r.pausedAt);
   return s;
 }

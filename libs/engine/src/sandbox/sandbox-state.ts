@@ -8,7 +8,8 @@ export type { SandboxStatus };
  * The lifecycle of one sandbox, as an explicit state machine (like
  * state/service-state.ts for services):
  *
- *   creating ─▶ running ─▶ expired | deleted | lost
+ *   creating ─▶ running ⇄ paused
+ *                  └──────────┴──▶ expired | deleted | lost
  *      └──────────────────▶ failed | expired | deleted | lost
  *
  * Why each edge exists:
@@ -17,6 +18,9 @@ export type { SandboxStatus };
  *   VM could not boot after its attempts.
  * - → expired: timeout_s (counted from creation) or idle_timeout_s passed.
  * - → deleted: DELETE /sandboxes/:id.
+ * - running → paused: POST …/pause, or idle_timeout_s with on_idle "pause": the VM was
+ *   saved next to its disk on its host and its QEMU ended; its capacity is released.
+ * - paused → running: POST …/resume restored it on the same host.
  * - → lost: its VM died or its worker host died (or was shut down). A sandbox
  *   is never recreated elsewhere: its state (disk, processes) is gone.
  * The ended statuses are final; the record stays readable for the retention
@@ -24,7 +28,8 @@ export type { SandboxStatus };
  */
 const TABLE: Record<SandboxStatus, readonly SandboxStatus[]> = {
   creating: ['running', 'failed', 'expired', 'deleted', 'lost'],
-  running: ['expired', 'deleted', 'lost'],
+  running: ['paused', 'expired', 'deleted', 'lost'],
+  paused: ['running', 'expired', 'deleted', 'lost'],
   expired: [],
   deleted: [],
   lost: [],

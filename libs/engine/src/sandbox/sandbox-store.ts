@@ -109,7 +109,7 @@ export class SandboxStore {
       STREAM_CAPS.events,
       new Date(now).toISOString(),
       options.detail ?? '',
-      ended ? '1' : '0',
+      ended ? '1' : to === 'paused' ? 'p' : '0',
       host,
       this.retentionMs,
     ];

@@ -19,7 +19,7 @@
     ARGV[6] events stream max length (approximate)
     ARGV[7] now, ISO-8601
     ARGV[8] event detail ("" = none)
-    ARGV[9] "1" when the new status is an ended one
+    ARGV[9] "1" when the new status is an ended one; "p" when it is paused (its capacity is released, nothing else)
     ARGV[10] host whose allocation hash KEYS[3] is
     ARGV[11] retention of an ended record, ms
     ARGV[12..] field, value pairs to set with the status
@@ -61,6 +61,8 @@ if ARGV[9] == '1' then
     redis.call('HDEL', KEYS[3], 'sandbox:' .. ARGV[1])
   end
   redis.call('PEXPIRE', sb, ARGV[11])
+elseif ARGV[9] == 'p' and (cur[3] or '') == ARGV[10] then
+  redis.call('HDEL', KEYS[3], 'sandbox:' .. ARGV[1])
 end
 local id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[6], '*',
   'kind', 'sandbox', 'time', ARGV[7], 'sandbox', ARGV[1], 'from', from, 'to', ARGV[2],

@@ -1,0 +1,82 @@
+/**
+ * Pause and resume through the REST API (docs/SNAPSHOTS.md), with a real worker booting QEMU
+ * under TCG: a paused sandbox has no QEMU process and no capacity, refuses exec with 409, survives
+ * a worker restart, and resumes with its background processes still counting; idle_timeout_s with
+ * on_idle "pause" pauses instead of expiring; a paused sandbox can be deleted.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Sandbox } from '@monocore/api-schemas';
+import { Keys } from '@monocore/engine';
+import { startWorker } from '@monocore/worker';
+import { TEST_REDIS_DBS } from '../support/env.js';
+import { quiet, until, vmEnv } from '../orchestration/support.js';
+import { call, createSandbox, exec, sandboxVms, startStack, type Stack } from './sandbox-fixtures.js';
+
+describe('pause and resume through the REST API (TCG)', () => {
+  let stack: Stack;
+
+  before(async () => {
+    stack = await startStack(TEST_REDIS_DBS['sandbox/sandbox-pause'], { workers: [{ hostId: 'pz1' }] });
+  });
+  after(async () => {
+    await stack?.close();
+  });
+
+  test('pause ends QEMU and frees capacity; a restarted worker resumes it with its processes still running', async () => {
+    const sb = await createSandbox(stack.url, { image: vmEnv().image, ram: 256, disk: 256 });
+    const target = `/sandboxes/${sb.id}`;
+    await exec(stack.url, target, { cmd: ['sh', '-c', '(i=0; while true; do i=$((i+1)); echo $i > /tmp/count; sleep 0.2; done) >/dev/null 2>&1 &'] });
+    await new Promise((r) => setTimeout(r, 1000));
+    const before = Number((await exec(stack.url, target, { cmd: ['cat', '/tmp/count'] })).stdout);
+
+    const paused = await call<Sandbox>(stack.url, 'POST', `${target}/pause`);
+    assert.equal(paused.status, 200, JSON.stringify(paused.body));
+    assert.equal(paused.body.status, 'paused');
+    assert.ok(paused.body.paused_at);
+    assert.deepEqual(sandboxVms(sb.id, stack.homes), [], 'no QEMU process while paused');
+    assert.equal(await stack.redis.hexists(Keys.hostAlloc('pz1'), `sandbox:${sb.id}`), 0, 'its capacity is released');
+    const refused = await call<{ code: string; message: string }>(stack.url, 'POST', `${target}/exec`, { cmd: ['true'] });
+    assert.equal(refused.status, 409);
+    assert.equal(refused.body.code, 'MC_SANDBOX_NOT_RUNNING');
+    assert.match(refused.body.message, /paused: resume it first/);
+    assert.equal((await call<Sandbox>(stack.url, 'POST', `${target}/pause`)).body.status, 'paused', 'pause is idempotent');
+
+    // The worker restarts (same host id, same home) while the sandbox is paused.
+    await stack.workers[0]!.close({ handBack: false });
+    stack.workers[0] = await startWorker({ redisUrl: stack.redisUrl, home: stack.homes[0]!, hostId: 'pz1', cpus: 64, ramMib: 8 * 1024, leaseMs: 4000, bootTimeoutMs: 60_000, logger: quiet });
+    assert.equal((await call<Sandbox>(stack.url, 'GET', target)).body.status, 'paused', 'still paused after the restart');
+
+    const resumed = await call<Sandbox>(stack.url, 'POST', `${target}/resume`);
+    assert.equal(resumed.status, 200, JSON.stringify(resumed.body));
+    assert.equal(resumed.body.status, 'running');
+    assert.equal(resumed.body.boot?.from, 'paused');
+    assert.equal(await stack.redis.hexists(Keys.hostAlloc('pz1'), `sandbox:${sb.id}`), 1, 'its capacity is taken again');
+    await new Promise((r) => setTimeout(r, 1000));
+    const after = await exec(stack.url, target, { cmd: ['sh', '-c', 'cat /tmp/count; date +%s'] });
+    const [count, clock] = after.stdout.trim().split('\n');
+    assert.ok(Number(count) > before, `the counter went on after the resume: ${before} → ${count}`);
+    assert.ok(Math.abs(Number(clock) - Date.now() / 1000) <= 2, `guest clock ${clock}`);
+    assert.equal((await call<Sandbox>(stack.url, 'POST', `${target}/resume`)).body.status, 'running', 'resume is idempotent');
+    assert.equal((await call(stack.url, 'DELETE', target)).status, 200);
+  });
+
+  test('idle_timeout_s with on_idle "pause" pauses instead of expiring; a paused sandbox can be deleted, its disk goes', async () => {
+    const sb = await createSandbox(stack.url, { image: vmEnv().image, ram: 256, disk: 256, idle_timeout_s: 2, on_idle: 'pause' });
+    assert.equal(sb.on_idle, 'pause');
+    const target = `/sandboxes/${sb.id}`;
+    await until('paused by its idle timeout', async () => (await call<Sandbox>(stack.url, 'GET', target)).body.status === 'paused', 60_000);
+    const notPaused = await call<{ code: string }>(stack.url, 'POST', `/sandboxes/${sb.id}/resume`);
+    assert.equal(notPaused.status, 200);
+    assert.equal((await exec(stack.url, target, { cmd: ['echo', 'back'] })).stdout, 'back\n');
+    await until('paused again after being idle', async () => (await call<Sandbox>(stack.url, 'GET', target)).body.status === 'paused', 60_000);
+    const del = await call<Sandbox>(stack.url, 'DELETE', target);
+    assert.equal(del.body.status, 'deleted');
+    assert.equal(existsSync(join(stack.homes[0]!, 'sandboxes', sb.id)), false, 'its disk and saved state are gone');
+    const gone = await call<{ code: string }>(stack.url, 'POST', `${target}/resume`);
+    assert.equal(gone.status, 409);
+    assert.equal(gone.body.code, 'MC_SANDBOX_NOT_RUNNING');
+  });
+});
