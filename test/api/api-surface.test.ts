@@ -249,6 +249,8 @@ test('the OpenAPI document lists every route with its schemas, and /docs serves 
     'POST /remove',
     'POST /sandboxes',
     'POST /sandboxes/{id}/exec',
+    'POST /sandboxes/{id}/pause',
+    'POST /sandboxes/{id}/resume',
     'POST /services/{name}/exec',
     'POST /up',
     'PUT /sandboxes/{id}/files',
