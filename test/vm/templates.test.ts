@@ -126,6 +126,31 @@ describe('templates: restore instead of boot (TCG)', () => {
     await assert.rejects(again.resume({ ...spec0 }), (e: unknown) => e instanceof Error && /no paused VM/.test(e.message), 'the paused state is spent');
   });
 
+  test('fork: children continue the parent\'s processes and files; writes after the fork are each one\'s own; random bytes differ', async () => {
+    const { vm, a } = await start(sandbox('tpl-parent'));
+    await a.exec({ argv: ['sh', '-c', 'echo before > /tmp/shared; (i=0; while true; do i=$((i+1)); echo $i > /tmp/count; sleep 0.2; done) >/dev/null 2>&1 &'] });
+    await new Promise((r) => setTimeout(r, 1000));
+    const children = await qemu.fork(vm, [sandbox('tpl-child1'), sandbox('tpl-child2')]);
+    vms.push(...children);
+    const agents = await Promise.all(children.map((c) => c.agent()));
+    for (const c of children) assert.equal(c.boot.from, 'fork');
+    assert.match(children[0]!.boot.reason, /forked from tpl-parent \(parent paused \d+ ms\)/);
+    const all = [a, ...agents];
+    const counts0 = await Promise.all(all.map(async (x) => Number((await x.exec({ argv: ['cat', '/tmp/count'] })).stdout)));
+    await new Promise((r) => setTimeout(r, 1500));
+    const counts1 = await Promise.all(all.map(async (x) => Number((await x.exec({ argv: ['cat', '/tmp/count'] })).stdout)));
+    all.forEach((_, i) => assert.ok(counts1[i]! > counts0[i]!, `the counter keeps counting in ${i === 0 ? 'the parent' : `child ${i}`}: ${counts0[i]} → ${counts1[i]}`));
+    for (const x of agents) {
+      const r = await x.exec({ argv: ['sh', '-c', 'cat /tmp/shared; hostname; echo $WHO'] });
+      assert.match(r.stdout.toString(), /^before\ntpl-child\d\ntpl-child\d\n$/, 'the file written before the fork is there; identity is the child\'s');
+    }
+    await agents[0]!.exec({ argv: ['sh', '-c', 'echo child1 > /tmp/after'] });
+    assert.equal((await agents[1]!.exec({ argv: ['ls', '/tmp/after'] })).exitCode, 1, 'a write in one child is not in the other');
+    assert.equal((await a.exec({ argv: ['ls', '/tmp/after'] })).exitCode, 1, 'nor in the parent');
+    const rnd = await Promise.all(all.map(async (x) => (await x.exec({ argv: ['sh', '-c', 'head -c 16 /dev/urandom | od -An -tx1 | tr -d " \\n"'] })).stdout.toString()));
+    assert.equal(new Set(rnd).size, 3, `random bytes differ: ${rnd.join(' ')}`);
+  });
+
   test('--cold boots the kernel; another VM shape gets a template of its own', async () => {
     const c = await start(sandbox('tpl-cold', { coldBoot: true }));
     assert.equal(c.vm.boot.from, 'cold');

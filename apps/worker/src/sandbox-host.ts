@@ -116,7 +116,7 @@ export class SandboxHost {
    * it accepts commands. The caller holds the lease. Throws when it ended
    * meanwhile (deleted or expired while booting) or could not boot.
    */
-  async boot(rec: SandboxRecord, image: ImageRuntime): Promise<{ pid: number; boot: { from: 'template' | 'cold' | 'paused'; reason: string } }> {
+  async boot(rec: SandboxRecord, image: ImageRuntime): Promise<{ pid: number; boot: { from: 'template' | 'cold' | 'paused' | 'fork'; reason: string } }> {
     const { home, backend } = this.options;
     if (!this.options.mayRun(sandboxSubject(rec.id), rec.epoch)) throw leaseLost(rec.id);
     const prev = this.#entries.get(rec.id);

@@ -190,8 +190,8 @@ export const SandboxSchema = z
     boot: z
       .object({
         from: z
-          .enum(['template', 'cold', 'paused'])
-          .describe('template: restored from the image\'s saved VM; cold: the guest kernel booted; paused: resumed from its own pause'),
+          .enum(['template', 'cold', 'paused', 'fork'])
+          .describe('template: restored from the image\'s saved VM; cold: the guest kernel booted; paused: resumed from its own pause; fork: a copy of another sandbox'),
         reason: z.string().describe('why (e.g. no template yet, one was saved, a cold boot was asked for)'),
       })
       .optional()

@@ -38,7 +38,7 @@ export interface SandboxRecord {
   /** Boot the kernel even when a template could be restored (docs/SNAPSHOTS.md). */
   cold?: boolean;
   /** How its VM started, once running. */
-  boot?: { from: 'template' | 'cold' | 'paused'; reason: string };
+  boot?: { from: 'template' | 'cold' | 'paused' | 'fork'; reason: string };
   /** Host pid of its hypervisor. */
   pid?: number;
   /** `<pid>@<started_at>` of the worker process that runs it. */
@@ -101,7 +101,7 @@ export function parseSandboxRecord(id: string, h: Record<string, string>): Sandb
     cold: h.cold === '1' ? true : undefined,
     onIdle: h.on_idle === 'pause' ? 'pause' : undefined,
     pausedAt: num(h.paused_at),
-    boot: h.boot_from === 'template' || h.boot_from === 'cold' || h.boot_from === 'paused' ? { from: h.boot_from, reason: h.boot_reason ?? '' } : undefined,
+    boot: h.boot_from === 'template' || h.boot_from === 'cold' || h.boot_from === 'paused' || h.boot_from === 'fork' ? { from: h.boot_from, reason: h.boot_reason ?? '' } : undefined,
   };
   for (const [k, v] of Object.entries(opt)) if (v !== undefined) (r as unknown as Record<string, unknown>)[k] = v;
   return r;

@@ -14,7 +14,7 @@ export interface VmHandle {
   /** Resolves when the guest reports its command has started; rejects if it ends first. */
   readonly started: Promise<void>;
   /** Restored from a template or booted cold, and why (qemu; docs/SNAPSHOTS.md). Absent: booted cold. */
-  readonly boot?: { from: 'template' | 'cold' | 'paused'; reason: string };
+  readonly boot?: { from: 'template' | 'cold' | 'paused' | 'fork'; reason: string };
   /** Resolves exactly once, when the VM is gone (never rejects). */
   wait(): Promise<VmExit>;
   /** Graceful stop (SIGTERM to the guest command), then kill after timeoutMs. Idempotent. */

@@ -20,7 +20,7 @@ import { findExecutable } from './find-executable.js';
 import { launchArgv, machineShape, qemuArgs, qemuCaps, type QemuFile, type QemuMachine } from './qemu-args.js';
 import {
   accelGroups, attachAgentLane, attachBootFiles, attachImageBlock, attachNics, attachSerialPorts, attachVmUid, attachVolumes, attachWritableDisk,
-  checkForwardedPorts, VM_UID_BASE, writableDiskPath, type InheritFd,
+  checkForwardedPorts, copySparse, VM_UID_BASE, writableDiskPath, type InheritFd,
 } from './qemu-devices.js';
 import { QemuVm, type QemuVmHandle, type VmBootSource } from './qemu-vm.js';
 import type { Template, TemplateShape } from './snapshot/template-store.js';
@@ -272,6 +272,50 @@ export class QemuBackend implements HypervisorBackend {
     return handle;
   }
 
+  /**
+   * Fork (docs/SNAPSHOTS.md "Fork"): the running parent is paused only while its state is
+   * saved and its writable disk copied for each child (copy-on-write where the filesystem can,
+   * else a sparse copy), then runs on; each child is restored from that state with its own disk
+   * copy and gets its own identity and random pool. Children must have the parent's machine
+   * shape (same image, RAM, vCPUs, disk, NIC kinds). All children start or none is left.
+   */
+  async fork(parent: QemuVmHandle, children: readonly VmSpec[]): Promise<QemuVmHandle[]> {
+    if (!(parent instanceof QemuVm)) throw new MonocoreError('MC_USAGE', 'fork() takes a VM started by this backend', {});
+    const vm = parent;
+    const qmp = await vm.qmp();
+    const statePath = join(vm.spec.stateDir, `fork-${process.pid}-${Date.now()}.state`);
+    const t0 = Date.now();
+    let state: VmStateDigest;
+    await qmp.execute('stop');
+    try {
+      state = await saveVmState(qmp, { runtimeDir: vm.runtimeDir, ...(vm.uid !== undefined ? { uid: vm.uid } : {}), dest: statePath });
+      // QEMU flushed the parent's disk when the migration completed; it is still paused.
+      for (const c of children) {
+        await mkdir(c.stateDir, { recursive: true });
+        await copySparse(writableDiskPath(vm.spec.stateDir), writableDiskPath(c.stateDir));
+      }
+    } catch (err) {
+      await rm(statePath, { force: true });
+      throw err;
+    } finally {
+      await qmp.execute('cont').catch(() => undefined);
+    }
+    const pausedMs = Date.now() - t0;
+    try {
+      const started = await Promise.allSettled(children.map((c) => this.startInternal(c, false, false, { kind: 'fork', parent: vm.id, machine: vm.machine, statePath, state, pausedMs })));
+      const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      const handles = started.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+      if (failed) {
+        await Promise.all(handles.map((h) => h.kill()));
+        const cause = failed.reason instanceof RestoreFailed ? failed.reason.cause : failed.reason;
+        throw new MonocoreError('MC_VM_SNAPSHOT_FAILED', `fork of ${vm.id} failed: ${cause instanceof Error ? cause.message : String(cause)}`, { id: vm.id }, { cause });
+      }
+      return handles;
+    } finally {
+      await rm(statePath, { force: true });
+    }
+  }
+
   private qemuVersionLine(): string {
     this.qemuVersion ??= this.version();
     return this.qemuVersion;
@@ -388,6 +432,16 @@ export class QemuBackend implements HypervisorBackend {
     o: { probe: boolean; imageId: string | undefined; guest: GuestSpec; machine: QemuMachine; machineHash: string; cleanup: CleanupStack },
   ): Promise<StartPlan> {
     if (mode.kind === 'cold') return { kind: 'cold', boot: { from: 'cold', reason: mode.reason } };
+    if (mode.kind === 'fork') {
+      if (mode.machine !== o.machineHash) {
+        throw new MonocoreError('MC_VM_SNAPSHOT_FAILED', `${spec.id}: a fork must have its parent's machine shape (image, RAM, vCPUs, disk, NICs)`, { id: spec.id, parent: mode.parent });
+      }
+      return {
+        kind: 'restore',
+        source: { statePath: mode.statePath, state: mode.state },
+        boot: { from: 'fork', reason: `forked from ${mode.parent} (parent paused ${mode.pausedMs} ms)` },
+      };
+    }
     if (mode.kind === 'resume') {
       if (mode.meta.machine !== o.machineHash) {
         throw new MonocoreError('MC_VM_SNAPSHOT_FAILED', `${spec.id}: paused on another machine shape (RAM, vCPUs, devices, kernel command line or monocore changed); it cannot be resumed`, { id: spec.id });
@@ -446,7 +500,11 @@ export class QemuBackend implements HypervisorBackend {
 }
 
 /** What start() and resume() ask of startInternal. */
-type StartMode = { kind: 'cold'; reason: string } | { kind: 'auto'; afterFailedRestore?: string } | { kind: 'resume'; meta: PausedVmMeta };
+type StartMode =
+  | { kind: 'cold'; reason: string }
+  | { kind: 'auto'; afterFailedRestore?: string }
+  | { kind: 'resume'; meta: PausedVmMeta }
+  | { kind: 'fork'; parent: string; machine: string; statePath: string; state: VmStateDigest; pausedMs: number };
 
 /** A saved VM state to restore: the file, what it must hash to, and the writable disk to start from (absent: the VM's own). */
 interface RestoreSource {

@@ -32,7 +32,7 @@ export interface BootTimings {
 
 /** Whether a VM was restored from a template or booted its kernel, and why (docs/SNAPSHOTS.md). */
 export interface VmBootSource {
-  from: 'template' | 'cold' | 'paused';
+  from: 'template' | 'cold' | 'paused' | 'fork';
   reason: string;
 }
 
