@@ -249,6 +249,7 @@ test('the OpenAPI document lists every route with its schemas, and /docs serves 
     'POST /remove',
     'POST /sandboxes',
     'POST /sandboxes/{id}/exec',
+    'POST /sandboxes/{id}/fork',
     'POST /sandboxes/{id}/pause',
     'POST /sandboxes/{id}/resume',
     'POST /services/{name}/exec',

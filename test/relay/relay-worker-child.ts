@@ -34,6 +34,7 @@ await RelayServer.start({
     deleteSandbox: async () => undefined,
     pauseSandbox: async () => undefined,
     resumeSandbox: async () => undefined,
+    forkSandbox: async () => undefined,
   },
 });
 process.stdout.write('ready\n');

@@ -66,6 +66,7 @@ describe('relay through Redis to a real agent', () => {
       deleteSandbox: async () => undefined,
     pauseSandbox: async () => undefined,
     resumeSandbox: async () => undefined,
+    forkSandbox: async () => undefined,
     };
     server = await RelayServer.start({ redis, hostId: HOST, host, logger: quiet });
     clientConn = redis.duplicate();

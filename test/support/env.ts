@@ -122,7 +122,7 @@ export const TEST_REDIS_DBS = {
   'relay/relay:killed': 21,
   'sandbox/sandbox-e2e': 22,
   'sandbox/sandbox-multihost': 23,
-  'sandbox/sandbox-pause': 24,
+  'sandbox/sandbox-snapshots': 24,
   'orchestration/queue-adopter': 30,
   'orchestration/host-reaper': 31,
 } as const;

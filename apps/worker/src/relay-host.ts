@@ -41,5 +41,8 @@ export function relayHost(ctx: WorkerContext): RelayHost {
     async resumeSandbox(id: string): Promise<void> {
       await ctx.sandboxes.resume(id);
     },
+    async forkSandbox(id: string, children: readonly string[]): Promise<void> {
+      await ctx.sandboxes.fork(id, children);
+    },
   };
 }

@@ -208,6 +208,72 @@ export class SandboxHost {
   }
 
   /**
+   * Fork a sandbox running here into `childIds`, new sandboxes the API recorded `creating` on
+   * this host (docs/SNAPSHOTS.md "Fork"): each gets the parent's memory, processes and disk as
+   * they were at one instant, its own identity, and ends `running`; if the fork fails they all
+   * end `failed` with the reason.
+   */
+  async fork(parentId: string, childIds: readonly string[]): Promise<void> {
+    const { backend, store, hostId, home, logger } = this.options;
+    const p = this.#entries.get(parentId);
+    if (!p || p.phase.kind !== 'running') throw await this.notRunning(parentId);
+    const parent = p.phase.handle;
+    const fail = async (why: string): Promise<void> => {
+      for (const c of childIds) await this.end(c, 'failed', `fork of ${parentId} failed: ${why}`, 'MC_VM_SNAPSHOT_FAILED').catch(() => undefined);
+    };
+    if (!backend.fork) {
+      await fail(`the ${backend.name} backend cannot fork VMs`);
+      throw new MonocoreError('MC_VM_SNAPSHOT_UNSUPPORTED', `the ${backend.name} backend cannot fork VMs`, { sandbox: parentId, backend: backend.name });
+    }
+    const parentRec = await store.require(parentId);
+    const image = await this.options.imageOf(parentRec);
+    const entries: Entry[] = [];
+    const specs = [];
+    for (const id of childIds) {
+      const rec = await store.require(id);
+      if (rec.status !== 'creating' || rec.host !== hostId || rec.forkOf !== parentId) throw new MonocoreError('MC_INTERNAL', `sandbox ${id} is not a fork of ${parentId} waiting here`, { sandbox: id });
+      if ((await this.options.acquire(sandboxSubject(id), rec.epoch)) !== 'held') throw leaseLost(id);
+      const e: Entry = { id, epoch: rec.epoch, cpus: rec.cpus, ramMib: rec.ramMib, phase: { kind: 'booting' } };
+      this.#entries.set(id, e);
+      entries.push(e);
+      const stateDir = home.sandboxDir(id);
+      await rm(stateDir, { recursive: true, force: true });
+      const spec = buildSandboxVmSpec(rec, image, stateDir);
+      if (this.options.bootTimeoutMs !== undefined) spec.bootTimeoutMs = this.options.bootTimeoutMs;
+      specs.push(spec);
+    }
+    let handles: VmHandle[];
+    try {
+      handles = await backend.fork(parent, specs);
+    } catch (err) {
+      for (const e of entries) this.#forget(e);
+      await fail((err as Error).message);
+      throw err;
+    }
+    await Promise.all(
+      entries.map(async (e, i) => {
+        const handle = handles[i]!;
+        try {
+          move(e, { kind: 'booting', handle });
+          const agent = await openAgent(handle);
+          move(e, { kind: 'running', handle, agent });
+          this.#watch(e, handle, agent);
+          const boot = handle.boot ?? { from: 'fork' as const, reason: `forked from ${parentId}` };
+          await store.transition(e.id, hostId, 'running', {
+            host: hostId,
+            epoch: e.epoch,
+            detail: `forked from ${parentId} on ${hostId}`,
+            fields: { pid: handle.pid, started_at: Date.now(), last_activity: Date.now(), worker: parentRec.worker ?? '', boot_from: boot.from, boot_reason: boot.reason },
+          });
+        } catch (err) {
+          logger.warn({ sandbox: e.id, parent: parentId, err: (err as Error).message }, 'forked sandbox did not come up');
+          await this.end(e.id, 'failed', `fork of ${parentId}: ${(err as Error).message}`, 'MC_VM_SNAPSHOT_FAILED').catch(() => undefined);
+        }
+      }),
+    );
+  }
+
+  /**
    * Resume a sandbox paused on this host: restored from its saved state with its processes
    * and disk, given a fresh clock and random pool, recorded `running`. A saved state that
    * cannot be restored (corrupted, another QEMU or machine shape) loses the sandbox; anything

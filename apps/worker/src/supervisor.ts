@@ -29,6 +29,7 @@ export interface ServiceBackend {
   /** Save a VM to its state dir and end it; continue it (qemu; docs/SNAPSHOTS.md). */
   pause?(handle: VmHandle): Promise<unknown>;
   resume?(spec: VmSpec): Promise<VmHandle>;
+  fork?(parent: VmHandle, children: readonly VmSpec[]): Promise<VmHandle[]>;
 }
 
 export interface BootInput {

@@ -182,6 +182,7 @@ export const SandboxSchema = z
     idle_timeout_s: z.number().int().nullable(),
     on_idle: z.enum(['expire', 'pause']).describe('what idle_timeout_s does'),
     paused_at: z.string().optional().describe('when it was paused (while paused)'),
+    fork_of: SandboxIdSchema.optional().describe('the sandbox it was forked from'),
     created_at: z.string().describe('ISO-8601'),
     started_at: z.string().optional().describe('when it began accepting commands'),
     ended_at: z.string().optional(),
@@ -215,6 +216,20 @@ export const ListSandboxesQuerySchema = z.strictObject({
 });
 
 export const SandboxListSchema = z.object({ sandboxes: z.array(SandboxSchema).describe('oldest first') }).meta({ id: 'SandboxList' });
+
+/** Most children one fork call makes. */
+export const MAX_FORK_COUNT = 16;
+
+export const ForkSandboxRequestSchema = z
+  .strictObject({
+    count: z.number().int().min(1).max(MAX_FORK_COUNT).default(1).describe(`how many copies (1..${MAX_FORK_COUNT})`),
+  })
+  .meta({ id: 'ForkSandboxRequest' });
+export type ForkSandboxRequest = z.input<typeof ForkSandboxRequestSchema>;
+
+export const ForkSandboxResponseSchema = z
+  .object({ sandboxes: z.array(SandboxSchema).describe('the new sandboxes, running, in the order they were made') })
+  .meta({ id: 'ForkSandboxResponse' });
 export type SandboxList = z.infer<typeof SandboxListSchema>;
 
 // --- exec (sandboxes and services) -------------------------------------------

@@ -1,4 +1,5 @@
 import {
+  ForkSandboxResponseSchema,
   SandboxSchema,
   type CreateSandboxRequest,
   type Sandbox as SandboxRecord,
@@ -94,6 +95,18 @@ export class Sandbox extends ExecTarget {
   async resume(options: { signal?: AbortSignal } = {}): Promise<SandboxRecord> {
     this.info = await this.http.json(SandboxSchema, 'POST', `${this.base}/resume`, options.signal ? { signal: options.signal } : {});
     return this.info;
+  }
+
+  /**
+   * Forks the sandbox: `count` new sandboxes (default 1) whose memory, processes and files
+   * continue from this one's at one instant, each with its own disk and identity.
+   */
+  async fork(options: { count?: number; signal?: AbortSignal } = {}): Promise<Sandbox[]> {
+    const { sandboxes } = await this.http.json(ForkSandboxResponseSchema, 'POST', `${this.base}/fork`, {
+      body: { json: { count: options.count ?? 1 } },
+      ...(options.signal ? { signal: options.signal } : {}),
+    });
+    return sandboxes.map((info) => new Sandbox(this.http, info));
   }
 
   protected async probe(): Promise<void> {

@@ -2,6 +2,8 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import {
   CreateSandboxQuerySchema,
   CreateSandboxRequestSchema,
+  ForkSandboxRequestSchema,
+  ForkSandboxResponseSchema,
   ListSandboxesQuerySchema,
   SandboxListSchema,
   SandboxParamsSchema,
@@ -12,7 +14,7 @@ import type { RouteDeps } from './deps.js';
 
 const sandboxErrors = { ...errorResponses, 409: errorResponses[400], 410: errorResponses[400], 503: errorResponses[500], 501: errorResponses[500], 504: errorResponses[500] };
 
-/** POST/GET /sandboxes, GET/DELETE /sandboxes/:id, POST /sandboxes/:id/pause|resume (docs/API.md "Sandboxes"). */
+/** POST/GET /sandboxes, GET/DELETE /sandboxes/:id, POST /sandboxes/:id/pause|resume|fork (docs/API.md "Sandboxes"). */
 export const sandboxRoutes: FastifyPluginAsyncZod<RouteDeps> = async (app, deps) => {
   const sandboxes = deps.sandboxes!;
 
@@ -118,5 +120,26 @@ export const sandboxRoutes: FastifyPluginAsyncZod<RouteDeps> = async (app, deps)
       },
     },
     async (request) => sandboxes.resume(request.params.id),
+  );
+
+  app.post(
+    '/sandboxes/:id/fork',
+    {
+      schema: {
+        summary: 'Fork a running sandbox',
+        description:
+          'New sandboxes whose memory, processes and files continue from this one\'s at one instant (it pauses only while its ' +
+          'state is saved and its disk copied), each with its own disk copy, hostname and reseeded random pool, on the same host ' +
+          '(which must have room for them). Same settings; lifetimes count from now. Answers once they accept commands (docs/SNAPSHOTS.md).',
+        tags: ['sandboxes'],
+        params: SandboxParamsSchema,
+        body: ForkSandboxRequestSchema,
+        response: { 201: ForkSandboxResponseSchema, ...sandboxErrors },
+      },
+    },
+    async (request, reply) => {
+      const children = await sandboxes.fork(request.params.id, request.body.count);
+      return reply.code(201).send({ sandboxes: children });
+    },
   );
 };

@@ -60,7 +60,7 @@ export function createRequest(image: string, opts: CreateOptions, env: NodeJS.Pr
 export function registerSandbox(program: Command): void {
   const sandbox = program
     .command('sandbox')
-    .description('Sandboxes: long-lived microVMs to run commands in (create, ls, inspect, pause, resume, rm; then `monocore exec` and `monocore cp`)');
+    .description('Sandboxes: long-lived microVMs to run commands in (create, ls, inspect, fork, pause, resume, rm; then `monocore exec` and `monocore cp`)');
 
   withApiOption(
     sandbox
@@ -162,6 +162,24 @@ export function registerSandbox(program: Command): void {
       }
       if (opts.json) process.stdout.write(`${JSON.stringify({ removed, errors })}\n`);
       if (errors.length > 0) process.exitCode = ExitCode.Failure;
+    } finally {
+      await client.close();
+    }
+  });
+
+  withApiOption(
+    sandbox
+      .command('fork')
+      .description("Fork a running sandbox: new sandboxes continuing its memory, processes and files (prints their ids)")
+      .argument('<id>', 'sandbox id (sb-…)')
+      .option('-n, --count <n>', 'how many copies (1..16, default 1)')
+      .option('--json', 'print JSON ({"sandboxes": [Sandbox…]})'),
+  ).action(async (id: string, opts: ApiCommandOptions & { count?: string; json?: boolean }) => {
+    const count = opts.count !== undefined ? intFlag('--count', opts.count, 1, 16) : 1;
+    const client = clientFor(opts);
+    try {
+      const children = await (await client.getSandbox(id)).fork({ count });
+      process.stdout.write(opts.json ? `${JSON.stringify({ sandboxes: children.map((c) => c.info) })}\n` : children.map((c) => `${c.id}\n`).join(''));
     } finally {
       await client.close();
     }

@@ -78,6 +78,8 @@ export const RelayOpSchema = z.discriminatedUnion('op', [
   /** Not agent calls either: the worker saves the sandbox's VM to its disk and ends QEMU, or restores it (docs/SNAPSHOTS.md). */
   z.strictObject({ op: z.literal('pause') }),
   z.strictObject({ op: z.literal('resume') }),
+  /** Fork the sandbox into these new sandboxes (recorded `creating` on the same host by the API). */
+  z.strictObject({ op: z.literal('fork'), children: z.array(z.string().regex(/^sb-[a-z0-9]{12}$/)).min(1).max(16) }),
 ]);
 export type RelayOp = z.infer<typeof RelayOpSchema>;
 

@@ -47,6 +47,8 @@ export interface RelayHost {
   /** Pause a sandbox running here (record it `paused`), or resume one paused here (record it `running`). */
   pauseSandbox(id: string): Promise<void>;
   resumeSandbox(id: string): Promise<void>;
+  /** Fork a sandbox running here into `children` (recorded `creating` here by the API): each ends `running` or `failed`. */
+  forkSandbox(id: string, children: readonly string[]): Promise<void>;
 }
 
 export interface RelayServerOptions {
@@ -221,12 +223,13 @@ class ServerCall {
     try {
       let end: EndMeta;
       const op = this.meta.op.op;
-      if (op === 'delete' || op === 'pause' || op === 'resume') {
+      if (op === 'delete' || op === 'pause' || op === 'resume' || op === 'fork') {
         if (t.kind !== 'sandbox') throw new MonocoreError('MC_API_BAD_REQUEST', `${describeTarget(t)}: only a sandbox can be ${op}d this way`);
         await this.#send(DownKind.open, { json: { worker: host.worker } satisfies OpenMeta });
         if (op === 'delete') await host.deleteSandbox(t.id);
         else if (op === 'pause') await host.pauseSandbox(t.id);
-        else await host.resumeSandbox(t.id);
+        else if (op === 'resume') await host.resumeSandbox(t.id);
+        else if (this.meta.op.op === 'fork') await host.forkSandbox(t.id, this.meta.op.children);
         end = {};
       } else {
         end = await this.#op(await host.agentOf(t));
@@ -307,6 +310,7 @@ class ServerCall {
       case 'delete':
       case 'pause':
       case 'resume':
+      case 'fork':
         throw new MonocoreError('MC_INTERNAL', `${op.op} is not an agent call`);
     }
   }

@@ -60,6 +60,8 @@ export interface SandboxApi {
   pause(id: string): Promise<Sandbox>;
   /** Continues a paused sandbox on its host (status running). Idempotent. */
   resume(id: string): Promise<Sandbox>;
+  /** New sandboxes continuing a running one's memory, processes and files (docs/SNAPSHOTS.md "Fork"). */
+  fork(id: string, count: number): Promise<Sandbox[]>;
   /** Starts an exec or file call on a running sandbox or service (MC_SANDBOX_NOT_RUNNING, MC_ORCH_SERVICE_NOT_RUNNING…). */
   call(target: RelayTarget, op: RelayOp): Promise<RelayCall>;
 }
@@ -142,12 +144,6 @@ export class SandboxControl implements SandboxApi {
     const pull: PullJobData = { image: rec.image };
     if (registryPolicy) pull.registryPolicy = registryPolicy;
     const start: SandboxStartJobData = { sandbox: rec.id, host, epoch: rec.epoch };
-    const expire = (why: 'timeout' | 'idle', delayMs: number): FlowJob => ({
-      name: 'sandbox-expire',
-      queueName: QueueNames.host(host),
-      data: { sandbox: rec.id, host, why } satisfies SandboxExpireJobData,
-      opts: { jobId: JobIds.sandboxExpire(rec.id, why), delay: delayMs, attempts: 5, backoff: { type: 'exponential', delay: 1000 }, removeOnComplete: KEEP, removeOnFail: KEEP_FAILED },
-    });
     const jobs: FlowJob[] = [
       {
         name: 'sandbox-start',
@@ -177,9 +173,21 @@ export class SandboxControl implements SandboxApi {
           },
         ],
       },
-      // Max life counts from creation.
-      expire('timeout', Math.max(0, rec.createdAt + rec.timeoutS * 1000 - Date.now())),
+      ...this.#expiryJobs(rec),
     ];
+    return jobs;
+  }
+
+  /** The delayed jobs that end (or pause) a sandbox: its maximum life, counted from creation, and its idle time. */
+  #expiryJobs(rec: SandboxRecord): FlowJob[] {
+    const host = rec.host;
+    const expire = (why: 'timeout' | 'idle', delayMs: number): FlowJob => ({
+      name: 'sandbox-expire',
+      queueName: QueueNames.host(host),
+      data: { sandbox: rec.id, host, why } satisfies SandboxExpireJobData,
+      opts: { jobId: JobIds.sandboxExpire(rec.id, why), delay: delayMs, attempts: 5, backoff: { type: 'exponential', delay: 1000 }, removeOnComplete: KEEP, removeOnFail: KEEP_FAILED },
+    });
+    const jobs = [expire('timeout', Math.max(0, rec.createdAt + rec.timeoutS * 1000 - Date.now()))];
     if (rec.idleTimeoutS !== undefined) jobs.push(expire('idle', rec.idleTimeoutS * 1000));
     return jobs;
   }
@@ -303,12 +311,45 @@ export class SandboxControl implements SandboxApi {
     return this.get(id);
   }
 
-  /** A host-level relay call (pause, resume) to the worker that holds the sandbox. */
-  async #hostCall(rec: SandboxRecord, op: 'pause' | 'resume'): Promise<void> {
+  /**
+   * Fork: the children are recorded `creating` on the parent's host (the saved state and disk
+   * copies stay on that host), which must have room for all of them; the parent's worker then
+   * makes them. Each child has the parent's settings and lifetimes counted from now.
+   */
+  async fork(id: string, count: number): Promise<Sandbox[]> {
+    const parent = await this.#read(id);
+    if (!parent) throw notFound(id);
+    if (parent.status !== 'running') throw endedError(parent, '');
+    const now = Date.now();
+    const children: SandboxRecord[] = [];
+    for (let i = 0; i < count; i++) {
+      const { reason: _r, code: _c, pid: _p, worker: _w, boot: _b, startedAt: _s, endedAt: _e, pausedAt: _pa, ...settings } = parent;
+      children.push({ ...settings, id: newSandboxId(), status: 'creating', epoch: 1, createdAt: now, lastActivityAt: now, forkOf: id });
+    }
+    await this.hosts.withLock('placement', 10_000, async () => {
+      const host = (await this.hosts.alive()).find((h) => h.id === parent.host);
+      if (!host) throw new MonocoreError('MC_SANDBOX_LOST', `sandbox ${id}: its host "${parent.host}" is not running`, { sandbox: id });
+      placeServices(children.map((c) => ({ name: `sandbox:${c.id}`, cpus: c.cpus, ramMib: c.ramMib })), [host]); // throws MC_ORCH_NO_CAPACITY
+      for (const c of children) await this.store.create(c);
+    });
+    await this.#flows.addBulk(children.flatMap((c) => this.#expiryJobs(c)));
+    try {
+      await this.#hostCall(parent, { op: 'fork', children: children.map((c) => c.id) });
+    } catch (err) {
+      for (const c of children) {
+        await this.store.tryTransition(c.id, c.host, 'failed', { detail: `fork of ${id} failed: ${(err as Error).message}`, fields: { code: 'MC_VM_SNAPSHOT_FAILED' } });
+      }
+      throw err;
+    }
+    return Promise.all(children.map((c) => this.get(c.id)));
+  }
+
+  /** A host-level relay call (pause, resume, fork) to the worker that holds the sandbox. */
+  async #hostCall(rec: SandboxRecord, op: 'pause' | 'resume' | Extract<RelayOp, { op: 'fork' }>): Promise<void> {
     const call = await this.#o.relay.call({
       host: rec.host,
       target: { kind: 'sandbox', id: rec.id },
-      op: { op },
+      op: typeof op === 'string' ? { op } : op,
       hostLost: (why) => new MonocoreError('MC_SANDBOX_LOST', `sandbox ${rec.id}: ${why}`, { sandbox: rec.id }),
     });
     await call.result;

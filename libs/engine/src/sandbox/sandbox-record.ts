@@ -35,6 +35,8 @@ export interface SandboxRecord {
   /** What idle_timeout_s does (default expire). */
   onIdle?: 'expire' | 'pause';
   pausedAt?: number;
+  /** The sandbox this one was forked from. */
+  forkOf?: string;
   /** Boot the kernel even when a template could be restored (docs/SNAPSHOTS.md). */
   cold?: boolean;
   /** How its VM started, once running. */
@@ -101,6 +103,7 @@ export function parseSandboxRecord(id: string, h: Record<string, string>): Sandb
     cold: h.cold === '1' ? true : undefined,
     onIdle: h.on_idle === 'pause' ? 'pause' : undefined,
     pausedAt: num(h.paused_at),
+    forkOf: h.fork_of || undefined,
     boot: h.boot_from === 'template' || h.boot_from === 'cold' || h.boot_from === 'paused' || h.boot_from === 'fork' ? { from: h.boot_from, reason: h.boot_reason ?? '' } : undefined,
   };
   for (const [k, v] of Object.entries(opt)) if (v !== undefined) (r as unknown as Record<string, unknown>)[k] = v;
@@ -130,6 +133,8 @@ export function sandboxRecordFields(r: SandboxRecord): Record<string, string | n
   if (r.allow !== undefined) f.network_allow = JSON.stringify(r.allow);
   if (r.cold) f.cold = '1';
   if (r.onIdle === 'pause') f.on_idle = 'pause';
+  if (r.forkOf !== undefined) f.fork_of = r.forkOf;
+  if (r.imageDigest !== undefined) f.image_digest = r.imageDigest;
   return f;
 }
 
@@ -164,5 +169,6 @@ export function toSandbox(r: SandboxRecord): Sandbox {
   if (r.code) s.code = r.code;
   if (r.boot) s.boot = r.boot;
   if (r.status === 'paused' && r.pausedAt !== undefined) s.paused_at = iso(r.pausedAt);
+  if (r.forkOf) s.fork_of = r.forkOf;
   return s;
 }

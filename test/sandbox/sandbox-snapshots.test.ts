@@ -1,8 +1,9 @@
 /**
- * Pause and resume through the REST API (docs/SNAPSHOTS.md), with a real worker booting QEMU
+ * Pause, resume and fork through the REST API (docs/SNAPSHOTS.md), with a real worker booting QEMU
  * under TCG: a paused sandbox has no QEMU process and no capacity, refuses exec with 409, survives
  * a worker restart, and resumes with its background processes still counting; idle_timeout_s with
- * on_idle "pause" pauses instead of expiring; a paused sandbox can be deleted.
+ * on_idle "pause" pauses instead of expiring; a paused sandbox can be deleted; a fork's children
+ * continue the parent's processes and files, each on its own from then on.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -15,11 +16,11 @@ import { TEST_REDIS_DBS } from '../support/env.js';
 import { quiet, until, vmEnv } from '../orchestration/support.js';
 import { call, createSandbox, exec, sandboxVms, startStack, type Stack } from './sandbox-fixtures.js';
 
-describe('pause and resume through the REST API (TCG)', () => {
+describe('pause, resume and fork through the REST API (TCG)', () => {
   let stack: Stack;
 
   before(async () => {
-    stack = await startStack(TEST_REDIS_DBS['sandbox/sandbox-pause'], { workers: [{ hostId: 'pz1' }] });
+    stack = await startStack(TEST_REDIS_DBS['sandbox/sandbox-snapshots'], { workers: [{ hostId: 'pz1' }] });
   });
   after(async () => {
     await stack?.close();
@@ -61,6 +62,35 @@ describe('pause and resume through the REST API (TCG)', () => {
     assert.ok(Math.abs(Number(clock) - Date.now() / 1000) <= 2, `guest clock ${clock}`);
     assert.equal((await call<Sandbox>(stack.url, 'POST', `${target}/resume`)).body.status, 'running', 'resume is idempotent');
     assert.equal((await call(stack.url, 'DELETE', target)).status, 200);
+  });
+
+  test('fork: two children continue the parent\'s counter and files, on the same host, each its own from then on', async () => {
+    const parent = await createSandbox(stack.url, { image: vmEnv().image, ram: 256, disk: 256, env: { ROLE: 'parent' } });
+    const p = `/sandboxes/${parent.id}`;
+    await exec(stack.url, p, { cmd: ['sh', '-c', 'echo before > /tmp/shared; (i=0; while true; do i=$((i+1)); echo $i > /tmp/count; sleep 0.2; done) >/dev/null 2>&1 &'] });
+    await new Promise((r) => setTimeout(r, 1000));
+    const forked = await call<{ sandboxes: Sandbox[] }>(stack.url, 'POST', `${p}/fork`, { count: 2 });
+    assert.equal(forked.status, 201, JSON.stringify(forked.body));
+    const kids = forked.body.sandboxes;
+    assert.equal(kids.length, 2);
+    for (const k of kids) {
+      assert.equal(k.status, 'running');
+      assert.equal(k.fork_of, parent.id);
+      assert.equal(k.host, parent.host);
+      assert.equal(k.boot?.from, 'fork');
+      assert.deepEqual(k.env, { ROLE: 'parent' }, 'the parent\'s settings');
+      const r = await exec(stack.url, `/sandboxes/${k.id}`, { cmd: ['sh', '-c', 'cat /tmp/shared; hostname; c1=$(cat /tmp/count); sleep 1; c2=$(cat /tmp/count); [ "$c2" -gt "$c1" ] && echo counting'] });
+      assert.equal(r.stdout, `before
+${k.id}
+counting
+`);
+    }
+    await exec(stack.url, `/sandboxes/${kids[0]!.id}`, { cmd: ['sh', '-c', 'echo mine > /tmp/after'] });
+    assert.equal((await exec(stack.url, `/sandboxes/${kids[1]!.id}`, { cmd: ['ls', '/tmp/after'] })).exit_code, 1);
+    assert.equal((await exec(stack.url, p, { cmd: ['ls', '/tmp/after'] })).exit_code, 1);
+    const bad = await call<{ code: string }>(stack.url, 'POST', `${p}/fork`, { count: 17 });
+    assert.equal(bad.status, 400);
+    for (const id of [parent.id, ...kids.map((k) => k.id)]) assert.equal((await call(stack.url, 'DELETE', `/sandboxes/${id}`)).status, 200);
   });
 
   test('idle_timeout_s with on_idle "pause" pauses instead of expiring; a paused sandbox can be deleted, its disk goes', async () => {
