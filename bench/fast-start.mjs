@@ -11,6 +11,7 @@
 //   sandbox   POST /sandboxes (wait) + POST /sandboxes/:id/exec `echo` until its output is back
 //             (one kept-alive connection); DELETE after the clock stops
 //   run       `monocore run -q IMAGE -- true` (the CLI, its own backend, the same home)
+//   fork      POST /sandboxes/:id/fork of a running 256 MiB sandbox + exec `echo` in the child
 // Then IDLE sandboxes restored from the one template, left idle 10 s: per sandbox, QEMU's
 // proportional resident memory (PSS: pages shared between processes count once), guest RAM
 // and the rest apart; and the size of the template's state file (512 MiB guests by default).
@@ -156,7 +157,11 @@ try {
   execFileSync(process.execPath, [cli, 'run', '-q', image, '--', 'true'], { env: { ...env, MONOCORE_HOME: home, MONOCORE_KERNEL_DIR: kernelDir } });
   await bareBoot(bare.cpio, rootfs);
 
-  const times = { bare: [], sandbox: [], run: [] };
+  // The parent of the forks: a running 256 MiB sandbox with a background process.
+  const parent = await json('POST', '/sandboxes', { image, ram: 256, disk: 256 });
+  await json('POST', `/sandboxes/${parent.id}/exec`, { cmd: ['sh', '-c', '(while true; do sleep 1; done) >/dev/null 2>&1 &'] });
+  const times = { bare: [], sandbox: [], run: [], fork: [] };
+  const forkPauses = [];
   const boots = [];
   const parts = [];
   for (let i = 0; i < ROUNDS; i++) {
@@ -173,7 +178,15 @@ try {
     t0 = performance.now();
     execFileSync(process.execPath, [cli, 'run', '-q', image, '--', 'true'], { env: { ...env, MONOCORE_HOME: home, MONOCORE_KERNEL_DIR: kernelDir } });
     times.run.push(performance.now() - t0);
+    t0 = performance.now();
+    const [child] = (await json('POST', `/sandboxes/${parent.id}/fork`, { count: 1 })).sandboxes;
+    const f = await json('POST', `/sandboxes/${child.id}/exec`, { cmd: ['echo', 'hi'] });
+    times.fork.push(performance.now() - t0);
+    if (f.stdout !== 'hi\n') throw new Error(`fork exec said ${JSON.stringify(f)}`);
+    forkPauses.push(Number(/parent paused (\d+) ms/.exec(child.boot?.reason ?? '')?.[1]));
+    await json('DELETE', `/sandboxes/${child.id}`);
   }
+  await json('DELETE', `/sandboxes/${parent.id}`);
   const b = median(times.bare);
   out({
     measure: 'start',
@@ -184,6 +197,8 @@ try {
     sandbox_parts_ms: parts,
     run_true_ms: { median: Math.round(median(times.run)), all: times.run.map(Math.round) },
     run_ratio: round(median(times.run) / b),
+    fork_256mib_to_child_exec_ms: { median: Math.round(median(times.fork)), all: times.fork.map(Math.round), parent_paused_ms: forkPauses },
+    fork_ratio: round(median(times.fork) / b),
     load: readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' '),
   });
 

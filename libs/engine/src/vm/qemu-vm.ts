@@ -24,6 +24,10 @@ export interface BootTimings {
   guestExitUptime?: number;
   startedMs?: number;
   exitMs?: number;
+  /** Restored: QMP answered (QEMU is up), QEMU loaded the state, the state file's hash checked out. */
+  restoreQmpMs?: number;
+  restoreLoadedMs?: number;
+  restoreHashedMs?: number;
   /** Restored from a template: the saved state loaded and checked, the guest running again. */
   restoredMs?: number;
   /** The agent answered and (template or restore) its identity was applied. */
@@ -340,6 +344,11 @@ export class QemuVm implements QemuVmHandle {
       return QmpClient.open(sock, this.id);
     })();
     return this.qmpClient;
+  }
+
+  /** When QEMU was spawned (ms since the epoch): what `timings` count from. */
+  get t0(): number {
+    return this.s.t0;
   }
 
   get runtimeDir(): string {

@@ -105,11 +105,14 @@ export function templateShape(o: {
  * check out never runs (the caller kills QEMU and boots cold).
  */
 export async function finishRestore(vm: QemuVm, source: { statePath: string; state: VmStateDigest }): Promise<void> {
-  const qmp = await vm.qmp();
-  const hashed = checkVmStateHash(source.statePath, source.state);
+  const since = (): number => Date.now() - vm.t0;
+  const hashed = checkVmStateHash(source.statePath, source.state).then(() => void (vm.timings.restoreHashedMs = since()));
   hashed.catch(() => undefined);
+  const qmp = await vm.qmp();
+  vm.timings.restoreQmpMs = since();
   try {
     await qmp.migrationDone(5);
+    vm.timings.restoreLoadedMs = since();
   } catch (err) {
     await hashed; // a file that does not check out is the better reason (QEMU may have choked on it)
     throw err;
