@@ -9,7 +9,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, readdirSync, statSync, symlinkSync, truncateSync, openSync, writeSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
-import { closeDefaultRegistryClient, MonocoreHome, pullImage, type GuestAgent, type QemuBackend, type QemuVmHandle, type VmSpec } from '@monocore/engine';
+import { closeDefaultRegistryClient, MonocoreHome, outboundNetwork, pullImage, type GuestAgent, type QemuBackend, type QemuVmHandle, type VmSpec } from '@monocore/engine';
 import { backend, spec, tempDir, testHome } from './vm-fixtures.js';
 
 describe('templates: restore instead of boot (TCG)', () => {
@@ -149,6 +149,24 @@ describe('templates: restore instead of boot (TCG)', () => {
     assert.equal((await a.exec({ argv: ['ls', '/tmp/after'] })).exitCode, 1, 'nor in the parent');
     const rnd = await Promise.all(all.map(async (x) => (await x.exec({ argv: ['sh', '-c', 'head -c 16 /dev/urandom | od -An -tx1 | tr -d " \\n"'] })).stdout.toString()));
     assert.equal(new Set(rnd).size, 3, `random bytes differ: ${rnd.join(' ')}`);
+  });
+
+  test('outbound network: a sandbox restored from a template gets its own egress address, route and resolver', async () => {
+    // With an allow-list the guest's resolver is its gateway (monocore's resolver, docs/NETWORK.md):
+    // a name off the list is refused by it at once, which proves the path works without any traffic leaving.
+    const net = outboundNetwork('tpl-net', ['allowed.test']);
+    const first = await start(sandbox('tpl-net1', { network: net }));
+    const second = await start(sandbox('tpl-net2', { network: outboundNetwork('tpl-net2', ['allowed.test']) }));
+    assert.equal(second.vm.boot.from, 'template', second.vm.boot.reason);
+    const probe = 'dev=$(ip route | awk \'/^default/ {print $5}\'); ip -4 -o addr show $dev | awk \'{print $4}\'; ip route | awk \'/^default/ {print $3}\'; awk \'/^nameserver/ {print $2}\' /etc/resolv.conf; nslookup refused.test 2>&1 | grep -c "timed out"; hostname';
+    const [a1, a2] = await Promise.all([first.a, second.a].map(async (x) => (await x.exec({ argv: ['sh', '-c', probe] })).stdout.toString().trim().split('\n')));
+    assert.notEqual(a1![0], a2![0], `each has its own egress address: ${a1![0]} / ${a2![0]}`);
+    for (const [lines, host] of [[a1!, 'tpl-net1'], [a2!, 'tpl-net2']] as const) {
+      const [, gw, ns, timedOut, name] = lines;
+      assert.equal(ns, gw, 'the resolver is its own gateway');
+      assert.equal(timedOut, '0', 'the resolver answered (no timeout)');
+      assert.equal(name, host);
+    }
   });
 
   test('--cold boots the kernel; another VM shape gets a template of its own', async () => {
