@@ -13,7 +13,6 @@ import { DiskBudget, diskReserveFromEnv } from './disk-budget.js';
 import { findGuestKernel, type GuestKernel } from './guest-kernel.js';
 import { encodeGuestSpec, RLIMIT_NUMBERS, type GuestSpec } from './guest-protocol.js';
 import { GroupSwitches } from './group-switches.js';
-import type { GuestAgent } from './guest-agent.js';
 import type { BackendAvailability, HypervisorBackend } from './hypervisor-backend.js';
 import { buildInitramfs, type Initramfs } from './initramfs-builder.js';
 import { findExecutable } from './find-executable.js';
@@ -398,7 +397,7 @@ export class QemuBackend implements HypervisorBackend {
         ...(plan.kind === 'restore' ? {} : { guestSpec: encodeGuestSpec(neutral ? neutralGuestSpec(guest) : guest) }),
         qmp: serial.qmp.conn,
         ...(neutral ? { identity: templateIdentity(guest) } : {}),
-        ...(capture ? { beforeIdentity: (vm: QemuVm, agent: GuestAgent) => this.capture(vm, agent, spec, capture, uid) } : {}),
+        ...(capture ? { beforeIdentity: (vm: QemuVm) => this.capture(vm, spec, capture, uid) } : {}),
         boot: plan.boot,
         machine: machineHash,
         ...(uid !== undefined ? { uid } : {}),
@@ -485,9 +484,9 @@ export class QemuBackend implements HypervisorBackend {
   }
 
   /** Saves the template from a VM that booted neutral; a failure only costs the template. */
-  private async capture(vm: QemuVm, agent: GuestAgent, spec: VmSpec, plan: Extract<StartPlan, { kind: 'capture' }>, uid: number | undefined): Promise<void> {
+  private async capture(vm: QemuVm, spec: VmSpec, plan: Extract<StartPlan, { kind: 'capture' }>, uid: number | undefined): Promise<void> {
     try {
-      const t = await captureTemplate(vm, agent, { store: this.templates, shape: plan.shape, stateDir: spec.stateDir, ...(uid !== undefined ? { uid } : {}) });
+      const t = await captureTemplate(vm, { store: this.templates, shape: plan.shape, stateDir: spec.stateDir, ...(uid !== undefined ? { uid } : {}) });
       vm.boot.reason = `${vm.boot.reason}; saved template ${t.key} (${t.meta.state.bytes} bytes, ${t.meta.saveMs} ms)`;
     } catch (err) {
       const reason = `saving the template failed: ${(err as Error).message}`;

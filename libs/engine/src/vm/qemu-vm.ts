@@ -115,7 +115,7 @@ export interface QemuVmInit {
    */
   identity?: GuestIdentity;
   /** Runs once the agent answered, before `identity` is applied: saving a template of the still neutral guest. */
-  beforeIdentity?: (vm: QemuVm, agent: GuestAgent) => Promise<void>;
+  beforeIdentity?: (vm: QemuVm) => Promise<void>;
   boot: VmBootSource;
   /** sha256 of its normalised QEMU argv (qemu-args.ts machineShape): what a saved state of it restores into. */
   machine: string;
@@ -387,7 +387,7 @@ export class QemuVm implements QemuVmHandle {
       if (!sock) throw ended();
       const session = await AgentSession.open(sock, { label: this.id, handshakeTimeoutMs: 30_000, ...(this.s.agentLane ? { lane: this.s.agentLane } : {}) });
       void session.closed.then((err) => (this.agentEnded = err));
-      await this.s.beforeIdentity?.(this, session);
+      await this.s.beforeIdentity?.(this);
       if (this.s.identity) await session.refresh(this.s.identity);
       this.timings.agentReadyMs = Date.now() - this.s.t0;
       return session;

@@ -3,7 +3,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { VERSION } from '../../version.js';
-import type { GuestAgent, GuestIdentity } from '../guest-agent.js';
+import type { GuestIdentity } from '../guest-agent.js';
 import type { GuestSpec } from '../guest-protocol.js';
 import { copySparse, writableDiskPath } from '../qemu-devices.js';
 import type { QemuVm } from '../qemu-vm.js';
@@ -123,37 +123,18 @@ export async function finishRestore(vm: QemuVm, source: { statePath: string; sta
 }
 
 /**
- * Run in the guest before its template is saved. A migration sends every page that is not all
- * zeros, and pages the kernel freed keep whatever they held (the boot's page cache, unpacked
- * modules): the state of a 512 MiB guest was 81 MB. Dropping the caches and then filling a
- * tmpfs as large as the free memory with zeros (and unmounting it) leaves the free pages zero,
- * so the state file holds only what the guest uses. A one-time cost per template.
- */
-const ZERO_FREE_MEMORY = [
-  'sync; echo 3 > /proc/sys/vm/drop_caches',
-  'd=/run/monocore-zero-fill; mkdir -p $d',
-  'kb=$(awk \'/^MemFree:/ {print $2 - 16384}\' /proc/meminfo)',
-  'if [ "$kb" -gt 0 ] && mount -t tmpfs -o size=${kb}k monocore-zero-fill $d; then',
-  '  dd if=/dev/zero of=$d/z bs=1M 2>/dev/null; umount $d',
-  'fi',
-  'rmdir $d; echo 3 > /proc/sys/vm/drop_caches',
-].join('\n');
-
-/**
  * Saves the template of a VM that booted with the neutral identity and whose agent just
  * answered: pause, save the state and copy the writable disk as they are at that instant,
  * run again. A failure leaves no template (logged by the caller) and the VM running.
  */
 export async function captureTemplate(
   vm: QemuVm,
-  agent: GuestAgent,
   o: { store: TemplateStore; shape: TemplateShape; stateDir: string; uid?: number },
 ): Promise<Template> {
   const staged = await o.store.stage(o.shape);
   try {
     const qmp = await vm.qmp();
     const t0 = Date.now();
-    await agent.exec({ argv: ['sh', '-c', ZERO_FREE_MEMORY], tool: 'busybox', timeoutMs: 60_000 });
     await qmp.execute('stop');
     let state;
     try {
