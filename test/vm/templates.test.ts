@@ -122,7 +122,7 @@ describe('templates: restore instead of boot (TCG)', () => {
     assert.ok(Number(count) > before, `the counter went on: ${before} → ${count}`);
     assert.equal(kept, 'keep');
     assert.ok(Math.abs(Number(clock) - Date.now() / 1000) <= 2, `guest clock ${clock} vs host ${Date.now() / 1000}`);
-    assert.equal(b.info.sessions, 2, 'the same agent process, a new session');
+    assert.equal(b.info.sessions, a.info.sessions + 1, 'the same agent process, a new session');
     await assert.rejects(again.resume({ ...spec0 }), (e: unknown) => e instanceof Error && /no paused VM/.test(e.message), 'the paused state is spent');
   });
 
@@ -170,12 +170,13 @@ describe('templates: restore instead of boot (TCG)', () => {
   });
 
   test('--cold boots the kernel; another VM shape gets a template of its own', async () => {
+    const n = templateDirs().length;
     const c = await start(sandbox('tpl-cold', { coldBoot: true }));
     assert.equal(c.vm.boot.from, 'cold');
     assert.match(c.vm.boot.reason, /cold boot was asked for/);
-    assert.equal(templateDirs().length, 1);
+    assert.equal(templateDirs().length, n);
     const big = await start(sandbox('tpl-ram', { ramMib: 320 }));
     assert.equal(big.vm.boot.from, 'cold');
-    assert.equal(templateDirs().length, 2);
+    assert.equal(templateDirs().length, n + 1);
   });
 });
