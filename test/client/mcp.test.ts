@@ -2,8 +2,8 @@
 // `monocore serve` (embedded Redis, real worker, QEMU/TCG microVMs): the tools
 // list with its schemas, then create_sandbox, run_command, write_file,
 // read_file, run_code (in that sandbox, and in a fresh one destroyed after),
-// list_sandboxes, destroy_sandbox, and tool errors with the API's codes.
-// Boots: the sandbox, and run_code's fresh one.
+// list_sandboxes, fork_sandbox, destroy_sandbox, and tool errors with the API's codes.
+// Boots: the sandbox, run_code's fresh one, and a fork.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
@@ -49,7 +49,7 @@ after(async () => {
 
 test('the server lists its tools with descriptions and input schemas', async () => {
   const { tools } = await mcp.listTools();
-  assert.deepEqual(tools.map((t) => t.name).sort(), ['create_sandbox', 'destroy_sandbox', 'list_sandboxes', 'read_file', 'run_code', 'run_command', 'write_file']);
+  assert.deepEqual(tools.map((t) => t.name).sort(), ['create_sandbox', 'destroy_sandbox', 'fork_sandbox', 'list_sandboxes', 'read_file', 'run_code', 'run_command', 'write_file']);
   for (const t of tools) {
     assert.ok((t.description ?? '').length > 40, `${t.name} has a description`);
     assert.equal(t.inputSchema.type, 'object');
@@ -111,6 +111,19 @@ test('run_code: in the given sandbox (the file stays there), and in a fresh sand
   const all = listed.structuredContent?.sandboxes as Array<{ id: string; status: string }>;
   assert.equal(all.find((s) => s.id === freshId)?.status, 'deleted', 'the fresh sandbox is destroyed');
   assert.equal(all.find((s) => s.id === sandboxId)?.status, 'running');
+});
+
+test('fork_sandbox: a copy continues from the sandbox\'s files, then goes its own way', async () => {
+  await call('run_command', { sandbox_id: sandboxId, command: 'echo from-parent > /tmp/fork-probe' });
+  const forked = await call('fork_sandbox', { sandbox_id: sandboxId });
+  assert.equal(forked.isError, undefined, show(forked));
+  const [copy] = forked.structuredContent?.sandboxes as Array<{ id: string; status: string }>;
+  assert.equal(copy?.status, 'running');
+  const seen = await call('run_command', { sandbox_id: copy!.id, command: 'cat /tmp/fork-probe; echo mine > /tmp/fork-probe' });
+  assert.equal((seen.structuredContent as { stdout: string }).stdout, 'from-parent\n', show(seen));
+  const parent = await call('run_command', { sandbox_id: sandboxId, command: 'cat /tmp/fork-probe' });
+  assert.equal((parent.structuredContent as { stdout: string }).stdout, 'from-parent\n', 'the copy\'s writes are its own');
+  await call('destroy_sandbox', { sandbox_id: copy!.id });
 });
 
 test('failures are tool errors with the API code; destroy_sandbox ends it', async () => {

@@ -7,6 +7,7 @@ import {
   EnvMapSchema,
   GuestPathSchema,
   MAX_EXEC_TIMEOUT_S,
+  MAX_FORK_COUNT,
   MAX_SANDBOX_ALLOW_ENTRIES,
   SANDBOX_STATUSES,
   SandboxIdSchema,
@@ -259,6 +260,26 @@ export function createMonocoreMcpServer(client: MonocoreClient, options: McpServ
         const list = (await client.listSandboxes(status ? { status } : {})).map((s) => summary(s.info));
         const text = list.length === 0 ? 'no sandboxes' : list.map((s) => `${s.id}  ${s.status}  ${s.image}${s.reason ? `  (${s.reason})` : ''}`).join('\n');
         return { text, structured: { sandboxes: list } };
+      }),
+  );
+
+  server.registerTool(
+    'fork_sandbox',
+    {
+      title: 'Fork a sandbox',
+      description:
+        'Copy a running sandbox: each copy continues from its memory, running processes and files at this moment, then goes its own ' +
+        'way (writes in one are not seen by the others). Use it to try several approaches from one prepared state. Destroy copies you no longer need.',
+      inputSchema: {
+        sandbox_id: SandboxIdSchema,
+        count: z.number().int().min(1).max(MAX_FORK_COUNT).optional().describe(`how many copies (default 1, at most ${MAX_FORK_COUNT})`),
+      },
+      outputSchema: { sandboxes: z.array(sandboxSummary) },
+    },
+    async ({ sandbox_id, count }) =>
+      tool(async () => {
+        const copies = (await (await client.getSandbox(sandbox_id)).fork({ count: count ?? 1 })).map((s) => summary(s.info));
+        return { text: `forked ${sandbox_id} into ${copies.map((c) => c.id).join(', ')}`, structured: { sandboxes: copies } };
       }),
   );
 
