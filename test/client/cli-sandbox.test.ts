@@ -68,7 +68,8 @@ test('sandbox create prints the id; ls, inspect (people and --json)', async () =
 
   const inspect = await cli(['sandbox', 'inspect', id]);
   assert.match(inspect.stdout, /^status:\s+running$/m);
-  assert.match(inspect.stdout, /^idle timeout:\s+600s$/m);
+  assert.match(inspect.stdout, /^idle timeout:\s+600s \(then expired\)$/m);
+  assert.match(inspect.stdout, /^boot:\s+(template|cold) \(/m);
   const info = JSON.parse((await cli(['sandbox', 'inspect', id, '--json'])).stdout) as { id: string; timeout_s: number; env: Record<string, string> };
   assert.deepEqual([info.id, info.timeout_s, info.env], [id, 1800, { GREETING: 'hello' }]);
 

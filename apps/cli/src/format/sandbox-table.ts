@@ -50,9 +50,12 @@ export function renderSandboxDetails(s: SandboxRecord, now = Date.now()): string
     ['env', env.length > 0 ? env.map(([k, v]) => `${k}=${v}`).join(' ') : undefined],
     ['created', `${s.created_at} (${age(s.created_at, now)} ago)`],
     ['started', s.started_at],
+    ['boot', s.boot ? `${s.boot.from} (${s.boot.reason})` : undefined],
+    ['fork of', s.fork_of],
+    ['paused', s.paused_at],
     ['last activity', s.last_activity_at],
     ['timeout', `${s.timeout_s}s (expires ${s.expires_at})`],
-    ['idle timeout', s.idle_timeout_s !== null ? `${s.idle_timeout_s}s` : 'none'],
+    ['idle timeout', s.idle_timeout_s !== null ? `${s.idle_timeout_s}s (then ${s.on_idle === 'pause' ? 'paused' : 'expired'})` : 'none'],
     ['ended', s.ended_at],
   ];
   const shown = rows.filter((r): r is [string, string] => r[1] !== undefined);
