@@ -228,22 +228,22 @@ export class SandboxHost {
     const parentRec = await store.require(parentId);
     const image = await this.options.imageOf(parentRec);
     const entries: Entry[] = [];
-    const specs = [];
-    for (const id of childIds) {
-      const rec = await store.require(id);
-      if (rec.status !== 'creating' || rec.host !== hostId || rec.forkOf !== parentId) throw new MonocoreError('MC_INTERNAL', `sandbox ${id} is not a fork of ${parentId} waiting here`, { sandbox: id });
-      if ((await this.options.acquire(sandboxSubject(id), rec.epoch)) !== 'held') throw leaseLost(id);
-      const e: Entry = { id, epoch: rec.epoch, cpus: rec.cpus, ramMib: rec.ramMib, phase: { kind: 'booting' } };
-      this.#entries.set(id, e);
-      entries.push(e);
-      const stateDir = home.sandboxDir(id);
-      await rm(stateDir, { recursive: true, force: true });
-      const spec = buildSandboxVmSpec(rec, image, stateDir);
-      if (this.options.bootTimeoutMs !== undefined) spec.bootTimeoutMs = this.options.bootTimeoutMs;
-      specs.push(spec);
-    }
     let handles: VmHandle[];
     try {
+      const specs = [];
+      for (const id of childIds) {
+        const rec = await store.require(id);
+        if (rec.status !== 'creating' || rec.host !== hostId || rec.forkOf !== parentId) throw new MonocoreError('MC_INTERNAL', `sandbox ${id} is not a fork of ${parentId} waiting here`, { sandbox: id });
+        if ((await this.options.acquire(sandboxSubject(id), rec.epoch)) !== 'held') throw leaseLost(id);
+        const e: Entry = { id, epoch: rec.epoch, cpus: rec.cpus, ramMib: rec.ramMib, phase: { kind: 'booting' } };
+        this.#entries.set(id, e);
+        entries.push(e);
+        const stateDir = home.sandboxDir(id);
+        await rm(stateDir, { recursive: true, force: true });
+        const spec = buildSandboxVmSpec(rec, image, stateDir);
+        if (this.options.bootTimeoutMs !== undefined) spec.bootTimeoutMs = this.options.bootTimeoutMs;
+        specs.push(spec);
+      }
       handles = await backend.fork(parent, specs);
     } catch (err) {
       for (const e of entries) this.#forget(e);
