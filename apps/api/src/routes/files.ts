@@ -2,8 +2,7 @@ import { Readable } from 'node:stream';
 import { z } from 'zod';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { FILE_HEADERS, FileWriteResultSchema, FilesQuerySchema, TAR } from '@monocore/api-schemas';
-import { MonocoreError, RELAY_MAX_CHUNK_BYTES, type RelayOp } from '@monocore/engine';
-import { gather } from '@monocore/engine/gather';
+import { MonocoreError, type RelayOp } from '@monocore/engine';
 import { errorResponses } from '../schemas/common.js';
 import type { RouteDeps } from './deps.js';
 import { EXEC_TARGETS, targetOf } from './exec-target.js';
@@ -72,11 +71,11 @@ export const filesRoutes: FastifyPluginAsyncZod<RouteDeps> = async (app, deps) =
           let over = false;
           if (body) {
             // Relay entries of 1 MiB, not one per 64 KiB HTTP chunk (the file is committed at the end anyway).
-            for await (const chunk of gather(body as AsyncIterable<Buffer>, RELAY_MAX_CHUNK_BYTES)) {
+            for await (const chunk of body as AsyncIterable<Buffer>) {
               size += chunk.length;
               // Passed on even past the limit: the agent then refuses the file itself and removes its temp file,
               // so the 413 below is answered only once nothing is left in the guest.
-              await call.write(chunk);
+              await call.writeBulk(chunk);
               if (size > max) {
                 over = true;
                 break;

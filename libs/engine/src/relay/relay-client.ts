@@ -6,6 +6,7 @@ import { MonocoreError } from '../errors/index.js';
 import { Keys } from '../state/keys.js';
 import { InFlight } from './in-flight.js';
 import { Inbox } from './inbox.js';
+import { WireEntry } from './wire-entry.js';
 import {
   CreditMetaSchema,
   DownKind,
@@ -192,6 +193,8 @@ export class RelayCall {
   #creditedUp = 0;
   #upWaiter?: () => void;
   readonly #upInFlight = new InFlight();
+  /** Upload bytes gathered for the next data entry (writeBulk). */
+  #pending?: WireEntry;
 
   constructor(id: string, input: CallInput, redis: Redis, hostInbox: string, forget: () => void) {
     this.id = id;
@@ -332,8 +335,40 @@ export class RelayCall {
     }
   }
 
+  /**
+   * Sends bulk bytes up (an upload) in entries of RELAY_MAX_CHUNK_BYTES, copying them straight
+   * into the entry's wire form (wire-entry.ts): an HTTP body arrives in 16–64 KiB chunks, and
+   * one entry per chunk cost more than the bytes. Holds up to an entry until it is full or
+   * `end()` is called, so it is only for data whose consumer waits for the end anyway (stdin
+   * uses `write`). Waits for the worker's credit; rejects once the call ended.
+   */
+  async writeBulk(chunk: Uint8Array): Promise<void> {
+    for (let off = 0; off < chunk.byteLength; ) {
+      this.#pending ??= new WireEntry(this.#hostInbox, UpKind.data, this.id, RELAY_MAX_CHUNK_BYTES);
+      off += this.#pending.append(chunk, off);
+      if (this.#pending.room === 0) await this.#flushBulk();
+    }
+  }
+
+  async #flushBulk(): Promise<void> {
+    const entry = this.#pending;
+    this.#pending = undefined;
+    if (!entry || entry.length === 0) return;
+    while (!this.#final && this.#sentUp - this.#creditedUp >= RELAY_WINDOW_BYTES) {
+      await new Promise<void>((r) => (this.#upWaiter = r));
+    }
+    if (this.#final) throw this.#final.ok ? new MonocoreError('MC_INTERNAL', `call ${this.id} already ended`) : this.#final.error;
+    this.#sentUp += entry.length;
+    const sent = (this.#redis.sendCommand(entry.command()) as Promise<string | null>).then((res) => {
+      entry.recycle();
+      if (res === null && !this.#final) this.fail(this.input.hostLost(`worker host "${this.input.host}" is not running (no relay inbox)`));
+    });
+    await this.#upInFlight.add(sent);
+  }
+
   /** No more bytes up (stdin closed, upload complete). */
   async end(): Promise<void> {
+    await this.#flushBulk();
     await this.#upInFlight.settle();
     await this.#send(UpKind.eof);
   }

@@ -7,6 +7,7 @@ import { Keys } from '../state/keys.js';
 import type { GuestAgent, GuestProcess } from '../vm/guest-agent.js';
 import { InFlight } from './in-flight.js';
 import { Inbox } from './inbox.js';
+import { WireEntry } from './wire-entry.js';
 import {
   CallMetaSchema,
   CreditMetaSchema,
@@ -59,6 +60,9 @@ export interface RelayServerOptions {
   /** How often the API inboxes of running calls are checked for a vanished API (default 5000 ms). */
   apiCheckMs?: number;
 }
+
+/** Output pieces at least this large go through a reused entry buffer (file data, bulk output); smaller ones as they are. */
+const BULK_ENTRY_BYTES = 64 << 10;
 
 const targetKey = (t: RelayTarget): string => (t.kind === 'sandbox' ? `sandbox:${t.id}` : `service:${t.name}`);
 
@@ -360,7 +364,7 @@ class ServerCall {
         const part = chunk.subarray(off, Math.min(chunk.length, off + RELAY_MAX_CHUNK_BYTES));
         this.#downSent += part.length;
         // A few entries in flight; while they are, more output gathers and goes as one entry.
-        await this.#downInFlight.add(this.#send(kind, { data: part }));
+        await this.#downInFlight.add(part.length >= BULK_ENTRY_BYTES ? this.#sendBulk(kind, part) : this.#send(kind, { data: part }));
       }
     }
   }
@@ -425,6 +429,15 @@ class ServerCall {
     this.#done = true;
     this.#up.fail(new MonocoreError('MC_AGENT_DISCONNECTED', 'call ended'));
     this.forget();
+  }
+
+  /** A large piece of a file (or output) copied once, into a reused entry buffer (wire-entry.ts), not twice. */
+  async #sendBulk(kind: string, data: Buffer): Promise<void> {
+    const entry = new WireEntry(this.meta.reply, kind, this.id, RELAY_MAX_CHUNK_BYTES);
+    entry.append(data);
+    const res = (await this.o.redis.sendCommand(entry.command())) as string | null;
+    entry.recycle();
+    if (res === null) this.cancel('the calling API went away (its inbox is gone)');
   }
 
   async #send(kind: string, extra: { data?: Uint8Array; json?: unknown } = {}): Promise<void> {
