@@ -27,7 +27,8 @@ const host = {
   restarted: () => new MonocoreError('MC_EXEC_HOST_LOST', 'restarted'), deleteSandbox: async () => undefined,
 };
 const server = await RelayServer.start({ redis, hostId: HOST, host, logger: quiet });
-const client = await RelayClient.open({ redis: redis.duplicate(), logger: quiet });
+const clientRedis = redis.duplicate();
+const client = await RelayClient.open({ redis: clientRedis, logger: quiet });
 const lost = (m) => new MonocoreError('MC_EXEC_HOST_LOST', m);
 const target = { kind: 'sandbox', id: 'sb-benchrelay00' };
 const data = randomBytes(MIB << 20);
@@ -63,4 +64,5 @@ await server.close();
 session.close();
 await agent.stop();
 rmSync(dir, { recursive: true, force: true });
+await clientRedis.quit();
 await redis.quit();

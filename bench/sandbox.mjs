@@ -18,6 +18,7 @@
 //            shared by all QEMUs count once) outside the guest-RAM mapping (the one mapping of
 //            exactly the RAM size), with TCG's translated-code buffer (the rwx mapping) reported
 //            apart too, + its share of the worker's and API's RSS growth.
+// MONOCORE_BENCH_NODE_ARGS (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`) is passed to the API's and the worker's node.
 // Env: MONOCORE_TEST_REDIS_URL, MONOCORE_TEST_IMAGE, MONOCORE_KERNEL_DIR (or MONOCORE_TEST_KERNEL_DIR), DOCKER_HOST.
 import { spawn, execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
@@ -41,6 +42,7 @@ const dockerSock = (env.DOCKER_HOST ?? 'unix:///var/run/docker.sock').replace(/^
 const root = new URL('..', import.meta.url).pathname;
 const home = mkdtempSync(join(tmpdir(), 'mc-bench-sandbox-'));
 const children = [];
+const nodeArgs = (env.MONOCORE_BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
 const out = (o) => process.stdout.write(`${JSON.stringify(o)}\n`);
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)];
 const pct = (xs, p) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) * p)];
@@ -60,12 +62,12 @@ try {
   await r.quit();
 
   // --- the stack, as separate processes -------------------------------------------------
-  const worker = spawn(process.execPath, [join(root, 'apps/worker/dist/main.js')], {
+  const worker = spawn(process.execPath, [...nodeArgs, join(root, 'apps/worker/dist/main.js')], {
     env: { ...env, MONOCORE_REDIS_URL: redisUrl, MONOCORE_HOST_ID: 'bench1', MONOCORE_HOME: home, MONOCORE_KERNEL_DIR: kernelDir, MONOCORE_WORKER_CPUS: '64', MONOCORE_WORKER_RAM_MIB: '16384', MONOCORE_LOG_LEVEL: 'warn' },
     stdio: ['ignore', 'inherit', 'inherit'],
   });
   children.push(worker);
-  const api = spawn(process.execPath, [join(root, 'apps/api/dist/main.js')], {
+  const api = spawn(process.execPath, [...nodeArgs, join(root, 'apps/api/dist/main.js')], {
     env: { ...env, MONOCORE_REDIS_URL: redisUrl, MONOCORE_API_PORT: '0', MONOCORE_LOG_LEVEL: 'info' },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
