@@ -358,7 +358,7 @@ class ServerCall {
         r.destroy();
         return;
       }
-      const chunk = (r.read() as Buffer | null) ?? (await nextChunk(r));
+      const chunk = readUpTo(r, RELAY_MAX_CHUNK_BYTES) ?? (await nextChunk(r));
       if (chunk === null) return this.#downInFlight.settle();
       for (let off = 0; off < chunk.length; off += RELAY_MAX_CHUNK_BYTES) {
         const part = chunk.subarray(off, Math.min(chunk.length, off + RELAY_MAX_CHUNK_BYTES));
@@ -446,6 +446,16 @@ class ServerCall {
   }
 }
 
+/**
+ * What a paused-mode readable holds, up to `max` bytes, or null when it holds nothing. Not
+ * `read()`, which joins everything buffered into a new buffer: a file's 1 MiB lane slots would
+ * be copied once more for nothing (`read(n)` hands over a first chunk of exactly n bytes as it is).
+ */
+function readUpTo(r: Readable, max: number): Buffer | null {
+  const n = Math.min(r.readableLength, max);
+  return n > 0 ? (r.read(n) as Buffer | null) : (r.read() as Buffer | null);
+}
+
 /** Waits for the next buffered chunk of a paused-mode readable; null at its end. Rejects on its error. */
 function nextChunk(r: Readable): Promise<Buffer | null> {
   return new Promise((resolve, reject) => {
@@ -456,7 +466,7 @@ function nextChunk(r: Readable): Promise<Buffer | null> {
       r.off('close', onClose);
     };
     const onReadable = (): void => {
-      const c = r.read() as Buffer | null;
+      const c = readUpTo(r, RELAY_MAX_CHUNK_BYTES);
       if (c === null) return; // 'end' follows
       cleanup();
       resolve(c);
