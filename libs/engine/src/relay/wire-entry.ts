@@ -80,7 +80,7 @@ export class WireEntry {
   }
 }
 
-/** A command whose wire form is already built (ioredis writes it as it is: Script.js overrides toWritable the same way). */
+/** A command whose wire form is already built (ioredis writes it as it is; its own Lua script commands override toWritable the same way). */
 class WireCommand extends Command {
   readonly #wire: Buffer;
 
