@@ -11,7 +11,8 @@ import { Keys, STREAM_CAPS } from '../state/keys.js';
  * Memory is bounded whatever the guest prints and however long Redis is away:
  * at most one batch is in flight (a pipeline waiting for Redis holds it), and
  * lines arriving meanwhile wait in a buffer of at most `maxBuffered` lines and
- * `maxBufferedBytes`; beyond that they are counted in `dropped`.
+ * `maxBufferedBytes`; beyond that the oldest buffered lines are dropped (the newest are kept)
+ * and counted in `dropped`.
  */
 export class RedisLogSink {
   #buffer: Array<{ stream: 'stdout' | 'stderr'; line: string }> = [];
@@ -29,13 +30,29 @@ export class RedisLogSink {
   ) {}
 
   push(stream: 'stdout' | 'stderr', line: string): void {
-    if (this.#buffer.length >= this.maxBuffered || this.#bytes + line.length > this.maxBufferedBytes) {
-      this.dropped++;
-      return;
-    }
     this.#buffer.push({ stream, line });
     this.#bytes += line.length;
+    if (this.#buffer.length > this.maxBuffered || this.#bytes > this.maxBufferedBytes) this.#dropOldest();
     this.#schedule();
+  }
+
+  /**
+   * Over the bound: the oldest buffered lines go, not the newest — the last lines before an
+   * exit or a crash are the ones people read (a flood under a slow Redis once lost its final
+   * line this way). A tenth is dropped at once, so a flood costs one splice per many lines.
+   */
+  #dropOldest(): void {
+    const lines = Math.floor(this.maxBuffered * 0.9);
+    const bytes = Math.floor(this.maxBufferedBytes * 0.9);
+    let n = 0;
+    let left = this.#bytes;
+    while (n < this.#buffer.length - 1 && (this.#buffer.length - n > lines || left > bytes)) {
+      left -= this.#buffer[n]!.line.length;
+      n++;
+    }
+    this.#buffer.splice(0, n);
+    this.#bytes = left;
+    this.dropped += n;
   }
 
   #schedule(): void {
