@@ -16,7 +16,7 @@ const issuePaths = (r: { success: boolean; error?: { issues: Array<{ path: Prope
 
 test('create: defaults are applied, unknown keys and bad values are named', () => {
   const ok = CreateSandboxRequestSchema.parse({ image: 'busybox:1' });
-  assert.deepEqual(ok, { image: 'busybox:1', cpus: 1, ram: 512, disk: 4096, timeout_s: 3600, network: 'none' });
+  assert.deepEqual(ok, { image: 'busybox:1', cpus: 1, ram: 512, disk: 4096, timeout_s: 3600, network: 'none', on_idle: 'expire', cold: false });
   const bad = CreateSandboxRequestSchema.safeParse({ image: 'x', ram: 'lots', disk: 10, workdir: 'rel', colour: 1, env: { 'A=B': 'x' } });
   assert.equal(bad.success, false);
   assert.deepEqual(issuePaths(bad).sort(), ['', 'disk', 'env.A=B', 'ram', 'workdir'].sort());
@@ -33,7 +33,7 @@ test('create: network is a mode or the monocore.toml form { outbound, allow } (e
   assert.equal(CreateSandboxRequestSchema.safeParse({ image: 'x', network: { allow } }).success, false, 'outbound is required');
   const sandbox = SandboxSchema.parse({
     id: 'sb-0123456789ab', status: 'running', host: 'h', image: 'x', cpus: 1, ram: 512, disk: 4096, env: {}, network: 'outbound', network_allow: allow,
-    timeout_s: 60, idle_timeout_s: null, created_at: 't', expires_at: 't', last_activity_at: 't',
+    timeout_s: 60, idle_timeout_s: null, on_idle: 'expire', created_at: 't', expires_at: 't', last_activity_at: 't',
   });
   assert.deepEqual(sandbox.network_allow, allow);
 });

@@ -105,14 +105,21 @@ export function hostResolvers(read: (p: string) => string | undefined = (p) => (
 }
 
 let rulesReady: Promise<void> | undefined;
+/** The catch-all rule of a host that did not forward before monocore (how a later table knows). */
+const NOT_FORWARDING_MARK = 'iifname != "mcegress*" oifname != "mcegress*"';
 
-/** Installs the host's nftables table once per boot (idempotent across processes: an existing table is kept). */
+/** Installs the host's nftables table once per process (an existing one is replaced atomically by this version's rules). */
 function ensureHostRules(resolvers: string[]): Promise<void> {
   rulesReady ??= (async () => {
-    const exists = await run('nft', ['list', 'table', 'inet', TABLE]).then(() => true, () => false);
-    if (exists) return;
-    const forwarding = readFileSync('/proc/sys/net/ipv4/ip_forward', 'utf8').trim() === '1';
+    // An existing table (another worker, an earlier version) is replaced in one transaction, so
+    // its rules are this version's; whether the host forwarded before we turned it on is what the
+    // first table recorded (its catch-all drop), not what /proc says now.
+    const existing = await run('nft', ['list', 'table', 'inet', TABLE]).then((r) => r.stdout, () => undefined);
+    const forwarding = existing !== undefined
+      ? !existing.includes(NOT_FORWARDING_MARK)
+      : readFileSync('/proc/sys/net/ipv4/ip_forward', 'utf8').trim() === '1';
     const ruleset = [
+      ...(existing !== undefined ? [`delete table inet ${TABLE}`] : []),
       `table inet ${TABLE} {`,
       '  chain input {',
       '    type filter hook input priority -5; policy accept;',
@@ -127,7 +134,10 @@ function ensureHostRules(resolvers: string[]): Promise<void> {
       '    oifname "mcegress*" ct state established,related accept',
       '    oifname "mcegress*" drop',
       // We turn forwarding on for our interfaces only: the rest of the host keeps not forwarding.
-      ...(forwarding ? [] : ['    iifname != "mcegress*" oifname != "mcegress*" drop']),
+      // Bridged traffic is not routing: with br_netfilter (Docker loads it) frames between ports
+      // of one bridge pass this hook too, with the bridge as both interfaces; dropping them cut
+      // containers on the same Docker network off from each other.
+      ...(forwarding ? [] : [`    ${NOT_FORWARDING_MARK} meta iifkind != "bridge" drop`]),
       '  }',
       '  chain postrouting {',
       '    type nat hook postrouting priority 100; policy accept;',
