@@ -10,7 +10,10 @@ import { readFileSync, statSync, statfsSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { isMonocoreError, type VmHandle } from '@monocore/engine';
-import { backend, spec } from './vm-fixtures.js';
+import { aloneAmongVmTests, backend, spec } from './vm-fixtures.js';
+
+// A fork bomb and an OOM guest measure their own guests' starvation: not beside other VM tests.
+aloneAmongVmTests();
 
 const MIB = 1024 * 1024;
 

@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Writable } from 'node:stream';
 import { MonocoreHome, QemuBackend, type VmSpec } from '@monocore/engine';
+import { holdVmTestLock } from '../support/vm-test-lock.js';
 
 function need(name: string): string {
   const v = process.env[name];
@@ -20,7 +21,19 @@ function need(name: string): string {
 }
 
 export function kernelDir(): string {
+  // Every file that boots VMs gets here first: it runs beside other VM tests, never beside an
+  // exclusive one (the chaos soak, the guest stress tests: test/support/vm-test-lock.ts).
+  holdVmTestLock(stateRoot(), 'shared');
   return need('MONOCORE_TEST_KERNEL_DIR');
+}
+
+/**
+ * For a file whose guests are pushed to their limits (a fork bomb, a guest racing init for the
+ * agent's port): it waits for the VM tests already running and holds the others off, so what it
+ * measures is its own guests, not the machine's other load. Call it at the top of the file.
+ */
+export function aloneAmongVmTests(): void {
+  holdVmTestLock(stateRoot(), 'exclusive');
 }
 
 const stateRoot = (): string => process.env.MONOCORE_TEST_STATE_DIR ?? resolve('.monocore-test');
