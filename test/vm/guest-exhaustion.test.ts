@@ -103,7 +103,9 @@ test('a fork bomb and an out-of-memory guest end only themselves: the neighbour 
     // Every second a subshell reads the guest's process count from /proc/loadavg with shell
     // builtins only (it cannot count on fork working by then): `read -t` on a FIFO is its clock.
     // It repeats because a starved guest may print late; any count over 100 shows the bomb went off.
-    const census = 'while :; do read -t 1 x <> /tmp/clock; read a b c d e < /proc/loadavg; echo "procs ${d#*/}"; done';
+    // The census is the observer, not the subject: the guest's OOM killer (128 MiB, a fork bomb)
+    // must never pick it (if it does, the census never prints: one suspected cause of the clean-clone failures).
+    const census = 'echo -1000 > /proc/self/oom_score_adj; while :; do read -t 1 x <> /tmp/clock; read a b c d e < /proc/loadavg; echo "procs ${d#*/}"; done';
     const bomb = spec('forkbomb', { ramMib: 128, command: '/bin/sh', args: ['-c', `mkfifo /tmp/clock; (${census}) & echo armed; b() { b | b & }; b; sleep 1000`] });
     const hb = await qemu.start(bomb);
     others.push(hb);
