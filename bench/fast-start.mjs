@@ -22,6 +22,7 @@ import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
+import { startApiAndWorker } from './support/api-worker-stack.mjs';
 
 const ROUNDS = Number(process.argv[2] ?? 10);
 const IDLE = Number(process.argv[3] ?? 10);
@@ -108,25 +109,9 @@ try {
   await r.quit();
   const bare = bareInitramfs();
 
-  const worker = spawn(process.execPath, [join(root, 'apps/worker/dist/main.js')], {
-    env: { ...env, MONOCORE_REDIS_URL: redisUrl, MONOCORE_HOST_ID: 'benchfast', MONOCORE_HOME: home, MONOCORE_KERNEL_DIR: kernelDir, MONOCORE_WORKER_CPUS: '64', MONOCORE_WORKER_RAM_MIB: '16384', MONOCORE_LOG_LEVEL: 'warn' },
-    stdio: ['ignore', 'inherit', 'inherit'],
-  });
-  children.push(worker);
-  const api = spawn(process.execPath, [join(root, 'apps/api/dist/main.js')], {
-    env: { ...env, MONOCORE_REDIS_URL: redisUrl, MONOCORE_API_PORT: '0', MONOCORE_LOG_LEVEL: 'info' },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  children.push(api);
-  const url = await new Promise((resolve, reject) => {
-    let buf = '';
-    api.stdout.on('data', (d) => {
-      buf += d.toString();
-      const m = /"url":"(http:[^"]+)"/.exec(buf);
-      if (m) resolve(m[1]);
-    });
-    api.once('exit', () => reject(new Error(`the API exited: ${buf}`)));
-  });
+  const stack = await startApiAndWorker({ env, redisUrl, home, kernelDir, hostId: 'benchfast' });
+  children.push(...stack.children);
+  const { url } = stack;
   const { hostname, port } = new URL(url);
   const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
   const json = (method, path, body) =>

@@ -20,13 +20,14 @@
 //            apart too, + its share of the worker's and API's RSS growth.
 // MONOCORE_BENCH_NODE_ARGS (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`) is passed to the API's and the worker's node.
 // Env: MONOCORE_TEST_REDIS_URL, MONOCORE_TEST_IMAGE, MONOCORE_KERNEL_DIR (or MONOCORE_TEST_KERNEL_DIR), DOCKER_HOST.
-import { spawn, execFileSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
+import { startApiAndWorker } from './support/api-worker-stack.mjs';
 
 const [dockerImage, execsArg, mibArg, floodArg, idleArg] = process.argv.slice(2);
 if (!dockerImage) throw new Error('usage: node bench/sandbox.mjs DOCKER_IMAGE [EXECS] [MIB] [FLOOD_MB] [IDLE]');
@@ -39,7 +40,6 @@ const redisUrl = `${env.MONOCORE_TEST_REDIS_URL.replace(/\/\d*$/, '')}/40`;
 const image = env.MONOCORE_TEST_IMAGE;
 const kernelDir = env.MONOCORE_KERNEL_DIR ?? env.MONOCORE_TEST_KERNEL_DIR;
 const dockerSock = (env.DOCKER_HOST ?? 'unix:///var/run/docker.sock').replace(/^unix:\/\//, '');
-const root = new URL('..', import.meta.url).pathname;
 const home = mkdtempSync(join(tmpdir(), 'mc-bench-sandbox-'));
 const children = [];
 const nodeArgs = (env.MONOCORE_BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
@@ -62,25 +62,9 @@ try {
   await r.quit();
 
   // --- the stack, as separate processes -------------------------------------------------
-  const worker = spawn(process.execPath, [...nodeArgs, join(root, 'apps/worker/dist/main.js')], {
-    env: { ...env, MONOCORE_REDIS_URL: redisUrl, MONOCORE_HOST_ID: 'bench1', MONOCORE_HOME: home, MONOCORE_KERNEL_DIR: kernelDir, MONOCORE_WORKER_CPUS: '64', MONOCORE_WORKER_RAM_MIB: '16384', MONOCORE_LOG_LEVEL: 'warn' },
-    stdio: ['ignore', 'inherit', 'inherit'],
-  });
-  children.push(worker);
-  const api = spawn(process.execPath, [...nodeArgs, join(root, 'apps/api/dist/main.js')], {
-    env: { ...env, MONOCORE_REDIS_URL: redisUrl, MONOCORE_API_PORT: '0', MONOCORE_LOG_LEVEL: 'info' },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  children.push(api);
-  const url = await new Promise((resolve, reject) => {
-    let buf = '';
-    api.stdout.on('data', (d) => {
-      buf += d.toString();
-      const m = /"url":"(http:[^"]+)"/.exec(buf);
-      if (m) resolve(m[1]);
-    });
-    api.once('exit', () => reject(new Error(`the API exited: ${buf}`)));
-  });
+  const stack = await startApiAndWorker({ env, redisUrl, home, kernelDir, hostId: 'bench1', nodeArgs });
+  children.push(...stack.children);
+  const { worker, api, url } = stack;
   const { hostname, port } = new URL(url);
   const keepAlive = new http.Agent({ keepAlive: true, maxSockets: 1 });
   /** One HTTP request over the kept-alive connection; resolves with {status, body: Buffer}. */
