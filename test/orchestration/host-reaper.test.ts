@@ -15,15 +15,19 @@ after(async () => {
 
 const HOST = { cpus: 4, ramMib: 4096, backends: ['qemu'] };
 
-test('a service lost on a host that is alive again is rescheduled after a grace period, once', async () => {
+/** A fresh database, its stores and a reaper with these timings (closed after the file). */
+async function setup(timing: { graceMs: number; joblessMs?: number }): Promise<{ redis: Redis; hosts: HostRegistry; state: StateStore; reaper: HostReaper }> {
   const url = await freshDb(TEST_REDIS_DBS['orchestration/host-reaper']);
   const redis = new Redis(url, { maxRetriesPerRequest: null });
   cleanup.push(() => redis.quit());
-  const hosts = new HostRegistry(redis);
-  const state = new StateStore(redis);
-  const graceMs = 5_000;
-  const reaper = new HostReaper({ redis, logger: quiet, graceMs, startAttempts: 3, startBackoffMs: 1000 });
+  const reaper = new HostReaper({ redis, logger: quiet, ...timing, startAttempts: 3, startBackoffMs: 1000 });
   cleanup.push(() => reaper.close());
+  return { redis, hosts: new HostRegistry(redis), state: new StateStore(redis), reaper };
+}
+
+test('a service lost on a host that is alive again is rescheduled after a grace period, once', async () => {
+  const graceMs = 5_000;
+  const { redis, hosts, state, reaper } = await setup({ graceMs });
 
   // w2 came back (same id) after a reaper marked s13 lost and could not place it: its record
   // still names w2, at epoch 4, and no job exists for it anywhere.
@@ -56,12 +60,7 @@ test('a service lost on a host that is alive again is rescheduled after a grace 
 });
 
 test('a service lost on a host that is unregistered is rescheduled in the next round, without waiting', async () => {
-  const url = await freshDb(TEST_REDIS_DBS['orchestration/host-reaper']);
-  const redis = new Redis(url, { maxRetriesPerRequest: null });
-  cleanup.push(() => redis.quit());
-  const hosts = new HostRegistry(redis);
-  const reaper = new HostReaper({ redis, logger: quiet, graceMs: 60_000, startAttempts: 3, startBackoffMs: 1000 });
-  cleanup.push(() => reaper.close());
+  const { redis, hosts, reaper } = await setup({ graceMs: 60_000 });
   await hosts.register({ id: 'w1', ...HOST }, 60_000);
   await redis.multi()
     .hset(Keys.service('s1'), { name: 's1', status: 'lost', host: 'gone', epoch: 2, desired: 'running', cpus: 1, ram_mib: 256 })
@@ -72,13 +71,7 @@ test('a service lost on a host that is unregistered is rescheduled in the next r
 });
 
 test('a service coming up with no start job left on its live host is started again; one with a job is left alone', async () => {
-  const url = await freshDb(TEST_REDIS_DBS['orchestration/host-reaper']);
-  const redis = new Redis(url, { maxRetriesPerRequest: null });
-  cleanup.push(() => redis.quit());
-  const hosts = new HostRegistry(redis);
-  const state = new StateStore(redis);
-  const reaper = new HostReaper({ redis, logger: quiet, graceMs: 5_000, joblessMs: 30_000, startAttempts: 3, startBackoffMs: 1000 });
-  cleanup.push(() => reaper.close());
+  const { redis, hosts, state, reaper } = await setup({ graceMs: 5_000, joblessMs: 30_000 });
   await hosts.register({ id: 'w1', ...HOST }, 60_000);
   for (const [name, status] of [['orphan', 'pending'], ['waiting', 'pulling']] as const) {
     await redis.multi()
