@@ -3,6 +3,7 @@
 // and the wait paths (/up?wait, /deployments/:id/wait) timing out cleanly.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { performance } from 'node:perf_hooks';
 import { Redis } from 'ioredis';
 import { HostRegistry, RedisLogSink } from '@monocore/engine';
 import { startApi, type RunningApi } from '@monocore/api';
@@ -22,11 +23,11 @@ async function readUntil(res: Response, done: (text: string) => boolean, ms = 10
   const decoder = new TextDecoder();
   let text = '';
   let ended = false;
-  const deadline = Date.now() + ms;
+  const deadline = performance.now() + ms;
   let pending: ReturnType<typeof reader.read> | undefined;
   try {
     while (!done(text)) {
-      if (Date.now() > deadline) throw new Error(`timed out; got so far:\n${text}`);
+      if (performance.now() > deadline) throw new Error(`timed out; got so far:\n${text}`);
       if (ended) throw new Error(`the stream ended; got:\n${text}`);
       pending ??= reader.read();
       const tick = await Promise.race([pending, new Promise<'tick'>((r) => setTimeout(() => r('tick'), 100))]);

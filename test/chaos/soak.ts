@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 /**
  * The chaos soak: 3 worker processes (each reaching Redis through a forwarder
  * it can be partitioned by), the API as its own process, a private Redis with
@@ -262,8 +263,8 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
     let redisKilledAt = 0;
     let lastSubmitAt = 0;
     const pending: Array<Promise<void>> = [];
-    const end = Date.now() + options.durationMs;
-    while (Date.now() < end) {
+    const end = performance.now() + options.durationMs;
+    while (performance.now() < end) {
       await sleep(between(faultEvery));
       const kind = pick<FaultKind>(['kill-worker', 'kill-qemu', 'kill-api', 'kill-redis', 'partition', 'deploy']);
       switch (kind) {

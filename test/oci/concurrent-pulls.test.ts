@@ -9,6 +9,7 @@ import { mkdir, readFile, stat, utimes, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { performance } from 'node:perf_hooks';
 import { ImageStore, LocalContentStore, RegistryClient, pullImage } from '@monocore/engine';
 import { buildImage, layoutEntry, pushImage, readBlob, scratch, uniqueRepo } from './support/oci-fixtures.js';
 import { ociTestEnv, tempHome } from './support/oci-env.js';
@@ -148,9 +149,9 @@ describe('concurrent pulls', () => {
       const ref = `${proxy.address}/${repoA}:v1`;
       const c = runChild(home.root, ref);
       const data = join(home.ingestDir, big.digest.slice(7), 'data');
-      const deadline = Date.now() + 20_000;
+      const deadline = performance.now() + 20_000;
       let size = 0;
-      while (Date.now() < deadline) {
+      while (performance.now() < deadline) {
         size = (await stat(data).catch(() => undefined))?.size ?? 0;
         if (size > 0) break;
         await new Promise((r) => setTimeout(r, 20));

@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 /**
  * Shared helpers of the orchestration tests: a private Redis database per test
  * file (flushed before use, only that database), in-process workers that boot
@@ -115,7 +116,7 @@ export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeou
 
 /** Poll until `fn` returns a truthy value; fails naming `what` after timeoutMs. */
 export async function until<T>(what: string, fn: () => Promise<T | undefined | null | false>, timeoutMs = 15_000, everyMs = 50): Promise<T> {
-  const end = Date.now() + timeoutMs;
+  const end = performance.now() + timeoutMs;
   let last: unknown;
   for (;;) {
     try {
@@ -124,7 +125,7 @@ export async function until<T>(what: string, fn: () => Promise<T | undefined | n
     } catch (err) {
       last = err;
     }
-    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+    if (performance.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`);
     await sleep(everyMs);
   }
 }

@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 /**
  * Shared test support: the real services the tests talk to, and small helpers.
  *
@@ -159,7 +160,7 @@ export interface WaitForOptions {
 export async function waitFor<T>(predicate: () => T | Promise<T>, options: WaitForOptions): Promise<NonNullable<T>> {
   const timeoutMs = options.timeoutMs ?? 10_000;
   const intervalMs = options.intervalMs ?? 50;
-  const deadline = Date.now() + timeoutMs;
+  const deadline = performance.now() + timeoutMs;
   let lastError: unknown;
   for (;;) {
     try {
@@ -169,7 +170,7 @@ export async function waitFor<T>(predicate: () => T | Promise<T>, options: WaitF
     } catch (err) {
       lastError = err;
     }
-    if (Date.now() >= deadline) {
+    if (performance.now() >= deadline) {
       const cause = lastError instanceof Error ? ` (last error: ${lastError.message})` : '';
       throw new Error(`timed out after ${timeoutMs}ms waiting for ${options.what}${cause}`, { cause: lastError });
     }

@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 /**
  * Guest networking, for real (docs/NETWORK.md). Nothing here can leave the
  * machine: the VM with a user-mode NIC runs inside a network namespace this test
@@ -13,9 +14,9 @@ import { backend, spec, type Collect } from './vm-fixtures.js';
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 async function waitFor(stream: Collect, text: string, ms: number): Promise<void> {
-  const end = Date.now() + ms;
+  const end = performance.now() + ms;
   while (!stream.text.includes(text)) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${JSON.stringify(text)}; got ${JSON.stringify(stream.text)}`);
+    if (performance.now() > end) throw new Error(`timed out waiting for ${JSON.stringify(text)}; got ${JSON.stringify(stream.text)}`);
     await sleep(50);
   }
 }

@@ -3,6 +3,7 @@ import { closeSync, openSync, writeSync } from 'node:fs';
 import { mkdir, open, rename, stat } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { performance } from 'node:perf_hooks';
 import { Agent, request } from 'undici';
 import { MonocoreError } from '@monocore/engine/errors';
 import { MonocoreHome } from '@monocore/engine/home';
@@ -188,14 +189,14 @@ export class LocalDaemon {
     record: DaemonRecord,
     how: { owned: boolean; exited?: Promise<string>; timeoutMs: number; logStart: number },
   ): Promise<void> {
-    const deadline = Date.now() + how.timeoutMs;
+    const deadline = performance.now() + how.timeoutMs;
     let ended: string | undefined;
     void how.exited?.then((why) => (ended = why));
     for (;;) {
       if (await answers(record.url)) return;
       // Our own child: its exit event says how (it follows the process's end at once).
       if (ended === undefined && !(await isRunning(record.pid, record.startTime))) ended = how.exited ? await how.exited : 'it exited';
-      if (ended !== undefined || Date.now() >= deadline) break;
+      if (ended !== undefined || performance.now() >= deadline) break;
       await sleep(100);
     }
     const why = ended ?? `it did not answer at ${record.url} within ${Math.round(how.timeoutMs / 1000)} s`;

@@ -1,5 +1,6 @@
 import { readdir, readFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { performance } from 'node:perf_hooks';
 import { MonocoreError } from '@monocore/engine/errors';
 
 /** The fields of /proc/<pid>/stat the daemon's bookkeeping needs. */
@@ -44,9 +45,9 @@ export async function sessionMembers(sid: number): Promise<number[]> {
 
 /** Waits until `check` is false, polling /proc (processes give no event a non-parent can wait on). */
 export async function waitWhile(check: () => Promise<boolean>, timeoutMs: number): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
+  const deadline = performance.now() + timeoutMs;
   while (await check()) {
-    if (Date.now() >= deadline) return false;
+    if (performance.now() >= deadline) return false;
     await sleep(100);
   }
   return true;

@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { MonocoreError } from '@monocore/engine/errors';
@@ -93,7 +94,7 @@ export async function startEmbeddedRedis(home: MonocoreHome, logger: Logger): Pr
 }
 
 async function waitForPing(url: string, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
+  const deadline = performance.now() + timeoutMs;
   for (;;) {
     const r = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => null });
     r.on('error', () => undefined);
@@ -104,7 +105,7 @@ async function waitForPing(url: string, timeoutMs: number): Promise<void> {
       return;
     } catch (err) {
       r.disconnect();
-      if (Date.now() > deadline) throw err;
+      if (performance.now() > deadline) throw err;
       await new Promise((res) => setTimeout(res, 50));
     }
   }

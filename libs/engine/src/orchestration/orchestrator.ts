@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
 import { Queue, type FlowJob } from 'bullmq';
 import { Redis } from 'ioredis';
 import { pino, type Logger } from 'pino';
@@ -570,7 +571,7 @@ export class Orchestrator implements OrchestratorApi {
     const names = JSON.parse(d.services ?? '[]') as string[];
     const kind = d.kind ?? 'up';
     const timeoutMs = options.timeoutMs ?? 10 * 60_000;
-    const until = Date.now() + timeoutMs;
+    const until = performance.now() + timeoutMs;
     for (;;) {
       const recs = await this.state.getSummary(names);
       let settled = true;
@@ -608,7 +609,7 @@ export class Orchestrator implements OrchestratorApi {
         };
       }
       if (options.signal?.aborted) throw new MonocoreError('MC_ORCH_TIMEOUT', `waiting for ${deploymentId} was aborted`);
-      if (Date.now() > until) {
+      if (performance.now() > until) {
         throw new MonocoreError('MC_ORCH_TIMEOUT', `deployment ${deploymentId} did not settle within ${timeoutMs} ms`, {
           deploymentId,
           services: names.map((n) => recs.get(n)).filter((r): r is ServiceRecord => !!r).map(toServiceStatus),

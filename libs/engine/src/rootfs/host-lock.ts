@@ -1,5 +1,6 @@
 import { open, type FileHandle } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { performance } from 'node:perf_hooks';
 import { MonocoreError, type ErrorCode } from '../errors/index.js';
 import { libc } from './libc.js';
 
@@ -55,7 +56,7 @@ export class HostLock {
   static async acquire(path: string, opts: HostLockOptions = {}): Promise<HostLock> {
     const timeoutMs = opts.timeoutMs ?? 30 * 60_000;
     const pollMs = opts.pollMs ?? 50;
-    const started = Date.now();
+    const started = performance.now();
     let told = false;
     for (;;) {
       const lock = await HostLock.tryAcquire(path);
@@ -65,13 +66,13 @@ export class HostLock {
         told = true;
         opts.onWait?.(holder);
       }
-      const waited = Date.now() - started;
+      const waited = performance.now() - started;
       if (waited >= timeoutMs) {
         // The age in the message tells a stuck holder from plain contention.
         throw new MonocoreError(
           opts.code ?? 'MC_ROOTFS_UNPACK_FAILED',
           `lock ${path} still held after ${Math.round(waited / 1000)} s (holder: ${holder || 'unknown'})`,
-          { path, holder, waitedMs: waited },
+          { path, holder, waitedMs: Math.round(waited) },
         );
       }
       await sleep(pollMs);

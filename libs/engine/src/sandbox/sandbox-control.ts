@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
 import { FlowProducer, type FlowJob } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
@@ -194,14 +195,14 @@ export class SandboxControl implements SandboxApi {
 
   /** Until it runs (resolve) or ended without running (reject with why: the pull's code, lost…). */
   async #waitRunning(id: string, timeoutMs: number, signal?: AbortSignal): Promise<Sandbox> {
-    const until = Date.now() + timeoutMs;
+    const until = performance.now() + timeoutMs;
     for (;;) {
       const rec = await this.#read(id);
       if (!rec) throw notFound(id);
       if (rec.status === 'running') return toSandbox(rec);
       if (rec.status !== 'creating') throw endedError(rec, 'before it was ready');
       if (signal?.aborted) throw new MonocoreError('MC_ORCH_TIMEOUT', `stopped waiting for sandbox ${id}: the caller went away (it is still being created)`, { sandbox: id });
-      if (Date.now() > until) {
+      if (performance.now() > until) {
         throw new MonocoreError('MC_ORCH_TIMEOUT', `sandbox ${id} was not ready within ${timeoutMs} ms (it is still being created; see GET /sandboxes/${id})`, { sandbox: id });
       }
       await sleep(50);

@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 import type { Redis } from 'ioredis';
 import { Keys } from './keys.js';
 
@@ -168,7 +169,7 @@ export class HostRegistry {
 
   /** Wait for a lock, polling; throws after timeoutMs. */
   async withLock<T>(name: string, ttlMs: number, fn: () => Promise<T>, timeoutMs = 10_000): Promise<T> {
-    const until = Date.now() + timeoutMs;
+    const until = performance.now() + timeoutMs;
     for (;;) {
       const release = await this.lock(name, ttlMs);
       if (release) {
@@ -178,7 +179,7 @@ export class HostRegistry {
           await release();
         }
       }
-      if (Date.now() > until) throw new Error(`lock ${name} busy for ${timeoutMs} ms`);
+      if (performance.now() > until) throw new Error(`lock ${name} busy for ${timeoutMs} ms`);
       await new Promise((r) => setTimeout(r, 10 + Math.random() * 20));
     }
   }

@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import type { Socket as UdpSocket } from 'node:dgram';
 import type { Server } from 'node:net';
+import { performance } from 'node:perf_hooks';
 import { pino, type Logger } from 'pino';
 import { MonocoreError } from '../errors/index.js';
 import type { HostLock } from '../rootfs/host-lock.js';
@@ -405,7 +406,7 @@ function killQuietly(pid: number): void {
 
 /** Connects to passt's socket once it listens (it binds before dropping privileges). */
 async function connectWhenReady(path: string, passt: ChildProcess, stderr: () => string): Promise<Socket> {
-  const deadline = Date.now() + 10_000;
+  const deadline = performance.now() + 10_000;
   for (;;) {
     // Exit 0 is passt forking into its sandbox; anything else is a failure.
     if ((passt.exitCode !== null && passt.exitCode !== 0) || passt.signalCode !== null) throw new Error(`passt exited (${passt.exitCode ?? passt.signalCode}): ${stderr().trim()}`);
@@ -417,7 +418,7 @@ async function connectWhenReady(path: string, passt: ChildProcess, stderr: () =>
       });
       if (sock) return sock;
     }
-    if (Date.now() > deadline) throw new Error(`passt did not listen on ${path} within 10 s: ${stderr().trim()}`);
+    if (performance.now() > deadline) throw new Error(`passt did not listen on ${path} within 10 s: ${stderr().trim()}`);
     await new Promise((r) => setTimeout(r, 20));
   }
 }

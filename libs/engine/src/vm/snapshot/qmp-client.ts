@@ -1,4 +1,5 @@
 import type { Socket } from 'node:net';
+import { performance } from 'node:perf_hooks';
 import { MonocoreError } from '../../errors/index.js';
 
 /**
@@ -84,14 +85,14 @@ export class QmpClient {
 
   /** Polls `query-migrate` until the migration completed, or throws with QEMU's reason. */
   async migrationDone(pollMs = 10, timeoutMs = 120_000): Promise<void> {
-    const t0 = Date.now();
+    const t0 = performance.now();
     for (;;) {
       const r = await this.execute<{ status?: string; 'error-desc'?: string }>('query-migrate');
       if (r.status === 'completed') return;
       if (r.status === 'failed' || r.status === 'cancelled') {
         throw new MonocoreError('MC_VM_SNAPSHOT_FAILED', `${this.label}: migration ${r.status}${r['error-desc'] ? `: ${r['error-desc']}` : ''}`, { id: this.label });
       }
-      if (Date.now() - t0 > timeoutMs) throw new MonocoreError('MC_VM_SNAPSHOT_FAILED', `${this.label}: migration still ${r.status ?? 'not started'} after ${timeoutMs} ms`, { id: this.label });
+      if (performance.now() - t0 > timeoutMs) throw new MonocoreError('MC_VM_SNAPSHOT_FAILED', `${this.label}: migration still ${r.status ?? 'not started'} after ${timeoutMs} ms`, { id: this.label });
       await new Promise((r2) => setTimeout(r2, pollMs));
     }
   }
