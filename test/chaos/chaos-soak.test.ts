@@ -21,6 +21,7 @@ test('chaos soak (2 min): never two copies, recovery within the bound, no deploy
   assert.ok(Number.isFinite(report.recoveryMs), `every desired service ran again within ${report.recoveryBoundMs} ms of the last fault (seed ${report.seed})`);
   assert.deepEqual(report.deployments.stuck, [], `no deployment stuck (seed ${report.seed})`);
   assert.deepEqual(report.leftovers, [], `nothing left after remove (seed ${report.seed})`);
+  assert.deepEqual(report.exitedOnTheirOwn, [], `no worker or API exited by itself (seed ${report.seed})`);
   assert.ok(Object.values(report.faults).reduce((a, b) => a + b, 0) >= 5, `faults were injected: ${JSON.stringify(report.faults)}`);
   assert.ok(report.samples > 100, 'the watcher sampled the whole run');
 });

@@ -74,6 +74,8 @@ export interface SoakReport {
   deployments: { accepted: number; settledOk: number; settledNotOk: number; stuck: string[] };
   /** What `remove` left behind (must be empty). */
   leftovers: string[];
+  /** Workers and the API that ended by themselves (must be empty: a restarted process waits for Redis, it does not exit). */
+  exitedOnTheirOwn: string[];
   ok: boolean;
 }
 
@@ -396,6 +398,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
     const netns = execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' }).split('\n').filter((l) => l.startsWith('mcegress'));
     if (netns.length > 0) leftovers.push(`egress namespaces: ${netns.join(', ')}`);
 
+    const exitedOnTheirOwn = [...workers, api].filter((p) => !p.running).map((p) => p.name);
     const report: SoakReport = {
       seed,
       durationMs: options.durationMs,
@@ -408,7 +411,8 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
       recoveryBoundMs,
       deployments: outcome,
       leftovers,
-      ok: watcher.violations.length === 0 && Number.isFinite(recoveryMs) && outcome.stuck.length === 0 && leftovers.length === 0,
+      exitedOnTheirOwn,
+      ok: watcher.violations.length === 0 && Number.isFinite(recoveryMs) && outcome.stuck.length === 0 && leftovers.length === 0 && exitedOnTheirOwn.length === 0,
     };
     log(`report: ${JSON.stringify(report)}`);
     return report;

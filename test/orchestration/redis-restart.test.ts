@@ -150,3 +150,28 @@ test('Redis SIGKILLed (AOF everysec) with a deployment in flight, down longer th
   await new Promise((r) => (worker.exitCode !== null ? r(null) : worker.once('exit', r)));
   await orch.close();
 });
+
+test('a worker started while Redis is down waits for it (no exit), then registers and takes work', async () => {
+  const port = await freePort();
+  const dir = tempHome('redis-late');
+  const home = tempHome('hL');
+  cleanup.push(() => removeDir(dir), () => removeDir(home));
+  const url = `redis://127.0.0.1:${port}`;
+  const worker = startWorkerProcess(url, 'hL', home);
+  let stderr = '';
+  worker.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+  // Long enough for the first connect to fail and be retried several times.
+  await sleep(4000);
+  assert.equal(worker.exitCode, null, `the worker exited while Redis was down: ${stderr}`);
+  startRedis(port, dir);
+  await until('redis up', () => redisAnswers(url), 10_000);
+  const orch = new Orchestrator({ redisUrl: url, logger: quiet });
+  cleanup.push(() => void orch.close());
+  await until('the worker registered', async () => (await orch.hosts.alive()).length === 1, 60_000);
+  const up = await orch.up({ service: [svc('late1')] }, { wait: true, timeoutMs: 120_000 });
+  assert.equal(byName(up.services).late1?.status, 'running', JSON.stringify(up.services));
+  await orch.down({ wait: true, timeoutMs: 60_000 });
+  worker.kill('SIGTERM');
+  await new Promise((r) => (worker.exitCode !== null ? r(null) : worker.once('exit', r)));
+  await orch.close();
+});

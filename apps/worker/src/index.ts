@@ -44,6 +44,7 @@ import { relayHost } from './relay-host.js';
 import { SandboxHost } from './sandbox-host.js';
 import { Supervisor, type ServiceBackend } from './supervisor.js';
 import { keyedMutex, promoteGates, queueCache, type WorkerContext } from './worker-context.js';
+import { awaitRedis } from './await-redis.js';
 
 export { Supervisor, type ServiceBackend } from './supervisor.js';
 export { HostLiveness } from './host-liveness.js';
@@ -128,7 +129,11 @@ export async function startWorker(options: StartWorkerOptions): Promise<Monocore
   // deadline, not a queue of retries, decides what happens then).
   const livenessConn = redis.duplicate({ enableOfflineQueue: false, maxRetriesPerRequest: 1, lazyConnect: true });
   livenessConn.on('error', (err: Error) => logger.debug({ err: err.message }, 'liveness connection error'));
-  await livenessConn.connect();
+  await awaitRedis('connect', async () => {
+    // A failed first connect() leaves ioredis reconnecting in the background: wait for it then.
+    if (livenessConn.status === 'wait' || livenessConn.status === 'end') await livenessConn.connect();
+    else if (livenessConn.status !== 'ready') throw new Error(`liveness connection ${livenessConn.status}`);
+  }, logger);
 
   const info: HostInfo = {
     id: hostId,
@@ -240,7 +245,7 @@ export async function startWorker(options: StartWorkerOptions): Promise<Monocore
     promoteGates: (ids) => promoteGates({ queue: (n) => queues.get(n), logger }, ids),
   };
 
-  await liveness.start();
+  await awaitRedis('register the host', () => liveness.start(), logger);
   await recoverAfterRestart(ctx, reaper);
   const lostSandboxes = await sandboxes.recoverAfterRestart(await sandboxStore.list());
   if (lostSandboxes.length > 0) logger.warn({ sandboxes: lostSandboxes }, 'sandboxes of the previous worker process are lost');
