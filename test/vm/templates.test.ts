@@ -169,6 +169,81 @@ describe('templates: restore instead of boot (TCG)', () => {
     }
   });
 
+  // Commands (`monocore run`, services) start from the same sandbox template: init gets the
+  // command after REFRESH (`main` message) and runs it as if it had booted with it.
+  const command = (id: string, argv: string[], over: Partial<VmSpec> = {}): ReturnType<typeof spec> =>
+    spec(id, { rootfs, command: argv[0]!, args: argv.slice(1), env: ['PATH=/bin', `WHO=${id}`], workdir: '/tmp', ramMib: 256, diskMib: 256, ...over });
+  const runToEnd = async (s: ReturnType<typeof spec>): Promise<{ vm: QemuVmHandle; code: number | null; reason: string; out: string; err: string }> => {
+    const vm = await qemu.start(s);
+    vms.push(vm);
+    const exit = await vm.wait();
+    return { vm, code: exit.exitCode, reason: exit.reason, out: s.stdout.text, err: s.stderr.text };
+  };
+
+  test('a command restored from the sandbox template runs with its own argv, env, workdir and user: output and exit code as when booted cold', async () => {
+    const argv = ['sh', '-c', 'echo "$WHO $(hostname) $(pwd) $(id -u) [$1] [$2] $#"; echo to-stderr >&2; exit 7', 'sh', 'a  b', ''];
+    const over = { user: 'nobody', workdir: '/etc', env: ['PATH=/bin', 'WHO=cmd'] };
+    const warm = await runToEnd(command('tpl-cmd', argv, over));
+    assert.equal(warm.vm.boot.from, 'template', warm.vm.boot.reason);
+    assert.ok(warm.vm.timings.guestUpMs! > 0 && warm.vm.timings.startedMs! >= warm.vm.timings.guestUpMs!, JSON.stringify(warm.vm.timings));
+    const cold = await runToEnd(command('tpl-cmd', argv, { ...over, coldBoot: true }));
+    assert.equal(cold.vm.boot.from, 'cold');
+    for (const r of [warm, cold]) {
+      assert.equal(r.out, 'cmd tpl-cmd /etc 65534 [a  b] [] 2\n');
+      assert.equal(r.err, 'to-stderr\n');
+      assert.equal(r.code, 7);
+      assert.equal(r.reason, 'exited');
+    }
+  });
+
+  test('a missing command from a template fails as it does cold: 127 and the same message', async () => {
+    const warm = await runToEnd(command('tpl-missing', ['/no/such/thing']));
+    assert.equal(warm.vm.boot.from, 'template', warm.vm.boot.reason);
+    const cold = await runToEnd(command('tpl-missing', ['/no/such/thing'], { coldBoot: true }));
+    for (const r of [warm, cold]) {
+      assert.equal(r.code, 127);
+      assert.match(r.err, /exec \/no\/such\/thing: No such file or directory/);
+    }
+    await assert.rejects(warm.vm.started, /did not start.*exit code 127/);
+  });
+
+  test('the first command of a VM shape boots cold, saves the sandbox template, then runs; a sandbox of that shape is restored from it', async () => {
+    const n = templateDirs().length;
+    const first = await runToEnd(command('tpl-cmd-first', ['sh', '-c', 'echo "$WHO"; exit 3'], { ramMib: 288 }));
+    assert.equal(first.vm.boot.from, 'cold');
+    assert.match(first.vm.boot.reason, /saved template [0-9a-f]{32}/);
+    assert.equal(first.out, 'tpl-cmd-first\n');
+    assert.equal(first.code, 3);
+    assert.equal(templateDirs().length, n + 1);
+    const sb = await start(sandbox('tpl-cmd-sb', { ramMib: 288 }));
+    assert.equal(sb.vm.boot.from, 'template', sb.vm.boot.reason);
+  });
+
+  test('a service from a template takes execs with its env, stops gracefully, and restarts cold on its kept disk', async () => {
+    const svcSpec = (): ReturnType<typeof spec> =>
+      command('tpl-svc', ['sh', '-c', 'trap "echo bye; exit 42" TERM; echo up; [ -f /srv-mark ] && echo kept; echo mark > /srv-mark; while true; do sleep 0.1; done'], { env: ['PATH=/bin', 'ROLE=web'] });
+    const s1 = svcSpec();
+    const vm = await qemu.start(s1);
+    vms.push(vm);
+    assert.equal(vm.boot.from, 'template', vm.boot.reason);
+    await vm.started;
+    await s1.stdout.until(/up\n/);
+    const a = await vm.agent();
+    assert.equal((await a.exec({ argv: ['sh', '-c', 'echo "$ROLE $(hostname)"'] })).stdout.toString(), 'web tpl-svc\n');
+    const exit = await vm.stop({ timeoutMs: 20_000 });
+    assert.deepEqual([exit.exitCode, exit.reason], [42, 'stopped']);
+    assert.match(s1.stdout.text, /bye/);
+    // Restart with the same state dir: its disk is kept, so no template (the template's memory has its own disk mounted).
+    const s2 = { ...svcSpec(), stateDir: s1.stateDir };
+    const again = await qemu.start(s2);
+    vms.push(again);
+    assert.equal(again.boot.from, 'cold');
+    assert.match(again.boot.reason, /writable disk from an earlier run/);
+    await again.started;
+    await s2.stdout.until(/kept\n/);
+    await again.kill();
+  });
+
   test('--cold boots the kernel; another VM shape gets a template of its own', async () => {
     const n = templateDirs().length;
     const c = await start(sandbox('tpl-cold', { coldBoot: true }));

@@ -212,6 +212,7 @@ export class Supervisor {
     }
     if (e.phase !== withHandle) throw this.#endedError(e); // whoever ended it killed the handle
     void booted?.();
+    if (handle.boot) this.options.logger.debug({ service: e.name, boot: handle.boot.from, why: handle.boot.reason }, 'service booted');
     transitionVm(e.name, e, { kind: 'running', handle, upSince: Date.now() });
     void handle.wait().then((exit) => this.#onExit(e, handle, exit));
     return handle;

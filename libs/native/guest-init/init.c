@@ -166,9 +166,27 @@ static void read_exact(int fd, char *buf, size_t len) {
   while (got < len) {
     ssize_t n = read(fd, buf + got, len - got);
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) fail("control channel closed while reading the spec (%zu of %zu bytes)", got, len);
+    if (n <= 0) fail("control channel closed while reading a message (%zu of %zu bytes)", got, len);
     got += (size_t)n;
   }
+}
+
+/* The records that make up the command (the boot spec's and a `main` message's); 0 if `key` is not one. */
+static int command_record(const char *key, char *val) {
+  if (strcmp(key, "arg") == 0) {
+    if (argc_n >= MAX_ITEMS) fail("too many arguments");
+    argv_list[argc_n++] = val;
+  } else if (strcmp(key, "env") == 0) {
+    if (env_n >= MAX_ITEMS) fail("too many environment entries");
+    env_list[env_n++] = val;
+  } else if (strcmp(key, "workdir") == 0) {
+    workdir = val;
+  } else if (strcmp(key, "user") == 0) {
+    user_spec = val;
+  } else {
+    return 0;
+  }
+  return 1;
 }
 
 static void read_spec(void) {
@@ -197,16 +215,8 @@ static void read_spec(void) {
     if (!eq) fail("spec record without '='");
     *eq = 0;
     char *key = p, *val = eq + 1;
-    if (strcmp(key, "arg") == 0) {
-      if (argc_n >= MAX_ITEMS) fail("too many arguments");
-      argv_list[argc_n++] = val;
-    } else if (strcmp(key, "env") == 0) {
-      if (env_n >= MAX_ITEMS) fail("too many environment entries");
-      env_list[env_n++] = val;
-    } else if (strcmp(key, "workdir") == 0) {
-      workdir = val;
-    } else if (strcmp(key, "user") == 0) {
-      user_spec = val;
+    if (command_record(key, val)) {
+      /* arg, env, workdir, user */
     } else if (strcmp(key, "hostname") == 0) {
       hostname = val;
     } else if (strcmp(key, "probe") == 0) {
@@ -260,6 +270,34 @@ static void read_spec(void) {
   if (sandbox_mode) agent_enabled = 1;
   argv_list[argc_n] = NULL;
   env_list[env_n] = NULL;
+}
+
+/* A VM restored from (or saved as) a template booted in sandbox mode: the host sends its
+ * command as `main <length>\n` + arg/env/workdir/user records once REFRESH gave the guest its
+ * identity (docs/SNAPSHOTS.md "Commands from templates"). `have` bytes of the body already
+ * sit in `pre` (read with the line); the rest is read here. Returns 0 for a bad message. */
+static int read_main(unsigned long len, const char *pre, size_t have) {
+  if (len == 0 || len > (16UL << 20)) return 0;
+  char *buf = malloc(len + 1);
+  if (!buf) fail("out of memory for the main command");
+  if (have > len) have = len;
+  memcpy(buf, pre, have);
+  read_exact(control_fd, buf + have, len - have);
+  buf[len] = 0;
+  argc_n = 0;
+  env_n = 0;
+  workdir = "/";
+  user_spec = NULL;
+  for (char *p = buf, *next; p < buf + len; p = next) {
+    next = p + strlen(p) + 1;
+    char *eq = strchr(p, '=');
+    if (!eq) return 0;
+    *eq = 0;
+    if (!command_record(p, eq + 1)) logmsg("ignoring unknown main key %s", p);
+  }
+  argv_list[argc_n] = NULL;
+  env_list[env_n] = NULL;
+  return argc_n > 0;
 }
 
 /* ---- filesystems ---------------------------------------------------------- */
@@ -583,13 +621,31 @@ int main(int argc, char **argv) {
         char *nl;
         while ((nl = strchr(cbuf, '\n'))) {
           *nl = 0;
+          size_t used = (size_t)(nl + 1 - cbuf); /* the line, and below a `main` body read with it */
           int sig;
+          unsigned long mlen;
           if (sscanf(cbuf, "signal %d", &sig) == 1 && sig > 0 && sig < NSIG) {
             if (!sandbox_mode) kill(child, sig);
             else if (sig == SIGTERM || sig == SIGINT || sig == SIGKILL) status = 0;
+          } else if (sscanf(cbuf, "main %lu", &mlen) == 1) {
+            size_t have = clen - used;
+            if (have > mlen) have = mlen;
+            int ok = read_main(mlen, nl + 1, have);
+            used += have;
+            if (!sandbox_mode || !ok) {
+              control("error %s\n", sandbox_mode ? "bad main command message" : "a main command for a VM that already has one");
+            } else {
+              sandbox_mode = 0; /* from here on exactly a VM that booted with this command */
+              int out_fd = gc_open_port("monocore.stdout", O_WRONLY);
+              int err_fd = gc_open_port("monocore.stderr", O_WRONLY);
+              logmsg("exec (main)");
+              child = start_command(out_fd, err_fd, &oldmask);
+              if (out_fd >= 0) close(out_fd);
+              if (err_fd >= 0) close(err_fd);
+            }
           }
-          memmove(cbuf, nl + 1, clen - (size_t)(nl + 1 - cbuf) + 1);
-          clen -= (size_t)(nl + 1 - cbuf);
+          memmove(cbuf, cbuf + used, clen - used + 1);
+          clen -= used;
         }
         if (clen >= sizeof cbuf - 1) clen = 0;
       } else if (n == 0) {

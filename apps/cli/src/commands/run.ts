@@ -28,6 +28,7 @@ interface RunOptions {
   pull: 'missing' | 'always';
   net: 'none' | 'outbound';
   allow: string[];
+  cold?: boolean;
 }
 
 const usage = (message: string, details: Record<string, unknown> = {}): MonocoreError => new MonocoreError('MC_USAGE', message, details);
@@ -87,6 +88,7 @@ export function registerRun(program: Command): void {
     .addOption(new Option('--pull <when>', 'pull the image: "missing" (default: use a local copy without asking the registry) or "always"').choices(['missing', 'always']).default('missing'))
     .addOption(new Option('--net <mode>', '"none" (default): no network but the forwarded ports; "outbound": also the internet, never the host (root, passt, nftables)').choices(['none', 'outbound']).default('none'))
     .option('--allow <ENTRY>', 'with --net outbound: reach only this DNS name, *.suffix, IPv4 address or CIDR range (repeatable; docs/NETWORK.md)', collect, [])
+    .option('--cold', 'boot the guest kernel even when the image has a template to restore from (docs/SNAPSHOTS.md)')
     .option('--json', 'capture output and print one JSON result on stdout')
     .option('-q, --quiet', 'no pull progress')
     .addHelpText(
@@ -176,11 +178,15 @@ export function registerRun(program: Command): void {
         stdout: capOut ?? process.stdout,
         stderr: capErr ?? process.stderr,
         bootTimeoutMs,
+        ...(opts.cold ? { coldBoot: true } : {}),
       };
       let exit: VmExit;
+      let boot: { from: string; reason: string } | undefined;
       const bootStart = Date.now();
       try {
         const handle = await backend.start(spec);
+        boot = handle.boot;
+        if (boot && process.env.MONOCORE_LOG_LEVEL === 'debug') process.stderr.write(`monocore run: boot: ${boot.from} (${boot.reason})\n`);
         // Ctrl-C / SIGTERM: stop the guest command gracefully (a second one kills it).
         let signals = 0;
         const onSignal = (): void => {
@@ -211,6 +217,7 @@ export function registerRun(program: Command): void {
             ...(exit.detail ? { detail: exit.detail } : {}),
             stdout: capOut!.text,
             stderr: capErr!.text,
+            ...(boot ? { boot } : {}),
             pullMs,
             runMs: Date.now() - bootStart,
           })}\n`,

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { encodeGuestSpec, parseGuestEvent } from './guest-protocol.js';
+import { encodeGuestSpec, encodeMainCommand, parseGuestEvent } from './guest-protocol.js';
 
 test('encodeGuestSpec: NUL-separated records keep every byte of argv/env', () => {
   const buf = encodeGuestSpec({
@@ -51,4 +51,18 @@ test('encodeGuestSpec: agent=1 starts the guest agent; a sandbox has sandbox=1 a
   const cmd = records(encodeGuestSpec({ ...base, argv: ['/bin/true'], agent: true }));
   assert.ok(cmd.includes('agent=1') && !cmd.includes('sandbox=1'));
   assert.ok(!records(encodeGuestSpec({ ...base, argv: ['/bin/true'] })).includes('agent=1'));
+});
+
+test('encodeMainCommand: `main <length>` then the records a template leaves out; every byte kept; root has no user record', () => {
+  const buf = encodeMainCommand({ argv: ['/bin/sh', '-c', 'echo "a b"', ''], env: ['A=1', 'NL=x\ny'], workdir: '/srv dir', user: '1000:1000' });
+  const nl = buf.indexOf(0x0a);
+  const body = buf.subarray(nl + 1);
+  assert.equal(buf.subarray(0, nl).toString(), `main ${body.length}`);
+  assert.deepEqual(body.toString('utf8').split('\0').slice(0, -1), [
+    'arg=/bin/sh', 'arg=-c', 'arg=echo "a b"', 'arg=', 'env=A=1', 'env=NL=x\ny', 'workdir=/srv dir', 'user=1000:1000',
+  ]);
+  const root = encodeMainCommand({ argv: ['true'], env: [], workdir: '/', user: '' });
+  assert.ok(!root.toString().includes('user='));
+  assert.throws(() => encodeMainCommand({ argv: [], env: [], workdir: '/' }), /argv is empty/);
+  assert.throws(() => encodeMainCommand({ argv: ['a'], env: ['B=\0'], workdir: '/' }), /NUL/);
 });

@@ -67,6 +67,27 @@ export function encodeGuestSpec(spec: GuestSpec): Buffer {
   return Buffer.concat([Buffer.from(`MCSPEC1 ${body.length}\n`, 'ascii'), body]);
 }
 
+/**
+ * The command of a VM started from a template (docs/SNAPSHOTS.md "Commands from templates"):
+ * the template booted without one, so once REFRESH gave the guest its identity the host sends
+ * init `main <length>\n` and these records on the control port, and init runs the command as if
+ * the boot spec had held it. Only what a template leaves out travels: argv, env, workdir, user.
+ */
+export function encodeMainCommand(spec: Pick<GuestSpec, 'argv' | 'env' | 'workdir' | 'user'>): Buffer {
+  if (spec.argv.length === 0) throw new Error('main command: argv is empty');
+  const records: string[] = [];
+  const add = (key: string, value: string): void => {
+    if (value.includes('\0')) throw new Error(`main command ${key} contains a NUL byte`);
+    records.push(`${key}=${value}\0`);
+  };
+  for (const a of spec.argv) add('arg', a);
+  for (const e of spec.env) add('env', e);
+  add('workdir', spec.workdir);
+  if (spec.user !== undefined && spec.user !== '') add('user', spec.user);
+  const body = Buffer.from(records.join(''), 'utf8');
+  return Buffer.concat([Buffer.from(`main ${body.length}\n`, 'ascii'), body]);
+}
+
 export type GuestEvent =
   | { type: 'boot'; uptime: number }
   | { type: 'started'; uptime: number }

@@ -1,6 +1,6 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, open, rm, writeFile } from 'node:fs/promises';
 import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -11,7 +11,7 @@ import { detectAccel, hostTscKhz, type Accel, type AccelChoice } from './acceler
 import { CleanupStack } from './cleanup-stack.js';
 import { DiskBudget, diskReserveFromEnv } from './disk-budget.js';
 import { findGuestKernel, type GuestKernel } from './guest-kernel.js';
-import { encodeGuestSpec, RLIMIT_NUMBERS, type GuestSpec } from './guest-protocol.js';
+import { encodeGuestSpec, encodeMainCommand, RLIMIT_NUMBERS, type GuestSpec } from './guest-protocol.js';
 import { GroupSwitches } from './group-switches.js';
 import type { BackendAvailability, HypervisorBackend } from './hypervisor-backend.js';
 import { buildInitramfs, type Initramfs } from './initramfs-builder.js';
@@ -215,6 +215,8 @@ export class QemuBackend implements HypervisorBackend {
     } catch (err) {
       if (!(err instanceof RestoreFailed) || !err.template) throw err;
       await this.templates.remove(err.template).catch(() => undefined);
+      // The restore copied the template's disk into the VM's state dir: the cold boot starts fresh.
+      await rm(writableDiskPath(spec.stateDir), { force: true });
       const reason = `restoring template ${err.template.key} failed, template deleted: ${err.cause instanceof Error ? err.cause.message : String(err.cause)}`;
       this.opts.logger?.debug({ vm: spec.id, reason }, 'booting cold');
       return this.startInternal(spec, false, false, { kind: 'auto', afterFailedRestore: reason });
@@ -391,12 +393,15 @@ export class QemuBackend implements HypervisorBackend {
       const t0 = Date.now();
       const child = spawnQemu(spec.id, argv, inherited);
       const neutral = plan.kind !== 'cold';
+      const fromTemplate = plan.kind === 'capture' || (plan.kind === 'restore' && plan.template !== undefined);
       const capture = plan.kind === 'capture' ? plan : undefined;
       handle = new QemuVm({
         spec, child, t0, consoleLog, runtimeDir: serial.runtimeDir,
         ...(plan.kind === 'restore' ? {} : { guestSpec: encodeGuestSpec(neutral ? neutralGuestSpec(guest) : guest) }),
         qmp: serial.qmp.conn,
         ...(neutral ? { identity: templateIdentity(guest) } : {}),
+        // Its command, after REFRESH: the template it comes from (or becomes) is a sandbox.
+        ...(fromTemplate && !spec.sandbox ? { mainCommand: encodeMainCommand(guest) } : {}),
         ...(capture ? { beforeIdentity: (vm: QemuVm) => this.capture(vm, spec, capture, uid) } : {}),
         boot: plan.boot,
         machine: machineHash,
@@ -451,7 +456,7 @@ export class QemuBackend implements HypervisorBackend {
         boot: { from: 'paused', reason: `resumed (paused at ${mode.meta.pausedAt})` },
       };
     }
-    const why = o.probe ? 'boot probe' : templateIneligibility(spec, o.imageId);
+    const why = o.probe ? 'boot probe' : templateIneligibility(spec, o.imageId, existsSync(writableDiskPath(spec.stateDir)));
     if (why !== undefined) return { kind: 'cold', boot: { from: 'cold', reason: why } };
     const { kernel, initramfs } = await this.prepareFiles();
     const shape = templateShape({

@@ -32,6 +32,8 @@ export interface BootTimings {
   restoredMs?: number;
   /** The agent answered and (template or restore) its identity was applied. */
   agentReadyMs?: number;
+  /** A command VM from a template: the guest was up (sandbox mode, before its command was sent). */
+  guestUpMs?: number;
 }
 
 /** Whether a VM was restored from a template or booted its kernel, and why (docs/SNAPSHOTS.md). */
@@ -116,6 +118,13 @@ export interface QemuVmInit {
   identity?: GuestIdentity;
   /** Runs once the agent answered, before `identity` is applied: saving a template of the still neutral guest. */
   beforeIdentity?: (vm: QemuVm) => Promise<void>;
+  /**
+   * A command VM booted neutral (a template is saved from it) or restored from a template: the
+   * guest comes up in sandbox mode; once `identity` is applied this `main` message
+   * (guest-protocol.ts encodeMainCommand) makes init run the command, and only its `started`
+   * counts as the VM's start.
+   */
+  mainCommand?: Buffer;
   boot: VmBootSource;
   /** sha256 of its normalised QEMU argv (qemu-args.ts machineShape): what a saved state of it restores into. */
   machine: string;
@@ -154,6 +163,11 @@ export class QemuVm implements QemuVmHandle {
   private agentSession?: Promise<GuestAgent>;
   private agentEnded?: MonocoreError;
   private qmpClient?: Promise<QmpClient>;
+  /** With a `mainCommand`: the guest came up without it (sandbox mode); settles once. */
+  private guestIsUp?: () => void;
+  private readonly guestUp: Promise<void>;
+  /** Why a start from a template failed before the command ran (the agent never answered, …). */
+  private startError?: string;
 
   constructor(private readonly s: QemuVmInit) {
     this.id = s.spec.id;
@@ -183,6 +197,10 @@ export class QemuVm implements QemuVmHandle {
     this.started = watch.started;
     this.spawned = watch.spawned;
     const childGone = watch.gone;
+    // A command VM from a template is up before its command starts; if it ends first, `started` rejects for both.
+    this.guestUp = s.mainCommand ? Promise.race([new Promise<void>((resolve) => (this.guestIsUp = resolve)), this.started]) : this.started;
+    this.guestUp.catch(() => undefined);
+    if (s.mainCommand) void this.sendMainCommand(s.mainCommand);
 
     // Each guest port settles once its socket closes, or at once when QEMU died without
     // ever connecting it (e.g. a start-up failure): nothing to drain then, and no timer keeps
@@ -281,6 +299,7 @@ export class QemuVm implements QemuVmHandle {
         break;
       case 'started':
         if (p.kind !== 'booting') return; // too late: the watchdog or a kill() came first
+        if (this.onGuestUp()) return; // the guest is up; its command is not sent yet
         this.timings.startedMs = now;
         this.timings.guestStartedUptime = ev.uptime;
         this.enter({ kind: 'running' });
@@ -318,7 +337,9 @@ export class QemuVm implements QemuVmHandle {
     if (last.kind === 'killing') {
       return { exitCode: last.started ? 137 : null, reason: 'killed' };
     }
-    const why = this.guestError
+    const why = this.startError
+      ? this.startError
+      : this.guestError
       ? `guest init: ${this.guestError}`
       : `hypervisor exited (${signal ? `signal ${signal}` : `code ${code}`})${this.qemuStderr.trim() ? `: ${this.qemuStderr.trim()}` : ''}`;
     return { exitCode: null, reason: 'hypervisor-error', detail: `${why}\nconsole tail:\n${tail()}` };
@@ -331,8 +352,39 @@ export class QemuVm implements QemuVmHandle {
   markRestored(): void {
     if (this.phase.kind !== 'booting') return;
     this.timings.restoredMs = Date.now() - this.s.t0;
+    if (this.onGuestUp()) return;
     this.enter({ kind: 'running' });
     this.watch.resolveStarted();
+  }
+
+  /** A command VM's guest came up in sandbox mode (first `started`, or restored): true if that is what this was. */
+  private onGuestUp(): boolean {
+    const up = this.guestIsUp;
+    if (!up) return false;
+    this.guestIsUp = undefined;
+    this.timings.guestUpMs = Date.now() - this.s.t0;
+    up();
+    return true;
+  }
+
+  /**
+   * Once the guest is up: agent handshake, (template capture,) REFRESH with this VM's identity,
+   * then the command. Until init reports the command `started` the VM is booting (the boot
+   * watchdog covers all of it); a failure here kills QEMU and is the start's failure.
+   */
+  private async sendMainCommand(main: Buffer): Promise<void> {
+    const gone = this.watch.gone.then(() => false as const);
+    try {
+      if ((await Promise.race([this.guestUp.then(() => true), gone])) === false) return;
+      await this.agent();
+      const ctl = await this.s.ctl;
+      if (this.phase.kind !== 'booting') return; // killed meanwhile
+      ctl.write(main);
+    } catch (err) {
+      if (this.phase.kind !== 'booting') return;
+      this.startError = `starting the command in the guest restored from a template failed: ${(err as Error).message}`;
+      this.s.child.kill('SIGKILL');
+    }
   }
 
   /** The VM's QMP monitor (opened on first use; closed when QEMU exits). */
@@ -382,7 +434,7 @@ export class QemuVm implements QemuVmHandle {
     const gone = this.watch.gone.then(() => undefined);
     const ended = (): MonocoreError => new MonocoreError('MC_AGENT_DISCONNECTED', `vm ${JSON.stringify(this.id)} ended before its guest agent answered`, { id: this.id });
     try {
-      await this.started; // rejects with the VM's start failure
+      await this.guestUp; // rejects with the VM's start failure (a command VM from a template: up before its command)
       const sock = await Promise.race([this.s.agent, gone]);
       if (!sock) throw ended();
       const session = await AgentSession.open(sock, { label: this.id, handshakeTimeoutMs: 30_000, ...(this.s.agentLane ? { lane: this.s.agentLane } : {}) });

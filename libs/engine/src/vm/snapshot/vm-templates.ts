@@ -23,20 +23,26 @@ import { checkVmStateHash, saveVmState, type VmStateDigest } from './vm-state-fi
  *   cold boot with a neutral identity ─agent answers──▶ stop, save state + disk, cont ─▶ REFRESH
  */
 
-/** Why a VM cannot start from a template, or undefined when it can. */
-export function templateIneligibility(spec: VmSpec, imageId: string | undefined): string | undefined {
-  if (!spec.sandbox) return 'only sandboxes start from templates so far';
+/**
+ * Why a VM cannot start from a template, or undefined when it can. Sandboxes, services and
+ * `monocore run` commands alike: a template is always a sandbox (no command); a command VM gets
+ * its command after REFRESH (qemu-vm.ts mainCommand). `diskExists`: the VM's state dir already
+ * holds a writable disk (a service restarting keeps its files; the template's memory has the
+ * template's disk mounted, so it must boot on its own).
+ */
+export function templateIneligibility(spec: VmSpec, imageId: string | undefined, diskExists = false): string | undefined {
   if (spec.volumes.length > 0) return 'it has host volumes (QEMU cannot save a VM with a 9p share)';
   if (spec.ports.length > 0) return 'it forwards host ports';
   if (!imageId) return 'its root is not an image of this host\'s store';
   if (spec.coldBoot) return 'a cold boot was asked for';
+  if (diskExists) return 'its writable disk from an earlier run is kept';
   return undefined;
 }
 
 /** The identity a template is booted with: nothing of the first caller's (env, hostname, workdir, user) is saved in it. */
 export function neutralGuestSpec(guest: GuestSpec): GuestSpec {
   const { user: _u, ...rest } = guest;
-  return { ...rest, env: [], hostname: 'monocore', workdir: '/', hosts: [] };
+  return { ...rest, argv: [], sandbox: true, agent: true, env: [], hostname: 'monocore', workdir: '/', hosts: [] };
 }
 
 /** What a VM started from a template is told through REFRESH: everything `neutralGuestSpec` left out. */
