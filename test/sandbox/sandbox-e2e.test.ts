@@ -309,7 +309,8 @@ describe('a busybox sandbox through the REST API (TCG)', () => {
       service: [{ name: 'web', base: vmEnv().image, command: '/bin/sh', args: ['-c', 'echo started > /tmp/marker; exec sleep 3600'], ram: 128, envs: ['ROLE=web'] }],
     });
     assert.equal(up.body.ok, true, JSON.stringify(up.body));
-    const r = await exec(stack.url, '/services/web', { cmd: ['sh', '-c', 'cat /tmp/marker; echo "$ROLE"'] });
+    // `running` means the command was exec'd; it writes its marker a moment later.
+    const r = await exec(stack.url, '/services/web', { cmd: ['sh', '-c', 'while [ ! -f /tmp/marker ]; do sleep 0.1; done; cat /tmp/marker; echo "$ROLE"'] });
     assert.equal(r.stdout, 'started\nweb\n', 'the agent runs beside the command, with its env');
     const put = await fetch(`${stack.url}/services/web/files?path=/tmp/x.txt`, { method: 'PUT', body: 'from the api' });
     assert.equal(put.status, 200);

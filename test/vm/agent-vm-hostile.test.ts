@@ -28,7 +28,8 @@ describe('a hostile guest on the agent port', () => {
         'for p in /sys/class/virtio-ports/*; do [ "$(cat $p/name)" = monocore.agent ] && dev=/dev/${p##*/}; done',
         'agents() { for p in /proc/[0-9]*; do read -r c < "$p/comm" && [ "$c" = init ] && [ "${p#/proc/}" != 1 ] && kill -9 "${p#/proc/}"; done 2>/dev/null; }',
         `kill -9 ${a.info.pid}`,
-        'until exec 3>"$dev"; do agents; done 2>/dev/null',
+        // `command`: a failed redirection of the special builtin `exec` would end a POSIX shell.
+        'until command exec 3>"$dev"; do agents; done 2>/dev/null',
         'head -c 1000000 /dev/urandom >&3',
         'sleep 300',
       ].join('\n');

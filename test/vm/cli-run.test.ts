@@ -44,11 +44,19 @@ test('monocore run: pulls, streams stdout/stderr apart, exits with the command c
 
     const j = mc(home, ['run', '--json', image(), '--', '/no/such/cmd']);
     assert.equal(j.status, 127);
-    const res = JSON.parse(j.stdout) as { exitCode: number; reason: string; stderr: string; backend: string };
+    const res = JSON.parse(j.stdout) as { exitCode: number; reason: string; stderr: string; backend: string; boot: { from: string; reason: string } };
+    // The -u run above (no volume) saved the image's template; this one is restored from it.
+    assert.equal(res.boot.from, 'template', res.boot.reason);
     assert.equal(res.exitCode, 127);
     assert.equal(res.reason, 'exited');
     assert.equal(res.backend, 'qemu');
     assert.match(res.stderr, /\/no\/such\/cmd: No such file or directory/);
+
+    const cold = mc(home, ['run', '--json', '--cold', image(), '--', 'echo', 'cold']);
+    assert.equal(cold.status, 0, cold.stderr);
+    const coldRes = JSON.parse(cold.stdout) as { stdout: string; boot: { from: string; reason: string } };
+    assert.deepEqual([coldRes.stdout, coldRes.boot.from], ['cold\n', 'cold']);
+    assert.match(coldRes.boot.reason, /cold boot was asked for/);
 
     // A local rootfs committed in another boot and never confirmed on disk is not trusted:
     // run pulls again (one HEAD), which unpacks it afresh.
