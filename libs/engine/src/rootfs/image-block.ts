@@ -8,7 +8,7 @@ import type { MonocoreHome } from '../home/index.js';
 import { BOOT_ID_FILE, SYNCED_MARKER, commitTrusted, currentBootId } from './commit-marker.js';
 import { BLOCK_DIR, BLOCK_FILE, BLOCK_IMAGE_FSTYPE } from './block-format.js';
 import { HostLock } from './host-lock.js';
-import { imageRootfsComplete, imageRootfsDir, removeTree } from './image-rootfs.js';
+import { imageRootfsComplete, imageRootfsDir, removeTree } from './image-rootfs-dir.js';
 import { OWNERSHIP_FILE, type OwnershipRecordFile } from './ownership-record.js';
 import { syncFilesystem, syncInBackground } from './sync-filesystem.js';
 

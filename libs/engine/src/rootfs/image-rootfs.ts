@@ -1,4 +1,4 @@
-import { chmod, lstat, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, lstat, mkdir, readdir, rename, writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -8,13 +8,16 @@ import type { MonocoreHome } from '../home/index.js';
 import { applyLayer } from './apply-layer.js';
 import { ErofsWriter } from './erofs-writer.js';
 import { BLOCK_DIR, BLOCK_FILE } from './block-format.js';
-import { BOOT_ID_FILE, SYNCED_MARKER, commitTrusted, currentBootId } from './commit-marker.js';
+import { BOOT_ID_FILE, SYNCED_MARKER, currentBootId } from './commit-marker.js';
 import { openLayerFile } from './layer-source.js';
 import { syncFilesystem, syncInBackground } from './sync-filesystem.js';
 import { HostLock } from './host-lock.js';
 import { layerCompression } from './layer-compression.js';
-import { OWNERSHIP_FILE, type OwnershipRecordFile } from './ownership-record.js';
+import { OWNERSHIP_FILE } from './ownership-record.js';
 import { UnpackSession } from './unpack-session.js';
+import { DIGEST_RE, imageHex, imageRootfsComplete, removeTree, type ImageRootfs } from './image-rootfs-dir.js';
+
+export { imageRootfsComplete, imageRootfsDir, imageRootfsPath, readOwnershipRecord, removeTree, type ImageRootfs } from './image-rootfs-dir.js';
 
 /**
  * One read-only rootfs per image, by manifest digest:
@@ -72,63 +75,6 @@ export interface EnsureImageRootfsOptions {
   blockImage?: boolean;
   /** Called when the last layer is applied and the block image's metadata is being written (blockImage). */
   onBlockFinish?: () => void;
-}
-
-export interface ImageRootfs {
-  rootfs: string;
-  /** True when uid/gid could not be applied (not root) and were recorded in ownership.json instead. */
-  ownershipRecorded: boolean;
-  /**
-   * Seconds this call spent unpacking: applying layers and committing the tree,
-   * waits for layers still downloading excluded. Absent when the rootfs was complete already.
-   */
-  unpackSeconds?: number;
-  /** Seconds spent finishing the block image (walk + metadata) after the last layer; absent when none was built. */
-  blockSeconds?: number;
-}
-
-const DIGEST_RE = /^sha256:[a-f0-9]{64}$/;
-function imageHex(imageId: string): string {
-  if (!DIGEST_RE.test(imageId)) {
-    throw new MonocoreError('MC_ROOTFS_INVALID_ARGUMENT', `imageId "${imageId}" is not a sha256 digest (sha256:<64 hex>)`, { imageId });
-  }
-  return imageId.slice('sha256:'.length);
-}
-
-/** The directory holding an image's rootfs/ and ownership.json. */
-export function imageRootfsDir(home: MonocoreHome, imageId: string): string {
-  return join(home.imageRootfsDir, imageHex(imageId));
-}
-
-/** Where the image's root filesystem is (or will be) unpacked. */
-export function imageRootfsPath(home: MonocoreHome, imageId: string): string {
-  return join(imageRootfsDir(home, imageId), 'rootfs');
-}
-
-/** The ownership/device record of an unpacked image, or undefined when it is not unpacked. */
-export async function readOwnershipRecord(home: MonocoreHome, imageId: string): Promise<OwnershipRecordFile | undefined> {
-  try {
-    return JSON.parse(await readFile(join(imageRootfsDir(home, imageId), OWNERSHIP_FILE), 'utf8')) as OwnershipRecordFile;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw err;
-  }
-}
-
-/** The image's rootfs when it is unpacked and trusted (committed, and on disk or from this boot); else undefined. */
-export async function imageRootfsComplete(home: MonocoreHome, imageId: string): Promise<ImageRootfs | undefined> {
-  const dir = imageRootfsDir(home, imageId);
-  try {
-    const st = await stat(join(dir, 'rootfs'));
-    if (!st.isDirectory()) return undefined;
-    const rec = JSON.parse(await readFile(join(dir, OWNERSHIP_FILE), 'utf8')) as OwnershipRecordFile;
-    // Committed in another boot and never confirmed on disk: a crash may have
-    // lost file data behind the committed names. Not complete: unpack again.
-    if (!(await commitTrusted(dir))) return undefined;
-    return { rootfs: join(dir, 'rootfs'), ownershipRecorded: rec.ownershipRecorded === true };
-  } catch {
-    return undefined;
-  }
 }
 
 const inProcess = new Map<string, Promise<ImageRootfs>>();
@@ -397,27 +343,3 @@ export async function cleanupRootfsTemps(home: MonocoreHome): Promise<number> {
   return before.filter((n) => n.startsWith('.tmp-')).length - after.filter((n) => n.startsWith('.tmp-')).length;
 }
 
-/**
- * rm -rf that also works for a non-root owner of read-only directories
- * (layers make directories 0555): on EACCES/EPERM, make directories writable
- * and retry. Never follows symlinks (lstat).
- */
-export async function removeTree(dir: string): Promise<void> {
-  try {
-    await rm(dir, { recursive: true, force: true });
-    return;
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code !== 'EACCES' && code !== 'EPERM' && code !== 'ENOTEMPTY') throw err;
-  }
-  await makeWritable(dir);
-  await rm(dir, { recursive: true, force: true });
-}
-
-async function makeWritable(dir: string): Promise<void> {
-  const st = await lstat(dir).catch(() => undefined);
-  if (!st?.isDirectory()) return;
-  await chmod(dir, 0o700).catch(() => undefined);
-  const names = await readdir(dir).catch(() => [] as string[]);
-  for (const n of names) await makeWritable(join(dir, n));
-}

@@ -9,12 +9,13 @@ import { promisify } from 'node:util';
 import type { Socket as UdpSocket } from 'node:dgram';
 import type { Server } from 'node:net';
 import { performance } from 'node:perf_hooks';
-import { pino, type Logger } from 'pino';
+import type { Logger } from 'pino';
 import { MonocoreError } from '../errors/index.js';
 import type { HostLock } from '../rootfs/host-lock.js';
 import { EGRESS_BLOCKED, type EgressAllowList } from './egress-allow-list.js';
 import { NamespaceAllowFilter } from './egress-allow-filter.js';
-import { EgressResolver, type Upstream } from './egress-resolver.js';
+// Types only: the resolver (dns-packet) and pino load when an allow-list needs them (startAllowList).
+import type { EgressResolver, Upstream } from './egress-resolver.js';
 import { findExecutable } from './find-executable.js';
 import { HostSlots } from './host-slots.js';
 
@@ -287,6 +288,7 @@ async function startAllowList(
   const { udp, tcp } = await namespaceDnsSockets(ns).catch((err) => {
     throw fail('binding the allow-list resolver in the namespace', err);
   });
+  const [{ EgressResolver }, { pino }] = await Promise.all([import('./egress-resolver.js'), import('pino')]);
   const dest = opts.logPath ? pino.destination({ dest: opts.logPath, append: true, sync: true, mkdir: true }) : undefined;
   const log = dest ? { logger: pino({ base: { vm: id } }, dest), end: () => dest.end() } : undefined;
   let lines = 0;
