@@ -59,6 +59,10 @@ export interface QemuVmHandle extends VmHandle {
  *   booting | running | stopping ──watchdog, kill(), stop timeout──▶ killing(reason) ──QEMU gone──▶ exited
  *   booting | running | stopping ──QEMU gone by itself──▶ exited
  *
+ * A command VM from a template stays `booting` until its command started: the guest being up
+ * (sandbox mode: the first `started`, or the restore) only resolves `guestUp`, which sends the
+ * command (sendMainCommand); the watchdog covers both.
+ *
  * The exit is read from the phase QEMU died in: exiting → the command's code
  * (`stopped` when stop() asked for it); killing → killed or boot-timeout;
  * booting/running/stopping → QEMU or the guest init failed (hypervisor-error).
