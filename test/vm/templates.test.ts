@@ -7,8 +7,8 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, readdirSync, statSync, symlinkSync, truncateSync, openSync, writeSync, closeSync } from 'node:fs';
-import { join } from 'node:path';
+import { mkdirSync, readdirSync, readFileSync, readlinkSync, statSync, symlinkSync, truncateSync, openSync, writeSync, closeSync } from 'node:fs';
+import { basename, join } from 'node:path';
 import { closeDefaultRegistryClient, MonocoreHome, outboundNetwork, pullImage, type GuestAgent, type QemuBackend, type QemuVmHandle, type VmSpec } from '@monocore/engine';
 import { backend, spec, tempDir, testHome } from './vm-fixtures.js';
 
@@ -24,6 +24,15 @@ describe('templates: restore instead of boot (TCG)', () => {
     vms.push(vm);
     await vm.started;
     return { vm, a: await vm.agent() };
+  };
+  /** The files behind a running QEMU's -kernel and -initrd (/proc/self/fd/N), by name. */
+  const bootFiles = (vm: QemuVmHandle): string[] => {
+    const argv = readFileSync(`/proc/${vm.pid}/cmdline`, 'utf8').split('\0');
+    return ['-kernel', '-initrd'].map((flag) => {
+      const fd = /^\/proc\/self\/fd\/(\d+)$/.exec(argv[argv.indexOf(flag) + 1] ?? '')?.[1];
+      assert.ok(fd, `${flag} ${argv[argv.indexOf(flag) + 1]}`);
+      return basename(readlinkSync(`/proc/${vm.pid}/fd/${fd}`)).replace(/^initramfs-[0-9a-f]+\.cpio$/, 'initramfs-*.cpio');
+    });
   };
   const templateDirs = (): string[] => readdirSync(qemu.templates.templatesDir(imageId)).filter((n) => /^[0-9a-f]{32}$/.test(n));
   let imageId: string;
@@ -56,6 +65,9 @@ describe('templates: restore instead of boot (TCG)', () => {
 
     const second = await start(sandbox('tpl-b', { user: 'nobody', workdir: '/' }));
     assert.equal(second.vm.boot.from, 'template', second.vm.boot.reason);
+    // The cold boot's QEMU loaded the real kernel and initramfs; the restore's only the stub ones.
+    assert.deepEqual(bootFiles(first.vm), ['vmlinux', 'initramfs-*.cpio']);
+    assert.deepEqual(bootFiles(second.vm), ['restore-stub-vmlinux', 'restore-stub-initrd']);
     const b = await second.a.exec({ argv: ['sh', '-c', 'echo "$WHO $(hostname) $(pwd) $(id -u)"; cat /etc/hostname; ls /tmp/mine 2>&1; date +%s'] });
     const [who, host, mine, clock] = b.stdout.toString().trim().split('\n');
     assert.equal(who, 'tpl-b tpl-b / 65534');

@@ -221,6 +221,8 @@ test('qemuArgs: the QMP monitor and a restore (-S -incoming fd:N) come last; mac
     qmpSocket: '/tmp/other/qmp.sock',
   };
   assert.deepEqual(machineShape(other), machineShape(base));
+  // The backend hashes boot files as this placeholder (a restore gets a stub kernel, a boot the real one).
+  assert.deepEqual(machineShape({ ...base, kernel: '/proc/self/fd/N', initrd: '/proc/self/fd/N' }), machineShape({ ...base, initrd: '/proc/self/fd/5' }));
   assert.ok(!machineShape(other).some((a) => a.includes('qmp') || a.includes('incoming')));
   // Anything the guest sees: another shape.
   assert.notDeepEqual(machineShape({ ...base, ramMib: base.ramMib + 64 }), machineShape(base));

@@ -24,6 +24,7 @@ import {
 import { QemuVm, type QemuVmHandle, type VmBootSource } from './qemu-vm.js';
 import type { Template, TemplateShape } from './snapshot/template-store.js';
 import { TemplateStore } from './snapshot/template-store.js';
+import { restoreStubFiles } from './snapshot/restore-stub.js';
 import { pausedStatePath, readPausedMeta, removePaused, writePausedMeta, type PausedVmMeta } from './snapshot/paused-vm.js';
 import { saveVmState, type VmStateDigest } from './snapshot/vm-state-file.js';
 import { captureTemplate, finishRestore, neutralGuestSpec, templateIdentity, templateIneligibility, templateShape } from './snapshot/vm-templates.js';
@@ -352,7 +353,6 @@ export class QemuBackend implements HypervisorBackend {
     try {
       // First, so that what QEMU reaches by path (its sockets) can be given to its uid.
       const uid = await attachVmUid(this.opts.vmUidBase ?? VM_UID_BASE, cleanup);
-      const boot = await attachBootFiles(kernel.vmlinux, initramfs.path, inherit, cleanup);
       const image = probe ? undefined : await attachImageBlock(spec, this.home, inherit, cleanup);
       const serial = await attachSerialPorts(cleanup, uid);
       const lane = probe ? undefined : await attachAgentLane(serial.runtimeDir, inherit, cleanup);
@@ -364,8 +364,10 @@ export class QemuBackend implements HypervisorBackend {
         tcgCodeMib: this.opts.tcgCodeMib ?? tcgCodeMibFromEnv(),
         cpus: spec.cpus,
         ramMib: spec.ramMib,
-        kernel: boot.kernel,
-        initrd: boot.initrd,
+        // Placeholders until planStart has decided: the real files for a boot, the restore stub
+        // for a restore. The machine hash sees only these, so it is the same for both.
+        kernel: BOOT_FILE_PLACEHOLDER,
+        initrd: BOOT_FILE_PLACEHOLDER,
         tscKhz: hostTscKhz(readFileSync('/proc/cpuinfo', 'utf8')),
         consoleSocket: serial.console.path,
         image: image?.file,
@@ -377,6 +379,12 @@ export class QemuBackend implements HypervisorBackend {
       };
       const machineHash = sha256(machineShape({ ...machine, disk: { fds: [0, 0], path: '' } }).join('\0'));
       plan = await this.planStart(spec, mode, { probe, imageId: image?.imageId, guest, machine, machineHash, cleanup });
+      // A restore's memory and CPU state come from the saved state: QEMU's loader would open and
+      // parse the kernel and initramfs for nothing (docs/SNAPSHOTS.md "Boot files of a restore").
+      const bootFiles = plan.kind === 'restore' ? await restoreStubFiles(this.home) : { kernel: kernel.vmlinux, initrd: initramfs.path };
+      const boot = await attachBootFiles(bootFiles.kernel, bootFiles.initrd, inherit, cleanup);
+      machine.kernel = boot.kernel;
+      machine.initrd = boot.initrd;
       // The writable disk last: a template restore starts from the template's copy of it.
       const disk = probe ? undefined : await this.attachBudgetedDisk(spec, inherit, cleanup, plan.kind === 'restore' ? plan.source.upperPath : undefined);
       if (disk) machine.disk = disk;
@@ -529,6 +537,13 @@ class RestoreFailed extends Error {
     super(`restore failed`, { cause });
   }
 }
+
+/**
+ * What the machine hash sees for `-kernel` and `-initrd`: machineShape() writes every
+ * `/proc/self/fd/N` this way, so hashes match those of VMs saved before the boot files were
+ * attached after planStart (templates and paused VMs of earlier builds stay usable).
+ */
+const BOOT_FILE_PLACEHOLDER = '/proc/self/fd/N';
 
 const sha256 = (s: string): string => createHash('sha256').update(s).digest('hex');
 
