@@ -136,6 +136,32 @@ test('qemu: as root, each VM\'s QEMU runs as a uid of its own: no capability wit
   }
 });
 
+test('qemu: guest RAM is not mergeable by KSM (mem-merge=off) unless the backend is told memMerge (MONOCORE_MEM_MERGE=1)', async () => {
+  // The default backend of this file: MONOCORE_MEM_MERGE must not leak in from the environment.
+  assert.ok(!process.env.MONOCORE_MEM_MERGE, 'MONOCORE_MEM_MERGE is set in the test environment');
+  const merging = backend({ memMerge: true });
+  const a = spec('merge-off', { command: '/bin/sleep', args: ['30'] });
+  const b = spec('merge-on', { command: '/bin/sleep', args: ['30'] });
+  const [ha, hb] = await Promise.all([qemu.start(a), merging.start(b)]);
+  try {
+    await Promise.all([ha.started, hb.started]);
+    /** VmFlags of QEMU's guest RAM: its anonymous mapping of exactly ramMib. `mg` = madvised MERGEABLE. */
+    const guestRamFlags = (pid: number, ramMib: number): string[] => {
+      const maps = readFileSync(`/proc/${pid}/smaps`, 'utf8').split(/\n(?=[0-9a-f]+-[0-9a-f]+ )/);
+      const ram = maps.filter((m) => !m.split('\n')[0]!.split(/\s+/)[5] && new RegExp(`^Size:\\s+${ramMib * 1024} kB$`, 'm').test(m));
+      assert.equal(ram.length, 1, `one anonymous mapping of ${ramMib} MiB in QEMU ${pid}`);
+      return (/^VmFlags:(.*)$/m.exec(ram[0]!)?.[1] ?? '').trim().split(/\s+/);
+    };
+    assert.ok(!guestRamFlags(ha.pid, a.ramMib).includes('mg'), 'default: not mergeable');
+    assert.ok(guestRamFlags(hb.pid, b.ramMib).includes('mg'), 'memMerge: mergeable (QEMU\'s own default)');
+    assert.match(readFileSync(`/proc/${ha.pid}/cmdline`, 'utf8'), /mem-merge=off/);
+    assert.doesNotMatch(readFileSync(`/proc/${hb.pid}/cmdline`, 'utf8'), /mem-merge/);
+  } finally {
+    await Promise.all([ha.kill(), hb.kill()]);
+    for (const d of [a.stateDir, b.stateDir]) rmSync(d, { recursive: true, force: true });
+  }
+});
+
 test('qemu: missing kernel fails with MC_VM_KERNEL_NOT_FOUND naming the set-up command', async () => {
   const dir = tempDir('nokernel');
   mkdirSync(join(dir, 'k'));

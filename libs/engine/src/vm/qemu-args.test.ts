@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { kernelCmdline, launchArgv, machineShape, qemuArgs, qemuCaps, qemuOptValue, type QemuMachine } from './qemu-args.js';
+import { kernelCmdline, launchArgv, machineShape, memMergeFromEnv, qemuArgs, qemuCaps, qemuOptValue, type QemuMachine } from './qemu-args.js';
 
 const machine = (over: Partial<QemuMachine> = {}): QemuMachine => ({
   accel: 'tcg',
@@ -36,7 +36,7 @@ function value(args: string[], flag: string): string {
 
 test('qemuArgs: machine, accelerator, cpu, memory and the boot path', () => {
   const tcg = qemuArgs(machine());
-  assert.equal(value(tcg, '-M'), 'microvm,x-option-roms=off,rtc=on,isa-serial=on');
+  assert.equal(value(tcg, '-M'), 'microvm,x-option-roms=off,rtc=on,isa-serial=on,mem-merge=off');
   assert.equal(value(tcg, '-accel'), 'tcg,thread=single');
   assert.equal(value(tcg, '-cpu'), 'max,erms=off', 'TCG: max without ERMS (rep movsb crawls under TCG)');
   assert.equal(value(tcg, '-m'), '300');
@@ -50,6 +50,24 @@ test('qemuArgs: machine, accelerator, cpu, memory and the boot path', () => {
   assert.equal(value(kvm, '-accel'), 'kvm');
   assert.equal(value(kvm, '-cpu'), 'host');
   assert.equal(value(qemuArgs(machine({ accel: 'hvf' })), '-accel'), 'hvf');
+});
+
+test('qemuArgs: guest RAM is not mergeable by KSM unless asked (memMerge); machineShape is the same either way', () => {
+  assert.match(value(qemuArgs(machine()), '-M'), /,mem-merge=off$/);
+  assert.match(value(qemuArgs(machine({ memMerge: false })), '-M'), /,mem-merge=off$/);
+  const merged = value(qemuArgs(machine({ memMerge: true })), '-M');
+  assert.equal(merged, 'microvm,x-option-roms=off,rtc=on,isa-serial=on', 'QEMU\'s default (mem-merge=on)');
+  // A template saved by either restores into the other: the stream does not carry the madvise.
+  assert.deepEqual(machineShape(machine({ memMerge: true })), machineShape(machine()));
+  assert.ok(!machineShape(machine()).some((a) => a.includes('mem-merge')), 'hashes of templates saved before mem-merge=off stay valid');
+});
+
+test('memMergeFromEnv: off unless MONOCORE_MEM_MERGE=1; anything else is refused', () => {
+  assert.equal(memMergeFromEnv({}), false);
+  assert.equal(memMergeFromEnv({ MONOCORE_MEM_MERGE: '' }), false);
+  assert.equal(memMergeFromEnv({ MONOCORE_MEM_MERGE: '0' }), false);
+  assert.equal(memMergeFromEnv({ MONOCORE_MEM_MERGE: '1' }), true);
+  assert.throws(() => memMergeFromEnv({ MONOCORE_MEM_MERGE: 'yes' }), /MONOCORE_MEM_MERGE must be 1/);
 });
 
 test('qemuArgs: QEMU runs under its seccomp sandbox', () => {

@@ -1,3 +1,4 @@
+import { MonocoreError } from '../errors/index.js';
 import type { Accel } from './acceleration.js';
 
 /**
@@ -38,6 +39,12 @@ export interface QemuMachine {
   qmpSocket?: string;
   /** Restore: QEMU loads the saved state from this inherited fd and stays paused (-S) until QMP `cont`. */
   incomingFd?: number;
+  /**
+   * Leave guest RAM mergeable by KSM (QEMU's default mem-merge=on). Off unless the operator
+   * opts in (MONOCORE_MEM_MERGE=1): merged pages of mutually untrusting guests are a side
+   * channel (docs/THREATS.md "Memory sharing").
+   */
+  memMerge?: boolean;
 }
 
 /**
@@ -96,6 +103,14 @@ export function qemuCaps(hasVolumes: boolean): string {
  */
 export const TCG_CPU = 'max,erms=off';
 
+/** MONOCORE_MEM_MERGE: `1` lets KSM merge guest RAM across VMs; unset, empty or `0` keeps it off. */
+export function memMergeFromEnv(env: NodeJS.ProcessEnv = process.env): boolean {
+  const v = env.MONOCORE_MEM_MERGE;
+  if (v === undefined || v === '' || v === '0') return false;
+  if (v === '1') return true;
+  throw new MonocoreError('MC_USAGE', `MONOCORE_MEM_MERGE must be 1 (let KSM merge guest memory across VMs) or 0, got ${JSON.stringify(v)}`, { value: v });
+}
+
 /** The guest kernel's command line. */
 export function kernelCmdline(tscKhz: number | undefined): string {
   return [
@@ -114,7 +129,9 @@ export function qemuArgs(m: QemuMachine): string[] {
   const args = [
     // microvm: no PCI/ACPI tables to probe; x-option-roms=off skips the option ROM scan;
     // rtc=on and isa-serial=on: the RTC helped avoid timer hangs and ttyS0 is our console.
-    '-M', 'microvm,x-option-roms=off,rtc=on,isa-serial=on',
+    // mem-merge=off: guest RAM is not madvised MERGEABLE, so KSM never merges one guest's pages
+    // with another's (a page-dedup timing side channel; docs/THREATS.md "Memory sharing").
+    '-M', `microvm,x-option-roms=off,rtc=on,isa-serial=on${m.memMerge ? '' : ',mem-merge=off'}`,
     // TCG: thread=single was the verified-stable mode here; KVM/HVF when usable.
     // tb-size caps the translated-code buffer: QEMU's 1 GiB default grows with every guest, and an
     // idle one already holds tens of MiB of it (docs/PLATFORM.md "Host memory per VM under TCG").
@@ -161,13 +178,16 @@ export function qemuArgs(m: QemuMachine): string[] {
 
 /**
  * QEMU's argv with what differs between two starts of the same VM shape normalised away
- * (inherited fd numbers, socket and file paths, the QMP monitor, the incoming state): two
- * VMs whose normalised argv is equal have the same machine and devices, in the same order,
- * so one's saved state restores into the other. Hashed into a template's key.
+ * (inherited fd numbers, socket and file paths, the QMP monitor, the incoming state, whether
+ * the host may merge its RAM): two VMs whose normalised argv is equal have the same machine
+ * and devices, in the same order, so one's saved state restores into the other. Hashed into
+ * a template's key.
  */
 export function machineShape(m: QemuMachine): string[] {
-  const { qmpSocket: _q, incomingFd: _i, ...rest } = m;
-  return qemuArgs(rest).map((a) =>
+  // mem-merge is the host's madvise on guest RAM, not in the migration stream: either side restores
+  // the other's state. Rendered as QEMU's default (no flag), as before mem-merge=off existed.
+  const { qmpSocket: _q, incomingFd: _i, memMerge: _m, ...rest } = m;
+  return qemuArgs({ ...rest, memMerge: true }).map((a) =>
     a
       .replace(/\/proc\/self\/fd\/\d+/g, '/proc/self/fd/N')
       .replace(/\bfd=\d+/g, 'fd=N')

@@ -16,7 +16,7 @@ import { GroupSwitches } from './group-switches.js';
 import type { BackendAvailability, HypervisorBackend } from './hypervisor-backend.js';
 import { buildInitramfs, type Initramfs } from './initramfs-builder.js';
 import { findExecutable } from './find-executable.js';
-import { launchArgv, machineShape, qemuArgs, qemuCaps, type QemuFile, type QemuMachine } from './qemu-args.js';
+import { launchArgv, machineShape, memMergeFromEnv, qemuArgs, qemuCaps, type QemuFile, type QemuMachine } from './qemu-args.js';
 import {
   accelGroups, attachAgentLane, attachBootFiles, attachImageBlock, attachNics, attachSerialPorts, attachVmUid, attachVolumes, attachWritableDisk,
   checkForwardedPorts, copySparse, VM_UID_BASE, writableDiskPath, type InheritFd,
@@ -63,6 +63,11 @@ export interface QemuBackendOptions {
   vmUidBase?: number;
   /** Under TCG: each VM's translated-code buffer, MiB (default MONOCORE_TCG_CODE_MIB, else DEFAULT_TCG_CODE_MIB). */
   tcgCodeMib?: number;
+  /**
+   * Let KSM merge guest RAM between VMs (QEMU's mem-merge=on). Default: on only when
+   * MONOCORE_MEM_MERGE=1; merged pages are a side channel between guests (docs/THREATS.md "Memory sharing").
+   */
+  memMerge?: boolean;
   /** Start eligible VMs from templates (docs/SNAPSHOTS.md); default true unless MONOCORE_TEMPLATES=0. */
   templates?: boolean;
   /** Where the reasons go when a VM boots cold instead of from a template (pino-like; debug level). */
@@ -362,6 +367,7 @@ export class QemuBackend implements HypervisorBackend {
       const machine: QemuMachine = {
         accel: this.accel.accel,
         tcgCodeMib: this.opts.tcgCodeMib ?? tcgCodeMibFromEnv(),
+        memMerge: this.opts.memMerge ?? memMergeFromEnv(),
         cpus: spec.cpus,
         ramMib: spec.ramMib,
         // Placeholders until planStart has decided: the real files for a boot, the restore stub
