@@ -62,6 +62,8 @@ describe('templates: restore instead of boot (TCG)', () => {
     const fa = await first.a.exec({ argv: ['sh', '-c', 'echo "$WHO $(hostname) $(pwd)"; echo a-was-here > /tmp/mine'] });
     assert.equal(fa.stdout.toString(), 'tpl-a tpl-a /tmp\n');
     assert.equal(templateDirs().length, 1);
+    // The template's key has QEMU's version, asked once and remembered for this binary (qemu-version.ts).
+    assert.match(readFileSync(join(home.runDir, 'qemu-version.json'), 'utf8'), /QEMU emulator version/);
 
     const second = await start(sandbox('tpl-b', { user: 'nobody', workdir: '/' }));
     assert.equal(second.vm.boot.from, 'template', second.vm.boot.reason);

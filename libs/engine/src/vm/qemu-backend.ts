@@ -1,4 +1,4 @@
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, open, rm, writeFile } from 'node:fs/promises';
@@ -21,6 +21,7 @@ import {
   accelGroups, attachAgentLane, attachBootFiles, attachImageBlock, attachNics, attachSerialPorts, attachVmUid, attachVolumes, attachWritableDisk,
   checkForwardedPorts, copySparse, VM_UID_BASE, writableDiskPath, type InheritFd,
 } from './qemu-devices.js';
+import { qemuVersion, runQemuVersion } from './qemu-version.js';
 import { QemuVm, type QemuVmHandle, type VmBootSource } from './qemu-vm.js';
 import type { Template, TemplateShape } from './snapshot/template-store.js';
 import { TemplateStore } from './snapshot/template-store.js';
@@ -139,11 +140,13 @@ export class QemuBackend implements HypervisorBackend {
     }
   }
 
-  /** `qemu-system-x86_64 --version`'s first line (for doctor), or the reason it cannot run. */
+  /**
+   * `qemu-system-x86_64 --version`'s first line, or the reason it cannot run: run now (doctor
+   * asks whether QEMU runs, which a cached answer cannot tell: its libraries may have changed).
+   */
   version(): string {
-    const v = spawnSync(this.qemu, ['--version'], { encoding: 'utf8' });
-    if (v.error || v.status !== 0) return `${this.qemu} does not run: ${v.error?.message ?? v.stderr.trim()}`;
-    return (v.stdout.split('\n')[0] ?? '').trim();
+    const v = runQemuVersion(this.qemu);
+    return v.ok ? v.line : v.reason;
   }
 
   /** Finds the kernel and builds (or reuses) the initramfs; cached per backend. */
@@ -323,8 +326,9 @@ export class QemuBackend implements HypervisorBackend {
     }
   }
 
+  /** The version line templates and paused VMs are keyed on: remembered in the run dir per binary (qemu-version.ts). */
   private qemuVersionLine(): string {
-    this.qemuVersion ??= this.version();
+    this.qemuVersion ??= qemuVersion(this.qemu, this.home.runDir);
     return this.qemuVersion;
   }
 
