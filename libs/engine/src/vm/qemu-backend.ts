@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, open, rm, writeFile } from 'node:fs/promises';
 import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -22,14 +22,14 @@ import {
   checkForwardedPorts, copySparse, VM_UID_BASE, writableDiskPath, type InheritFd,
 } from './qemu-devices.js';
 import { qemuVersion, runQemuVersion } from './qemu-version.js';
-import { QemuVm, type QemuVmHandle, type VmBootSource } from './qemu-vm.js';
-import type { Template, TemplateShape } from './snapshot/template-store.js';
+import { QemuVm, type QemuVmHandle } from './qemu-vm.js';
+import type { Template } from './snapshot/template-store.js';
 import { TemplateStore } from './snapshot/template-store.js';
 import { restoreStubFiles } from './snapshot/restore-stub.js';
 import { pausedStatePath, readPausedMeta, removePaused, writePausedMeta, type PausedVmMeta } from './snapshot/paused-vm.js';
 import { saveVmState, type VmStateDigest } from './snapshot/vm-state-file.js';
-import { captureTemplate, finishRestore, neutralGuestSpec, templateIdentity, templateIneligibility, templateShape } from './snapshot/vm-templates.js';
-import { imageBlockPath } from '../rootfs/image-block.js';
+import { captureTemplate, finishRestore, neutralGuestSpec, templateIdentity } from './snapshot/vm-templates.js';
+import { planStart, type StartMode, type StartPlan, type StartPlanHost } from './snapshot/start-plan.js';
 import { validateVmSpec } from './vm-spec-validation.js';
 import type { VmSpec } from './vm-spec.js';
 
@@ -340,7 +340,7 @@ export class QemuBackend implements HypervisorBackend {
    */
   /** The writable disk, admitted by the host's disk budget first (released once QEMU is gone). */
   private async attachBudgetedDisk(spec: VmSpec, inherit: InheritFd, cleanup: CleanupStack, seed?: string): Promise<QemuFile> {
-    const sizeMib = spec.diskMib ?? this.opts.diskSizeMib ?? DEFAULT_DISK_MIB;
+    const sizeMib = this.diskMib(spec);
     cleanup.push(this.disks.admit(spec.id, writableDiskPath(spec.stateDir), sizeMib));
     return attachWritableDisk(spec.stateDir, sizeMib, inherit, cleanup, seed);
   }
@@ -388,7 +388,7 @@ export class QemuBackend implements HypervisorBackend {
         qmpSocket: serial.qmp.path,
       };
       const machineHash = sha256(machineShape({ ...machine, disk: { fds: [0, 0], path: '' } }).join('\0'));
-      plan = await this.planStart(spec, mode, { probe, imageId: image?.imageId, guest, machine, machineHash, cleanup });
+      plan = await planStart(this.planHost, spec, mode, { probe, imageId: image?.imageId, guest, machineHash, cleanup });
       // A restore's memory and CPU state come from the saved state: QEMU's loader would open and
       // parse the kernel and initramfs for nothing (docs/SNAPSHOTS.md "Boot files of a restore").
       const bootFiles = plan.kind === 'restore' ? await restoreStubFiles(this.home) : { kernel: kernel.vmlinux, initrd: initramfs.path };
@@ -447,63 +447,20 @@ export class QemuBackend implements HypervisorBackend {
     return handle;
   }
 
-  /** Restore, capture or plain cold boot, and why (docs/SNAPSHOTS.md). */
-  private async planStart(
-    spec: VmSpec,
-    mode: StartMode,
-    o: { probe: boolean; imageId: string | undefined; guest: GuestSpec; machine: QemuMachine; machineHash: string; cleanup: CleanupStack },
-  ): Promise<StartPlan> {
-    if (mode.kind === 'cold') return { kind: 'cold', boot: { from: 'cold', reason: mode.reason } };
-    if (mode.kind === 'fork') {
-      if (mode.machine !== o.machineHash) {
-        throw new MonocoreError('MC_VM_SNAPSHOT_FAILED', `${spec.id}: a fork must have its parent's machine shape (image, RAM, vCPUs, disk, NICs)`, { id: spec.id, parent: mode.parent });
-      }
-      return {
-        kind: 'restore',
-        source: { statePath: mode.statePath, state: mode.state },
-        boot: { from: 'fork', reason: `forked from ${mode.parent} (parent paused ${mode.pausedMs} ms)` },
-      };
-    }
-    if (mode.kind === 'resume') {
-      if (mode.meta.machine !== o.machineHash) {
-        throw new MonocoreError('MC_VM_SNAPSHOT_FAILED', `${spec.id}: paused on another machine shape (RAM, vCPUs, devices, kernel command line or monocore changed); it cannot be resumed`, { id: spec.id });
-      }
-      return {
-        kind: 'restore',
-        source: { statePath: pausedStatePath(spec.stateDir), state: mode.meta.state },
-        boot: { from: 'paused', reason: `resumed (paused at ${mode.meta.pausedAt})` },
-      };
-    }
-    const why = o.probe ? 'boot probe' : templateIneligibility(spec, o.imageId, existsSync(writableDiskPath(spec.stateDir)));
-    if (why !== undefined) return { kind: 'cold', boot: { from: 'cold', reason: why } };
-    const { kernel, initramfs } = await this.prepareFiles();
-    const shape = templateShape({
-      qemuVersion: this.qemuVersionLine(),
-      kernelPath: kernel.vmlinux,
-      initramfsHash: initramfs.hash,
-      imageId: o.imageId!,
-      imageBlockPath: imageBlockPath(this.home, o.imageId!),
-      machine: o.machineHash,
+  private diskMib(spec: VmSpec): number {
+    return spec.diskMib ?? this.opts.diskSizeMib ?? DEFAULT_DISK_MIB;
+  }
+
+  /** What planStart (snapshot/start-plan.ts) sees of this backend. */
+  private get planHost(): StartPlanHost {
+    return {
+      home: this.home,
+      templates: this.templates,
+      bootFiles: () => this.prepareFiles(),
+      qemuVersion: () => this.qemuVersionLine(),
       accel: this.accel.accel,
-      guest: o.guest,
-      diskMib: spec.diskMib ?? this.opts.diskSizeMib ?? DEFAULT_DISK_MIB,
-      ramMib: spec.ramMib,
-    });
-    const found = mode.afterFailedRestore ? { reason: mode.afterFailedRestore } : await this.templates.lookup(shape);
-    if (found.template) {
-      const t = found.template;
-      return { kind: 'restore', template: t, source: { statePath: t.statePath, state: t.meta.state, upperPath: t.upperPath }, boot: { from: 'template', reason: `template ${t.key}` } };
-    }
-    const lock = await this.templates.claim(shape);
-    if (!lock) return { kind: 'cold', boot: { from: 'cold', reason: `${found.reason}; another VM is building it now` } };
-    let released = false;
-    const release = async (): Promise<void> => {
-      if (released) return;
-      released = true;
-      await lock.release();
+      diskMib: (spec) => this.diskMib(spec),
     };
-    o.cleanup.push(release);
-    return { kind: 'capture', shape, release, boot: { from: 'cold', reason: `${found.reason}; this boot saves it` } };
   }
 
   /** Saves the template from a VM that booted neutral; a failure only costs the template. */
@@ -520,26 +477,6 @@ export class QemuBackend implements HypervisorBackend {
     }
   }
 }
-
-/** What start() and resume() ask of startInternal. */
-type StartMode =
-  | { kind: 'cold'; reason: string }
-  | { kind: 'auto'; afterFailedRestore?: string }
-  | { kind: 'resume'; meta: PausedVmMeta }
-  | { kind: 'fork'; parent: string; machine: string; statePath: string; state: VmStateDigest; pausedMs: number };
-
-/** A saved VM state to restore: the file, what it must hash to, and the writable disk to start from (absent: the VM's own). */
-interface RestoreSource {
-  statePath: string;
-  state: VmStateDigest;
-  upperPath?: string;
-}
-
-/** How one VM starts (planStart). */
-type StartPlan =
-  | { kind: 'cold'; boot: VmBootSource }
-  | { kind: 'restore'; source: RestoreSource; template?: Template; boot: VmBootSource }
-  | { kind: 'capture'; shape: TemplateShape; release: () => Promise<void>; boot: VmBootSource };
 
 /** A restore that did not work out: start() deletes the template and boots cold. */
 class RestoreFailed extends Error {
