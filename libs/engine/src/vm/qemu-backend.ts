@@ -19,7 +19,7 @@ import { findExecutable } from './find-executable.js';
 import { launchArgv, machineShape, memMergeFromEnv, qemuArgs, qemuCaps, type QemuFile, type QemuMachine } from './qemu-args.js';
 import {
   accelGroups, attachAgentLane, attachBootFiles, attachImageBlock, attachNics, attachSerialPorts, attachVmUid, attachVolumes, attachWritableDisk,
-  checkForwardedPorts, copySparse, VM_UID_BASE, writableDiskPath, type InheritFd,
+  checkForwardedPorts, VM_UID_BASE, writableDiskPath, type InheritFd,
 } from './qemu-devices.js';
 import { qemuVersion, runQemuVersion } from './qemu-version.js';
 import { QemuVm, type QemuVmHandle } from './qemu-vm.js';
@@ -27,8 +27,9 @@ import type { Template } from './snapshot/template-store.js';
 import { TemplateStore } from './snapshot/template-store.js';
 import { restoreStubFiles } from './snapshot/restore-stub.js';
 import { pausedStatePath, readPausedMeta, removePaused, writePausedMeta, type PausedVmMeta } from './snapshot/paused-vm.js';
-import { saveVmState, type VmStateDigest } from './snapshot/vm-state-file.js';
+import type { VmStateDigest } from './snapshot/vm-state-file.js';
 import { captureTemplate, finishRestore, neutralGuestSpec, templateIdentity } from './snapshot/vm-templates.js';
+import { saveStopped } from './snapshot/save-stopped.js';
 import { planStart, type StartMode, type StartPlan, type StartPlanHost } from './snapshot/start-plan.js';
 import { validateVmSpec } from './vm-spec-validation.js';
 import type { VmSpec } from './vm-spec.js';
@@ -240,18 +241,18 @@ export class QemuBackend implements HypervisorBackend {
   async pause(handle: QemuVmHandle): Promise<PausedVmMeta> {
     if (!(handle instanceof QemuVm)) throw new MonocoreError('MC_USAGE', 'pause() takes a VM started by this backend', {});
     const vm = handle;
-    const qmp = await vm.qmp();
-    const t0 = Date.now();
-    await qmp.execute('stop');
+    let saved = false;
     try {
-      const state = await saveVmState(qmp, { runtimeDir: vm.runtimeDir, ...(vm.uid !== undefined ? { uid: vm.uid } : {}), dest: pausedStatePath(vm.spec.stateDir) });
-      const meta: PausedVmMeta = { format: 1, machine: vm.machine, qemu: this.qemuVersionLine(), state, pausedAt: new Date().toISOString(), saveMs: Date.now() - t0 };
+      const { state, stoppedMs } = await saveStopped(vm, { dest: pausedStatePath(vm.spec.stateDir), resume: 'on-failure' });
+      saved = true;
+      const meta: PausedVmMeta = { format: 1, machine: vm.machine, qemu: this.qemuVersionLine(), state, pausedAt: new Date().toISOString(), saveMs: stoppedMs };
       await writePausedMeta(vm.spec.stateDir, meta);
       await vm.kill();
       return meta;
     } catch (err) {
       await removePaused(vm.spec.stateDir);
-      await qmp.execute('cont').catch(() => undefined); // not paused: it runs on as before
+      // Not paused: it runs on as before (saveStopped let it run again if the save itself failed).
+      if (saved) await (await vm.qmp()).execute('cont').catch(() => undefined);
       throw err;
     }
   }
@@ -292,25 +293,15 @@ export class QemuBackend implements HypervisorBackend {
   async fork(parent: QemuVmHandle, children: readonly VmSpec[]): Promise<QemuVmHandle[]> {
     if (!(parent instanceof QemuVm)) throw new MonocoreError('MC_USAGE', 'fork() takes a VM started by this backend', {});
     const vm = parent;
-    const qmp = await vm.qmp();
     const statePath = join(vm.spec.stateDir, `fork-${process.pid}-${Date.now()}.state`);
-    const t0 = Date.now();
     let state: VmStateDigest;
-    await qmp.execute('stop');
+    let pausedMs: number;
     try {
-      state = await saveVmState(qmp, { runtimeDir: vm.runtimeDir, ...(vm.uid !== undefined ? { uid: vm.uid } : {}), dest: statePath });
-      // QEMU flushed the parent's disk when the migration completed; it is still paused.
-      for (const c of children) {
-        await mkdir(c.stateDir, { recursive: true });
-        await copySparse(writableDiskPath(vm.spec.stateDir), writableDiskPath(c.stateDir));
-      }
+      ({ state, stoppedMs: pausedMs } = await saveStopped(vm, { dest: statePath, diskCopies: children.map((c) => writableDiskPath(c.stateDir)), resume: 'always' }));
     } catch (err) {
       await rm(statePath, { force: true });
       throw err;
-    } finally {
-      await qmp.execute('cont').catch(() => undefined);
     }
-    const pausedMs = Date.now() - t0;
     try {
       const started = await Promise.allSettled(children.map((c) => this.startInternal(c, false, false, { kind: 'fork', parent: vm.id, machine: vm.machine, statePath, state, pausedMs })));
       const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected');
@@ -420,7 +411,7 @@ export class QemuBackend implements HypervisorBackend {
         ...(neutral ? { identity: templateIdentity(guest) } : {}),
         // Its command, after REFRESH: the template it comes from (or becomes) is a sandbox.
         ...(fromTemplate && !spec.sandbox ? { mainCommand: encodeMainCommand(guest) } : {}),
-        ...(capture ? { beforeIdentity: (vm: QemuVm) => this.capture(vm, spec, capture, uid) } : {}),
+        ...(capture ? { beforeIdentity: (vm: QemuVm) => this.capture(vm, spec, capture) } : {}),
         boot: plan.boot,
         machine: machineHash,
         ...(uid !== undefined ? { uid } : {}),
@@ -464,9 +455,9 @@ export class QemuBackend implements HypervisorBackend {
   }
 
   /** Saves the template from a VM that booted neutral; a failure only costs the template. */
-  private async capture(vm: QemuVm, spec: VmSpec, plan: Extract<StartPlan, { kind: 'capture' }>, uid: number | undefined): Promise<void> {
+  private async capture(vm: QemuVm, spec: VmSpec, plan: Extract<StartPlan, { kind: 'capture' }>): Promise<void> {
     try {
-      const t = await captureTemplate(vm, { store: this.templates, shape: plan.shape, stateDir: spec.stateDir, ...(uid !== undefined ? { uid } : {}) });
+      const t = await captureTemplate(vm, { store: this.templates, shape: plan.shape });
       vm.boot.reason = `${vm.boot.reason}; saved template ${t.key} (${t.meta.state.bytes} bytes, ${t.meta.saveMs} ms)`;
     } catch (err) {
       const reason = `saving the template failed: ${(err as Error).message}`;

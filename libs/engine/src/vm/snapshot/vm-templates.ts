@@ -5,11 +5,11 @@ import { join } from 'node:path';
 import { VERSION } from '../../version.js';
 import type { GuestIdentity } from '../guest-agent.js';
 import type { GuestSpec } from '../guest-protocol.js';
-import { copySparse, writableDiskPath } from '../qemu-devices.js';
 import type { QemuVm } from '../qemu-vm.js';
 import type { VmSpec } from '../vm-spec.js';
 import { TEMPLATE_FORMAT, type Template, type TemplateShape, type TemplateStore } from './template-store.js';
-import { checkVmStateHash, saveVmState, type VmStateDigest } from './vm-state-file.js';
+import { saveStopped } from './save-stopped.js';
+import { checkVmStateHash, type VmStateDigest } from './vm-state-file.js';
 
 /**
  * How QemuBackend starts a VM from a template, or makes one (docs/SNAPSHOTS.md):
@@ -133,24 +133,11 @@ export async function finishRestore(vm: QemuVm, source: { statePath: string; sta
  * answered: pause, save the state and copy the writable disk as they are at that instant,
  * run again. A failure leaves no template (logged by the caller) and the VM running.
  */
-export async function captureTemplate(
-  vm: QemuVm,
-  o: { store: TemplateStore; shape: TemplateShape; stateDir: string; uid?: number },
-): Promise<Template> {
+export async function captureTemplate(vm: QemuVm, o: { store: TemplateStore; shape: TemplateShape }): Promise<Template> {
   const staged = await o.store.stage(o.shape);
   try {
-    const qmp = await vm.qmp();
-    const t0 = Date.now();
-    await qmp.execute('stop');
-    let state;
-    try {
-      state = await saveVmState(qmp, { runtimeDir: vm.runtimeDir, ...(o.uid !== undefined ? { uid: o.uid } : {}), dest: join(staged, 'state.bin') });
-      // QEMU flushed the disk when the migration completed; the guest is still paused.
-      await copySparse(writableDiskPath(o.stateDir), join(staged, 'upper.ext4'));
-    } finally {
-      await qmp.execute('cont');
-    }
-    return await o.store.commit(o.shape, staged, { state, createdAt: new Date().toISOString(), saveMs: Date.now() - t0 });
+    const { state, stoppedMs } = await saveStopped(vm, { dest: join(staged, 'state.bin'), diskCopies: [join(staged, 'upper.ext4')], resume: 'always' });
+    return await o.store.commit(o.shape, staged, { state, createdAt: new Date().toISOString(), saveMs: stoppedMs });
   } catch (err) {
     await rm(staged, { recursive: true, force: true });
     throw err;
