@@ -124,23 +124,44 @@ export class SandboxHost {
       if (prev.phase.kind !== 'ended') throw new Error(`sandbox ${rec.id} is already ${prev.phase.kind} here`);
       this.#entries.delete(rec.id);
     }
-    const e: Entry = { id: rec.id, epoch: rec.epoch, cpus: rec.cpus, ramMib: rec.ramMib, phase: { kind: 'booting' } };
-    this.#entries.set(rec.id, e);
+    const e = this.#newEntry(rec);
     const stateDir = home.sandboxDir(rec.id);
     // A fresh disk: whatever an earlier attempt left (a worker that died mid-boot) never ran as this sandbox.
     await rm(stateDir, { recursive: true, force: true });
     await mkdir(stateDir, { recursive: true });
-    const spec = buildSandboxVmSpec(rec, image, stateDir);
-    if (this.options.bootTimeoutMs !== undefined) spec.bootTimeoutMs = this.options.bootTimeoutMs;
     const booting = e.phase;
     let handle: VmHandle;
     try {
-      handle = await backend.start(spec);
+      handle = await backend.start(this.#vmSpec(rec, image, stateDir));
     } catch (err) {
       if (e.phase === booting) this.#forget(e);
       throw err;
     }
-    if (e.phase !== booting) {
+    await this.#bringUp(e, handle);
+    return { pid: handle.pid, boot: handle.boot ?? { from: 'cold', reason: `the ${backend.name} backend boots cold` } };
+  }
+
+  /** The entry of a sandbox coming up here (booting, resuming, a fork child): it counts against capacity from now on. */
+  #newEntry(rec: Pick<SandboxRecord, 'id' | 'epoch' | 'cpus' | 'ramMib'>): Entry {
+    const e: Entry = { id: rec.id, epoch: rec.epoch, cpus: rec.cpus, ramMib: rec.ramMib, phase: { kind: 'booting' } };
+    this.#entries.set(rec.id, e);
+    return e;
+  }
+
+  #vmSpec(rec: SandboxRecord, image: ImageRuntime, stateDir: string): ReturnType<typeof buildSandboxVmSpec> {
+    const spec = buildSandboxVmSpec(rec, image, stateDir);
+    if (this.options.bootTimeoutMs !== undefined) spec.bootTimeoutMs = this.options.bootTimeoutMs;
+    return spec;
+  }
+
+  /**
+   * Entry `e` (booting) has its VM: wait until it started, open its agent, and make the sandbox
+   * running here, watched — the one way boot, resume and fork bring a sandbox up. If the sandbox
+   * ended meanwhile (deleted, expired, fenced) the VM is killed and that is thrown; if the VM or
+   * its agent failed, the VM is killed, the entry forgotten and the error thrown.
+   */
+  async #bringUp(e: Entry, handle: VmHandle): Promise<GuestAgent> {
+    if (e.phase.kind !== 'booting') {
       await handle.kill().catch(() => undefined);
       throw this.#endedWhileBooting(e);
     }
@@ -159,7 +180,7 @@ export class SandboxHost {
     if (e.phase !== withHandle) throw this.#endedWhileBooting(e); // whoever ended it killed the handle
     move(e, { kind: 'running', handle, agent });
     this.#watch(e, handle, agent);
-    return { pid: handle.pid, boot: handle.boot ?? { from: 'cold', reason: `the ${backend.name} backend boots cold` } };
+    return agent;
   }
 
   /** A running sandbox whose VM dies, or whose agent stops answering, is lost. */
@@ -235,14 +256,10 @@ export class SandboxHost {
         const rec = await store.require(id);
         if (rec.status !== 'creating' || rec.host !== hostId || rec.forkOf !== parentId) throw new MonocoreError('MC_INTERNAL', `sandbox ${id} is not a fork of ${parentId} waiting here`, { sandbox: id });
         if ((await this.options.acquire(sandboxSubject(id), rec.epoch)) !== 'held') throw leaseLost(id);
-        const e: Entry = { id, epoch: rec.epoch, cpus: rec.cpus, ramMib: rec.ramMib, phase: { kind: 'booting' } };
-        this.#entries.set(id, e);
-        entries.push(e);
+        entries.push(this.#newEntry(rec));
         const stateDir = home.sandboxDir(id);
         await rm(stateDir, { recursive: true, force: true });
-        const spec = buildSandboxVmSpec(rec, image, stateDir);
-        if (this.options.bootTimeoutMs !== undefined) spec.bootTimeoutMs = this.options.bootTimeoutMs;
-        specs.push(spec);
+        specs.push(this.#vmSpec(rec, image, stateDir));
       }
       handles = await backend.fork(parent, specs);
     } catch (err) {
@@ -254,10 +271,7 @@ export class SandboxHost {
       entries.map(async (e, i) => {
         const handle = handles[i]!;
         try {
-          move(e, { kind: 'booting', handle });
-          const agent = await openAgent(handle);
-          move(e, { kind: 'running', handle, agent });
-          this.#watch(e, handle, agent);
+          await this.#bringUp(e, handle);
           const boot = handle.boot ?? { from: 'fork' as const, reason: `forked from ${parentId}` };
           await store.transition(e.id, hostId, 'running', {
             host: hostId,
@@ -290,17 +304,11 @@ export class SandboxHost {
     if (this.#entries.has(id)) throw new MonocoreError('MC_SANDBOX_NOT_PAUSED', `sandbox ${id} is already being resumed`, { sandbox: id, status: rec.status });
     const lease = await this.options.acquire(sandboxSubject(id), rec.epoch);
     if (lease !== 'held') throw leaseLost(id);
-    const e: Entry = { id, epoch: rec.epoch, cpus: rec.cpus, ramMib: rec.ramMib, phase: { kind: 'booting' } };
-    this.#entries.set(id, e);
+    const e = this.#newEntry(rec);
     let handle: VmHandle | undefined;
     try {
-      const spec = buildSandboxVmSpec(rec, await this.options.imageOf(rec), home.sandboxDir(id));
-      if (this.options.bootTimeoutMs !== undefined) spec.bootTimeoutMs = this.options.bootTimeoutMs;
-      handle = await backend.resume(spec);
-      move(e, { kind: 'booting', handle });
-      const agent = await openAgent(handle);
-      move(e, { kind: 'running', handle, agent });
-      this.#watch(e, handle, agent);
+      handle = await backend.resume(this.#vmSpec(rec, await this.options.imageOf(rec), home.sandboxDir(id)));
+      await this.#bringUp(e, handle);
     } catch (err) {
       await handle?.kill().catch(() => undefined);
       this.#forget(e);
