@@ -135,11 +135,15 @@ try {
   }
   const rootfs = JSON.parse(execFileSync(process.execPath, [cli, 'pull', '-q', '--json', image], { env: { ...env, MONOCORE_HOME: home }, encoding: 'utf8' })).rootfs;
 
-  // Warm-up: the first sandbox boots cold and saves the template; the first run builds nothing new (run boots cold).
+  // Warm-up: the first sandbox boots cold and saves the template; the first run saves the template
+  // of run's VM shape (or uses the sandbox's when the shapes agree); the second says where it came from.
   const warm = await json('POST', '/sandboxes', { image });
   out({ measure: 'warm-up sandbox', boot: warm.boot });
   await json('DELETE', `/sandboxes/${warm.id}`);
   execFileSync(process.execPath, [cli, 'run', '-q', image, '--', 'true'], { env: { ...env, MONOCORE_HOME: home, MONOCORE_KERNEL_DIR: kernelDir } });
+  const runBoot = JSON.parse(execFileSync(process.execPath, [cli, 'run', '--json', image, '--', 'true'], { env: { ...env, MONOCORE_HOME: home, MONOCORE_KERNEL_DIR: kernelDir }, encoding: 'utf8' })).boot;
+  out({ measure: 'warm-up run', boot: runBoot });
+  if (runBoot?.from !== 'template') throw new Error(`monocore run did not start from a template: ${JSON.stringify(runBoot)}`);
   await bareBoot(bare.cpio, rootfs);
 
   // The parent of the forks: a running 256 MiB sandbox with a background process.
