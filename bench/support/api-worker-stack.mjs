@@ -1,5 +1,7 @@
 // The production shape for REST benchmarks: one worker and the API as their own processes on
 // `redisUrl`; resolves once the API prints the URL it listens on. The caller kills `children`.
+// MONOCORE_BENCH_WORKER_LOG_LEVEL=debug shows the worker's logs (e.g. each sandbox's `sandbox booted`
+// line: queued time, boot time and the VM's restore phases).
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 
@@ -7,7 +9,7 @@ const root = new URL('../..', import.meta.url).pathname;
 
 export async function startApiAndWorker({ env, redisUrl, home, kernelDir, hostId, nodeArgs = [] }) {
   const worker = spawn(process.execPath, [...nodeArgs, join(root, 'apps/worker/dist/main.js')], {
-    env: { ...env, MONOCORE_REDIS_URL: redisUrl, MONOCORE_HOST_ID: hostId, MONOCORE_HOME: home, MONOCORE_KERNEL_DIR: kernelDir, MONOCORE_WORKER_CPUS: '64', MONOCORE_WORKER_RAM_MIB: '16384', MONOCORE_LOG_LEVEL: 'warn' },
+    env: { ...env, MONOCORE_REDIS_URL: redisUrl, MONOCORE_HOST_ID: hostId, MONOCORE_HOME: home, MONOCORE_KERNEL_DIR: kernelDir, MONOCORE_WORKER_CPUS: '64', MONOCORE_WORKER_RAM_MIB: '16384', MONOCORE_LOG_LEVEL: process.env.MONOCORE_BENCH_WORKER_LOG_LEVEL ?? 'warn' },
     stdio: ['ignore', 'inherit', 'inherit'],
   });
   const api = spawn(process.execPath, [...nodeArgs, join(root, 'apps/api/dist/main.js')], {

@@ -57,8 +57,11 @@ export function createSandboxStartProcessor(ctx: WorkerContext) {
       throw new DelayedError();
     }
     try {
+      const tBoot = performance.now();
       const image = await imageFor(ctx, job, rec);
-      const { pid, boot } = await ctx.sandboxes.boot(rec, image);
+      const { pid, boot, timings } = await ctx.sandboxes.boot(rec, image);
+      // Where a create's time went (docs/SNAPSHOTS.md "Where the time goes"): queued → this job, then the boot.
+      ctx.logger.debug({ sandbox: id, boot: boot.from, why: boot.reason, queuedMs: (job.processedOn ?? Date.now()) - job.timestamp, bootMs: Math.round(performance.now() - tBoot), vm: timings }, 'sandbox booted');
       await store.transition(id, hostId, 'running', {
         host: hostId,
         epoch,
