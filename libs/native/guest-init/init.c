@@ -275,8 +275,9 @@ static void read_spec(void) {
 /* A VM restored from (or saved as) a template booted in sandbox mode: the host sends its
  * command as `main <length>\n` + arg/env/workdir/user records once REFRESH gave the guest its
  * identity (docs/SNAPSHOTS.md "Commands from templates"). `have` bytes of the body already
- * sit in `pre` (read with the line); the rest is read here. Returns 0 for a bad message. */
-static int read_main(unsigned long len, const char *pre, size_t have) {
+ * sit in `pre` (read with the line); the rest is read here. With `apply` 0 (a VM that already
+ * runs its command) the body is read and dropped. Returns 0 for a bad or dropped message. */
+static int read_main(unsigned long len, const char *pre, size_t have, int apply) {
   if (len == 0 || len > (16UL << 20)) return 0;
   char *buf = malloc(len + 1);
   if (!buf) fail("out of memory for the main command");
@@ -284,6 +285,10 @@ static int read_main(unsigned long len, const char *pre, size_t have) {
   memcpy(buf, pre, have);
   read_exact(control_fd, buf + have, len - have);
   buf[len] = 0;
+  if (!apply) {
+    free(buf);
+    return 0;
+  }
   argc_n = 0;
   env_n = 0;
   workdir = "/";
@@ -630,7 +635,7 @@ int main(int argc, char **argv) {
           } else if (sscanf(cbuf, "main %lu", &mlen) == 1) {
             size_t have = clen - used;
             if (have > mlen) have = mlen;
-            int ok = read_main(mlen, nl + 1, have);
+            int ok = read_main(mlen, nl + 1, have, sandbox_mode);
             used += have;
             if (!sandbox_mode || !ok) {
               control("error %s\n", sandbox_mode ? "bad main command message" : "a main command for a VM that already has one");
