@@ -323,12 +323,6 @@ export class QemuBackend implements HypervisorBackend {
     return this.qemuVersion;
   }
 
-  /**
-   * Starts one VM (Firecracker's builder.rs shape): attach each device, each
-   * pushing its undo onto one CleanupStack; build QEMU's argv from the plain
-   * description they return (qemu-args.ts); spawn. A failure at any step runs
-   * the stack; after the spawn the VM runs it once QEMU is gone (qemu-vm.ts).
-   */
   /** The writable disk, admitted by the host's disk budget first (released once QEMU is gone). */
   private async attachBudgetedDisk(spec: VmSpec, inherit: InheritFd, cleanup: CleanupStack, seed?: string): Promise<QemuFile> {
     const sizeMib = this.diskMib(spec);
@@ -336,6 +330,12 @@ export class QemuBackend implements HypervisorBackend {
     return attachWritableDisk(spec.stateDir, sizeMib, inherit, cleanup, seed);
   }
 
+  /**
+   * Starts one VM (Firecracker's builder.rs shape): attach each device, each
+   * pushing its undo onto one CleanupStack; build QEMU's argv from the plain
+   * description they return (qemu-args.ts); spawn. A failure at any step runs
+   * the stack; after the spawn the VM runs it once QEMU is gone (qemu-vm.ts).
+   */
   private async startInternal(spec: VmSpec, probe: boolean, duringPrepare = false, mode: StartMode = { kind: 'cold', reason: 'boot probe' }): Promise<QemuVmHandle> {
     if (!probe) validateVmSpec(spec);
     const { kernel, initramfs } = duringPrepare ? await this.prepareFiles() : await this.prepare();
