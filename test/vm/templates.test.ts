@@ -258,6 +258,25 @@ describe('templates: restore instead of boot (TCG)', () => {
     await again.kill();
   });
 
+  test('group members share one template: the second is restored from the first one\'s, gets its own MAC and address, and reaches the first by name', async () => {
+    const net = (address: string, peer: string, peerAddress: string): VmSpec['network'] => ({ mode: 'group', group: 'tplg', address, peers: { [peer]: peerAddress }, localOnly: true });
+    const a = command('tpl-ga', ['sh', '-c', 'mkdir -p /www && echo page-of-a > /www/index.html && httpd -p 80 -h /www && echo ready && while :; do sleep 1; done'], {
+      network: net('10.89.0.2/24', 'tpl-gb', '10.89.0.3'),
+    });
+    const va = await qemu.start(a);
+    vms.push(va);
+    await va.started;
+    assert.equal(va.boot.from, 'cold');
+    assert.match(va.boot.reason, /saved template/, 'the first group member of this shape saves the template');
+    await a.stdout.until(/ready\n/);
+    const probe = 'ip -o link show eth0 | grep -o "link/ether [0-9a-f:]*"; ip -o -4 addr show eth0 | grep -o "inet [0-9./]*"; for i in 1 2 3 4 5 6 7 8; do if ping -c 1 -W 1 tpl-ga >/dev/null 2>&1; then timeout 10 wget -q -O - http://tpl-ga/; exit $?; fi; done; echo unreachable; exit 3';
+    const b = await runToEnd(command('tpl-gb', ['sh', '-c', probe], { network: net('10.89.0.3/24', 'tpl-ga', '10.89.0.2') }));
+    assert.equal(b.vm.boot.from, 'template', b.vm.boot.reason);
+    assert.equal(b.code, 0, `${b.out}${b.err}`);
+    assert.equal(b.out, 'link/ether 52:54:0a:59:00:03\ninet 10.89.0.3/24\npage-of-a\n', 'its own MAC and address, and the first member by name');
+    await va.kill();
+  });
+
   test('--cold boots the kernel; another VM shape gets a template of its own', async () => {
     const n = templateDirs().length;
     const c = await start(sandbox('tpl-cold', { coldBoot: true }));

@@ -147,6 +147,11 @@ function macString(b: Buffer, off: number): string {
   return parts.join(':');
 }
 
+/** Whether `mac` is a group member's (groupMac): 52:54 + an address; outbound and port-forward NICs use 52:56 and 52:55. */
+export function isGroupMac(mac: string): boolean {
+  return /^52:54(:[0-9a-f]{2}){4}$/i.test(mac);
+}
+
 /** The deterministic MAC of a group member: 52:54 + its IPv4 address (unique in the group). */
 export function groupMac(cidr: string): string {
   const ip = cidr.split('/')[0] ?? '';

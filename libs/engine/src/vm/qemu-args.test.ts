@@ -246,4 +246,7 @@ test('qemuArgs: the QMP monitor and a restore (-S -incoming fd:N) come last; mac
   assert.notDeepEqual(machineShape({ ...base, ramMib: base.ramMib + 64 }), machineShape(base));
   assert.notDeepEqual(machineShape({ ...base, cpus: base.cpus + 1 }), machineShape(base));
   assert.notDeepEqual(machineShape({ ...base, nics: [] }), machineShape({ ...base, nics: [{ kind: 'egress', fd: 3, mac: '52:56:64:7f:00:02' }] }));
+  // Group members differ only by their address-derived MAC (REFRESH gives a restored member its own); the NIC kind counts.
+  assert.deepEqual(machineShape({ ...base, nics: [{ kind: 'group', fd: 3, mac: '52:54:0a:58:00:02' }] }), machineShape({ ...base, nics: [{ kind: 'group', fd: 7, mac: '52:54:0a:58:00:09' }] }));
+  assert.notDeepEqual(machineShape({ ...base, nics: [{ kind: 'group', fd: 3, mac: '52:54:0a:58:00:02' }] }), machineShape({ ...base, nics: [{ kind: 'egress', fd: 3, mac: '52:56:64:7f:00:02' }] }));
 });

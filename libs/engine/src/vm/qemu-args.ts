@@ -191,6 +191,9 @@ export function machineShape(m: QemuMachine): string[] {
     a
       .replace(/\/proc\/self\/fd\/\d+/g, '/proc/self/fd/N')
       .replace(/\bfd=\d+/g, 'fd=N')
+      // A group member's MAC follows its address; a VM restored from another member's state is
+      // given its own by REFRESH (snapshot/vm-templates.ts), so the machine is the same.
+      .replace(/\b(netdev=grp,mac=)[0-9a-fA-F:]+/g, '$1M')
       .replace(/\bopaque=(?:[^,]|,,)*/g, 'opaque=')
       .replace(/\bpath=(?:[^,]|,,)*/g, 'path='),
   );

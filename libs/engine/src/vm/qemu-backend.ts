@@ -408,7 +408,7 @@ export class QemuBackend implements HypervisorBackend {
         spec, child, t0, consoleLog, runtimeDir: serial.runtimeDir,
         ...(plan.kind === 'restore' ? {} : { guestSpec: encodeGuestSpec(neutral ? neutralGuestSpec(guest) : guest) }),
         qmp: serial.qmp.conn,
-        ...(neutral ? { identity: templateIdentity(guest) } : {}),
+        ...(neutral ? { identity: templateIdentity(guest, plan.kind === 'restore' ? plan.template?.meta.macs : undefined) } : {}),
         // Its command, after REFRESH: the template it comes from (or becomes) is a sandbox.
         ...(fromTemplate && !spec.sandbox ? { mainCommand: encodeMainCommand(guest) } : {}),
         ...(capture ? { beforeIdentity: (vm: QemuVm) => this.capture(vm, spec, capture) } : {}),
@@ -457,7 +457,7 @@ export class QemuBackend implements HypervisorBackend {
   /** Saves the template from a VM that booted neutral; a failure only costs the template. */
   private async capture(vm: QemuVm, spec: VmSpec, plan: Extract<StartPlan, { kind: 'capture' }>): Promise<void> {
     try {
-      const t = await captureTemplate(vm, { store: this.templates, shape: plan.shape });
+      const t = await captureTemplate(vm, { store: this.templates, shape: plan.shape, macs: plan.macs });
       vm.boot.reason = `${vm.boot.reason}; saved template ${t.key} (${t.meta.state.bytes} bytes, ${t.meta.saveMs} ms)`;
     } catch (err) {
       const reason = `saving the template failed: ${(err as Error).message}`;

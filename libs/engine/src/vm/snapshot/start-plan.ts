@@ -32,7 +32,7 @@ export interface RestoreSource {
 export type StartPlan =
   | { kind: 'cold'; boot: VmBootSource }
   | { kind: 'restore'; source: RestoreSource; template?: Template; boot: VmBootSource }
-  | { kind: 'capture'; shape: TemplateShape; release: () => Promise<void>; boot: VmBootSource };
+  | { kind: 'capture'; shape: TemplateShape; macs: string[]; release: () => Promise<void>; boot: VmBootSource };
 
 /** What planStart needs of the backend: its template store and what a template is keyed on. */
 export interface StartPlanHost {
@@ -106,5 +106,5 @@ export async function planStart(
     await lock.release();
   };
   o.cleanup.push(release);
-  return { kind: 'capture', shape, release, boot: { from: 'cold', reason: `${found.reason}; this boot saves it` } };
+  return { kind: 'capture', shape, macs: o.guest.nics.map((n) => n.mac), release, boot: { from: 'cold', reason: `${found.reason}; this boot saves it` } };
 }

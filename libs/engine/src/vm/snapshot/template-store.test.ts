@@ -22,7 +22,7 @@ async function save(store: TemplateStore, s: TemplateShape, stateBytes = 1000): 
   const staged = await store.stage(s);
   writeFileSync(join(staged, 'state.bin'), Buffer.alloc(stateBytes, 1));
   writeFileSync(join(staged, 'upper.ext4'), Buffer.alloc(4096, 2));
-  await store.commit(s, staged, { state: { sha256: 'x', bytes: stateBytes }, createdAt: new Date().toISOString(), saveMs: 1 });
+  await store.commit(s, staged, { state: { sha256: 'x', bytes: stateBytes }, createdAt: new Date().toISOString(), saveMs: 1, macs: [] });
 }
 
 test('lookup finds a template only for its exact shape; one whose stored shape differs or whose state is truncated is deleted with the reason', async () => {

@@ -42,6 +42,11 @@ export interface TemplateMeta {
   createdAt: string;
   /** Wall time of the save (for bench and logs). */
   saveMs: number;
+  /**
+   * The guest's NIC MACs as the template was saved with them, in order: a VM restored from it
+   * is told its own through REFRESH (group members share one template; vm-templates.ts).
+   */
+  macs: string[];
 }
 
 /** A template on disk: the VM state, the writable disk at the moment of the save, and meta.json. */
@@ -53,7 +58,8 @@ export interface Template {
   upperPath: string;
 }
 
-export const TEMPLATE_FORMAT = 1;
+/** 2: meta.json holds the saved guest's MACs (templates no longer keyed by a group member's MAC). */
+export const TEMPLATE_FORMAT = 2;
 const DEFAULT_BUDGET_MIB = 2048;
 
 export function templateKey(shape: TemplateShape): string {

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { VERSION } from '../../version.js';
 import type { GuestIdentity } from '../guest-agent.js';
 import type { GuestSpec } from '../guest-protocol.js';
+import { isGroupMac } from '../group-switch.js';
 import type { QemuVm } from '../qemu-vm.js';
 import type { VmSpec } from '../vm-spec.js';
 import { TEMPLATE_FORMAT, type Template, type TemplateShape, type TemplateStore } from './template-store.js';
@@ -45,12 +46,19 @@ export function neutralGuestSpec(guest: GuestSpec): GuestSpec {
   return { ...rest, argv: [], sandbox: true, agent: true, env: [], hostname: 'monocore', workdir: '/', hosts: [] };
 }
 
-/** What a VM started from a template is told through REFRESH: everything `neutralGuestSpec` left out. */
-export function templateIdentity(guest: GuestSpec): GuestIdentity {
+/**
+ * What a VM started from a template is told through REFRESH: everything `neutralGuestSpec` left
+ * out. `savedMacs`: the NIC MACs the template was saved with (a restore), when this VM's differ
+ * (another member of a group) its NICs are found by the saved MAC and given their own.
+ */
+export function templateIdentity(guest: GuestSpec, savedMacs?: readonly string[]): GuestIdentity {
   const id: GuestIdentity = { hostname: guest.hostname, env: guest.env, workdir: guest.workdir, user: guest.user ?? '' };
   if (guest.nics.length > 0 || guest.hosts.length > 0) {
     id.network = {
-      interfaces: guest.nics.map((n) => ({ mac: n.mac, cidr: n.cidr, ...(n.gateway ? { gateway: n.gateway } : {}) })),
+      interfaces: guest.nics.map((n, i) => {
+        const saved = savedMacs?.[i] ?? n.mac;
+        return { mac: saved, ...(saved !== n.mac ? { newMac: n.mac } : {}), cidr: n.cidr, ...(n.gateway ? { gateway: n.gateway } : {}) };
+      }),
       hosts: guest.hosts,
       ...(guest.dns ? { dns: guest.dns } : {}),
     };
@@ -89,6 +97,8 @@ export function templateShape(o: {
   // The guest spec as the template booted with it, less what REFRESH changes (NIC addresses).
   const neutral = neutralGuestSpec(o.guest);
   const { nics, dns: _d, ...guestRest } = neutral;
+  // A group member's MAC follows its address: every member of one shape shares the template.
+  const nicKey = (mac: string): string => (isGroupMac(mac) ? 'group member' : mac);
   return {
     format: TEMPLATE_FORMAT,
     monocore: VERSION,
@@ -99,7 +109,7 @@ export function templateShape(o: {
     imageBlock: fileStamp(o.imageBlockPath),
     machine: o.machine,
     hostCpu: hostCpu(o.accel),
-    guest: sha({ ...guestRest, nics: nics.map((n) => n.mac), capabilities: (guestRest.capabilities ?? []).map((c) => [c.path, c.value.toString('hex')]) }),
+    guest: sha({ ...guestRest, nics: nics.map((n) => nicKey(n.mac)), capabilities: (guestRest.capabilities ?? []).map((c) => [c.path, c.value.toString('hex')]) }),
     diskMib: o.diskMib,
     ramMib: o.ramMib,
   };
@@ -133,11 +143,11 @@ export async function finishRestore(vm: QemuVm, source: { statePath: string; sta
  * answered: pause, save the state and copy the writable disk as they are at that instant,
  * run again. A failure leaves no template (logged by the caller) and the VM running.
  */
-export async function captureTemplate(vm: QemuVm, o: { store: TemplateStore; shape: TemplateShape }): Promise<Template> {
+export async function captureTemplate(vm: QemuVm, o: { store: TemplateStore; shape: TemplateShape; macs: string[] }): Promise<Template> {
   const staged = await o.store.stage(o.shape);
   try {
     const { state, stoppedMs } = await saveStopped(vm, { dest: join(staged, 'state.bin'), diskCopies: [join(staged, 'upper.ext4')], resume: 'always' });
-    return await o.store.commit(o.shape, staged, { state, createdAt: new Date().toISOString(), saveMs: stoppedMs });
+    return await o.store.commit(o.shape, staged, { state, createdAt: new Date().toISOString(), saveMs: stoppedMs, macs: o.macs });
   } catch (err) {
     await rm(staged, { recursive: true, force: true });
     throw err;
