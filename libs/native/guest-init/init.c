@@ -421,7 +421,11 @@ static void setup_network(void) {
 
 /* ---- the command ----------------------------------------------------------- */
 
-static pid_t start_command(int out_fd, int err_fd, sigset_t *oldmask) {
+/* Forks the command with its output on the stdout/stderr ports (opened here, closed in init once
+ * the child has them); reports `started` once execve() succeeded. */
+static pid_t start_command(sigset_t *oldmask) {
+  int out_fd = gc_open_port("monocore.stdout", O_WRONLY);
+  int err_fd = gc_open_port("monocore.stderr", O_WRONLY);
   int errpipe[2];
   if (pipe2(errpipe, O_CLOEXEC) < 0) fail("pipe: %s", strerror(errno));
   pid_t pid = fork();
@@ -467,6 +471,8 @@ static pid_t start_command(int out_fd, int err_fd, sigset_t *oldmask) {
     _exit(code == ENOENT || code == ENOTDIR ? 127 : 126);
   }
   close(errpipe[1]);
+  if (out_fd >= 0) close(out_fd);
+  if (err_fd >= 0) close(err_fd);
   char c;
   ssize_t n;
   do n = read(errpipe[0], &c, 1); while (n < 0 && errno == EINTR);
@@ -568,12 +574,8 @@ int main(int argc, char **argv) {
     /* No command: the VM is up once the agent is; it serves until stopped. */
     control("started %.3f\n", uptime());
   } else {
-    int out_fd = gc_open_port("monocore.stdout", O_WRONLY);
-    int err_fd = gc_open_port("monocore.stderr", O_WRONLY);
     logmsg("exec");
-    child = start_command(out_fd, err_fd, &oldmask);
-    if (out_fd >= 0) close(out_fd);
-    if (err_fd >= 0) close(err_fd);
+    child = start_command(&oldmask);
   }
 
   int status = -1;
@@ -641,12 +643,8 @@ int main(int argc, char **argv) {
               control("error %s\n", sandbox_mode ? "bad main command message" : "a main command for a VM that already has one");
             } else {
               sandbox_mode = 0; /* from here on exactly a VM that booted with this command */
-              int out_fd = gc_open_port("monocore.stdout", O_WRONLY);
-              int err_fd = gc_open_port("monocore.stderr", O_WRONLY);
               logmsg("exec (main)");
-              child = start_command(out_fd, err_fd, &oldmask);
-              if (out_fd >= 0) close(out_fd);
-              if (err_fd >= 0) close(err_fd);
+              child = start_command(&oldmask);
             }
           }
           memmove(cbuf, cbuf + used, clen - used + 1);
