@@ -25,6 +25,15 @@ function startRedis(port: number, dir: string, fsync: 'always' | 'everysec' = 'a
   return r;
 }
 
+/** A private Redis's port, data dir and URL (not started) and a worker home; both dirs removed at the end. */
+async function setup(tag: string, hostId: string): Promise<{ port: number; dir: string; home: string; url: string }> {
+  const port = await freePort();
+  const dir = tempHome(`redis-${tag}`);
+  const home = tempHome(hostId);
+  cleanup.push(() => removeDir(dir), () => removeDir(home));
+  return { port, dir, home, url: `redis://127.0.0.1:${port}` };
+}
+
 function startWorkerProcess(url: string, hostId: string, home: string): ChildProcess {
   const worker = spawnWorkerProcess({ redisUrl: url, hostId, home, ramMib: 4096 });
   cleanup.push(() => worker.exitCode === null && worker.kill('SIGKILL'));
@@ -32,11 +41,7 @@ function startWorkerProcess(url: string, hostId: string, home: string): ChildPro
 }
 
 test('Redis restarts briefly (AOF) while services run: worker and API reconnect, nothing is lost or killed', async () => {
-  const port = await freePort();
-  const dir = tempHome('redis');
-  const home = tempHome('hR');
-  cleanup.push(() => removeDir(dir), () => removeDir(home));
-  const url = `redis://127.0.0.1:${port}`;
+  const { port, dir, home, url } = await setup('r', 'hR');
   let redis = startRedis(port, dir);
   await until('redis up', () => redisAnswers(url), 10_000);
 
@@ -94,11 +99,7 @@ test('Redis restarts briefly (AOF) while services run: worker and API reconnect,
 });
 
 test('Redis SIGKILLed (AOF everysec) with a deployment in flight, down longer than the fence time: VMs are fenced, then every desired service runs exactly once again', async () => {
-  const port = await freePort();
-  const dir = tempHome('redis-k');
-  const home = tempHome('hK');
-  cleanup.push(() => removeDir(dir), () => removeDir(home));
-  const url = `redis://127.0.0.1:${port}`;
+  const { port, dir, home, url } = await setup('k', 'hK');
   let redis = startRedis(port, dir, 'everysec');
   await until('redis up', () => redisAnswers(url), 10_000);
   const worker = startWorkerProcess(url, 'hK', home);
@@ -152,11 +153,7 @@ test('Redis SIGKILLed (AOF everysec) with a deployment in flight, down longer th
 });
 
 test('a worker started while Redis is down waits for it (no exit), then registers and takes work', async () => {
-  const port = await freePort();
-  const dir = tempHome('redis-late');
-  const home = tempHome('hL');
-  cleanup.push(() => removeDir(dir), () => removeDir(home));
-  const url = `redis://127.0.0.1:${port}`;
+  const { port, dir, home, url } = await setup('late', 'hL');
   const worker = startWorkerProcess(url, 'hL', home);
   let stderr = '';
   worker.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
