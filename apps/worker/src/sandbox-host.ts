@@ -116,7 +116,7 @@ export class SandboxHost {
    * it accepts commands. The caller holds the lease. Throws when it ended
    * meanwhile (deleted or expired while booting) or could not boot.
    */
-  async boot(rec: SandboxRecord, image: ImageRuntime): Promise<{ pid: number; boot: { from: 'template' | 'cold' | 'paused' | 'fork'; reason: string }; timings?: Record<string, number> }> {
+  async boot(rec: SandboxRecord, image: ImageRuntime): Promise<{ pid: number; boot: { from: 'template' | 'cold' | 'paused' | 'fork'; reason: string }; timings?: VmHandle['timings'] }> {
     const { home, backend } = this.options;
     if (!this.options.mayRun(sandboxSubject(rec.id), rec.epoch)) throw leaseLost(rec.id);
     const prev = this.#entries.get(rec.id);
@@ -138,8 +138,7 @@ export class SandboxHost {
       throw err;
     }
     await this.#bringUp(e, handle);
-    const timings = (handle as { timings?: Record<string, number> }).timings;
-    return { pid: handle.pid, boot: handle.boot ?? { from: 'cold', reason: `the ${backend.name} backend boots cold` }, ...(timings ? { timings } : {}) };
+    return { pid: handle.pid, boot: handle.boot ?? { from: 'cold', reason: `the ${backend.name} backend boots cold` }, ...(handle.timings ? { timings: handle.timings } : {}) };
   }
 
   /** The entry of a sandbox coming up here (booting, resuming, a fork child): it counts against capacity from now on. */

@@ -197,7 +197,7 @@ export function registerRun(program: Command): void {
         process.on('SIGTERM', onSignal);
         try {
           exit = await handle.wait();
-          const timings = (handle as { timings?: Record<string, number> }).timings;
+          const timings = handle.timings;
           if (timings && process.env.MONOCORE_LOG_LEVEL === 'debug') process.stderr.write(`monocore run: timings (ms since QEMU started): ${JSON.stringify(timings)}\n`);
         } finally {
           process.off('SIGINT', onSignal);

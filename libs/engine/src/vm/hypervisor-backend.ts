@@ -1,4 +1,5 @@
 import type { GuestAgent } from './guest-agent.js';
+import type { BootTimings } from './qemu-vm.js';
 import type { VmExit, VmSpec } from './vm-spec.js';
 
 /** Result of probing a backend on this host: usable, or the reason it is not. */
@@ -15,6 +16,8 @@ export interface VmHandle {
   readonly started: Promise<void>;
   /** Restored from a template or booted cold, and why (qemu; docs/SNAPSHOTS.md). Absent: booted cold. */
   readonly boot?: { from: 'template' | 'cold' | 'paused' | 'fork'; reason: string };
+  /** Where the start's time went, ms since the hypervisor was spawned (qemu; for debug logs). */
+  readonly timings?: BootTimings;
   /** Resolves exactly once, when the VM is gone (never rejects). */
   wait(): Promise<VmExit>;
   /** Graceful stop (SIGTERM to the guest command), then kill after timeoutMs. Idempotent. */
