@@ -9,7 +9,7 @@ import type { Logger } from 'pino';
  * cleans its host (stray service files, orphaned VMs) and needs an outside restart policy.
  * Retries every 0.2 s rising to 2 s; says so at warn once, then every 30 s.
  */
-export async function awaitRedis<T>(what: string, step: () => Promise<T>, logger: Logger, signal?: AbortSignal): Promise<T> {
+export async function awaitRedis<T>(what: string, step: () => Promise<T>, logger: Logger): Promise<T> {
   let waitMs = 200;
   let firstFailure: number | undefined;
   let lastWarn = 0;
@@ -19,7 +19,6 @@ export async function awaitRedis<T>(what: string, step: () => Promise<T>, logger
       if (firstFailure !== undefined) logger.info({ step: what, waitedMs: Math.round(performance.now() - firstFailure) }, 'Redis answers again: start-up goes on');
       return r;
     } catch (err) {
-      if (signal?.aborted) throw err;
       const now = performance.now();
       firstFailure ??= now;
       if (now - lastWarn >= 30_000) {
