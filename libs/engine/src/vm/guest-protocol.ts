@@ -41,12 +41,20 @@ export const RLIMIT_NUMBERS: Record<RlimitName, number> = {
   memlock: 8, as: 9, locks: 10, sigpending: 11, msgqueue: 12, nice: 13, rtprio: 14, rttime: 15,
 };
 
-export function encodeGuestSpec(spec: GuestSpec): Buffer {
+/** NUL-terminated `key=value` records; `body()` is their bytes. A NUL inside a value throws, naming `what` and the key. */
+function nulRecords(what: string): { add(key: string, value: string): void; body(): Buffer } {
   const records: string[] = [];
-  const add = (key: string, value: string): void => {
-    if (value.includes('\0')) throw new Error(`guest spec ${key} contains a NUL byte`);
-    records.push(`${key}=${value}`);
+  return {
+    add(key, value) {
+      if (value.includes('\0')) throw new Error(`${what} ${key} contains a NUL byte`);
+      records.push(`${key}=${value}\0`);
+    },
+    body: () => Buffer.from(records.join(''), 'utf8'),
   };
+}
+
+export function encodeGuestSpec(spec: GuestSpec): Buffer {
+  const { add, body: records } = nulRecords('guest spec');
   if (spec.probe) add('probe', '1');
   if (spec.sandbox) add('sandbox', '1');
   if (spec.agent) add('agent', '1');
@@ -63,7 +71,7 @@ export function encodeGuestSpec(spec: GuestSpec): Buffer {
   for (const d of spec.dns ?? []) add('dns', d);
   for (const c of spec.capabilities ?? []) add('cap', `${c.value.toString('hex')} ${c.path}`);
   for (const r of spec.rlimits ?? []) add('rlimit', `${r.resource} ${r.soft} ${r.hard}`);
-  const body = Buffer.from(records.map((r) => `${r}\0`).join(''), 'utf8');
+  const body = records();
   return Buffer.concat([Buffer.from(`MCSPEC1 ${body.length}\n`, 'ascii'), body]);
 }
 
@@ -75,16 +83,12 @@ export function encodeGuestSpec(spec: GuestSpec): Buffer {
  */
 export function encodeMainCommand(spec: Pick<GuestSpec, 'argv' | 'env' | 'workdir' | 'user'>): Buffer {
   if (spec.argv.length === 0) throw new Error('main command: argv is empty');
-  const records: string[] = [];
-  const add = (key: string, value: string): void => {
-    if (value.includes('\0')) throw new Error(`main command ${key} contains a NUL byte`);
-    records.push(`${key}=${value}\0`);
-  };
+  const { add, body: records } = nulRecords('main command');
   for (const a of spec.argv) add('arg', a);
   for (const e of spec.env) add('env', e);
   add('workdir', spec.workdir);
   if (spec.user !== undefined && spec.user !== '') add('user', spec.user);
-  const body = Buffer.from(records.join(''), 'utf8');
+  const body = records();
   return Buffer.concat([Buffer.from(`main ${body.length}\n`, 'ascii'), body]);
 }
 
