@@ -13,6 +13,7 @@ import { DiskBudget, diskReserveFromEnv } from './disk-budget.js';
 import { findGuestKernel, type GuestKernel } from './guest-kernel.js';
 import { encodeGuestSpec, encodeMainCommand, RLIMIT_NUMBERS, type GuestSpec } from './guest-protocol.js';
 import { GroupSwitches } from './group-switches.js';
+import type { GuestAgent } from './guest-agent.js';
 import type { BackendAvailability, HypervisorBackend } from './hypervisor-backend.js';
 import { buildInitramfs, type Initramfs } from './initramfs-builder.js';
 import { findExecutable } from './find-executable.js';
@@ -30,6 +31,7 @@ import { pausedStatePath, readPausedMeta, removePaused, writePausedMeta, type Pa
 import type { VmStateDigest } from './snapshot/vm-state-file.js';
 import { captureTemplate, finishRestore, neutralGuestSpec, templateIdentity } from './snapshot/vm-templates.js';
 import { saveStopped } from './snapshot/save-stopped.js';
+import { warmTemplatePageCache, warmUpPrograms } from './snapshot/template-warm-up.js';
 import { planStart, type StartMode, type StartPlan, type StartPlanHost } from './snapshot/start-plan.js';
 import { validateVmSpec } from './vm-spec-validation.js';
 import type { VmSpec } from './vm-spec.js';
@@ -411,7 +413,7 @@ export class QemuBackend implements HypervisorBackend {
         ...(neutral ? { identity: templateIdentity(guest, plan.kind === 'restore' ? plan.template?.meta.macs : undefined) } : {}),
         // Its command, after REFRESH: the template it comes from (or becomes) is a sandbox.
         ...(fromTemplate && !spec.sandbox ? { mainCommand: encodeMainCommand(guest) } : {}),
-        ...(capture ? { beforeIdentity: (vm: QemuVm) => this.capture(vm, spec, capture) } : {}),
+        ...(capture ? { beforeIdentity: (vm: QemuVm, agent: GuestAgent) => this.capture(vm, agent, spec, capture) } : {}),
         boot: plan.boot,
         machine: machineHash,
         ...(uid !== undefined ? { uid } : {}),
@@ -455,8 +457,11 @@ export class QemuBackend implements HypervisorBackend {
   }
 
   /** Saves the template from a VM that booted neutral; a failure only costs the template. */
-  private async capture(vm: QemuVm, spec: VmSpec, plan: Extract<StartPlan, { kind: 'capture' }>): Promise<void> {
+  private async capture(vm: QemuVm, agent: GuestAgent, spec: VmSpec, plan: Extract<StartPlan, { kind: 'capture' }>): Promise<void> {
     try {
+      await warmTemplatePageCache(agent, warmUpPrograms(spec), spec.env).catch((err: unknown) => {
+        this.opts.logger?.debug({ vm: spec.id, reason: (err as Error).message }, 'template warm-up failed');
+      });
       const t = await captureTemplate(vm, { store: this.templates, shape: plan.shape, macs: plan.macs });
       vm.boot.reason = `${vm.boot.reason}; saved template ${t.key} (${t.meta.state.bytes} bytes, ${t.meta.saveMs} ms)`;
     } catch (err) {

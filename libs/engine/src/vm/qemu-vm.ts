@@ -121,7 +121,7 @@ export interface QemuVmInit {
    */
   identity?: GuestIdentity;
   /** Runs once the agent answered, before `identity` is applied: saving a template of the still neutral guest. */
-  beforeIdentity?: (vm: QemuVm) => Promise<void>;
+  beforeIdentity?: (vm: QemuVm, agent: GuestAgent) => Promise<void>;
   /**
    * A command VM booted neutral (a template is saved from it) or restored from a template: the
    * guest comes up in sandbox mode; once `identity` is applied this `main` message
@@ -443,7 +443,7 @@ export class QemuVm implements QemuVmHandle {
       if (!sock) throw ended();
       const session = await AgentSession.open(sock, { label: this.id, handshakeTimeoutMs: 30_000, ...(this.s.agentLane ? { lane: this.s.agentLane } : {}) });
       void session.closed.then((err) => (this.agentEnded = err));
-      await this.s.beforeIdentity?.(this);
+      await this.s.beforeIdentity?.(this, session);
       if (this.s.identity) await session.refresh(this.s.identity);
       this.timings.agentReadyMs = Date.now() - this.s.t0;
       return session;
