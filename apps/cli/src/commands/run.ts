@@ -173,6 +173,7 @@ export function registerRun(program: Command): void {
         volumes,
         ports,
         stateDir,
+        discardDiskOnExit: true, // --rm: the state dir goes below
         // Outbound: a one-member group (its segment stays private) with local_only = false, limited to --allow.
         network: opts.net === 'outbound' ? outboundNetwork(id, allow) : { mode: 'none' },
         stdout: capOut ?? process.stdout,

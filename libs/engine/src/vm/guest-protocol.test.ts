@@ -66,3 +66,12 @@ test('encodeMainCommand: `main <length>` then the records a template leaves out;
   assert.throws(() => encodeMainCommand({ argv: [], env: [], workdir: '/' }), /argv is empty/);
   assert.throws(() => encodeMainCommand({ argv: ['a'], env: ['B=\0'], workdir: '/' }), /NUL/);
 });
+
+test('discard=1 travels in the boot spec and in a main command only when the writable layer is discarded', () => {
+  const records = (b: Buffer): string[] => b.subarray(b.indexOf(0x0a) + 1).toString('utf8').split('\0');
+  assert.ok(records(encodeMainCommand({ argv: ['true'], env: [], workdir: '/', discardDisk: true })).includes('discard=1'));
+  assert.ok(!records(encodeMainCommand({ argv: ['true'], env: [], workdir: '/' })).includes('discard=1'));
+  const spec = { argv: ['true'], env: [], workdir: '/', hostname: 'h', disk: true, volumes: [], nics: [], hosts: [] };
+  assert.ok(records(encodeGuestSpec({ ...spec, discardDisk: true })).includes('discard=1'));
+  assert.ok(!records(encodeGuestSpec(spec)).includes('discard=1'));
+});

@@ -33,6 +33,8 @@ export interface GuestSpec {
   agent?: boolean;
   /** No command (argv empty): init runs only the agent until "signal 15". */
   sandbox?: boolean;
+  /** The writable layer is deleted when the VM ends: init does not flush it after the command. */
+  discardDisk?: boolean;
 }
 
 /** Linux RLIMIT_* numbers (asm-generic/resource.h; x86_64 uses the generic values). */
@@ -62,6 +64,7 @@ export function encodeGuestSpec(spec: GuestSpec): Buffer {
   for (const e of spec.env) add('env', e);
   add('workdir', spec.workdir);
   if (spec.user !== undefined && spec.user !== '') add('user', spec.user);
+  if (spec.discardDisk) add('discard', '1');
   add('hostname', spec.hostname);
   add('disk', spec.disk ? '1' : '0');
   if (spec.image) add('image', spec.image);
@@ -79,15 +82,17 @@ export function encodeGuestSpec(spec: GuestSpec): Buffer {
  * The command of a VM started from a template (docs/SNAPSHOTS.md "Commands from templates"):
  * the template booted without one, so once REFRESH gave the guest its identity the host sends
  * init `main <length>\n` and these records on the control port, and init runs the command as if
- * the boot spec had held it. Only what a template leaves out travels: argv, env, workdir, user.
+ * the boot spec had held it. Only what a template leaves out travels: argv, env, workdir, user,
+ * and whether the writable layer is discarded at the end.
  */
-export function encodeMainCommand(spec: Pick<GuestSpec, 'argv' | 'env' | 'workdir' | 'user'>): Buffer {
+export function encodeMainCommand(spec: Pick<GuestSpec, 'argv' | 'env' | 'workdir' | 'user' | 'discardDisk'>): Buffer {
   if (spec.argv.length === 0) throw new Error('main command: argv is empty');
   const { add, body: records } = nulRecords('main command');
   for (const a of spec.argv) add('arg', a);
   for (const e of spec.env) add('env', e);
   add('workdir', spec.workdir);
   if (spec.user !== undefined && spec.user !== '') add('user', spec.user);
+  if (spec.discardDisk) add('discard', '1');
   const body = records();
   return Buffer.concat([Buffer.from(`main ${body.length}\n`, 'ascii'), body]);
 }

@@ -508,6 +508,7 @@ function guestSpec(
     env: spec.env,
     workdir: spec.workdir ?? '/',
     ...(spec.user !== undefined ? { user: spec.user } : {}),
+    ...(spec.discardDiskOnExit ? { discardDisk: true } : {}),
     hostname: spec.hostname ?? spec.id,
     disk: a.disk,
     ...(a.image ? { image: a.image } : {}),

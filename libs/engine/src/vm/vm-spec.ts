@@ -53,6 +53,11 @@ export interface VmSpec {
   ports: Array<{ host: number; guest: number; bindAddress?: string }>;
   /** Per-service state directory (writable layer, sockets, console log); created if missing. */
   stateDir: string;
+  /**
+   * The caller deletes the writable layer once the VM ends (`monocore run`): the guest skips
+   * flushing it to the host after the command, which under TCG is ~40-50 ms of every run.
+   */
+  discardDiskOnExit?: boolean;
   /** Network attachment; 'none' gives the guest loopback only. */
   network: VmNetwork;
   /** Where the guest command's stdout/stderr go (kept separate, no kernel/init noise). */

@@ -42,7 +42,7 @@ export function templateIneligibility(spec: VmSpec, imageId: string | undefined,
 
 /** The identity a template is booted with: nothing of the first caller's (env, hostname, workdir, user) is saved in it. */
 export function neutralGuestSpec(guest: GuestSpec): GuestSpec {
-  const { user: _u, ...rest } = guest;
+  const { user: _u, discardDisk: _d, ...rest } = guest;
   return { ...rest, argv: [], sandbox: true, agent: true, env: [], hostname: 'monocore', workdir: '/', hosts: [] };
 }
 
