@@ -1,4 +1,4 @@
-import type { RuntimeConfig } from './manifest.js';
+import type { RuntimeConfig } from './runtime-config.js';
 
 /**
  * What a caller sets over an image's config: a service's `command`/`args`/`envs`/

@@ -2,49 +2,17 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, readdir, readFile, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { z } from 'zod';
 import { MonocoreError } from '../errors/index.js';
 import type { MonocoreHome } from '../home/index.js';
 import { isDigest } from './digest.js';
 import { parseImageReference } from './image-reference.js';
 import { imageRootfsIdsInUse } from '../rootfs/rootfs-in-use.js';
 import { LocalContentStore } from './local-content-store.js';
-import { runtimeConfig, type ImageConfig, type ImageManifest } from './manifest.js';
+import { checkImageRecord, type ImageRecord } from './image-record.js';
+import type { ImageConfig, ImageManifest } from './manifest.js';
+import { runtimeConfig } from './runtime-config.js';
 
-/**
- * Image records: which manifest a reference resolved to for a platform, with the
- * config and layers needed to boot it without reading blobs again. One JSON file
- * per (reference, platform) under oci/images/, written atomically.
- */
-export const ImageRecordSchema = z.object({
-  /** Normalised reference, e.g. docker.io/library/alpine:latest (or name@sha256:...). */
-  reference: z.string(),
-  /** "os/arch[/variant]". */
-  platform: z.string(),
-  /** What the reference resolved to: an index (multi-platform) or the manifest itself. */
-  digest: z.string(),
-  /** The platform's image manifest: the image id (its rootfs is keyed by it). */
-  manifestDigest: z.string(),
-  manifestMediaType: z.string(),
-  configDigest: z.string(),
-  config: z.object({
-    env: z.array(z.string()),
-    entrypoint: z.array(z.string()),
-    cmd: z.array(z.string()),
-    workingDir: z.string().optional(),
-    user: z.string().optional(),
-  }),
-  layers: z.array(z.object({ digest: z.string(), mediaType: z.string(), size: z.number() })),
-  /** Sum of the (compressed) layer sizes. */
-  size: z.number(),
-  rootfs: z.string(),
-  /** Every blob the record keeps alive (manifest(s), config, layers). */
-  blobs: z.array(z.string()),
-  created: z.string().optional(),
-  pulledAt: z.string(),
-  source: z.enum(['registry', 'import']),
-});
-export type ImageRecord = z.infer<typeof ImageRecordSchema>;
+export type { ImageRecord } from './image-record.js';
 
 /**
  * The record of an image just made available, from its manifest and config:
@@ -115,7 +83,8 @@ export class ImageStore {
   }
 
   async put(record: ImageRecord): Promise<void> {
-    ImageRecordSchema.parse(record);
+    const checked = checkImageRecord(record);
+    if (!checked.ok) throw new MonocoreError('MC_INTERNAL', `image record for ${record.reference}: ${checked.error}`, { reference: record.reference });
     await mkdir(this.dir, { recursive: true });
     const file = join(this.dir, `${recordKey(record.reference, record.platform)}.json`);
     const tmp = `${file}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
@@ -136,9 +105,15 @@ export class ImageStore {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
       throw err;
     }
-    const r = ImageRecordSchema.safeParse(JSON.parse(raw));
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(raw);
+    } catch {
+      return undefined;
+    }
+    const r = checkImageRecord(parsed);
     // A record we cannot read is treated as absent (a pull rewrites it); never thrown at list time.
-    return r.success ? r.data : undefined;
+    return r.ok ? r.record : undefined;
   }
 
   async list(): Promise<ImageRecord[]> {

@@ -8,10 +8,11 @@ export {
 } from './image-reference.js';
 export { MediaTypes, MANIFEST_ACCEPT, LAYER_TYPES } from './media-types.js';
 export { isDigest, sha256Digest, digestHex } from './digest.js';
-export { parseManifest, parseImageConfig, runtimeConfig } from './manifest.js';
+export { parseManifest, parseImageConfig } from './manifest.js';
+export { runtimeConfig, type RuntimeConfig } from './runtime-config.js';
 export { imageProcess } from './image-process.js';
 export type { ProcessOverrides, ImageProcess } from './image-process.js';
-export type { Descriptor, ImageManifest, ImageIndex, ImageConfig, RuntimeConfig, ParsedManifest } from './manifest.js';
+export type { Descriptor, ImageManifest, ImageIndex, ImageConfig, ParsedManifest } from './manifest.js';
 export { hostPlatform, parsePlatform, formatPlatform, platformMatches, selectPlatform } from './platform.js';
 export type { Platform } from './platform.js';
 export type { ContentStore, IngestWriter, BlobInfo, EnsureBlobOptions } from './content-store.js';
@@ -23,7 +24,8 @@ export type { RegistryCredentials, CredentialsResolver } from './registry-creden
 export { loadRegistriesFile } from './registries-config.js';
 export { RegistryPolicy, RegistryPolicyDataSchema, classifyAddress, registryConnectHost } from './registry-policy.js';
 export type { RegistryPolicyData, AddressClass } from './registry-policy.js';
-export { ImageStore, ImageRecordSchema } from './image-store.js';
+export { ImageStore } from './image-store.js';
+export { checkImageRecord } from './image-record.js';
 export type { ImageRecord, PruneResult, PruneOptions } from './image-store.js';
 export { pullImage, resolvePlatform, defaultRegistryClient, closeDefaultRegistryClient } from './pull-image.js';
 export type { PullImageOptions, PulledImage, PullProgress } from './pull-image.js';

@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { isMonocoreError } from '../errors/index.js';
-import { parseImageConfig, parseManifest, runtimeConfig } from './manifest.js';
+import { parseImageConfig, parseManifest } from './manifest.js';
+import { runtimeConfig } from './runtime-config.js';
 
 const digest = `sha256:${'a'.repeat(64)}`;
 const bytes = (o: unknown) => Buffer.from(JSON.stringify(o));

@@ -66,15 +66,6 @@ export const ImageConfigSchema = z.object({
 });
 export type ImageConfig = z.infer<typeof ImageConfigSchema>;
 
-/** The runtime part of an image config that services use. */
-export interface RuntimeConfig {
-  env: string[];
-  entrypoint: string[];
-  cmd: string[];
-  workingDir?: string;
-  user?: string;
-}
-
 export type ParsedManifest =
   | { kind: 'index'; mediaType: string; index: ImageIndex }
   | { kind: 'manifest'; mediaType: string; manifest: ImageManifest };
@@ -152,12 +143,4 @@ export function parseImageConfig(bytes: Uint8Array, what: string): ImageConfig {
   const r = ImageConfigSchema.safeParse(parseJson(bytes, what));
   if (!r.success) throw new MonocoreError('MC_OCI_INVALID_MANIFEST', `${what}: invalid image config: ${zodProblem(r.error)}`, { what });
   return r.data;
-}
-
-export function runtimeConfig(config: ImageConfig): RuntimeConfig {
-  const c = config.config ?? {};
-  const out: RuntimeConfig = { env: c.Env ?? [], entrypoint: c.Entrypoint ?? [], cmd: c.Cmd ?? [] };
-  if (c.WorkingDir) out.workingDir = c.WorkingDir;
-  if (c.User) out.user = c.User;
-  return out;
 }

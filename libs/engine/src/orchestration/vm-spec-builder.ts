@@ -1,7 +1,7 @@
 import type { ResolvedService } from '../config/index.js';
 import { MonocoreError } from '../errors/index.js';
 import { imageProcess } from '../oci/image-process.js';
-import type { RuntimeConfig } from '../oci/manifest.js';
+import type { RuntimeConfig } from '../oci/runtime-config.js';
 import type { VmNetwork, VmSpec } from '../vm/vm-spec.js';
 
 /** The parts of an image the VM spec needs (ImageRecord.config of the oci domain). */
