@@ -76,8 +76,11 @@ static void control(const char *fmt, ...) {
   if (control_fd >= 0) write_all(control_fd, buf, (size_t)n);
 }
 
+/* "discard=1": the host deletes the writable layer when the VM ends (monocore run): no flush. */
+static int discard_disk;
+
 static void power_off(void) {
-  sync();
+  if (!discard_disk) sync();
   reboot(RB_POWER_OFF);
   /* Fallback: with reboot=t and QEMU's -no-reboot a reboot ends the VM too. */
   reboot(RB_AUTOBOOT);
@@ -160,8 +163,6 @@ static char *caps[MAX_ITEMS]; /* "<hex value> <path>" */
 static int caps_n;
 static struct gc_rlimit rlims[32];
 static int rlim_n;
-/* "discard=1": the host deletes the writable layer when the VM ends (monocore run). */
-static int discard_disk;
 
 static void read_exact(int fd, char *buf, size_t len) {
   size_t got = 0;
