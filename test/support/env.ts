@@ -124,6 +124,7 @@ export const TEST_REDIS_DBS = {
   'sandbox/sandbox-e2e': 22,
   'sandbox/sandbox-multihost': 23,
   'sandbox/sandbox-snapshots': 24,
+  'sandbox/sandbox-changes': 25,
   'orchestration/queue-adopter': 30,
   'orchestration/host-reaper': 31,
 } as const;

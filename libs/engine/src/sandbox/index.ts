@@ -15,5 +15,6 @@ export type { SandboxRecord } from './sandbox-record.js';
 export { SandboxStore, DEFAULT_SANDBOX_RETENTION_MS } from './sandbox-store.js';
 export type { SandboxTransitionOptions } from './sandbox-store.js';
 export { SandboxControl, newSandboxId } from './sandbox-control.js';
+export { SandboxChanges } from './sandbox-changes.js';
 export type { SandboxApi, SandboxControlOptions, CreateSandboxInput, CreateOptions } from './sandbox-control.js';
 export { buildSandboxVmSpec } from './sandbox-vm-spec.js';

@@ -24,6 +24,7 @@ import { Keys } from '../state/keys.js';
 import { sandboxNetwork } from './sandbox-network.js';
 import { toSandbox, type SandboxRecord } from './sandbox-record.js';
 import { isEndedSandboxStatus, type SandboxStatus } from './sandbox-state.js';
+import { SandboxChanges } from './sandbox-changes.js';
 import { SandboxStore, notFound } from './sandbox-store.js';
 
 /** A create request after validation (defaults applied). */
@@ -78,7 +79,6 @@ export function newSandboxId(): string {
   return s;
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /**
  * Sandboxes as the API sees them: placement (the same capacity-aware
@@ -91,11 +91,14 @@ export class SandboxControl implements SandboxApi {
   readonly hosts: HostRegistry;
   readonly #o: SandboxControlOptions;
   readonly #flows: FlowProducer;
+  readonly #changes: SandboxChanges;
 
   constructor(options: SandboxControlOptions) {
     this.#o = options;
     this.store = new SandboxStore(options.redis, options.retentionMs);
     this.hosts = new HostRegistry(options.redis);
+    this.#changes = new SandboxChanges(options.redis, options.logger);
+    this.#changes.start();
     this.#flows = new FlowProducer({ connection: options.redis, prefix: QUEUE_PREFIX });
     this.#flows.on('error', (err: Error) => options.logger.warn({ err: err.message }, 'sandbox flow producer error'));
   }
@@ -197,15 +200,22 @@ export class SandboxControl implements SandboxApi {
   async #waitRunning(id: string, timeoutMs: number, signal?: AbortSignal): Promise<Sandbox> {
     const until = performance.now() + timeoutMs;
     for (;;) {
-      const rec = await this.#read(id);
-      if (!rec) throw notFound(id);
-      if (rec.status === 'running') return toSandbox(rec);
-      if (rec.status !== 'creating') throw endedError(rec, 'before it was ready');
-      if (signal?.aborted) throw new MonocoreError('MC_ORCH_TIMEOUT', `stopped waiting for sandbox ${id}: the caller went away (it is still being created)`, { sandbox: id });
-      if (performance.now() > until) {
-        throw new MonocoreError('MC_ORCH_TIMEOUT', `sandbox ${id} was not ready within ${timeoutMs} ms (it is still being created; see GET /sandboxes/${id})`, { sandbox: id });
+      // Registered before the read: a change recorded meanwhile still wakes us. The timeout
+      // bounds a wait the feed cannot end (Redis restarting) and checks the host's liveness.
+      const change = this.#changes.next(id, 1000, signal);
+      try {
+        const rec = await this.#read(id);
+        if (!rec) throw notFound(id);
+        if (rec.status === 'running') return toSandbox(rec);
+        if (rec.status !== 'creating') throw endedError(rec, 'before it was ready');
+        if (signal?.aborted) throw new MonocoreError('MC_ORCH_TIMEOUT', `stopped waiting for sandbox ${id}: the caller went away (it is still being created)`, { sandbox: id });
+        if (performance.now() > until) {
+          throw new MonocoreError('MC_ORCH_TIMEOUT', `sandbox ${id} was not ready within ${timeoutMs} ms (it is still being created; see GET /sandboxes/${id})`, { sandbox: id });
+        }
+        await change.changed;
+      } finally {
+        change.cancel();
       }
-      await sleep(50);
     }
   }
 
@@ -391,6 +401,7 @@ export class SandboxControl implements SandboxApi {
   }
 
   async close(): Promise<void> {
+    await this.#changes.close();
     await this.#flows.close().catch(() => undefined);
   }
 }
