@@ -65,7 +65,9 @@ describe('integrity', () => {
       });
       const store = new LocalContentStore(home);
       assert.equal(await store.info(bigLayer.digest), undefined, 'the corrupt blob is not in the store');
-      assert.deepEqual(await ingestLeftovers(home), [], 'no partial ingest is kept for a corrupt blob');
+      // Only the corrupt blob's: a download the failure cut short keeps its partial ingest to
+      // resume (on a loaded machine the small layer's may still be in flight; CI saw one).
+      assert.ok(!(await ingestLeftovers(home)).includes(bigLayer.digest.slice('sha256:'.length)), 'no partial ingest is kept for a corrupt blob');
       assert.deepEqual(await new ImageStore(home).list(), [], 'no image was recorded');
       assert.deepEqual(await rootfsLeftovers(home), [], 'no rootfs or unpack temp dir is left');
       // The same home then pulls fine from an honest path.
