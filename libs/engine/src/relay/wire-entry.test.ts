@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { Command } from 'ioredis';
+import { isSlab, releaseSlab, spareSlabs, takeSlab } from '../streams/slabs.js';
 import { WireEntry } from './wire-entry.js';
 
 // What ioredis itself sends for the same XADD: the entry must be byte for byte the same command.
@@ -31,4 +32,33 @@ test('WireEntry: a partial last entry carries its own length; append() from an o
   const one = new WireEntry('k', 'd', 'c1', 1 << 20);
   one.append(Buffer.from('x'));
   assert.deepEqual(one.command().toWritable({}), ioredisWire('k', 'd', 'c1', Buffer.from('x')));
+});
+
+test('WireEntry.of: bytes in a slab are sent from it in place; other bytes, and part of a slab, are copied', () => {
+  const data = randomBytes(5000);
+  const slab = takeSlab(data.length);
+  data.copy(slab);
+  const wire = WireEntry.of('k', 'o', 'c1', slab).command().toWritable({}) as Buffer;
+  assert.deepEqual(wire, ioredisWire('k', 'o', 'c1', data));
+  assert.equal(wire.buffer, slab.buffer, 'the command is written around the data, in the same memory');
+  const part = slab.subarray(0, 100);
+  assert.ok(!isSlab(part), 'part of a slab is not one: the bytes after it are not free');
+  const copied = WireEntry.of('k', 'o', 'c1', part).command().toWritable({}) as Buffer;
+  assert.notEqual(copied.buffer, slab.buffer);
+  assert.deepEqual(copied, ioredisWire('k', 'o', 'c1', data.subarray(0, 100)));
+  assert.deepEqual(slab, data, 'the slab still holds its bytes');
+});
+
+test('slabs: given back once, reused; a part or a foreign buffer is never taken back', () => {
+  const before = spareSlabs();
+  const a = takeSlab();
+  releaseSlab(a.subarray(0, 10));
+  releaseSlab(Buffer.alloc(10));
+  assert.equal(spareSlabs(), before);
+  releaseSlab(a);
+  releaseSlab(a);
+  assert.equal(spareSlabs(), before + 1, 'twice is once');
+  const b = takeSlab(10);
+  assert.equal(b.buffer, a.buffer, 'the same memory serves again');
+  assert.ok(!isSlab(a), 'the old view is no longer the slab (its length was changed)');
 });

@@ -1,4 +1,5 @@
 import type { FileHandle } from 'node:fs/promises';
+import { SLAB_DATA_BYTES, takeSlab } from '../../streams/slabs.js';
 
 /**
  * The bulk lane (docs/AGENT.md "Bulk lane"): a small disk shared with the guest
@@ -16,8 +17,8 @@ import type { FileHandle } from 'node:fs/promises';
  * host reads only the slot and length it was told, within the file it made.
  */
 
-/** Bytes per slot; the guest's agent uses the same (it reports it in HELLO_ACK). */
-export const LANE_SLOT_BYTES = 1 << 20;
+/** Bytes per slot; the guest's agent uses the same (it reports it in HELLO_ACK). A slot's bytes fit a slab. */
+export const LANE_SLOT_BYTES = SLAB_DATA_BYTES;
 /** Most slots a lane has (the agent's limit too). */
 export const LANE_MAX_SLOTS = 64;
 /** Slots one transfer holds at once, so that a few bulk transfers share one lane. */
@@ -83,8 +84,9 @@ export class LanePool {
     }
   }
 
+  /** The slot's first `length` bytes, in a slab (streams/slabs.ts): the relay sends them to Redis from there without a copy. */
   async read(slot: number, length: number): Promise<Buffer> {
-    const buf = Buffer.allocUnsafe(length);
+    const buf = takeSlab(length);
     let done = 0;
     while (done < length) {
       const { bytesRead } = await this.file.read(buf, done, length - done, slot * LANE_SLOT_BYTES + done);
