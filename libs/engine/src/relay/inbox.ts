@@ -1,6 +1,8 @@
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import { decodeEntry, type RelayEntry } from './relay-protocol.js';
+import { ReaderConnection } from './reader-connection.js';
+import { RELAY_MAX_CHUNK_BYTES, decodeEntry, type RelayEntry } from './relay-protocol.js';
+import { RespError, RespProtocolError, type RespLimits, type RespValue } from './resp-reader.js';
 
 export interface InboxOptions {
   /** A shared, non-blocking connection: creation, TTL refresh, trimming. A blocking duplicate is made for reading. */
@@ -20,6 +22,17 @@ export interface InboxOptions {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/** Entries one XREAD returns at most. */
+const READ_COUNT = 512;
+/** How long one XREAD blocks (ms), and how much longer its reply may take before the connection is given up. */
+const BLOCK_MS = 2000;
+const REPLY_GRACE_MS = 10_000;
+/**
+ * What an XREAD reply may hold. Fields are at most an entry's data (RELAY_MAX_CHUNK_BYTES) or a
+ * call's JSON; a larger one is skipped and its entry reaches the handler damaged (its call fails).
+ */
+const LIMITS: RespLimits = { maxBulk: 4 * RELAY_MAX_CHUNK_BYTES, maxArray: 2 * READ_COUNT, maxDepth: 6 };
+
 /**
  * A Redis stream one process reads, with one blocking XREAD loop on a
  * connection of its own, and everyone else appends to (`XADD … NOMKSTREAM`).
@@ -33,8 +46,10 @@ export class Inbox {
   readonly key: string;
   readonly #o: InboxOptions;
   readonly #ttlMs: number;
-  readonly #reader: Redis;
+  #conn?: ReaderConnection;
   #lastId = '0-0';
+  /** The entries before this id were read: trimmed before the next read. */
+  #trimTo?: string;
   #closed = false;
   #timer?: NodeJS.Timeout;
   #loop?: Promise<void>;
@@ -43,8 +58,6 @@ export class Inbox {
     this.#o = options;
     this.key = options.key;
     this.#ttlMs = options.ttlMs ?? 30_000;
-    this.#reader = options.redis.duplicate({ maxRetriesPerRequest: null });
-    this.#reader.on('error', (err: Error) => options.logger.debug({ err: err.message, inbox: this.key }, 'inbox connection error'));
   }
 
   static async open(options: InboxOptions): Promise<Inbox> {
@@ -82,27 +95,43 @@ export class Inbox {
 
   async #read(): Promise<void> {
     while (!this.#closed) {
-      let res: Array<[Buffer, Array<[Buffer, Buffer[]]>]> | null;
+      let res: RespValue;
       try {
-        res = (await this.#reader.xreadBuffer('COUNT', 512, 'BLOCK', 2000, 'STREAMS', this.key, this.#lastId)) as typeof res;
+        // A connection of the inbox's own (reader-connection.ts): bulk fields land in slabs, uncopied.
+        if (!this.#conn) {
+          const conn = await ReaderConnection.open(this.#o.redis.options, LIMITS);
+          if (this.#closed) return conn.close();
+          this.#conn = conn;
+        }
+        if (this.#trimTo !== undefined) {
+          // Everything before the last entry read is consumed: keep only what is unread. Sent ahead of the read, no round trip of its own.
+          void this.#conn.command(['XTRIM', this.key, 'MINID', this.#trimTo]).catch(() => undefined);
+          this.#trimTo = undefined;
+        }
+        res = await this.#conn.command(['XREAD', 'COUNT', String(READ_COUNT), 'BLOCK', String(BLOCK_MS), 'STREAMS', this.key, this.#lastId], BLOCK_MS + REPLY_GRACE_MS);
       } catch (err) {
         if (this.#closed) return;
+        // An error reply leaves the connection usable; anything else (gone, timed out, not RESP) ends it.
+        if (!(err instanceof RespError)) {
+          this.#conn?.close();
+          this.#conn = undefined;
+        }
         this.#o.logger.warn({ err: (err as Error).message, inbox: this.key }, 'inbox read failed; retrying');
         await sleep(200);
         continue;
       }
-      if (!res || this.#closed) continue;
-      const batch: RelayEntry[] = [];
-      for (const [, entries] of res) {
-        for (const [idBuf, fields] of entries) {
-          const id = idBuf.toString('latin1');
-          this.#lastId = id;
-          const e = decodeEntry(id, fields);
-          if (e) batch.push(e);
-        }
+      if (res === null || this.#closed) continue;
+      let batch: RelayEntry[];
+      try {
+        batch = this.#entries(res);
+      } catch (err) {
+        this.#o.logger.warn({ err: (err as Error).message, inbox: this.key }, 'inbox read an unreadable reply; retrying');
+        this.#conn?.close();
+        this.#conn = undefined;
+        await sleep(200);
+        continue;
       }
-      // Everything up to the last entry read is consumed: keep only what is unread.
-      void this.#o.redis.xtrim(this.key, 'MINID', this.#lastId).catch(() => undefined);
+      this.#trimTo = this.#lastId;
       if (batch.length > 0) {
         try {
           this.#o.onEntries(batch);
@@ -113,12 +142,35 @@ export class Inbox {
     }
   }
 
+  /** An XREAD reply (`[[key, [[id, [field, value, …]], …]]]`) → the relay entries in it; throws when it has another shape. */
+  #entries(res: RespValue): RelayEntry[] {
+    const shape = (): never => {
+      throw new RespProtocolError('an XREAD reply of an unexpected shape');
+    };
+    if (!Array.isArray(res)) shape();
+    const batch: RelayEntry[] = [];
+    for (const stream of res as RespValue[]) {
+      if (!Array.isArray(stream) || stream.length !== 2 || !Array.isArray(stream[1])) shape();
+      for (const entry of (stream as RespValue[][])[1] as RespValue[]) {
+        if (!Array.isArray(entry) || entry.length !== 2 || !Buffer.isBuffer(entry[0])) shape();
+        const [idBuf, fields] = entry as [Buffer, RespValue];
+        const id = idBuf.toString('latin1');
+        if (!/^\d{1,20}-\d{1,20}$/.test(id)) shape();
+        this.#lastId = id;
+        if (!Array.isArray(fields)) continue; // an entry deleted while it was read
+        const e = decodeEntry(id, fields);
+        if (e) batch.push(e);
+      }
+    }
+    return batch;
+  }
+
   /** Stops reading and deletes the key (writers' XADDs are refused from now on). */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
     clearInterval(this.#timer);
-    this.#reader.disconnect();
+    this.#conn?.close();
     await this.#loop?.catch(() => undefined);
     await this.#o.redis.del(this.key).catch(() => undefined);
   }

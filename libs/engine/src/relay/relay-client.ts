@@ -218,6 +218,7 @@ export class RelayCall {
   onEntry(e: RelayEntry, logger: Logger): void {
     if (this.#final) return;
     this.lastHeardAt = Date.now();
+    if (e.damaged) return this.#protocol(logger, e);
     switch (e.kind) {
       case DownKind.open: {
         const m = OpenMetaSchema.safeParse(e.json);

@@ -162,8 +162,14 @@ export interface RelayEntry {
   id: string;
   kind: string;
   call: string;
+  /**
+   * Raw bytes. A large field is read into a slab (streams/slabs.ts): the entry's consumer may
+   * give it back with `releaseSlab` once it is done with the bytes.
+   */
   data?: Buffer;
   json?: unknown;
+  /** A field of it could not be read (over the reader's size limit): its call fails. */
+  damaged?: true;
 }
 
 /** Flat XADD field list of an entry. */
@@ -174,15 +180,25 @@ export function encodeEntry(kind: string, call: string, extra: { data?: Uint8Arr
   return out;
 }
 
-/** An XREAD entry (read as Buffers) → RelayEntry, or undefined when it is not a relay entry (the inbox's marker, garbage). */
-export function decodeEntry(id: string, fields: Buffer[]): RelayEntry | undefined {
+/**
+ * An XREAD entry's field list (values as read: Buffers, or whatever else the reader made of
+ * them) → RelayEntry, or undefined when it is not a relay entry (the inbox's marker, garbage).
+ */
+export function decodeEntry(id: string, fields: ReadonlyArray<unknown>): RelayEntry | undefined {
   let kind: string | undefined;
   let call: string | undefined;
   let data: Buffer | undefined;
   let json: unknown;
+  let damaged = false;
   for (let i = 0; i + 1 < fields.length; i += 2) {
-    const f = fields[i]!.toString('latin1');
-    const v = fields[i + 1]!;
+    const name = fields[i];
+    const v = fields[i + 1];
+    if (!Buffer.isBuffer(name)) return undefined;
+    const f = name.toString('latin1');
+    if (!Buffer.isBuffer(v)) {
+      damaged = true;
+      continue;
+    }
     if (f === 'k') kind = v.toString('latin1');
     else if (f === 'c') call = v.toString('latin1');
     else if (f === 'd') data = v;
@@ -198,6 +214,7 @@ export function decodeEntry(id: string, fields: Buffer[]): RelayEntry | undefine
   const e: RelayEntry = { id, kind, call };
   if (data !== undefined) e.data = data;
   if (json !== undefined) e.json = json;
+  if (damaged) e.damaged = true;
   return e;
 }
 

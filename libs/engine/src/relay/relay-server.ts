@@ -4,6 +4,7 @@ import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { MonocoreError, isMonocoreError } from '../errors/index.js';
 import { Keys } from '../state/keys.js';
+import { releaseSlab } from '../streams/slabs.js';
 import type { GuestAgent, GuestProcess } from '../vm/guest-agent.js';
 import { InFlight } from './in-flight.js';
 import { Inbox } from './inbox.js';
@@ -181,13 +182,19 @@ class UpQueue {
     w?.();
   }
 
-  async *drain(onConsumed: (n: number) => void): AsyncGenerator<Buffer> {
+  /**
+   * The chunks as they come. With `reuse`, a chunk read into a slab is given back when the
+   * consumer asks for the next one: only for consumers that are done with a chunk by then
+   * (GuestAgent's writeFile and tarIn have written or copied it).
+   */
+  async *drain(onConsumed: (n: number) => void, reuse = false): AsyncGenerator<Buffer> {
     for (;;) {
       if (this.#error) throw this.#error;
       const c = this.#chunks.shift();
       if (c) {
         onConsumed(c.length);
         yield c;
+        if (reuse) releaseSlab(c);
         continue;
       }
       if (this.#ended) return;
@@ -321,7 +328,7 @@ class ServerCall {
 
   /** Bytes from the API as a source the agent pulls; pulling them is consuming them (credit goes back). */
   #upStream(): AsyncIterable<Buffer> {
-    return this.#up.drain((n) => this.#consumedUp(n));
+    return this.#up.drain((n) => this.#consumedUp(n), true);
   }
 
   #consumedUp(n: number): void {
@@ -371,6 +378,12 @@ class ServerCall {
 
   onUp(e: RelayEntry): void {
     if (this.#done) return;
+    if (e.damaged) {
+      // Bytes of the upload were lost on the way: the call must not go on without them.
+      void this.failWith(new MonocoreError('MC_INTERNAL', `call ${this.id}: an entry from the API was unreadable (a field over the size limit)`));
+      this.cancel('an entry from the API was unreadable');
+      return;
+    }
     switch (e.kind) {
       case UpKind.data:
         if (e.data) this.#up.push(e.data);
@@ -431,10 +444,12 @@ class ServerCall {
     this.forget();
   }
 
-  /** A large piece of a file (or output) copied once, into a reused entry buffer (wire-entry.ts), not twice. */
+  /**
+   * A large piece of a file (or output) sent as a wire entry (wire-entry.ts): a piece the lane
+   * read into a slab is sent from it as it is, anything else is copied once into a slab.
+   */
   async #sendBulk(kind: string, data: Buffer): Promise<void> {
-    const entry = new WireEntry(this.meta.reply, kind, this.id, RELAY_MAX_CHUNK_BYTES);
-    entry.append(data);
+    const entry = WireEntry.of(this.meta.reply, kind, this.id, data);
     const res = (await this.o.redis.sendCommand(entry.command())) as string | null;
     entry.recycle();
     if (res === null) this.cancel('the calling API went away (its inbox is gone)');

@@ -39,7 +39,8 @@ export interface GuestAgent {
    * Streams data into a guest file atomically (temp file + rename, parents
    * created): when the source errors, `maxBytes` is exceeded
    * (MC_AGENT_FILE_TOO_LARGE), the signal aborts or the session ends, nothing
-   * is left in the guest.
+   * is left in the guest. A chunk of an iterable source is written or copied
+   * before the next one is asked for (the relay reuses its memory then).
    */
   writeFile(path: string, data: FileSource, options?: WriteFileOptions): Promise<{ size: number }>;
 
@@ -49,7 +50,7 @@ export interface GuestAgent {
   /** A tar stream (ustar, busybox) of the directory's contents, produced in the guest. */
   tarOut(dir: string, options?: { signal?: AbortSignal }): Promise<Readable>;
 
-  /** Extracts a tar stream into the directory in the guest (created if missing). */
+  /** Extracts a tar stream into the directory in the guest (created if missing); takes a chunk as writeFile does. */
   tarIn(dir: string, tar: FileSource, options?: { signal?: AbortSignal; maxBytes?: number }): Promise<void>;
 
   /** Signals any guest process by pid (e.g. a detached exec listed in `info.detached`). */
