@@ -1,5 +1,6 @@
 /**
- * Reused 1 MiB buffers for bulk bytes (a file moving through the relay: docs/RELAY.md "Slabs").
+ * Reused 1 MiB buffers for bulk bytes (a file moving through the relay: docs/RELAY.md
+ * "Reading an inbox, and where the bytes live").
  * Every fresh 1 MiB Buffer is memory V8 counts against its external-memory limit, and crossing
  * it forces a full garbage collection: with a few fresh buffers per MiB moved, the worker ran a
  * mark-compact every ~10 MiB (20-60 ms each, plus as much in incremental steps). A slab serves
