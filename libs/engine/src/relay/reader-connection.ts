@@ -22,6 +22,7 @@ export class ReaderConnection {
   readonly #reader: RespReader;
   readonly #pending: Pending[] = [];
   #failed?: Error;
+  #corked = false;
 
   private constructor(options: RedisOptions, limits: RespLimits) {
     this.#reader = new RespReader(limits, (v) => this.#reply(v));
@@ -74,6 +75,15 @@ export class ReaderConnection {
       const p: Pending = { resolve, reject };
       if (timeoutMs !== undefined) p.timer = setTimeout(() => this.#fail(new Error(`Redis did not answer ${String(args[0])} within ${timeoutMs} ms`)), timeoutMs);
       this.#pending.push(p);
+      // Commands sent in one go (the inbox's XTRIM and XREAD) leave in one write: one wake-up of Redis.
+      if (!this.#corked) {
+        this.#corked = true;
+        this.#socket.cork();
+        process.nextTick(() => {
+          this.#corked = false;
+          this.#socket.uncork();
+        });
+      }
       this.#socket.write(encodeCommand(args));
     });
   }
