@@ -79,7 +79,6 @@ export function newSandboxId(): string {
   return s;
 }
 
-
 /**
  * Sandboxes as the API sees them: placement (the same capacity-aware
  * placement as services), the record, the BullMQ flow that pulls the image on
