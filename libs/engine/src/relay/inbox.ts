@@ -94,6 +94,15 @@ export class Inbox {
   }
 
   async #read(): Promise<void> {
+    // Failures in a row: the first is a warning, the rest (Redis down for a while) debug lines,
+    // with the retry slowing from 0.2 to 2 s; recovery is logged once.
+    let failures = 0;
+    const failed = async (msg: string, err: Error): Promise<void> => {
+      const log = { err: err.message, inbox: this.key, failures: ++failures };
+      if (failures === 1) this.#o.logger.warn(log, msg);
+      else this.#o.logger.debug(log, msg);
+      await sleep(Math.min(2000, 200 * 2 ** Math.min(failures - 1, 4)));
+    };
     while (!this.#closed) {
       let res: RespValue;
       try {
@@ -116,19 +125,21 @@ export class Inbox {
           this.#conn?.close();
           this.#conn = undefined;
         }
-        this.#o.logger.warn({ err: (err as Error).message, inbox: this.key }, 'inbox read failed; retrying');
-        await sleep(200);
+        await failed('inbox read failed; retrying', err as Error);
         continue;
+      }
+      if (failures > 0) {
+        this.#o.logger.info({ inbox: this.key, failures }, 'inbox reads again');
+        failures = 0;
       }
       if (res === null || this.#closed) continue;
       let batch: RelayEntry[];
       try {
         batch = this.#entries(res);
       } catch (err) {
-        this.#o.logger.warn({ err: (err as Error).message, inbox: this.key }, 'inbox read an unreadable reply; retrying');
         this.#conn?.close();
         this.#conn = undefined;
-        await sleep(200);
+        await failed('inbox read an unreadable reply; retrying', err as Error);
         continue;
       }
       this.#trimTo = this.#lastId;
