@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { MonocoreError } from '../errors/index.js';
 import type { HypervisorBackend, VmHandle } from './hypervisor-backend.js';
 import { selectBackend } from './select-backend.js';
-import type { VmExit, VmNetwork, VmSpec } from './vm-spec.js';
+import { DEFAULT_GUEST_PATH, type VmExit, type VmNetwork, type VmSpec } from './vm-spec.js';
 
 /**
  * The library API, in the spirit of the seed's `MicroVm::builder()`:
@@ -70,7 +70,7 @@ export class MicroVmBuilder {
     rootfs: '',
     command: '',
     args: [],
-    env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'],
+    env: [`PATH=${DEFAULT_GUEST_PATH}`],
     cpus: 1,
     ramMib: 512,
     volumes: [],

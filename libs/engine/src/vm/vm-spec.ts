@@ -108,3 +108,6 @@ export interface VmExit {
   /** Human-readable detail, e.g. the console tail on a boot failure. */
   detail?: string;
 }
+
+/** The OCI runtime's PATH for a guest process whose env sets none. */
+export const DEFAULT_GUEST_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';

@@ -1,8 +1,5 @@
 import type { GuestAgent } from '../guest-agent.js';
-import type { VmSpec } from '../vm-spec.js';
-
-/** The OCI default, for a spec whose env sets no PATH. */
-const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+import { DEFAULT_GUEST_PATH, type VmSpec } from '../vm-spec.js';
 
 /** Files larger than this are not read in: the template's state file would carry them. */
 const MAX_FILE_BYTES = 64 << 20;
@@ -35,7 +32,7 @@ export function warmUpPrograms(spec: Pick<VmSpec, 'command' | 'sandbox'>): strin
  * start"). Reads only: nothing of the image's runs. Best effort: a failure costs only speed.
  */
 export async function warmTemplatePageCache(agent: GuestAgent, programs: string[], env: readonly string[]): Promise<void> {
-  const path = [...env].reverse().find((e) => e.startsWith('PATH='))?.slice(5) ?? DEFAULT_PATH;
+  const path = [...env].reverse().find((e) => e.startsWith('PATH='))?.slice(5) ?? DEFAULT_GUEST_PATH;
   await agent.exec({
     argv: ['sh', '-c', SCRIPT, 'warm-up', ...programs],
     tool: 'busybox',
