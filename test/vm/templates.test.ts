@@ -10,6 +10,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, readdirSync, readFileSync, readlinkSync, statSync, symlinkSync, truncateSync, openSync, writeSync, closeSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { closeDefaultRegistryClient, MonocoreHome, outboundNetwork, pullImage, type GuestAgent, type QemuBackend, type QemuVmHandle, type VmSpec } from '@monocore/engine';
+import { assertGuestClock, counterValue, START_COUNTER } from '../support/guest-probes.js';
 import { backend, spec, tempDir, testHome } from './vm-fixtures.js';
 
 describe('templates: restore instead of boot (TCG)', () => {
@@ -70,12 +71,14 @@ describe('templates: restore instead of boot (TCG)', () => {
     // The cold boot's QEMU loaded the real kernel and initramfs; the restore's only the stub ones.
     assert.deepEqual(bootFiles(first.vm), ['vmlinux', 'initramfs-*.cpio']);
     assert.deepEqual(bootFiles(second.vm), ['restore-stub-vmlinux', 'restore-stub-initrd']);
+    const sentB = Date.now();
     const b = await second.a.exec({ argv: ['sh', '-c', 'echo "$WHO $(hostname) $(pwd) $(id -u)"; cat /etc/hostname; ls /tmp/mine 2>&1; date +%s'] });
+    const repliedB = Date.now();
     const [who, host, mine, clock] = b.stdout.toString().trim().split('\n');
     assert.equal(who, 'tpl-b tpl-b / 65534');
     assert.equal(host, 'tpl-b');
     assert.match(mine ?? '', /No such file/, 'a file written by the first sandbox after the save is not in the second');
-    assert.ok(Math.abs(Number(clock) - Date.now() / 1000) <= 2, `guest clock ${clock} vs host ${Date.now() / 1000}`);
+    assertGuestClock(clock ?? '', sentB, repliedB);
     // Writes stay each sandbox's own.
     await second.a.exec({ argv: ['sh', '-c', 'echo b > /tmp/b-only'] });
     assert.equal((await first.a.exec({ argv: ['ls', '/tmp/b-only'] })).exitCode, 1);
@@ -115,10 +118,9 @@ describe('templates: restore instead of boot (TCG)', () => {
     const spec0 = sandbox('tpl-pause');
     const { vm, a } = await start(spec0);
     // A background counter, left running after its exec returns.
-    await a.exec({ argv: ['sh', '-c', 'echo keep > /tmp/kept; (i=0; while true; do i=$((i+1)); echo $i > /tmp/count; sleep 0.2; done) >/dev/null 2>&1 &'] });
+    await a.exec({ argv: ['sh', '-c', `echo keep > /tmp/kept; ${START_COUNTER}`] });
     await new Promise((r) => setTimeout(r, 1500));
-    const before = Number((await a.exec({ argv: ['cat', '/tmp/count'] })).stdout.toString());
-    assert.ok(before >= 1, `counter ${before}`);
+    const before = counterValue((await a.exec({ argv: ['cat', '/tmp/count'] })).stdout.toString());
     const paused = await qemu.pause(vm);
     assert.ok(paused.state.bytes > 0);
     const exit = await vm.wait();
@@ -131,18 +133,20 @@ describe('templates: restore instead of boot (TCG)', () => {
     assert.equal(resumed.boot.from, 'paused');
     const b = await resumed.agent();
     await new Promise((r) => setTimeout(r, 1000));
+    const sent = Date.now();
     const r = await b.exec({ argv: ['sh', '-c', 'cat /tmp/count /tmp/kept; date +%s'] });
+    const replied = Date.now();
     const [count, kept, clock] = r.stdout.toString().trim().split('\n');
-    assert.ok(Number(count) > before, `the counter went on: ${before} → ${count}`);
+    assert.ok(counterValue(count ?? '') > before, `the counter went on: ${before} → ${count}`);
     assert.equal(kept, 'keep');
-    assert.ok(Math.abs(Number(clock) - Date.now() / 1000) <= 2, `guest clock ${clock} vs host ${Date.now() / 1000}`);
+    assertGuestClock(clock ?? '', sent, replied);
     assert.equal(b.info.sessions, a.info.sessions + 1, 'the same agent process, a new session');
     await assert.rejects(again.resume({ ...spec0 }), (e: unknown) => e instanceof Error && /no paused VM/.test(e.message), 'the paused state is spent');
   });
 
   test('fork: children continue the parent\'s processes and files; writes after the fork are each one\'s own; random bytes differ', async () => {
     const { vm, a } = await start(sandbox('tpl-parent'));
-    await a.exec({ argv: ['sh', '-c', 'echo before > /tmp/shared; (i=0; while true; do i=$((i+1)); echo $i > /tmp/count; sleep 0.2; done) >/dev/null 2>&1 &'] });
+    await a.exec({ argv: ['sh', '-c', `echo before > /tmp/shared; ${START_COUNTER}`] });
     await new Promise((r) => setTimeout(r, 1000));
     const children = await qemu.fork(vm, [sandbox('tpl-child1'), sandbox('tpl-child2')]);
     vms.push(...children);
@@ -150,9 +154,9 @@ describe('templates: restore instead of boot (TCG)', () => {
     for (const c of children) assert.equal(c.boot.from, 'fork');
     assert.match(children[0]!.boot.reason, /forked from tpl-parent \(parent paused \d+ ms\)/);
     const all = [a, ...agents];
-    const counts0 = await Promise.all(all.map(async (x) => Number((await x.exec({ argv: ['cat', '/tmp/count'] })).stdout)));
+    const counts0 = await Promise.all(all.map(async (x) => counterValue((await x.exec({ argv: ['cat', '/tmp/count'] })).stdout.toString())));
     await new Promise((r) => setTimeout(r, 1500));
-    const counts1 = await Promise.all(all.map(async (x) => Number((await x.exec({ argv: ['cat', '/tmp/count'] })).stdout)));
+    const counts1 = await Promise.all(all.map(async (x) => counterValue((await x.exec({ argv: ['cat', '/tmp/count'] })).stdout.toString())));
     all.forEach((_, i) => assert.ok(counts1[i]! > counts0[i]!, `the counter keeps counting in ${i === 0 ? 'the parent' : `child ${i}`}: ${counts0[i]} → ${counts1[i]}`));
     for (const x of agents) {
       const r = await x.exec({ argv: ['sh', '-c', 'cat /tmp/shared; hostname; echo $WHO'] });
