@@ -49,6 +49,8 @@ import { awaitRedis } from './await-redis.js';
 export { Supervisor, type ServiceBackend } from './supervisor.js';
 export { HostLiveness } from './host-liveness.js';
 export { QueueAdopter } from './queue-adopter.js';
+export { workerHostId } from './host-id.js';
+export { workerOptionsFromEnv, type WorkerEnvOptions } from './worker-env.js';
 
 /**
  * vCPUs offered per host CPU by default. A vCPU is a host thread, so CPUs can

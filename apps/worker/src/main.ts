@@ -8,19 +8,9 @@ import { pino } from 'pino';
 import { MonocoreHome } from '@monocore/engine';
 import { startWorker } from './index.js';
 import { workerHostId } from './host-id.js';
+import { workerOptionsFromEnv, type WorkerEnvOptions } from './worker-env.js';
 
 const env = process.env;
-const num = (name: string): number | undefined => {
-  const v = env[name];
-  if (v === undefined || v === '') return undefined;
-  const n = Number(v);
-  if (!Number.isFinite(n) || n <= 0) {
-    console.error(`monocore-worker: ${name}=${v} is not a positive number`);
-    process.exit(2);
-  }
-  return n;
-};
-
 const redisUrl = env.MONOCORE_REDIS_URL;
 if (!redisUrl) {
   console.error('monocore-worker: MONOCORE_REDIS_URL is required (e.g. redis://127.0.0.1:6379)');
@@ -34,11 +24,13 @@ if (backendName !== 'qemu') {
 const hostId = workerHostId(env);
 const logger = pino({ level: env.MONOCORE_LOG_LEVEL ?? 'info' }).child({ host: hostId });
 
-const cpus = num('MONOCORE_WORKER_CPUS');
-const ramMib = num('MONOCORE_WORKER_RAM_MIB');
-const leaseMs = num('MONOCORE_LEASE_MS');
-const restartBackoffMs = num('MONOCORE_RESTART_BACKOFF_MS');
-const concurrency = num('MONOCORE_WORKER_CONCURRENCY');
+let fromEnv: WorkerEnvOptions;
+try {
+  fromEnv = workerOptionsFromEnv(env);
+} catch (err) {
+  console.error(`monocore-worker: ${(err as Error).message}`);
+  process.exit(2);
+}
 
 try {
   const worker = await startWorker({
@@ -47,11 +39,7 @@ try {
     home: new MonocoreHome(MonocoreHome.defaultRoot(env)),
     backend: backendName,
     logger,
-    ...(cpus !== undefined ? { cpus } : {}),
-    ...(ramMib !== undefined ? { ramMib } : {}),
-    ...(leaseMs !== undefined ? { leaseMs } : {}),
-    ...(restartBackoffMs !== undefined ? { restartBackoffMs } : {}),
-    ...(concurrency !== undefined ? { concurrency } : {}),
+    ...fromEnv,
   });
   logger.info({ hostId }, 'worker ready');
   let stopping = false;

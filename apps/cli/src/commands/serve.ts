@@ -2,7 +2,6 @@ import type { Command } from 'commander';
 import { randomBytes } from 'node:crypto';
 import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { hostname } from 'node:os';
 import { MonocoreHome } from '@monocore/engine/home';
 import type { RunningApi } from '@monocore/api';
 import { defaultApiPort } from '../api/default-api-url.js';
@@ -47,7 +46,10 @@ Environment:
   MONOCORE_API_REGISTRIES    loopback/private registries REST bodies may pull from (host[:port] or CIDR,
                              "," separated); link-local (cloud metadata) never; loopback by default while
                              serve listens on loopback
-  MONOCORE_API_MAX_UPLOAD    largest file/tar upload to a sandbox or service, bytes (default 1 GiB)`,
+  MONOCORE_API_MAX_UPLOAD    largest file/tar upload to a sandbox or service, bytes (default 1 GiB)
+  MONOCORE_WORKER_CPUS, MONOCORE_WORKER_RAM_MIB, MONOCORE_LEASE_MS, MONOCORE_RESTART_BACKOFF_MS,
+  MONOCORE_WORKER_CONCURRENCY
+                             the worker's settings, as for monocore-worker (README "Scaling out")`,
     )
     .action(async (opts: ServeOptions) => {
       const port = opts.port === undefined ? defaultApiPort() : Number(opts.port);
@@ -62,7 +64,7 @@ Environment:
         return;
       }
       // Loaded here, not at the top: every other command would pay for Fastify, the worker and the puller.
-      const [{ startApi, VolumePolicy, isLoopback }, { startPuller }, { startWorker }] = await Promise.all([
+      const [{ startApi, VolumePolicy, isLoopback }, { startPuller }, { startWorker, workerHostId, workerOptionsFromEnv }] = await Promise.all([
         import('@monocore/api'),
         import('@monocore/puller'),
         import('@monocore/worker'),
@@ -70,7 +72,7 @@ Environment:
       const home = new MonocoreHome();
       const { logger, file: logFile } = createServeLogger(home.logDir, opts.logLevel);
       // Host ids name queues (host-<id>, pull-<id>): letters, digits, _ and - only.
-      const hostId = opts.hostId ?? (process.env.MONOCORE_HOST_ID || hostname().replace(/[^A-Za-z0-9_-]/g, '-') || 'local');
+      const hostId = opts.hostId ?? workerHostId(process.env);
       if (!/^[A-Za-z0-9_-]{1,64}$/.test(hostId)) {
         process.stderr.write(`error: --host-id must be 1-64 letters, digits, "_" or "-", got "${hostId}"\n`);
         process.exitCode = ExitCode.Usage;
@@ -88,6 +90,14 @@ Environment:
         return;
       }
       const volumeRoots = VolumePolicy.fromEnv(process.env.MONOCORE_API_VOLUME_ROOTS).roots;
+      let workerSettings;
+      try {
+        workerSettings = workerOptionsFromEnv(process.env);
+      } catch (err) {
+        process.stderr.write(`error: ${(err as Error).message}\n`);
+        process.exitCode = ExitCode.Usage;
+        return;
+      }
 
       // Everything started so far, stopped in reverse order on the way out.
       const started: Array<{ name: string; close: () => Promise<void> }> = [];
@@ -142,7 +152,7 @@ Environment:
         }
         if (opts.worker) {
           // The puller is started above (or not, with --no-puller): the worker must not start a second one.
-          const worker = await startWorker({ redisUrl, hostId, home, logger: logger.child({ name: 'worker' }), puller: false });
+          const worker = await startWorker({ redisUrl, hostId, home, logger: logger.child({ name: 'worker' }), puller: false, ...workerSettings });
           started.push({ name: 'worker', close: () => worker.close() });
           logger.info({ hostId }, 'worker ready');
         }
