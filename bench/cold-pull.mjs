@@ -32,6 +32,8 @@
 //   baseline   one bash process: curl the manifest (jq picks the layer digests), then for each
 //              layer `curl -fsS …/blobs/DIGEST | tar xz -C DIR_i` in the background, wait for all:
 //              wall time of the bash process.
+// Both also report CPU time (user + sys of everything they ran, from bash's `times`): on 2 cores
+// both are CPU-bound, so the ratio of CPU says how much of the gap is work the baseline skips.
 // After each variant (untimed) the entries it produced are counted, so a variant that silently
 // extracted nothing cannot win.
 //
@@ -115,14 +117,27 @@ function prepare() {
   return { layers: manifest.layers.map((l) => l.size), compressed: manifest.layers.reduce((a, l) => a + l.size, 0), unpacked, entries: files };
 }
 
-/** Spawns and times a process; calls onLine(ms since spawn, line) for each stderr line. */
+// Runs "$@" under bash and prints bash's `times` on fd 3: its second line is the CPU (user, sys)
+// of every process it waited for, grandchildren included (each reaped child's rusage carries the
+// children it reaped): the CLI with its threads, or the baseline's curls and tars.
+const WITH_CPU = '"$@"; s=$?; times >&3; exit $s';
+const cpuSeconds = (times) => {
+  const line = times.trim().split('\n').at(-1) ?? '';
+  const parts = [...line.matchAll(/(\d+)m([\d.]+)s/g)].map((m) => Number(m[1]) * 60 + Number(m[2]));
+  if (parts.length !== 2) throw new Error(`cannot read bash's times: ${JSON.stringify(times)}`);
+  return parts[0] + parts[1];
+};
+
+/** Spawns and times a process (wall and CPU); calls onLine(ms since spawn, line) for each stderr line. */
 function timed(cmd, args, { env = {}, onLine } = {}) {
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
-    const child = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn('bash', ['-c', WITH_CPU, 'timed', cmd, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
+    let times = '';
     let partial = '';
+    child.stdio[3].on('data', (d) => (times += d));
     child.stdout.on('data', (d) => (stdout += d));
     child.stderr.on('data', (d) => {
       const at = performance.now() - t0;
@@ -135,7 +150,7 @@ function timed(cmd, args, { env = {}, onLine } = {}) {
     child.on('close', (code) => {
       const ms = performance.now() - t0;
       if (code !== 0) reject(new Error(`${cmd} ${args.join(' ')} failed (${code}): ${stderr.slice(-2000)}`));
-      else resolve({ ms, stdout });
+      else resolve({ ms, stdout, cpuS: cpuSeconds(times) });
     });
   });
 }
@@ -158,6 +173,7 @@ async function monocore(dir) {
   const building = phases.building ?? r.ms;
   return {
     ms: r.ms,
+    cpuS: r.cpuS,
     startMs: downloading,
     downloadMs: unpacking - downloading,
     unpackTailMs: building - unpacking,
@@ -186,7 +202,7 @@ for p in "\${pids[@]}"; do wait "$p"; done
 async function baseline(dir) {
   const target = join(dir, 'layers');
   const r = await timed('bash', ['-c', BASELINE, 'baseline', registry, REPO, TAG, target]);
-  return { ms: r.ms, entries: entries(target) };
+  return { ms: r.ms, cpuS: r.cpuS, entries: entries(target) };
 }
 
 const info = prepare();
@@ -213,7 +229,7 @@ try {
     const [a, b] = [res.monocore.at(-1), res.baseline.at(-1)];
     console.error(
       `round ${i + 1}/${rounds} (${order.join(' first, ')}): monocore ${sec(a.ms)} (start ${sec(a.startMs)}, downloads ${sec(a.downloadMs)}, unpack tail ${sec(a.unpackTailMs)}, block ${sec(a.blockWallMs)}; ` +
-        `unpackSeconds ${a.unpackSeconds.toFixed(2)}, blockSeconds ${a.blockSeconds.toFixed(2)}), curl|tar ${sec(b.ms)}, ratio ${(a.ms / b.ms).toFixed(2)}; entries ${a.entries} / ${b.entries}`,
+        `unpackSeconds ${a.unpackSeconds.toFixed(2)}, blockSeconds ${a.blockSeconds.toFixed(2)}; CPU ${a.cpuS.toFixed(2)} s), curl|tar ${sec(b.ms)} (CPU ${b.cpuS.toFixed(2)} s), ratio ${(a.ms / b.ms).toFixed(2)}; entries ${a.entries} / ${b.entries}`,
     );
   }
 } finally {
@@ -227,6 +243,8 @@ const summary = {
   loadEnd: loadavg(),
   monocoreMs: med('monocore', 'ms'),
   baselineMs: med('baseline', 'ms'),
+  monocoreCpuS: med('monocore', 'cpuS'),
+  baselineCpuS: med('baseline', 'cpuS'),
   ratio: med('monocore', 'ms') / med('baseline', 'ms'),
   goal: 1.3,
   monocore: Object.fromEntries(['startMs', 'downloadMs', 'unpackTailMs', 'blockWallMs', 'unpackSeconds', 'blockSeconds', 'elapsedMs'].map((k) => [k, med('monocore', k)])),
@@ -242,5 +260,6 @@ console.error(`
 | of which: start-up + manifest / downloads / unpack after them / block image | ${sec(summary.monocore.startMs)} / ${sec(summary.monocore.downloadMs)} / ${sec(summary.monocore.unpackTailMs)} / ${sec(summary.monocore.blockWallMs)} |
 | pull result: unpackSeconds / blockSeconds / elapsedMs (in-process) | ${summary.monocore.unpackSeconds.toFixed(2)} s / ${summary.monocore.blockSeconds.toFixed(2)} s / ${sec(summary.monocore.elapsedMs)} |
 | baseline: manifest + all layers \`curl \\| tar xz\` in parallel | ${sec(summary.baselineMs)} (runs: ${runs('baseline')}) |
+| CPU (user + sys, all processes) monocore / baseline | ${summary.monocoreCpuS.toFixed(2)} s / ${summary.baselineCpuS.toFixed(2)} s (${(summary.monocoreCpuS / summary.baselineCpuS).toFixed(2)}×; 2 cores) |
 | **ratio monocore / baseline** | **${summary.ratio.toFixed(2)} — goal ≤ ${summary.goal} ${summary.met ? 'met' : 'not met'}** |
 `);
