@@ -125,6 +125,7 @@ export const TEST_REDIS_DBS = {
   'sandbox/sandbox-multihost': 23,
   'sandbox/sandbox-snapshots': 24,
   'sandbox/sandbox-changes': 25,
+  'orchestration/stream-tail': 28,
   'orchestration/queue-adopter': 30,
   'orchestration/host-reaper': 31,
 } as const;

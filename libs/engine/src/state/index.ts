@@ -12,6 +12,8 @@ export {
 export type { ServiceStatusName, ServiceState } from './service-state.js';
 export { Keys, HASH_TAG, STREAM_CAPS, sandboxSubject, sandboxOfSubject, leaseRecordKey } from './keys.js';
 export { StateStore } from './state-store.js';
+export { tailStream, tailEvents, lastStreamId } from './stream-tail.js';
+export type { StreamEntry, TailOptions } from './stream-tail.js';
 export type { TransitionOptions } from './state-store.js';
 export { HostRegistry, heartbeatAgeMs } from './host-registry.js';
 export type { HostInfo, HostCapacity } from './host-registry.js';
