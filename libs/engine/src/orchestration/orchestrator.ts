@@ -15,6 +15,7 @@ import { Keys } from '../state/keys.js';
 import { LIVE_STATUSES, SETTLED_UP_STATUSES } from '../state/service-state.js';
 import { toServiceStatus, type ServiceRecord } from '../state/service-record.js';
 import { StateStore } from '../state/state-store.js';
+import { lastStreamId, tailEvents, tailStream } from '../state/stream-tail.js';
 import { configHash } from './config-hash.js';
 import { buildFlowTree, shapeDag, type FlowNode } from './flow-builder.js';
 import type {
@@ -89,7 +90,6 @@ export class Orchestrator implements OrchestratorApi {
   readonly #deployQueue: Queue;
   readonly #metrics: MetricsRecorder;
   #clusterMetrics?: ClusterMetrics;
-  readonly #blocking = new Set<Redis>();
   #closed = false;
   readonly #closeController = new AbortController();
 
@@ -485,33 +485,11 @@ export class Orchestrator implements OrchestratorApi {
   }
 
   async *events(options: EventsOptions = {}): AsyncIterable<StateEvent> {
-    let since = options.since ?? (await this.state.lastEventId());
-    const conn = this.redis.duplicate();
-    conn.on('error', () => undefined); // reconnects; read errors are handled below
-    this.#blocking.add(conn);
-    const reader = new StateStore(conn);
-    const signal = anySignal(options.signal, this.#closeController.signal);
-    try {
-      while (!signal.aborted) {
-        let batch: StateEvent[];
-        try {
-          batch = await reader.readEvents(since, 1000);
-        } catch (err) {
-          if (signal.aborted) return;
-          this.logger.warn({ err }, 'events: read failed, retrying');
-          await sleep(500, signal);
-          continue;
-        }
-        for (const e of batch) {
-          if (signal.aborted) return;
-          since = e.id;
-          yield e;
-        }
-      }
-    } finally {
-      this.#blocking.delete(conn);
-      conn.disconnect();
-    }
+    const since = options.since ?? (await lastStreamId(this.redis, Keys.events()));
+    yield* tailEvents(this.redis, since, {
+      signal: anySignal(options.signal, this.#closeController.signal),
+      onError: (err) => this.logger.warn({ err }, 'events: read failed, retrying'),
+    });
   }
 
   async *logs(service: string, options: LogsOptions): AsyncIterable<string> {
@@ -525,37 +503,14 @@ export class Orchestrator implements OrchestratorApi {
     }
     const tail = options.tail ?? 100;
     const last = await this.redis.xrevrange(key, '+', '-', 'COUNT', Math.max(1, tail));
-    let since = last[0]?.[0] ?? '0';
     if (tail > 0) for (const [, f] of [...last].reverse()) yield f[1] ?? '';
     if (!options.follow) return;
-    if (last.length === 0) since = '0';
-    const conn = this.redis.duplicate();
-    conn.on('error', () => undefined); // reconnects; read errors are handled below
-    this.#blocking.add(conn);
-    const signal = anySignal(options.signal, this.#closeController.signal);
-    try {
-      while (!signal.aborted) {
-        let res: Array<[string, Array<[string, string[]]>]> | null;
-        try {
-          res = (await conn.xread('COUNT', 500, 'BLOCK', 1000, 'STREAMS', key, since)) as typeof res;
-        } catch (err) {
-          if (signal.aborted) return;
-          this.logger.warn({ err }, 'logs: read failed, retrying');
-          await sleep(500, signal);
-          continue;
-        }
-        for (const [, entries] of res ?? []) {
-          for (const [id, f] of entries) {
-            if (signal.aborted) return;
-            since = id;
-            yield f[1] ?? '';
-          }
-        }
-      }
-    } finally {
-      this.#blocking.delete(conn);
-      conn.disconnect();
-    }
+    // After the newest line read above (shown or not, tail=0): none is shown twice or missed.
+    const lines = tailStream(this.redis, key, last[0]?.[0] ?? '0', {
+      signal: anySignal(options.signal, this.#closeController.signal),
+      onError: (err) => this.logger.warn({ err }, 'logs: read failed, retrying'),
+    });
+    for await (const { fields } of lines) yield fields[1] ?? '';
   }
 
   /**
@@ -623,7 +578,6 @@ export class Orchestrator implements OrchestratorApi {
     if (this.#closed) return;
     this.#closed = true;
     this.#closeController.abort();
-    for (const c of this.#blocking) c.disconnect();
     await this.#deployQueue.close().catch(() => undefined);
     await this.#clusterMetrics?.close();
     if (this.#ownsConnection) await this.redis.quit().catch(() => this.redis.disconnect());

@@ -4,6 +4,7 @@ import { Keys, STREAM_CAPS, leaseRecordKey } from './keys.js';
 import { LuaScripts, type LuaScript } from './scripts/lua-scripts.js';
 import { allowedSources, assertTransition, type ServiceState, type ServiceStatusName } from './service-state.js';
 import { parseServiceRecord, parseStateEvent, type ServiceRecord, type StateEvent } from './service-record.js';
+import { lastStreamId } from './stream-tail.js';
 
 export interface TransitionOptions {
   /** Fencing: refuse unless the service is still assigned this epoch. */
@@ -250,9 +251,9 @@ export class StateStore {
     return out;
   }
 
+  /** The id of the newest event ('0' when there is none): read events after it to see only later ones. */
   async lastEventId(): Promise<string> {
-    const r = await this.redis.xrevrange(Keys.events(), '+', '-', 'COUNT', 1);
-    return r[0]?.[0] ?? '0';
+    return lastStreamId(this.redis, Keys.events());
   }
 
   // --- leases (fencing) ------------------------------------------------------
