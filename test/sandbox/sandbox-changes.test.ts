@@ -61,3 +61,19 @@ test("another sandbox's change does not wake a wait; its timeout, an abort and c
   assert.ok((await timed(pending.changed)) < 10_000);
   await closed;
 });
+
+test('a wait on a feed that has just started is woken by a change recorded right after it', async () => {
+  // The feed starts from the stream's last entry as read at start(), not from XREAD's `$` once
+  // its own connection is up: a change recorded in between would otherwise be missed, and the
+  // wait would run to its timeout.
+  await store.create(record('sb-d'));
+  const fresh = new SandboxChanges(redis, quiet);
+  try {
+    const wait = fresh.next('sb-d', 5_000);
+    await store.transition('sb-d', 'h1', 'running', { host: 'h1' });
+    assert.ok((await timed(wait.changed)) < 2_500, 'woken by the transition, not by the 5 s timeout');
+    wait.cancel();
+  } finally {
+    await fresh.close();
+  }
+});

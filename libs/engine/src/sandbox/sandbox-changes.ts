@@ -1,24 +1,22 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { Keys } from '../state/keys.js';
-
-/** How long one blocking read waits before it reads again (and notices close()). */
-const BLOCK_MS = 2000;
+import { lastStreamId, tailEvents } from '../state/stream-tail.js';
 
 /**
  * Wakes callers waiting for a sandbox to change, from the state's event stream (every sandbox
  * transition appends to it in the same Lua script that writes the record: sandbox-store.ts).
- * One blocking XREAD per API process, on a connection of its own, dispatches to any number of
- * waiters; it tails the stream from start() on (so nothing recorded after a wait began is
- * missed). A create that waits for `running` then answers as soon as
- * the worker has recorded it, where a 50 ms poll added 25 ms on average (bench/RESULTS.md "fast
- * start"). A wait is also bounded by its own timeout: a stream that cannot be read (Redis
+ * One tail of the stream per API process (state/stream-tail.ts: a blocking XREAD on a
+ * connection of its own) dispatches to any number of waiters; it reads on from the stream's
+ * last entry as of start() (so nothing recorded after a wait began is missed). A create that
+ * waits for `running` then answers as soon as the worker has recorded it, where a 50 ms poll
+ * added 25 ms on average (bench/RESULTS.md "fast start"). A wait is also bounded by its own timeout: a stream that cannot be read (Redis
  * restarting) makes waiters poll at that pace instead of hanging.
  */
 export class SandboxChanges {
   readonly #waiters = new Map<string, Set<() => void>>();
-  #conn?: Redis;
-  #closed = false;
+  readonly #stop = new AbortController();
   #loop?: Promise<void>;
 
   constructor(
@@ -28,7 +26,10 @@ export class SandboxChanges {
 
   /** Starts tailing the stream: changes recorded from now on wake their waiters. */
   start(): void {
-    this.#loop ??= this.#run();
+    if (this.#stop.signal.aborted) return;
+    // Where the tail starts is asked for now, on the caller's connection: ahead of any record
+    // the caller reads on it next, and of any change recorded after this call.
+    this.#loop ??= this.#run(lastStreamId(this.redis, Keys.events()));
   }
 
   /**
@@ -56,23 +57,21 @@ export class SandboxChanges {
     return { changed, cancel: done };
   }
 
-  async #run(): Promise<void> {
-    let since = '$';
-    while (!this.#closed) {
+  async #run(from: Promise<string>): Promise<void> {
+    const signal = this.#stop.signal;
+    const retrying = (err: unknown): void =>
+      this.logger.debug({ err: (err as Error).message }, 'sandbox change feed: reading the event stream failed; retrying');
+    while (!signal.aborted) {
       try {
-        this.#conn ??= this.redis.duplicate({ maxRetriesPerRequest: null });
-        const res = (await this.#conn.xread('COUNT', 500, 'BLOCK', BLOCK_MS, 'STREAMS', Keys.events(), since)) as Array<[string, Array<[string, string[]]>]> | null;
-        for (const [, entries] of res ?? []) {
-          for (const [entryId, fields] of entries) {
-            since = entryId;
-            // Field names sit at even positions ("kind" may have the value "sandbox").
-            for (let i = 0; i + 1 < fields.length; i += 2) if (fields[i] === 'sandbox') this.#wake(fields[i + 1] ?? '');
-          }
-        }
+        const events = tailEvents(this.redis, from, { signal, onError: retrying, connection: { maxRetriesPerRequest: null } });
+        for await (const e of events) if (e.sandbox !== undefined) this.#wake(e.sandbox);
       } catch (err) {
-        if (this.#closed) break;
-        this.logger.debug({ err: (err as Error).message }, 'sandbox change feed: reading the event stream failed; retrying');
-        await new Promise((r) => setTimeout(r, 500));
+        // Only reading where to start fails here (the tail retries its reads itself): Redis was
+        // away at start(). Start again from its last entry once it answers.
+        if (signal.aborted) break;
+        retrying(err);
+        await sleep(500, undefined, { signal }).catch(() => undefined);
+        from = lastStreamId(this.redis, Keys.events());
       }
     }
   }
@@ -84,9 +83,8 @@ export class SandboxChanges {
   }
 
   async close(): Promise<void> {
-    this.#closed = true;
+    this.#stop.abort(); // ends the tail at once, its connection closed
     for (const set of [...this.#waiters.values()]) for (const done of [...set]) done();
-    this.#conn?.disconnect();
     await this.#loop;
   }
 }
