@@ -293,3 +293,37 @@ test('empty layers (only zero blocks) apply; garbage and unsupported entries fai
     (e) => isMonocoreError(e, 'MC_ROOTFS_BAD_LAYER') && /sha256:cksum/.test(e.message));
   rmSync(join(root, '..'), { recursive: true, force: true });
 });
+
+test('the unpack lets the event loop turn within one chunk: a chunk of 1,000 small files is not applied in one go', async (t) => {
+  const root = fresh('turns');
+  const n = 1000;
+  const entries: TarEntry[] = [{ name: 'd/', type: 'dir', mode: 0o755 }];
+  for (let i = 0; i < n; i++) entries.push({ name: `d/f${i}`, data: 'x', mode: 0o644 });
+  const tar = tarArchive(entries); // ~1 MiB: one chunk, as the decompressor hands them over
+  const first = join(root, 'd/f0');
+  const last = join(root, `d/f${n - 1}`);
+  // Every turn of the event loop (timers, socket reads: a lease renewal's reply) is seen here.
+  let turns = 0;
+  let midChunk = 0;
+  let maxLagMs = 0;
+  let prev = performance.now();
+  let stop = false;
+  const loop = (): void => {
+    if (stop) return;
+    const now = performance.now();
+    maxLagMs = Math.max(maxLagMs, now - prev);
+    prev = now;
+    turns++;
+    if (existsSync(first) && !existsSync(last)) midChunk++;
+    setImmediate(loop);
+  };
+  setImmediate(loop);
+  const t0 = performance.now();
+  await applyLayer(Readable.from([tar]), root, { layer: 'sha256:turns', compression: 'none' });
+  const tookMs = performance.now() - t0;
+  stop = true;
+  t.diagnostic(`${n} files in one ${tar.length}-byte chunk: ${tookMs.toFixed(0)} ms, ${turns} turns, ${midChunk} in mid-chunk, worst lag ${maxLagMs.toFixed(1)} ms`);
+  assert.equal(readFileSync(last, 'utf8'), 'x', 'the whole layer was applied');
+  assert.ok(midChunk > 0, 'the event loop turned while the chunk was half applied');
+  rmSync(join(root, '..'), { recursive: true, force: true });
+});

@@ -11,6 +11,7 @@ import type { LayerCompression } from './layer-compression.js';
 import { RootResolveError, RootResolver } from './root-resolver.js';
 import { TarXattrScanner, type Xattrs } from './tar-xattrs.js';
 import { libc } from './libc.js';
+import { TurnBudget } from './turn-budget.js';
 import { UnpackSession } from './unpack-session.js';
 
 export interface ApplyLayerOptions {
@@ -56,11 +57,20 @@ export interface ApplyLayerStats {
  * thread-pool round trip (a futex wake each way) costs more than the syscall it
  * carries, and a layer is mostly small files and directories. Metadata calls
  * (mkdir, lstat, symlink, link) are synchronous for the same reason. The event
- * loop still turns between the decompressor's chunks (≤ 1 MiB of tar each),
- * so a puller keeps renewing its job locks. Measured in bench/RESULTS.md
- * ("rootfs unpack, synchronous metadata"): 2.65 s → 1.45 s for 199 MB / 8,900 entries.
+ * loop still turns between the decompressor's chunks (≤ 1 MiB of tar each) and,
+ * within a chunk, whenever the entries have run TURN_BUDGET_MS without a turn
+ * (turn-budget.ts): a chunk of small files is ~1,000 entries, which on a loaded host
+ * held the event loop for seconds, past the worker's lease fence. Measured in
+ * bench/RESULTS.md ("rootfs unpack, synchronous metadata"): 2.65 s → 1.45 s for
+ * 199 MB / 8,900 entries; "liveness under load" for the turns.
  */
 const SMALL_FILE = 1 << 20;
+/**
+ * A chunk reaches the tar parser in slices of this size, the event loop turning between
+ * them when the budget is spent: parsing 1 MiB of small files' headers is 10-40 ms of
+ * its own on an idle host (1,000 entries).
+ */
+const PARSE_SLICE = 64 << 10;
 const OPEN_NEW = C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW;
 const MAX_ID = 0xfffffffe;
 /** EOPNOTSUPP on Linux: the filesystem keeps no extended attributes. */
@@ -147,6 +157,8 @@ class LayerApplier {
   private readonly created = new Set<string>();
   private readonly slots: Slots;
   private readonly xattrScanner = new TarXattrScanner();
+  /** Entries are applied with synchronous syscalls: the event loop gets a turn every TURN_BUDGET_MS. */
+  private readonly budget = new TurnBudget();
   private readonly jobs = new Set<Promise<void>>();
   private failure: MonocoreError | Error | undefined;
   /** Aborted on the first failure: wakes an entry waiting for body bytes that will never come. */
@@ -185,6 +197,8 @@ class LayerApplier {
       let total = 0;
       let nonZero = false;
       let settled = false;
+      /** The chunk being handed to the parser (the stream is paused meanwhile). */
+      let feeding: Promise<void> = Promise.resolve();
 
       const settle = async (): Promise<void> => {
         if (settled) return;
@@ -209,6 +223,8 @@ class LayerApplier {
         sawEntry = true;
         const xattrs = this.xattrScanner.shift(); // taken now: entries arrive in archive order
         chain = chain.then(async () => {
+          const turn = this.budget.turn();
+          if (turn) await turn;
           if (this.failure) {
             e.resume();
             return;
@@ -238,6 +254,7 @@ class LayerApplier {
       });
 
       tar.on('data', (chunk: Buffer) => {
+        this.budget.restart(); // a turn of its own
         if (this.failure) return;
         if (total === 0 && chunk.length >= 2) {
           // The parser would silently gunzip/unzstd a nested stream: a layer must decompress to a tar.
@@ -251,16 +268,33 @@ class LayerApplier {
         // One chunk per turn of the event loop: entries are written with
         // synchronous syscalls, and a stream with a full buffer would otherwise
         // hand over all of it (16 MiB of small files) before timers run again.
+        // Within the chunk, the parser gets it in slices and the entries' chain
+        // lets the event loop turn whenever the budget is spent.
         tar.pause();
-        this.xattrScanner.push(chunk); // before the parser: its entry events take from the scanner's queue
-        const resume = (): void => {
-          if (!this.failure) setImmediate(() => tar.resume());
-        };
-        if (parser.write(chunk)) resume();
-        else parser.once('drain', resume);
+        feeding = feed(chunk).then(
+          () => {
+            if (!this.failure) setImmediate(() => tar.resume());
+          },
+          (err) => fail(err, current),
+        );
       });
+      const feed = async (chunk: Buffer): Promise<void> => {
+        for (let off = 0; off < chunk.length && !this.failure; off += PARSE_SLICE) {
+          if (off > 0) {
+            const turn = this.budget.turn();
+            if (turn) await turn;
+            if (this.failure) return;
+          }
+          const slice = chunk.subarray(off, off + PARSE_SLICE);
+          this.xattrScanner.push(slice); // before the parser: its entry events take from the scanner's queue
+          if (!parser.write(slice)) await new Promise<void>((resolve) => parser.once('drain', resolve));
+        }
+      };
       tar.on('end', () => {
-        if (!this.failure) parser.end();
+        // The stream may end while its last chunk is still being fed.
+        void feeding.then(() => {
+          if (!this.failure) parser.end();
+        });
       });
       tar.on('error', (err) => fail(err, current));
       if (signal) {
