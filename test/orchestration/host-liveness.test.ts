@@ -1,10 +1,13 @@
 // HostLiveness against the real test Redis, with an injected monotonic clock: the
 // fence decision, renewal by send time, a lease lost from Redis, a reassigned
-// service, reclaim once Redis answers, and Redis unreachable. No VMs.
+// service, reclaim once Redis answers, and Redis unreachable. Then a busy host
+// (docs/ORCHESTRATION.md "A busy host"): late rounds, rounds that give up, and an
+// event-loop stall on the real clock. No VMs.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
-import { Keys, leaseTiming } from '@monocore/engine';
+import { Keys, leaseTiming, type LeaseTiming } from '@monocore/engine';
 import { HostLiveness } from '@monocore/worker';
 import { TEST_REDIS_DBS } from '../support/env.js';
 import { Partition } from '../support/partition.js';
@@ -17,7 +20,7 @@ after(async () => {
   for (const c of conns) await c.quit().catch(() => c.disconnect());
 });
 
-async function setup(opts: { redisUrl?: string } = {}) {
+async function setup(opts: { redisUrl?: string; timing?: LeaseTiming; realClock?: boolean } = {}) {
   const url = opts.redisUrl ?? (await freshDb(DB));
   const redis = new Redis(url, { maxRetriesPerRequest: 1, enableOfflineQueue: false, lazyConnect: true, retryStrategy: () => null });
   redis.on('error', () => undefined);
@@ -29,17 +32,17 @@ async function setup(opts: { redisUrl?: string } = {}) {
   const liveness = new HostLiveness({
     info: { id: 'h1', cpus: 4, ramMib: 1024, backends: ['qemu'] },
     redis,
-    timing,
+    timing: opts.timing ?? timing,
     logger: quiet,
     usage: () => ({ freeCpus: 4, freeRamMib: 1024 }),
     fence: (name, epoch, why) => fenced.push({ name, epoch, why }),
     reclaim: async (name, epoch) => {
       reclaimed.push({ name, epoch });
     },
-    now: () => clock,
+    ...(opts.realClock ? {} : { now: () => clock }),
   });
   const assign = (name: string, host: string, epoch: number) => redis.hset(Keys.service(name), { host, epoch, status: 'running', desired: 'running' });
-  return { redis, liveness, fenced, reclaimed, assign, advance: (ms: number) => (clock += ms) };
+  return { url, redis, liveness, fenced, reclaimed, assign, advance: (ms: number) => (clock += ms) };
 }
 
 test('a lease renewed in time is kept; one not renewed for the fence time is fenced locally, before Redis expires it', async () => {
@@ -143,5 +146,91 @@ test('Redis unreachable from this host (a frozen forwarder): a tick gives up aft
     partition.heal();
   } finally {
     await partition.close();
+  }
+});
+
+// --- A busy host: docs/ORCHESTRATION.md "A busy host" ---
+
+/** Redis answers `redis` (this connection only) late: a BLPOP that finds nothing holds every later command on it for `ms`. */
+function holdReplies(redis: Redis, ms: number): Promise<unknown> {
+  return redis.blpop('test:nothing-ever', ms / 1000);
+}
+
+/** A stalled event loop, as a CPU-bound synchronous step under load makes it. */
+function busy(ms: number): void {
+  const end = performance.now() + ms;
+  while (performance.now() < end) {
+    // spin
+  }
+}
+
+test('a late round does not hold the next: a round goes out every period whatever earlier rounds wait for', async () => {
+  const { redis, liveness, fenced, assign, advance } = await setup();
+  await assign('s7', 'h1', 1);
+  assert.equal(await liveness.acquire('s7', 1), 'held');
+  await liveness.tick(); // the renewal script is loaded: later rounds are sent at once
+  const held = holdReplies(redis, 500); // shorter than renewTimeoutMs: the rounds are late, not lost
+  advance(timing.renewEveryMs);
+  const first = liveness.tick(); // sent at T, answered late
+  advance(timing.renewEveryMs);
+  const second = liveness.tick(); // sent at T + renewEvery while the first still waits
+  await Promise.all([held, first, second]);
+  // T + fence time: only the first round's send time would fence here.
+  advance(timing.fenceAfterMs - timing.renewEveryMs);
+  liveness.checkDeadlines();
+  assert.deepEqual(fenced, [], 'the second round went out and moved the deadline');
+  assert.equal(liveness.holds('s7', 1), true);
+  advance(timing.renewEveryMs);
+  liveness.checkDeadlines();
+  assert.equal(fenced.length, 1, 'and the deadline is the second round\'s send time + fence time');
+});
+
+test('a heartbeat goes out with its round, even when the round gives up', async () => {
+  const { url, redis, liveness, assign, advance } = await setup();
+  const observer = new Redis(url);
+  conns.push(observer);
+  await assign('s8', 'h1', 1);
+  assert.equal(await liveness.acquire('s8', 1), 'held');
+  await liveness.tick(); // scripts loaded, host registered by the heartbeat
+  await observer.set(Keys.hostAlive('h1'), 'marker', 'PX', 60_000);
+  const held = holdReplies(redis, timing.renewTimeoutMs + 500); // longer than the round waits
+  advance(timing.renewEveryMs);
+  await liveness.tick(); // gives up after renewTimeoutMs, without throwing
+  await held;
+  await redis.ping(); // every command sent before it on this connection has been answered
+  const alive = await observer.get(Keys.hostAlive('h1'));
+  assert.notEqual(alive, 'marker', 'the heartbeat was sent with the round that gave up, and landed');
+  assert.ok((await observer.pttl(Keys.hostAlive('h1'))) <= timing.hostTtlMs, 'with the host TTL');
+});
+
+test('an event-loop stall of 0.6 L right after a round went out does not fence (real clock, L = 2 s)', async () => {
+  const L = 2000; // renew 500 ms, fence after 1500 ms, margin 500 ms
+  const t = leaseTiming(L);
+  const { liveness, fenced, assign } = await setup({ timing: t, realClock: true });
+  await assign('s9', 'h1', 1);
+  assert.equal(await liveness.acquire('s9', 1), 'held');
+  // The worst moment for a stall: right after a round was sent, its reply arriving during the stall.
+  const tick = liveness.tick.bind(liveness);
+  let rounds = 0;
+  let stalled!: () => void;
+  const stall = new Promise<void>((resolve) => (stalled = resolve));
+  liveness.tick = () => {
+    const round = tick();
+    if (++rounds === 2) {
+      setImmediate(() => {
+        busy(0.6 * L);
+        stalled();
+      });
+    }
+    return round;
+  };
+  await liveness.start();
+  try {
+    await stall;
+    await sleep(2 * t.renewEveryMs); // the fence check runs many times after the stall
+    assert.deepEqual(fenced, [], 'the reply that arrived during the stall was read before the fence check judged');
+    assert.equal(liveness.holds('s9', 1), true);
+  } finally {
+    await liveness.stop();
   }
 });

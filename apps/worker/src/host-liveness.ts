@@ -20,6 +20,26 @@ interface Lease {
 
 const NEXT: Record<LeasePhase, readonly LeasePhase[]> = { held: ['fenced'], fenced: ['held'] };
 
+/**
+ * Renewal rounds that may wait for Redis at once. A round goes out every period
+ * whatever earlier rounds still wait for (a late reply must not hold the next
+ * renewal back); beyond this many unanswered ones (Redis unreachable, not just
+ * slow), a round is skipped and logged rather than piling commands on the connection.
+ */
+export const MAX_ROUNDS_IN_FLIGHT = 4;
+
+/**
+ * Run `fn` once the replies that arrived before it have been read. A timer that fires
+ * after an event-loop stall (timers run first in a turn) must not judge before the
+ * socket reads already due: a renewal's reply that arrived during the stall. The
+ * first setImmediate lets this turn's poll phase (socket reads) run; the second, the
+ * next turn's, for a stall that came after this turn's poll (in an I/O callback, or
+ * an immediate queued ahead of ours: the unpack's turns are immediates).
+ */
+function afterPendingIo(fn: () => void): void {
+  setImmediate(() => setImmediate(fn));
+}
+
 function move(name: string, lease: Lease, to: LeasePhase): void {
   if (!NEXT[lease.phase].includes(to)) throw new Error(`lease of "${name}": invalid transition ${lease.phase} → ${to}`);
   lease.phase = to;
@@ -51,14 +71,20 @@ export interface HostLivenessOptions {
 /**
  * The host's liveness and the fencing decision, in one place.
  *
- * Every `renewEveryMs` it renews the lease of every service this host runs and
- * its heartbeat key; every `fenceCheckMs` — on a timer that needs no Redis — it
+ * Every `renewEveryMs` it sends a round: the renewal of every lease this host
+ * holds and its heartbeat, together, whatever earlier rounds still wait for (up to
+ * MAX_ROUNDS_IN_FLIGHT). Every `fenceCheckMs` — on a timer that needs no Redis — it
  * kills each VM whose lease was last renewed (by send time) `fenceAfterMs` ago.
  * Redis counts a lease's TTL from when it processed the renewal, which is never
  * before this host sent it, so the VM is dead `marginMs` before any other host
  * can take the lease (`leaseTiming()`): whether Redis is down, slow, or
  * unreachable from this host only. When Redis answers again, fenced services
  * are handed to `reclaim`.
+ *
+ * A busy host (docs/ORCHESTRATION.md "A busy host"): the fence check and a round's
+ * timeout decide only after the socket reads already due (afterPendingIo), so a
+ * reply that arrived while the event loop was stalled counts before anything is
+ * judged late.
  */
 export class HostLiveness {
   readonly #leases = new Map<string, Lease>();
@@ -67,7 +93,12 @@ export class HostLiveness {
   readonly #now: () => number;
   #renewTimer?: NodeJS.Timeout;
   #fenceTimer?: NodeJS.Timeout;
-  #ticking = false;
+  /** Rounds sent whose replies have not all arrived (given up or not). */
+  #roundsInFlight = 0;
+  /** Rounds skipped in a row because MAX_ROUNDS_IN_FLIGHT were unanswered. */
+  #skipped = 0;
+  /** Fenced leases whose reclaim is running. */
+  readonly #reclaiming = new Set<string>();
   #stopped = false;
   #lastBeatAt = 0;
 
@@ -86,7 +117,13 @@ export class HostLiveness {
     await this.#hosts.register(this.options.info, this.options.timing.hostTtlMs);
     this.#lastBeatAt = this.#now();
     this.#renewTimer = setInterval(() => void this.tick(), this.options.timing.renewEveryMs);
-    this.#fenceTimer = setInterval(() => this.checkDeadlines(), this.options.timing.fenceCheckMs);
+    this.#fenceTimer = setInterval(
+      () =>
+        afterPendingIo(() => {
+          if (!this.#stopped) this.checkDeadlines();
+        }),
+      this.options.timing.fenceCheckMs,
+    );
   }
 
   /**
@@ -143,34 +180,58 @@ export class HostLiveness {
     }
   }
 
-  /** One renewal round: leases first (fencing), then the heartbeat, then fenced services. */
+  /**
+   * One renewal round: every held lease and the heartbeat, sent together at once,
+   * whatever earlier rounds still wait for. Resolves once Redis answered the round,
+   * then handed fenced services to `reclaim`; or once it gave up after
+   * renewTimeoutMs — its replies still count when they land: a renewal by its send
+   * time, the heartbeat as a heartbeat. Never throws.
+   */
   async tick(): Promise<void> {
-    if (this.#ticking || this.#stopped) return;
-    this.#ticking = true;
-    try {
-      await this.#renewAll();
-      const beatSentAt = this.#now();
-      const wasAlive = await this.#bounded(this.#hosts.heartbeat(this.hostId, this.options.timing.hostTtlMs, this.options.usage()));
-      this.#lastBeatAt = beatSentAt;
-      if (!wasAlive) {
-        this.options.logger.warn('heartbeat key had expired (Redis restart, a partition or a long pause): registering again');
-        await this.#bounded(this.#hosts.register(this.options.info, this.options.timing.hostTtlMs));
+    if (this.#stopped) return;
+    if (this.#roundsInFlight >= MAX_ROUNDS_IN_FLIGHT) {
+      if (this.#skipped++ === 0) {
+        this.options.logger.warn(
+          { roundsInFlight: this.#roundsInFlight, sinceLastBeatMs: Math.round(this.sinceLastBeatMs()) },
+          `renewal round skipped: ${MAX_ROUNDS_IN_FLIGHT} earlier rounds still wait for Redis`,
+        );
       }
-      // Redis answers: decide what happens to fenced services.
-      for (const name of this.fenced()) await this.#reclaim(name);
+      return;
+    }
+    if (this.#skipped > 0) {
+      this.options.logger.info({ skipped: this.#skipped }, 'renewal rounds go out again');
+      this.#skipped = 0;
+    }
+    this.#roundsInFlight++;
+    const sentAt = this.#now();
+    // Leases first (fencing), then the heartbeat: both are written before anything waits.
+    const round = Promise.all([this.#renewAll(sentAt), this.#beat(sentAt)]);
+    const answered = (): void => {
+      this.#roundsInFlight--;
+    };
+    round.then(answered, answered);
+    try {
+      await this.#bounded(round);
     } catch (err) {
       this.options.logger.warn({ err: (err as Error).message, sinceLastBeatMs: Math.round(this.sinceLastBeatMs()) }, 'heartbeat failed');
-    } finally {
-      this.#ticking = false;
+      return;
+    }
+    // Redis answers: decide what happens to fenced services.
+    for (const name of this.fenced()) {
+      try {
+        await this.#reclaim(name);
+      } catch (err) {
+        this.options.logger.warn({ service: name, err: (err as Error).message }, 'reclaim of a fenced service did not finish in time (it goes on)');
+      }
     }
   }
 
-  async #renewAll(): Promise<void> {
-    const sentAt = this.#now();
+  /** Renews every held lease; settles when every reply arrived. Never rejects. */
+  #renewAll(sentAt: number): Promise<void> {
     const held = [...this.#leases].filter(([, l]) => l.phase === 'held');
-    // Sent together (one round trip). A reply that arrives after the timeout still counts:
-    // its send time is what bounds the lease, however late it answers.
-    const rounds = held.map(([name, l]) =>
+    // A reply that arrives after the round gave up still counts: its send time is what
+    // bounds the lease, however late it answers.
+    const renewals = held.map(([name, l]) =>
       this.#state.renewLease(name, this.hostId, l.epoch, this.options.timing.leaseMs).then(
         async (ok) => {
           if (this.#leases.get(name) !== l || l.phase !== 'held') return;
@@ -188,23 +249,70 @@ export class HostLiveness {
         () => undefined, // a failed renewal just leaves the deadline where it was
       ),
     );
-    await this.#bounded(Promise.all(rounds));
+    return Promise.all(renewals).then(() => undefined);
   }
 
+  /** The host's heartbeat (one round trip), registering again if the key had expired. */
+  async #beat(sentAt: number): Promise<void> {
+    const wasAlive = await this.#hosts.heartbeat(this.hostId, this.options.timing.hostTtlMs, this.options.usage());
+    this.#lastBeatAt = Math.max(this.#lastBeatAt, sentAt);
+    if (!wasAlive) {
+      this.options.logger.warn('heartbeat key had expired (Redis restart, a partition or a long pause): registering again');
+      await this.#hosts.register(this.options.info, this.options.timing.hostTtlMs);
+    }
+  }
+
+  /** Hands a fenced lease to `reclaim` (once at a time); forgets it once decided. Waits at most renewTimeoutMs. */
   async #reclaim(name: string): Promise<void> {
     const l = this.#leases.get(name);
-    if (!l || l.phase !== 'fenced') return;
-    await this.#bounded(this.options.reclaim(name, l.epoch));
-    if (this.#leases.get(name) === l) this.#leases.delete(name);
+    if (!l || l.phase !== 'fenced' || this.#reclaiming.has(name)) return;
+    this.#reclaiming.add(name);
+    const decided = this.options.reclaim(name, l.epoch).then(
+      () => {
+        if (this.#leases.get(name) === l) this.#leases.delete(name);
+      },
+      (err: unknown) => {
+        this.options.logger.warn({ service: name, err: (err as Error).message }, 'reclaim of a fenced service failed (tried again when Redis answers)');
+      },
+    );
+    void decided.finally(() => this.#reclaiming.delete(name));
+    await this.#bounded(decided);
   }
 
-  /** Wait at most renewTimeoutMs for a Redis call (the call itself may still complete later). */
+  /**
+   * Wait at most renewTimeoutMs for a Redis call (the call itself may still complete
+   * later). When the timer fires, the verdict waits for the socket reads already due
+   * (afterPendingIo): after an event-loop stall the timer and the reply are due at once,
+   * and the reply must win.
+   */
   #bounded<T>(p: Promise<T>): Promise<T> {
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`Redis did not answer within ${this.options.timing.renewTimeoutMs} ms`)), this.options.timing.renewTimeoutMs);
+    const ms = this.options.timing.renewTimeoutMs;
+    return new Promise<T>((resolve, reject) => {
+      let settled = false;
+      const timer = setTimeout(
+        () =>
+          afterPendingIo(() => {
+            if (settled) return;
+            settled = true;
+            reject(new Error(`Redis did not answer within ${ms} ms`));
+          }),
+        ms,
+      );
+      p.then(
+        (v) => {
+          if (settled) return;
+          settled = true;
+          clearTimeout(timer);
+          resolve(v);
+        },
+        (err: unknown) => {
+          if (settled) return;
+          settled = true;
+          clearTimeout(timer);
+          reject(err as Error);
+        },
+      );
     });
-    return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
   }
 
   /** Stop the timers (the caller stops its VMs and unregisters the host). */

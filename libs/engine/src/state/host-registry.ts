@@ -68,15 +68,22 @@ export class HostRegistry {
       .exec();
   }
 
-  /** Refresh the heartbeat. Returns false if the key had expired (the host was presumed dead meanwhile). */
+  /**
+   * Refresh the heartbeat, in one round trip (it goes out with a renewal round: HostLiveness).
+   * Returns false if the key had expired (the host was presumed dead meanwhile).
+   */
   async heartbeat(id: string, ttlMs: number, usage?: { freeCpus: number; freeRamMib: number }): Promise<boolean> {
-    const prev = await this.redis.set(Keys.hostAlive(id), String(Date.now()), 'PX', ttlMs, 'GET');
-    const pipe = this.redis.pipeline().sadd(Keys.hosts(), id);
-    pipe.hset(Keys.host(id), {
-      heartbeat_at: new Date().toISOString(),
-      ...(usage ? { free_cpus: usage.freeCpus, free_ram_mib: usage.freeRamMib } : {}),
-    });
-    await pipe.exec();
+    const res = await this.redis
+      .pipeline()
+      .set(Keys.hostAlive(id), String(Date.now()), 'PX', ttlMs, 'GET')
+      .sadd(Keys.hosts(), id)
+      .hset(Keys.host(id), {
+        heartbeat_at: new Date().toISOString(),
+        ...(usage ? { free_cpus: usage.freeCpus, free_ram_mib: usage.freeRamMib } : {}),
+      })
+      .exec();
+    const [err, prev] = res?.[0] ?? [new Error('heartbeat: no reply from Redis'), null];
+    if (err) throw err;
     return prev !== null;
   }
 
