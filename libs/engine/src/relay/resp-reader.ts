@@ -1,4 +1,4 @@
-import { SLAB_DATA_BYTES, takeSlab } from '../streams/slabs.js';
+import { bufferFor } from '../streams/slabs.js';
 
 /** A reply as read: bulk strings are Buffers, simple strings strings, integers numbers, nil null. */
 export type RespValue = Buffer | string | number | null | RespError | SkippedBulk | RespValue[];
@@ -25,8 +25,6 @@ export interface RespLimits {
 
 const CR = 13;
 const LF = 10;
-/** Bulk strings at least this long are read into a slab (streams/slabs.ts), shorter ones into a buffer of their size. */
-const SLAB_MIN = 64 << 10;
 /** The reader's own buffer: every header and every short value goes through it; a header or simple line must fit. */
 const SCRATCH_BYTES = 64 << 10;
 
@@ -170,7 +168,8 @@ export class RespReader {
             this.#skipped = new SkippedBulk(len);
             break;
           }
-          const bulk = len >= SLAB_MIN && len <= SLAB_DATA_BYTES ? takeSlab(len) : Buffer.allocUnsafe(len);
+          // Large ones into a slab (streams/slabs.ts), shorter ones into a buffer of their size.
+          const bulk = bufferFor(len);
           const n = Math.min(len, this.#have - pos);
           s.copy(bulk, 0, pos, pos + n);
           pos += n;

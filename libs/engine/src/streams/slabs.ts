@@ -58,6 +58,17 @@ export function releaseSlab(buf: Uint8Array): void {
   spare.push(mem);
 }
 
+/** Data at least this long that is read or copied for a reader goes into a slab; shorter data into a buffer of its own size. */
+export const SLAB_MIN_BYTES = 64 << 10;
+
+/**
+ * A buffer to read or copy `length` bytes into for a reader that may give it back with
+ * `releaseSlab` when done: a slab for large data (a relay entry's bytes), else a fresh buffer.
+ */
+export function bufferFor(length: number): Buffer {
+  return length >= SLAB_MIN_BYTES && length <= SLAB_DATA_BYTES ? takeSlab(length) : Buffer.allocUnsafe(length);
+}
+
 /** Slabs waiting to be reused (tests). */
 export function spareSlabs(): number {
   return spare.length;
