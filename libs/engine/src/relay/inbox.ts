@@ -1,5 +1,6 @@
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
+import { registerLocalInbox, type LocalInbox } from './local-inboxes.js';
 import { ReaderConnection } from './reader-connection.js';
 import { RELAY_MAX_CHUNK_BYTES, decodeEntry, type RelayEntry } from './relay-protocol.js';
 import { RespError, RespProtocolError, type RespLimits, type RespValue } from './resp-reader.js';
@@ -18,6 +19,11 @@ export interface InboxOptions {
    * predecessor on this host left unread) instead of only what comes after open().
    */
   fromStart?: boolean;
+  /**
+   * `false`: writers in this process reach the inbox through Redis too, like writers elsewhere
+   * (tests, comparisons). By default they hand their entries over in process (append-entry.ts).
+   */
+  inProcess?: false;
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -41,8 +47,13 @@ const LIMITS: RespLimits = { maxBulk: 4 * RELAY_MAX_CHUNK_BYTES, maxArray: 2 * R
  * returns null knows the reader is gone, and a crashed reader's inbox expires
  * by itself. Consumed entries are trimmed after every batch (XTRIM MINID):
  * the stream only ever holds what is unread, which flow control bounds.
+ *
+ * Writers in the reader's own process skip Redis (append-entry.ts): the inbox is registered in
+ * the process (local-inboxes.ts) before its key exists and until just before the key is
+ * deleted, takes their entries with `accept`, and delivers them on a later turn of the event
+ * loop, through the same handler and in arrival order with what it reads from Redis.
  */
-export class Inbox {
+export class Inbox implements LocalInbox {
   readonly key: string;
   readonly #o: InboxOptions;
   readonly #ttlMs: number;
@@ -53,6 +64,11 @@ export class Inbox {
   #closed = false;
   #timer?: NodeJS.Timeout;
   #loop?: Promise<void>;
+  /** Entries handed over in process since the last batch, and whether a turn to deliver them is scheduled. */
+  readonly #local: RelayEntry[] = [];
+  #localTurn = false;
+  #localSeq = 0;
+  #unregister?: () => void;
 
   private constructor(options: InboxOptions) {
     this.#o = options;
@@ -62,7 +78,15 @@ export class Inbox {
 
   static async open(options: InboxOptions): Promise<Inbox> {
     const inbox = new Inbox(options);
-    await inbox.#create(options.fromStart === true);
+    // Reachable in process before it is in Redis: a writer here never goes to Redis for it.
+    if (options.inProcess !== false) inbox.#unregister = registerLocalInbox(options.redis, options.key, inbox);
+    try {
+      await inbox.#create(options.fromStart === true);
+    } catch (err) {
+      inbox.#closed = true;
+      inbox.#unregister?.();
+      throw err;
+    }
     inbox.#timer = setInterval(() => void inbox.#keepAlive(), Math.max(100, Math.floor(inbox.#ttlMs / 3)));
     inbox.#timer.unref();
     inbox.#loop = inbox.#read();
@@ -121,10 +145,7 @@ export class Inbox {
       } catch (err) {
         if (this.#closed) return;
         // An error reply leaves the connection usable; anything else (gone, timed out, not RESP) ends it.
-        if (!(err instanceof RespError)) {
-          this.#conn?.close();
-          this.#conn = undefined;
-        }
+        if (!(err instanceof RespError)) this.#dropConnection();
         await failed('inbox read failed; retrying', err as Error);
         continue;
       }
@@ -137,19 +158,47 @@ export class Inbox {
       try {
         batch = this.#entries(res);
       } catch (err) {
-        this.#conn?.close();
-        this.#conn = undefined;
+        this.#dropConnection();
         await failed('inbox read an unreadable reply; retrying', err as Error);
         continue;
       }
       this.#trimTo = this.#lastId;
-      if (batch.length > 0) {
-        try {
-          this.#o.onEntries(batch);
-        } catch (err) {
-          this.#o.logger.error({ err, inbox: this.key }, 'inbox handler threw');
-        }
-      }
+      this.#deliver(batch);
+    }
+  }
+
+  #dropConnection(): void {
+    this.#conn?.close();
+    this.#conn = undefined;
+  }
+
+  /** LocalInbox: an entry from a writer in this process (append-entry.ts), delivered on a later turn. */
+  accept(entry: RelayEntry): string | null {
+    if (this.#closed) return null;
+    entry.id = `local-${++this.#localSeq}`;
+    this.#local.push(entry);
+    if (!this.#localTurn) {
+      this.#localTurn = true;
+      setImmediate(() => {
+        this.#localTurn = false;
+        this.#deliver([]);
+      });
+    }
+    return entry.id;
+  }
+
+  /**
+   * Hands the handler one batch: the entries handed over in process and not yet delivered
+   * (they arrived first), then `batch`, read from Redis. The one way entries reach the handler.
+   */
+  #deliver(batch: RelayEntry[]): void {
+    if (this.#closed) return;
+    const entries = this.#local.length === 0 ? batch : this.#local.splice(0).concat(batch);
+    if (entries.length === 0) return;
+    try {
+      this.#o.onEntries(entries);
+    } catch (err) {
+      this.#o.logger.error({ err, inbox: this.key }, 'inbox handler threw');
     }
   }
 
@@ -176,12 +225,15 @@ export class Inbox {
     return batch;
   }
 
-  /** Stops reading and deletes the key (writers' XADDs are refused from now on). */
+  /** Stops reading and deletes the key (writers' XADDs are refused from now on, and so are writers in this process). */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    // Out of the process's registry before the key goes: a writer here then reaches Redis, and finds it gone.
+    this.#unregister?.();
+    this.#local.length = 0;
     clearInterval(this.#timer);
-    this.#conn?.close();
+    this.#dropConnection();
     await this.#loop?.catch(() => undefined);
     await this.#o.redis.del(this.key).catch(() => undefined);
   }

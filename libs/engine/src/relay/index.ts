@@ -11,6 +11,8 @@ export {
 export type { RelayTarget, RelayOp, OpenMeta, EndMeta, ExitMeta } from './relay-protocol.js';
 export { Inbox } from './inbox.js';
 export type { InboxOptions } from './inbox.js';
+export { appendEntry } from './append-entry.js';
+export type { AppendOptions } from './append-entry.js';
 export { RelayClient, RelayCall } from './relay-client.js';
 export type { RelayClientOptions, CallInput, OutputChunk } from './relay-client.js';
 export { RelayServer } from './relay-server.js';

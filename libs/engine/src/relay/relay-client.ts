@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import { ErrorCodes } from '../errors/codes.js';
 import { MonocoreError } from '../errors/index.js';
 import { Keys } from '../state/keys.js';
+import { appendEntry, appendWireEntry, type AppendOptions } from './append-entry.js';
 import { InFlight } from './in-flight.js';
 import { Inbox } from './inbox.js';
 import { WireEntry } from './wire-entry.js';
@@ -17,7 +18,6 @@ import {
   RELAY_MAX_CHUNK_BYTES,
   RELAY_WINDOW_BYTES,
   UpKind,
-  encodeEntry,
   errorFromFail,
   type CallMeta,
   type EndMeta,
@@ -33,6 +33,8 @@ export interface RelayClientOptions {
   logger: Logger;
   /** A call that received nothing for this long has its worker's liveness checked (default 2000 ms). */
   idleCheckMs?: number;
+  /** `false`: entries to and from a worker in this process go through Redis too (tests, comparisons). */
+  inProcess?: false;
 }
 
 export interface CallInput {
@@ -60,12 +62,14 @@ type CallFinal = { ok: true; meta: EndMeta } | { ok: false; error: MonocoreError
 export class RelayClient {
   readonly #o: RelayClientOptions;
   readonly #calls = new Map<string, RelayCall>();
+  readonly #append: AppendOptions;
   #inbox?: Inbox;
   #timer?: NodeJS.Timeout;
   #checking = false;
 
   private constructor(options: RelayClientOptions) {
     this.#o = options;
+    this.#append = options.inProcess === false ? { inProcess: false } : {};
   }
 
   static async open(options: RelayClientOptions): Promise<RelayClient> {
@@ -74,6 +78,7 @@ export class RelayClient {
       redis: options.redis,
       key: Keys.inbox(`api:${randomBytes(8).toString('hex')}`),
       logger: options.logger,
+      ...c.#append,
       onEntries: (entries) => c.#dispatch(entries),
     });
     c.#timer = setInterval(() => void c.#checkIdle(), Math.max(100, Math.floor((options.idleCheckMs ?? 2000) / 2)));
@@ -97,10 +102,11 @@ export class RelayClient {
    */
   async call(input: CallInput): Promise<RelayCall> {
     const id = `c${Date.now().toString(36)}${randomBytes(6).toString('hex')}`;
-    const call = new RelayCall(id, input, this.#o.redis, Keys.inbox(`host:${input.host}`), () => this.#calls.delete(id));
+    const hostInbox = Keys.inbox(`host:${input.host}`);
+    const call = new RelayCall(id, input, this.#o.redis, hostInbox, () => this.#calls.delete(id), this.#append);
     this.#calls.set(id, call);
     const meta: CallMeta = { target: input.target, op: input.op, reply: this.inboxKey, sent: Date.now() };
-    const res = await this.#o.redis.xadd(Keys.inbox(`host:${input.host}`), 'NOMKSTREAM', '*', ...encodeEntry(UpKind.call, id, { json: meta })).catch((err: unknown) => {
+    const res = await appendEntry(this.#o.redis, hostInbox, UpKind.call, id, { json: meta }, this.#append).catch((err: unknown) => {
       this.#calls.delete(id);
       throw err;
     });
@@ -177,6 +183,7 @@ export class RelayCall {
   readonly #redis: Redis;
   readonly #hostInbox: string;
   readonly #forget: () => void;
+  readonly #append: AppendOptions;
   #resolveOpened!: (m: OpenMeta) => void;
   #rejectOpened!: (e: Error) => void;
   #resolveResult!: (m: EndMeta) => void;
@@ -196,12 +203,13 @@ export class RelayCall {
   /** Upload bytes gathered for the next data entry (writeBulk). */
   #pending?: WireEntry;
 
-  constructor(id: string, input: CallInput, redis: Redis, hostInbox: string, forget: () => void) {
+  constructor(id: string, input: CallInput, redis: Redis, hostInbox: string, forget: () => void, append: AppendOptions = {}) {
     this.id = id;
     this.input = input;
     this.#redis = redis;
     this.#hostInbox = hostInbox;
     this.#forget = forget;
+    this.#append = append;
     this.opened = new Promise((res, rej) => {
       this.#resolveOpened = res;
       this.#rejectOpened = rej;
@@ -360,8 +368,7 @@ export class RelayCall {
     }
     if (this.#final) throw this.#final.ok ? new MonocoreError('MC_INTERNAL', `call ${this.id} already ended`) : this.#final.error;
     this.#sentUp += entry.length;
-    const sent = (this.#redis.sendCommand(entry.command()) as Promise<string | null>).then((res) => {
-      entry.recycle();
+    const sent = appendWireEntry(this.#redis, entry, this.#append).then((res) => {
       if (res === null && !this.#final) this.fail(this.input.hostLost(`worker host "${this.input.host}" is not running (no relay inbox)`));
     });
     await this.#upInFlight.add(sent);
@@ -393,7 +400,7 @@ export class RelayCall {
   }
 
   async #send(kind: string, extra: { data?: Uint8Array; json?: unknown } = {}): Promise<void> {
-    const res = await this.#redis.xadd(this.#hostInbox, 'NOMKSTREAM', '*', ...encodeEntry(kind, this.id, extra));
+    const res = await appendEntry(this.#redis, this.#hostInbox, kind, this.id, extra, this.#append);
     if (res === null && !this.#final) this.fail(this.input.hostLost(`worker host "${this.input.host}" is not running (no relay inbox)`));
   }
 }

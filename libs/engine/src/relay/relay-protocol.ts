@@ -158,7 +158,7 @@ export const FailMetaSchema = z.object({ code: z.string(), message: z.string(), 
 
 /** One inbox entry, decoded. */
 export interface RelayEntry {
-  /** Stream id. */
+  /** Stream id (`local-<n>` for an entry handed over in process: append-entry.ts). */
   id: string;
   kind: string;
   call: string;

@@ -6,6 +6,7 @@ import { MonocoreError, isMonocoreError } from '../errors/index.js';
 import { Keys } from '../state/keys.js';
 import { releaseSlab } from '../streams/slabs.js';
 import type { GuestAgent, GuestProcess } from '../vm/guest-agent.js';
+import { appendEntry, appendWireEntry, type AppendOptions } from './append-entry.js';
 import { InFlight } from './in-flight.js';
 import { Inbox } from './inbox.js';
 import { WireEntry } from './wire-entry.js';
@@ -21,7 +22,6 @@ import {
   SignalMetaSchema,
   UpKind,
   describeTarget,
-  encodeEntry,
   type CallMeta,
   type EndMeta,
   type OpenMeta,
@@ -60,6 +60,8 @@ export interface RelayServerOptions {
   logger: Logger;
   /** How often the API inboxes of running calls are checked for a vanished API (default 5000 ms). */
   apiCheckMs?: number;
+  /** `false`: entries to and from an API in this process go through Redis too (tests, comparisons). */
+  inProcess?: false;
 }
 
 /** Output pieces at least this large go through a reused entry buffer (file data, bulk output); smaller ones as they are. */
@@ -90,6 +92,7 @@ export class RelayServer {
       logger: options.logger,
       // Calls a predecessor on this host left unread are answered (not dropped), so no caller waits for them.
       fromStart: true,
+      ...(options.inProcess === false ? { inProcess: false } : {}),
       onEntries: (entries) => {
         for (const e of entries) s.#dispatch(e);
       },
@@ -217,6 +220,7 @@ class ServerCall {
   readonly #downInFlight = new InFlight();
   /** Control messages that came before the process existed. */
   readonly #early: RelayEntry[] = [];
+  readonly #append: AppendOptions;
 
   constructor(
     readonly id: string,
@@ -225,6 +229,7 @@ class ServerCall {
     readonly forget: () => void,
   ) {
     this.targetKey = targetKey(meta.target);
+    this.#append = o.inProcess === false ? { inProcess: false } : {};
   }
 
   async run(): Promise<void> {
@@ -449,14 +454,12 @@ class ServerCall {
    * read into a slab is sent from it as it is, anything else is copied once into a slab.
    */
   async #sendBulk(kind: string, data: Buffer): Promise<void> {
-    const entry = WireEntry.of(this.meta.reply, kind, this.id, data);
-    const res = (await this.o.redis.sendCommand(entry.command())) as string | null;
-    entry.recycle();
+    const res = await appendWireEntry(this.o.redis, WireEntry.of(this.meta.reply, kind, this.id, data), this.#append);
     if (res === null) this.cancel('the calling API went away (its inbox is gone)');
   }
 
   async #send(kind: string, extra: { data?: Uint8Array; json?: unknown } = {}): Promise<void> {
-    const res = await this.o.redis.xadd(this.meta.reply, 'NOMKSTREAM', '*', ...encodeEntry(kind, this.id, extra));
+    const res = await appendEntry(this.o.redis, this.meta.reply, kind, this.id, extra, this.#append);
     if (res === null) this.cancel('the calling API went away (its inbox is gone)');
   }
 }

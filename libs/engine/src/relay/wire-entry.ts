@@ -23,8 +23,8 @@ export class WireEntry {
   /** An entry to append up to `capacity` bytes to. */
   constructor(
     readonly key: string,
-    kind: string,
-    call: string,
+    readonly kind: string,
+    readonly call: string,
     readonly capacity: number = SLAB_DATA_BYTES,
     data?: Buffer,
   ) {
@@ -76,6 +76,14 @@ export class WireEntry {
     head.copy(mem, SLAB_HEAD - head.length);
     mem.write('\r\n', SLAB_HEAD + this.#length, 'latin1');
     return new WireCommand(mem.subarray(start), this.key);
+  }
+
+  /**
+   * The entry's bytes, for a reader in this process (append-entry.ts) instead of a command: the
+   * slab is the reader's from now on, as a slab read from Redis would be. Not with `command()`.
+   */
+  take(): Buffer {
+    return this.#data.subarray(0, this.#length);
   }
 
   /**
