@@ -5,6 +5,10 @@
  * concurrency, a 64 MiB flood read slowly (every byte in order, the API's
  * inbox never holding more than the window), cancellation, and a worker
  * process killed mid-call (the caller gets an error, not a hang).
+ *
+ * The same calls run twice: with the API and the worker in this one process, as `monocore
+ * serve` runs them (entries are handed over in process: nothing but the inboxes' markers may
+ * reach Redis), and with `inProcess: false` (every entry through Redis, as between hosts).
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -29,7 +33,6 @@ import { TEST_REDIS_DBS } from '../support/env.js';
 import { spawnTied } from '../support/tied-child.js';
 import { startHostAgent, type HostAgent } from '../vm/agent-fixtures.js';
 
-const DB = TEST_REDIS_DBS['relay/relay'];
 const HOST = 'relay-h1';
 const WORKER = `1@2026-01-01T00:00:00.000Z`;
 
@@ -42,7 +45,18 @@ async function collect(call: RelayCall): Promise<{ stdout: Buffer; stderr: Buffe
   return { stdout: Buffer.concat(out), stderr: Buffer.concat(err) };
 }
 
-describe('relay through Redis to a real agent', () => {
+/** Entries ever appended to a stream (trimmed ones too): the inbox's marker is one. */
+async function entriesAdded(redis: Redis, key: string): Promise<number> {
+  const info = (await redis.call('XINFO', 'STREAM', key)) as unknown[];
+  return Number(info[info.indexOf('entries-added') + 1]);
+}
+
+for (const mode of [
+  { name: 'in one process', db: TEST_REDIS_DBS['relay/relay'], inProcess: true },
+  { name: 'through Redis (inProcess: false)', db: TEST_REDIS_DBS['relay/relay:redis'], inProcess: false },
+] as const) describe(`relay to a real agent, ${mode.name}`, () => {
+  const DB = mode.db;
+  const viaRedis = mode.inProcess ? {} : ({ inProcess: false } as const);
   let url: string;
   let redis: Redis;
   let agent: HostAgent;
@@ -68,9 +82,9 @@ describe('relay through Redis to a real agent', () => {
     resumeSandbox: async () => undefined,
     forkSandbox: async () => undefined,
     };
-    server = await RelayServer.start({ redis, hostId: HOST, host, logger: quiet });
+    server = await RelayServer.start({ redis, hostId: HOST, host, logger: quiet, ...viaRedis });
     clientConn = redis.duplicate();
-    client = await RelayClient.open({ redis: clientConn, logger: quiet, idleCheckMs: 300 });
+    client = await RelayClient.open({ redis: clientConn, logger: quiet, idleCheckMs: 300, ...viaRedis });
   });
 
   after(async () => {
@@ -152,6 +166,13 @@ describe('relay through Redis to a real agent', () => {
       client.call({ host: 'no-such-host', target: { kind: 'service', name: 'svc' }, op: { op: 'exec', argv: ['true'], stdin: false }, hostLost: lost }),
       (e) => isMonocoreError(e, 'MC_EXEC_HOST_LOST'),
     );
+  });
+
+  test(mode.inProcess ? 'nothing but the inboxes\' markers reached Redis' : 'every entry went through Redis', async () => {
+    const added = [await entriesAdded(redis, Keys.inbox(`host:${HOST}`)), await entriesAdded(redis, client.inboxKey)];
+    if (mode.inProcess) assert.deepEqual(added, [1, 1]);
+    // The flood alone is ~60 data entries down (and their credit up); each call is a few entries up.
+    else assert.ok(added[0]! > 20 && added[1]! > 60, `entries added: host inbox ${added[0]}, API inbox ${added[1]}`);
   });
 });
 

@@ -121,6 +121,8 @@ export const TEST_REDIS_DBS = {
   'orchestration/guest-limits:capacity': 18,
   'relay/relay': 20,
   'relay/relay:killed': 21,
+  'relay/relay:redis': 26,
+  'relay/in-process': 27,
   'sandbox/sandbox-e2e': 22,
   'sandbox/sandbox-multihost': 23,
   'sandbox/sandbox-snapshots': 24,
