@@ -3,6 +3,9 @@
 // bulk lane file), against the same agent called directly. Run after `npm run build` with the test
 // services up (`. .monocore-test/env.sh`):
 //   node bench/relay.mjs [MIB=64] [ROUNDS=3]
+// Client and server share this process, so entries are handed over in process (docs/RELAY.md "In one
+// process"), as under `monocore serve`; MONOCORE_BENCH_STACK=split sends them through Redis
+// (`inProcess: false`), as between an API and a worker on different hosts.
 // Prints one JSON line per round: upload/download seconds through the relay and direct.
 import { randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
@@ -26,9 +29,10 @@ const host = {
   worker: 'w', agentOf: async () => session, mapError: async (_t, e) => e, onActivity: () => undefined,
   restarted: () => new MonocoreError('MC_EXEC_HOST_LOST', 'restarted'), deleteSandbox: async () => undefined,
 };
-const server = await RelayServer.start({ redis, hostId: HOST, host, logger: quiet });
+const viaRedis = process.env.MONOCORE_BENCH_STACK === 'split' ? { inProcess: false } : {};
+const server = await RelayServer.start({ redis, hostId: HOST, host, logger: quiet, ...viaRedis });
 const clientRedis = redis.duplicate();
-const client = await RelayClient.open({ redis: clientRedis, logger: quiet });
+const client = await RelayClient.open({ redis: clientRedis, logger: quiet, ...viaRedis });
 const lost = (m) => new MonocoreError('MC_EXEC_HOST_LOST', m);
 const target = { kind: 'sandbox', id: 'sb-benchrelay00' };
 const data = randomBytes(MIB << 20);
@@ -57,7 +61,7 @@ for (let i = 0; i < ROUNDS; i++) {
   const f = await session.readFile(`${path}.direct`);
   for await (const _ of f.body);
   const directDown = s(t);
-  console.log(JSON.stringify({ measure: 'relay', mib: MIB, relay_s: { up: relayUp, down: relayDown }, direct_agent_s: { up: directUp, down: directDown } }));
+  console.log(JSON.stringify({ measure: 'relay', stack: viaRedis.inProcess === false ? 'split' : 'serve', mib: MIB, relay_s: { up: relayUp, down: relayDown }, direct_agent_s: { up: directUp, down: directDown } }));
 }
 await client.close();
 await server.close();

@@ -2,9 +2,10 @@
 // prepares the Docker engine and its image and runs this):
 //   node bench/sandbox.mjs DOCKER_IMAGE [EXECS=100] [MIB=64] [FLOOD_MB=100] [IDLE=20]
 // The API and the worker run as their own processes (apps/api/dist/main.js,
-// apps/worker/dist/main.js), as in production, on the test Redis (database 40, flushed) with
-// the busybox test image; Docker is Debian's dockerd through its Engine API (unix socket).
-// Prints one JSON line per measure:
+// apps/worker/dist/main.js), as between hosts, or with MONOCORE_BENCH_STACK=serve as one
+// `monocore serve` process (bench/support/api-worker-stack.mjs), on the test Redis (database 40,
+// flushed) with the busybox test image; Docker is Debian's dockerd through its Engine API (unix
+// socket). Prints one JSON line per measure (each names the stack):
 //   exec     EXECS sequential `true` on a running sandbox over one kept-alive HTTP connection,
 //            against exec create + start + inspect of `true` in a running container; alternated
 //            one by one so both see the same machine load. Median and p90 (ms).
@@ -27,7 +28,7 @@ import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
-import { startApiAndWorker } from './support/api-worker-stack.mjs';
+import { benchStack, startApiAndWorker } from './support/api-worker-stack.mjs';
 
 const [dockerImage, execsArg, mibArg, floodArg, idleArg] = process.argv.slice(2);
 if (!dockerImage) throw new Error('usage: node bench/sandbox.mjs DOCKER_IMAGE [EXECS] [MIB] [FLOOD_MB] [IDLE]');
@@ -43,7 +44,8 @@ const dockerSock = (env.DOCKER_HOST ?? 'unix:///var/run/docker.sock').replace(/^
 const home = mkdtempSync(join(tmpdir(), 'mc-bench-sandbox-'));
 const children = [];
 const nodeArgs = (env.MONOCORE_BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
-const out = (o) => process.stdout.write(`${JSON.stringify(o)}\n`);
+const stack = benchStack(env);
+const out = (o) => process.stdout.write(`${JSON.stringify({ ...o, stack })}\n`);
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)];
 const pct = (xs, p) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) * p)];
 const round = (x, d = 1) => Math.round(x * 10 ** d) / 10 ** d;
@@ -61,10 +63,10 @@ try {
   await r.flushdb();
   await r.quit();
 
-  // --- the stack, as separate processes -------------------------------------------------
-  const stack = await startApiAndWorker({ env, redisUrl, home, kernelDir, hostId: 'bench1', nodeArgs });
-  children.push(...stack.children);
-  const { worker, api, url } = stack;
+  // --- the stack: separate processes, or one monocore serve -----------------------------
+  const running = await startApiAndWorker({ env, redisUrl, home, kernelDir, hostId: 'bench1', nodeArgs });
+  children.push(...running.children);
+  const { worker, api, url } = running;
   const { hostname, port } = new URL(url);
   const keepAlive = new http.Agent({ keepAlive: true, maxSockets: 1 });
   /** One HTTP request over the kept-alive connection; resolves with {status, body: Buffer}. */
@@ -256,7 +258,7 @@ try {
       per.push({ guestMib: guest / 1024, qemuMib: other / 1024, codeMib: code / 1024 });
     }
     const workerShare = (rss1.worker - rss0.worker) / IDLE;
-    const apiShare = (rss1.api - rss0.api) / IDLE;
+    const apiShare = api === worker ? 0 : (rss1.api - rss0.api) / IDLE; // serve: one process, counted once
     const qemu = per.map((p) => p.qemuMib);
     out({
       measure: 'idle',

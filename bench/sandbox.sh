@@ -3,6 +3,8 @@
 # measured): the Docker engine from scripts/docker-engine.sh, its image from
 # scripts/docker-base-image.sh (Debian bookworm built locally: no image hub is reachable).
 #   npm run bench -- sandbox [EXECS=100] [MIB=64] [FLOOD_MB=100] [IDLE=20]
+# MONOCORE_BENCH_STACK=serve runs the API and the worker as one `monocore serve` process instead
+# of two (split, the default).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 eval "$(bash scripts/docker-engine.sh start | tail -n1)"
