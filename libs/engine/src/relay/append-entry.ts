@@ -13,13 +13,14 @@ export interface AppendOptions {
  * Appends one entry to an inbox. When the inbox's reader lives in this process (local-inboxes.ts)
  * the entry is handed to it, delivered on a later turn of the event loop; else it is an
  * `XADD … NOMKSTREAM`. Either way it resolves with the entry's id, or null when the inbox does
- * not exist (its reader is gone), and entries appended one after the other arrive in that order.
+ * not exist (its reader is gone), and entries appended one after the other arrive in that order
+ * (the way is chosen and the entry handed over or sent within the call, before it returns).
  *
  * A handed-over entry shares nothing with the writer, as one read from Redis would not: its
  * bytes are copied (the writer may reuse its buffer as soon as this returns; large ones into a
  * slab, as the inbox's reader puts them), its JSON is made anew from its text.
  */
-export function appendEntry(
+export async function appendEntry(
   redis: Redis,
   key: string,
   kind: string,
@@ -36,7 +37,7 @@ export function appendEntry(
     entry.data = data;
   }
   if (extra.json !== undefined) entry.json = JSON.parse(JSON.stringify(extra.json)) as unknown;
-  return Promise.resolve(local.accept(entry));
+  return local.accept(entry);
 }
 
 /**
