@@ -68,9 +68,11 @@ const SMALL_FILE = 1 << 20;
 /**
  * A chunk reaches the tar parser in slices of this size, the event loop turning between
  * them when the budget is spent: parsing 1 MiB of small files' headers is 10-40 ms of
- * its own on an idle host (1,000 entries).
+ * its own on an idle host (1,000 entries), a quarter of it 3-10 ms. Not smaller: a large
+ * file's body reaches its writes in pieces no bigger than a slice, and 64 KiB slices
+ * made a 200 MB cold pull ~8 % slower (bench/RESULTS.md "liveness under load").
  */
-const PARSE_SLICE = 64 << 10;
+const PARSE_SLICE = 256 << 10;
 const OPEN_NEW = C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW;
 const MAX_ID = 0xfffffffe;
 /** EOPNOTSUPP on Linux: the filesystem keeps no extended attributes. */
