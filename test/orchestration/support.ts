@@ -139,7 +139,7 @@ export async function allEvents(orch: Orchestrator): Promise<StateEvent[]> {
   const out: StateEvent[] = [];
   let since = '0';
   for (;;) {
-    const batch = await orch.state.readEvents(since, undefined, 1000);
+    const batch = await orch.state.readEvents(since, 1000);
     if (batch.length === 0) return out;
     out.push(...batch);
     since = batch[batch.length - 1]!.id;

@@ -239,12 +239,12 @@ export class StateStore {
     return (await this.redis.xadd(Keys.events(), 'MAXLEN', '~', STREAM_CAPS.events, '*', ...f)) as string;
   }
 
-  /** Read events after `since` ('0' = from the start of the capped stream). Blocks up to blockMs when given. */
-  async readEvents(since: string, blockMs?: number, count = 500): Promise<StateEvent[]> {
-    const res =
-      blockMs === undefined
-        ? await this.redis.xread('COUNT', count, 'STREAMS', Keys.events(), since)
-        : await this.redis.xread('COUNT', count, 'BLOCK', blockMs, 'STREAMS', Keys.events(), since);
+  /**
+   * The events after `since` ('0' = from the start of the capped stream) that are there now,
+   * at most `count`; never blocks (to wait for new ones, tail them: stream-tail.ts tailEvents).
+   */
+  async readEvents(since: string, count = 500): Promise<StateEvent[]> {
+    const res = await this.redis.xread('COUNT', count, 'STREAMS', Keys.events(), since);
     if (!res) return [];
     const out: StateEvent[] = [];
     for (const [, entries] of res) for (const [id, fields] of entries) out.push(parseStateEvent(id, fields));
