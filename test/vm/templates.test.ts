@@ -107,6 +107,14 @@ describe('templates: restore instead of boot (TCG)', () => {
     assert.match(c.vm.boot.reason, /saved template/);
     assert.equal((await c.a.exec({ argv: ['sh', '-c', 'echo $WHO'] })).stdout.toString(), 'tpl-corrupt\n');
 
+    // A corrupted header: QEMU exits before its monitor answers. The file's hash is still the reason given.
+    const head = openSync(join(qemu.templates.templatesDir(imageId), templateDirs()[0]!, 'state.bin'), 'r+');
+    writeSync(head, Buffer.alloc(4096, 0xa5), 0, 4096, 0);
+    closeSync(head);
+    const h = await start(sandbox('tpl-head'));
+    assert.equal(h.vm.boot.from, 'cold');
+    assert.match(h.vm.boot.reason, /restoring template .* failed, template deleted: .*sha256/);
+
     truncateSync(join(qemu.templates.templatesDir(imageId), templateDirs()[0]!, 'state.bin'), 1000);
     const t = await start(sandbox('tpl-trunc'));
     assert.equal(t.vm.boot.from, 'cold');

@@ -7,6 +7,7 @@ import type { GuestIdentity } from '../guest-agent.js';
 import type { GuestSpec } from '../guest-protocol.js';
 import { isGroupMac } from '../group-switch.js';
 import type { QemuVm } from '../qemu-vm.js';
+import type { QmpClient } from './qmp-client.js';
 import type { VmSpec } from '../vm-spec.js';
 import { TEMPLATE_FORMAT, type Template, type TemplateShape, type TemplateStore } from './template-store.js';
 import { saveStopped } from './save-stopped.js';
@@ -124,13 +125,16 @@ export async function finishRestore(vm: QemuVm, source: { statePath: string; sta
   const since = (): number => Date.now() - vm.t0;
   const hashed = checkVmStateHash(source.statePath, source.state).then(() => void (vm.timings.restoreHashedMs = since()));
   hashed.catch(() => undefined);
-  const qmp = await vm.qmp();
-  vm.timings.restoreQmpMs = since();
+  let qmp: QmpClient;
   try {
+    qmp = await vm.qmp();
+    vm.timings.restoreQmpMs = since();
     await qmp.migrationDone(5);
     vm.timings.restoreLoadedMs = since();
   } catch (err) {
-    await hashed; // a file that does not check out is the better reason (QEMU may have choked on it)
+    // A file that does not check out is the better reason: QEMU may have choked on it, at any
+    // point of the load — even before its monitor answered (it exits on a bad stream header).
+    await hashed;
     throw err;
   }
   await hashed;
