@@ -3,10 +3,11 @@
 // call, and an abort that ends a blocked read at once and closes the tail's connection.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { getEventListeners } from 'node:events';
 import { performance } from 'node:perf_hooks';
 import { Redis } from 'ioredis';
-import { Keys, StateStore, lastStreamId, tailEvents, tailStream, type StreamEntry } from '@monocore/engine';
-import { freshDb } from './support.js';
+import { Keys, Orchestrator, StateStore, lastStreamId, tailEvents, tailStream, type StreamEntry } from '@monocore/engine';
+import { freshDb, quiet } from './support.js';
 import { TEST_REDIS_DBS, waitFor } from '../support/env.js';
 
 const DB = TEST_REDIS_DBS['orchestration/stream-tail'];
@@ -115,4 +116,23 @@ test('leaving the loop (break) closes the connection too; tailEvents parses the 
   assert.deepEqual(seen.map((e) => [e.kind, e.deploymentId ?? e.host, e.detail]), [['deployment', 'd1', 'up 1 services'], ['host', 'h1', 'joined']]);
   assert.equal(seen[1]!.id, await lastStreamId(redis, Keys.events()));
   await waitFor(async () => (await clients()).all === before, { what: 'the tail\'s connection to close', timeoutMs: 2000 });
+});
+
+test('Orchestrator.events() follows leave no listener behind on a signal that outlives them', async () => {
+  // The orchestrator links every follow to its own close signal, which lives as long as the API,
+  // and to the caller's: a listener left per follow would pile up for the process's life.
+  const orch = new Orchestrator({ redisUrl: url, logger: quiet });
+  try {
+    const server = new AbortController(); // e.g. one signal for a whole server's requests
+    await orch.state.emit({ kind: 'host', host: 'h2', detail: 'joined' });
+    for (let i = 0; i < 20; i++) {
+      for await (const e of orch.events({ since: '0', signal: server.signal })) {
+        assert.ok(e.id);
+        break;
+      }
+    }
+    assert.equal(getEventListeners(server.signal, 'abort').length, 0);
+  } finally {
+    await orch.close();
+  }
 });

@@ -486,10 +486,15 @@ export class Orchestrator implements OrchestratorApi {
 
   async *events(options: EventsOptions = {}): AsyncIterable<StateEvent> {
     const since = options.since ?? (await lastStreamId(this.redis, Keys.events()));
-    yield* tailEvents(this.redis, since, {
-      signal: anySignal(options.signal, this.#closeController.signal),
-      onError: (err) => this.logger.warn({ err }, 'events: read failed, retrying'),
-    });
+    const until = linkedSignal(options.signal, this.#closeController.signal);
+    try {
+      yield* tailEvents(this.redis, since, {
+        signal: until.signal,
+        onError: (err) => this.logger.warn({ err }, 'events: read failed, retrying'),
+      });
+    } finally {
+      until.unlink();
+    }
   }
 
   async *logs(service: string, options: LogsOptions): AsyncIterable<string> {
@@ -506,11 +511,16 @@ export class Orchestrator implements OrchestratorApi {
     if (tail > 0) for (const [, f] of [...last].reverse()) yield f[1] ?? '';
     if (!options.follow) return;
     // After the newest line read above (shown or not, tail=0): none is shown twice or missed.
-    const lines = tailStream(this.redis, key, last[0]?.[0] ?? '0', {
-      signal: anySignal(options.signal, this.#closeController.signal),
-      onError: (err) => this.logger.warn({ err }, 'logs: read failed, retrying'),
-    });
-    for await (const { fields } of lines) yield fields[1] ?? '';
+    const until = linkedSignal(options.signal, this.#closeController.signal);
+    try {
+      const lines = tailStream(this.redis, key, last[0]?.[0] ?? '0', {
+        signal: until.signal,
+        onError: (err) => this.logger.warn({ err }, 'logs: read failed, retrying'),
+      });
+      for await (const { fields } of lines) yield fields[1] ?? '';
+    } finally {
+      until.unlink();
+    }
   }
 
   /**
@@ -603,12 +613,19 @@ function stopOrder(names: readonly string[], dependents: ReadonlyMap<string, str
   return out;
 }
 
-function anySignal(...signals: Array<AbortSignal | undefined>): AbortSignal {
+/**
+ * A signal that aborts when any of `signals` does, and `unlink()` to take its listeners off
+ * them again. Every events()/logs() follow links to the orchestrator's close signal, which lives
+ * as long as the API: listeners left on it would pile up, one per request, for the process's
+ * life (AbortSignal.any leaves the cleanup to the garbage collector).
+ */
+function linkedSignal(...signals: Array<AbortSignal | undefined>): { signal: AbortSignal; unlink: () => void } {
   const c = new AbortController();
-  for (const s of signals) {
-    if (!s) continue;
+  const abort = (): void => c.abort();
+  const linked = signals.filter((s): s is AbortSignal => s !== undefined);
+  for (const s of linked) {
     if (s.aborted) c.abort();
-    else s.addEventListener('abort', () => c.abort(), { once: true });
+    else s.addEventListener('abort', abort, { once: true });
   }
-  return c.signal;
+  return { signal: c.signal, unlink: () => linked.forEach((s) => s.removeEventListener('abort', abort)) };
 }
