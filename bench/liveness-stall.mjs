@@ -15,7 +15,7 @@
 // The layer is cached in bench/out/liveness-stall/; each run unpacks into a fresh home there.
 import { execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { createReadStream, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -24,6 +24,7 @@ import { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { ensureImageRootfs, Keys, leaseTiming, MonocoreHome } from '@monocore/engine';
 import { HostLiveness } from '@monocore/worker';
+import { sha256File } from './support/sha256-file.mjs';
 
 const load = Number(process.argv[2] ?? 10);
 const runs = Number(process.argv[3] ?? 3);
@@ -35,12 +36,6 @@ const DB = 42;
 const base = process.env.MONOCORE_TEST_REDIS_URL;
 if (!base) throw new Error('MONOCORE_TEST_REDIS_URL is not set: . .monocore-test/env.sh first');
 const redisUrl = `${base.replace(/\/\d*$/, '')}/${DB}`;
-
-async function sha256File(p) {
-  const h = createHash('sha256');
-  for await (const c of createReadStream(p)) h.update(c);
-  return h.digest('hex');
-}
 
 async function prepare() {
   mkdirSync(out, { recursive: true });

@@ -12,22 +12,17 @@
 // as commands (Go/C startup is a few ms).
 import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync, createReadStream } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freshFsFactory } from './support/fresh-fs.mjs';
+import { sha256File } from './support/sha256-file.mjs';
 import { ensureImageRootfs, MonocoreHome } from '@monocore/engine';
 
 const runs = Number(process.argv[2] ?? 5);
 const here = dirname(fileURLToPath(import.meta.url));
 const out = join(here, 'out', 'rootfs-unpack');
 const SOURCES = ['usr/lib/python3.11', 'usr/share/perl', 'usr/lib/x86_64-linux-gnu/perl', 'usr/share/zoneinfo', 'usr/share/i18n', 'usr/share/qemu', 'usr/lib/gcc'];
-
-async function sha256File(p) {
-  const h = createHash('sha256');
-  for await (const c of createReadStream(p)) h.update(c);
-  return h.digest('hex');
-}
 
 async function prepare() {
   mkdirSync(out, { recursive: true });
