@@ -22,13 +22,16 @@ export function benchStack(env = process.env) {
   return stack;
 }
 
+/** The capacity the benchmark's one worker offers, whichever shape runs it (both read it from the environment). */
+const WORKER_CAPACITY = { MONOCORE_WORKER_CPUS: '64', MONOCORE_WORKER_RAM_MIB: '16384' };
+
 export async function startApiAndWorker({ env, redisUrl, home, kernelDir, hostId, nodeArgs = [] }) {
   return benchStack(env) === 'serve' ? startServe({ env, redisUrl, home, kernelDir, hostId, nodeArgs }) : startSplit({ env, redisUrl, home, kernelDir, hostId, nodeArgs });
 }
 
 async function startSplit({ env, redisUrl, home, kernelDir, hostId, nodeArgs }) {
   const worker = spawn(process.execPath, [...nodeArgs, join(root, 'apps/worker/dist/main.js')], {
-    env: { ...env, MONOCORE_REDIS_URL: redisUrl, MONOCORE_HOST_ID: hostId, MONOCORE_HOME: home, MONOCORE_KERNEL_DIR: kernelDir, MONOCORE_WORKER_CPUS: '64', MONOCORE_WORKER_RAM_MIB: '16384', MONOCORE_LOG_LEVEL: process.env.MONOCORE_BENCH_WORKER_LOG_LEVEL ?? 'warn' },
+    env: { ...env, MONOCORE_REDIS_URL: redisUrl, MONOCORE_HOST_ID: hostId, MONOCORE_HOME: home, MONOCORE_KERNEL_DIR: kernelDir, ...WORKER_CAPACITY, MONOCORE_LOG_LEVEL: process.env.MONOCORE_BENCH_WORKER_LOG_LEVEL ?? 'warn' },
     stdio: ['ignore', 'inherit', 'inherit'],
   });
   const api = spawn(process.execPath, [...nodeArgs, join(root, 'apps/api/dist/main.js')], {
@@ -49,8 +52,7 @@ async function startSplit({ env, redisUrl, home, kernelDir, hostId, nodeArgs }) 
 
 async function startServe({ env, redisUrl, home, kernelDir, hostId, nodeArgs }) {
   const serve = spawn(process.execPath, [...nodeArgs, join(root, 'apps/cli/dist/main.js'), 'serve', '--port', '0', '--redis-url', redisUrl, '--host-id', hostId, '--log-level', process.env.MONOCORE_BENCH_WORKER_LOG_LEVEL ?? 'warn'], {
-    // The worker's settings as the split worker's (serve reads them from the environment the same way).
-    env: { ...env, MONOCORE_HOME: home, MONOCORE_KERNEL_DIR: kernelDir, MONOCORE_WORKER_CPUS: '64', MONOCORE_WORKER_RAM_MIB: '16384' },
+    env: { ...env, MONOCORE_HOME: home, MONOCORE_KERNEL_DIR: kernelDir, ...WORKER_CAPACITY },
     stdio: ['ignore', 'inherit', 'inherit'],
   });
   // serve writes its URL (with the local CLI's token) to $MONOCORE_HOME/run/api-local.token once the API listens.
