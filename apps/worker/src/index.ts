@@ -14,6 +14,7 @@ import {
   MonocoreHome,
   QUEUE_PREFIX,
   QemuBackend,
+  DEFAULT_SPARES,
   QueueNames,
   RelayServer,
   SandboxStore,
@@ -74,6 +75,11 @@ export interface StartWorkerOptions {
    * backend, or a benchmark's own backend: bench/support/instant-backend.mjs).
    */
   backend?: 'qemu' | ServiceBackend;
+  /**
+   * With the 'qemu' backend: how many sandbox shapes keep a restore made ahead of the request
+   * (docs/SNAPSHOTS.md "Spares"; default DEFAULT_SPARES, 0 = off; MONOCORE_SPARES).
+   */
+  spares?: number;
   logger?: Logger;
   /**
    * The one liveness setting (default DEFAULT_LEASE_MS = 8 s): the lease TTL. The heartbeat
@@ -125,7 +131,7 @@ export async function startWorker(options: StartWorkerOptions): Promise<Monocore
   await Promise.all([home.runDir, home.logDir, home.servicesDir].map((d) => mkdir(d, { recursive: true })));
   const timing = leaseTiming(options.leaseMs);
   const tuning: JobTuning = { ...DEFAULT_JOB_TUNING, ...options.jobs };
-  const { backend, accel, detail: backendDetail } = await prepareBackend(options.backend, home, logger);
+  const { backend, accel, detail: backendDetail } = await prepareBackend(options.backend, home, logger, options.spares ?? DEFAULT_SPARES);
   const { redis, owned } = connect(options, logger);
   // Liveness has a connection of its own that fails fast while Redis is away (the fence
   // deadline, not a queue of retries, decides what happens then).
@@ -308,6 +314,8 @@ export async function startWorker(options: StartWorkerOptions): Promise<Monocore
       clearInterval(housekeepingTimer);
       // Stop taking jobs; jobs in progress finish (a boot completes, then is stopped below).
       await Promise.all(workers.map((w) => w.close().catch(() => undefined)));
+      // No start will take a spare now: give their memory back.
+      if (backend instanceof QemuBackend) await backend.close();
       await adopter.close();
       if (puller) await puller.close().catch(() => undefined);
       await relay.close();
@@ -345,8 +353,9 @@ async function prepareBackend(
   choice: StartWorkerOptions['backend'],
   home: MonocoreHome,
   logger: Logger,
+  spares: number,
 ): Promise<{ backend: ServiceBackend; accel: string; detail: string }> {
-  const backend = choice === undefined || choice === 'qemu' ? new QemuBackend({ home, logger }) : choice;
+  const backend = choice === undefined || choice === 'qemu' ? new QemuBackend({ home, logger, spares }) : choice;
   const availability = await backend.available();
   if (!availability.available) {
     throw new MonocoreError('MC_VM_BACKEND_UNAVAILABLE', `backend ${backend.name} is unavailable: ${availability.reason}`, { backend: backend.name });

@@ -1,3 +1,5 @@
+import { sparesFromEnv } from '@monocore/engine';
+
 /**
  * The worker settings an operator sets in the environment, read in one place for both
  * processes that run a worker: `monocore-worker` and `monocore serve` (which ignored them
@@ -14,6 +16,8 @@ export interface WorkerEnvOptions {
   restartBackoffMs?: number;
   /** MONOCORE_WORKER_CONCURRENCY: start/stop jobs at once. */
   concurrency?: number;
+  /** MONOCORE_SPARES: sandbox shapes that keep a restore made ahead of the request (0: off). */
+  spares?: number;
 }
 
 const VARIABLES: ReadonlyArray<readonly [keyof WorkerEnvOptions, string]> = [
@@ -34,5 +38,7 @@ export function workerOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): Work
     if (!Number.isFinite(value) || value <= 0) throw new Error(`${name}=${text} is not a positive number`);
     options[key] = value;
   }
+  const spares = sparesFromEnv(env); // 0 is a setting here (off), not a missing number
+  if (spares !== undefined) options.spares = spares;
   return options;
 }

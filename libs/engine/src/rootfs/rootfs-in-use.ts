@@ -19,14 +19,36 @@ export async function imageRootfsIdsInUse(home: MonocoreHome): Promise<Set<strin
   } catch {
     return used;
   }
+  const spares = await spareOnlyPids(home);
   await Promise.all(
     pids.map(async (pid) => {
+      if (spares.has(pid)) return;
       // A process may exit meanwhile, or belong to a user we cannot read: skip it.
       const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
       for (const re of patterns) for (const m of cmdline.matchAll(re)) used.add(`sha256:${m[1]}`);
     }),
   );
   return used;
+}
+
+/**
+ * QEMUs that are spares and nothing else (docs/SNAPSHOTS.md "Spares"): a restore made ahead of
+ * any request holds its image open but runs no VM. Removing the image leaves it stale (its
+ * template goes with the image, and a spare is only adopted while its template is current), so
+ * it does not keep the image. Known by their pid records (orphans.ts): `vm-spare-<hex>-<pid>.json`
+ * with no record of a VM for the same pid (an adopted spare gets its VM's record first).
+ */
+async function spareOnlyPids(home: MonocoreHome): Promise<Set<string>> {
+  const names = await readdir(home.runDir).catch(() => [] as string[]);
+  const spare = new Set<string>();
+  const vm = new Set<string>();
+  for (const n of names) {
+    const m = /^vm-(.*)-(\d+)\.json$/.exec(n);
+    if (!m) continue;
+    (/^spare-[0-9a-f]+$/.test(m[1]!) ? spare : vm).add(m[2]!);
+  }
+  for (const pid of vm) spare.delete(pid);
+  return spare;
 }
 
 function escapeRegExp(s: string): string {

@@ -6,6 +6,7 @@ export type {
   FileSource, WriteFileOptions, GuestFileInfo, GuestFileRead, GuestIdentity, RefreshResult,
 } from './guest-agent.js';
 export { QemuBackend, type QemuBackendOptions, type QemuVmHandle, type BootTimings } from './qemu-backend.js';
+export { DEFAULT_SPARES, sparesFromEnv } from './snapshot/spare-vms.js';
 export { fileTail } from './file-tail.js';
 export { findGuestKernel, DEFAULT_KERNEL_DIR, type GuestKernel } from './guest-kernel.js';
 export { buildInitramfs, guestInitSourcePath, guestInitSources, guestInitCompileArgs, type Initramfs, type InitramfsOptions } from './initramfs-builder.js';

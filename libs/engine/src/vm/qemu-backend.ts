@@ -1,13 +1,15 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { mkdir, mkdtemp, open, rm, writeFile } from 'node:fs/promises';
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { mkdir, mkdtemp, open, rename, rm, writeFile } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
 import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MonocoreError } from '../errors/index.js';
 import { MonocoreHome } from '../home/index.js';
 import { detectAccel, hostTscKhz, type Accel, type AccelChoice } from './acceleration.js';
+import { ChildProcessWatch } from './child-process-watch.js';
 import { CleanupStack } from './cleanup-stack.js';
 import { DiskBudget, diskReserveFromEnv } from './disk-budget.js';
 import { findGuestKernel, type GuestKernel } from './guest-kernel.js';
@@ -20,16 +22,19 @@ import { findExecutable } from './find-executable.js';
 import { launchArgv, machineShape, memMergeFromEnv, qemuArgs, qemuCaps, type QemuFile, type QemuMachine } from './qemu-args.js';
 import {
   accelGroups, attachAgentLane, attachBootFiles, attachImageBlock, attachNics, attachSerialPorts, attachVmUid, attachVolumes, attachWritableDisk,
-  checkForwardedPorts, VM_UID_BASE, writableDiskPath, type InheritFd,
+  checkForwardedPorts, VM_UID_BASE, writableDiskPath, type InheritFd, type SerialPorts,
 } from './qemu-devices.js';
+import { removePidRecord } from './orphans.js';
 import { qemuVersion, runQemuVersion } from './qemu-version.js';
-import { QemuVm, type QemuVmHandle } from './qemu-vm.js';
+import { QemuVm, type QemuVmHandle, type QemuVmInit, type VmBootSource } from './qemu-vm.js';
+import { QmpClient } from './snapshot/qmp-client.js';
+import { DEFAULT_SPARE_IDLE_MS, SparePool, spareKey, type Spare } from './snapshot/spare-vms.js';
 import type { Template } from './snapshot/template-store.js';
 import { TemplateStore } from './snapshot/template-store.js';
 import { restoreStubFiles } from './snapshot/restore-stub.js';
 import { pausedStatePath, readPausedMeta, removePaused, writePausedMeta, type PausedVmMeta } from './snapshot/paused-vm.js';
 import type { VmStateDigest } from './snapshot/vm-state-file.js';
-import { captureTemplate, finishRestore, neutralGuestSpec, templateIdentity } from './snapshot/vm-templates.js';
+import { captureTemplate, finishRestore, loadRestoredState, neutralGuestSpec, templateIdentity, templateIneligibility } from './snapshot/vm-templates.js';
 import { saveStopped } from './snapshot/save-stopped.js';
 import { warmTemplatePageCache, warmUpPrograms } from './snapshot/template-warm-up.js';
 import { planStart, type StartMode, type StartPlan, type StartPlanHost } from './snapshot/start-plan.js';
@@ -74,11 +79,20 @@ export interface QemuBackendOptions {
   memMerge?: boolean;
   /** Start eligible VMs from templates (docs/SNAPSHOTS.md); default true unless MONOCORE_TEMPLATES=0. */
   templates?: boolean;
+  /**
+   * How many sandbox shapes keep a restore made ahead of the request (docs/SNAPSHOTS.md
+   * "Spares"; default 0: off). Worker hosts set it from MONOCORE_SPARES (default DEFAULT_SPARES).
+   */
+  spares?: number;
+  /** A spare nobody took in this long is discarded (default 10 min). */
+  spareIdleMs?: number;
   /** Where the reasons go when a VM boots cold instead of from a template (pino-like; debug level). */
   logger?: { debug(obj: object, msg: string): void };
 }
 
 const DEFAULT_DISK_MIB = 4096;
+/** How long after a start of its shape the next spare is made: its load must not compete with that start's first exec. */
+const SPARE_AFTER_MS = 200;
 /** Measured in docs/PLATFORM.md "Host memory per VM under TCG". */
 export const DEFAULT_TCG_CODE_MIB = 64;
 
@@ -109,12 +123,18 @@ export class QemuBackend implements HypervisorBackend {
   /** The host's VM templates (docs/SNAPSHOTS.md). */
   readonly templates: TemplateStore;
   private qemuVersion?: string;
+  private readonly spares: SparePool<SpareQemu>;
 
   constructor(private readonly opts: QemuBackendOptions = {}) {
     this.home = opts.home ?? new MonocoreHome();
     this.qemu = opts.qemuBinary ?? 'qemu-system-x86_64';
     this.disks = new DiskBudget(opts.diskReserveMib ?? diskReserveFromEnv());
     this.templates = new TemplateStore(this.home);
+    this.spares = new SparePool<SpareQemu>({
+      max: opts.templates === false ? 0 : (opts.spares ?? 0),
+      idleMs: opts.spareIdleMs ?? DEFAULT_SPARE_IDLE_MS,
+      onError: (err, key) => opts.logger?.debug({ spareKey: key, reason: (err as Error).message }, 'spare not made'),
+    });
   }
 
   private get templatesEnabled(): boolean {
@@ -333,13 +353,46 @@ export class QemuBackend implements HypervisorBackend {
   }
 
   /**
-   * Starts one VM (Firecracker's builder.rs shape): attach each device, each
-   * pushing its undo onto one CleanupStack; build QEMU's argv from the plain
-   * description they return (qemu-args.ts); spawn. A failure at any step runs
-   * the stack; after the spawn the VM runs it once QEMU is gone (qemu-vm.ts).
+   * Starts one VM: a spare of its shape when one is ready (spare-vms.ts), else launch() and
+   * the QemuVm around it; a restore is loaded and checked before the guest runs.
    */
   private async startInternal(spec: VmSpec, probe: boolean, duringPrepare = false, mode: StartMode = { kind: 'cold', reason: 'boot probe' }): Promise<QemuVmHandle> {
     if (!probe) validateVmSpec(spec);
+    const key = mode.kind === 'auto' && !mode.afterFailedRestore ? spareKey(spec, this.diskMib(spec)) : undefined;
+    if (key !== undefined) {
+      const spare = this.spares.take(key);
+      const adopted = spare ? await this.adoptSpare(spec, spare) : undefined;
+      if (adopted) {
+        this.replenishSpare(key, spec, adopted);
+        return adopted;
+      }
+    }
+    const l = await this.launch(spec, probe, duringPrepare, mode);
+    const { plan } = l;
+    const capture = plan.kind === 'capture' ? plan : undefined;
+    const handle = this.vmOf(spec, l, {
+      ...(capture ? { beforeIdentity: (vm: QemuVm, agent: GuestAgent) => this.capture(vm, agent, spec, capture) } : {}),
+    });
+    await handle.spawned;
+    if (plan.kind === 'restore') {
+      try {
+        await finishRestore(handle, plan.source);
+      } catch (err) {
+        await handle.kill();
+        throw new RestoreFailed(plan.template, err);
+      }
+    }
+    if (key !== undefined && (capture || (plan.kind === 'restore' && plan.template))) this.replenishSpare(key, spec, handle);
+    return handle;
+  }
+
+  /**
+   * Spawns QEMU for one VM (Firecracker's builder.rs shape): attach each device, each pushing
+   * its undo onto one CleanupStack; plan the start (snapshot/start-plan.ts); build QEMU's argv
+   * from the plain description they return (qemu-args.ts); spawn. A failure at any step runs
+   * the stack; after the spawn whoever holds the result runs it once QEMU is gone.
+   */
+  private async launch(spec: VmSpec, probe: boolean, duringPrepare: boolean, mode: StartMode): Promise<LaunchedQemu> {
     const { kernel, initramfs } = duringPrepare ? await this.prepareFiles() : await this.prepare();
     // (Skipped with a launchPrefix: the VM may live in another network namespace.)
     if (!this.opts.launchPrefix) await checkForwardedPorts(spec);
@@ -350,8 +403,6 @@ export class QemuBackend implements HypervisorBackend {
     /** Sockets and files QEMU inherits as fd 3, 4, …: `-netdev socket,fd=N`, `-add-fd fd=N`. */
     const inherited: Array<Socket | number> = [];
     const inherit: InheritFd = (io) => 2 + inherited.push(io);
-    let handle: QemuVm;
-    let plan: StartPlan;
     try {
       // First, so that what QEMU reaches by path (its sockets) can be given to its uid.
       const uid = await attachVmUid(this.opts.vmUidBase ?? VM_UID_BASE, cleanup);
@@ -360,7 +411,8 @@ export class QemuBackend implements HypervisorBackend {
       const lane = probe ? undefined : await attachAgentLane(serial.runtimeDir, inherit, cleanup);
       const nets = await attachNics(spec, this.switches, inherit, cleanup);
       const volumes = attachVolumes(spec.volumes);
-      const guest = guestSpec(spec, { probe, disk: !probe, image: image?.fsType, capabilities: image?.capabilities ?? [], nets, volumes: volumes.guest });
+      const guestInputs: GuestInputs = { probe, disk: !probe, image: image?.fsType, capabilities: image?.capabilities ?? [], nets, volumes: volumes.guest };
+      const guest = guestSpec(spec, guestInputs);
       const machine: QemuMachine = {
         accel: this.accel.accel,
         tcgCodeMib: this.opts.tcgCodeMib ?? tcgCodeMibFromEnv(),
@@ -381,7 +433,7 @@ export class QemuBackend implements HypervisorBackend {
         qmpSocket: serial.qmp.path,
       };
       const machineHash = sha256(machineShape({ ...machine, disk: { fds: [0, 0], path: '' } }).join('\0'));
-      plan = await planStart(this.planHost, spec, mode, { probe, imageId: image?.imageId, guest, machineHash, cleanup });
+      const plan = await planStart(this.planHost, spec, mode, { probe, imageId: image?.imageId, guest, machineHash, cleanup });
       // A restore's memory and CPU state come from the saved state: QEMU's loader would open and
       // parse the kernel and initramfs for nothing (docs/SNAPSHOTS.md "Boot files of a restore").
       const bootFiles = plan.kind === 'restore' ? await restoreStubFiles(this.home) : { kernel: kernel.vmlinux, initrd: initramfs.path };
@@ -403,41 +455,179 @@ export class QemuBackend implements HypervisorBackend {
       });
       const t0 = Date.now();
       const child = spawnQemu(spec.id, argv, inherited);
-      const neutral = plan.kind !== 'cold';
-      const fromTemplate = plan.kind === 'capture' || (plan.kind === 'restore' && plan.template !== undefined);
-      const capture = plan.kind === 'capture' ? plan : undefined;
-      handle = new QemuVm({
-        spec, child, t0, consoleLog, runtimeDir: serial.runtimeDir,
-        ...(plan.kind === 'restore' ? {} : { guestSpec: encodeGuestSpec(neutral ? neutralGuestSpec(guest) : guest) }),
-        qmp: serial.qmp.conn,
-        ...(neutral ? { identity: templateIdentity(guest, plan.kind === 'restore' ? plan.template?.meta.macs : undefined) } : {}),
-        // Its command, after REFRESH: the template it comes from (or becomes) is a sandbox.
-        ...(fromTemplate && !spec.sandbox ? { mainCommand: encodeMainCommand(guest) } : {}),
-        ...(capture ? { beforeIdentity: (vm: QemuVm, agent: GuestAgent) => this.capture(vm, agent, spec, capture) } : {}),
-        boot: plan.boot,
-        machine: machineHash,
-        ...(uid !== undefined ? { uid } : {}),
-        console: serial.console.conn, consoleLimitBytes: this.opts.consoleLimitBytes ?? 1 << 20,
-        ctl: serial.ports.control.conn, out: serial.ports.stdout.conn, err: serial.ports.stderr.conn, agent: serial.ports.agent.conn,
-        agentLane: lane?.host,
-        bootTimeoutMs: spec.bootTimeoutMs ?? this.opts.bootTimeoutMs ?? 60_000,
-        cleanup,
-        home: this.home,
-      });
+      return { child, t0, plan, guest, guestInputs, machineHash, uid, serial, lane, cleanup, consoleLog, imageId: image?.imageId };
     } catch (e) {
       await cleanup.runAll();
       throw e;
     }
-    await handle.spawned;
-    if (plan.kind === 'restore') {
-      try {
-        await finishRestore(handle, plan.source);
-      } catch (err) {
-        await handle.kill();
-        throw new RestoreFailed(plan.template, err);
-      }
+  }
+
+  /** The QemuVm of a launched QEMU (which then owns its cleanup). */
+  private vmOf(spec: VmSpec, l: LaunchedQemu, o: Pick<QemuVmInit, 'beforeIdentity' | 'qmpClient'> & { t0?: number; consoleLog?: string; boot?: VmBootSource; guest?: GuestSpec }): QemuVm {
+    const { plan, serial } = l;
+    const guest = o.guest ?? l.guest;
+    const neutral = plan.kind !== 'cold';
+    const fromTemplate = plan.kind === 'capture' || (plan.kind === 'restore' && plan.template !== undefined);
+    try {
+      return new QemuVm({
+        spec, child: l.child, t0: o.t0 ?? l.t0, consoleLog: o.consoleLog ?? l.consoleLog, runtimeDir: serial.runtimeDir,
+        ...(plan.kind === 'restore' ? {} : { guestSpec: encodeGuestSpec(neutral ? neutralGuestSpec(guest) : guest) }),
+        qmp: serial.qmp.conn,
+        ...(o.qmpClient ? { qmpClient: o.qmpClient } : {}),
+        ...(neutral ? { identity: templateIdentity(guest, plan.kind === 'restore' ? plan.template?.meta.macs : undefined) } : {}),
+        // Its command, after REFRESH: the template it comes from (or becomes) is a sandbox.
+        ...(fromTemplate && !spec.sandbox ? { mainCommand: encodeMainCommand(guest) } : {}),
+        ...(o.beforeIdentity ? { beforeIdentity: o.beforeIdentity } : {}),
+        boot: o.boot ?? plan.boot,
+        machine: l.machineHash,
+        ...(l.uid !== undefined ? { uid: l.uid } : {}),
+        console: serial.console.conn, consoleLimitBytes: this.opts.consoleLimitBytes ?? 1 << 20,
+        ctl: serial.ports.control.conn, out: serial.ports.stdout.conn, err: serial.ports.stderr.conn, agent: serial.ports.agent.conn,
+        agentLane: l.lane?.host,
+        bootTimeoutMs: spec.bootTimeoutMs ?? this.opts.bootTimeoutMs ?? 60_000,
+        cleanup: l.cleanup,
+        home: this.home,
+      });
+    } catch (e) {
+      l.child.kill('SIGKILL');
+      void l.cleanup.runAll();
+      throw e;
     }
-    return handle;
+  }
+
+  /**
+   * A restore made ahead of the request (docs/SNAPSHOTS.md "Spares"): the QEMU of a sandbox of
+   * this shape, its template's state loaded and checked, stopped before `cont`. It lives in
+   * `<home>/spares/<id>` until a start adopts it (adoptSpare) or the pool discards it.
+   */
+  private async makeSpare(like: VmSpec): Promise<SpareQemu> {
+    const id = `spare-${randomBytes(6).toString('hex')}`;
+    const stateDir = join(this.home.root, 'spares', id);
+    const spec: VmSpec = {
+      id, rootfs: like.rootfs, command: '', args: [], env: [], sandbox: true, cpus: like.cpus, ramMib: like.ramMib, volumes: [], ports: [], stateDir, network: { mode: 'none' },
+      ...(like.diskMib !== undefined ? { diskMib: like.diskMib } : {}),
+      ...(like.rlimits ? { rlimits: like.rlimits } : {}),
+    };
+    let l: LaunchedQemu;
+    try {
+      l = await this.launch(spec, false, false, { kind: 'spare' });
+    } catch (err) {
+      await rm(stateDir, { recursive: true, force: true });
+      throw err;
+    }
+    const template = l.plan.kind === 'restore' ? l.plan.template : undefined;
+    if (l.plan.kind !== 'restore' || !template) {
+      // planStart's 'spare' mode restores a template or throws: this is a bug, not a condition.
+      l.child.kill('SIGKILL');
+      await l.cleanup.runAll();
+      throw new Error(`a spare must be a template restore, got ${l.plan.kind}`);
+    }
+    const watch = new ChildProcessWatch(l.child, { goneOn: 'exit', onSpawnError: () => undefined, home: this.home, record: { id, runtimeDir: l.serial.runtimeDir, backend: 'qemu' } });
+    let stderr = '';
+    const onStderr = (d: Buffer): void => void (stderr.length < 4096 && (stderr += d.toString('utf8')));
+    l.child.stderr?.on('data', onStderr);
+    let adopted = false;
+    const gone = watch.gone.then(async () => {
+      if (adopted) return;
+      this.spares.forget(spare);
+      await l.cleanup.runAll();
+      if (watch.pidFile) removePidRecord(watch.pidFile);
+      await rm(stateDir, { recursive: true, force: true });
+    });
+    const spare: SpareQemu = {
+      id, launched: l, template, stateDir, madeAt: 0,
+      qmp: undefined as unknown as QmpClient,
+      alive: () => l.child.exitCode === null && l.child.signalCode === null,
+      discard: async () => {
+        if (adopted) return;
+        l.child.kill('SIGKILL');
+        await gone;
+      },
+      adopt: () => {
+        adopted = true;
+        l.child.stderr?.off('data', onStderr);
+        return watch.pidFile;
+      },
+    };
+    try {
+      await watch.spawned;
+      const conn = await Promise.race([l.serial.qmp.conn, watch.gone.then(() => undefined)]);
+      if (!conn) throw new Error(`QEMU exited before its QMP monitor connected: ${stderr.trim()}`);
+      const source = l.plan.source;
+      spare.qmp = await loadRestoredState(() => QmpClient.open(conn, id), source);
+    } catch (err) {
+      await spare.discard();
+      throw err;
+    }
+    spare.madeAt = Date.now();
+    return spare;
+  }
+
+  /**
+   * Gives a ready spare to `spec`'s start: its disk renamed into the VM's state dir (QEMU holds
+   * it by descriptor), a QemuVm around its QEMU with this VM's identity, `cont`. Undefined when
+   * it cannot serve (it died, its template changed or is gone): the caller starts as usual.
+   */
+  private async adoptSpare(spec: VmSpec, spare: SpareQemu): Promise<QemuVmHandle | undefined> {
+    const l = spare.launched;
+    const disk = writableDiskPath(spec.stateDir);
+    const found = await this.templates.lookup(spare.template.meta.shape).catch(() => ({ template: undefined }));
+    const why = !spare.alive()
+      ? 'its QEMU is gone'
+      : found.template?.meta.state.sha256 !== spare.template.meta.state.sha256
+        ? 'its template was removed or replaced'
+        : templateIneligibility(spec, l.imageId, existsSync(disk));
+    if (why !== undefined) {
+      this.opts.logger?.debug({ vm: spec.id, spare: spare.id, reason: why }, 'spare not used');
+      await spare.discard();
+      return undefined;
+    }
+    const t0 = Date.now();
+    let handle: QemuVm | undefined;
+    try {
+      await mkdir(spec.stateDir, { recursive: true });
+      const consoleLog = join(spec.stateDir, 'console.log');
+      await writeFile(consoleLog, '');
+      await rename(writableDiskPath(spare.stateDir), disk);
+      if (!spare.alive()) throw new Error('its QEMU is gone');
+      const sparePidFile = spare.adopt();
+      handle = this.vmOf(spec, l, {
+        t0, consoleLog, qmpClient: spare.qmp,
+        guest: guestSpec(spec, l.guestInputs),
+        boot: { from: 'template', reason: `template ${spare.template.key}, restored ahead of this start (${spare.id}, ready ${Math.round((t0 - spare.madeAt) / 1000)} s before)` },
+      });
+      await handle.spawned; // its pid record (under this VM's id) is written: the spare's goes
+      if (sparePidFile) removePidRecord(sparePidFile);
+      await rm(spare.stateDir, { recursive: true, force: true });
+      await spare.qmp.execute('cont');
+      handle.markRestored();
+      return handle;
+    } catch (err) {
+      this.opts.logger?.debug({ vm: spec.id, spare: spare.id, reason: (err as Error).message }, 'spare not used');
+      if (handle) await handle.kill();
+      else await spare.discard();
+      await rm(disk, { force: true });
+      return undefined;
+    }
+  }
+
+  /** After a start of a spare's shape, the next one is made (soon, off this start's path). */
+  private replenishSpare(key: string, spec: VmSpec, vm: QemuVmHandle): void {
+    if (!this.spares.enabled) return;
+    // Once this VM's agent answered (or it failed): a spare's load must not slow the start it follows.
+    void vm.agent().catch(() => undefined).then(() => {
+      setTimeout(() => this.spares.replenish(key, () => this.makeSpare(spec)), SPARE_AFTER_MS).unref();
+    });
+  }
+
+  /** Discards the spares (a worker shutting down; a test). VMs already started are not touched. */
+  async close(): Promise<void> {
+    await this.spares.close();
+  }
+
+  /** The spares ready now (tests, status). */
+  get readySpares(): ReadonlyArray<{ id: string; pid: number; template: string }> {
+    return this.spares.ready.map((s) => ({ id: s.id, pid: s.launched.child.pid ?? -1, template: s.template.key }));
   }
 
   private diskMib(spec: VmSpec): number {
@@ -474,6 +664,47 @@ export class QemuBackend implements HypervisorBackend {
   }
 }
 
+/** What guestSpec() takes besides the spec: what the attach functions returned. */
+interface GuestInputs {
+  probe: boolean;
+  disk: boolean;
+  image?: GuestSpec['image'];
+  capabilities: GuestSpec['capabilities'];
+  nets: { guest: GuestSpec['nics']; hosts: string[]; dns?: string[] };
+  volumes: GuestSpec['volumes'];
+}
+
+/** A QEMU spawned for a VM, with what its start allocated (undone by `cleanup`): what a QemuVm is built around. */
+interface LaunchedQemu {
+  child: ChildProcess;
+  t0: number;
+  plan: StartPlan;
+  guest: GuestSpec;
+  guestInputs: GuestInputs;
+  machineHash: string;
+  uid?: number;
+  serial: SerialPorts;
+  lane?: QemuFile & { host: FileHandle };
+  cleanup: CleanupStack;
+  consoleLog: string;
+  imageId?: string;
+}
+
+/** A spare (makeSpare): a launched QEMU whose template state is loaded, held until adopted or discarded. */
+interface SpareQemu extends Spare {
+  id: string;
+  launched: LaunchedQemu;
+  template: Template;
+  /** Its own dir (`<home>/spares/<id>`): its writable disk until adopted. */
+  stateDir: string;
+  /** When its state was loaded (ms since the epoch). */
+  madeAt: number;
+  qmp: QmpClient;
+  alive(): boolean;
+  /** Now a VM's: it stops discarding itself when QEMU ends; returns its pid record (for the caller to remove). */
+  adopt(): string | undefined;
+}
+
 /** A restore that did not work out: start() deletes the template and boots cold. */
 class RestoreFailed extends Error {
   constructor(readonly template: Template | undefined, cause: unknown) {
@@ -497,10 +728,7 @@ async function inheritReadOnly(path: string, cleanup: CleanupStack): Promise<num
 }
 
 /** What the guest init is told (guest-protocol.ts), from the spec and what the attach functions returned. */
-function guestSpec(
-  spec: VmSpec,
-  a: { probe: boolean; disk: boolean; image?: GuestSpec['image']; capabilities: GuestSpec['capabilities']; nets: { guest: GuestSpec['nics']; hosts: string[]; dns?: string[] }; volumes: GuestSpec['volumes'] },
-): GuestSpec {
+function guestSpec(spec: VmSpec, a: GuestInputs): GuestSpec {
   return {
     argv: spec.sandbox ? [] : [spec.command, ...spec.args],
     agent: !a.probe,

@@ -115,6 +115,8 @@ export interface QemuVmInit {
   guestSpec?: Buffer;
   /** QEMU's QMP monitor connection (docs/SNAPSHOTS.md). */
   qmp: Promise<Socket>;
+  /** A client already open on `qmp` (a spare's: its capabilities are negotiated once per connection). */
+  qmpClient?: QmpClient;
   /**
    * This VM's identity, applied through the agent's REFRESH before agent() resolves: set when
    * the guest booted with a neutral one (a template is saved from it) or was restored.
@@ -178,6 +180,7 @@ export class QemuVm implements QemuVmHandle {
     this.pid = s.child.pid ?? -1;
     this.consoleLog = s.consoleLog;
     this.boot = { ...s.boot };
+    if (s.qmpClient) this.qmpClient = Promise.resolve(s.qmpClient);
     const child = s.child;
     const watchdog = setTimeout(() => {
       if (this.phase.kind !== 'booting') return;

@@ -18,6 +18,8 @@ import { templateIneligibility, templateShape } from './vm-templates.js';
 export type StartMode =
   | { kind: 'cold'; reason: string }
   | { kind: 'auto'; afterFailedRestore?: string }
+  /** A spare (spare-vms.ts): its shape's template restored and left stopped; never a cold boot or a capture. */
+  | { kind: 'spare' }
   | { kind: 'resume'; meta: PausedVmMeta }
   | { kind: 'fork'; parent: string; machine: string; statePath: string; state: VmStateDigest; pausedMs: number };
 
@@ -78,6 +80,7 @@ export async function planStart(
     };
   }
   const why = o.probe ? 'boot probe' : templateIneligibility(spec, o.imageId, existsSync(writableDiskPath(spec.stateDir)));
+  if (why !== undefined && mode.kind === 'spare') throw new MonocoreError('MC_VM_START_FAILED', `${spec.id}: no spare: ${why}`, { id: spec.id });
   if (why !== undefined) return { kind: 'cold', boot: { from: 'cold', reason: why } };
   const { kernel, initramfs } = await host.bootFiles();
   const shape = templateShape({
@@ -92,7 +95,9 @@ export async function planStart(
     diskMib: host.diskMib(spec),
     ramMib: spec.ramMib,
   });
-  const found = mode.afterFailedRestore ? { reason: mode.afterFailedRestore } : await host.templates.lookup(shape);
+  const failed = mode.kind === 'auto' ? mode.afterFailedRestore : undefined;
+  const found: { template?: Template; reason: string } = failed ? { reason: failed } : await host.templates.lookup(shape);
+  if (mode.kind === 'spare' && !found.template) throw new MonocoreError('MC_VM_START_FAILED', `${spec.id}: no spare without a template: ${found.reason}`, { id: spec.id });
   if (found.template) {
     const t = found.template;
     return { kind: 'restore', template: t, source: { statePath: t.statePath, state: t.meta.state, upperPath: t.upperPath }, boot: { from: 'template', reason: `template ${t.key}` } };

@@ -122,15 +122,29 @@ export function templateShape(o: {
  * check out never runs (the caller kills QEMU and boots cold).
  */
 export async function finishRestore(vm: QemuVm, source: { statePath: string; state: VmStateDigest }): Promise<void> {
-  const since = (): number => Date.now() - vm.t0;
-  const hashed = checkVmStateHash(source.statePath, source.state).then(() => void (vm.timings.restoreHashedMs = since()));
+  const qmp = await loadRestoredState(() => vm.qmp(), source, (mark, ms) => (vm.timings[mark] = ms - vm.t0));
+  await qmp.execute('cont');
+  vm.markRestored();
+}
+
+/**
+ * The load half of a restore (a spare stops here: qemu-backend.ts makeSpare): QEMU has loaded
+ * the state and the file's hash checked out; the guest does not run yet. `mark` is told when
+ * each step ended (ms since the epoch).
+ */
+export async function loadRestoredState(
+  openQmp: () => Promise<QmpClient>,
+  source: { statePath: string; state: VmStateDigest },
+  mark: (step: 'restoreQmpMs' | 'restoreLoadedMs' | 'restoreHashedMs', at: number) => void = () => undefined,
+): Promise<QmpClient> {
+  const hashed = checkVmStateHash(source.statePath, source.state).then(() => mark('restoreHashedMs', Date.now()));
   hashed.catch(() => undefined);
   let qmp: QmpClient;
   try {
-    qmp = await vm.qmp();
-    vm.timings.restoreQmpMs = since();
+    qmp = await openQmp();
+    mark('restoreQmpMs', Date.now());
     await qmp.migrationDone(5);
-    vm.timings.restoreLoadedMs = since();
+    mark('restoreLoadedMs', Date.now());
   } catch (err) {
     // A file that does not check out is the better reason: QEMU may have choked on it, at any
     // point of the load — even before its monitor answered (it exits on a bad stream header).
@@ -138,8 +152,7 @@ export async function finishRestore(vm: QemuVm, source: { statePath: string; sta
     throw err;
   }
   await hashed;
-  await qmp.execute('cont');
-  vm.markRestored();
+  return qmp;
 }
 
 /**

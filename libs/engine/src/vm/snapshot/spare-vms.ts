@@ -1,0 +1,140 @@
+import { createHash } from 'node:crypto';
+import type { VmSpec } from '../vm-spec.js';
+
+/**
+ * Restores made ahead of the request (docs/SNAPSHOTS.md "Spares"): after a sandbox starts from
+ * its template, the backend restores the next VM of that shape at once and leaves it stopped
+ * before `cont`; the next start of the same shape takes it. This file is the pool's policy only
+ * (what may have a spare, how many, for how long); qemu-backend.ts makes and adopts them.
+ */
+
+/** What the pool needs of a spare. */
+export interface Spare {
+  /** Ends it (its QEMU is killed, what it allocated is freed); resolves once it is gone. */
+  discard(): Promise<void>;
+}
+
+export interface SparePoolOptions {
+  /** How many spares at most (one per shape); 0 turns spares off. */
+  max: number;
+  /** A spare nobody took in this long is discarded (its memory given back). */
+  idleMs: number;
+  /** Told why a spare could not be made (debug level: the start path never depends on one). */
+  onError?: (err: unknown, key: string) => void;
+}
+
+/** Default MONOCORE_SPARES for worker hosts: one spare, for the shape started last. */
+export const DEFAULT_SPARES = 1;
+/** Default idle life of a spare. */
+export const DEFAULT_SPARE_IDLE_MS = 10 * 60_000;
+
+/** MONOCORE_SPARES: a whole number ≥ 0 (0: off), or undefined when unset; anything else throws naming the variable. */
+export function sparesFromEnv(env: NodeJS.ProcessEnv = process.env): number | undefined {
+  const text = env.MONOCORE_SPARES;
+  if (text === undefined || text === '') return undefined;
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 0 || n > 64) throw new Error(`MONOCORE_SPARES=${text} is not a whole number of spares in 0..64`);
+  return n;
+}
+
+/**
+ * The key a start must match to take a spare, or undefined when no spare can serve it:
+ * sandboxes only (a service's or a command's QEMU keeps its own state dir in its command line,
+ * which operators and the fencing checks read), with no network (NICs are wired at spawn), host
+ * volumes or ports, and not forced cold. Everything else that shapes the VM is in the key; what
+ * REFRESH gives each VM (hostname, env, workdir, user) is not.
+ */
+export function spareKey(spec: VmSpec, diskMib: number): string | undefined {
+  if (spec.sandbox !== true || spec.coldBoot || spec.network.mode !== 'none' || spec.volumes.length > 0 || spec.ports.length > 0) return undefined;
+  const shape = { rootfs: spec.rootfs, cpus: spec.cpus, ramMib: spec.ramMib, diskMib, rlimits: spec.rlimits ?? [] };
+  return createHash('sha256').update(JSON.stringify(shape)).digest('hex');
+}
+
+interface Entry<S extends Spare> {
+  /** undefined while it is being made. */
+  spare?: S;
+  idle?: NodeJS.Timeout;
+  lastUsed: number;
+}
+
+/**
+ * At most `max` spares, one per key. A new key past the limit takes the place of the one used
+ * least recently; a spare ends after `idleMs` untaken, when it dies (`forget`), or at close().
+ */
+export class SparePool<S extends Spare> {
+  readonly #entries = new Map<string, Entry<S>>();
+  #closed = false;
+
+  constructor(private readonly o: SparePoolOptions) {}
+
+  get enabled(): boolean {
+    return this.o.max > 0 && !this.#closed;
+  }
+
+  /** The ready spare of `key`, now the caller's (it is no longer in the pool), or undefined. */
+  take(key: string): S | undefined {
+    const e = this.#entries.get(key);
+    if (!e?.spare) return undefined;
+    clearTimeout(e.idle);
+    this.#entries.delete(key);
+    return e.spare;
+  }
+
+  /** Makes a spare of `key` unless one is there or being made; never throws (errors go to onError). */
+  replenish(key: string, make: () => Promise<S>): void {
+    if (!this.enabled || this.#entries.has(key)) return;
+    if (this.#entries.size >= this.o.max) {
+      const oldest = [...this.#entries].filter(([, e]) => e.spare).sort(([, a], [, b]) => a.lastUsed - b.lastUsed)[0];
+      if (!oldest) return; // every place is taken by one being made
+      this.#drop(oldest[0]);
+    }
+    const entry: Entry<S> = { lastUsed: Date.now() };
+    this.#entries.set(key, entry);
+    void make().then(
+      (spare) => {
+        if (this.#closed || this.#entries.get(key) !== entry) {
+          void spare.discard();
+          return;
+        }
+        entry.spare = spare;
+        entry.idle = setTimeout(() => this.#drop(key), this.o.idleMs);
+        entry.idle.unref();
+      },
+      (err: unknown) => {
+        if (this.#entries.get(key) === entry) this.#entries.delete(key);
+        this.o.onError?.(err, key);
+      },
+    );
+  }
+
+  /** A spare that ended by itself (its QEMU died): out of the pool. */
+  forget(spare: S): void {
+    for (const [key, e] of this.#entries) {
+      if (e.spare !== spare) continue;
+      clearTimeout(e.idle);
+      this.#entries.delete(key);
+    }
+  }
+
+  /** Spares ready now (for tests and status). */
+  get ready(): S[] {
+    return [...this.#entries.values()].flatMap((e) => (e.spare ? [e.spare] : []));
+  }
+
+  /** Discards every spare, including those being made (once they are); no new ones after this. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    const spares = this.ready;
+    for (const e of this.#entries.values()) clearTimeout(e.idle);
+    this.#entries.clear();
+    await Promise.all(spares.map((s) => s.discard()));
+  }
+
+  #drop(key: string): void {
+    const e = this.#entries.get(key);
+    if (!e) return;
+    clearTimeout(e.idle);
+    this.#entries.delete(key);
+    if (e.spare) void e.spare.discard();
+  }
+}
