@@ -85,20 +85,38 @@ export async function exec(url: string, target: string, body: Record<string, unk
   return r.body;
 }
 
-/** Live QEMU processes whose command line names a sandbox's state dir under one of `homes`. */
+/**
+ * Live QEMU processes of a sandbox under one of `homes`: those whose command line names its state
+ * dir, and those its pid record names (`<home>/run/vm-<id>-<pid>.json`, orphans.ts) — a sandbox
+ * that adopted a spare (docs/SNAPSHOTS.md "Spares") runs in a QEMU whose command line names the
+ * spare's dir, so the record is what says whose it is.
+ */
 export function sandboxVms(id: string, homes: string[]): number[] {
-  const out: number[] = [];
-  for (const p of readdirSync('/proc')) {
-    if (!/^\d+$/.test(p)) continue;
-    let argv: string[];
+  const out = new Set<number>();
+  const isQemu = (p: string): boolean => {
     try {
-      argv = readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0');
+      const argv = readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0');
+      return /(^|\/)qemu-system[^/]*$/.test(argv[0] ?? ''); // a zombie's is empty
+    } catch {
+      return false;
+    }
+  };
+  for (const p of readdirSync('/proc')) {
+    if (!/^\d+$/.test(p) || !isQemu(p)) continue;
+    const line = readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0').join(' ');
+    if (homes.some((h) => line.includes(`${h}/sandboxes/${id}/`))) out.add(Number(p));
+  }
+  for (const h of homes) {
+    let names: string[];
+    try {
+      names = readdirSync(`${h}/run`);
     } catch {
       continue;
     }
-    if (!/(^|\/)qemu-system[^/]*$/.test(argv[0] ?? '')) continue;
-    const line = argv.join(' ');
-    if (homes.some((h) => line.includes(`${h}/sandboxes/${id}/`))) out.push(Number(p));
+    for (const n of names) {
+      const pid = n.startsWith(`vm-${id}-`) ? /-(\d+)\.json$/.exec(n)?.[1] : undefined;
+      if (pid && isQemu(pid)) out.add(Number(pid));
+    }
   }
-  return out;
+  return [...out];
 }

@@ -17,6 +17,13 @@ test('workerOptionsFromEnv: a bad value names its variable', () => {
   assert.throws(() => workerOptionsFromEnv({ MONOCORE_WORKER_RAM_MIB: '-1' }), /MONOCORE_WORKER_RAM_MIB=-1/);
 });
 
+test('workerOptionsFromEnv: MONOCORE_SPARES may be 0 (off); anything but a whole number is refused by name', () => {
+  assert.deepEqual(workerOptionsFromEnv({ MONOCORE_SPARES: '0' }), { spares: 0 });
+  assert.deepEqual(workerOptionsFromEnv({ MONOCORE_SPARES: '3' }), { spares: 3 });
+  assert.throws(() => workerOptionsFromEnv({ MONOCORE_SPARES: '1.5' }), /MONOCORE_SPARES=1\.5/);
+  assert.throws(() => workerOptionsFromEnv({ MONOCORE_SPARES: 'yes' }), /MONOCORE_SPARES=yes/);
+});
+
 test('workerHostId: MONOCORE_HOST_ID, else the hostname made queue-safe', () => {
   assert.equal(workerHostId({ MONOCORE_HOST_ID: 'h-1' }), 'h-1');
   assert.match(workerHostId({}), /^[A-Za-z0-9_-]+$/);

@@ -48,7 +48,7 @@ Environment:
                              serve listens on loopback
   MONOCORE_API_MAX_UPLOAD    largest file/tar upload to a sandbox or service, bytes (default 1 GiB)
   MONOCORE_WORKER_CPUS, MONOCORE_WORKER_RAM_MIB, MONOCORE_LEASE_MS, MONOCORE_RESTART_BACKOFF_MS,
-  MONOCORE_WORKER_CONCURRENCY
+  MONOCORE_WORKER_CONCURRENCY, MONOCORE_SPARES
                              the worker's settings, as for monocore-worker (README "Scaling out")`,
     )
     .action(async (opts: ServeOptions) => {
