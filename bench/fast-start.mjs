@@ -9,7 +9,11 @@
 // makes the image's template first; then each round alternates, so all see the same machine:
 //   bare      the baseline above
 //   sandbox   POST /sandboxes (wait) + POST /sandboxes/:id/exec `echo` until its output is back
-//             (one kept-alive connection); DELETE after the clock stops
+//             (one kept-alive connection); DELETE after the clock stops. With the worker's spares
+//             on (MONOCORE_SPARES, default 1; docs/SNAPSHOTS.md "Spares") it adopts the spare the
+//             previous one left ("template+spare" in `boots`); the round then waits SPARE_SETTLE_MS
+//             so the next spare's load does not overlap the next timed start. MONOCORE_SPARES=0
+//             measures plain template restores.
 //   run       `monocore run -q IMAGE -- true` (the CLI, its own backend, the same home)
 //   fork      POST /sandboxes/:id/fork of a running 256 MiB sandbox + exec `echo` in the child
 // Then IDLE sandboxes restored from the one template, left idle 10 s: per sandbox, QEMU's
@@ -38,6 +42,9 @@ const out = (o) => process.stdout.write(`${JSON.stringify(o)}\n`);
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)];
 const round = (x, d = 3) => Math.round(x * 10 ** d) / 10 ** d;
 const cli = join(root, 'apps/cli/dist/main.js');
+/** After a sandbox start: the worker's next spare is made ~0.2 s after its agent answered and loads in ~0.5 s. */
+const SPARE_SETTLE_MS = 1500;
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 async function cleanup() {
   for (const c of children) if (c.exitCode === null) c.kill('SIGTERM');
@@ -149,6 +156,10 @@ try {
   // The parent of the forks: a running 256 MiB sandbox with a background process.
   const parent = await json('POST', '/sandboxes', { image, ram: 256, disk: 256 });
   await json('POST', `/sandboxes/${parent.id}/exec`, { cmd: ['sh', '-c', '(while true; do sleep 1; done) >/dev/null 2>&1 &'] });
+  // The parent's shape (256 MiB) differs from the measured sandboxes': one start of theirs makes
+  // their spare the one the worker keeps (one shape by default).
+  await json('DELETE', `/sandboxes/${(await json('POST', '/sandboxes', { image })).id}`);
+  await sleep(SPARE_SETTLE_MS);
   const times = { bare: [], sandbox: [], run: [], fork: [] };
   const forkPauses = [];
   const boots = [];
@@ -162,8 +173,9 @@ try {
     times.sandbox.push(performance.now() - t0);
     parts.push({ create: Math.round(tCreated), queued_to_running: Date.parse(sb.started_at) - Date.parse(sb.created_at), first_exec: Math.round(performance.now() - t0 - tCreated) });
     if (e.stdout !== 'hi\n') throw new Error(`exec said ${JSON.stringify(e)}`);
-    boots.push(sb.boot?.from);
+    boots.push(/restored ahead/.test(sb.boot?.reason ?? '') ? `${sb.boot.from}+spare` : sb.boot?.from);
     await json('DELETE', `/sandboxes/${sb.id}`);
+    await sleep(SPARE_SETTLE_MS);
     t0 = performance.now();
     execFileSync(process.execPath, [cli, 'run', '-q', image, '--', 'true'], { env: { ...env, MONOCORE_HOME: home, MONOCORE_KERNEL_DIR: kernelDir } });
     times.run.push(performance.now() - t0);
@@ -188,6 +200,7 @@ try {
     run_ratio: round(median(times.run) / b),
     fork_256mib_to_child_exec_ms: { median: Math.round(median(times.fork)), all: times.fork.map(Math.round), parent_paused_ms: forkPauses },
     fork_ratio: round(median(times.fork) / b),
+    spares: env.MONOCORE_SPARES ?? 'default (1)',
     load: readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' '),
   });
 
@@ -199,14 +212,12 @@ try {
     for (let i = 0; i < IDLE; i++) ids.push((await json('POST', '/sandboxes', { image, ram: 256, disk: 256 })).id);
     await new Promise((res) => setTimeout(res, 10_000));
     const per = [];
-    for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
-      let cmd;
-      try {
-        cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-      } catch {
-        continue;
-      }
-      if (!/qemu-system/.test(cmd) || !ids.slice(1).some((id) => cmd.includes(`${home}/sandboxes/${id}/`))) continue;
+    // Each sandbox's QEMU by its pid record (`<home>/run/vm-<id>-<pid>.json`): one that adopted a
+    // spare names the spare's dir in its command line, not its own.
+    const records = readdirSync(join(home, 'run'));
+    for (const id of ids.slice(1)) {
+      const pid = records.map((n) => (n.startsWith(`vm-${id}-`) ? /-(\d+)\.json$/.exec(n)?.[1] : undefined)).find(Boolean);
+      if (!pid) throw new Error(`no pid record for sandbox ${id}`);
       let guest = 0;
       let other = 0;
       for (const m of readFileSync(`/proc/${pid}/smaps`, 'utf8').split(/\n(?=[0-9a-f]+-[0-9a-f]+ )/)) {
