@@ -43,7 +43,7 @@ const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) 
 const round = (x, d = 3) => Math.round(x * 10 ** d) / 10 ** d;
 const cli = join(root, 'apps/cli/dist/main.js');
 /** After a sandbox start: the worker's next spare is made ~0.2 s after its agent answered and loads in ~0.5 s. */
-const SPARE_SETTLE_MS = 1500;
+const SPARE_SETTLE_MS = Number(env.SPARE_SETTLE_MS ?? 1500);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 async function cleanup() {

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -63,5 +63,26 @@ test('no orphan QEMU survives a SIGKILLed supervisor; cleanupOrphans removes its
     sup.kill('SIGKILL');
     rmSync(home.root, { recursive: true, force: true });
     rmSync(stateDir, { recursive: true, force: true });
+  }
+});
+
+test('cleanupOrphans removes a dead supervisor\'s spare with its own dir (its disk until adopted)', () => {
+  const home = new MonocoreHome(tempDir('orphan-spare-home'));
+  try {
+    const spareDir = join(home.root, 'spares', 'spare-0123456789ab');
+    mkdirSync(spareDir, { recursive: true });
+    writeFileSync(join(spareDir, 'upper.ext4'), 'disk');
+    const keptDir = join(home.root, 'spares', 'spare-live');
+    mkdirSync(keptDir, { recursive: true });
+    // Pids that cannot be alive: the record's process and its supervisor are both gone.
+    mkdirSync(home.runDir, { recursive: true });
+    const rec = { id: 'spare-0123456789ab', pid: 0x3ffffff0, startTime: '1', supervisorPid: 0x3ffffff1, supervisorStartTime: '1', backend: 'qemu' };
+    writeFileSync(join(home.runDir, `vm-${rec.id}-${rec.pid}.json`), JSON.stringify(rec));
+    const cleaned = cleanupOrphans(home);
+    assert.equal(cleaned.removed, 1);
+    assert.equal(existsSync(spareDir), false, 'the spare\'s dir went with its record');
+    assert.equal(existsSync(keptDir), true, 'a dir without a dead record is not touched');
+  } finally {
+    rmSync(home.root, { recursive: true, force: true });
   }
 });

@@ -14,6 +14,7 @@ import {
   MonocoreHome,
   QUEUE_PREFIX,
   QemuBackend,
+  type QemuBackendOptions,
   DEFAULT_SPARES,
   QueueNames,
   RelayServer,
@@ -131,7 +132,13 @@ export async function startWorker(options: StartWorkerOptions): Promise<Monocore
   await Promise.all([home.runDir, home.logDir, home.servicesDir].map((d) => mkdir(d, { recursive: true })));
   const timing = leaseTiming(options.leaseMs);
   const tuning: JobTuning = { ...DEFAULT_JOB_TUNING, ...options.jobs };
-  const { backend, accel, detail: backendDetail } = await prepareBackend(options.backend, home, logger, options.spares ?? DEFAULT_SPARES);
+  /** The guest RAM this host can still give (set once the supervisor and sandboxes exist below). */
+  let spareRoom: (() => number) | undefined;
+  const { backend, accel, detail: backendDetail } = await prepareBackend(options.backend, home, logger, {
+    spares: options.spares ?? DEFAULT_SPARES,
+    // A spare's guest RAM is resident while it waits: it takes the room this host offers, never more.
+    spareRoomMib: () => (spareRoom ? spareRoom() : 0),
+  });
   const { redis, owned } = connect(options, logger);
   // Liveness has a connection of its own that fails fast while Redis is away (the fence
   // deadline, not a queue of retries, decides what happens then).
@@ -226,6 +233,7 @@ export async function startWorker(options: StartWorkerOptions): Promise<Monocore
     const b = sandboxes.usage();
     return { cpus: a.cpus + b.cpus, ramMib: a.ramMib + b.ramMib };
   };
+  spareRoom = () => info.ramMib - usage().ramMib;
   const flows = new FlowProducer({ connection: redis, prefix: QUEUE_PREFIX });
   flows.on('error', (err: Error) => logger.debug({ err: err.message }, 'flow producer error'));
   const ctx: WorkerContext = {
@@ -353,9 +361,9 @@ async function prepareBackend(
   choice: StartWorkerOptions['backend'],
   home: MonocoreHome,
   logger: Logger,
-  spares: number,
+  spareOptions: Pick<QemuBackendOptions, 'spares' | 'spareRoomMib'>,
 ): Promise<{ backend: ServiceBackend; accel: string; detail: string }> {
-  const backend = choice === undefined || choice === 'qemu' ? new QemuBackend({ home, logger, spares }) : choice;
+  const backend = choice === undefined || choice === 'qemu' ? new QemuBackend({ home, logger, ...spareOptions }) : choice;
   const availability = await backend.available();
   if (!availability.available) {
     throw new MonocoreError('MC_VM_BACKEND_UNAVAILABLE', `backend ${backend.name} is unavailable: ${availability.reason}`, { backend: backend.name });

@@ -1,5 +1,6 @@
 import { readdir, readFile, realpath } from 'node:fs/promises';
 import type { MonocoreHome } from '../home/index.js';
+import { SPARE_ID } from '../vm/orphans.js';
 
 /**
  * Image ids whose rootfs a live process on this host names on its command line:
@@ -45,7 +46,7 @@ async function spareOnlyPids(home: MonocoreHome): Promise<Set<string>> {
   for (const n of names) {
     const m = /^vm-(.*)-(\d+)\.json$/.exec(n);
     if (!m) continue;
-    (/^spare-[0-9a-f]+$/.test(m[1]!) ? spare : vm).add(m[2]!);
+    (SPARE_ID.test(m[1]!) ? spare : vm).add(m[2]!);
   }
   for (const pid of vm) spare.delete(pid);
   return spare;

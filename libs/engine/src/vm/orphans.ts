@@ -21,6 +21,9 @@ export interface VmPidRecord {
   backend: string;
 }
 
+/** The VM id a spare's QEMU runs under until a start adopts it (qemu-backend.ts makeSpare). */
+export const SPARE_ID = /^spare-[0-9a-f]+$/;
+
 export function procStartTime(pid: number): string | undefined {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
@@ -100,6 +103,8 @@ export function cleanupOrphans(home: MonocoreHome): OrphanCleanup {
       result.removed++;
     }
     if (rec.runtimeDir) rmSync(rec.runtimeDir, { recursive: true, force: true });
+    // A spare's own dir (its writable disk until a start adopts it): nothing else removes it.
+    if (SPARE_ID.test(rec.id)) rmSync(join(home.root, 'spares', rec.id), { recursive: true, force: true });
     removePidRecord(file);
   }
   return result;

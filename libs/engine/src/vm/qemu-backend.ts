@@ -86,6 +86,12 @@ export interface QemuBackendOptions {
   spares?: number;
   /** A spare nobody took in this long is discarded (default 10 min). */
   spareIdleMs?: number;
+  /**
+   * Guest RAM (MiB) the host can still give VMs, spares not counted: a spare's guest RAM is
+   * resident while it waits, so it is made only where it fits, and spares are discarded when a
+   * start needs their room (the worker passes its capacity less its running VMs). Absent: no limit.
+   */
+  spareRoomMib?: () => number;
   /** Where the reasons go when a VM boots cold instead of from a template (pino-like; debug level). */
   logger?: { debug(obj: object, msg: string): void };
 }
@@ -133,6 +139,7 @@ export class QemuBackend implements HypervisorBackend {
     this.spares = new SparePool<SpareQemu>({
       max: opts.templates === false ? 0 : (opts.spares ?? 0),
       idleMs: opts.spareIdleMs ?? DEFAULT_SPARE_IDLE_MS,
+      ...(opts.spareRoomMib ? { roomMib: opts.spareRoomMib } : {}),
       onError: (err, key) => opts.logger?.debug({ spareKey: key, reason: (err as Error).message }, 'spare not made'),
     });
   }
@@ -367,6 +374,8 @@ export class QemuBackend implements HypervisorBackend {
         return adopted;
       }
     }
+    // This VM's RAM comes first: spares that no longer fit beside it go.
+    if (this.opts.spareRoomMib && !probe) this.spares.trim(this.opts.spareRoomMib() - spec.ramMib);
     const l = await this.launch(spec, probe, duringPrepare, mode);
     const { plan } = l;
     const capture = plan.kind === 'capture' ? plan : undefined;
@@ -616,7 +625,7 @@ export class QemuBackend implements HypervisorBackend {
     if (!this.spares.enabled) return;
     // Once this VM's agent answered (or it failed): a spare's load must not slow the start it follows.
     void vm.agent().catch(() => undefined).then(() => {
-      setTimeout(() => this.spares.replenish(key, () => this.makeSpare(spec)), SPARE_AFTER_MS).unref();
+      setTimeout(() => this.spares.replenish(key, spec.ramMib, () => this.makeSpare(spec)), SPARE_AFTER_MS).unref();
     });
   }
 

@@ -18,11 +18,11 @@ test('SparePool: take hands a ready spare over once; a key has one spare, made o
   const pool = new SparePool<FakeSpare>({ max: 2, idleMs: 60_000 });
   let made = 0;
   const make = async (): Promise<FakeSpare> => new FakeSpare(`s${++made}`);
-  pool.replenish('a', make);
-  pool.replenish('a', make); // being made: not again
+  pool.replenish('a', 256, make);
+  pool.replenish('a', 256, make); // being made: not again
   assert.equal(pool.take('a'), undefined, 'not ready yet');
   await settle();
-  pool.replenish('a', make); // ready: not again
+  pool.replenish('a', 256, make); // ready: not again
   assert.equal(made, 1);
   const s = pool.take('a');
   assert.equal(s?.name, 's1');
@@ -41,15 +41,15 @@ test('SparePool: past the limit the spare used least recently makes room; a fail
     spares.push(s);
     return s;
   };
-  pool.replenish('a', make('a'));
+  pool.replenish('a', 256, make('a'));
   await sleep(2);
-  pool.replenish('b', make('b'));
+  pool.replenish('b', 256, make('b'));
   await settle();
-  pool.replenish('c', make('c'));
+  pool.replenish('c', 256, make('c'));
   await settle();
   assert.deepEqual(pool.ready.map((s) => s.name).sort(), ['b', 'c']);
   assert.equal(spares.find((s) => s.name === 'a')?.discarded, 1);
-  pool.replenish('d', () => Promise.reject(new Error('no template')));
+  pool.replenish('d', 256, () => Promise.reject(new Error('no template')));
   await settle();
   assert.deepEqual(errors, ['d: no template']);
   assert.equal(pool.ready.length, 1, 'b (used least recently) made room for d, which then failed');
@@ -59,7 +59,7 @@ test('SparePool: past the limit the spare used least recently makes room; a fail
 test('SparePool: an untaken spare is discarded after idleMs; a dead one is forgotten; close discards one still being made', async () => {
   const pool = new SparePool<FakeSpare>({ max: 3, idleMs: 30 });
   const idle = new FakeSpare('idle');
-  pool.replenish('a', async () => idle);
+  pool.replenish('a', 256, async () => idle);
   await settle();
   assert.equal(pool.ready.length, 1);
   await sleep(60);
@@ -67,21 +67,52 @@ test('SparePool: an untaken spare is discarded after idleMs; a dead one is forgo
   assert.equal(idle.discarded, 1);
 
   const dead = new FakeSpare('dead');
-  pool.replenish('b', async () => dead);
+  pool.replenish('b', 256, async () => dead);
   await settle();
   pool.forget(dead);
   assert.equal(pool.take('b'), undefined);
 
   let finish!: (s: FakeSpare) => void;
   const late = new FakeSpare('late');
-  pool.replenish('c', () => new Promise((r) => (finish = r)));
+  pool.replenish('c', 256, () => new Promise((r) => (finish = r)));
   await pool.close();
   finish(late);
   await settle();
   assert.equal(late.discarded, 1, 'made after close: discarded at once');
-  pool.replenish('d', async () => new FakeSpare('never'));
+  pool.replenish('d', 256, async () => new FakeSpare('never'));
   assert.equal(pool.enabled, false);
   assert.equal(pool.ready.length, 0);
+});
+
+test('SparePool: spares take only the room the host has left; a start that needs it discards them, least recently used first', async () => {
+  let room = 1024;
+  const pool = new SparePool<FakeSpare>({ max: 4, idleMs: 60_000, roomMib: () => room });
+  const a = new FakeSpare('a');
+  const b = new FakeSpare('b');
+  pool.replenish('a', 512, async () => a);
+  await sleep(2);
+  pool.replenish('b', 512, async () => b);
+  pool.replenish('c', 256, async () => new FakeSpare('c')); // 512 + 512 + 256 > 1024: not made
+  await settle();
+  assert.deepEqual(pool.ready.map((s) => s.name), ['a', 'b']);
+  assert.equal(pool.heldMib, 1024);
+  pool.trim(1024 - 256); // a 256 MiB VM starts: the oldest spare makes room
+  assert.deepEqual(pool.ready.map((s) => s.name), ['b']);
+  assert.equal(a.discarded, 1);
+  pool.trim(512);
+  assert.deepEqual(pool.ready.map((s) => s.name), ['b'], 'it still fits');
+
+  // The room shrank while a spare loaded: it is discarded as it finishes.
+  let finish!: (s: FakeSpare) => void;
+  const late = new FakeSpare('late');
+  pool.replenish('d', 256, () => new Promise((r) => (finish = r)));
+  room = 600;
+  finish(late);
+  await settle();
+  assert.equal(late.discarded, 1);
+  assert.deepEqual(pool.ready.map((s) => s.name), ['b']);
+  await pool.close();
+  assert.equal(b.discarded, 1);
 });
 
 test('spareKey: sandboxes with no network, volumes or ports; the key follows what shapes the VM, not its identity', () => {

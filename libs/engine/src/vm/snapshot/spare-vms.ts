@@ -21,6 +21,12 @@ export interface SparePoolOptions {
   idleMs: number;
   /** Told why a spare could not be made (debug level: the start path never depends on one). */
   onError?: (err: unknown, key: string) => void;
+  /**
+   * Guest RAM (MiB) the host can still give VMs, spares not counted (the worker: its offered
+   * capacity less its running VMs). A spare is made only if it fits beside those already held.
+   * Absent: no limit.
+   */
+  roomMib?: () => number;
 }
 
 /** Default MONOCORE_SPARES for worker hosts: one spare, for the shape started last. */
@@ -53,6 +59,7 @@ export function spareKey(spec: VmSpec, diskMib: number): string | undefined {
 interface Entry<S extends Spare> {
   /** undefined while it is being made. */
   spare?: S;
+  ramMib: number;
   idle?: NodeJS.Timeout;
   lastUsed: number;
 }
@@ -80,19 +87,25 @@ export class SparePool<S extends Spare> {
     return e.spare;
   }
 
-  /** Makes a spare of `key` unless one is there or being made; never throws (errors go to onError). */
-  replenish(key: string, make: () => Promise<S>): void {
+  /**
+   * Makes a spare of `key` (a VM of `ramMib`) unless one is there or being made, or it does not
+   * fit in the host's room; never throws (errors go to onError).
+   */
+  replenish(key: string, ramMib: number, make: () => Promise<S>): void {
     if (!this.enabled || this.#entries.has(key)) return;
     if (this.#entries.size >= this.o.max) {
-      const oldest = [...this.#entries].filter(([, e]) => e.spare).sort(([, a], [, b]) => a.lastUsed - b.lastUsed)[0];
+      const oldest = this.#byAge()[0];
       if (!oldest) return; // every place is taken by one being made
-      this.#drop(oldest[0]);
+      this.#drop(oldest);
     }
-    const entry: Entry<S> = { lastUsed: Date.now() };
+    if (this.o.roomMib && this.heldMib + ramMib > this.o.roomMib()) return;
+    const entry: Entry<S> = { lastUsed: Date.now(), ramMib };
     this.#entries.set(key, entry);
     void make().then(
       (spare) => {
-        if (this.#closed || this.#entries.get(key) !== entry) {
+        // Closed, dropped meanwhile, or the host's room shrank while it loaded (VMs started).
+        if (this.#closed || this.#entries.get(key) !== entry || (this.o.roomMib && this.heldMib > this.o.roomMib())) {
+          if (this.#entries.get(key) === entry) this.#entries.delete(key);
           void spare.discard();
           return;
         }
@@ -116,6 +129,25 @@ export class SparePool<S extends Spare> {
     }
   }
 
+  /** Guest RAM of the spares held or being made, MiB. */
+  get heldMib(): number {
+    let sum = 0;
+    for (const e of this.#entries.values()) sum += e.ramMib;
+    return sum;
+  }
+
+  /**
+   * A VM is about to start that is not a spare's: discards spares, least recently used first,
+   * until those left fit in `roomMib` (the host's room once that VM runs). Spares being made
+   * count and stay (they are dropped as they finish if the room is still short).
+   */
+  trim(roomMib: number): void {
+    for (const key of this.#byAge()) {
+      if (this.heldMib <= roomMib) return;
+      this.#drop(key);
+    }
+  }
+
   /** Spares ready now (for tests and status). */
   get ready(): S[] {
     return [...this.#entries.values()].flatMap((e) => (e.spare ? [e.spare] : []));
@@ -128,6 +160,11 @@ export class SparePool<S extends Spare> {
     for (const e of this.#entries.values()) clearTimeout(e.idle);
     this.#entries.clear();
     await Promise.all(spares.map((s) => s.discard()));
+  }
+
+  /** Keys of ready spares, least recently used first. */
+  #byAge(): string[] {
+    return [...this.#entries].filter(([, e]) => e.spare).sort(([, a], [, b]) => a.lastUsed - b.lastUsed).map(([k]) => k);
   }
 
   #drop(key: string): void {
