@@ -132,12 +132,11 @@ export async function startWorker(options: StartWorkerOptions): Promise<Monocore
   await Promise.all([home.runDir, home.logDir, home.servicesDir].map((d) => mkdir(d, { recursive: true })));
   const timing = leaseTiming(options.leaseMs);
   const tuning: JobTuning = { ...DEFAULT_JOB_TUNING, ...options.jobs };
-  /** The guest RAM this host can still give (set once the supervisor and sandboxes exist below). */
-  let spareRoom: (() => number) | undefined;
   const { backend, accel, detail: backendDetail } = await prepareBackend(options.backend, home, logger, {
     spares: options.spares ?? DEFAULT_SPARES,
-    // A spare's guest RAM is resident while it waits: it takes the room this host offers, never more.
-    spareRoomMib: () => (spareRoom ? spareRoom() : 0),
+    // A spare's guest RAM is resident while it waits: it takes the room this host offers, never
+    // more. (Called on VM starts only, once `info` and `usage` below exist.)
+    spareRoomMib: () => info.ramMib - usage().ramMib,
   });
   const { redis, owned } = connect(options, logger);
   // Liveness has a connection of its own that fails fast while Redis is away (the fence
@@ -233,7 +232,6 @@ export async function startWorker(options: StartWorkerOptions): Promise<Monocore
     const b = sandboxes.usage();
     return { cpus: a.cpus + b.cpus, ramMib: a.ramMib + b.ramMib };
   };
-  spareRoom = () => info.ramMib - usage().ramMib;
   const flows = new FlowProducer({ connection: redis, prefix: QUEUE_PREFIX });
   flows.on('error', (err: Error) => logger.debug({ err: err.message }, 'flow producer error'));
   const ctx: WorkerContext = {
