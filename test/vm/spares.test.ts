@@ -128,6 +128,26 @@ describe('spares: a sandbox restore made ahead of the request (TCG)', () => {
     assert.equal((await e.a.exec({ argv: ['hostname'] })).stdout.toString(), 'sp-e\n');
   });
 
+  test('an adopted VM pauses, resumes and forks like any other', async () => {
+    const spare = await readySpare();
+    const s = sandbox('sp-f');
+    const f = await start(s);
+    assert.equal(f.vm.pid, spare.pid);
+    await f.a.exec({ argv: ['sh', '-c', 'echo kept > /tmp/kept && sync'] });
+    const [child] = await qemu.fork(f.vm, [sandbox('sp-f-child')]);
+    vms.push(child!);
+    const c = await child!.agent();
+    assert.equal((await c.exec({ argv: ['cat', '/tmp/kept'] })).stdout.toString(), 'kept\n');
+    assert.equal((await c.exec({ argv: ['hostname'] })).stdout.toString(), 'sp-f-child\n');
+    await qemu.pause(f.vm);
+    assert.ok(!alive(spare.pid), 'paused: its QEMU is gone');
+    const resumed = await qemu.resume(s);
+    vms.push(resumed);
+    assert.equal(resumed.boot.from, 'paused');
+    const r = await resumed.agent();
+    assert.equal((await r.exec({ argv: ['sh', '-c', 'cat /tmp/kept; hostname'] })).stdout.toString(), 'kept\nsp-f\n');
+  });
+
   test('close() ends every spare and leaves no process, dir or pid record', async () => {
     const spare = await readySpare();
     await qemu.close();
