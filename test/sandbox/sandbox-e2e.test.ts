@@ -50,6 +50,23 @@ describe('a busybox sandbox through the REST API (TCG)', () => {
     assert.equal((await call(stack.url, 'GET', '/sandboxes/nope')).status, 400);
   });
 
+  test('the worker keeps a spare of the sandbox\'s shape, GET /hosts shows it, and the next create adopts it', async () => {
+    // The first sandbox of the image booted cold and saved the template; the spare follows it.
+    type Host = { id: string; spares?: { count: number; ramMib: number } };
+    const held = await until('GET /hosts to show the spare', async () => {
+      const h = (await call<{ hosts: Host[] }>(stack.url, 'GET', '/hosts')).body.hosts.find((x) => x.id === 'sb1');
+      return h?.spares?.count === 1 ? h.spares : undefined;
+    }, 60_000, 200);
+    assert.equal(held.ramMib, 256, 'its guest RAM, resident while it waits');
+    const next = await createSandbox(stack.url, { image: vmEnv().image, ram: 256 });
+    assert.match(next.boot?.reason ?? '', /restored ahead of this start \(spare-[0-9a-f]+/);
+    const out = await exec(stack.url, `/sandboxes/${next.id}`, { cmd: ['hostname'] });
+    assert.equal(out.stdout, `${next.id}\n`);
+    assert.equal(sandboxVms(next.id, stack.homes).length, 1, 'its QEMU is found by its pid record');
+    assert.equal((await call(stack.url, 'DELETE', `/sandboxes/${next.id}`)).status, 200);
+    assert.equal(sandboxVms(next.id, stack.homes).length, 0);
+  });
+
   test('exec: defaults from the sandbox, stdin, env, cwd, user, exit codes, signals, 127', async () => {
     const d = await exec(stack.url, target, { cmd: ['sh', '-c', 'echo "$GREETING $(pwd) $(id -u)"'] });
     assert.deepEqual([d.exit_code, d.stdout, d.stderr, d.timed_out, d.signal], [0, 'hello /tmp 0\n', '', false, null]);

@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import { HostRegistry, StateStore, type HostInfo, type LeaseTiming } from '@monocore/engine';
+import { HostRegistry, StateStore, type HostInfo, type HostUsage, type LeaseTiming } from '@monocore/engine';
 
 /** A lease this host holds, as this host sees it. */
 type LeasePhase =
@@ -51,8 +51,8 @@ export interface HostLivenessOptions {
   redis: Redis;
   timing: LeaseTiming;
   logger: Logger;
-  /** Free capacity reported with each heartbeat. */
-  usage(): { freeCpus: number; freeRamMib: number };
+  /** Free capacity (and spares) reported with each heartbeat. */
+  usage(): HostUsage;
   /**
    * Kill the service's VM now, without waiting for Redis: its lease may expire
    * before this host can renew it. Keep the local record of the service; do

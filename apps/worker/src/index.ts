@@ -179,7 +179,11 @@ export async function startWorker(options: StartWorkerOptions): Promise<Monocore
     logger,
     usage: () => {
       const used = usage();
-      return { freeCpus: info.cpus - used.cpus, freeRamMib: info.ramMib - used.ramMib };
+      return {
+        freeCpus: info.cpus - used.cpus,
+        freeRamMib: info.ramMib - used.ramMib,
+        ...(backend instanceof QemuBackend ? { spares: backend.spareUsage } : {}),
+      };
     },
     // A lease subject is a service name or `sandbox:<id>`.
     fence: (name, epoch) => {

@@ -15,6 +15,10 @@ export const HostStatusSchema = z
     usedRamMib: z.number(),
     freeCpus: z.number(),
     freeRamMib: z.number(),
+    spares: z
+      .object({ count: z.number(), ramMib: z.number() })
+      .optional()
+      .describe('sandbox restores held ahead of the request (MONOCORE_SPARES) and their guest RAM, resident while they wait; not in usedRamMib (a start that needs the room discards them)'),
     allocations: z.record(z.string(), z.object({ cpus: z.number(), ramMib: z.number() })).describe('service name → its reservation'),
     startedAt: z.string().optional().describe('when the worker process registered'),
     pid: z.number().optional(),

@@ -14,13 +14,14 @@ export interface HostRow {
   freeCpus: number;
   freeRamMib: number;
   allocations: Record<string, unknown>;
+  spares?: { count: number; ramMib: number };
   heartbeatAgeMs?: number;
 }
 
-/** One row per host, sorted by id: capacity as used/total, free resources, backend, acceleration, version, heartbeat age. */
+/** One row per host, sorted by id: capacity as used/total, free resources, spares held, backend, acceleration, version, heartbeat age. */
 export function renderHostsTable(hosts: readonly HostRow[]): string {
   if (hosts.length === 0) return 'no worker hosts registered (start one with `monocore serve` or `monocore-worker`)\n';
-  const header = ['HOST', 'STATE', 'BACKEND', 'ACCEL', 'VERSION', 'CPUS', 'FREE CPUS', 'MEMORY MiB', 'FREE MiB', 'SERVICES', 'HEARTBEAT'];
+  const header = ['HOST', 'STATE', 'BACKEND', 'ACCEL', 'VERSION', 'CPUS', 'FREE CPUS', 'MEMORY MiB', 'FREE MiB', 'SPARES', 'SERVICES', 'HEARTBEAT'];
   const rows = [...hosts]
     .sort((a, b) => a.id.localeCompare(b.id))
     .map((h) => [
@@ -33,6 +34,7 @@ export function renderHostsTable(hosts: readonly HostRow[]): string {
       String(h.freeCpus),
       `${h.usedRamMib}/${h.ramMib}`,
       String(h.freeRamMib),
+      h.spares && h.spares.count > 0 ? `${h.spares.count} (${h.spares.ramMib} MiB)` : '-',
       String(Object.keys(h.allocations).length),
       h.heartbeatAgeMs !== undefined ? `${formatDuration(h.heartbeatAgeMs)} ago` : '-',
     ]);

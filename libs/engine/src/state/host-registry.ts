@@ -28,6 +28,20 @@ export interface HostCapacity extends HostInfo {
   allocations: Record<string, { cpus: number; ramMib: number }>;
   /** When the host last registered or heartbeat (ISO time by the worker's clock). */
   lastHeartbeatAt?: string;
+  /** Restores held ahead of the request (docs/SNAPSHOTS.md "Spares") and their resident guest RAM, as of the last heartbeat. */
+  spares?: HostSpares;
+}
+
+export interface HostSpares {
+  count: number;
+  ramMib: number;
+}
+
+/** What a heartbeat reports besides being alive. */
+export interface HostUsage {
+  freeCpus: number;
+  freeRamMib: number;
+  spares?: HostSpares;
 }
 
 /**
@@ -72,7 +86,7 @@ export class HostRegistry {
    * Refresh the heartbeat, in one round trip (it goes out with a renewal round: HostLiveness).
    * Returns false if the key had expired (the host was presumed dead meanwhile).
    */
-  async heartbeat(id: string, ttlMs: number, usage?: { freeCpus: number; freeRamMib: number }): Promise<boolean> {
+  async heartbeat(id: string, ttlMs: number, usage?: HostUsage): Promise<boolean> {
     const res = await this.redis
       .pipeline()
       .set(Keys.hostAlive(id), String(Date.now()), 'PX', ttlMs, 'GET')
@@ -80,6 +94,7 @@ export class HostRegistry {
       .hset(Keys.host(id), {
         heartbeat_at: new Date().toISOString(),
         ...(usage ? { free_cpus: usage.freeCpus, free_ram_mib: usage.freeRamMib } : {}),
+        ...(usage?.spares ? { spares: usage.spares.count, spare_ram_mib: usage.spares.ramMib } : {}),
       })
       .exec();
     const [err, prev] = res?.[0] ?? [new Error('heartbeat: no reply from Redis'), null];
@@ -135,6 +150,7 @@ export class HostRegistry {
         freeCpus: cpus - usedCpus,
         freeRamMib: ramMib - usedRamMib,
         allocations,
+        ...(h.spares !== undefined ? { spares: { count: Number(h.spares), ramMib: Number(h.spare_ram_mib ?? 0) } } : {}),
       });
     });
     return out;

@@ -16,6 +16,6 @@ export { tailStream, tailEvents, lastStreamId } from './stream-tail.js';
 export type { StreamEntry, TailOptions } from './stream-tail.js';
 export type { TransitionOptions } from './state-store.js';
 export { HostRegistry, heartbeatAgeMs } from './host-registry.js';
-export type { HostInfo, HostCapacity } from './host-registry.js';
+export type { HostInfo, HostCapacity, HostSpares, HostUsage } from './host-registry.js';
 export { parseServiceRecord, toServiceStatus, parseStateEvent } from './service-record.js';
 export type { ServiceRecord, ServiceStatus, StateEvent } from './service-record.js';

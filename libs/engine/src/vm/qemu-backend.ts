@@ -634,6 +634,11 @@ export class QemuBackend implements HypervisorBackend {
     await this.spares.close();
   }
 
+  /** Spares held or being made and their guest RAM (resident while they wait): GET /hosts. */
+  get spareUsage(): { count: number; ramMib: number } {
+    return { count: this.spares.size, ramMib: this.spares.heldMib };
+  }
+
   /** The spares ready now (tests, status). */
   get readySpares(): ReadonlyArray<{ id: string; pid: number; template: string }> {
     return this.spares.ready.map((s) => ({ id: s.id, pid: s.launched.child.pid ?? -1, template: s.template.key }));

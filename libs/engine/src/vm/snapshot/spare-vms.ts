@@ -129,6 +129,11 @@ export class SparePool<S extends Spare> {
     }
   }
 
+  /** Spares held or being made. */
+  get size(): number {
+    return this.#entries.size;
+  }
+
   /** Guest RAM of the spares held or being made, MiB. */
   get heldMib(): number {
     let sum = 0;
