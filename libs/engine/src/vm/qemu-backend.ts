@@ -593,13 +593,16 @@ export class QemuBackend implements HypervisorBackend {
     }
     const t0 = Date.now();
     let handle: QemuVm | undefined;
+    let sparePidFile: string | undefined;
+    let adopted = false;
     try {
       await mkdir(spec.stateDir, { recursive: true });
       const consoleLog = join(spec.stateDir, 'console.log');
       await writeFile(consoleLog, '');
       await rename(writableDiskPath(spare.stateDir), disk);
       if (!spare.alive()) throw new Error('its QEMU is gone');
-      const sparePidFile = spare.adopt();
+      sparePidFile = spare.adopt();
+      adopted = true;
       handle = this.vmOf(spec, l, {
         t0, consoleLog, qmpClient: spare.qmp,
         guest: guestSpec(spec, l.guestInputs),
@@ -614,7 +617,12 @@ export class QemuBackend implements HypervisorBackend {
     } catch (err) {
       this.opts.logger?.debug({ vm: spec.id, spare: spare.id, reason: (err as Error).message }, 'spare not used');
       if (handle) await handle.kill();
-      else await spare.discard();
+      else await spare.discard(); // (vmOf failed after adopt(): it killed QEMU and ran the cleanup)
+      if (adopted) {
+        // The spare no longer discards itself: its record and dir are ours to remove.
+        if (sparePidFile) removePidRecord(sparePidFile);
+        await rm(spare.stateDir, { recursive: true, force: true });
+      }
       await rm(disk, { force: true });
       return undefined;
     }

@@ -56,7 +56,7 @@ test('SparePool: past the limit the spare used least recently makes room; a fail
   await pool.close();
 });
 
-test('SparePool: an untaken spare is discarded after idleMs; a dead one is forgotten; close discards one still being made', async () => {
+test('SparePool: an untaken spare is discarded after idleMs; a dead one is forgotten; close waits for one still being made and discards it', async () => {
   const pool = new SparePool<FakeSpare>({ max: 3, idleMs: 30 });
   const idle = new FakeSpare('idle');
   pool.replenish('a', 256, async () => idle);
@@ -75,10 +75,10 @@ test('SparePool: an untaken spare is discarded after idleMs; a dead one is forgo
   let finish!: (s: FakeSpare) => void;
   const late = new FakeSpare('late');
   pool.replenish('c', 256, () => new Promise((r) => (finish = r)));
-  await pool.close();
+  const closed = pool.close();
   finish(late);
-  await settle();
-  assert.equal(late.discarded, 1, 'made after close: discarded at once');
+  await closed;
+  assert.equal(late.discarded, 1, 'close() waits for a spare being made and discards it');
   pool.replenish('d', 256, async () => new FakeSpare('never'));
   assert.equal(pool.enabled, false);
   assert.equal(pool.ready.length, 0);

@@ -70,6 +70,8 @@ interface Entry<S extends Spare> {
  */
 export class SparePool<S extends Spare> {
   readonly #entries = new Map<string, Entry<S>>();
+  /** Makes in progress: close() waits for them (each discards its spare once the pool is closed). */
+  readonly #making = new Set<Promise<void>>();
   #closed = false;
 
   constructor(private readonly o: SparePoolOptions) {}
@@ -101,12 +103,12 @@ export class SparePool<S extends Spare> {
     if (this.o.roomMib && this.heldMib + ramMib > this.o.roomMib()) return;
     const entry: Entry<S> = { lastUsed: Date.now(), ramMib };
     this.#entries.set(key, entry);
-    void make().then(
-      (spare) => {
+    const made = make().then(
+      async (spare) => {
         // Closed, dropped meanwhile, or the host's room shrank while it loaded (VMs started).
         if (this.#closed || this.#entries.get(key) !== entry || (this.o.roomMib && this.heldMib > this.o.roomMib())) {
           if (this.#entries.get(key) === entry) this.#entries.delete(key);
-          void spare.discard();
+          await spare.discard();
           return;
         }
         entry.spare = spare;
@@ -118,6 +120,8 @@ export class SparePool<S extends Spare> {
         this.o.onError?.(err, key);
       },
     );
+    this.#making.add(made);
+    void made.finally(() => this.#making.delete(made));
   }
 
   /** A spare that ended by itself (its QEMU died): out of the pool. */
@@ -158,13 +162,13 @@ export class SparePool<S extends Spare> {
     return [...this.#entries.values()].flatMap((e) => (e.spare ? [e.spare] : []));
   }
 
-  /** Discards every spare, including those being made (once they are); no new ones after this. */
+  /** Discards every spare, and waits for those being made to be made and discarded; no new ones after this. */
   async close(): Promise<void> {
     this.#closed = true;
     const spares = this.ready;
     for (const e of this.#entries.values()) clearTimeout(e.idle);
     this.#entries.clear();
-    await Promise.all(spares.map((s) => s.discard()));
+    await Promise.all([...spares.map((s) => s.discard()), ...this.#making]);
   }
 
   /** Keys of ready spares, least recently used first. */
