@@ -58,6 +58,9 @@ describe('a busybox sandbox through the REST API (TCG)', () => {
       return h?.spares?.count === 1 ? h.spares : undefined;
     }, 60_000, 200);
     assert.equal(held.ramMib, 256, 'its guest RAM, resident while it waits');
+    const metrics = await (await fetch(`${stack.url}/metrics`)).text();
+    assert.match(metrics, /^monocore_host_spares\{host="sb1"\} 1$/m);
+    assert.match(metrics, new RegExp(`^monocore_host_spare_memory_bytes\\{host="sb1"\\} ${256 * 1024 * 1024}$`, 'm'));
     const next = await createSandbox(stack.url, { image: vmEnv().image, ram: 256 });
     assert.match(next.boot?.reason ?? '', /restored ahead of this start \(spare-[0-9a-f]+/);
     const out = await exec(stack.url, `/sandboxes/${next.id}`, { cmd: ['hostname'] });

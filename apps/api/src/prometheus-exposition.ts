@@ -88,6 +88,12 @@ function clusterFamilies(c: ClusterMetricsSnapshot, now: number): Family[] {
     perHost('monocore_host_memory_bytes', 'Guest memory the host offers to the scheduler.', (h) => h.ramMib * mib),
     perHost('monocore_host_memory_allocated_bytes', 'Guest memory of the services placed on the host.', (h) => h.usedRamMib * mib),
     perHost('monocore_host_services', 'Services placed on the host.', (h) => Object.keys(h.allocations).length),
+    perHost('monocore_host_spares', 'Sandbox restores the host holds ahead of the next create (MONOCORE_SPARES).', (h) => h.spares?.count),
+    perHost(
+      'monocore_host_spare_memory_bytes',
+      'Guest memory of those spares: resident while they wait, not in monocore_host_memory_allocated_bytes (a start that needs it discards them).',
+      (h) => (h.spares ? h.spares.ramMib * mib : undefined),
+    ),
     perHost('monocore_host_heartbeat_age_seconds', "Seconds since the host's last heartbeat (by the host's clock).", (h) => {
       const ms = heartbeatAgeMs(h, now);
       return ms === undefined ? undefined : ms / 1000;
