@@ -287,8 +287,8 @@ test('GET /hosts and `monocore hosts` (table and --json): capacity, free resourc
   const table = await cli(['hosts'], env);
   assert.equal(table.status, 0, table.stderr);
   const [header, row, extra] = table.stdout.trimEnd().split('\n');
-  assert.match(header ?? '', /^HOST\s+STATE\s+BACKEND\s+ACCEL\s+VERSION\s+CPUS\s+FREE CPUS\s+MEMORY MiB\s+FREE MiB\s+SERVICES\s+HEARTBEAT$/);
-  assert.match(row ?? '', new RegExp(`^${HOST}\\s+alive\\s+qemu\\s+${String(host.accel)}\\s+\\S+\\s+2/64\\s+62\\s+256/8192\\s+7936\\s+2\\s+\\d+s ago$`));
+  assert.match(header ?? '', /^HOST\s+STATE\s+BACKEND\s+ACCEL\s+VERSION\s+CPUS\s+FREE CPUS\s+MEMORY MiB\s+FREE MiB\s+SPARES\s+SERVICES\s+HEARTBEAT$/);
+  assert.match(row ?? '', new RegExp(`^${HOST}\\s+alive\\s+qemu\\s+${String(host.accel)}\\s+\\S+\\s+2/64\\s+62\\s+256/8192\\s+7936\\s+-\\s+2\\s+\\d+s ago$`)); // no spares: services never have one
   assert.equal(extra, undefined);
 
   const json = await cli(['hosts', '--json'], env);
