@@ -536,12 +536,17 @@ export class QemuBackend implements HypervisorBackend {
     const onStderr = (d: Buffer): void => void (stderr.length < 4096 && (stderr += d.toString('utf8')));
     l.child.stderr?.on('data', onStderr);
     let adopted = false;
+    // Never rejects: nobody may be waiting on it (a spare that dies on its own).
     const gone = watch.gone.then(async () => {
       if (adopted) return;
       this.spares.forget(spare);
-      await l.cleanup.runAll();
-      if (watch.pidFile) removePidRecord(watch.pidFile);
-      await rm(stateDir, { recursive: true, force: true });
+      try {
+        await l.cleanup.runAll();
+        if (watch.pidFile) removePidRecord(watch.pidFile);
+        await rm(stateDir, { recursive: true, force: true });
+      } catch (err) {
+        this.opts.logger?.debug({ spare: id, reason: (err as Error).message }, 'spare cleanup failed');
+      }
     });
     const spare: SpareQemu = {
       id, launched: l, template, stateDir, madeAt: 0,
@@ -633,7 +638,14 @@ export class QemuBackend implements HypervisorBackend {
     if (!this.spares.enabled) return;
     // Once this VM's agent answered (or it failed): a spare's load must not slow the start it follows.
     void vm.agent().catch(() => undefined).then(() => {
-      setTimeout(() => this.spares.replenish(key, spec.ramMib, () => this.makeSpare(spec)), SPARE_AFTER_MS).unref();
+      setTimeout(() => {
+        try {
+          this.spares.replenish(key, spec.ramMib, () => this.makeSpare(spec));
+        } catch (err) {
+          // (the host's room could not be read): no spare this time, and never an uncaught error in a timer.
+          this.opts.logger?.debug({ vm: spec.id, reason: (err as Error).message }, 'spare not made');
+        }
+      }, SPARE_AFTER_MS).unref();
     });
   }
 

@@ -120,8 +120,10 @@ export class SparePool<S extends Spare> {
         this.o.onError?.(err, key);
       },
     );
-    this.#making.add(made);
-    void made.finally(() => this.#making.delete(made));
+    // Never rejects (a discard that throws is only reported): close() waits on it, nothing else does.
+    const settled = made.catch((err: unknown) => this.o.onError?.(err, key));
+    this.#making.add(settled);
+    void settled.then(() => this.#making.delete(settled));
   }
 
   /** A spare that ended by itself (its QEMU died): out of the pool. */
@@ -168,7 +170,7 @@ export class SparePool<S extends Spare> {
     const spares = this.ready;
     for (const e of this.#entries.values()) clearTimeout(e.idle);
     this.#entries.clear();
-    await Promise.all([...spares.map((s) => s.discard()), ...this.#making]);
+    await Promise.all([...spares.map((s) => s.discard().catch((err: unknown) => this.o.onError?.(err, 'close'))), ...this.#making]);
   }
 
   /** Keys of ready spares, least recently used first. */
@@ -181,6 +183,6 @@ export class SparePool<S extends Spare> {
     if (!e) return;
     clearTimeout(e.idle);
     this.#entries.delete(key);
-    if (e.spare) void e.spare.discard();
+    if (e.spare) void e.spare.discard().catch((err: unknown) => this.o.onError?.(err, key));
   }
 }
