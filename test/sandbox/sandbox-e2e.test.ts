@@ -52,6 +52,7 @@ describe('a busybox sandbox through the REST API (TCG)', () => {
 
   test('the worker keeps a spare of the sandbox\'s shape, GET /hosts shows it, and the next create adopts it', async () => {
     // The first sandbox of the image booted cold and saved the template; the spare follows it.
+    // /hosts counts spares once loaded (ready to adopt), as of the worker's last heartbeat.
     type Host = { id: string; spares?: { count: number; ramMib: number } };
     const held = await until('GET /hosts to show the spare', async () => {
       const h = (await call<{ hosts: Host[] }>(stack.url, 'GET', '/hosts')).body.hosts.find((x) => x.id === 'sb1');

@@ -18,7 +18,7 @@ export const HostStatusSchema = z
     spares: z
       .object({ count: z.number(), ramMib: z.number() })
       .optional()
-      .describe('sandbox restores held ahead of the request (MONOCORE_SPARES) and their guest RAM, resident while they wait; not in usedRamMib (a start that needs the room discards them)'),
+      .describe('sandbox restores ready ahead of the next create (MONOCORE_SPARES) and their guest RAM, resident while they wait; not in usedRamMib (a start that needs the room discards them)'),
     allocations: z.record(z.string(), z.object({ cpus: z.number(), ramMib: z.number() })).describe('service name → its reservation'),
     startedAt: z.string().optional().describe('when the worker process registered'),
     pid: z.number().optional(),

@@ -654,9 +654,9 @@ export class QemuBackend implements HypervisorBackend {
     await this.spares.close();
   }
 
-  /** Spares held or being made and their guest RAM (resident while they wait): GET /hosts. */
+  /** Spares ready to be adopted and their guest RAM (resident while they wait): GET /hosts. */
   get spareUsage(): { count: number; ramMib: number } {
-    return { count: this.spares.size, ramMib: this.spares.heldMib };
+    return this.spares.readyUsage;
   }
 
   /** The spares ready now (tests, status). */

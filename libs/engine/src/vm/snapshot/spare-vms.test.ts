@@ -96,6 +96,7 @@ test('SparePool: spares take only the room the host has left; a start that needs
   await settle();
   assert.deepEqual(pool.ready.map((s) => s.name), ['a', 'b']);
   assert.equal(pool.heldMib, 1024);
+  assert.deepEqual(pool.readyUsage, { count: 2, ramMib: 1024 });
   pool.trim(1024 - 256); // a 256 MiB VM starts: the oldest spare makes room
   assert.deepEqual(pool.ready.map((s) => s.name), ['b']);
   assert.equal(a.discarded, 1);

@@ -135,9 +135,16 @@ export class SparePool<S extends Spare> {
     }
   }
 
-  /** Spares held or being made. */
-  get size(): number {
-    return this.#entries.size;
+  /** Spares ready to be adopted and their guest RAM (those still loading are not counted). */
+  get readyUsage(): { count: number; ramMib: number } {
+    let count = 0;
+    let ramMib = 0;
+    for (const e of this.#entries.values()) {
+      if (!e.spare) continue;
+      count++;
+      ramMib += e.ramMib;
+    }
+    return { count, ramMib };
   }
 
   /** Guest RAM of the spares held or being made, MiB. */
