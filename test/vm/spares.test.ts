@@ -7,12 +7,12 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { closeDefaultRegistryClient, imageRootfsIdsInUse, MonocoreHome, pullImage, type GuestAgent, type QemuBackend, type QemuVmHandle, type VmSpec } from '@monocore/engine';
+import { imageRootfsIdsInUse, type GuestAgent, type MonocoreHome, type QemuBackend, type QemuVmHandle, type VmSpec } from '@monocore/engine';
 import { assertGuestClock } from '../support/guest-probes.js';
-import { backend, spec, tempDir, testHome } from './vm-fixtures.js';
+import { backend, imageStoreHome, startWithAgent, templateSandbox } from './vm-fixtures.js';
 
 const alive = (pid: number): boolean => existsSync(`/proc/${pid}`) && !/^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, 'utf8'));
 
@@ -22,14 +22,8 @@ describe('spares: a sandbox restore made ahead of the request (TCG)', () => {
   let rootfs: string;
   let imageId: string;
   const vms: QemuVmHandle[] = [];
-  const sandbox = (id: string, over: Partial<VmSpec> = {}): VmSpec =>
-    spec(id, { rootfs, sandbox: true, command: '', args: [], env: ['PATH=/bin', `WHO=${id}`], workdir: '/tmp', ramMib: 256, diskMib: 256, ...over });
-  const start = async (s: VmSpec): Promise<{ vm: QemuVmHandle; a: GuestAgent }> => {
-    const vm = await qemu.start(s);
-    vms.push(vm);
-    await vm.started;
-    return { vm, a: await vm.agent() };
-  };
+  const sandbox = (id: string, over: Partial<VmSpec> = {}): VmSpec => templateSandbox(rootfs, id, over);
+  const start = (s: VmSpec): Promise<{ vm: QemuVmHandle; a: GuestAgent }> => startWithAgent(qemu, vms, s);
   /** The ready spare (waits for one: it is made ~0.2 s after a start of its shape, then loads). */
   const readySpare = async (): Promise<{ id: string; pid: number; template: string }> => {
     for (let i = 0; i < 600; i++) {
@@ -43,16 +37,7 @@ describe('spares: a sandbox restore made ahead of the request (TCG)', () => {
   const random = async (a: GuestAgent): Promise<string> => (await a.exec({ argv: ['sh', '-c', 'head -c 32 /dev/urandom | od -An -tx1 | tr -d " \\n"'] })).stdout.toString();
 
   before(async () => {
-    const image = process.env.MONOCORE_TEST_IMAGE;
-    assert.ok(image, 'MONOCORE_TEST_IMAGE is not set: run `bash scripts/test-services.sh start && . .monocore-test/env.sh` (or npm test)');
-    home = new MonocoreHome(tempDir('sparehome'));
-    mkdirSync(home.root, { recursive: true });
-    mkdirSync(testHome().kernelDir, { recursive: true });
-    symlinkSync(testHome().kernelDir, home.kernelDir);
-    const pulled = await pullImage(image, { home });
-    await closeDefaultRegistryClient();
-    rootfs = pulled.rootfs;
-    imageId = pulled.manifestDigest;
+    ({ home, rootfs, imageId } = await imageStoreHome('sparehome'));
     qemu = backend({ home, spares: 1 });
   });
   after(async () => {

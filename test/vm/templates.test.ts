@@ -7,25 +7,19 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, readdirSync, readFileSync, readlinkSync, statSync, symlinkSync, truncateSync, openSync, writeSync, closeSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync, statSync, truncateSync, openSync, writeSync, closeSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import { closeDefaultRegistryClient, MonocoreHome, outboundNetwork, pullImage, type GuestAgent, type QemuBackend, type QemuVmHandle, type VmSpec } from '@monocore/engine';
+import { outboundNetwork, type GuestAgent, type MonocoreHome, type QemuBackend, type QemuVmHandle, type VmSpec } from '@monocore/engine';
 import { assertGuestClock, counterValue, START_COUNTER } from '../support/guest-probes.js';
-import { backend, spec, tempDir, testHome } from './vm-fixtures.js';
+import { backend, imageStoreHome, spec, startWithAgent, templateSandbox } from './vm-fixtures.js';
 
 describe('templates: restore instead of boot (TCG)', () => {
   let home: MonocoreHome;
   let qemu: QemuBackend;
   let rootfs: string;
   const vms: QemuVmHandle[] = [];
-  const sandbox = (id: string, over: Partial<VmSpec> = {}): VmSpec =>
-    spec(id, { rootfs, sandbox: true, command: '', args: [], env: ['PATH=/bin', `WHO=${id}`], workdir: '/tmp', ramMib: 256, diskMib: 256, ...over });
-  const start = async (s: VmSpec): Promise<{ vm: QemuVmHandle; a: GuestAgent }> => {
-    const vm = await qemu.start(s);
-    vms.push(vm);
-    await vm.started;
-    return { vm, a: await vm.agent() };
-  };
+  const sandbox = (id: string, over: Partial<VmSpec> = {}): VmSpec => templateSandbox(rootfs, id, over);
+  const start = (s: VmSpec): Promise<{ vm: QemuVmHandle; a: GuestAgent }> => startWithAgent(qemu, vms, s);
   /** The files behind a running QEMU's -kernel and -initrd (/proc/self/fd/N), by name. */
   const bootFiles = (vm: QemuVmHandle): string[] => {
     const argv = readFileSync(`/proc/${vm.pid}/cmdline`, 'utf8').split('\0');
@@ -39,16 +33,7 @@ describe('templates: restore instead of boot (TCG)', () => {
   let imageId: string;
 
   before(async () => {
-    const image = process.env.MONOCORE_TEST_IMAGE;
-    assert.ok(image, 'MONOCORE_TEST_IMAGE is not set: run `bash scripts/test-services.sh start && . .monocore-test/env.sh` (or npm test)');
-    home = new MonocoreHome(tempDir('tplhome'));
-    mkdirSync(home.root, { recursive: true });
-    mkdirSync(testHome().kernelDir, { recursive: true });
-    symlinkSync(testHome().kernelDir, home.kernelDir);
-    const pulled = await pullImage(image, { home });
-    await closeDefaultRegistryClient();
-    rootfs = pulled.rootfs;
-    imageId = pulled.manifestDigest;
+    ({ home, rootfs, imageId } = await imageStoreHome('tplhome'));
     qemu = backend({ home });
   });
   after(async () => {

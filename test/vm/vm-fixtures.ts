@@ -5,11 +5,11 @@
  */
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, renameSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Writable } from 'node:stream';
-import { MonocoreHome, QemuBackend, type VmSpec } from '@monocore/engine';
+import { closeDefaultRegistryClient, MonocoreHome, pullImage, QemuBackend, type GuestAgent, type QemuVmHandle, type VmSpec } from '@monocore/engine';
 import { holdVmTestLock } from '../support/vm-test-lock.js';
 
 function need(name: string): string {
@@ -121,4 +121,31 @@ export function spec(id: string, over: Partial<VmSpec> = {}): VmSpec & { stdout:
     stdout,
     stderr,
   } as VmSpec & { stdout: Collect; stderr: Collect };
+}
+
+/**
+ * A private MONOCORE_HOME with the test image pulled into its store (templates and spares key on
+ * the store's image id), sharing the test process's kernel dir (initramfs cache).
+ */
+export async function imageStoreHome(prefix: string): Promise<{ home: MonocoreHome; rootfs: string; imageId: string }> {
+  const home = new MonocoreHome(tempDir(prefix));
+  mkdirSync(home.root, { recursive: true });
+  mkdirSync(testHome().kernelDir, { recursive: true });
+  symlinkSync(testHome().kernelDir, home.kernelDir);
+  const pulled = await pullImage(need('MONOCORE_TEST_IMAGE'), { home });
+  await closeDefaultRegistryClient();
+  return { home, rootfs: pulled.rootfs, imageId: pulled.manifestDigest };
+}
+
+/** A 256 MiB sandbox of `rootfs` as the template tests start them: `WHO=<id>`, workdir /tmp. */
+export function templateSandbox(rootfs: string, id: string, over: Partial<VmSpec> = {}): VmSpec {
+  return spec(id, { rootfs, sandbox: true, command: '', args: [], env: ['PATH=/bin', `WHO=${id}`], workdir: '/tmp', ramMib: 256, diskMib: 256, ...over });
+}
+
+/** Starts a VM, adds it to `vms` (for the test's after hook to kill), and waits for its agent. */
+export async function startWithAgent(qemu: QemuBackend, vms: QemuVmHandle[], s: VmSpec): Promise<{ vm: QemuVmHandle; a: GuestAgent }> {
+  const vm = await qemu.start(s);
+  vms.push(vm);
+  await vm.started;
+  return { vm, a: await vm.agent() };
 }
