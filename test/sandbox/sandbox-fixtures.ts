@@ -93,18 +93,18 @@ export async function exec(url: string, target: string, body: Record<string, unk
  */
 export function sandboxVms(id: string, homes: string[]): number[] {
   const out = new Set<number>();
-  const isQemu = (p: string): boolean => {
+  /** A live QEMU's argv (a zombie's is empty), or undefined. */
+  const qemuArgv = (p: string): string[] | undefined => {
     try {
       const argv = readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0');
-      return /(^|\/)qemu-system[^/]*$/.test(argv[0] ?? ''); // a zombie's is empty
+      return /(^|\/)qemu-system[^/]*$/.test(argv[0] ?? '') ? argv : undefined;
     } catch {
-      return false;
+      return undefined;
     }
   };
   for (const p of readdirSync('/proc')) {
-    if (!/^\d+$/.test(p) || !isQemu(p)) continue;
-    const line = readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0').join(' ');
-    if (homes.some((h) => line.includes(`${h}/sandboxes/${id}/`))) out.add(Number(p));
+    const line = /^\d+$/.test(p) ? qemuArgv(p)?.join(' ') : undefined;
+    if (line && homes.some((h) => line.includes(`${h}/sandboxes/${id}/`))) out.add(Number(p));
   }
   for (const h of homes) {
     let names: string[];
@@ -115,7 +115,7 @@ export function sandboxVms(id: string, homes: string[]): number[] {
     }
     for (const n of names) {
       const pid = n.startsWith(`vm-${id}-`) ? /-(\d+)\.json$/.exec(n)?.[1] : undefined;
-      if (pid && isQemu(pid)) out.add(Number(pid));
+      if (pid && qemuArgv(pid)) out.add(Number(pid));
     }
   }
   return [...out];

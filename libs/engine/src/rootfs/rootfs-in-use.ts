@@ -1,6 +1,6 @@
 import { readdir, readFile, realpath } from 'node:fs/promises';
 import type { MonocoreHome } from '../home/index.js';
-import { SPARE_ID } from '../vm/orphans.js';
+import { parsePidFileName, SPARE_ID } from '../vm/orphans.js';
 
 /**
  * Image ids whose rootfs a live process on this host names on its command line:
@@ -44,9 +44,8 @@ async function spareOnlyPids(home: MonocoreHome): Promise<Set<string>> {
   const spare = new Set<string>();
   const vm = new Set<string>();
   for (const n of names) {
-    const m = /^vm-(.*)-(\d+)\.json$/.exec(n);
-    if (!m) continue;
-    (SPARE_ID.test(m[1]!) ? spare : vm).add(m[2]!);
+    const rec = parsePidFileName(n);
+    if (rec) (SPARE_ID.test(rec.id) ? spare : vm).add(String(rec.pid));
   }
   for (const pid of vm) spare.delete(pid);
   return spare;

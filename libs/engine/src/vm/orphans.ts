@@ -41,6 +41,12 @@ export function pidFilePath(home: MonocoreHome, id: string, pid: number): string
   return join(home.runDir, `vm-${id}-${pid}.json`);
 }
 
+/** The VM id and pid a run-dir file name stands for (pidFilePath's format), or undefined for any other file. */
+export function parsePidFileName(name: string): { id: string; pid: number } | undefined {
+  const m = /^vm-(.+)-(\d+)\.json$/.exec(name);
+  return m ? { id: m[1]!, pid: Number(m[2]) } : undefined;
+}
+
 export function writePidRecord(home: MonocoreHome, rec: VmPidRecord): string {
   mkdirSync(home.runDir, { recursive: true });
   const file = pidFilePath(home, rec.id, rec.pid);
@@ -80,7 +86,7 @@ export function cleanupOrphans(home: MonocoreHome): OrphanCleanup {
     return result;
   }
   for (const name of names) {
-    if (!/^vm-.*\.json$/.test(name)) continue;
+    if (!parsePidFileName(name)) continue;
     const file = join(home.runDir, name);
     let rec: VmPidRecord;
     try {
